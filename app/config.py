@@ -1,0 +1,116 @@
+"""The one settings object. Nothing else in the project reads ``os.environ``.
+
+Every value comes from an environment variable prefixed ``TAPESTRY_`` (or a ``.env`` file). The defaults
+are the embedded ones: a SQLite database, kombu's SQLAlchemy broker transport on another SQLite file, and
+a local artifact directory, all under one data directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KNOWN_BAD_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "secret-key", "dev", "development", "test", "tapestry",
+     "please-change", "insecure", "default"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAPESTRY_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("tapestry-data"), description="Where embedded state lives.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite in data_dir.")
+    broker_url: str = Field(default="", description="Celery broker; default: SQLAlchemy transport.")
+    artifact_dir: Path | None = Field(default=None, description="Model artifacts; default data_dir.")
+    secret_key: str = Field(default="", description="Signs sessions; generated once when unset.")
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    max_text_chars: int = Field(default=20_000, ge=10)
+    default_base_model: str = Field(default="minilm")
+    lease_seconds: int = Field(default=15 * 60, ge=10)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    stale_run_seconds: float = Field(default=180.0, gt=0, description="No heartbeat for this long = dead.")
+    max_run_attempts: int = Field(default=2, ge=1)
+    visibility_timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    session_max_age_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    cookie_secure: bool = Field(default=False, description="Set on HTTPS deployments.")
+    write_rate_limit_per_minute: int = Field(default=600, ge=1)
+    hf_offline: bool = Field(default=True, description="Never reach a model hub from workers.")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'tapestry.sqlite'}"
+        self.database_url = normalise_database_url(self.database_url)
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if self.artifact_dir is None:
+            self.artifact_dir = self.data_dir / "artifacts"
+        self.artifact_dir = self.artifact_dir.expanduser().resolve()
+        if self.secret_key:
+            check_secret(self.secret_key)
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def artifacts(self) -> Path:
+        assert self.artifact_dir is not None  # set by _derive_defaults
+        return self.artifact_dir
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, else one generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        self.ensure_dirs()
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            key = path.read_text().strip()
+            check_secret(key)
+            return key
+        key = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(key)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return key
+
+
+def check_secret(key: str) -> None:
+    if key.strip().lower() in KNOWN_BAD_SECRETS:
+        raise ValueError(
+            "TAPESTRY_SECRET_KEY is a well-known placeholder; generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+    if len(key) < MIN_SECRET_LENGTH:
+        raise ValueError(f"TAPESTRY_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long.")
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the DSN spellings people paste (postgres://, postgresql://) and use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

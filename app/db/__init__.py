@@ -1,0 +1,1 @@
+"""Database: declarative base, models and session handling."""

@@ -1,0 +1,295 @@
+"""The data model. The database is the source of truth for every piece of state in Tapestry.
+
+Relationships are ``lazy="raise"`` so every load is explicit. Enumerations are stored as short strings
+(checked in the domain layer) so migrations stay identical on SQLite and Postgres.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base, CreatedMixin, IdMixin
+
+# Roles. Global user role; project memberships carry a project role (lead or annotator).
+ROLE_ADMIN = "admin"
+ROLE_LEAD = "lead"
+ROLE_ANNOTATOR = "annotator"
+ROLES = (ROLE_ADMIN, ROLE_LEAD, ROLE_ANNOTATOR)
+PROJECT_ROLES = (ROLE_LEAD, ROLE_ANNOTATOR)
+
+SCOPE_READ = "read"
+SCOPE_ANNOTATE = "annotate"
+SCOPE_ADMIN = "admin"
+SCOPES = (SCOPE_READ, SCOPE_ANNOTATE, SCOPE_ADMIN)
+
+SPLIT_POOL = "pool"
+SPLIT_DEV = "dev"
+SPLIT_TEST = "test"
+SPLITS = (SPLIT_POOL, SPLIT_DEV, SPLIT_TEST)
+
+RUN_TAPT = "tapt"
+RUN_RETRAIN = "retrain"
+RUN_QUEUE = "recompute_queue"
+RUN_KINDS = (RUN_TAPT, RUN_RETRAIN, RUN_QUEUE)
+
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_CANCELLED = "cancelled"
+RUN_STATUSES = (RUN_QUEUED, RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED)
+RUN_ACTIVE = (RUN_QUEUED, RUN_RUNNING)
+
+VERSION_READY = "ready"
+VERSION_PROMOTED = "promoted"
+VERSION_RETIRED = "retired"
+VERSION_STATUSES = (VERSION_READY, VERSION_PROMOTED, VERSION_RETIRED)
+
+
+class User(IdMixin, CreatedMixin, Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_ANNOTATOR)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Project(IdMixin, CreatedMixin, Base):
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    base_model: Mapped[str] = mapped_column(String(500), default="minilm")
+    adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    train_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    strategy: Mapped[str] = mapped_column(String(50), default="hybrid")
+    label_budget: Mapped[int] = mapped_column(Integer, default=1000)
+    batch_size: Mapped[int] = mapped_column(Integer, default=100)
+    reserve_fraction: Mapped[float] = mapped_column(Float, default=0.15)
+    stop_threshold: Mapped[float] = mapped_column(Float, default=0.2)
+    auto_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    annotations_per_item: Mapped[int] = mapped_column(Integer, default=1)
+    data_version: Mapped[int] = mapped_column(Integer, default=0)
+    queue_version: Mapped[int] = mapped_column(Integer, default=0)
+    tapt_model_path: Mapped[str | None] = mapped_column(String(1000), default=None)
+    current_model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", use_alter=True, ondelete="SET NULL"), default=None
+    )
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+    labels: Mapped[list[Label]] = relationship(
+        lazy="raise", order_by="Label.position", cascade="all, delete-orphan"
+    )
+
+
+class Label(IdMixin, Base):
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        UniqueConstraint("project_id", "position"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    color: Mapped[str] = mapped_column(String(20), default="#4f46e5")
+    shortcut: Mapped[str] = mapped_column(String(5), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Membership(IdMixin, CreatedMixin, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_ANNOTATOR)
+
+
+class ApiToken(IdMixin, CreatedMixin, Base):
+    __tablename__ = "api_tokens"
+
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), default=None, index=True
+    )
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Item(IdMixin, CreatedMixin, Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash"),
+        Index("ix_items_project_split_id", "project_id", "split", "id"),
+        Index("ix_items_project_external_id", "project_id", "external_id"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    split: Mapped[str] = mapped_column(String(10), default=SPLIT_POOL)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Annotation(IdMixin, CreatedMixin, Base):
+    __tablename__ = "annotations"
+    __table_args__ = (
+        Index("ix_annotations_project_item", "project_id", "item_id"),
+        Index("ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"),
+        UniqueConstraint("project_id", "idempotency_key"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    source: Mapped[str] = mapped_column(String(20), default="ui")
+    superseded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annotations.id", ondelete="SET NULL"), default=None
+    )
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", use_alter=True, ondelete="SET NULL"), default=None
+    )
+    queue_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    batch_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Lease(IdMixin, CreatedMixin, Base):
+    __tablename__ = "leases"
+    __table_args__ = (
+        UniqueConstraint("item_id", "annotator_id"),
+        Index("ix_leases_project_annotator_expires", "project_id", "annotator_id", "expires_at"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class TrainingRun(IdMixin, CreatedMixin, Base):
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        Index("ix_training_runs_project_kind_status", "project_id", "kind", "status"),
+        Index("ix_training_runs_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default=RUN_QUEUED)
+    data_version: Mapped[int] = mapped_column(Integer, default=0)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", use_alter=True, ondelete="SET NULL"), default=None
+    )
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str] = mapped_column(String(50), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    eta_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
+class ModelVersion(IdMixin, CreatedMixin, Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version"),
+        Index("ix_model_versions_project_created", "project_id", "created_at"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="SET NULL"), default=None
+    )
+    data_version: Mapped[int] = mapped_column(Integer, default=0)
+    artifact_path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    adapter_kind: Mapped[str] = mapped_column(String(30), default="")
+    labels_used: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=VERSION_READY)
+    promoted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class QueueEntry(IdMixin, Base):
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        Index("ix_queue_entries_project_version_rank", "project_id", "queue_version", "rank"),
+        UniqueConstraint("project_id", "queue_version", "item_id"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    queue_version: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    strategy: Mapped[str] = mapped_column(String(50), default="")
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    predicted: Mapped[list[Any]] = mapped_column(default=list)
+    neighbours: Mapped[list[Any]] = mapped_column(default=list)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), default=None
+    )
+
+
+class RoundMetric(IdMixin, CreatedMixin, Base):
+    __tablename__ = "round_metrics"
+    __table_args__ = (Index("ix_round_metrics_project_created", "project_id", "created_at"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), default=None
+    )
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="SET NULL"), default=None
+    )
+    labels_used: Mapped[int] = mapped_column(Integer, default=0)
+    dev_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+    macro_f1: Mapped[float | None] = mapped_column(Float, default=None)
+    per_class_f1: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    confusion: Mapped[list[Any]] = mapped_column(default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stop_recommendations: Mapped[list[Any]] = mapped_column(default=list)

@@ -1,0 +1,47 @@
+"""The Celery application. Importing it must stay cheap: the web process uses it to enqueue by name.
+
+Queues: ``gpu`` (TAPT, adapter training, pool scoring), ``default`` (import/export, light jobs) and
+``inference`` (predict with a resident base model). Task state lives in the database, never in
+Celery results.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from app.config import Settings, get_settings
+
+QUEUE_GPU = "gpu"
+QUEUE_DEFAULT = "default"
+QUEUE_INFERENCE = "inference"
+QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE)
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if settings.broker_url.startswith("sqla+sqlite"):
+        settings.ensure_dirs()
+    app = Celery("tapestry", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE_DEFAULT,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "polling_interval": 0.5,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+    )
+    return app
+
+
+celery_app = make_celery()
