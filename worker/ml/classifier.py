@@ -1,0 +1,257 @@
+"""A trained text classifier: tokenizer + base + adapter + head, in eval mode, scoring pools.
+
+One forward pass yields both class probabilities and mean-pooled embeddings (for nearest
+neighbours and diversity), batches are length-bucketed and run under ``torch.inference_mode``,
+and with a :class:`LowerLayerCache` only the layers above the frozen ones are recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from worker.ml.adapters.build import AdaptedModel
+from worker.ml.architecture import encoder_layers, encoder_of, head_module_names, unwrap
+from worker.ml.batching import Batch, collate, encode, sorted_batches
+from worker.ml.errors import ConfigError
+from worker.ml.layer_cache import LowerLayerCache, encoder_input_override, layer_slice
+from worker.ml.runtime import make_precision, resolve_device
+
+CACHEABLE_KINDS = ("lora", "ia3", "bottleneck")
+
+
+@dataclass
+class PoolScores:
+    """Scores of a pool from one pass: probabilities, embeddings, optional MC-dropout samples."""
+
+    probs: np.ndarray  # (n, k) float32
+    embeddings: np.ndarray  # (n, d) float32, L2-normalised mean pool of the last layer
+    mc_probs: np.ndarray | None = None  # (samples, n, k) float32, dropout active
+
+
+@dataclass
+class _Outputs:
+    logits: torch.Tensor
+    embeddings: torch.Tensor
+    penultimate: torch.Tensor | None
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean of the hidden states over real (non-padding) tokens.
+
+    Prompt tuning prepends virtual tokens; those leading positions are dropped first.
+    """
+    extra = hidden.shape[1] - attention_mask.shape[1]
+    if extra > 0:
+        hidden = hidden[:, extra:]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
+def final_head_linear(model: nn.Module, num_labels: int) -> nn.Linear:
+    """The last linear layer of the classification head (the one producing the logits)."""
+    inner = unwrap(model)
+    for name in head_module_names(inner):
+        module = inner.get_submodule(name)
+        active = getattr(module, "modules_to_save", None)  # peft ModulesToSaveWrapper
+        if isinstance(active, nn.ModuleDict):
+            module = active[getattr(module, "active_adapter", "default")]
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if linears and linears[-1].out_features == num_labels:
+            return linears[-1]
+    raise ConfigError(f"no head linear with {num_labels} outputs in {type(inner).__name__}")
+
+
+class TextClassifier:
+    """Tokenizer + base + adapter + head, ready to score texts."""
+
+    def __init__(
+        self,
+        adapted: AdaptedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        label_names: Sequence[str],
+        *,
+        base_model: str,
+        base_fingerprint: str,
+        max_length: int = 256,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+    ) -> None:
+        self.adapted = adapted
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.base_model = base_model
+        self.base_fingerprint = base_fingerprint
+        self.max_length = max_length
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.precision = make_precision(self.device, precision)
+        self.layer_cache: LowerLayerCache | None = None
+        self.metadata: dict[str, Any] = {}
+        self.model.to(self.device)
+        self.model.eval()
+
+    @property
+    def model(self) -> nn.Module:
+        return self.adapted.model
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def split_layer(self) -> int:
+        """First layer whose output depends on trained weights; 0 when nothing can be cached."""
+        config = self.adapted.config
+        if config.kind not in CACHEABLE_KINDS:
+            return 0
+        return min(config.trained_layers(len(encoder_layers(self.model))))
+
+    def use_layer_cache(self, cache: LowerLayerCache | None) -> None:
+        """Score with cached frozen lower layers (ignored when adapters reach layer 0)."""
+        self.layer_cache = cache
+
+    # -- public scoring -------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        return self.score(texts, batch_size=batch_size).probs
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        return self.score(texts, batch_size=batch_size).embeddings
+
+    def score(
+        self, texts: Sequence[str], *, batch_size: int = 64, mc_dropout: int = 0
+    ) -> PoolScores:
+        """Probabilities and embeddings in one pass; ``mc_dropout`` extra passes with dropout."""
+        if mc_dropout < 0:
+            raise ConfigError(f"mc_dropout must be >= 0, got {mc_dropout}")
+        probs, embeddings, _ = self._run(texts, batch_size)
+        mc = None
+        if mc_dropout:
+            with _dropout_active(self.model):
+                mc = np.stack([self._run(texts, batch_size)[0] for _ in range(mc_dropout)])
+        return PoolScores(probs=probs, embeddings=embeddings, mc_probs=mc)
+
+    def head_gradient_embeddings(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """BADGE embeddings: (p - onehot(argmax p)) ⊗ penultimate features, shape (n, k*d)."""
+        probs, _, penultimate = self._run(texts, batch_size, penultimate=True)
+        assert penultimate is not None
+        residual = probs.copy()
+        residual[np.arange(len(probs)), probs.argmax(axis=1)] -= 1.0
+        outer = residual[:, :, None] * penultimate[:, None, :]
+        return outer.reshape(len(probs), -1).astype(np.float32)
+
+    # -- internals ------------------------------------------------------------------------
+    def _run(
+        self, texts: Sequence[str], batch_size: int, *, penultimate: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(texts)
+        hidden_size = int(unwrap(self.model).config.hidden_size)
+        probs = np.zeros((n, self.num_labels), dtype=np.float32)
+        embeddings = np.zeros((n, hidden_size), dtype=np.float32)
+        features: np.ndarray | None = None
+        token_ids = encode(self.tokenizer, texts, self.max_length)
+        lengths = [len(ids) for ids in token_ids]
+        pad_id = int(self.tokenizer.pad_token_id)  # type: ignore[arg-type]
+        multiple = 8 if self.device.type == "cuda" else None
+        with torch.inference_mode():
+            for indices in sorted_batches(lengths, batch_size):
+                batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
+                out = self._forward(batch, texts, capture_penultimate=penultimate)
+                probs[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                embeddings[indices] = out.embeddings.cpu().numpy()
+                if out.penultimate is not None:
+                    if features is None:
+                        features = np.zeros((n, out.penultimate.shape[-1]), dtype=np.float32)
+                    features[indices] = out.penultimate.float().cpu().numpy()
+        return probs, embeddings, features
+
+    def _forward(
+        self, batch: Batch, texts: Sequence[str], *, capture_penultimate: bool = False
+    ) -> _Outputs:
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep_hidden(_m: nn.Module, _a: Any, output: Any) -> None:
+            captured["hidden"] = output[0]
+
+        def keep_features(_m: nn.Module, args: tuple[Any, ...]) -> None:
+            captured["features"] = args[0]
+
+        handles = [encoder_of(self.model).register_forward_hook(keep_hidden)]
+        if capture_penultimate:
+            linear = final_head_linear(self.model, self.num_labels)
+            handles.append(linear.register_forward_pre_hook(keep_features))
+        try:
+            split = self.split_layer if self.layer_cache is not None else 0
+            with self.precision.autocast():
+                if split > 0:
+                    logits = self._forward_from_cache(batch, texts, split)
+                else:
+                    logits = self.model(
+                        input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                    ).logits
+        finally:
+            for handle in handles:
+                handle.remove()
+        return _Outputs(
+            logits=logits,
+            embeddings=mean_pool(captured["hidden"], batch.attention_mask),
+            penultimate=captured.get("features"),
+        )
+
+    def _forward_from_cache(self, batch: Batch, texts: Sequence[str], split: int) -> torch.Tensor:
+        hidden = self._lower_hidden(batch, texts, split)
+        with layer_slice(self.model, split), encoder_input_override(self.model, hidden):
+            return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+
+    def _lower_hidden(self, batch: Batch, texts: Sequence[str], split: int) -> torch.Tensor:
+        cache = self.layer_cache
+        assert cache is not None
+        lengths = batch.attention_mask.sum(dim=1).tolist()
+        keys = [
+            cache.key(texts[i], self.base_fingerprint, split, self.max_length)
+            for i in batch.indices
+        ]
+        rows: list[torch.Tensor | None] = [cache.get(key) for key in keys]
+        missing = [row for row, found in enumerate(rows) if found is None]
+        if missing:
+            encoder = encoder_of(self.model)
+            with layer_slice(self.model, 0, split):
+                computed = encoder(
+                    input_ids=batch.input_ids[missing], attention_mask=batch.attention_mask[missing]
+                )[0]
+            for position, row in enumerate(missing):
+                value = computed[position, : int(lengths[row])]
+                cache.put(keys[row], value)
+                rows[row] = value
+        width = batch.input_ids.shape[1]
+        hidden = torch.zeros(
+            (len(rows), width, rows[0].shape[-1]),  # type: ignore[union-attr]
+            dtype=torch.float32,
+            device=self.device,
+        )
+        for row, value in enumerate(rows):
+            assert value is not None
+            hidden[row, : value.shape[0]] = value.to(self.device, torch.float32)
+        return hidden
+
+
+@contextmanager
+def _dropout_active(model: nn.Module) -> Iterator[None]:
+    """Switch only dropout modules to training mode (MC dropout), restoring eval afterwards."""
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for module in dropouts:
+        module.train()
+    try:
+        yield
+    finally:
+        for module in dropouts:
+            module.eval()

@@ -1,0 +1,400 @@
+"""Train the adapter (and head) for one active-learning round.
+
+Defaults and why:
+- ``epochs=3``: a round retrains on all labels gathered so far, usually tens to a few hundred
+  texts, i.e. only a handful of optimizer steps per epoch. Three epochs give the newest labels
+  enough updates while the warm start carries what earlier rounds learned; with a dev set, early
+  stopping (``patience=1``) ends sooner and keeps the best epoch.
+- AdamW with one LR per group: adapter 1e-3, head 2e-3, and for full fine-tuning / unfrozen blocks
+  ``lr_full=3e-5`` (the usual 2e-5..5e-5 range for encoder weights). The head keeps ``lr_head`` in
+  every mode because it starts random and a short round at 3e-5 would barely move it.
+- weight decay 0.01 except biases and LayerNorm weights; 3 % warmup then cosine decay.
+- ``batch_size`` is the effective batch (examples per optimizer step); ``grad_accum`` splits it
+  into that many micro-batches, so memory scales with ``batch_size / grad_accum``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from worker.ml.adapters.build import AdaptedModel, build_adapted_model
+from worker.ml.adapters.config import AdapterConfig
+from worker.ml.batching import collate, encode, shuffled_bucket_batches
+from worker.ml.classifier import TextClassifier
+from worker.ml.errors import ConfigError
+from worker.ml.evaluation import evaluate
+from worker.ml.models import (
+    load_sequence_classifier,
+    load_tokenizer,
+    model_fingerprint,
+    resolve_model_path,
+)
+from worker.ml.progress import NullReporter, ProgressReporter, StepClock, check_cancelled
+from worker.ml.runtime import PRECISIONS, make_precision, resolve_device, set_seed
+from worker.ml.schedule import apply_lr, warmup_steps
+
+PHASE = "train"
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training round (see the module docstring for the defaults)."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr_adapter: float = 1e-3
+    lr_head: float = 2e-3
+    lr_full: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.03
+    max_length: int = 256
+    class_weighting: bool = False
+    patience: int = 1
+    warm_start: bool = True
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.epochs > 20:
+            raise ConfigError(f"epochs={self.epochs}: a round trains 1-3 epochs; at most 20")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum} "
+                "(batch_size is the effective batch; each micro-batch is batch_size/grad_accum)"
+            )
+        for name in ("lr_adapter", "lr_head", "lr_full"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.warmup_ratio < 0.5:
+            raise ConfigError(f"warmup_ratio must be in [0, 0.5), got {self.warmup_ratio}")
+        if self.patience < 1:
+            raise ConfigError(
+                f"patience must be >= 1 (epochs without dev improvement), got {self.patience}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; choose one of {PRECISIONS}")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.grad_accum
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+@dataclass
+class TrainResult:
+    classifier: TextClassifier
+    dev_metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    seconds: float
+    trainable_params: int
+    total_params: int
+
+    @property
+    def trainable_percent(self) -> float:
+        base = self.classifier.adapted.base_count()
+        return 100.0 * self.trainable_params / base if base else 0.0
+
+
+def _check_inputs(texts: Sequence[str], labels: Sequence[int], label_names: Sequence[str]) -> None:
+    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+        raise ConfigError(f"label_names must hold >= 2 distinct names, got {list(label_names)}")
+    if len(texts) != len(labels):
+        raise ConfigError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise ConfigError("cannot train on zero labelled texts")
+    bad = [y for y in labels if not 0 <= int(y) < len(label_names)]
+    if bad:
+        raise ConfigError(f"label ids must lie in [0, {len(label_names)}), got e.g. {bad[:5]}")
+
+
+def _param_groups(adapted: AdaptedModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: (adapter | head | base) x (decay | no decay for biases and norms)."""
+    groups: list[dict[str, Any]] = []
+    for params, lr in (
+        (adapted.adapter_params, config.lr_adapter),
+        (adapted.head_params, config.lr_head),
+        (adapted.base_params, config.lr_full),
+    ):
+        decay = [p for n, p in params.items() if p.ndim > 1 and "norm" not in n.lower()]
+        no_decay = [p for n, p in params.items() if not (p.ndim > 1 and "norm" not in n.lower())]
+        for members, wd in ((decay, config.weight_decay), (no_decay, 0.0)):
+            if members:
+                groups.append({"params": members, "lr": lr, "base_lr": lr, "weight_decay": wd})
+    return groups
+
+
+def _class_weights(labels: Sequence[int], k: int, device: torch.device) -> torch.Tensor:
+    """Inverse-frequency weights n / (k_present * count), 1.0 for classes not seen yet."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=k).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(k)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def trainable_state(adapted: AdaptedModel) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in adapted.trainable().items()}
+
+
+def load_trainable_state(
+    adapted: AdaptedModel, state: Mapping[str, torch.Tensor], *, skip_head: bool = False
+) -> list[str]:
+    """Copy matching trained tensors into ``adapted``; return the names that were loaded."""
+    groups = (adapted.adapter_params, adapted.base_params)
+    targets = {n: p for g in groups for n, p in g.items()}
+    if not skip_head:
+        targets.update(adapted.head_params)
+    loaded = []
+    with torch.no_grad():
+        for name, param in targets.items():
+            source = state.get(name)
+            if source is not None and source.shape == param.shape:
+                param.copy_(source.to(param.device, param.dtype))
+                loaded.append(name)
+    return loaded
+
+
+def _warm_start(
+    adapted: AdaptedModel,
+    init_from: TextClassifier | str | Path,
+    label_names: list[str],
+    base_path: str,
+    device: torch.device,
+) -> dict[str, Any]:
+    if isinstance(init_from, TextClassifier):
+        previous = init_from
+    else:
+        from worker.ml.artifacts import load_artifact  # local import: artifacts imports us
+
+        previous = load_artifact(Path(init_from), device=str(device))
+    if previous.base_model != base_path:
+        raise ConfigError(
+            f"warm start from a classifier on base {previous.base_model!r}, but this round "
+            f"trains on {base_path!r}; pass warm_start=False to start fresh"
+        )
+    if previous.adapted.config.to_dict() != adapted.config.to_dict():
+        raise ConfigError("warm start needs the same adapter config; pass warm_start=False")
+    same_labels = previous.label_names == label_names
+    loaded = load_trainable_state(
+        adapted, trainable_state(previous.adapted), skip_head=not same_labels
+    )
+    return {"event": "warm_start", "tensors": len(loaded), "head_reused": same_labels}
+
+
+def train_classifier(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    label_names: Sequence[str],
+    base_model: str,
+    adapter: AdapterConfig,
+    config: TrainConfig,
+    dev: tuple[Sequence[str], Sequence[int]] | None = None,
+    init_from: TextClassifier | str | Path | None = None,
+    reporter: ProgressReporter | None = None,
+) -> TrainResult:
+    """Train ``adapter`` (plus head) on the labelled texts and return the best classifier."""
+    started = time.perf_counter()
+    _check_inputs(texts, labels, label_names)
+    if dev is not None:
+        _check_inputs(dev[0], dev[1], label_names)
+    reporter = reporter or NullReporter()
+    names = list(label_names)
+    set_seed(config.seed)
+    device = resolve_device(config.device)
+    precision = make_precision(device, config.precision)
+    base_path = resolve_model_path(base_model)
+    tokenizer = load_tokenizer(base_path)
+    adapted = build_adapted_model(load_sequence_classifier(base_path, names), adapter)
+    adapted.model.to(device)
+    history: list[dict[str, Any]] = []
+    if init_from is not None and config.warm_start:
+        history.append(_warm_start(adapted, init_from, names, base_path, device))
+    classifier = TextClassifier(
+        adapted,
+        tokenizer,
+        names,
+        base_model=base_path,
+        base_fingerprint=model_fingerprint(base_path),
+        max_length=config.max_length,
+        device=device,
+        precision=precision.name,
+    )
+    loop = _Loop(adapted, classifier, config, precision, reporter, history)
+    dev_metrics = loop.run(texts, labels, dev)
+    classifier.metadata["train_config"] = config.to_dict()
+    classifier.metadata["adapter_config"] = adapter.to_dict()
+    return TrainResult(
+        classifier=classifier,
+        dev_metrics=dev_metrics,
+        history=history,
+        seconds=time.perf_counter() - started,
+        trainable_params=adapted.trainable_count(),
+        total_params=adapted.total_count(),
+    )
+
+
+class _Loop:
+    """The epoch/step loop, split out of :func:`train_classifier` to keep both readable."""
+
+    def __init__(
+        self,
+        adapted: AdaptedModel,
+        classifier: TextClassifier,
+        config: TrainConfig,
+        precision: Any,
+        reporter: ProgressReporter,
+        history: list[dict[str, Any]],
+    ) -> None:
+        self.adapted = adapted
+        self.classifier = classifier
+        self.config = config
+        self.precision = precision
+        self.reporter = reporter
+        self.history = history
+        self.device = classifier.device
+        self.optimizer = torch.optim.AdamW(_param_groups(adapted, config))
+        self.scaler = precision.make_scaler()
+
+    def run(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        dev: tuple[Sequence[str], Sequence[int]] | None,
+    ) -> dict[str, Any] | None:
+        config = self.config
+        token_ids = encode(self.classifier.tokenizer, texts, config.max_length)
+        lengths = [len(ids) for ids in token_ids]
+        targets = torch.tensor([int(y) for y in labels], dtype=torch.long)
+        weights = (
+            _class_weights(labels, self.classifier.num_labels, self.device)
+            if config.class_weighting
+            else None
+        )
+        loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="sum")
+        micro_per_epoch = math.ceil(len(texts) / config.micro_batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+        total = steps_per_epoch * config.epochs
+        warmup = warmup_steps(total, config.warmup_ratio)
+        clock = StepClock(total)
+        rng = np.random.default_rng(config.seed)
+        pad_id = int(self.classifier.tokenizer.pad_token_id)  # type: ignore[arg-type]
+        best: tuple[float, float] | None = None
+        best_state: dict[str, torch.Tensor] | None = None
+        best_metrics: dict[str, Any] | None = None
+        stale = 0
+        step = 0
+        for epoch in range(config.epochs):
+            self.adapted.model.train()
+            batches = shuffled_bucket_batches(lengths, config.micro_batch_size, rng)
+            epoch_loss, seen = 0.0, 0
+            for start in range(0, len(batches), config.grad_accum):
+                group = batches[start : start + config.grad_accum]
+                apply_lr(self.optimizer, step, total, warmup)
+                loss_value, count = self._step(group, token_ids, targets, pad_id, loss_fn)
+                epoch_loss += loss_value * count
+                seen += count
+                step += 1
+                self.reporter.report(
+                    phase=PHASE,
+                    step=step,
+                    total=total,
+                    metrics={
+                        "loss": loss_value,
+                        "epoch": epoch + 1,
+                        "eta_seconds": clock.eta_seconds(step),
+                    },
+                )
+                check_cancelled(self.reporter, PHASE)
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": epoch_loss / seen}
+            if dev is not None:
+                metrics = evaluate(
+                    dev[1],
+                    self.classifier.predict_proba(dev[0], batch_size=config.eval_batch_size),
+                    self.classifier.label_names,
+                )
+                record.update(dev_accuracy=metrics["accuracy"], dev_macro_f1=metrics["macro_f1"])
+                score = (metrics["macro_f1"], metrics["accuracy"])
+                if best is None or score > best:
+                    best, best_state, best_metrics, stale = (
+                        score,
+                        trainable_state(self.adapted),
+                        metrics,
+                        0,
+                    )
+                else:
+                    stale += 1
+            self.history.append(record)
+            if dev is not None and stale >= config.patience:
+                self.history.append({"event": "early_stop", "epoch": epoch + 1})
+                break
+        if best_state is not None:
+            load_trainable_state(self.adapted, best_state)
+        self.adapted.model.eval()
+        return best_metrics
+
+    def _step(
+        self,
+        group: list[list[int]],
+        token_ids: list[list[int]],
+        targets: torch.Tensor,
+        pad_id: int,
+        loss_fn: nn.Module,
+    ) -> tuple[float, int]:
+        multiple = 8 if self.device.type == "cuda" else None
+        count = sum(len(indices) for indices in group)
+        total_loss = 0.0
+        for indices in group:
+            batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
+            with self.precision.autocast():
+                logits = self.adapted.model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                ).logits
+            loss = loss_fn(logits.float(), targets[indices].to(self.device)) / count
+            total_loss += float(loss.detach())
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        params = list(self.adapted.trainable().values())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss, count
