@@ -1,0 +1,112 @@
+"""``/api/v1/projects``: list the projects a caller may see, read one, create one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.router import api_router
+from app.db.models import Project
+from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
+from app.domain import projects as project_service
+
+router = api_router(tags=["projects"])
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    color: str
+    shortcut: str
+    position: int
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str
+    guidelines: str
+    base_model: str
+    strategy: str
+    label_budget: int
+    batch_size: int
+    stop_threshold: float
+    annotations_per_item: int
+    data_version: int
+    current_model_version_id: int | None
+    created_at: datetime
+
+
+class CountsOut(BaseModel):
+    items: int
+    by_split: dict[str, int]
+    labelled_items: int
+    annotations: int
+    per_label: dict[str, int]
+
+
+class ProjectDetailOut(ProjectOut):
+    labels: list[LabelOut]
+    counts: CountsOut
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    labels: list[str] = Field(min_length=2, max_length=200)
+    description: str = ""
+    guidelines: str = ""
+    label_budget: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    stop_threshold: float = Field(default=0.2, ge=0, le=100)
+    annotations_per_item: int = Field(default=1, ge=1, le=10)
+
+
+def _detail(db: SessionDep, project: Project) -> ProjectDetailOut:
+    counts = project_service.project_counts(db, project.id)
+    return ProjectDetailOut(
+        **ProjectOut.model_validate(project).model_dump(),
+        labels=[
+            LabelOut.model_validate(label) for label in project_service.get_labels(db, project.id)
+        ],
+        counts=CountsOut(
+            items=counts.items,
+            by_split=counts.by_split,
+            labelled_items=counts.labelled_items,
+            annotations=counts.annotations,
+            per_label=counts.per_label,
+        ),
+    )
+
+
+@router.get("/projects", response_model=list[ProjectOut])
+def list_projects(db: SessionDep, caller: CurrentUser) -> list[ProjectOut]:
+    projects = project_service.list_visible_projects(
+        db, caller.user, only_project_id=caller.bound_project_id
+    )
+    return [ProjectOut.model_validate(p) for p in projects]
+
+
+@router.post("/projects", response_model=ProjectDetailOut, status_code=201)
+def create_project(body: ProjectCreate, db: SessionDep, caller: LeadUser) -> ProjectDetailOut:
+    settings = project_service.ProjectSettings(
+        name=body.name,
+        labels=tuple(body.labels),
+        description=body.description,
+        guidelines=body.guidelines,
+        label_budget=body.label_budget,
+        batch_size=body.batch_size,
+        stop_threshold=body.stop_threshold,
+        annotations_per_item=body.annotations_per_item,
+    )
+    project = project_service.create_project(db, creator=caller.user, settings=settings)
+    return _detail(db, project)
+
+
+@router.get("/projects/{project_id}", response_model=ProjectDetailOut)
+def get_project(db: SessionDep, access: ProjectReader) -> ProjectDetailOut:
+    return _detail(db, access.project)

@@ -1,0 +1,32 @@
+"""Shared pieces of every API module: the ``/api/v1`` prefix and the documented error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+API_PREFIX = "/api/v1"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    """Every API error has this body; ``code`` is stable, ``message`` is for people."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 422)
+}
+
+
+def api_router(*, tags: list[str]) -> APIRouter:
+    """An ``APIRouter`` under ``/api/v1`` with the error responses documented in OpenAPI."""
+    return APIRouter(prefix=API_PREFIX, tags=list(tags), responses=dict(_ERRORS))

@@ -1,0 +1,281 @@
+"""Typed FastAPI dependencies: the database session, settings, and the ONE access-control layer.
+
+Every route declares exactly one access rule through its parameters, and that declaration is also
+what the route-access test reads (``access_rule`` on the dependency):
+
+* ``OptionalUser`` — public route (login page, health); knows the user when there is one.
+* ``CurrentUser`` / ``LeadUser`` / ``AdminUser`` — signed in, with a minimum *global* role.
+* ``ProjectReader`` / ``ProjectAnnotator`` / ``ProjectLead`` / ``ProjectAdmin`` — loads the project
+  from the ``project_id`` path parameter and checks membership. Admins see every project. A
+  project the caller cannot see answers 404 exactly like a missing one (no existence leak); a
+  member below the required level gets 403.
+
+API tokens cap what their user may do: scope ``read`` < ``annotate`` < ``admin``; a token bound
+to one project sees only that project. Routes never repeat these checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from functools import cache
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.models import (
+    ROLE_ADMIN,
+    ROLE_ANNOTATOR,
+    ROLE_LEAD,
+    SCOPE_ADMIN,
+    SCOPE_ANNOTATE,
+    SCOPE_READ,
+    ApiToken,
+    Membership,
+    Project,
+    User,
+)
+from app.domain.users import authenticate_token
+from app.errors import AuthenticationRequired, PermissionDenied, ProjectNotFound
+from app.security.sessions import password_fingerprint, session_user
+from app.security.tokens import bearer_token
+
+
+class Level(IntEnum):
+    """What a caller may do, ordered: every level includes the ones below it."""
+
+    READ = 1
+    ANNOTATE = 2
+    LEAD = 3
+    ADMIN = 4
+
+
+GLOBAL_ROLE_LEVEL = {ROLE_ANNOTATOR: Level.ANNOTATE, ROLE_LEAD: Level.LEAD, ROLE_ADMIN: Level.ADMIN}
+PROJECT_ROLE_LEVEL = {ROLE_ANNOTATOR: Level.ANNOTATE, ROLE_LEAD: Level.LEAD}
+SCOPE_LEVEL = {SCOPE_READ: Level.READ, SCOPE_ANNOTATE: Level.ANNOTATE, SCOPE_ADMIN: Level.ADMIN}
+LEVEL_NAMES: dict[str, Level] = {
+    "read": Level.READ,
+    "annotate": Level.ANNOTATE,
+    "annotator": Level.ANNOTATE,
+    "lead": Level.LEAD,
+    "admin": Level.ADMIN,
+}
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """Declared on each access dependency; the route-access test reads it from ``app.routes``."""
+
+    scope: Literal["public", "user", "project"]
+    level: Level | None = None
+
+
+# --------------------------------------------------------------------------- session & settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request; the edge owns the transaction: commit on success, else roll back.
+
+    Declared with ``scope="function"`` so the commit happens before the response is sent: a
+    failed commit becomes an error response instead of a success the database never saw.
+    """
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+# --------------------------------------------------------------------------- principal
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, through a session cookie or an API token."""
+
+    user: User
+    token: ApiToken | None = None
+
+    @property
+    def via_token(self) -> bool:
+        return self.token is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role == ROLE_ADMIN and self.token_cap >= Level.ADMIN
+
+    @property
+    def token_cap(self) -> Level:
+        """The most a token allows (a session is uncapped)."""
+        if self.token is None:
+            return Level.ADMIN
+        levels = [SCOPE_LEVEL[s] for s in self.token.scopes if s in SCOPE_LEVEL]
+        return max(levels, default=Level.READ)
+
+    @property
+    def global_level(self) -> Level:
+        return min(GLOBAL_ROLE_LEVEL.get(self.user.role, Level.READ), self.token_cap)
+
+    @property
+    def bound_project_id(self) -> int | None:
+        return self.token.project_id if self.token is not None else None
+
+
+def get_principal(request: Request, db: SessionDep) -> Principal | None:
+    """Resolve the caller once per request: a Bearer token wins over the session cookie."""
+    if hasattr(request.state, "principal"):
+        cached: Principal | None = request.state.principal
+        return cached
+    principal = _resolve_principal(request, db)
+    request.state.principal = principal
+    return principal
+
+
+def _resolve_principal(request: Request, db: Session) -> Principal | None:
+    raw_token = bearer_token(request.headers.get("Authorization"))
+    if raw_token is not None:
+        token, token_user = authenticate_token(db, raw_token, now=datetime.now(UTC))
+        return Principal(user=token_user, token=token)
+    signed_in = session_user(request)
+    if signed_in is None:
+        return None
+    user_id, fingerprint = signed_in
+    user = db.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    if password_fingerprint(user.password_hash) != fingerprint:
+        return None  # the password changed since this session started
+    return Principal(user=user)
+
+
+PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
+
+
+def _require_principal(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise AuthenticationRequired("Please sign in.")
+    return principal
+
+
+# --------------------------------------------------------------------------- declared access rules
+
+
+def public_access(principal: PrincipalDep) -> Principal | None:
+    """A public route. Returns the caller when signed in, so pages can adapt."""
+    return principal
+
+
+public_access.access_rule = AccessRule("public")  # type: ignore[attr-defined]
+
+
+@cache
+def require_role(role: str) -> Callable[..., Principal]:
+    """Signed in with at least global ``role`` ("any", "annotator", "lead" or "admin")."""
+    needed = Level.READ if role == "any" else _level(role)
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        caller = _require_principal(principal)
+        if needed > Level.READ and caller.bound_project_id is not None:
+            raise PermissionDenied("This API token is limited to one project.")
+        if caller.global_level < needed:
+            raise PermissionDenied(f"This needs the {role} role.")
+        return caller
+
+    dependency.access_rule = AccessRule("user", needed)  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_role_{role}"
+    return dependency
+
+
+@dataclass(frozen=True)
+class ProjectContext:
+    """A project the caller may act on, with the level they act at."""
+
+    project: Project
+    principal: Principal
+    level: Level
+
+    @property
+    def user(self) -> User:
+        return self.principal.user
+
+    def can(self, level: Level) -> bool:
+        return self.level >= level
+
+
+class ProjectAccess:
+    """Load ``project_id`` and check the caller's level on it (404 when they may not see it)."""
+
+    def __init__(self, level: str) -> None:
+        self.level = _level(level)
+        self.access_rule = AccessRule("project", self.level)
+
+    def __call__(self, project_id: int, principal: PrincipalDep, db: SessionDep) -> ProjectContext:
+        caller = _require_principal(principal)
+        if caller.bound_project_id is not None and caller.bound_project_id != project_id:
+            raise ProjectNotFound(project_id)
+        project = db.get(Project, project_id)
+        if project is None:
+            raise ProjectNotFound(project_id)
+        level = project_level(db, caller, project_id)
+        if level is None:
+            raise ProjectNotFound(project_id)
+        if level < self.level:
+            needed = self.level.name.lower()
+            raise PermissionDenied(f"This needs the {needed} level on the project.")
+        return ProjectContext(project=project, principal=caller, level=level)
+
+
+def project_level(db: Session, principal: Principal, project_id: int) -> Level | None:
+    """The caller's effective level on a project, or None when they may not see it."""
+    if principal.user.role == ROLE_ADMIN:
+        base: Level | None = Level.ADMIN
+    else:
+        role = db.scalar(
+            select(Membership.role).where(
+                Membership.project_id == project_id, Membership.user_id == principal.user.id
+            )
+        )
+        base = PROJECT_ROLE_LEVEL.get(role) if role is not None else None
+    if base is None:
+        return None
+    return min(base, principal.token_cap)
+
+
+def _level(name: str) -> Level:
+    try:
+        return LEVEL_NAMES[name]
+    except KeyError:
+        known = sorted(LEVEL_NAMES)
+        raise ValueError(f"Unknown access level {name!r}; use one of {known}") from None
+
+
+OptionalUser = Annotated[Principal | None, Depends(public_access)]
+CurrentUser = Annotated[Principal, Depends(require_role("any"))]
+AnnotatorUser = Annotated[Principal, Depends(require_role("annotator"))]
+LeadUser = Annotated[Principal, Depends(require_role("lead"))]
+AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+
+ProjectReader = Annotated[ProjectContext, Depends(ProjectAccess("read"))]
+ProjectAnnotator = Annotated[ProjectContext, Depends(ProjectAccess("annotate"))]
+ProjectLead = Annotated[ProjectContext, Depends(ProjectAccess("lead"))]
+ProjectAdmin = Annotated[ProjectContext, Depends(ProjectAccess("admin"))]

@@ -1,0 +1,261 @@
+"""Projects: creation, the label set, settings, membership, and what a user may list.
+
+Access checks live in :mod:`app.deps`; these functions trust their caller to have done them, except
+:func:`list_visible_projects`, which *is* the visibility rule for listings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    PROJECT_ROLES,
+    ROLE_ADMIN,
+    ROLE_LEAD,
+    SPLITS,
+    Annotation,
+    Item,
+    Label,
+    Membership,
+    Project,
+    User,
+)
+from app.errors import Conflict, InvalidInput, NotFound
+
+MIN_LABELS = 2
+MAX_LABELS = 200
+LABEL_COLORS = (
+    "#4f46e5", "#0891b2", "#059669", "#ca8a04", "#dc2626", "#db2777",
+    "#7c3aed", "#2563eb", "#16a34a", "#ea580c", "#0d9488", "#9333ea",
+)
+SHORTCUTS = "1234567890qwertyuiopasdfghjklzxcvbnm"
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """What a lead edits on the settings page; validated here so every entry point agrees."""
+
+    name: str
+    labels: tuple[str, ...]
+    description: str = ""
+    guidelines: str = ""
+    label_budget: int = 1000
+    batch_size: int = 100
+    stop_threshold: float = 0.2
+    annotations_per_item: int = 1
+
+    def __post_init__(self) -> None:
+        name = self.name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("A project needs a name of 1 to 200 characters.",
+                               details={"field": "name"})
+        object.__setattr__(self, "name", name)
+        labels = tuple(label.strip() for label in self.labels if label.strip())
+        if not MIN_LABELS <= len(labels) <= MAX_LABELS:
+            raise InvalidInput(
+                f"Define between {MIN_LABELS} and {MAX_LABELS} labels, one per line "
+                f"(got {len(labels)}).",
+                details={"field": "labels"},
+            )
+        seen: set[str] = set()
+        for label in labels:
+            if len(label) > 200:
+                raise InvalidInput(f"Label {label[:40]!r}... is longer than 200 characters.",
+                                   details={"field": "labels"})
+            if label.casefold() in seen:
+                raise InvalidInput(f"Label {label!r} appears twice.", details={"field": "labels"})
+            seen.add(label.casefold())
+        object.__setattr__(self, "labels", labels)
+        if self.label_budget < 1:
+            raise InvalidInput("The label budget must be at least 1.",
+                               details={"field": "label_budget"})
+        if not 1 <= self.batch_size <= 10_000:
+            raise InvalidInput("The batch size must be between 1 and 10000.",
+                               details={"field": "batch_size"})
+        if not 0.0 <= self.stop_threshold <= 100.0:
+            raise InvalidInput("The stop threshold is a gain in percentage points, 0 to 100.",
+                               details={"field": "stop_threshold"})
+        if not 1 <= self.annotations_per_item <= 10:
+            raise InvalidInput("Annotations per item must be between 1 and 10.",
+                               details={"field": "annotations_per_item"})
+
+
+@dataclass(frozen=True)
+class ProjectCounts:
+    items: int = 0
+    by_split: dict[str, int] = field(default_factory=dict)
+    labelled_items: int = 0
+    annotations: int = 0
+    per_label: dict[str, int] = field(default_factory=dict)
+
+
+def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> Project:
+    """Create a project with its labels; the creator becomes its lead."""
+    project = Project(
+        name=settings.name,
+        description=settings.description,
+        guidelines=settings.guidelines,
+        label_budget=settings.label_budget,
+        batch_size=settings.batch_size,
+        stop_threshold=settings.stop_threshold,
+        annotations_per_item=settings.annotations_per_item,
+        created_by_id=creator.id,
+    )
+    db.add(project)
+    db.flush()
+    for position, name in enumerate(settings.labels):
+        db.add(_new_label(project.id, name, position))
+    db.add(Membership(project_id=project.id, user_id=creator.id, role=ROLE_LEAD))
+    db.flush()
+    return project
+
+
+def update_project(db: Session, project: Project, settings: ProjectSettings) -> Project:
+    """Apply settings; the label change goes first because it is the part that can be refused."""
+    set_labels(db, project.id, settings.labels)
+    project.name = settings.name
+    project.description = settings.description
+    project.guidelines = settings.guidelines
+    project.label_budget = settings.label_budget
+    project.batch_size = settings.batch_size
+    project.stop_threshold = settings.stop_threshold
+    project.annotations_per_item = settings.annotations_per_item
+    db.flush()
+    return project
+
+
+def get_labels(db: Session, project_id: int) -> list[Label]:
+    return list(db.scalars(select(Label).where(Label.project_id == project_id)
+                           .order_by(Label.position)))
+
+
+def set_labels(db: Session, project_id: int, names: Sequence[str]) -> list[Label]:
+    """Make the label set equal ``names`` (in that order); labels in use cannot be removed."""
+    existing = {label.name: label for label in get_labels(db, project_id)}
+    removed = [label for name, label in existing.items() if name not in names]
+    for label in removed:
+        used = db.scalar(select(func.count()).select_from(Annotation)
+                         .where(Annotation.label_id == label.id))
+        if used:
+            raise Conflict(
+                f"Label {label.name!r} has {used} annotations and cannot be removed.",
+                details={"label": label.name, "annotations": used},
+            )
+    for label in removed:
+        db.delete(label)
+    # Two steps keep the (project, position) unique constraint satisfied while reordering.
+    for offset, label in enumerate(existing.values()):
+        label.position = -1 - offset
+    db.flush()
+    result = []
+    for position, name in enumerate(names):
+        label = existing.get(name) or _new_label(project_id, name, position)
+        label.position = position
+        db.add(label)
+        result.append(label)
+    db.flush()
+    return result
+
+
+def _new_label(project_id: int, name: str, position: int) -> Label:
+    return Label(
+        project_id=project_id,
+        name=name,
+        position=position,
+        color=LABEL_COLORS[position % len(LABEL_COLORS)],
+        shortcut=SHORTCUTS[position] if position < len(SHORTCUTS) else "",
+    )
+
+
+def list_visible_projects(db: Session, user: User, *, only_project_id: int | None = None,
+                          ) -> list[Project]:
+    """Projects the user may see: all for admins, else those they are a member of."""
+    query = select(Project).order_by(Project.created_at.desc(), Project.id.desc())
+    if user.role != ROLE_ADMIN:
+        query = query.join(Membership, Membership.project_id == Project.id).where(
+            Membership.user_id == user.id
+        )
+    if only_project_id is not None:
+        query = query.where(Project.id == only_project_id)
+    return list(db.scalars(query))
+
+
+def project_counts(db: Session, project_id: int) -> ProjectCounts:
+    by_split = {split: 0 for split in SPLITS}
+    for split, count in db.execute(
+        select(Item.split, func.count()).where(Item.project_id == project_id).group_by(Item.split)
+    ):
+        by_split[split] = count
+    live = (Annotation.project_id == project_id) & (Annotation.deleted.is_(False)) & (
+        Annotation.superseded_by_id.is_(None)
+    )
+    labelled = db.scalar(select(func.count(func.distinct(Annotation.item_id))).where(live)) or 0
+    annotations = db.scalar(select(func.count()).select_from(Annotation).where(live)) or 0
+    per_label = {name: 0 for name in (label.name for label in get_labels(db, project_id))}
+    for name, count in db.execute(
+        select(Label.name, func.count()).join(Annotation, Annotation.label_id == Label.id)
+        .where(live).group_by(Label.name)
+    ):
+        per_label[name] = count
+    return ProjectCounts(
+        items=sum(by_split.values()),
+        by_split=by_split,
+        labelled_items=labelled,
+        annotations=annotations,
+        per_label=per_label,
+    )
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    user_id: int
+    email: str
+    name: str
+    role: str
+
+
+def list_members(db: Session, project_id: int) -> list[MemberRow]:
+    rows = db.execute(
+        select(User.id, User.email, User.name, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.project_id == project_id)
+        .order_by(User.email)
+    )
+    return [MemberRow(user_id=r[0], email=r[1], name=r[2], role=r[3]) for r in rows]
+
+
+def add_member(db: Session, project_id: int, *, email: str, role: str) -> Membership:
+    """Add a user (by e-mail) to a project, or change their project role."""
+    if role not in PROJECT_ROLES:
+        raise InvalidInput(f"Project role must be one of {', '.join(PROJECT_ROLES)}.",
+                           details={"field": "role"})
+    user = db.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"No user with e-mail {email.strip()!r}; an admin creates accounts first.")
+    membership = db.scalar(select(Membership).where(
+        Membership.project_id == project_id, Membership.user_id == user.id))
+    if membership is None:
+        membership = Membership(project_id=project_id, user_id=user.id, role=role)
+        db.add(membership)
+    else:
+        membership.role = role
+    db.flush()
+    return membership
+
+
+def remove_member(db: Session, project_id: int, user_id: int) -> None:
+    membership = db.scalar(select(Membership).where(
+        Membership.project_id == project_id, Membership.user_id == user_id))
+    if membership is None:
+        raise NotFound("That user is not a member of this project.")
+    if membership.role == ROLE_LEAD:
+        leads = db.scalar(select(func.count()).select_from(Membership).where(
+            Membership.project_id == project_id, Membership.role == ROLE_LEAD))
+        if (leads or 0) <= 1:
+            raise Conflict("A project keeps at least one lead; add another lead first.")
+    db.delete(membership)
+    db.flush()

@@ -1,0 +1,4 @@
+"""Server-rendered pages (Jinja2 + htmx).
+
+Each module exposes ``router``; see ``app.main.ROUTERS``.
+"""

@@ -1,0 +1,93 @@
+"""Jinja2 rendering: one template serves as a full page or, for htmx, as just its ``content`` block.
+
+Autoescaping is on for every template: user text is data, never markup. Pages extend
+``templates/base.html`` (blocks ``title``, ``nav``, ``content``, ``scripts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from app.security.csrf import CSRF_FORM_FIELD, CSRF_HEADER, csrf_token
+from app.security.headers import NONCE_SCOPE_KEY
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = REPO_ROOT / "templates"
+STATIC_DIR = REPO_ROOT / "static"
+_FLASH_KEY = "flash"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["csrf_field_name"] = CSRF_FORM_FIELD
+    env.globals["csrf_header_name"] = CSRF_HEADER
+    return env
+
+
+def flash(request: Request, message: str, level: str = "info") -> None:
+    """Queue a one-time message for the next rendered page (kept in the signed session)."""
+    messages = list(request.session.get(_FLASH_KEY, []))
+    messages.append({"level": level, "message": message})
+    request.session[_FLASH_KEY] = messages[-5:]
+
+
+def _pop_flashes(request: Request) -> list[dict[str, str]]:
+    if "session" not in request.scope:
+        return []
+    return list(request.session.pop(_FLASH_KEY, []) or [])
+
+
+def base_context(request: Request) -> dict[str, Any]:
+    has_session = "session" in request.scope
+    return {
+        "request": request,
+        "principal": getattr(request.state, "principal", None),
+        "csrf_token": csrf_token(request) if has_session else "",
+        "csp_nonce": request.scope.get("state", {}).get(NONCE_SCOPE_KEY, ""),
+        "flashes": _pop_flashes(request),
+    }
+
+
+def is_partial_request(request: Request) -> bool:
+    """htmx swaps (not boosted navigation, not history restore) want only the content block."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request", "").lower() == "true"
+        and headers.get("HX-Boosted", "").lower() != "true"
+        and headers.get("HX-History-Restore-Request", "").lower() != "true"
+    )
+
+
+def render_page(
+    request: Request,
+    name: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    block: str | None = None,
+) -> HTMLResponse:
+    """Render ``name`` as a page, or only ``block`` (default: ``content`` for htmx swaps)."""
+    ctx = base_context(request) | dict(context or {})
+    template = environment().get_template(name)
+    if block is None and is_partial_request(request) and "content" in template.blocks:
+        block = "content"
+    if block is None:
+        html = template.render(ctx)
+    else:
+        html = "".join(template.blocks[block](template.new_context(ctx)))
+    return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
