@@ -17,6 +17,14 @@ QUEUE_DEFAULT = "default"
 QUEUE_INFERENCE = "inference"
 QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE)
 
+# Routing by task-name prefix, so a sender that only knows the name (the web process) reaches
+# the right queue: training and pool scoring need the accelerator, bookkeeping does not.
+TASK_ROUTES = {
+    "training.*": {"queue": QUEUE_GPU},
+    "queue.*": {"queue": QUEUE_GPU},
+    "runs.*": {"queue": QUEUE_DEFAULT},
+}
+
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
@@ -26,6 +34,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app.conf.update(
         task_default_queue=QUEUE_DEFAULT,
         task_queues=[Queue(name) for name in QUEUES],
+        task_routes=TASK_ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

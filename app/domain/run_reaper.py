@@ -1,0 +1,217 @@
+"""Notice runs whose worker died, and queued runs whose message got lost.
+
+A worker writes a heartbeat on its run row every few seconds (a thread, so even one long step
+beats). If the heartbeat is older than ``stale_run_seconds`` the worker is gone (``kill -9``, OOM,
+host lost): the run is re-queued and re-sent while ``attempts < max_run_attempts``, else failed with
+an explanation. A re-queued run is claimed with a new attempt number, so the dead attempt can never
+publish anything afterwards.
+
+A queued run with no running sibling whose message was scheduled longer than ``stale_run_seconds``
+ago is re-sent: the broker may have been down at commit time, or the web process may have died
+between commit and send. A duplicate message is harmless, since claiming is idempotent.
+
+Callers: each worker task at start, a loop thread in every worker process, ``tapestry reap``, and
+the web's run-status read (throttled through :func:`maybe_reap`). All only flush; callers commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.db.base import utcnow
+from app.db.models import (
+    RUN_CANCELLED,
+    RUN_FAILED,
+    RUN_QUEUED,
+    RUN_RUNNING,
+    TrainingRun,
+)
+from app.domain.run_lifecycle import send_follow_up
+from app.domain.runs import lock_project, schedule_send
+
+
+@dataclass
+class ReapReport:
+    """Run ids per decision, for logs and the ``tapestry reap`` output."""
+
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any((self.requeued, self.failed, self.superseded, self.resent, self.cancelled))
+
+    def summary(self) -> str:
+        parts = [
+            f"{name}: {ids}"
+            for name, ids in (
+                ("re-queued", self.requeued),
+                ("failed", self.failed),
+                ("superseded", self.superseded),
+                ("re-sent", self.resent),
+                ("cancelled", self.cancelled),
+            )
+            if ids
+        ]
+        return "; ".join(parts) if parts else "nothing to reap"
+
+
+def reap_stale_runs(
+    session: Session, *, settings: Settings | None = None, now: datetime | None = None
+) -> ReapReport:
+    """Re-queue or fail running runs without a recent heartbeat; re-send lost queued runs."""
+    settings = settings or get_settings()
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.stale_run_seconds)
+    report = ReapReport()
+    for run_id in _running_ids(session):
+        _reap_running(session, run_id, cutoff, now, settings.max_run_attempts, report)
+    for run_id in _queued_ids(session):
+        _resend_if_lost(session, run_id, cutoff, now, report)
+    session.flush()
+    return report
+
+
+def _running_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(TrainingRun.id).where(TrainingRun.status == RUN_RUNNING).order_by(TrainingRun.id)
+        )
+    )
+
+
+def _queued_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(TrainingRun.id).where(TrainingRun.status == RUN_QUEUED).order_by(TrainingRun.id)
+        )
+    )
+
+
+def _last_sign_of_life(run: TrainingRun) -> datetime:
+    return run.heartbeat_at or run.started_at or run.created_at
+
+
+def _reap_running(
+    session: Session,
+    run_id: int,
+    cutoff: datetime,
+    now: datetime,
+    max_attempts: int,
+    report: ReapReport,
+) -> None:
+    run = session.get(TrainingRun, run_id)
+    if run is None or _last_sign_of_life(run) >= cutoff:
+        return
+    lock_project(session, run.project_id)
+    session.refresh(run)
+    if run.status != RUN_RUNNING or _last_sign_of_life(run) >= cutoff:
+        return  # it finished or beat while we took the lock
+    silent = int((now - _last_sign_of_life(run)).total_seconds())
+    lost = f"worker lost: no heartbeat for {silent}s during attempt {run.attempts}"
+    follow_up = _queued_sibling(session, run)
+    if run.cancel_requested:
+        _end(run, RUN_CANCELLED, f"{lost}; it had been asked to cancel", None, now)
+        report.cancelled.append(run.id)
+        send_follow_up(session, run.project_id, run.kind, now=now)
+    elif follow_up is not None:
+        # The queued follow-up trains on newer data anyway; two queued runs would break coalescing.
+        _end(run, RUN_FAILED, f"{lost}; superseded by queued run {follow_up.id}", lost, now)
+        report.superseded.append(run.id)
+        send_follow_up(session, run.project_id, run.kind, now=now)
+    elif run.attempts < max_attempts:
+        run.status = RUN_QUEUED
+        run.heartbeat_at = None
+        run.message = f"{lost}; re-queued (attempt {run.attempts + 1} of {max_attempts} next)"
+        run.log_tail = (run.log_tail + "\n" + run.message).strip()[-8000:]
+        schedule_send(session, run, now=now)
+        report.requeued.append(run.id)
+    else:
+        _end(run, RUN_FAILED, f"{lost}; gave up after {run.attempts} attempts", lost, now)
+        report.failed.append(run.id)
+
+
+def _resend_if_lost(
+    session: Session, run_id: int, cutoff: datetime, now: datetime, report: ReapReport
+) -> None:
+    run = session.get(TrainingRun, run_id)
+    if run is None or run.status != RUN_QUEUED:
+        return
+    scheduled = run.params.get("scheduled_at")
+    if scheduled is not None and datetime.fromisoformat(scheduled) >= cutoff:
+        return
+    if scheduled is None and run.created_at >= cutoff:
+        return
+    lock_project(session, run.project_id)
+    session.refresh(run)
+    if run.status != RUN_QUEUED:
+        return
+    if run.cancel_requested:
+        _end(run, RUN_CANCELLED, "cancelled before it started", None, now)
+        report.cancelled.append(run.id)
+        return
+    if _running_sibling(session, run) is not None:
+        return  # the running sibling sends it when it ends (or is reaped itself)
+    schedule_send(session, run, now=now)
+    report.resent.append(run.id)
+
+
+def _queued_sibling(session: Session, run: TrainingRun) -> TrainingRun | None:
+    return _sibling(session, run, RUN_QUEUED)
+
+
+def _running_sibling(session: Session, run: TrainingRun) -> TrainingRun | None:
+    return _sibling(session, run, RUN_RUNNING)
+
+
+def _sibling(session: Session, run: TrainingRun, status: str) -> TrainingRun | None:
+    return session.scalars(
+        select(TrainingRun)
+        .where(
+            TrainingRun.project_id == run.project_id,
+            TrainingRun.kind == run.kind,
+            TrainingRun.status == status,
+            TrainingRun.id != run.id,
+        )
+        .order_by(TrainingRun.id)
+        .limit(1)
+    ).first()
+
+
+def _end(run: TrainingRun, status: str, message: str, error: str | None, now: datetime) -> None:
+    run.status = status
+    run.message = message
+    run.error = error
+    run.finished_at = now
+
+
+_last_reap = 0.0
+_reap_lock = threading.Lock()
+
+
+def maybe_reap(
+    session: Session, *, settings: Settings | None = None, min_interval: float | None = None
+) -> ReapReport | None:
+    """Reap at most once per ``min_interval`` seconds per process (default: the heartbeat period).
+
+    Cheap enough for the web's run-status poll, which then notices dead workers even when no
+    worker process is alive to do it.
+    """
+    global _last_reap
+    settings = settings or get_settings()
+    interval = settings.heartbeat_seconds if min_interval is None else min_interval
+    with _reap_lock:
+        if time.monotonic() - _last_reap < interval:
+            return None
+        _last_reap = time.monotonic()
+    return reap_stale_runs(session, settings=settings)
