@@ -1,0 +1,463 @@
+"""TAPT: task-adaptive pretraining, i.e. continued masked-LM training on the project's texts.
+
+15 % masking (80/10/10, whole words optional), logits only at masked positions, LR 1e-4 with 3 %
+warmup and cosine decay, gradient accumulation, a step budget, held-out perplexity every
+``eval_every`` steps with early stopping and the best weights kept, and resumable checkpoints.
+When the base has no MLM head (all-MiniLM-L6-v2) a new one is created and trained with a higher
+learning rate (``new_head_lr_multiplier``), because it starts from random while the encoder should
+move only a little. A "refresh" pass is this same function on new texts from a TAPT'd directory.
+
+Output: ``out_dir`` holds the model (safetensors + config, MLM head included so a refresh pass
+continues it) and the tokenizer, loadable as the base for adapters, plus ``tapt.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from worker.ml.architecture import mlm_head
+from worker.ml.batching import collate, shuffled_bucket_batches
+from worker.ml.errors import ConfigError
+from worker.ml.masking import encode_with_words, mask_batch, pad_word_ids
+from worker.ml.mlm_loss import masked_lm_loss_sum
+from worker.ml.models import load_masked_lm, load_tokenizer, model_fingerprint, resolve_model_path
+from worker.ml.progress import NullReporter, ProgressReporter, StepClock
+from worker.ml.runtime import PRECISIONS, Precision, make_precision, resolve_device, set_seed
+from worker.ml.schedule import apply_lr, warmup_steps
+from worker.ml.tapt_state import (
+    TaptProgress,
+    load_best,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+)
+
+PHASE = "tapt"
+RECORD = "tapt.json"
+WORK_DIR = ".tapt-work"
+RECOMMENDED_LR = (5e-5, 1e-4)
+
+
+@dataclass
+class TaptConfig:
+    """TAPT hyperparameters. ``batch_size`` is the effective batch (``grad_accum`` splits it)."""
+
+    max_steps: int = 1000
+    lr: float = 1e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    mlm_probability: float = 0.15
+    whole_word_masking: bool = False
+    warmup_ratio: float = 0.03
+    eval_every: int = 100
+    patience: int = 3
+    max_length: int = 128
+    seed: int = 0
+    heldout_fraction: float = 0.1
+    max_heldout: int = field(default=1000, metadata={"help": "cap on held-out texts (eval cost)"})
+    weight_decay: float = 0.01
+    new_head_lr_multiplier: float = 10.0
+    masked_only_logits: bool = True
+    max_grad_norm: float = 1.0
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "patience",
+            "max_length",
+            "max_heldout",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}"
+            )
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
+        low, high = RECOMMENDED_LR
+        if not low <= self.lr <= high:
+            warnings.warn(
+                f"TAPT lr={self.lr:g} is outside the recommended {low:g}..{high:g}; higher rates "
+                "risk drifting away from the pretrained weights, lower ones barely adapt",
+                stacklevel=2,
+            )
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0 <= self.warmup_ratio < 0.5:
+            raise ConfigError(f"warmup_ratio must be in [0, 0.5), got {self.warmup_ratio}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.new_head_lr_multiplier <= 0:
+            raise ConfigError("new_head_lr_multiplier must be > 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; choose one of {PRECISIONS}")
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.grad_accum
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaptConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown TAPT config keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+@dataclass
+class TaptResult:
+    steps: int
+    ppl_before: float
+    ppl_after: float
+    best_step: int
+    model_dir: Path
+    seconds: float
+    new_head: bool = False
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split_heldout(
+    texts: Sequence[str], config: TaptConfig, heldout: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """Training texts and held-out texts (a seeded random split unless held-out texts given)."""
+    texts = [t for t in texts if t and t.strip()]
+    if heldout is not None:
+        held = [t for t in heldout if t and t.strip()][: config.max_heldout]
+        if not texts or not held:
+            raise ConfigError("TAPT needs non-empty training and held-out texts")
+        return texts, held
+    if len(texts) < 2:
+        raise ConfigError(f"TAPT needs at least 2 non-empty texts, got {len(texts)}")
+    order = np.random.default_rng(config.seed).permutation(len(texts))
+    n_held = min(config.max_heldout, max(1, round(len(texts) * config.heldout_fraction)))
+    n_held = min(n_held, len(texts) - 1)
+    return [texts[i] for i in order[n_held:]], [texts[i] for i in order[:n_held]]
+
+
+class _Corpus:
+    """Tokenised texts and reproducible, length-bucketed micro-batches indexed by number."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], config: TaptConfig
+    ):
+        self.ids, self.words = encode_with_words(tokenizer, texts, config.max_length)
+        self.lengths = [len(row) for row in self.ids]
+        self.config = config
+        self.per_epoch = math.ceil(len(self.ids) / config.micro_batch_size)
+        self._epoch = -1
+        self._batches: list[list[int]] = []
+
+    def batch(self, micro_index: int) -> list[int]:
+        epoch, offset = divmod(micro_index, self.per_epoch)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.config.seed, epoch])
+            self._batches = shuffled_bucket_batches(self.lengths, self.config.micro_batch_size, rng)
+            self._epoch = epoch
+        return self._batches[offset]
+
+
+class _Tapt:
+    """State of one TAPT run; methods are the steps of :func:`run_tapt`."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: TaptConfig,
+        precision: Precision,
+        new_head: bool,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.precision = precision
+        self.device = precision.device
+        self.vocab_size = int(model.config.vocab_size)
+        self.optimizer = torch.optim.AdamW(self._param_groups(new_head))
+        self.scaler = precision.make_scaler()
+
+    def _param_groups(self, new_head: bool) -> list[dict[str, Any]]:
+        config = self.config
+        encoder_ids = {id(p) for p in self.model.base_model.parameters()}
+        head = mlm_head(self.model)
+        head_only = (
+            [p for p in head.parameters() if id(p) not in encoder_ids]
+            if isinstance(head, torch.nn.Module)
+            else []
+        )
+        head_ids = {id(p) for p in head_only}
+        head_lr = config.lr * (config.new_head_lr_multiplier if new_head else 1.0)
+        groups = []
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        for is_head, lr in ((False, config.lr), (True, head_lr)):
+            members = [(n, p) for n, p in named if (id(p) in head_ids) == is_head]
+            decay = [p for n, p in members if p.ndim > 1 and "norm" not in n.lower()]
+            rest = [p for n, p in members if not (p.ndim > 1 and "norm" not in n.lower())]
+            for params, wd in ((decay, config.weight_decay), (rest, 0.0)):
+                if params:
+                    groups.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": wd})
+        return groups
+
+    def masked(
+        self, corpus: _Corpus, indices: list[int], seed: Sequence[int]
+    ) -> tuple[torch.Tensor, ...]:
+        batch = collate(corpus.ids, indices, int(self.tokenizer.pad_token_id))  # type: ignore[arg-type]
+        words = (
+            pad_word_ids(corpus.words, indices, batch.input_ids.shape[1])
+            if self.config.whole_word_masking
+            else None
+        )
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence(seed).generate_state(1)[0])
+        )
+        inputs, labels = mask_batch(
+            self.tokenizer,
+            batch.input_ids,
+            batch.attention_mask,
+            self.config.mlm_probability,
+            generator,
+            self.vocab_size,
+            words,
+        )
+        return inputs.to(self.device), batch.attention_mask.to(self.device), labels.to(self.device)
+
+    def heldout_batches(self, corpus: _Corpus) -> list[tuple[torch.Tensor, ...]]:
+        """Held-out texts masked once with a fixed seed, so perplexities are comparable."""
+        from worker.ml.batching import sorted_batches
+
+        return [
+            self.masked(corpus, indices, (self.config.seed, 7, number))
+            for number, indices in enumerate(
+                sorted_batches(corpus.lengths, self.config.micro_batch_size)
+            )
+        ]
+
+    def perplexity(self, batches: list[tuple[torch.Tensor, ...]]) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.inference_mode(), self.precision.autocast():
+            for inputs, mask, labels in batches:
+                loss, n = masked_lm_loss_sum(
+                    self.model, inputs, mask, labels, masked_only=self.config.masked_only_logits
+                )
+                total += float(loss)
+                count += n
+        self.model.train()
+        return float(math.exp(min(total / max(count, 1), 50.0)))
+
+    def train_step(self, corpus: _Corpus, step: int) -> float:
+        config = self.config
+        micro = [
+            self.masked(
+                corpus, corpus.batch(step * config.grad_accum + k), (config.seed, 1, step, k)
+            )
+            for k in range(config.grad_accum)
+        ]
+        masked_total = sum(int((labels != -100).sum()) for _, _, labels in micro)
+        total = 0.0
+        for inputs, mask, labels in micro:
+            with self.precision.autocast():
+                loss, _ = masked_lm_loss_sum(
+                    self.model, inputs, mask, labels, masked_only=config.masked_only_logits
+                )
+            loss = loss / max(masked_total, 1)
+            total += float(loss.detach())
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+
+def _finished(out_dir: Path) -> TaptResult | None:
+    record = out_dir / RECORD
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text(encoding="utf-8"))
+    return TaptResult(
+        steps=data["steps"],
+        ppl_before=data["ppl_before"],
+        ppl_after=data["ppl_after"],
+        best_step=data["best_step"],
+        model_dir=out_dir,
+        seconds=data["seconds"],
+        new_head=data.get("new_head", False),
+        stopped_early=data.get("stopped_early", False),
+        history=data.get("history", []),
+    )
+
+
+def run_tapt(
+    texts: Sequence[str],
+    *,
+    base_model: str,
+    out_dir: Path,
+    config: TaptConfig,
+    heldout_texts: Sequence[str] | None = None,
+    reporter: ProgressReporter | None = None,
+    resume: bool = True,
+) -> TaptResult:
+    """Continue masked-LM training of ``base_model`` on ``texts``; write the result to ``out_dir``.
+
+    Idempotent: a finished ``out_dir`` (with ``tapt.json``) is returned as is when ``resume``.
+    An interrupted run resumes from its last checkpoint (every ``eval_every`` steps).
+    """
+    out_dir = Path(out_dir)
+    if resume and (done := _finished(out_dir)) is not None:
+        return done
+    reporter = reporter or NullReporter()
+    train_texts, held_texts = split_heldout(texts, config, heldout_texts)
+    work = out_dir / WORK_DIR
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    precision = make_precision(resolve_device(config.device), config.precision)
+    base_path = resolve_model_path(base_model)
+    tokenizer = load_tokenizer(base_path)
+    model, new_head = load_masked_lm(base_path)
+    model.to(precision.device)  # type: ignore[arg-type]
+    run = _Tapt(model, tokenizer, config, precision, new_head)
+    corpus, held = _Corpus(tokenizer, train_texts, config), _Corpus(tokenizer, held_texts, config)
+    held_batches = run.heldout_batches(held)
+    started = time.perf_counter()
+    progress = load_checkpoint(work, model, run.optimizer) if resume else None
+    if progress is None:
+        ppl = run.perplexity(held_batches)
+        progress = TaptProgress(ppl_before=ppl, best_ppl=ppl, history=[{"step": 0, "ppl": ppl}])
+        save_best(work, model)
+    elif run.scaler is not None and progress.scaler:
+        run.scaler.load_state_dict(progress.scaler)
+    prior_seconds = progress.seconds
+    stopped_early = _loop(run, corpus, held_batches, progress, work, reporter, started)
+    load_best(work, model)
+    progress.seconds = prior_seconds + time.perf_counter() - started
+    return _finalise(
+        out_dir,
+        model,
+        tokenizer,
+        progress,
+        base_path,
+        config,
+        new_head,
+        stopped_early,
+        work,
+        train_texts,
+        held_texts,
+    )
+
+
+def _loop(
+    run: _Tapt,
+    corpus: _Corpus,
+    held_batches: list[tuple[torch.Tensor, ...]],
+    progress: TaptProgress,
+    work: Path,
+    reporter: ProgressReporter,
+    started: float,
+) -> bool:
+    config = run.config
+    total = config.max_steps
+    warmup = warmup_steps(total, config.warmup_ratio)
+    clock = StepClock(total, start_step=progress.step)
+    run.model.train()
+    while progress.step < total:
+        apply_lr(run.optimizer, progress.step, total, warmup)
+        loss = run.train_step(corpus, progress.step)
+        progress.step += 1
+        metrics: dict[str, float] = {"loss": loss, "eta_seconds": clock.eta_seconds(progress.step)}
+        evaluate_now = progress.step % config.eval_every == 0 or progress.step == total
+        if evaluate_now:
+            ppl = run.perplexity(held_batches)
+            metrics["perplexity"] = ppl
+            progress.history.append({"step": progress.step, "ppl": ppl, "loss": loss})
+            if ppl < progress.best_ppl:
+                progress.best_ppl, progress.best_step, progress.stale_evals = ppl, progress.step, 0
+                save_best(work, run.model)
+            else:
+                progress.stale_evals += 1
+        reporter.report(phase=PHASE, step=progress.step, total=total, metrics=metrics)
+        cancel = reporter.cancelled()
+        if evaluate_now or cancel:
+            progress.seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            progress.scaler = run.scaler.state_dict() if run.scaler is not None else None
+            save_checkpoint(work, run.model, run.optimizer, progress)
+        if cancel:
+            from worker.ml.errors import Cancelled
+
+            raise Cancelled(f"TAPT cancelled at step {progress.step}; resume continues from there")
+        if evaluate_now and progress.stale_evals >= config.patience:
+            return True
+    return False
+
+
+def _finalise(
+    out_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    progress: TaptProgress,
+    base_path: str,
+    config: TaptConfig,
+    new_head: bool,
+    stopped_early: bool,
+    work: Path,
+    train_texts: list[str],
+    held_texts: list[str],
+) -> TaptResult:
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    record = {
+        "steps": progress.step,
+        "ppl_before": progress.ppl_before,
+        "ppl_after": progress.best_ppl,
+        "best_step": progress.best_step,
+        "seconds": round(progress.seconds, 3),
+        "base_model": base_path,
+        "base_model_sha256": model_fingerprint(base_path),
+        "new_head": new_head,
+        "stopped_early": stopped_early,
+        "config": config.to_dict(),
+        "train_texts": len(train_texts),
+        "heldout_texts": len(held_texts),
+        "history": progress.history,
+    }
+    temp = out_dir / (RECORD + ".tmp")
+    temp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, out_dir / RECORD)
+    shutil.rmtree(work, ignore_errors=True)
+    done = _finished(out_dir)
+    assert done is not None
+    return done
