@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("tapestry-data"), description="Where embedded state lives.")
     database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite in data_dir.")
     broker_url: str = Field(default="", description="Celery broker; default: SQLAlchemy transport.")
+    result_backend_url: str = Field(
+        default="", description="Celery results, used only by /predict; default: SQLite in data_dir."
+    )
+    inference_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     artifact_dir: Path | None = Field(default=None, description="Model artifacts; default data_dir.")
     secret_key: str = Field(default="", description="Signs sessions; generated once when unset.")
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
@@ -54,6 +58,8 @@ class Settings(BaseSettings):
         self.database_url = normalise_database_url(self.database_url)
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if not self.result_backend_url:
+            self.result_backend_url = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
         self.artifact_dir = self.artifact_dir.expanduser().resolve()

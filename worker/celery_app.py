@@ -2,7 +2,7 @@
 
 Queues: ``gpu`` (TAPT, adapter training, pool scoring), ``default`` (import/export, light jobs) and
 ``inference`` (predict with a resident base model). Task state lives in the database, never in
-Celery results.
+Celery results; the one exception is ``inference.predict``, whose result IS the /predict response.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ TASK_ROUTES = {
     "training.*": {"queue": QUEUE_GPU},
     "queue.*": {"queue": QUEUE_GPU},
     "runs.*": {"queue": QUEUE_DEFAULT},
+    "inference.*": {"queue": QUEUE_INFERENCE},
 }
 
 
@@ -30,7 +31,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     if settings.broker_url.startswith("sqla+sqlite"):
         settings.ensure_dirs()
-    app = Celery("tapestry", broker=settings.broker_url, include=["worker.tasks"])
+    app = Celery(
+        "tapestry",
+        broker=settings.broker_url,
+        backend=settings.result_backend_url,  # read only by /predict (its task stores a result)
+        include=["worker.tasks"],
+    )
     app.conf.update(
         task_default_queue=QUEUE_DEFAULT,
         task_queues=[Queue(name) for name in QUEUES],
@@ -39,6 +45,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        result_expires=3600,
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options={
