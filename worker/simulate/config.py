@@ -1,0 +1,239 @@
+"""What a simulation runs: arms (adapter x strategy, optionally on the TAPT base) and the loop.
+
+An arm spec is ``[tapt:]ADAPTER[+ADAPTER]:STRATEGY``:
+
+- ``ADAPTER`` is a kind with dash-separated options: ``lora-r16``, ``lora-r8-mlp`` (targets
+  attention + MLP), ``lora-r8-top3`` (adapters only in the top 3 layers), ``bottleneck-b32``,
+  ``ia3``, ``prompt``, ``full``. ``lora-r8+lora-r16`` trains two variants per round for
+  ensemble disagreement (the first one is evaluated).
+- ``STRATEGY`` is an acquisition strategy name, or ``all``: train once on every pool label (a
+  ceiling, e.g. ``full:all`` is full fine-tuning on all labels).
+- ``tapt:`` runs the arm on the TAPT-adapted base (TAPT runs once per data set).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.ml.acquisition import STRATEGIES
+from worker.ml.adapters.config import KINDS, AdapterConfig
+from worker.ml.budget import BudgetPlan
+from worker.ml.errors import ConfigError
+
+ALL_LABELS = "all"
+_OPTION = re.compile(r"^(r|b|top)(\d+)$|^(mlp)$")
+
+
+def parse_adapter(spec: str, num_layers: int | None = None) -> AdapterConfig:
+    """``lora-r16-mlp-top3`` -> AdapterConfig(kind="lora", r=16, targets="attention+mlp", ...).
+
+    ``topN`` needs the base's depth (``num_layers``) to become layer indices; without it the
+    spec is only checked.
+    """
+    kind, *options = spec.split("-")
+    if kind not in KINDS:
+        raise ConfigError(f"adapter {spec!r}: kind must be one of {', '.join(KINDS)}")
+    kwargs: dict[str, Any] = {"kind": kind}
+    for option in options:
+        match = _OPTION.match(option)
+        if match is None:
+            raise ConfigError(
+                f"adapter {spec!r}: unknown option {option!r}; use rN (LoRA rank), bN (bottleneck "
+                "size), topN (adapters in the top N layers) or mlp (also target the MLP)"
+            )
+        letter, number, mlp = match.groups()
+        if mlp:
+            kwargs["targets"] = "attention+mlp"
+        elif letter == "r":
+            kwargs["r"], kwargs["alpha"] = int(number), 2 * int(number)
+        elif letter == "b":
+            kwargs["bottleneck_size"] = int(number)
+        else:
+            top = int(number)
+            if top < 1:
+                raise ConfigError(f"adapter {spec!r}: topN needs N >= 1")
+            if num_layers is not None:
+                kwargs["layers"] = list(range(max(0, num_layers - top), num_layers))
+    return AdapterConfig(**kwargs)
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm of the experiment, parsed from its spec string."""
+
+    spec: str
+    adapters: tuple[str, ...]
+    strategy: str
+    tapt: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> ArmSpec:
+        parts = spec.strip().split(":")
+        tapt = parts[0] == "tapt"
+        if tapt:
+            parts = parts[1:]
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"arm {spec!r}: expected [tapt:]ADAPTER:STRATEGY, e.g. 'tapt:lora-r8:entropy'"
+            )
+        adapters, strategy = tuple(parts[0].split("+")), parts[1]
+        for adapter in adapters:
+            parse_adapter(adapter)
+        if strategy != ALL_LABELS and strategy not in STRATEGIES:
+            raise ConfigError(
+                f"arm {spec!r}: strategy must be '{ALL_LABELS}' or one of {', '.join(STRATEGIES)}"
+            )
+        if strategy == "ensemble_disagreement" and len(adapters) < 2:
+            raise ConfigError(
+                f"arm {spec!r}: ensemble disagreement needs two adapter variants, "
+                "e.g. 'lora-r8+lora-r16:ensemble_disagreement'"
+            )
+        if len(adapters) > 1 and strategy != "ensemble_disagreement":
+            raise ConfigError(f"arm {spec!r}: several adapters only make sense for an ensemble")
+        if strategy == "alps":
+            raise ConfigError(
+                f"arm {spec!r}: alps is a cold-start strategy; use --seed-strategy alps instead"
+            )
+        return cls(spec=spec.strip(), adapters=adapters, strategy=strategy, tapt=tapt)
+
+    def adapter_configs(self, num_layers: int) -> tuple[AdapterConfig, ...]:
+        return tuple(parse_adapter(a, num_layers) for a in self.adapters)
+
+    @property
+    def is_ceiling(self) -> bool:
+        return self.strategy == ALL_LABELS
+
+    @property
+    def random_twin(self) -> str:
+        """The random-sampling baseline with the same adapter and base."""
+        return f"{'tapt:' if self.tapt else ''}{self.adapters[0]}:random"
+
+
+@dataclass
+class SimulationConfig:
+    """Everything one ``tapestry simulate`` run needs; validated up front."""
+
+    dataset: str
+    """'20ng', 'r8', or a CSV/JSONL path with text and label columns."""
+    arms: tuple[str, ...] = ("tapt:lora-r8:cluster_uncertain",)
+    add_baselines: bool = True
+    """Add the random twin of every arm and the full fine-tuning ceiling ('full:all')."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    seed_size: int = 100
+    seed_strategy: str = "random"
+    """How the seed set is chosen: 'random' or 'alps' (needs TAPT; surprisal embeddings)."""
+    batch_size: int = 100
+    budget: int = 1000
+    reserve_fraction: float = 0.15
+    polish_strategy: str = "minority_focus"
+    pool_size: int | None = None
+    """Subsample of the train split used as the pool (None: all of it)."""
+    test_size: int | None = None
+    """Subsample of the official test split used for the curves (None: all of it)."""
+    dev_size: int = 200
+    """Labelled dev items held out of the pool (early stopping, per-class F1, stopping rules)."""
+    stop_set_size: int = 500
+    score_sample: int | None = None
+    """Score only this many random unlabelled items per round (None: the whole pool)."""
+    dedup_threshold: float | None = None
+    max_length: int = 128
+    epochs: int = 3
+    train_batch_size: int = 16
+    patience: int = 1
+    warm_start: bool = True
+    base_model: str = "minilm"
+    tapt_steps: int = 200
+    tapt_batch_size: int = 32
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 1
+    out_dir: Path | None = None
+    work_dir: Path | None = None
+    """Where TAPT models go (default: a folder inside out_dir's parent temp space)."""
+    label_column: str = "label"
+    text_column: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.arms = tuple(self.arms)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if not self.arms:
+            raise ConfigError("give at least one arm, e.g. --arm tapt:lora-r8:entropy")
+        parsed = [ArmSpec.parse(a) for a in self.arms]
+        if len({a.spec for a in parsed}) != len(parsed):
+            raise ConfigError("each arm may appear only once")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds must be distinct and at least one (use >= 3 for any claim)")
+        if self.seed_size < 1 or self.seed_size > self.budget:
+            raise ConfigError(
+                f"seed_size must be in [1, budget={self.budget}], got {self.seed_size}"
+            )
+        if self.seed_strategy not in ("random", "alps"):
+            raise ConfigError("seed_strategy must be 'random' or 'alps'")
+        BudgetPlan(self.budget, self.batch_size, self.reserve_fraction)
+        if self.polish_strategy not in STRATEGIES:
+            raise ConfigError(f"polish_strategy must be one of {', '.join(STRATEGIES)}")
+        for name in ("pool_size", "test_size", "score_sample"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1 or None (everything), got {value}")
+        if self.dev_size < 0 or self.stop_set_size < 0:
+            raise ConfigError("dev_size and stop_set_size must be >= 0")
+        if (
+            self.polish_strategy == "minority_focus"
+            and self.reserve_fraction > 0
+            and not self.dev_size
+        ):
+            raise ConfigError(
+                "the polish phase's minority focus weighs classes by dev-set F1: give a dev set "
+                "(dev_size > 0), set reserve_fraction to 0, or choose another polish_strategy"
+            )
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.tapt_steps < 1:
+            raise ConfigError(f"tapt_steps must be >= 1, got {self.tapt_steps}")
+
+    @property
+    def arm_specs(self) -> list[ArmSpec]:
+        """The arms to run, baselines added (random twins first, then the ceiling)."""
+        arms = [ArmSpec.parse(a) for a in self.arms]
+        if self.add_baselines:
+            have = {a.spec for a in arms}
+            for arm in list(arms):
+                twin = arm.random_twin
+                if not arm.is_ceiling and twin not in have:
+                    arms.append(ArmSpec.parse(twin))
+                    have.add(twin)
+            if "full:all" not in have:
+                arms.append(ArmSpec.parse("full:all"))
+        return arms
+
+    @property
+    def needs_tapt(self) -> bool:
+        return self.seed_strategy == "alps" or any(a.tapt for a in self.arm_specs)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["arms"] = list(self.arms)
+        data["seeds"] = list(self.seeds)
+        for key in ("out_dir", "work_dir"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        return data
+
+    def summary_line(self) -> str:
+        return (
+            f"{self.dataset}: budget {self.budget}, seed set {self.seed_size}, batch "
+            f"{self.batch_size}, reserve {self.reserve_fraction:.0%}, seeds {list(self.seeds)}, "
+            f"max_length {self.max_length}, pool {self.pool_size or 'all'}"
+        )
+
+
+def default_work_dir(config: SimulationConfig) -> Path:
+    if config.work_dir is not None:
+        return Path(config.work_dir)
+    if config.out_dir is not None:
+        return Path(config.out_dir).parent / (Path(config.out_dir).name + "-work")
+    return Path.cwd() / "simulation-work"

@@ -1,0 +1,84 @@
+"""Plain records of what a simulation measured; JSON round-trip for the results file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The model after one round, scored on the test split."""
+
+    round: int
+    labels: int
+    phase: str
+    accuracy: float
+    macro_f1: float
+    dev_macro_f1: float | None
+    train_s: float
+    score_s: float = 0.0
+    acquire_s: float = 0.0
+    strategy: str = ""
+    stop_rules_fired: tuple[str, ...] = ()
+
+
+@dataclass
+class ArmRun:
+    """One arm with one seed: its learning curve and where stopping rules fired."""
+
+    dataset: str
+    arm: str
+    seed: int
+    points: list[CurvePoint] = field(default_factory=list)
+    stop_evidence: dict[str, str] = field(default_factory=dict)
+    """First round's evidence for each rule that fired (rule -> evidence)."""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["points"] = [asdict(p) for p in self.points]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArmRun:
+        points = [
+            CurvePoint(**{**p, "stop_rules_fired": tuple(p.get("stop_rules_fired", ()))})
+            for p in data["points"]
+        ]
+        return cls(
+            dataset=data["dataset"],
+            arm=data["arm"],
+            seed=int(data["seed"]),
+            points=points,
+            stop_evidence=dict(data.get("stop_evidence", {})),
+            seconds=float(data["seconds"]),
+        )
+
+
+CSV_COLUMNS = (
+    "dataset",
+    "arm",
+    "seed",
+    "round",
+    "labels",
+    "phase",
+    "strategy",
+    "accuracy",
+    "macro_f1",
+    "dev_macro_f1",
+    "train_s",
+    "score_s",
+    "acquire_s",
+    "stop_rules_fired",
+)
+
+
+def csv_rows(runs: list[ArmRun]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        for p in run.points:
+            row = {"dataset": run.dataset, "arm": run.arm, "seed": run.seed, **asdict(p)}
+            row["stop_rules_fired"] = ";".join(p.stop_rules_fired)
+            rows.append({k: row[k] for k in CSV_COLUMNS})
+    return rows

@@ -1,0 +1,212 @@
+"""``run_simulation``: data, optional TAPT, seed sets, every (arm, seed) run, summaries."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.ml.acquisition import PoolView, get_strategy
+from worker.ml.models import resolve_model_path
+from worker.simulate.config import SimulationConfig, default_work_dir
+from worker.simulate.data import DATA_SEED, SplitData, prepare_splits
+from worker.simulate.loop import ArmJob, run_arm
+from worker.simulate.results import ArmRun
+from worker.simulate.summary import ArmSummary, summarise
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class SimulationReport:
+    """Everything a run measured; ``worker.simulate.outputs`` turns it into files."""
+
+    config: dict[str, Any]
+    data: str
+    dataset: str
+    pool_size: int
+    runs: list[ArmRun]
+    summaries: dict[str, list[ArmSummary]] = field(default_factory=dict)
+    """metric -> one summary per arm."""
+    ceilings: dict[str, float | None] = field(default_factory=dict)
+    """metric -> ceiling score (full fine-tuning on all pool labels)."""
+    tapt: dict[str, Any] | None = None
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+def num_encoder_layers(base_model: str) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(base_model).num_hidden_layers)
+
+
+def run_tapt_once(
+    config: SimulationConfig, data: SplitData, base_model: str, log: Log
+) -> tuple[str, dict[str, Any]]:
+    """Continue MLM training on the pool's unlabelled text; returns the adapted base's path."""
+    from worker.ml.tapt import TaptConfig, run_tapt  # lazy: only arms that ask for TAPT need it
+
+    out = default_work_dir(config) / f"tapt-{data.source}"
+    tapt_config = TaptConfig(
+        max_steps=config.tapt_steps,
+        batch_size=config.tapt_batch_size,
+        max_length=config.max_length,
+        device=config.device,
+        precision=config.precision,
+        seed=DATA_SEED,
+    )
+    log(f"TAPT on {len(data.pool_texts)} pool texts, {config.tapt_steps} steps -> {out}")
+    result = run_tapt(data.pool_texts, base_model=base_model, config=tapt_config, out_dir=out)
+    summary = {k: v for k, v in vars(result).items() if isinstance(v, int | float | str)}
+    summary["model_dir"] = str(result.model_dir)
+    return str(result.model_dir), summary
+
+
+def seed_sets(
+    config: SimulationConfig, data: SplitData, tapt_model: str | None
+) -> dict[int, np.ndarray]:
+    """The seed set per run seed, shared by every arm of that seed (paired comparison)."""
+    n = len(data.pool_texts)
+    size = min(config.seed_size, n)
+    if config.seed_strategy == "random":
+        return {
+            s: np.sort(np.random.default_rng([s, 1]).choice(n, size, replace=False))
+            for s in config.seeds
+        }
+    from worker.ml.surprisal import mlm_surprisal_embeddings
+
+    assert tapt_model is not None
+    surprisal = mlm_surprisal_embeddings(
+        tapt_model, data.pool_texts, max_length=config.max_length, device=config.device
+    )
+    strategy = get_strategy("alps")
+    view = PoolView(surprisal_embeddings=np.asarray(surprisal, dtype=np.float32))
+    return {
+        s: np.sort([p.index for p in strategy.select(view, size, seed=s)]) for s in config.seeds
+    }
+
+
+def make_jobs(
+    config: SimulationConfig,
+    data: SplitData,
+    bases: dict[bool, str],
+    num_layers: int,
+    seeds: dict[int, np.ndarray],
+) -> list[ArmJob]:
+    stop_rng = np.random.default_rng(DATA_SEED + 1)
+    stop = np.sort(
+        stop_rng.choice(
+            len(data.pool_texts), min(config.stop_set_size, len(data.pool_texts)), replace=False
+        )
+    )
+    return [
+        ArmJob(
+            config=config,
+            arm=arm,
+            seed=seed,
+            base_model=bases[arm.tapt],
+            num_layers=num_layers,
+            data=data,
+            seed_indices=seeds[seed],
+            stop_indices=stop,
+        )
+        for seed in config.seeds
+        for arm in config.arm_specs
+    ]
+
+
+def _run_in_worker(job: ArmJob, threads: int) -> ArmRun:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_arm(job)
+
+
+def execute(jobs: list[ArmJob], workers: int, log: Log) -> list[ArmRun]:
+    """Run jobs inline (workers=1) or as parallel processes sharing the device."""
+    runs: list[ArmRun] = []
+    if workers == 1:
+        for i, job in enumerate(jobs, start=1):
+            run = run_arm(job)
+            log(_done_line(i, len(jobs), run))
+            runs.append(run)
+        return runs
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_run_in_worker, job, threads) for job in jobs]
+        for i, future in enumerate(as_completed(futures), start=1):
+            run = future.result()
+            log(_done_line(i, len(jobs), run))
+            runs.append(run)
+    order = {(j.arm.spec, j.seed): k for k, j in enumerate(jobs)}
+    return sorted(runs, key=lambda r: order[(r.arm, r.seed)])
+
+
+def _done_line(i: int, total: int, run: ArmRun) -> str:
+    last = run.points[-1]
+    return (
+        f"[{i}/{total}] {run.dataset} {run.arm} seed {run.seed}: macro-F1 {last.macro_f1:.3f} "
+        f"acc {last.accuracy:.3f} at {last.labels} labels ({run.seconds:.0f}s)"
+    )
+
+
+def run_simulation(
+    config: SimulationConfig, *, data_wheel: Path | None = None, log: Log | None = None
+) -> SimulationReport:
+    """Run the whole experiment for one data set; write files when ``config.out_dir`` is set."""
+    log = log or (lambda _message: None)
+    started = time.perf_counter()
+    data = prepare_splits(
+        config.dataset,
+        pool_size=config.pool_size,
+        test_size=config.test_size,
+        dev_size=config.dev_size,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        data_wheel=data_wheel,
+    )
+    log(data.describe())
+    base = resolve_model_path(config.base_model)
+    bases = {False: base, True: base}
+    tapt_summary = None
+    if config.needs_tapt:
+        bases[True], tapt_summary = run_tapt_once(config, data, base, log)
+    jobs = make_jobs(
+        config,
+        data,
+        bases,
+        num_encoder_layers(base),
+        seed_sets(config, data, bases[True] if config.needs_tapt else None),
+    )
+    log(
+        f"{len(jobs)} runs: {', '.join(a.spec for a in config.arm_specs)} x seeds "
+        f"{list(config.seeds)}"
+    )
+    runs = execute(jobs, config.workers, log)
+    report = SimulationReport(
+        config=config.to_dict(),
+        data=data.describe(),
+        dataset=data.source,
+        pool_size=len(data.pool_texts),
+        runs=runs,
+        tapt=tapt_summary,
+    )
+    for metric in ("macro_f1", "accuracy"):
+        summaries, ceilings = summarise(runs, metric, {data.source: len(data.pool_texts)})
+        report.summaries[metric] = summaries
+        report.ceilings[metric] = ceilings.get(data.source)
+    report.seconds = time.perf_counter() - started
+    if config.out_dir is not None:
+        from worker.simulate.outputs import write_outputs
+
+        report.files = write_outputs([report], Path(config.out_dir))
+    return report

@@ -1,0 +1,121 @@
+"""Learning-curve summaries: labels to reach a share of the ceiling, savings, area under curve."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from worker.simulate.config import ArmSpec
+from worker.simulate.results import ArmRun
+
+TARGETS = (0.95, 0.98, 1.00)
+METRICS = ("macro_f1", "accuracy")
+
+
+@dataclass(frozen=True)
+class MeanCurve:
+    """Mean and standard deviation over seeds at each label count."""
+
+    labels: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    seeds: int
+
+
+def mean_curve(runs: list[ArmRun], metric: str) -> MeanCurve:
+    """Average the seeds' curves point by point; label grids match because batches are fixed."""
+    by_labels: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        for p in run.points:
+            by_labels[p.labels].append(float(getattr(p, metric)))
+    labels = np.array(sorted(by_labels))
+    values = [np.array(by_labels[n]) for n in labels]
+    return MeanCurve(
+        labels=labels,
+        mean=np.array([v.mean() for v in values]),
+        std=np.array([v.std(ddof=1) if v.shape[0] > 1 else 0.0 for v in values]),
+        seeds=len({r.seed for r in runs}),
+    )
+
+
+def labels_to_reach(curve: MeanCurve, target: float) -> int | None:
+    """Fewest labels at which the mean curve reaches ``target`` (None: never within budget)."""
+    hit = np.flatnonzero(curve.mean >= target - 1e-12)
+    return int(curve.labels[hit[0]]) if hit.size else None
+
+
+def area_under_curve(curve: MeanCurve) -> float:
+    """Normalised AULC: the trapezoid area divided by the label span (a mean score)."""
+    if curve.labels.shape[0] < 2:
+        return float(curve.mean[0]) if curve.mean.size else float("nan")
+    x, y = curve.labels.astype(float), curve.mean
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    return area / float(x[-1] - x[0])
+
+
+@dataclass
+class ArmSummary:
+    dataset: str
+    arm: str
+    metric: str
+    seeds: int
+    final_mean: float
+    final_std: float
+    final_labels: int
+    aulc: float
+    labels_to: dict[float, int | None] = field(default_factory=dict)
+    saving_vs_random: dict[float, str] = field(default_factory=dict)
+    share_of_full: dict[float, float | None] = field(default_factory=dict)
+
+
+def summarise(
+    runs: list[ArmRun], metric: str, pool_sizes: dict[str, int]
+) -> tuple[list[ArmSummary], dict[str, float | None]]:
+    """Per (dataset, arm) summaries, and the ceiling per data set ('full:all', else best 'all')."""
+    grouped: dict[tuple[str, str], list[ArmRun]] = defaultdict(list)
+    for run in runs:
+        grouped[(run.dataset, run.arm)].append(run)
+    curves = {key: mean_curve(group, metric) for key, group in grouped.items()}
+    ceilings: dict[str, float | None] = {}
+    for dataset in sorted({d for d, _ in grouped}):
+        full = curves.get((dataset, "full:all"))
+        others = [c for (d, a), c in curves.items() if d == dataset and ArmSpec.parse(a).is_ceiling]
+        best = max((float(c.mean[-1]) for c in others), default=None)
+        ceilings[dataset] = float(full.mean[-1]) if full is not None else best
+    summaries = []
+    for (dataset, arm), curve in curves.items():
+        summary = ArmSummary(
+            dataset=dataset,
+            arm=arm,
+            metric=metric,
+            seeds=curve.seeds,
+            final_mean=float(curve.mean[-1]),
+            final_std=float(curve.std[-1]),
+            final_labels=int(curve.labels[-1]),
+            aulc=area_under_curve(curve),
+        )
+        ceiling = ceilings[dataset]
+        if ceiling is not None and not ArmSpec.parse(arm).is_ceiling:
+            twin = curves.get((dataset, ArmSpec.parse(arm).random_twin))
+            for target in TARGETS:
+                needed = labels_to_reach(curve, target * ceiling)
+                summary.labels_to[target] = needed
+                pool = pool_sizes.get(dataset)
+                summary.share_of_full[target] = needed / pool if needed and pool else None
+                if twin is not None and twin is not curve:
+                    summary.saving_vs_random[target] = saving_factor(
+                        needed, labels_to_reach(twin, target * ceiling), int(twin.labels[-1])
+                    )
+        summaries.append(summary)
+    return summaries, ceilings
+
+
+def saving_factor(arm_labels: int | None, random_labels: int | None, random_budget: int) -> str:
+    """Random's labels / the arm's labels to reach the same score, as text (may be a bound)."""
+    if arm_labels is None:
+        return "n/a (not reached)" if random_labels is None else "< 1 (random reached it)"
+    if random_labels is None:
+        return f"> {random_budget / arm_labels:.2f}x (random never reached it)"
+    return f"{random_labels / arm_labels:.2f}x"
