@@ -174,7 +174,7 @@ def kmeans(
     if x.shape[0] > fit_sample:
         fit = x[np.sort(rng.choice(x.shape[0], size=fit_sample, replace=False))]
     seeds, _ = kmeanspp_seeds(DenseSpace(fit), k, rng, first=int(rng.integers(fit.shape[0])))
-    centres = fit[seeds].astype(np.float64)
+    centres = fit[seeds].copy()  # same dtype as x: mixed-dtype matmuls skip BLAS
     for _ in range(max_iter):
         assign, _ = assign_to_centres(fit, centres)
         moved = _update_centres(fit, assign, centres)
@@ -187,16 +187,16 @@ def kmeans(
 def _update_centres(x: FloatArray, assign: IntArray, centres: FloatArray) -> float:
     """Move centres to their members' mean in place; empty clusters keep their centre."""
     k = centres.shape[0]
-    sums = np.zeros_like(centres)
+    sums = np.zeros(centres.shape, dtype=np.float64)
     for start in range(0, x.shape[0], ROW_CHUNK):
         a = assign[start : start + ROW_CHUNK]
-        onehot = np.zeros((a.shape[0], k), dtype=centres.dtype)
+        onehot = np.zeros((a.shape[0], k), dtype=x.dtype)
         onehot[np.arange(a.shape[0]), a] = 1.0
         sums += onehot.T @ x[start : start + ROW_CHUNK]
     counts = np.bincount(assign, minlength=k)
     filled = counts > 0
     new = centres.copy()
-    new[filled] = sums[filled] / counts[filled, None]
+    new[filled] = (sums[filled] / counts[filled, None]).astype(centres.dtype)
     moved = float(np.sqrt(((new - centres) ** 2).sum(axis=1)).max())
     centres[:] = new
     return moved
