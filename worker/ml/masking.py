@@ -63,7 +63,10 @@ def select_positions(
     for row in torch.nonzero(empty).flatten().tolist():
         candidates = torch.nonzero(maskable[row]).flatten()
         pick = candidates[torch.randint(len(candidates), (1,), generator=generator)]
-        chosen[row, pick] = True
+        if word_ids is None or word_ids[row, pick] < 0:
+            chosen[row, pick] = True
+        else:
+            chosen[row] = maskable[row] & (word_ids[row] == word_ids[row, pick])
     return chosen
 
 

@@ -278,6 +278,8 @@ class _Tapt:
             )
             for k in range(config.grad_accum)
         ]
+        # dropout draws from the global RNG: seed it per step so a resumed run is identical
+        torch.manual_seed(int(np.random.SeedSequence((config.seed, 2, step)).generate_state(1)[0]))
         masked_total = sum(int((labels != -100).sum()) for _, _, labels in micro)
         total = 0.0
         for inputs, mask, labels in micro:
