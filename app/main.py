@@ -28,7 +28,9 @@ ROUTERS: tuple[str, ...] = (
     "app.health",
     "app.web.auth",
     "app.web.projects",
+    "app.web.imports",
     "app.api.projects",
+    "app.api.items",
 )
 
 

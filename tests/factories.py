@@ -7,7 +7,6 @@ the login form (one test does the real login).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import secrets
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,7 @@ from app.db.models import (
     Project,
     User,
 )
+from app.domain.imports import content_hash
 from app.domain.projects import ProjectSettings, create_project
 from app.domain.users import create_token
 from app.security.csrf import CSRF_HEADER
@@ -96,7 +96,7 @@ def make_items(
         Item(
             project_id=project.id,
             text=text,
-            content_hash=hashlib.sha256(text.encode()).hexdigest(),
+            content_hash=content_hash(text),
             split=split,
         )
         for text in texts

@@ -1,0 +1,661 @@
+"""Data import: CSV, TSV and JSONL in UTF-8, streamed, validated as a whole, inserted in batches.
+
+How it stays correct and small:
+
+1. **Validate everything first.** Pass 1 streams the (spooled, seekable) file once and checks every
+   row — encoding (with line numbers), structure, empty or over-long text, labels outside the label
+   set, split values. Any problem rejects the import as a whole with one report (the first
+   ``max_listed_errors`` problems listed, plus the total count); nothing is written.
+2. **Insert in batches.** Pass 2 streams the file again and inserts ``batch_size`` rows at a time
+   with one multi-row INSERT ... RETURNING (SQLAlchemy's insertmanyvalues, on SQLite and
+   Postgres). Memory holds one batch, never the file.
+3. **De-duplicate by content hash** — sha256 of the NFC-normalised, whitespace-collapsed text —
+   within the file and against the project, through the ``(project_id, content_hash)`` unique index.
+4. **All or nothing.** Everything happens inside the caller's transaction (the edge commits).
+5. Labelled rows become annotations by the importing user (source ``seed``), tagged with one
+   ``batch_id`` per import. A dev set comes from a split column, or is **carved out** of this
+   import's labelled pool rows afterwards in SQL: per label ``round(fraction * n)`` rows, chosen by
+   content hash rotated by a seed-derived pivot — stratified, exact and deterministic.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import unicodedata
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, Literal, cast
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    SPLIT_DEV,
+    SPLIT_POOL,
+    SPLIT_TEST,
+    Annotation,
+    Item,
+    Label,
+    Project,
+    User,
+)
+from app.errors import ImportRejected, InvalidInput
+
+ImportFormat = Literal["csv", "tsv", "jsonl"]
+FORMATS: tuple[ImportFormat, ...] = ("csv", "tsv", "jsonl")
+EXTENSIONS: dict[str, ImportFormat] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+CONTENT_TYPES: dict[str, ImportFormat] = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "text/tab-separated-values": "tsv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl",
+}
+SPLIT_ALIASES = {
+    "": None,
+    "pool": SPLIT_POOL,
+    "train": SPLIT_POOL,
+    "training": SPLIT_POOL,
+    "unlabeled": SPLIT_POOL,
+    "unlabelled": SPLIT_POOL,
+    "dev": SPLIT_DEV,
+    "val": SPLIT_DEV,
+    "valid": SPLIT_DEV,
+    "validation": SPLIT_DEV,
+    "test": SPLIT_TEST,
+}
+SEED_SOURCE = "seed"
+MAX_EXTERNAL_ID = 200
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+ITEMS = cast(Table, Item.__table__)
+ANNOTATIONS = cast(Table, Annotation.__table__)
+csv.field_size_limit(64 * 1024 * 1024)  # our own length check reports over-long texts properly
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source columns (CSV/TSV header names, JSONL keys) hold what; only text is required."""
+
+    text: str = "text"
+    label: str | None = None
+    id: str | None = None
+    split: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("text", "label", "id", "split"):
+            value = getattr(self, name)
+            cleaned = value.strip() if isinstance(value, str) else None
+            object.__setattr__(self, name, cleaned or None)
+        if not self.text:
+            raise InvalidInput("Name the column that holds the text.", details={"field": "text"})
+        mapped = [c for c in (self.text, self.label, self.id, self.split) if c]
+        if len(mapped) != len(set(mapped)):
+            raise InvalidInput("Each mapped column must be different.", details={"mapping": mapped})
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.text, self.label, self.id, self.split) if c]
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    format: ImportFormat
+    mapping: ColumnMapping = field(default_factory=ColumnMapping)
+    dev_fraction: float = 0.0
+    seed: int = 0
+    max_text_chars: int = 20_000
+    batch_size: int = 2_000
+    max_listed_errors: int = 100
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise InvalidInput(
+                f"Unknown format {self.format!r}; use one of {', '.join(FORMATS)}.",
+                details={"field": "format"},
+            )
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise InvalidInput(
+                "The dev fraction must be at least 0 and below 1 (e.g. 0.2 keeps 20% of "
+                "the labelled rows of each label for evaluation).",
+                details={"field": "dev_fraction"},
+            )
+        if self.max_text_chars < 1:
+            raise InvalidInput("max_text_chars must be positive.")
+        if not 1 <= self.batch_size <= 10_000:
+            raise InvalidInput("batch_size must be between 1 and 10000.")
+        if self.max_listed_errors < 1:
+            raise InvalidInput("max_listed_errors must be positive.")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+    column: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """What an import did; shown on the report page and returned by the API."""
+
+    rows: int = 0
+    created: int = 0
+    duplicates_in_file: int = 0
+    duplicates_in_project: int = 0
+    annotations: int = 0
+    carved_dev: int = 0
+    by_split: dict[str, int] = field(
+        default_factory=lambda: {SPLIT_POOL: 0, SPLIT_DEV: 0, SPLIT_TEST: 0}
+    )
+    per_label: dict[str, int] = field(default_factory=dict)
+    batch_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect_format(
+    filename: str | None, content_type: str | None, requested: str | None
+) -> ImportFormat:
+    """The explicit choice, else the file extension, else the content type."""
+    if requested and requested != "auto":
+        if requested not in FORMATS:
+            raise InvalidInput(f"Unknown format {requested!r}; use one of {', '.join(FORMATS)}.")
+        return requested  # type: ignore[return-value]
+    if filename:
+        lowered = filename.lower()
+        for extension, fmt in EXTENSIONS.items():
+            if lowered.endswith(extension):
+                return fmt
+    if content_type:
+        by_type = CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
+        if by_type:
+            return by_type
+    raise InvalidInput(
+        "Cannot tell the file format; name the file .csv, .tsv or .jsonl, or choose the format.",
+        details={"field": "format"},
+    )
+
+
+def normalise_text(text: str) -> str:
+    """The form used for de-duplication: NFC, whitespace runs collapsed, trimmed."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Record:
+    """One source row: its first physical line, fields by column, and problems found so far."""
+
+    line: int
+    fields: dict[str, Any]
+    errors: list[RowError] = field(default_factory=list)
+
+
+class _Lines:
+    """Decode a binary file line by line as strict UTF-8, remembering bad lines by number.
+
+    Undecodable lines are still yielded (with replacement characters) so a CSV reader keeps its
+    place; their errors are collected in :attr:`pending` for the record that consumes them.
+    """
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._binary = binary
+        self.line = 0
+        self.pending: list[RowError] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._binary:
+            self.line += 1
+            if self.line == 1:
+                raw = _strip_bom(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.pending.append(RowError(
+                    self.line,
+                    f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start + 1});"
+                    " save the file as UTF-8",
+                ))
+                text = raw.decode("utf-8", errors="replace")
+            if "\x00" in text:
+                self.pending.append(RowError(
+                    self.line, "contains NUL bytes; is the file UTF-16? Save it as UTF-8"
+                ))
+                text = text.replace("\x00", "")
+            yield text
+
+    def take_errors(self) -> list[RowError]:
+        errors, self.pending = self.pending, []
+        return errors
+
+
+def _strip_bom(first_line: bytes) -> bytes:
+    for bom, encoding in _BOMS:
+        if first_line.startswith(bom):
+            raise ImportRejected(
+                f"The file is encoded as {encoding}; Tapestry reads UTF-8 only. Re-save it as "
+                "UTF-8 (in Excel: 'CSV UTF-8'; in an editor: encoding UTF-8).",
+                details={"errors": [asdict(RowError(1, f"{encoding} byte order mark"))],
+                         "error_count": 1},
+            )
+    return first_line.removeprefix(_UTF8_BOM)
+
+
+def _read_records(binary: IO[bytes], fmt: ImportFormat, mapping: ColumnMapping
+                  ) -> Iterator[_Record]:
+    binary.seek(0)
+    lines = _Lines(binary)
+    if fmt == "jsonl":
+        yield from _jsonl_records(lines)
+    else:
+        yield from _delimited_records(lines, fmt, mapping)
+
+
+def _jsonl_records(lines: _Lines) -> Iterator[_Record]:
+    for text in lines:
+        errors = lines.take_errors()
+        if not text.strip():
+            if errors:
+                yield _Record(lines.line, {}, errors)
+            continue
+        if errors:
+            yield _Record(lines.line, {}, errors)
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield _Record(lines.line, {}, [RowError(lines.line, f"is not valid JSON ({exc.msg})")])
+            continue
+        if not isinstance(value, dict):
+            yield _Record(lines.line, {}, [RowError(lines.line, "must be a JSON object")])
+            continue
+        yield _Record(lines.line, value)
+
+
+def _delimited_records(lines: _Lines, fmt: ImportFormat, mapping: ColumnMapping
+                       ) -> Iterator[_Record]:
+    if fmt == "csv":
+        reader = csv.reader(iter(lines), delimiter=",", quoting=csv.QUOTE_MINIMAL, strict=True)
+    else:  # TSV has no quoting: a field is everything between tabs
+        reader = csv.reader(iter(lines), delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _structure_error(lines.line, f"has a malformed header ({exc})") from None
+    header_errors = lines.take_errors()
+    if header_errors:
+        raise _rejected(header_errors, len(header_errors))
+    if header is None or not any(h.strip() for h in header):
+        raise _structure_error(1, "is empty; the first line must name the columns")
+    names = [h.strip() for h in header]
+    _check_header(names, mapping)
+    previous_end = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _structure_error(
+                previous_end + 1,
+                f"cannot be parsed ({exc}); check for an unclosed quote",
+            ) from None
+        start = previous_end + 1
+        previous_end = reader.line_num
+        errors = lines.take_errors()
+        if not errors and (not row or all(not cell.strip() for cell in row)):
+            continue  # blank line
+        if len(row) != len(names):
+            errors.append(RowError(start, f"has {len(row)} fields; the header has {len(names)}"))
+            yield _Record(start, {}, errors)
+            continue
+        yield _Record(start, dict(zip(names, row, strict=True)), errors)
+
+
+def _check_header(names: list[str], mapping: ColumnMapping) -> None:
+    duplicated = sorted(name for name, n in Counter(names).items() if n > 1 and name)
+    if duplicated:
+        raise _structure_error(1, f"names columns more than once: {', '.join(duplicated)}")
+    missing = [column for column in mapping.columns() if column not in names]
+    if missing:
+        raise _structure_error(
+            1,
+            f"has no column {', '.join(repr(m) for m in missing)} (columns found: "
+            f"{', '.join(repr(n) for n in names[:20])})",
+        )
+
+
+def _structure_error(line: int, message: str) -> ImportRejected:
+    return _rejected([RowError(line, message)], 1)
+
+
+def _rejected(errors: list[RowError], total: int, rows: int | None = None) -> ImportRejected:
+    details: dict[str, Any] = {
+        "errors": [asdict(e) for e in errors],
+        "error_count": total,
+    }
+    if rows is not None:
+        details["rows"] = rows
+    first = errors[0]
+    summary = (
+        f"Line {first.line} {first.message}."
+        if total == 1
+        else f"{total} problems found (first: line {first.line} {first.message})."
+    )
+    return ImportRejected(f"{summary} Nothing was imported.", details=details)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    text: str
+    content_hash: str
+    label_id: int | None
+    external_id: str | None
+    split: str
+    meta: dict[str, Any]
+
+
+class _Validator:
+    def __init__(self, options: ImportOptions, labels: dict[str, int]) -> None:
+        self.options = options
+        self.mapping = options.mapping
+        self.labels = labels
+
+    def row(self, record: _Record) -> tuple[_Row | None, list[RowError]]:
+        errors = list(record.errors)
+        if errors:
+            return None, errors
+        fields, line = record.fields, record.line
+        text = self._text(fields, line, errors)
+        label_id = self._label(fields, line, errors)
+        external_id = self._external_id(fields, line, errors)
+        split = self._split(fields, line, errors)
+        if split in (SPLIT_DEV, SPLIT_TEST) and label_id is None and not errors:
+            errors.append(RowError(line, f"is in the {split} split but has no label; evaluation "
+                                         "rows need one", self.mapping.label))
+        if errors or text is None:
+            return None, errors
+        meta = {
+            key: value for key, value in fields.items()
+            if key not in self.mapping.columns() and value not in ("", None)
+        }
+        return _Row(line, text, content_hash(text), label_id, external_id, split, meta), []
+
+    def _text(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> str | None:
+        column = self.mapping.text
+        value = fields.get(column)
+        if value is None and column not in fields:
+            errors.append(RowError(line, f"has no {column!r} field", column))
+            return None
+        if not isinstance(value, str):
+            errors.append(RowError(line, f"{column!r} must be a string", column))
+            return None
+        text = value.replace("\r\n", "\n").strip()
+        if not text:
+            errors.append(RowError(line, "has an empty text", column))
+            return None
+        if len(text) > self.options.max_text_chars:
+            errors.append(RowError(
+                line,
+                f"has a text of {len(text)} characters; the limit is {self.options.max_text_chars}",
+                column,
+            ))
+            return None
+        return text
+
+    def _label(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> int | None:
+        column = self.mapping.label
+        if column is None:
+            return None
+        value = fields.get(column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            errors.append(RowError(line, f"{column!r} must be a string", column))
+            return None
+        name = str(value).strip()
+        label_id = self.labels.get(name)
+        if label_id is None:
+            known = ", ".join(repr(n) for n in list(self.labels)[:12])
+            hint = f"known labels: {known}" if self.labels else "the project has no labels yet"
+            errors.append(RowError(line, f"has label {name!r}, which is not in the label set "
+                                         f"({hint})", column))
+        return label_id
+
+    def _external_id(self, fields: dict[str, Any], line: int, errors: list[RowError]
+                     ) -> str | None:
+        column = self.mapping.id
+        if column is None:
+            return None
+        value = fields.get(column)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            errors.append(RowError(line, f"{column!r} must be a string or an integer", column))
+            return None
+        external = str(value).strip()
+        if len(external) > MAX_EXTERNAL_ID:
+            errors.append(RowError(line, f"has an id longer than {MAX_EXTERNAL_ID} characters",
+                                   column))
+            return None
+        return external or None
+
+    def _split(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> str:
+        column = self.mapping.split
+        if column is None:
+            return SPLIT_POOL
+        value = fields.get(column)
+        raw = value.strip().lower() if isinstance(value, str) else "" if value is None else None
+        if raw is None or raw not in SPLIT_ALIASES:
+            errors.append(RowError(
+                line, f"has split {value!r}; use pool/train, dev/validation or test", column
+            ))
+            return SPLIT_POOL
+        return SPLIT_ALIASES[raw] or SPLIT_POOL
+
+
+# --------------------------------------------------------------------------- the import
+
+
+def import_items(
+    db: Session,
+    *,
+    project: Project,
+    user: User,
+    source: IO[bytes],
+    options: ImportOptions,
+) -> ImportReport:
+    """Validate the whole file, then insert it; raises :class:`ImportRejected` on any bad row.
+
+    ``source`` must be seekable (an uploaded file spooled to disk is). Only ``flush`` happens here;
+    the caller's transaction makes it all-or-nothing.
+    """
+    labels = {name: label_id for label_id, name in db.execute(
+        select(Label.id, Label.name).where(Label.project_id == project.id)
+    )}
+    validator = _Validator(options, labels)
+    _validate_all(source, options, validator)
+
+    report = ImportReport(batch_id=f"import-{uuid.uuid4().hex}")
+    label_names = {label_id: name for name, label_id in labels.items()}
+    first_new_id = (db.scalar(select(func.max(Item.id))) or 0) + 1
+    batch: list[_Row] = []
+    for record in _read_records(source, options.format, options.mapping):
+        row, errors = validator.row(record)
+        if errors or row is None:  # the file changed between passes
+            raise _rejected(errors or [RowError(record.line, "changed during the import")], 1)
+        report.rows += 1
+        batch.append(row)
+        if len(batch) >= options.batch_size:
+            _insert_batch(db, project, user, batch, report, first_new_id, label_names)
+            batch = []
+    if batch:
+        _insert_batch(db, project, user, batch, report, first_new_id, label_names)
+    if options.dev_fraction > 0:
+        _carve_dev_set(db, project, report, options)
+    if report.annotations or report.carved_dev:
+        db.execute(update(Project).where(Project.id == project.id)
+                   .values(data_version=Project.data_version + 1))
+    db.flush()
+    db.expire(project, ["data_version"])
+    return report
+
+
+def _validate_all(source: IO[bytes], options: ImportOptions, validator: _Validator) -> None:
+    listed: list[RowError] = []
+    total = 0
+    rows = 0
+    for record in _read_records(source, options.format, options.mapping):
+        rows += 1
+        _, errors = validator.row(record)
+        total += len(errors)
+        room = options.max_listed_errors - len(listed)
+        if room > 0:
+            listed.extend(errors[:room])
+    if total:
+        raise _rejected(listed, total, rows)
+    if rows == 0:
+        raise ImportRejected("The file has no data rows. Nothing was imported.",
+                             details={"errors": [], "error_count": 0, "rows": 0})
+
+
+def _insert_batch(
+    db: Session,
+    project: Project,
+    user: User,
+    batch: list[_Row],
+    report: ImportReport,
+    first_new_id: int,
+    label_names: dict[int, str],
+) -> None:
+    unique: dict[str, _Row] = {}
+    for row in batch:
+        if row.content_hash in unique:
+            report.duplicates_in_file += 1
+        else:
+            unique[row.content_hash] = row
+    existing = db.execute(
+        select(Item.content_hash, Item.id).where(
+            Item.project_id == project.id, Item.content_hash.in_(list(unique))
+        )
+    ).all()
+    for hash_value, item_id in existing:
+        del unique[hash_value]
+        if item_id >= first_new_id:
+            report.duplicates_in_file += 1  # inserted by an earlier batch of this file
+        else:
+            report.duplicates_in_project += 1
+    if not unique:
+        return
+    now = datetime.now(UTC)
+    inserted = db.execute(
+        insert(ITEMS).returning(ITEMS.c.id, ITEMS.c.content_hash),
+        [
+            {
+                "project_id": project.id,
+                "external_id": row.external_id,
+                "text": row.text,
+                "content_hash": row.content_hash,
+                "split": row.split,
+                "meta": row.meta,
+                "created_at": now,
+            }
+            for row in unique.values()
+        ],
+    ).all()
+    ids = {hash_value: item_id for item_id, hash_value in inserted}
+    report.created += len(ids)
+    annotations = []
+    for row in unique.values():
+        report.by_split[row.split] = report.by_split.get(row.split, 0) + 1
+        if row.label_id is None:
+            continue
+        name = label_names[row.label_id]
+        report.per_label[name] = report.per_label.get(name, 0) + 1
+        annotations.append({
+            "project_id": project.id,
+            "item_id": ids[row.content_hash],
+            "annotator_id": user.id,
+            "label_id": row.label_id,
+            "source": SEED_SOURCE,
+            "deleted": False,
+            "batch_id": report.batch_id,
+            "created_at": now,
+        })
+    if annotations:
+        db.execute(insert(ANNOTATIONS), annotations)
+        report.annotations += len(annotations)
+
+
+def _carve_dev_set(
+    db: Session,
+    project: Project,
+    report: ImportReport,
+    options: ImportOptions,
+) -> None:
+    """Move ``round(fraction * n)`` of this import's labelled pool rows of each label to dev."""
+    pivot = hashlib.sha256(f"tapestry.dev-split:{options.seed}".encode()).hexdigest()
+    candidates = (
+        select(Annotation.label_id, func.count())
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Annotation.batch_id == report.batch_id, Item.split == SPLIT_POOL)
+        .group_by(Annotation.label_id)
+        .order_by(Annotation.label_id)
+    )
+    for label_id, count in db.execute(candidates).all():
+        wanted = min(count, round(options.dev_fraction * count))
+        moved = 0
+        # Rows at or after the pivot in hash order first, then wrap around: a seeded, uniform pick.
+        for after_pivot in (True, False):
+            if moved >= wanted:
+                break
+            condition = Item.content_hash >= pivot if after_pivot else Item.content_hash < pivot
+            chosen = (
+                select(Item.id)
+                .join(Annotation, Annotation.item_id == Item.id)
+                .where(
+                    Annotation.batch_id == report.batch_id,
+                    Annotation.label_id == label_id,
+                    Item.split == SPLIT_POOL,
+                    condition,
+                )
+                .order_by(Item.content_hash)
+                .limit(wanted - moved)
+            )
+            result = db.execute(
+                update(Item).where(Item.id.in_(chosen)).values(split=SPLIT_DEV)
+                .execution_options(synchronize_session=False)
+            )
+            moved += result.rowcount or 0  # type: ignore[attr-defined]
+        report.carved_dev += moved
+        report.by_split[SPLIT_POOL] -= moved
+        report.by_split[SPLIT_DEV] += moved
