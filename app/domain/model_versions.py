@@ -33,8 +33,10 @@ from app.db.models import (
 from app.domain.runs import lock_project, request_queue_recompute
 from app.errors import Conflict, NotFound
 
-CARD_FILE = "card.json"
-"""The artifact card every version directory holds; its presence marks a complete artifact."""
+ARTIFACT_MARKER = "tapestry.json"
+"""The metadata file every artifact directory holds (``worker.ml.artifacts.META_FILE``; the web
+cannot import that module, it pulls in torch). Directories are renamed into place complete, so
+the file's presence means the artifact is whole."""
 
 
 class ModelVersionNotFound(NotFound):
@@ -64,7 +66,7 @@ class ArtifactMissing(Conflict):
     def __init__(self, version: ModelVersion, path: Path) -> None:
         super().__init__(
             f"Model version {version.version} cannot be promoted: its artifact is missing or "
-            "incomplete (no card.json).",
+            "incomplete (no tapestry.json).",
             details={"model_version_id": version.id, "path": str(path)},
         )
 
@@ -93,7 +95,7 @@ def relative_artifact_path(path: Path, settings: Settings | None = None) -> str:
 
 
 def artifact_is_complete(version: ModelVersion, settings: Settings | None = None) -> bool:
-    return (resolve_artifact(version.artifact_path, settings) / CARD_FILE).is_file()
+    return (resolve_artifact(version.artifact_path, settings) / ARTIFACT_MARKER).is_file()
 
 
 def list_versions(session: Session, project_id: int) -> list[ModelVersion]:

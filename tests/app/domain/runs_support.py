@@ -29,7 +29,7 @@ from app.db.models import (
     User,
 )
 from app.db.session import make_engine, session_factory
-from app.domain.model_versions import CARD_FILE, register_version
+from app.domain.model_versions import ARTIFACT_MARKER, register_version
 
 
 @dataclass
@@ -115,7 +115,7 @@ def fake_artifact(settings: Settings, name: str, *, complete: bool = True) -> st
     path = settings.artifacts / "projects" / name
     path.mkdir(parents=True, exist_ok=True)
     if complete:
-        (path / CARD_FILE).write_text(json.dumps({"name": name}))
+        (path / ARTIFACT_MARKER).write_text(json.dumps({"name": name}))
     return path.relative_to(settings.artifacts).as_posix()
 
 

@@ -1,0 +1,223 @@
+"""Read what a task needs from the database into plain values (no ORM objects leave here).
+
+Label resolution: an item's label is the majority of its *active* annotations (not deleted, not
+superseded); ties go to the most recent annotation. Training uses labelled ``pool`` items, the dev
+set is labelled ``dev`` items, ``test`` items are never touched by the worker.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.models import (
+    SPLIT_DEV,
+    SPLIT_POOL,
+    Annotation,
+    Item,
+    Label,
+    Lease,
+    ModelVersion,
+    Project,
+)
+from app.domain.model_versions import resolve_artifact
+
+
+@dataclass(frozen=True)
+class ProjectSnapshot:
+    """The project settings a task reads once at its start."""
+
+    id: int
+    label_names: tuple[str, ...]
+    label_ids: tuple[int, ...]
+    base_model: str
+    tapt_model_path: str | None
+    adapter_config: dict[str, Any]
+    train_config: dict[str, Any]
+    strategy: str
+    label_budget: int
+    batch_size: int
+    reserve_fraction: float
+    stop_threshold: float
+    auto_stop: bool
+    stopped: bool
+    annotations_per_item: int
+    data_version: int
+    current_version_id: int | None
+    current_version_number: int | None
+    current_artifact: str | None
+
+    def label_index(self) -> dict[int, int]:
+        """Label row id -> class index (label position order)."""
+        return {label_id: i for i, label_id in enumerate(self.label_ids)}
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    item_ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def classes_present(self) -> int:
+        return len(set(self.labels))
+
+
+def load_snapshot(session: Session, project_id: int, settings: Settings) -> ProjectSnapshot:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise LookupError(f"project {project_id} no longer exists")
+    labels = list(
+        session.scalars(
+            select(Label).where(Label.project_id == project_id).order_by(Label.position, Label.id)
+        )
+    )
+    current = (
+        session.get(ModelVersion, project.current_model_version_id)
+        if project.current_model_version_id is not None
+        else None
+    )
+    return ProjectSnapshot(
+        id=project.id,
+        label_names=tuple(label.name for label in labels),
+        label_ids=tuple(label.id for label in labels),
+        base_model=project.base_model or settings.default_base_model,
+        tapt_model_path=(
+            str(resolve_artifact(project.tapt_model_path, settings))
+            if project.tapt_model_path
+            else None
+        ),
+        adapter_config=dict(project.adapter_config or {}),
+        train_config=dict(project.train_config or {}),
+        strategy=project.strategy,
+        label_budget=project.label_budget,
+        batch_size=project.batch_size,
+        reserve_fraction=project.reserve_fraction,
+        stop_threshold=project.stop_threshold,
+        auto_stop=project.auto_stop,
+        stopped=project.stopped,
+        annotations_per_item=max(1, project.annotations_per_item),
+        data_version=project.data_version,
+        current_version_id=current.id if current else None,
+        current_version_number=current.version if current else None,
+        current_artifact=(
+            str(resolve_artifact(current.artifact_path, settings)) if current else None
+        ),
+    )
+
+
+def _active_annotations(project_id: int) -> Any:
+    return select(Annotation).where(
+        Annotation.project_id == project_id,
+        Annotation.deleted.is_(False),
+        Annotation.superseded_by_id.is_(None),
+    )
+
+
+def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> LabelledSet:
+    """Items of ``split`` with a resolved label, in item id order."""
+    index = snapshot.label_index()
+    rows = session.execute(
+        select(Item.id, Item.text, Annotation.label_id, Annotation.id)
+        .join(Annotation, Annotation.item_id == Item.id)
+        .where(
+            Item.project_id == snapshot.id,
+            Item.split == split,
+            Annotation.project_id == snapshot.id,
+            Annotation.deleted.is_(False),
+            Annotation.superseded_by_id.is_(None),
+        )
+        .order_by(Item.id, Annotation.id)
+    ).all()
+    votes: dict[int, list[int]] = {}
+    texts: dict[int, str] = {}
+    for item_id, text, label_id, _annotation_id in rows:
+        if label_id in index:
+            votes.setdefault(item_id, []).append(index[label_id])
+            texts[item_id] = text
+    result = LabelledSet()
+    for item_id in sorted(votes):
+        result.item_ids.append(item_id)
+        result.texts.append(texts[item_id])
+        result.labels.append(majority(votes[item_id]))
+    return result
+
+
+def majority(labels: list[int]) -> int:
+    """Most frequent label; among ties the one voted last (the most recent annotation)."""
+    counts = Counter(labels)
+    best = max(counts.values())
+    return next(label for label in reversed(labels) if counts[label] == best)
+
+
+def train_and_dev(session: Session, snapshot: ProjectSnapshot) -> tuple[LabelledSet, LabelledSet]:
+    return labelled_set(session, snapshot, SPLIT_POOL), labelled_set(session, snapshot, SPLIT_DEV)
+
+
+def queueable_items(
+    session: Session, snapshot: ProjectSnapshot, *, now: datetime | None = None
+) -> tuple[list[int], list[str]]:
+    """Pool items that may enter the queue: not fully labelled and not under an unexpired lease."""
+    ids, texts = [], []
+    blocked = blocked_item_ids(session, snapshot, now=now)
+    for item_id, text in session.execute(
+        select(Item.id, Item.text)
+        .where(Item.project_id == snapshot.id, Item.split == SPLIT_POOL)
+        .order_by(Item.id)
+    ):
+        if item_id not in blocked:
+            ids.append(item_id)
+            texts.append(text)
+    return ids, texts
+
+
+def blocked_item_ids(
+    session: Session, snapshot: ProjectSnapshot, *, now: datetime | None = None
+) -> set[int]:
+    """Items labelled ``annotations_per_item`` times, or leased right now."""
+    labelled = session.scalars(
+        select(Annotation.item_id)
+        .where(
+            Annotation.project_id == snapshot.id,
+            Annotation.deleted.is_(False),
+            Annotation.superseded_by_id.is_(None),
+        )
+        .group_by(Annotation.item_id)
+        .having(func.count(Annotation.id) >= snapshot.annotations_per_item)
+    )
+    leased = session.scalars(
+        select(Lease.item_id).where(
+            Lease.project_id == snapshot.id, Lease.expires_at > (now or utcnow())
+        )
+    )
+    return set(labelled) | set(leased)
+
+
+def stop_set(session: Session, snapshot: ProjectSnapshot, size: int) -> tuple[list[int], list[str]]:
+    """A fixed sample of pool items (lowest ids) whose predictions are compared across rounds."""
+    rows = session.execute(
+        select(Item.id, Item.text)
+        .where(Item.project_id == snapshot.id, Item.split == SPLIT_POOL)
+        .order_by(Item.id)
+        .limit(size)
+    ).all()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def pool_texts(session: Session, snapshot: ProjectSnapshot) -> tuple[list[int], list[str]]:
+    rows = session.execute(
+        select(Item.id, Item.text)
+        .where(Item.project_id == snapshot.id, Item.split == SPLIT_POOL)
+        .order_by(Item.id)
+    ).all()
+    return [r[0] for r in rows], [r[1] for r in rows]

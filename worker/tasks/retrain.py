@@ -1,0 +1,309 @@
+"""The retrain body: train the adapter on all labels, evaluate, write and promote a version.
+
+Idempotent per (project, labelled-data version): a model for the run's data version already
+exists -> nothing to do (unless the request was forced, e.g. after a TAPT refresh). The slow
+part (training, writing files) happens outside transactions; everything that becomes visible
+(version row, current pointer, round metrics, queue rebuild request) is written by ``publish``
+in the transaction that ends the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db.models import Project, RoundMetric, TrainingRun
+from app.domain.model_versions import (
+    find_by_data_version,
+    next_version_number,
+    promote,
+    register_version,
+    relative_artifact_path,
+)
+from app.domain.runs import request_queue_recompute
+from worker.tasks.artifact_store import (
+    sweep_temporary,
+    tree_sha256,
+    version_dir_name,
+    versions_dir,
+    write_directory_atomically,
+)
+from worker.tasks.pause_points import pause_point
+from worker.tasks.project_data import (
+    LabelledSet,
+    ProjectSnapshot,
+    load_snapshot,
+    stop_set,
+    train_and_dev,
+)
+from worker.tasks.runner import Outcome, RunContext
+from worker.tasks.stop_rules import STOP_SET_SIZE, evaluate_round
+
+log = logging.getLogger(__name__)
+
+TMP_SWEEP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    snapshot: ProjectSnapshot
+    train: LabelledSet
+    dev: LabelledSet
+    stop_ids: list[int]
+    stop_texts: list[str]
+    covered_by: int | None
+    """Version number of a model already trained on this data version, if any."""
+
+
+def load_round_inputs(session: Session, ctx: RunContext) -> RoundInputs:
+    snapshot = load_snapshot(session, ctx.claim.project_id, ctx.settings)
+    train, dev = train_and_dev(session, snapshot)
+    stop_ids, stop_texts = stop_set(session, snapshot, STOP_SET_SIZE)
+    existing = find_by_data_version(session, snapshot.id, ctx.claim.data_version)
+    return RoundInputs(
+        snapshot, train, dev, stop_ids, stop_texts, existing.version if existing else None
+    )
+
+
+def retrain_body(ctx: RunContext) -> Outcome:
+    started = time.perf_counter()
+    with ctx.session() as session:
+        inputs = load_round_inputs(session, ctx)
+    force = bool(ctx.claim.params.get("force"))
+    data_version = ctx.claim.data_version
+    if inputs.covered_by is not None and not force:
+        return Outcome(f"model v{inputs.covered_by} already covers data version {data_version}")
+    if inputs.train.classes_present < 2:
+        return Outcome(
+            f"waiting for labels of at least two classes ({len(inputs.train)} labelled so far)",
+            publish=_request_queue(ctx.claim.project_id, "labels changed, no model yet"),
+        )
+    trained = _train(ctx, inputs)
+    train_seconds = time.perf_counter() - started
+    from worker.ml.progress import check_cancelled
+
+    check_cancelled(ctx.reporter, "save")
+    final = _write_version(ctx, inputs, trained)
+    timings = {
+        "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
+    publish = _Publisher(ctx, inputs, trained, final, force)
+    return Outcome(
+        f"trained on {len(inputs.train)} labels (data version {data_version})",
+        publish=publish,
+        metrics=trained.run_metrics(len(inputs.train)),
+        timings=timings,
+        after_commit=publish.cleanup,
+    )
+
+
+@dataclass
+class Trained:
+    classifier: Any
+    dev_metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    seconds: float
+    trainable_params: int
+    total_params: int
+    base_model: str
+    warm_start: bool
+    stop_predictions: list[int]
+
+    def run_metrics(self, labels_used: int) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"labels_used": labels_used, "warm_start": self.warm_start}
+        if self.dev_metrics:
+            metrics["dev_accuracy"] = self.dev_metrics["accuracy"]
+            metrics["dev_macro_f1"] = self.dev_metrics["macro_f1"]
+        return metrics
+
+
+def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
+    from worker.ml.adapters.config import AdapterConfig
+    from worker.ml.training import TrainConfig, train_classifier
+
+    snapshot = inputs.snapshot
+    adapter = AdapterConfig.from_dict(snapshot.adapter_config)
+    config = TrainConfig.from_dict(snapshot.train_config)
+    base = snapshot.tapt_model_path or snapshot.base_model
+    init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
+    ctx.reporter.set_message(
+        f"training a {adapter.kind} adapter on {len(inputs.train)} labels "
+        f"({len(inputs.dev)} dev items), base {Path(base).name}, "
+        f"{'warm start from v' + str(snapshot.current_version_number) if init_from else 'cold'}"
+    )
+    dev = (inputs.dev.texts, inputs.dev.labels) if len(inputs.dev) else None
+    result = train_classifier(
+        inputs.train.texts,
+        inputs.train.labels,
+        label_names=list(snapshot.label_names),
+        base_model=base,
+        adapter=adapter,
+        config=config,
+        dev=dev,
+        init_from=init_from,
+        reporter=ctx.reporter,
+    )
+    predictions: list[int] = []
+    if inputs.stop_texts:
+        ctx.reporter.report(phase="evaluate", step=0, total=1, message="stop-set predictions")
+        probs = result.classifier.predict_proba(inputs.stop_texts)
+        predictions = [int(p) for p in probs.argmax(axis=1)]
+    return Trained(
+        classifier=result.classifier,
+        dev_metrics=result.dev_metrics,
+        history=result.history,
+        seconds=result.seconds,
+        trainable_params=result.trainable_params,
+        total_params=result.total_params,
+        base_model=result.classifier.base_model,
+        warm_start=init_from is not None,
+        stop_predictions=predictions,
+    )
+
+
+def warm_start_source(
+    snapshot: ProjectSnapshot, base: str, adapter: dict[str, Any], enabled: bool
+) -> str | None:
+    """The current version's artifact, if it was trained on this base with this adapter config.
+
+    A TAPT refresh (new base) or a changed adapter config means training from scratch.
+    """
+    if not enabled or snapshot.current_artifact is None:
+        return None
+    from worker.ml.artifacts import read_meta
+    from worker.ml.errors import MLError
+    from worker.ml.models import resolve_model_path
+
+    try:
+        meta = read_meta(Path(snapshot.current_artifact))
+    except (MLError, OSError, ValueError) as exc:
+        log.warning("no warm start: current artifact unreadable (%s)", exc)
+        return None
+    if meta.get("base_model") != resolve_model_path(base):
+        return None
+    if meta.get("adapter_config") != adapter:
+        return None
+    return snapshot.current_artifact
+
+
+def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Path:
+    from worker.ml.artifacts import build_card, save_artifact
+
+    ctx.reporter.report(phase="save", step=0, total=1, message="writing the model version")
+    with ctx.session() as session:
+        number = next_version_number(session, inputs.snapshot.id)
+    parent = versions_dir(ctx.settings.artifacts, inputs.snapshot.id)
+    sweep_temporary(parent, older_than_seconds=TMP_SWEEP_SECONDS)
+    final = parent / version_dir_name(number, ctx.claim.run_id, ctx.claim.attempt)
+    card = build_card(
+        trained.classifier,
+        dev_metrics=trained.dev_metrics,
+        training_examples=len(inputs.train),
+        project_id=inputs.snapshot.id,
+        run_id=ctx.claim.run_id,
+        data_version=ctx.claim.data_version,
+    )
+    write_directory_atomically(final, lambda tmp: save_artifact(trained.classifier, tmp, card=card))
+    return final
+
+
+def _request_queue(project_id: int, reason: str) -> Any:
+    def publish(session: Session, run: TrainingRun) -> int | None:
+        request_queue_recompute(session, project_id, reason=reason)
+        return None
+
+    return publish
+
+
+class _Publisher:
+    """Writes the round's results in the run's final transaction (see the module docstring)."""
+
+    def __init__(
+        self, ctx: RunContext, inputs: RoundInputs, trained: Trained, final: Path, force: bool
+    ) -> None:
+        self.ctx = ctx
+        self.inputs = inputs
+        self.trained = trained
+        self.final = final
+        self.force = force
+        self.orphan = True
+
+    def __call__(self, session: Session, run: TrainingRun) -> int | None:
+        project_id = self.inputs.snapshot.id
+        data_version = self.ctx.claim.data_version
+        if not self.force and find_by_data_version(session, project_id, data_version):
+            run.message = "another run already published this data version"
+            return None  # the directory is removed after commit
+        version = register_version(
+            session,
+            project_id,
+            version=next_version_number(session, project_id),
+            run_id=run.id,
+            data_version=data_version,
+            artifact_path=relative_artifact_path(self.final, self.ctx.settings),
+            sha256=tree_sha256(self.final),
+            adapter_kind=self.trained.classifier.adapted.config.kind,
+            labels_used=len(self.inputs.train),
+            metrics=self.trained.run_metrics(len(self.inputs.train)),
+        )
+        promote(session, project_id, version.id, settings=self.ctx.settings)
+        project = session.get(Project, project_id)
+        assert project is not None
+        metric = self._round_metric(version.id, run.id)
+        session.add(metric)
+        session.flush()
+        evaluate_round(session, project, metric)
+        self.orphan = False
+        pause_point("promotion_commit")
+        return version.id
+
+    def _round_metric(self, version_id: int, run_id: int) -> RoundMetric:
+        dev = self.trained.dev_metrics or {}
+        per_class = {name: values["f1"] for name, values in dev.get("per_class", {}).items()}
+        return RoundMetric(
+            project_id=self.inputs.snapshot.id,
+            model_version_id=version_id,
+            run_id=run_id,
+            labels_used=len(self.inputs.train),
+            dev_accuracy=dev.get("accuracy"),
+            macro_f1=dev.get("macro_f1"),
+            per_class_f1=per_class,
+            confusion=dev.get("confusion", []),
+            details={
+                "data_version": self.ctx.claim.data_version,
+                "dev_n": dev.get("n", 0),
+                "ece": dev.get("ece"),
+                "history": _json_safe(self.trained.history),
+                "train_seconds": round(self.trained.seconds, 3),
+                "trainable_params": self.trained.trainable_params,
+                "total_params": self.trained.total_params,
+                "warm_start": self.trained.warm_start,
+                "base_model": self.trained.base_model,
+                "stop_item_ids": self.inputs.stop_ids,
+                "stop_predictions": self.trained.stop_predictions,
+            },
+        )
+
+    def cleanup(self) -> None:
+        """After commit: a directory no row points at (lost the dedupe race) is removed."""
+        if self.orphan:
+            shutil.rmtree(self.final, ignore_errors=True)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    return str(value)
