@@ -1,0 +1,271 @@
+"""ML core benchmarks on the offline MiniLM, each pair measured side by side in one run.
+
+1. LoRA vs full fine-tuning: trainable %, peak memory, training examples/s, artifact size.
+2. TAPT step: logits at masked positions only vs full-vocabulary logits everywhere: steps/s.
+3. Pool scoring with cached frozen lower layers vs the full forward: items/s.
+
+Run:  python -m tests.benchmarks.bench_ml_core                 (CPU, a few minutes)
+      python -m tests.benchmarks.bench_ml_core --device cuda --train-texts 2048 --pool 20000
+Writes tests/benchmarks/results/ml_core.json and ml_core.md. Figures are medians over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from tests.benchmarks._data import load_dataset
+from worker.ml.adapters.config import AdapterConfig
+from worker.ml.artifacts import save_artifact
+from worker.ml.layer_cache import LowerLayerCache
+from worker.ml.models import load_masked_lm, load_tokenizer, resolve_model_path
+from worker.ml.runtime import make_precision, resolve_device
+from worker.ml.schedule import apply_lr
+from worker.ml.tapt import TaptConfig, _Corpus, _Tapt
+from worker.ml.training import TrainConfig, train_classifier
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class PeakRss:
+    """Samples this process's RSS in a thread; reports the peak above the starting level."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.start = self.peak = 0
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def delta_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_training(
+    args: argparse.Namespace, texts: list[str], labels: list[int], names: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("lora", "full"):
+        runs: list[dict[str, Any]] = []
+        for repeat in range(args.repeats):
+            device = resolve_device(args.device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            config = TrainConfig(
+                epochs=1, batch_size=16, max_length=128, device=args.device, seed=repeat
+            )
+            with PeakRss() as rss:
+                result = train_classifier(
+                    texts,
+                    labels,
+                    label_names=names,
+                    base_model="minilm",
+                    adapter=AdapterConfig(kind=kind),
+                    config=config,
+                )
+            gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            runs.append(
+                {
+                    "examples_per_s": len(texts) / result.seconds,
+                    "rss_mb": rss.delta_mb,
+                    "gpu_peak_mb": gpu_peak,
+                }
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            size = dir_size_mb(save_artifact(result.classifier, Path(tmp) / "a"))
+        out[kind] = {
+            "trainable_params": result.trainable_params,
+            "trainable_percent_of_base": result.trainable_percent,
+            "examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
+            "peak_rss_delta_mb": statistics.median(r["rss_mb"] for r in runs),
+            "gpu_peak_mb": runs[-1]["gpu_peak_mb"],
+            "artifact_mb": size,
+        }
+    base_mb = Path(resolve_model_path("minilm"), "model.safetensors").stat().st_size / 2**20
+    out["base_model_mb"] = base_mb
+    out["ratios"] = {
+        "lora_over_full_examples_per_s": out["lora"]["examples_per_s"]
+        / out["full"]["examples_per_s"],
+        "lora_over_full_peak_rss": out["lora"]["peak_rss_delta_mb"]
+        / max(out["full"]["peak_rss_delta_mb"], 1e-9),
+        "lora_artifact_over_base_model": out["lora"]["artifact_mb"] / base_mb,
+    }
+    return out
+
+
+def bench_tapt_step(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    path = resolve_model_path("minilm")
+    tokenizer = load_tokenizer(path)
+    precision = make_precision(resolve_device(args.device), "auto")
+    out: dict[str, Any] = {}
+    for masked_only in (True, False):
+        config = TaptConfig(
+            max_steps=100,
+            batch_size=16,
+            max_length=128,
+            device=args.device,
+            masked_only_logits=masked_only,
+        )
+        model, new_head = load_masked_lm(path)
+        model.to(precision.device).train()  # type: ignore[arg-type]
+        run = _Tapt(model, tokenizer, config, precision, new_head)
+        corpus = _Corpus(tokenizer, texts, config)
+        run.train_step(corpus, 0)  # warm-up
+        step = iter(range(1, 1000))
+
+        def one(run: _Tapt = run, corpus: _Corpus = corpus, step: Any = step) -> None:
+            index = next(step)
+            apply_lr(run.optimizer, index, 100, 3)
+            run.train_step(corpus, index)
+
+        seconds = median_time(one, args.tapt_steps)
+        out["masked_only" if masked_only else "full_logits"] = {
+            "seconds_per_step": seconds,
+            "steps_per_s": 1 / seconds,
+        }
+    out["speedup_masked_only_over_full"] = (
+        out["masked_only"]["steps_per_s"] / out["full_logits"]["steps_per_s"]
+    )
+    return out
+
+
+def bench_pool(
+    args: argparse.Namespace, texts: list[str], labels: list[int], names: list[str], pool: list[str]
+) -> dict[str, Any]:
+    adapter = AdapterConfig(kind="lora", layers=[4, 5])  # last 2 of MiniLM's 6 layers
+    config = TrainConfig(epochs=1, batch_size=16, max_length=128, device=args.device)
+    classifier = train_classifier(
+        texts[:64],
+        labels[:64],
+        label_names=names,
+        base_model="minilm",
+        adapter=adapter,
+        config=config,
+    ).classifier
+    full_probs = classifier.score(pool).probs
+    full_s = median_time(lambda: classifier.score(pool), args.repeats)
+    cache = LowerLayerCache()
+    classifier.use_layer_cache(cache)
+    started = time.perf_counter()
+    cached_probs = classifier.score(pool).probs
+    cold_s = time.perf_counter() - started
+    warm_s = median_time(lambda: classifier.score(pool), args.repeats)
+    return {
+        "pool": len(pool),
+        "split_layer": classifier.split_layer,
+        "full_items_per_s": len(pool) / full_s,
+        "cache_fill_items_per_s": len(pool) / cold_s,
+        "cached_items_per_s": len(pool) / warm_s,
+        "speedup_cached_over_full": full_s / warm_s,
+        "max_abs_prob_diff": float(np.abs(full_probs - cached_probs).max()),
+        "cache_mb": cache.nbytes / 2**20,
+    }
+
+
+def write_markdown(record: dict[str, Any], path: Path) -> None:
+    t, m, p = record["training"], record["tapt_step"], record["pool_scoring"]
+    r = t["ratios"]
+    lines = [
+        "# ML core benchmarks (offline MiniLM-L6, side by side, medians)",
+        "",
+        f"Device: {record['device']}; torch threads: {record['threads']}.",
+        "",
+        "| comparison | baseline | ours | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| training examples/s (LoRA vs full) | {t['full']['examples_per_s']:.2f} | "
+        f"{t['lora']['examples_per_s']:.2f} | {r['lora_over_full_examples_per_s']:.2f}x |",
+        f"| peak RSS delta MB (LoRA vs full) | {t['full']['peak_rss_delta_mb']:.0f} | "
+        f"{t['lora']['peak_rss_delta_mb']:.0f} | {r['lora_over_full_peak_rss']:.2f}x |",
+        f"| trainable % of base (LoRA vs full) | {t['full']['trainable_percent_of_base']:.1f} | "
+        f"{t['lora']['trainable_percent_of_base']:.2f} | |",
+        f"| artifact MB (LoRA vs full; base {t['base_model_mb']:.1f}) | "
+        f"{t['full']['artifact_mb']:.1f} | {t['lora']['artifact_mb']:.2f} | "
+        f"{r['lora_artifact_over_base_model']:.3f}x of base |",
+        f"| TAPT steps/s (masked-only vs full logits) | {m['full_logits']['steps_per_s']:.3f} | "
+        f"{m['masked_only']['steps_per_s']:.3f} | {m['speedup_masked_only_over_full']:.2f}x |",
+        f"| pool items/s (cached lower layers vs full) | {p['full_items_per_s']:.1f} | "
+        f"{p['cached_items_per_s']:.1f} | {p['speedup_cached_over_full']:.2f}x |",
+        "",
+        f"Cached vs full max |Δp| = {p['max_abs_prob_diff']:.2e}; cache fill pass "
+        f"{p['cache_fill_items_per_s']:.1f} items/s; "
+        f"cache {p['cache_mb']:.0f} MB for {p['pool']} texts.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--train-texts", type=int, default=128)
+    parser.add_argument("--pool", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tapt-steps", type=int, default=4)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.simplefilter("ignore")
+    texts, raw_labels = load_dataset("20ng", "train")
+    names = sorted(set(raw_labels))
+    order = np.random.default_rng(0).permutation(len(texts))
+    train_idx, pool_idx = (
+        order[: args.train_texts],
+        order[args.train_texts : args.train_texts + args.pool],
+    )
+    train_texts = [texts[i] for i in train_idx]
+    train_labels = [names.index(raw_labels[i]) for i in train_idx]
+    pool = [texts[i] for i in pool_idx]
+    record: dict[str, Any] = {
+        "device": str(resolve_device(args.device)),
+        "threads": torch.get_num_threads(),
+        "args": vars(args),
+    }
+    record["training"] = bench_training(args, train_texts, train_labels, names)
+    record["tapt_step"] = bench_tapt_step(args, train_texts)
+    record["pool_scoring"] = bench_pool(args, train_texts, train_labels, names, pool)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ml_core.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, RESULTS / "ml_core.md")
+    print((RESULTS / "ml_core.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
