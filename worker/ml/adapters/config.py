@@ -102,7 +102,7 @@ class AdapterConfig:
         return list(self.layers)
 
     def trained_layers(self, num_layers: int) -> list[int]:
-        """Every encoder layer whose output depends on trained parameters' lowest index onward."""
+        """Encoder layers holding trained weights (adapters or unfrozen blocks), sorted."""
         if self.kind in ("full", "prompt"):
             return list(range(num_layers))
         if self.unfreeze_last_n > num_layers:
