@@ -1,0 +1,274 @@
+"""``tapestry``: the one entry point. ``tapestry --help`` lists the commands.
+
+serve, worker, demo, db upgrade|downgrade|current, user create|set-password, token
+create|list|revoke — plus commands contributed by other packages through :data:`LAZY_COMMANDS`
+(``simulate``), imported only when run so that ``tapestry serve`` never loads torch.
+"""
+
+import importlib
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema migrations (Alembic).")
+user_cli = typer.Typer(no_args_is_help=True, help="User accounts (no default credentials exist).")
+token_cli = typer.Typer(no_args_is_help=True, help="API tokens (Bearer tap_<prefix>_<secret>).")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(user_cli, name="user")
+cli.add_typer(token_cli, name="token")
+
+# Commands implemented elsewhere: name -> ("module", "function", "help"). The function takes the
+# remaining command-line arguments (list[str]) and returns an exit code. Add one line per command.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "simulate": ("worker.simulate.cli", "main", "Offline active-learning simulations."),
+}
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- serve / worker
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+) -> None:
+    """Run the web application (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                workers=None if reload else workers, reload=reload, proxy_headers=True)
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
+        "gpu,default,inference"
+    ),
+    pool: Annotated[str, typer.Option(help="Celery pool; solo runs tasks in-process.")] = "solo",
+    concurrency: Annotated[int, typer.Option(help="Processes for prefork pools.")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker on the configured broker."""
+    from worker.celery_app import celery_app
+
+    celery_app.worker_main([
+        "worker", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", queues,
+        f"--loglevel={loglevel}",
+    ])
+
+
+@cli.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface for the web server.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the web server.")] = 8000,
+    with_worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                              help="Also run a Celery worker.")] = True,
+) -> None:
+    """Migrate, seed a demo project and users (fresh passwords), then run web + worker."""
+    from app.demo.run import run_demo
+
+    raise typer.Exit(code=run_demo(get_settings(), host=host, port=port, with_worker=with_worker))
+
+
+# --------------------------------------------------------------------------- db
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from app.db.migrate import upgrade
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")]
+                 ) -> None:
+    """Revert migrations down to REVISION."""
+    from app.db.migrate import downgrade
+
+    downgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the database's current revision."""
+    from app.db.migrate import current_revision
+
+    typer.echo(current_revision(get_settings().database_url) or "(empty database)")
+
+
+# --------------------------------------------------------------------------- users
+
+
+def _read_password(from_stdin: bool) -> tuple[str, bool]:
+    """(password, generated?) — read from stdin, or freshly generated and shown once."""
+    from app.security.passwords import generate_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            _fail("no password on stdin")
+        return password, False
+    return generate_password(), True
+
+
+@user_cli.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Sign-in e-mail.")],
+    role: Annotated[str, typer.Option(help="admin, lead or annotator.")] = "annotator",
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from stdin instead of generating one.")
+    ] = False,
+) -> None:
+    """Create a user. The first admin of an installation is made with this command."""
+    from app.db.session import get_engine, session_scope
+    from app.domain.users import create_user
+    from app.errors import DomainError
+
+    password, generated = _read_password(password_stdin)
+    try:
+        with session_scope(get_engine()) as session:
+            user = create_user(session, email=email, password=password, role=role, name=name)
+            summary = f"created {user.role} {user.email} (id {user.id})"
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(summary)
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
+@user_cli.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Option(help="The user's e-mail.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Give a user a new password (ends their sessions)."""
+    from app.db.session import get_engine, session_scope
+    from app.domain.users import get_user_by_email, set_password
+    from app.errors import DomainError
+
+    password, generated = _read_password(password_stdin)
+    try:
+        with session_scope(get_engine()) as session:
+            user = get_user_by_email(session, email)
+            if user is None:
+                _fail(f"no user {email}")
+            assert user is not None
+            set_password(session, user, password)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"password changed for {email}")
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@token_cli.command("create")
+def token_create(
+    email: Annotated[str, typer.Option(help="Owner of the token.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    scope: Annotated[list[str] | None, typer.Option(
+        help="read, annotate or admin; repeatable.")] = None,
+    project: Annotated[int | None, typer.Option(help="Limit the token to one project id.")
+                       ] = None,
+    expires_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
+) -> None:
+    """Create an API token; the token itself is printed once and never stored."""
+    from app.db.session import get_engine, session_scope
+    from app.domain.users import create_token, get_user_by_email
+    from app.errors import DomainError
+
+    expires_at = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    try:
+        with session_scope(get_engine()) as session:
+            user = get_user_by_email(session, email)
+            if user is None:
+                _fail(f"no user {email}")
+            assert user is not None
+            issued = create_token(session, user=user, name=name, scopes=scope or ["read"],
+                                  project_id=project, expires_at=expires_at)
+            token_id = issued.token.id
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"token {token_id} for {email}, scopes {scope or ['read']}"
+               + (f", project {project}" if project else ", all projects")
+               + (f", expires {expires_at:%Y-%m-%d}" if expires_at else ""))
+    typer.echo(f"token (shown once): {issued.plaintext}")
+
+
+@token_cli.command("list")
+def token_list(email: Annotated[str, typer.Option(help="Owner of the tokens.")]) -> None:
+    """List a user's tokens (prefix, scopes, state)."""
+    from app.db.session import get_engine, session_scope
+    from app.domain.users import get_user_by_email, list_tokens
+
+    with session_scope(get_engine()) as session:
+        user = get_user_by_email(session, email)
+        if user is None:
+            _fail(f"no user {email}")
+        assert user is not None
+        for token in list_tokens(session, user.id):
+            state = "revoked" if token.revoked_at else "active"
+            typer.echo(f"{token.id}\ttap_{token.prefix}_…\t{','.join(token.scopes)}\t"
+                       f"project={token.project_id or '*'}\t{state}\t{token.name}")
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see token list).")]
+                 ) -> None:
+    """Revoke a token at once."""
+    from app.db.session import get_engine, session_scope
+    from app.domain.users import revoke_token
+    from app.errors import DomainError
+
+    try:
+        with session_scope(get_engine()) as session:
+            revoke_token(session, token_id)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"token {token_id} revoked")
+
+
+# --------------------------------------------------------------------------- lazy commands
+
+
+def _register_lazy(name: str, module: str, function: str, help_text: str) -> None:
+    @cli.command(name, help=help_text, add_help_option=False,
+                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def _run(ctx: typer.Context) -> None:
+        target = getattr(importlib.import_module(module), function)
+        raise typer.Exit(code=int(target(list(ctx.args)) or 0))
+
+
+for _name, (_module, _function, _help) in LAZY_COMMANDS.items():
+    _register_lazy(_name, _module, _function, _help)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1" if get_settings().hf_offline else "0")
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``tapestry demo``: seed, then run uvicorn and a real Celery worker until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from app.config import Settings
+from app.demo.processes import Child, Supervisor
+from app.demo.seed import DemoSeed, seed_demo
+
+READY_TIMEOUT = 90.0
+WORKER_QUEUES = "gpu,default,inference"
+
+
+def web_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+            "--host", host, "--port", str(port)]
+
+
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--pool=solo", "-Q", WORKER_QUEUES, "--loglevel=INFO"]
+
+
+def run_demo(settings: Settings, *, host: str, port: int, with_worker: bool) -> int:
+    seed = seed_demo(settings)
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    children = [Child("web", web_command(host, port))]
+    if with_worker:
+        children.append(Child("worker", worker_command()))
+    env = dict(os.environ, TAPESTRY_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
+    supervisor = Supervisor(children, env)
+    supervisor.install_signal_handlers()
+    supervisor.start()
+    try:
+        if not _wait_for_health(base_url, supervisor):
+            print(f"the web server did not become healthy at {base_url}/healthz",
+                  file=sys.stderr)
+            return 1
+        worker_note = _check_worker(settings) if with_worker else "no worker (--no-worker)"
+        _print_banner(seed, base_url, worker_note)
+        return supervisor.wait()
+    finally:
+        supervisor.stop()  # no-op when wait() already stopped everyone
+
+
+def _wait_for_health(base_url: str, supervisor: Supervisor) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(c.process is not None and c.process.poll() is not None
+               for c in supervisor.children):
+            return False
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _check_worker(settings: Settings) -> str:
+    """Send ``system.ping`` through the broker and wait for the worker to write its file."""
+    from worker.celery_app import celery_app
+    from worker.tasks.system import TASK_PING, ping_path
+
+    nonce = f"demo-{secrets.token_hex(6)}"
+    started = time.monotonic()
+    celery_app.send_task(TASK_PING, args=[nonce])
+    path = ping_path(settings.data_dir, nonce)
+    while time.monotonic() - started < READY_TIMEOUT:
+        if path.exists():
+            return f"worker answered a ping in {time.monotonic() - started:.1f}s"
+        time.sleep(0.3)
+    return "WARNING: the worker did not answer a ping yet (see its log above)"
+
+
+def _print_banner(seed: DemoSeed, base_url: str, worker_note: str) -> None:
+    lines = [
+        "",
+        "=" * 72,
+        f"Tapestry demo is running at {base_url}",
+        f"  project: {base_url}/projects/{seed.project_id}",
+        f"  health:  {base_url}/healthz   ({worker_note})",
+    ]
+    if seed.report is not None:
+        r = seed.report
+        lines.append(f"  imported {r.created} tickets ({r.by_split['pool']} pool, "
+                     f"{r.by_split['dev']} dev, {r.annotations} labelled)")
+    lines.append("Fresh passwords for this run (shown once):")
+    for credential in seed.credentials:
+        lines.append(f"  {credential.role:<10} {credential.email:<32} {credential.password}")
+    lines += ["Press Ctrl-C to stop the web server and the worker.", "=" * 72, ""]
+    print("\n".join(lines), flush=True)
