@@ -1,0 +1,69 @@
+"""Annotation: hand out the next item under a lease, record labels, skips, undo and edits, and
+close batches, which request a retrain.
+
+* :mod:`.leases` — the next item (queue by rank, else random pool items), skip and release;
+* :mod:`.labels` — label (idempotent), undo, edit, recent labels;
+* :mod:`.batches` — batch progress, automatic and manual submission, queue status;
+* :mod:`.views` — the values the annotator view renders.
+
+Every function only flushes; the request dependency commits.
+"""
+
+from app.domain.annotation.batches import (
+    batch_progress,
+    batch_target,
+    queue_status,
+    submit_batch,
+)
+from app.domain.annotation.common import batch_id_for, labels_used, take_write_lock
+from app.domain.annotation.labels import edit_annotation, recent_labels, record_label, undo_last
+from app.domain.annotation.leases import next_item, release_leases, skip_item
+from app.domain.annotation.views import (
+    MAX_DURATION_MS,
+    RESERVED_KEYS,
+    UI_SOURCE,
+    BatchProgress,
+    ItemView,
+    LabelResult,
+    Neighbour,
+    NoItem,
+    Prediction,
+    QueueStatus,
+    RecentLabel,
+    WhyThisItem,
+    clamp_duration,
+    label_keys,
+    snippet,
+)
+
+__all__ = [
+    "MAX_DURATION_MS",
+    "RESERVED_KEYS",
+    "UI_SOURCE",
+    "BatchProgress",
+    "ItemView",
+    "LabelResult",
+    "Neighbour",
+    "NoItem",
+    "Prediction",
+    "QueueStatus",
+    "RecentLabel",
+    "WhyThisItem",
+    "batch_id_for",
+    "batch_progress",
+    "batch_target",
+    "clamp_duration",
+    "edit_annotation",
+    "label_keys",
+    "labels_used",
+    "next_item",
+    "queue_status",
+    "recent_labels",
+    "record_label",
+    "release_leases",
+    "skip_item",
+    "snippet",
+    "submit_batch",
+    "take_write_lock",
+    "undo_last",
+]

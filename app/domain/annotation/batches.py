@@ -1,0 +1,139 @@
+"""Batches are project rounds: every UI label made while ``project.data_version`` had one value
+(``batch_id = "round-<data_version>"``). Closing a batch, automatically when it is full or by hand,
+bumps ``data_version`` and requests a retrain; the worker trains on whatever is labelled when it
+starts, while annotators keep labelling from the current queue."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    RUN_ACTIVE,
+    RUN_QUEUE,
+    RUN_RETRAIN,
+    Annotation,
+    Project,
+    TrainingRun,
+    User,
+)
+from app.domain.annotation.common import batch_id_for, labels_used, live
+from app.domain.annotation.views import UI_SOURCE, BatchProgress, QueueStatus
+from app.domain.runs import lock_project, request_retrain
+from app.errors import Conflict
+from worker.ml.budget import BudgetPlan  # pure Python: the web shares the worker's budget plan
+
+
+def _in_batch(db: Session, project_id: int, batch_id: str, user_id: int | None = None) -> int:
+    query = (
+        select(func.count())
+        .select_from(Annotation)
+        .where(
+            Annotation.project_id == project_id,
+            Annotation.batch_id == batch_id,
+            Annotation.source == UI_SOURCE,
+            live(),
+        )
+    )
+    if user_id is not None:
+        query = query.where(Annotation.annotator_id == user_id)
+    return int(db.scalar(query) or 0)
+
+
+def batch_target(project: Project, used: int, done: int) -> int:
+    """How many labels close the current batch: the batch size, cut short by the budget.
+
+    Mirrors the worker's budget plan, computed from the labels that existed when the batch
+    started, so the last batch before the polish reserve (and the very last one) is smaller.
+    """
+    start = max(0, used - done)
+    plan = BudgetPlan(
+        budget=max(1, project.label_budget),
+        batch_size=max(1, project.batch_size),
+        reserve_fraction=min(max(project.reserve_fraction, 0.0), 0.5),
+    ).next_batch(start)
+    return plan.size
+
+
+def batch_progress(db: Session, project: Project, user: User) -> BatchProgress:
+    batch = batch_id_for(project.data_version)
+    done = _in_batch(db, project.id, batch)
+    used = labels_used(db, project.id)
+    retraining = (
+        db.scalar(
+            select(TrainingRun.id)
+            .where(
+                TrainingRun.project_id == project.id,
+                TrainingRun.kind.in_((RUN_RETRAIN, RUN_QUEUE)),
+                TrainingRun.status.in_(RUN_ACTIVE),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+    return BatchProgress(
+        batch_id=batch,
+        done=done,
+        size=max(batch_target(project, used, done), done),
+        mine=_in_batch(db, project.id, batch, user.id),
+        labels_used=used,
+        label_budget=project.label_budget,
+        queue_version=project.queue_version,
+        retraining=retraining,
+    )
+
+
+def close_batch_if_full(db: Session, project: Project, user: User) -> TrainingRun | None:
+    batch = batch_id_for(project.data_version)
+    done = _in_batch(db, project.id, batch)
+    if done == 0 or done < batch_target(project, labels_used(db, project.id), done):
+        return None
+    return submit_batch(
+        db,
+        project,
+        user,
+        reason=f"batch {project.data_version} complete ({done} labels)",
+        expected_data_version=project.data_version,
+    )
+
+
+def submit_batch(
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    reason: str = "batch submitted",
+    expected_data_version: int | None = None,
+) -> TrainingRun | None:
+    """Close the current batch: a new labelled-data version, and a retrain request for it.
+
+    With ``expected_data_version`` (the automatic close) nothing happens when another request
+    closed this batch first. A manual submit of an empty batch is refused.
+    """
+    locked = lock_project(db, project.id)
+    if expected_data_version is not None and locked.data_version != expected_data_version:
+        return None
+    done = _in_batch(db, locked.id, batch_id_for(locked.data_version))
+    if done == 0:
+        raise Conflict("This batch has no labels yet; label some items first.")
+    locked.data_version += 1
+    db.flush()
+    return request_retrain(db, locked, requested_by=user, reason=reason)
+
+
+def queue_status(db: Session, project: Project) -> QueueStatus:
+    run = db.scalars(
+        select(TrainingRun)
+        .where(
+            TrainingRun.project_id == project.id,
+            TrainingRun.kind.in_((RUN_RETRAIN, RUN_QUEUE)),
+            TrainingRun.status.in_(RUN_ACTIVE),
+        )
+        .order_by(TrainingRun.id)
+        .limit(1)
+    ).first()
+    if run is None:
+        return QueueStatus(project.queue_version, None, None)
+    fraction = min(1.0, run.step / run.total) if run.total > 0 else None
+    phase = "rebuilding the queue" if run.kind == RUN_QUEUE else "retraining the model"
+    return QueueStatus(project.queue_version, run.status, fraction, phase)

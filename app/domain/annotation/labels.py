@@ -1,0 +1,259 @@
+"""Recording labels, undo and edits. History is never destroyed: undo marks an annotation
+``deleted``, an edit supersedes it (``superseded_by_id``); a repeated idempotency key (a browser
+retry) stores nothing new."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import (
+    Annotation,
+    Item,
+    Label,
+    Lease,
+    Project,
+    User,
+)
+from app.domain.annotation.batches import close_batch_if_full
+from app.domain.annotation.common import batch_id_for, live, project_item, take_write_lock
+from app.domain.annotation.leases import item_view
+from app.domain.annotation.views import (
+    UI_SOURCE,
+    ItemView,
+    LabelResult,
+    RecentLabel,
+    clamp_duration,
+    snippet,
+)
+from app.errors import Conflict, InvalidInput, NotFound
+
+
+def _project_label(db: Session, project: Project, label_id: int) -> Label:
+    label = db.get(Label, label_id)
+    if label is None or label.project_id != project.id:
+        raise InvalidInput(
+            f"Label {label_id} is not one of this project's labels.", details={"label_id": label_id}
+        )
+    return label
+
+
+def _my_live_annotation(
+    db: Session, project_id: int, user_id: int, item_id: int
+) -> Annotation | None:
+    return db.scalars(
+        select(Annotation)
+        .where(
+            Annotation.project_id == project_id,
+            Annotation.item_id == item_id,
+            Annotation.annotator_id == user_id,
+            live(),
+        )
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    ).first()
+
+
+def record_label(
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    item_id: int,
+    label_id: int,
+    duration_ms: int | None = None,
+    idempotency_key: str | None = None,
+    lease_seconds: int = 900,
+    now: datetime | None = None,
+) -> LabelResult:
+    """Store a label. The same ``idempotency_key`` twice stores it once (browser retries).
+
+    Labelling an item the annotator already labelled supersedes their earlier annotation. The
+    label is stored even when the lease has expired meanwhile: the person did the work.
+    """
+    now = now or utcnow()
+    key = (idempotency_key or "").strip()[:200] or None
+    take_write_lock(db, project.id)
+    if key is not None:
+        seen = db.scalars(
+            select(Annotation).where(
+                Annotation.project_id == project.id, Annotation.idempotency_key == key
+            )
+        ).first()
+        if seen is not None:
+            return LabelResult(annotation=seen, replayed=True)
+    item = project_item(db, project, item_id)
+    _project_label(db, project, label_id)
+    lease = db.scalars(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == user.id)
+    ).first()
+    duration = clamp_duration(duration_ms)
+    if duration is None and lease is not None and lease.expires_at > now:
+        duration = clamp_duration(int((now - lease.created_at).total_seconds() * 1000))
+    previous = _my_live_annotation(db, project.id, user.id, item.id)
+    annotation = Annotation(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=user.id,
+        label_id=label_id,
+        duration_ms=duration,
+        source=UI_SOURCE,
+        model_version_id=project.current_model_version_id,
+        queue_version=project.queue_version,
+        batch_id=batch_id_for(project.data_version),
+        idempotency_key=key,
+        created_at=now,
+    )
+    db.add(annotation)
+    db.flush()
+    if previous is not None:
+        previous.superseded_by_id = annotation.id
+    if lease is not None:
+        db.delete(lease)
+    _renew_leases(db, project.id, user.id, now, timedelta(seconds=lease_seconds))
+    db.flush()
+    run = close_batch_if_full(db, project, user)
+    return LabelResult(annotation=annotation, replayed=False, submitted_run=run)
+
+
+def _renew_leases(
+    db: Session, project_id: int, user_id: int, now: datetime, ttl: timedelta
+) -> None:
+    """An annotator who keeps labelling keeps the items on their screen (current + prefetched)."""
+    db.execute(
+        update(Lease)
+        .where(
+            Lease.project_id == project_id, Lease.annotator_id == user_id, Lease.expires_at > now
+        )
+        .values(expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def undo_last(
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    lease_seconds: int,
+    now: datetime | None = None,
+) -> ItemView:
+    """Take back the annotator's most recent label and hand that item back to them.
+
+    The annotation is marked ``deleted`` (kept for the record). If it had superseded an earlier
+    annotation (an edit), that one becomes live again. Repeated undos walk back in time.
+    """
+    now = now or utcnow()
+    take_write_lock(db, project.id)
+    last = db.scalars(
+        select(Annotation)
+        .where(
+            Annotation.project_id == project.id,
+            Annotation.annotator_id == user.id,
+            Annotation.source == UI_SOURCE,
+            live(),
+        )
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        raise Conflict("There is no label of yours to undo.")
+    last.deleted = True
+    db.execute(
+        update(Annotation)
+        .where(Annotation.superseded_by_id == last.id)
+        .values(superseded_by_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    expires = now + timedelta(seconds=lease_seconds)
+    lease = db.scalars(
+        select(Lease).where(Lease.item_id == last.item_id, Lease.annotator_id == user.id)
+    ).first()
+    if lease is None:
+        db.add(
+            Lease(
+                project_id=project.id,
+                item_id=last.item_id,
+                annotator_id=user.id,
+                expires_at=expires,
+                created_at=now,
+            )
+        )
+    else:
+        lease.expires_at = expires
+        lease.created_at = now
+    db.flush()
+    return item_view(db, project, last.item_id, expires, previous_label_id=last.label_id)
+
+
+def edit_annotation(
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    annotation_id: int,
+    label_id: int,
+    now: datetime | None = None,
+) -> Annotation:
+    """Change one of the annotator's own live labels: a new annotation supersedes the old one."""
+    now = now or utcnow()
+    take_write_lock(db, project.id)
+    old = db.get(Annotation, annotation_id)
+    if (
+        old is None
+        or old.project_id != project.id
+        or old.annotator_id != user.id
+        or old.deleted
+        or old.superseded_by_id is not None
+    ):
+        raise NotFound(
+            "That label is not one of your current labels.",
+            details={"annotation_id": annotation_id},
+        )
+    _project_label(db, project, label_id)
+    if old.label_id == label_id:
+        return old
+    new = Annotation(
+        project_id=project.id,
+        item_id=old.item_id,
+        annotator_id=user.id,
+        label_id=label_id,
+        source=UI_SOURCE,
+        model_version_id=project.current_model_version_id,
+        queue_version=project.queue_version,
+        batch_id=batch_id_for(project.data_version),
+        created_at=now,
+    )
+    db.add(new)
+    db.flush()
+    old.superseded_by_id = new.id
+    db.flush()
+    return new
+
+
+def recent_labels(
+    db: Session, project: Project, user: User, *, limit: int = 8
+) -> list[RecentLabel]:
+    rows = db.execute(
+        select(
+            Annotation.id, Annotation.item_id, Annotation.label_id, Item.text, Annotation.created_at
+        )
+        .join(Item, Item.id == Annotation.item_id)
+        .where(
+            Annotation.project_id == project.id,
+            Annotation.annotator_id == user.id,
+            Annotation.source == UI_SOURCE,
+            live(),
+        )
+        .order_by(Annotation.id.desc())
+        .limit(limit)
+    ).tuples()
+    return [
+        RecentLabel(
+            annotation_id=a, item_id=i, label_id=lab, snippet=snippet(text, 90), created_at=created
+        )
+        for a, i, lab, text, created in rows
+    ]

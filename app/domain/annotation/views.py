@@ -1,0 +1,140 @@
+"""What the annotator view shows and what labelling returns: plain, immutable values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from app.db.models import (
+    Annotation,
+    Label,
+    TrainingRun,
+)
+
+UI_SOURCE = "ui"
+
+
+RESERVED_KEYS = frozenset({"s", "z", "?", "g"})
+"""Keys the annotator view keeps for itself: skip, undo, help, guidelines."""
+
+
+MAX_DURATION_MS = 60 * 60 * 1000
+"""Longer than an hour on one item is a coffee break, not labelling time."""
+
+
+SNIPPET_CHARS = 240
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    item_id: int
+    label: str
+    similarity: float
+    snippet: str
+
+
+@dataclass(frozen=True)
+class WhyThisItem:
+    """What the annotator is told about why this item is in front of them."""
+
+    source: Literal["queue", "random", "resumed"]
+    strategy: str = ""
+    score: float | None = None
+    reason: str = ""
+    rank: int | None = None
+    queue_version: int = 0
+    predicted: tuple[Prediction, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An item leased to the annotator, with everything the item card shows."""
+
+    item_id: int
+    text: str
+    external_id: str | None
+    lease_expires_at: datetime
+    why: WhyThisItem
+    previous_label_id: int | None = None
+    """After an undo: the label the annotator had chosen, shown as a hint."""
+
+
+@dataclass(frozen=True)
+class NoItem:
+    """Why there is nothing to label right now; ``code`` is stable, ``message`` is for people."""
+
+    code: Literal["budget_spent", "stopped", "exhausted"]
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    batch_id: str
+    done: int
+    size: int
+    mine: int
+    labels_used: int
+    label_budget: int
+    queue_version: int
+    retraining: bool
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.size) if self.size else 1.0
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    annotation: Annotation
+    replayed: bool
+    """The idempotency key was seen before: nothing new was written."""
+    submitted_run: TrainingRun | None = None
+    """The retrain requested because this label closed the batch."""
+
+
+@dataclass(frozen=True)
+class RecentLabel:
+    annotation_id: int
+    item_id: int
+    label_id: int
+    snippet: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    queue_version: int
+    retrain_status: str | None
+    """``queued`` or ``running`` while a retrain or queue rebuild is on its way, else None."""
+    retrain_fraction: float | None
+    retrain_phase: str = ""
+
+
+def clamp_duration(duration_ms: int | None) -> int | None:
+    if duration_ms is None or duration_ms < 0:
+        return None
+    return min(int(duration_ms), MAX_DURATION_MS)
+
+
+def label_keys(labels: Sequence[Label]) -> dict[str, int]:
+    """Keyboard shortcut -> label id; reserved, empty or repeated shortcuts are not bound."""
+    keys: dict[str, int] = {}
+    for label in labels:
+        key = (label.shortcut or "").strip().lower()
+        if len(key) == 1 and key not in RESERVED_KEYS and key not in keys:
+            keys[key] = label.id
+    return keys
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
