@@ -1,0 +1,326 @@
+"""What the lead dashboard shows, read from the database: budget, learning curve, the latest
+evaluation (confusion matrix, per-class F1), label distribution, the stop recommendation and its
+evidence, and annotator throughput.
+
+Everything here is a read. The numbers come from rows the workers wrote (``RoundMetric``: one per
+trained model version) and from annotations; the web process computes nothing heavier than a
+median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import median
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
+from app.domain.annotation import UI_SOURCE, labels_used
+from worker.ml.budget import BudgetPlan  # pure Python: one definition of reserve and phases
+
+
+@dataclass(frozen=True)
+class BudgetSummary:
+    budget: int
+    used: int
+    reserve: int
+    main_budget: int
+    phase: str
+    next_batch: int
+    batches_left: int
+    advice: tuple[str, ...]
+
+    @property
+    def left(self) -> int:
+        return max(0, self.budget - self.used)
+
+    @property
+    def used_fraction(self) -> float:
+        return min(1.0, self.used / self.budget) if self.budget else 1.0
+
+    @property
+    def main_fraction(self) -> float:
+        return self.main_budget / self.budget if self.budget else 0.0
+
+
+def budget_summary(db: Session, project: Project) -> BudgetSummary:
+    plan = BudgetPlan(
+        budget=max(1, project.label_budget),
+        batch_size=max(1, project.batch_size),
+        reserve_fraction=min(max(project.reserve_fraction, 0.0), 0.5),
+    )
+    used = labels_used(db, project.id)
+    nxt = plan.next_batch(used)
+    return BudgetSummary(
+        budget=plan.budget,
+        used=used,
+        reserve=plan.reserve,
+        main_budget=plan.main_budget,
+        phase=nxt.phase.value,
+        next_batch=nxt.size,
+        batches_left=len(plan.schedule(used)),
+        advice=tuple(plan.advice()),
+    )
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    labels: int
+    accuracy: float | None
+    macro_f1: float | None
+    model_version_id: int | None
+    created_at: datetime
+
+
+def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
+    """One point per round (RoundMetric), in the order the rounds happened."""
+    rows = db.scalars(
+        select(RoundMetric)
+        .where(RoundMetric.project_id == project_id)
+        .order_by(RoundMetric.created_at, RoundMetric.id)
+    )
+    return [
+        CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at)
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    color: str
+    f1: float | None
+    support: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The newest round's dev-set evaluation."""
+
+    round_id: int
+    labels_used: int
+    accuracy: float | None
+    macro_f1: float | None
+    label_names: tuple[str, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    """Rows are gold labels, columns predictions, in label order."""
+    per_class: tuple[ClassScore, ...]
+    dev_n: int
+
+    @property
+    def max_cell(self) -> int:
+        return max((max(row) for row in self.confusion if row), default=0)
+
+    def row_total(self, i: int) -> int:
+        return sum(self.confusion[i])
+
+
+def latest_evaluation(db: Session, project: Project) -> Evaluation | None:
+    row = db.scalars(
+        select(RoundMetric)
+        .where(RoundMetric.project_id == project.id)
+        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    labels = list(
+        db.scalars(select(Label).where(Label.project_id == project.id).order_by(Label.position))
+    )
+    names = tuple(label.name for label in labels)
+    matrix = _square(row.confusion, len(names))
+    per_class = tuple(
+        ClassScore(
+            label=label.name,
+            color=label.color,
+            f1=_float(row.per_class_f1.get(label.name)),
+            support=sum(matrix[i]) if i < len(matrix) else 0,
+        )
+        for i, label in enumerate(labels)
+    )
+    return Evaluation(
+        round_id=row.id,
+        labels_used=row.labels_used,
+        accuracy=row.dev_accuracy,
+        macro_f1=row.macro_f1,
+        label_names=names,
+        confusion=matrix,
+        per_class=per_class,
+        dev_n=int(row.details.get("dev_n") or sum(sum(r) for r in matrix)),
+    )
+
+
+def _square(raw: list[Any], size: int) -> tuple[tuple[int, ...], ...]:
+    """The stored matrix cut or padded to the current label count (labels may be added later)."""
+    rows = []
+    for i in range(size):
+        source = raw[i] if i < len(raw) and isinstance(raw[i], list) else []
+        rows.append(tuple(int(source[j]) if j < len(source) else 0 for j in range(size)))
+    return tuple(rows)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    label: str
+    color: str
+    count: int
+    share: float
+
+
+def label_distribution(db: Session, project_id: int) -> list[LabelCount]:
+    """Live labels per class in the pool (what the model trains on)."""
+    counts = dict(
+        db.execute(
+            select(Annotation.label_id, func.count())
+            .join(Item, Item.id == Annotation.item_id)
+            .where(
+                Annotation.project_id == project_id,
+                Item.split == SPLIT_POOL,
+                Annotation.deleted.is_(False),
+                Annotation.superseded_by_id.is_(None),
+            )
+            .group_by(Annotation.label_id)
+        ).tuples().all()
+    )
+    labels = db.scalars(select(Label).where(Label.project_id == project_id)
+                        .order_by(Label.position))
+    total = sum(counts.values())
+    return [
+        LabelCount(label.name, label.color, counts.get(label.id, 0),
+                   counts.get(label.id, 0) / total if total else 0.0)
+        for label in labels
+    ]
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    fire: bool
+    evidence: str
+    values: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return RULE_TITLES.get(self.rule, self.rule.replace("_", " "))
+
+
+RULE_TITLES = {
+    "dev_gain": "Dev-set gain per 100 labels",
+    "budget": "Label budget",
+    "acquisition_agreement": "Agreement of two acquisition functions",
+    "stabilizing_predictions": "Stabilising predictions",
+}
+
+
+@dataclass(frozen=True)
+class StopAdvice:
+    recommend_stop: bool
+    rules: tuple[RuleResult, ...]
+    labels_used: int
+    threshold: float
+    stopped: bool
+    auto_stop: bool
+
+    @property
+    def firing(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.rules if r.fire)
+
+
+def stop_advice(db: Session, project: Project) -> StopAdvice | None:
+    """The stop rules as evaluated after the newest round (the worker stores them there)."""
+    row = db.scalars(
+        select(RoundMetric)
+        .where(RoundMetric.project_id == project.id)
+        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    rules = tuple(
+        RuleResult(
+            rule=str(r.get("rule", "?")),
+            fire=bool(r.get("fire")),
+            evidence=str(r.get("evidence", "")),
+            values=dict(r.get("values") or {}),
+        )
+        for r in row.stop_recommendations or []
+        if isinstance(r, dict)
+    )
+    return StopAdvice(
+        recommend_stop=any(r.fire for r in rules),
+        rules=rules,
+        labels_used=row.labels_used,
+        threshold=project.stop_threshold,
+        stopped=project.stopped,
+        auto_stop=project.auto_stop,
+    )
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    user_id: int
+    name: str
+    labels: int
+    labels_24h: int
+    median_seconds: float | None
+    active_hours: float
+
+    @property
+    def per_hour(self) -> float | None:
+        """Labels per hour of labelling time, from the median time per item."""
+        if not self.median_seconds:
+            return None
+        return 3600.0 / self.median_seconds
+
+
+def throughput(db: Session, project_id: int, *, now: datetime | None = None
+               ) -> list[AnnotatorStats]:
+    """Per annotator: labels made in the UI (live), the last 24 h, and time per item."""
+    now = now or utcnow()
+    since = now - timedelta(hours=24)
+    rows = db.execute(
+        select(Annotation.annotator_id, Annotation.duration_ms, Annotation.created_at)
+        .where(
+            Annotation.project_id == project_id,
+            Annotation.source == UI_SOURCE,
+            Annotation.deleted.is_(False),
+            Annotation.superseded_by_id.is_(None),
+            Annotation.annotator_id.is_not(None),
+        )
+    ).tuples()
+    durations: dict[int, list[int]] = {}
+    totals: dict[int, int] = {}
+    recent: dict[int, int] = {}
+    for annotator_id, duration_ms, created_at in rows:
+        assert annotator_id is not None
+        totals[annotator_id] = totals.get(annotator_id, 0) + 1
+        if created_at >= since:
+            recent[annotator_id] = recent.get(annotator_id, 0) + 1
+        if duration_ms is not None:
+            durations.setdefault(annotator_id, []).append(duration_ms)
+    names = {
+        uid: name or email
+        for uid, name, email in db.execute(
+            select(User.id, User.name, User.email).where(User.id.in_(list(totals)))
+        ).tuples()
+    }
+    stats = [
+        AnnotatorStats(
+            user_id=uid,
+            name=names.get(uid, f"user {uid}"),
+            labels=count,
+            labels_24h=recent.get(uid, 0),
+            median_seconds=(median(durations[uid]) / 1000.0) if durations.get(uid) else None,
+            active_hours=sum(durations.get(uid, [])) / 3_600_000.0,
+        )
+        for uid, count in totals.items()
+    ]
+    return sorted(stats, key=lambda s: (-s.labels, s.name))

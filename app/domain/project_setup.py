@@ -1,0 +1,193 @@
+"""What a project lead tunes after creating a project: budget and stop rule, model and strategy,
+and how labels look and which key picks them.
+
+Validated here so that the dashboard form, the API and the CLI agree. The adapter settings are
+checked by the worker's own :class:`~worker.ml.adapters.config.AdapterConfig` (pure Python, no
+torch), so a setting the worker would refuse is refused when the lead saves it, not minutes into a
+training run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db.models import Label, Project
+from app.domain.annotation import RESERVED_KEYS
+from app.domain.projects import get_labels
+from app.errors import InvalidInput
+from worker.ml.adapters.config import KINDS as ADAPTER_KINDS
+from worker.ml.adapters.config import AdapterConfig
+from worker.ml.errors import MLError
+
+STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
+    ("cluster_uncertain", "Hybrid: k-means clusters, most uncertain item per cluster"),
+    ("entropy", "Highest predictive entropy"),
+    ("margin", "Smallest margin between the top two classes"),
+    ("least_confidence", "Least confidence"),
+    ("badge", "BADGE: diverse gradient embeddings (uncertain and diverse)"),
+    ("coreset", "Core-set: cover the embedding space (greedy k-center)"),
+    ("ensemble_disagreement", "Disagreement between two adapter variants"),
+    ("minority_focus", "Minority focus: classes with the worst dev F1"),
+    ("random", "Random sampling (baseline)"),
+)
+"""The worker's strategies (``worker.ml.acquisition.registry.STRATEGIES`` minus the cold-start
+pick, which the worker applies by itself). Duplicated because importing the registry pulls in
+NumPy; ``tests/app/domain/test_project_setup.py`` keeps both lists equal."""
+STRATEGIES = tuple(name for name, _ in STRATEGY_CHOICES)
+ADAPTER_SIZE_FIELD = {"lora": "r", "bottleneck": "bottleneck_size", "prompt": "num_virtual_tokens"}
+"""Which AdapterConfig field the one "size" box sets, per adapter kind (IA3 and full have none)."""
+ADAPTER_DESCRIPTIONS = {
+    "lora": "LoRA on Q/K/V/O (size = rank; 8 is the playbook default)",
+    "bottleneck": "Bottleneck adapters (size = hidden size; 16 is the default)",
+    "ia3": "IA3: learned rescaling, no size",
+    "prompt": "Prompt tuning (size = virtual tokens)",
+    "full": "Full fine-tuning baseline (nothing frozen)",
+}
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The lead's dials on the dashboard: how many labels, in what batches, when to stop."""
+
+    label_budget: int
+    batch_size: int
+    reserve_fraction: float
+    stop_threshold: float
+    auto_stop: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.label_budget <= 10_000_000:
+            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
+                               details={"field": "label_budget"})
+        if not 1 <= self.batch_size <= 10_000:
+            raise InvalidInput("The batch size must be between 1 and 10,000 (the playbook "
+                               "suggests 50-200).", details={"field": "batch_size"})
+        if not 0.0 <= self.reserve_fraction <= 0.5:
+            raise InvalidInput("The polish reserve is a share of the budget between 0 and 0.5 "
+                               "(the playbook suggests 0.10-0.20).",
+                               details={"field": "reserve_fraction"})
+        if not 0.0 <= self.stop_threshold <= 100.0:
+            raise InvalidInput("The stop threshold is a dev gain in percentage points per 100 "
+                               "labels, between 0 and 100 (e.g. 0.2).",
+                               details={"field": "stop_threshold"})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Base encoder, adapter and acquisition strategy for the next training rounds."""
+
+    base_model: str
+    adapter_kind: str
+    adapter_size: int | None
+    strategy: str
+
+    def __post_init__(self) -> None:
+        base = self.base_model.strip()
+        if not base or len(base) > 500:
+            raise InvalidInput("Name a base model: 'minilm' (bundled), a local directory or a "
+                               "Hugging Face model id.", details={"field": "base_model"})
+        object.__setattr__(self, "base_model", base)
+        if self.strategy not in STRATEGIES:
+            raise InvalidInput(f"Unknown strategy {self.strategy!r}; choose one of "
+                               f"{', '.join(STRATEGIES)}.", details={"field": "strategy"})
+        if self.adapter_kind not in ADAPTER_KINDS:
+            raise InvalidInput(f"Unknown adapter type {self.adapter_kind!r}; choose one of "
+                               f"{', '.join(ADAPTER_KINDS)}.", details={"field": "adapter_kind"})
+
+    def adapter_config(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The project's adapter config with kind and size applied, validated by the worker."""
+        values = {k: v for k, v in current.items() if k != "kind"}
+        values["kind"] = self.adapter_kind
+        size_field = ADAPTER_SIZE_FIELD.get(self.adapter_kind)
+        if size_field is not None and self.adapter_size is not None:
+            values[size_field] = self.adapter_size
+        if self.adapter_kind in ("prompt", "full"):
+            values.pop("layers", None)
+        if self.adapter_kind == "full":
+            values.pop("unfreeze_last_n", None)
+        try:
+            return AdapterConfig.from_dict(values).to_dict()
+        except MLError as exc:
+            raise InvalidInput(f"Adapter settings refused: {exc}",
+                               details={"field": "adapter_size"}) from exc
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """One label's colour and keyboard shortcut, as the lead sets them."""
+
+    label_id: int
+    color: str
+    shortcut: str
+
+    def __post_init__(self) -> None:
+        if not _HEX_COLOUR.match(self.color):
+            raise InvalidInput(f"Colour {self.color!r} is not a #rrggbb colour.",
+                               details={"field": f"color_{self.label_id}"})
+        key = self.shortcut.strip().lower()
+        if len(key) > 1:
+            raise InvalidInput(f"Shortcut {self.shortcut!r} must be a single key.",
+                               details={"field": f"shortcut_{self.label_id}"})
+        if key in RESERVED_KEYS:
+            raise InvalidInput(f"Key {key!r} is reserved by the annotator view (s skip, z undo, "
+                               "g guidelines, ? help).",
+                               details={"field": f"shortcut_{self.label_id}"})
+        object.__setattr__(self, "shortcut", key)
+
+
+def adapter_size(config: dict[str, Any]) -> int | None:
+    """The one "size" number shown for the project's adapter kind."""
+    field = ADAPTER_SIZE_FIELD.get(str(config.get("kind", "lora")))
+    if field is None:
+        return None
+    value = config.get(field)
+    defaults = {"r": 8, "bottleneck_size": 16, "num_virtual_tokens": 20}
+    return int(value) if isinstance(value, int) else defaults[field]
+
+
+def update_budget(db: Session, project: Project, settings: BudgetSettings) -> Project:
+    project.label_budget = settings.label_budget
+    project.batch_size = settings.batch_size
+    project.reserve_fraction = settings.reserve_fraction
+    project.stop_threshold = settings.stop_threshold
+    project.auto_stop = settings.auto_stop
+    db.flush()
+    return project
+
+
+def set_stopped(db: Session, project: Project, stopped: bool) -> Project:
+    """Stop (or resume) labelling: annotators are told the lead stopped the project."""
+    project.stopped = stopped
+    db.flush()
+    return project
+
+
+def update_model(db: Session, project: Project, settings: ModelSettings) -> Project:
+    project.adapter_config = settings.adapter_config(dict(project.adapter_config or {}))
+    project.base_model = settings.base_model
+    project.strategy = settings.strategy
+    db.flush()
+    return project
+
+
+def update_label_styles(db: Session, project: Project, styles: list[LabelStyle]) -> list[Label]:
+    """Apply colours and shortcuts to the project's labels; shortcuts must be distinct."""
+    labels = {label.id: label for label in get_labels(db, project.id)}
+    keys = [s.shortcut for s in styles if s.shortcut]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise InvalidInput(f"Shortcut {repeated[0]!r} is used by more than one label.",
+                           details={"field": "shortcut"})
+    for style in styles:
+        label = labels.get(style.label_id)
+        if label is None:
+            raise InvalidInput(f"Label {style.label_id} is not one of this project's labels.")
+        label.color = style.color
+        label.shortcut = style.shortcut
+    db.flush()
+    return list(labels.values())
