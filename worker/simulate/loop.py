@@ -20,7 +20,7 @@ from worker.ml.acquisition import (
     build_pool_view,
     get_strategy,
 )
-from worker.ml.acquisition.base import EMBEDDINGS
+from worker.ml.acquisition.base import LABELED_EMBEDDINGS
 from worker.ml.budget import BudgetPlan, Phase
 from worker.ml.classifier import TextClassifier
 from worker.ml.evaluation import evaluate
@@ -47,6 +47,8 @@ class ArmJob:
     data: SplitData
     seed_indices: np.ndarray
     stop_indices: np.ndarray
+    deadline: float | None = None
+    """``time.time()`` after which no new round starts (the curve then ends early)."""
 
 
 def train_config(config: SimulationConfig, seed: int) -> TrainConfig:
@@ -165,7 +167,9 @@ class ArmLoop:
             return PoolView(probs=np.full((candidates.shape[0], k), 1.0 / k, dtype=np.float32))
         texts = [self.data.pool_texts[i] for i in candidates]
         labeled_texts = (
-            [self.data.pool_texts[i] for i in labeled] if EMBEDDINGS in strategy.requires else []
+            [self.data.pool_texts[i] for i in labeled]
+            if LABELED_EMBEDDINGS in strategy.wants
+            else []
         )
         class_error = None
         if dev_metrics is not None:
@@ -224,6 +228,9 @@ class ArmLoop:
                 message=f"{self.job.arm.spec} seed {self.job.seed}",
             )
             if batch.phase is Phase.DONE or chosen.shape[0] == 0:
+                return self.run
+            if self.job.deadline is not None and time.time() > self.job.deadline:
+                self.run.truncated = True
                 return self.run
             labeled = np.concatenate([labeled, chosen])
             phase, strategy, round_ = batch.phase.value, next_strategy, round_ + 1

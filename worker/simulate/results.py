@@ -34,6 +34,8 @@ class ArmRun:
     stop_evidence: dict[str, str] = field(default_factory=dict)
     """First round's evidence for each rule that fired (rule -> evidence)."""
     seconds: float = 0.0
+    truncated: bool = False
+    """True when the time limit ended the run before its budget was spent."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -22,6 +22,7 @@ from worker.simulate.results import ArmRun
 from worker.simulate.summary import ArmSummary, summarise
 
 Log = Callable[[str], None]
+OnRun = Callable[[ArmRun], None]
 
 
 @dataclass
@@ -100,6 +101,7 @@ def make_jobs(
     bases: dict[bool, str],
     num_layers: int,
     seeds: dict[int, np.ndarray],
+    deadline: float | None = None,
 ) -> list[ArmJob]:
     stop_rng = np.random.default_rng(DATA_SEED + 1)
     stop = np.sort(
@@ -118,8 +120,8 @@ def make_jobs(
             seed_indices=seeds[seed],
             stop_indices=stop,
         )
+        for arm in sorted(config.arm_specs, key=lambda a: not a.is_ceiling)  # long ones first
         for seed in config.seeds
-        for arm in config.arm_specs
     ]
 
 
@@ -130,23 +132,28 @@ def _run_in_worker(job: ArmJob, threads: int) -> ArmRun:
     return run_arm(job)
 
 
-def execute(jobs: list[ArmJob], workers: int, log: Log) -> list[ArmRun]:
+def execute(
+    jobs: list[ArmJob], workers: int, log: Log, on_run: OnRun | None = None
+) -> list[ArmRun]:
     """Run jobs inline (workers=1) or as parallel processes sharing the device."""
     runs: list[ArmRun] = []
+
+    def finished(i: int, run: ArmRun) -> None:
+        log(_done_line(i, len(jobs), run))
+        runs.append(run)
+        if on_run is not None:
+            on_run(run)
+
     if workers == 1:
         for i, job in enumerate(jobs, start=1):
-            run = run_arm(job)
-            log(_done_line(i, len(jobs), run))
-            runs.append(run)
+            finished(i, run_arm(job))
         return runs
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(_run_in_worker, job, threads) for job in jobs]
         for i, future in enumerate(as_completed(futures), start=1):
-            run = future.result()
-            log(_done_line(i, len(jobs), run))
-            runs.append(run)
+            finished(i, future.result())
     order = {(j.arm.spec, j.seed): k for k, j in enumerate(jobs)}
     return sorted(runs, key=lambda r: order[(r.arm, r.seed)])
 
@@ -160,11 +167,19 @@ def _done_line(i: int, total: int, run: ArmRun) -> str:
 
 
 def run_simulation(
-    config: SimulationConfig, *, data_wheel: Path | None = None, log: Log | None = None
+    config: SimulationConfig,
+    *,
+    data_wheel: Path | None = None,
+    log: Log | None = None,
+    on_run: OnRun | None = None,
 ) -> SimulationReport:
-    """Run the whole experiment for one data set; write files when ``config.out_dir`` is set."""
+    """Run the whole experiment for one data set; write files when ``config.out_dir`` is set.
+
+    ``log`` receives progress lines; ``on_run`` each finished (arm, seed) run as it completes.
+    """
     log = log or (lambda _message: None)
     started = time.perf_counter()
+    deadline = time.time() + config.time_limit_s if config.time_limit_s else None
     data = prepare_splits(
         config.dataset,
         pool_size=config.pool_size,
@@ -186,12 +201,13 @@ def run_simulation(
         bases,
         num_encoder_layers(base),
         seed_sets(config, data, bases[True] if config.needs_tapt else None),
+        deadline,
     )
     log(
         f"{len(jobs)} runs: {', '.join(a.spec for a in config.arm_specs)} x seeds "
         f"{list(config.seeds)}"
     )
-    runs = execute(jobs, config.workers, log)
+    runs = execute(jobs, config.workers, log, on_run)
     report = SimulationReport(
         config=config.to_dict(),
         data=data.describe(),

@@ -7,6 +7,7 @@ as a dashed line and 95 % / 98 % of it as dotted lines.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from xml.sax.saxutils import escape
 
 from worker.simulate.summary import MeanCurve
@@ -41,6 +42,9 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
         ticks.append(round(value, 10))
         value += step
     return ticks
+
+
+Scale = Callable[[float], float]
 
 
 def _fmt(value: float) -> str:
@@ -100,7 +104,9 @@ def learning_curve_svg(
     return "\n".join(out) + "\n"
 
 
-def _axes(px, py, x_low, x_high, y_low, y_high, metric) -> list[str]:  # type: ignore[no-untyped-def]
+def _axes(
+    px: Scale, py: Scale, x_low: float, x_high: float, y_low: float, y_high: float, metric: str
+) -> list[str]:
     out = []
     bottom, right = py(y_low), px(x_high)
     out.append(
@@ -137,7 +143,9 @@ def _axes(px, py, x_low, x_high, y_low, y_high, metric) -> list[str]:  # type: i
     return out
 
 
-def _ceiling_lines(px, py, x_low, x_high, y_low, ceiling, label) -> list[str]:  # type: ignore[no-untyped-def]
+def _ceiling_lines(
+    px: Scale, py: Scale, x_low: float, x_high: float, y_low: float, ceiling: float, label: str
+) -> list[str]:
     out = []
     for share, dash in ((1.0, "6 4"), (0.98, "2 3"), (0.95, "2 3")):
         y = share * ceiling
@@ -155,7 +163,7 @@ def _ceiling_lines(px, py, x_low, x_high, y_low, ceiling, label) -> list[str]:  
     return out
 
 
-def _series(px, py, curve: MeanCurve, colour: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _series(px: Scale, py: Scale, curve: MeanCurve, colour: str) -> list[str]:
     xs = [float(x) for x in curve.labels]
     upper = [py(float(m + s)) for m, s in zip(curve.mean, curve.std, strict=True)]
     lower = [py(float(m - s)) for m, s in zip(curve.mean, curve.std, strict=True)]

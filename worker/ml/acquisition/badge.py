@@ -36,6 +36,7 @@ class Badge(QueryStrategy):
 
     name = "badge"
     needs = frozenset({PROBS, EMBEDDINGS})
+    optional = frozenset({GRAD_EMBEDDINGS})
 
     def missing_views(self, view: PoolView) -> list[str]:
         return [] if view.has(GRAD_EMBEDDINGS) else super().missing_views(view)

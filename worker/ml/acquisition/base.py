@@ -159,11 +159,17 @@ class QueryStrategy(ABC):
 
     name: ClassVar[str]
     needs: ClassVar[frozenset[str]] = frozenset()
+    optional: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def requires(self) -> frozenset[str]:
-        """PoolView fields this strategy (with its wrappers) reads."""
+        """PoolView fields this strategy (with its wrappers) cannot run without."""
         return self.needs
+
+    @property
+    def wants(self) -> frozenset[str]:
+        """Required fields plus those it uses when present (worth computing if affordable)."""
+        return self.requires | self.optional
 
     def missing_views(self, view: PoolView) -> list[str]:
         return sorted(r for r in self.requires if not view.has(r))

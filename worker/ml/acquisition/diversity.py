@@ -7,7 +7,15 @@ from typing import Literal
 
 import numpy as np
 
-from worker.ml.acquisition.base import EMBEDDINGS, PROBS, FloatArray, Pick, PoolView, QueryStrategy
+from worker.ml.acquisition.base import (
+    EMBEDDINGS,
+    LABELED_EMBEDDINGS,
+    PROBS,
+    FloatArray,
+    Pick,
+    PoolView,
+    QueryStrategy,
+)
 from worker.ml.acquisition.geometry import DenseSpace, greedy_k_center, kmeans, min_sqdist_to_set
 from worker.ml.acquisition.uncertainty import entropy, top_two
 from worker.ml.errors import ConfigError
@@ -35,6 +43,7 @@ class CoreSet(QueryStrategy):
 
     name = "coreset"
     needs = frozenset({EMBEDDINGS})
+    optional = frozenset({LABELED_EMBEDDINGS})
 
     def _select(self, view: PoolView, n: int, rng: np.random.Generator) -> list[Pick]:
         assert view.embeddings is not None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.ml.acquisition.base import EMBEDDINGS, Pick, PoolView, QueryStrategy
+from worker.ml.acquisition.base import EMBEDDINGS, LABELED_EMBEDDINGS, Pick, PoolView, QueryStrategy
 from worker.ml.acquisition.geometry import l2_normalise
 from worker.ml.errors import ConfigError
 
@@ -32,6 +32,10 @@ class Subsampled(QueryStrategy):
     @property
     def requires(self) -> frozenset[str]:
         return self.inner.requires
+
+    @property
+    def wants(self) -> frozenset[str]:
+        return self.inner.wants
 
     def missing_views(self, view: PoolView) -> list[str]:
         return self.inner.missing_views(view)
@@ -70,6 +74,11 @@ class Deduplicated(QueryStrategy):
     @property
     def requires(self) -> frozenset[str]:
         return self.inner.requires | {EMBEDDINGS}
+
+    @property
+    def wants(self) -> frozenset[str]:
+        labeled = {LABELED_EMBEDDINGS} if self.against_labeled else set()
+        return self.inner.wants | {EMBEDDINGS} | labeled
 
     def missing_views(self, view: PoolView) -> list[str]:
         own = [] if view.has(EMBEDDINGS) else [EMBEDDINGS]

@@ -80,3 +80,15 @@ def test_registry_rejects_unknown_names_and_parameters() -> None:
     with pytest.raises(ConfigError, match="uncertainty measure"):
         get_strategy("cluster_uncertain", measure="gini")
     assert get_strategy("ensemble_disagreement", measure="kl").requires == {"variant_probs"}
+
+
+def test_wants_lists_optional_views_worth_computing() -> None:
+    assert "labeled_embeddings" in get_strategy("coreset").wants
+    assert "labeled_embeddings" not in get_strategy("coreset").requires
+    assert get_strategy("entropy").wants == {"probs"}
+    assert get_strategy("entropy", dedup_threshold=0.9).wants == {
+        "probs",
+        "embeddings",
+        "labeled_embeddings",
+    }
+    assert "grad_embeddings" in get_strategy("badge", max_pool=10).wants
