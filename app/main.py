@@ -31,6 +31,8 @@ ROUTERS: tuple[str, ...] = (
     "app.web.imports",
     "app.api.projects",
     "app.api.items",
+    "app.api.adapters",
+    "app.api.predict",
 )
 
 

@@ -1,0 +1,103 @@
+"""``POST /api/v1/projects/{id}/predict``: labels and probabilities from the project's adapter.
+
+The route resolves which artifact to use (the current version, or ``model_version`` when the
+client pins one) and hands the texts to an inference worker; see :mod:`app.api.inference_client`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.api.common import UNAVAILABLE, write_api_router
+from app.api.inference_client import (
+    InferenceClient,
+    InferenceFailed,
+    get_inference_client,
+    raise_for_worker_error,
+)
+from app.deps import ProjectReader, SessionDep, SettingsDep
+from app.domain.adapters import current_artifact, pinned_artifact
+from app.errors import InvalidInput
+
+router = write_api_router(tags=["inference"])
+
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 20_000
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class PredictIn(BaseModel):
+    texts: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
+    model_version: int | None = Field(
+        default=None, ge=1, le=2_147_483_647, description="Pin a version number; default: current."
+    )
+
+
+class PredictOut(BaseModel):
+    model_version: int
+    model_version_id: int
+    label_names: list[str]
+    labels: list[str] = Field(description="The most probable label of each text, in order.")
+    probabilities: list[list[float]] = Field(
+        description="Per text, the probability of each label in label_names order."
+    )
+
+
+InferenceDep = Annotated[InferenceClient, Depends(get_inference_client)]
+
+
+@router.post(
+    "/projects/{project_id}/predict",
+    response_model=PredictOut,
+    responses={**UNAVAILABLE, 502: {"description": "The inference worker failed."}},
+)
+def predict(
+    body: PredictIn,
+    db: SessionDep,
+    access: ProjectReader,
+    settings: SettingsDep,
+    client: InferenceDep,
+) -> PredictOut:
+    _check_lengths(body.texts, settings.max_text_chars)
+    if body.model_version is None:
+        artifact = current_artifact(db, access.project, settings)
+    else:
+        artifact = pinned_artifact(db, access.project.id, body.model_version, settings)
+    request: dict[str, Any] = {
+        "artifact_path": artifact.stored_path,
+        "sha256": artifact.sha256,
+        "model_version_id": artifact.model_version_id,
+        "version": artifact.version,
+        "texts": list(body.texts),
+    }
+    answer = client.predict(request, timeout=settings.inference_timeout_seconds)
+    raise_for_worker_error(answer)
+    try:
+        out = PredictOut(
+            model_version=artifact.version,
+            model_version_id=artifact.model_version_id,
+            label_names=answer["label_names"],
+            labels=answer["labels"],
+            probabilities=answer["probabilities"],
+        )
+    except (KeyError, ValueError) as exc:
+        raise InferenceFailed("The inference worker sent a malformed answer.") from exc
+    if len(out.labels) != len(body.texts):
+        raise InferenceFailed("The inference worker answered for a different number of texts.")
+    return out
+
+
+def _check_lengths(texts: list[str], limit: int) -> None:
+    problems = [
+        {"loc": ["body", "texts", str(i)], "message": f"longer than {limit} characters"}
+        for i, text in enumerate(texts)
+        if len(text) > limit
+    ]
+    if problems:
+        raise InvalidInput(
+            f"{len(problems)} text(s) exceed this server's limit of {limit} characters.",
+            details={"errors": problems},
+        )

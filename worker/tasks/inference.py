@@ -1,0 +1,87 @@
+"""``inference.predict``: class probabilities for texts under one model version's adapter.
+
+Runs on the ``inference`` queue in a worker that keeps its :class:`AdapterRouter` (one resident
+base, adapters swapped per project) for the life of the process. Start one with::
+
+    celery -A worker.celery_app worker -Q inference --pool=solo --concurrency=1
+
+Unlike every other task, its return value matters: it IS the HTTP response of
+``POST /api/v1/projects/{id}/predict`` (Celery result backend, ``settings.result_backend_url``).
+The request carries the artifact path and sha256 the web resolved, so the worker needs the
+artifact store but no database. Expected failures come back as ``{"error": {...}}`` values
+rather than exceptions, so the web can answer them with a proper status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from app.api.inference_client import TASK_PREDICT
+from app.config import Settings, get_settings
+from app.domain.model_versions import resolve_artifact
+from worker.celery_app import celery_app
+
+log = logging.getLogger(__name__)
+
+PREDICTION_DECIMALS = 7
+
+_router: Any = None
+_router_lock = threading.Lock()
+
+
+def shared_router() -> Any:
+    """This process's router (created on first use, so importing this module stays light)."""
+    global _router
+    with _router_lock:
+        if _router is None:
+            from worker.tasks.adapter_router import AdapterRouter
+
+            _router = AdapterRouter()
+        return _router
+
+
+def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> dict[str, Any]:
+    """Score ``request["texts"]`` with the artifact named in the request.
+
+    ``request``: ``artifact_path`` (as stored on the model version), ``sha256``,
+    ``model_version_id``, ``version``, ``texts``.
+    """
+    from worker.ml.errors import MLError
+
+    path = resolve_artifact(str(request["artifact_path"]), settings)
+    if not (path / "tapestry.json").is_file():
+        return _error("artifact_missing", f"the artifact of model version "
+                      f"{request.get('version')} is not in this worker's artifact store ({path})")
+    texts = [str(text) for text in request["texts"]]
+    try:
+        prediction = router.predict(path, texts, cache_key=str(request.get("sha256") or ""))
+    except MLError as exc:
+        log.warning("inference failed for %s: %s", path, exc)
+        return _error("inference_failed", str(exc))
+    probabilities = prediction.probabilities.round(PREDICTION_DECIMALS).tolist()
+    names = prediction.label_names
+    return {
+        "model_version_id": request["model_version_id"],
+        "version": request["version"],
+        "label_names": names,
+        "labels": [names[row.index(max(row))] for row in probabilities],
+        "probabilities": probabilities,
+        "shared_base": prediction.shared_base,
+    }
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+@celery_app.task(
+    name=TASK_PREDICT,
+    ignore_result=False,  # the one task whose result is read (by the waiting web request)
+    acks_late=False,  # the caller has a deadline: a lost request is not worth redelivering
+    reject_on_worker_lost=False,
+)
+def predict(request: dict[str, Any]) -> dict[str, Any]:
+    """Celery shell around :func:`predict_body` with this process's resident router."""
+    return predict_body(request, shared_router(), get_settings())
