@@ -264,9 +264,13 @@ def app(settings: Settings, db: Session) -> FastAPI:
     application = create_app(settings)
 
     def _test_db() -> Iterator[Session]:
+        # Like production, each request is its own unit of work: commit what the test set up so
+        # far (this releases a SAVEPOINT; the outer transaction is still rolled back after the
+        # test), then commit or roll back exactly what the request did.
+        db.commit()
         try:
             yield db
-            db.commit()  # releases the SAVEPOINT; the outer transaction is still rolled back
+            db.commit()
         except BaseException:
             db.rollback()
             raise

@@ -1,0 +1,107 @@
+"""Project pages: create, overview counts, settings, label changes and members."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, Membership, Project
+from app.domain.projects import get_labels
+from tests.factories import login_client, make_project, make_user
+
+FORM = {"name": "Tickets", "labels": "billing\nbug\n\nfeature\n", "description": "d",
+        "label_budget": "500", "batch_size": "50", "stop_threshold": "0.5",
+        "annotations_per_item": "1", "guidelines": "be kind"}
+
+
+def test_lead_creates_a_project_and_becomes_its_lead(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_LEAD)
+    response = client.post("/projects", data=FORM, follow_redirects=False)
+    assert response.status_code == 303
+    project_id = int(response.headers["location"].rsplit("/", 1)[1])
+    project = db.get(Project, project_id)
+    assert project is not None and project.label_budget == 500
+    assert [label.name for label in get_labels(db, project_id)] == ["billing", "bug", "feature"]
+    role = db.scalar(select(Membership.role).where(Membership.project_id == project_id,
+                                                   Membership.user_id == client.user.id))
+    assert role == ROLE_LEAD
+    page = client.get(f"/projects/{project_id}")
+    assert "Tickets" in page.text and "Import data" in page.text
+    assert "created" in page.text  # the flash message
+
+
+def test_invalid_project_form_is_re_rendered_with_the_problem(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_LEAD)
+    response = client.post("/projects", data=FORM | {"labels": "only-one"})
+    assert response.status_code == 422
+    assert "between 2" in response.text and 'value="Tickets"' in response.text
+    response = client.post("/projects", data=FORM | {"batch_size": "many"})
+    assert response.status_code == 422 and "whole number" in response.text
+
+
+def test_annotators_cannot_create_projects(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_ANNOTATOR)
+    assert client.post("/projects", data=FORM).status_code == 403
+    assert "New project" not in client.get("/projects").text
+
+
+def test_settings_update_and_label_in_use_cannot_be_removed(app: FastAPI, db: Session) -> None:
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=("a", "b"))
+    client = login_client(app, user=lead)
+    form = FORM | {"name": "Renamed", "labels": "b\na\nc"}
+    response = client.post(f"/projects/{project.id}/settings", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    db.expire_all()
+    assert db.get(Project, project.id).name == "Renamed"  # type: ignore[union-attr]
+    assert [label.name for label in get_labels(db, project.id)] == ["b", "a", "c"]
+    # give "a" an annotation via an import, then try to drop it
+    client.post(f"/projects/{project.id}/import",
+                files={"file": ("x.csv", b"text,label\nhello,a\n", "text/csv")},
+                data={"text_column": "text", "label_column": "label"})
+    refused = client.post(f"/projects/{project.id}/settings", data=form | {"labels": "b\nc"})
+    assert refused.status_code == 409
+    assert "cannot be removed" in refused.text
+    db.expire_all()
+    assert [label.name for label in get_labels(db, project.id)] == ["b", "a", "c"]
+    assert db.get(Project, project.id).name == "Renamed"  # type: ignore[union-attr]
+
+
+def test_lead_adds_and_removes_members(app: FastAPI, db: Session) -> None:
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead)
+    newcomer = make_user(db, role=ROLE_ANNOTATOR)
+    client = login_client(app, user=lead)
+    added = client.post(f"/projects/{project.id}/members",
+                        data={"email": newcomer.email.upper(), "role": "annotator"},
+                        follow_redirects=False)
+    assert added.status_code == 303
+    newcomer_client = login_client(app, user=newcomer)
+    assert newcomer_client.get(f"/projects/{project.id}").status_code == 200
+    unknown = client.post(f"/projects/{project.id}/members",
+                          data={"email": "nobody@example.org", "role": "annotator"})
+    assert unknown.status_code == 404 and "No user" in unknown.text
+    last_lead = client.post(f"/projects/{project.id}/members/{lead.id}/remove")
+    assert last_lead.status_code == 409
+    removed = client.post(f"/projects/{project.id}/members/{newcomer.id}/remove",
+                          follow_redirects=False)
+    assert removed.status_code == 303
+    assert newcomer_client.get(f"/projects/{project.id}").status_code == 404
+
+
+def test_htmx_request_gets_only_the_content_block(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_LEAD)
+    full = client.get("/projects")
+    partial = client.get("/projects", headers={"HX-Request": "true"})
+    assert "<html" in full.text and "<html" not in partial.text
+    assert "Projects" in partial.text
+
+
+def test_pages_send_security_headers(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_LEAD)
+    response = client.get("/projects")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in policy and "frame-ancestors 'none'" in policy
+    assert 'hx-headers=\'{"X-CSRF-Token": "' + client.csrf_token + '"}\'' in response.text
