@@ -116,9 +116,10 @@ class TrainResult:
     classifier: TextClassifier
     dev_metrics: dict[str, Any] | None
     history: list[dict[str, Any]]
-    seconds: float
+    seconds: float  # wall time of the whole call: loading, training, dev evaluation
     trainable_params: int
     total_params: int
+    train_seconds: float = 0.0  # the optimisation steps alone (throughput measurements)
 
     @property
     def trainable_percent(self) -> float:
@@ -260,6 +261,7 @@ def train_classifier(
         dev_metrics=dev_metrics,
         history=history,
         seconds=time.perf_counter() - started,
+        train_seconds=loop.train_seconds,
         trainable_params=adapted.trainable_count(),
         total_params=adapted.total_count(),
     )
@@ -286,6 +288,7 @@ class _Loop:
         self.device = classifier.device
         self.optimizer = torch.optim.AdamW(_param_groups(adapted, config))
         self.scaler = precision.make_scaler()
+        self.train_seconds = 0.0
 
     def run(
         self,
@@ -322,7 +325,9 @@ class _Loop:
             for start in range(0, len(batches), config.grad_accum):
                 group = batches[start : start + config.grad_accum]
                 apply_lr(self.optimizer, step, total, warmup)
+                step_started = time.perf_counter()
                 loss_value, count = self._step(group, token_ids, targets, pad_id, loss_fn)
+                self.train_seconds += time.perf_counter() - step_started
                 epoch_loss += loss_value * count
                 seen += count
                 step += 1
