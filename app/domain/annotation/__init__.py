@@ -15,9 +15,14 @@ from app.domain.annotation.batches import (
     queue_status,
     submit_batch,
 )
-from app.domain.annotation.common import batch_id_for, labels_used, take_write_lock
+from app.domain.annotation.common import (
+    batch_id_for,
+    labels_used,
+    project_labels,
+    take_write_lock,
+)
 from app.domain.annotation.labels import edit_annotation, recent_labels, record_label, undo_last
-from app.domain.annotation.leases import next_item, release_leases, skip_item
+from app.domain.annotation.leases import MAX_EXCLUDE, next_item, release_leases, skip_item
 from app.domain.annotation.views import (
     MAX_DURATION_MS,
     RESERVED_KEYS,
@@ -38,6 +43,7 @@ from app.domain.annotation.views import (
 
 __all__ = [
     "MAX_DURATION_MS",
+    "MAX_EXCLUDE",
     "RESERVED_KEYS",
     "UI_SOURCE",
     "BatchProgress",
@@ -57,6 +63,7 @@ __all__ = [
     "label_keys",
     "labels_used",
     "next_item",
+    "project_labels",
     "queue_status",
     "recent_labels",
     "record_label",

@@ -1,0 +1,216 @@
+"""The annotator view: one keystroke per label, no page reloads, nothing lost.
+
+The page shows one item; ``static/js/annotate.js`` prefetches the next item's fragment with htmx
+and swaps it in on a keystroke, while labels go to the server through a small retrying outbox
+(every label carries an idempotency key). Without JavaScript every control is a plain form whose
+POST redirects back to the page, so the view still works, one reload per label.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.db.models import Project, User
+from app.deps import Level, ProjectAnnotator, SessionDep, SettingsDep
+from app.domain import annotation
+from app.domain.projects import get_labels
+from app.errors import InvalidInput, is_htmx_request
+from app.web.templating import render_page
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+MAX_EXCLUDE_PARAM = 400
+
+
+def _base(project_id: int) -> str:
+    return f"/projects/{project_id}/annotate"
+
+
+def parse_ids(raw: str) -> list[int]:
+    """``"3,5,8"`` -> [3, 5, 8]; anything else is refused with a clear message."""
+    if len(raw) > MAX_EXCLUDE_PARAM:
+        raise InvalidInput("Too many item ids in 'exclude'.")
+    ids = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise InvalidInput(f"'exclude' takes item ids separated by commas, not {part!r}.")
+        ids.append(int(part))
+    return ids
+
+
+def _label_context(db: Session, project: Project) -> dict[str, Any]:
+    labels = get_labels(db, project.id)
+    keys = annotation.label_keys(labels)
+    key_of = {label_id: key for key, label_id in keys.items()}
+    return {
+        "labels": labels,
+        "key_of": key_of,
+        "label_by_id": {label.id: label for label in labels},
+        "color_of": {label.name: label.color for label in labels},
+    }
+
+
+def _item_response(
+    request: Request,
+    db: Session,
+    project: Project,
+    view: annotation.ItemView | annotation.NoItem,
+    *,
+    status_code: int = 200,
+) -> Response:
+    context = {"project": project, "view": view, "base": _base(project.id)}
+    context |= _label_context(db, project)
+    headers = {"X-Item-Id": str(view.item_id)} if isinstance(view, annotation.ItemView) else {}
+    return render_page(request, "annotate/_item.html", context, status_code=status_code,
+                       headers=headers)
+
+
+def _after_write(
+    request: Request,
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    toast: dict[str, str] | None = None,
+) -> Response:
+    """htmx: the refreshed progress and recent-labels fragments; plain forms: back to the page."""
+    if not is_htmx_request(request):
+        return RedirectResponse(_base(project.id), status_code=303)
+    context = {
+        "project": project,
+        "base": _base(project.id),
+        "progress": annotation.batch_progress(db, project, user),
+        "recent": annotation.recent_labels(db, project, user),
+    } | _label_context(db, project)
+    headers = {"HX-Trigger": json.dumps({"toast": toast})} if toast else None
+    return render_page(request, "annotate/_after_write.html", context, headers=headers)
+
+
+@router.get("/projects/{project_id}/annotate")
+def annotator_page(
+    request: Request, db: SessionDep, settings: SettingsDep, access: ProjectAnnotator
+) -> Response:
+    project, user = access.project, access.user
+    view = annotation.next_item(db, project, user, lease_seconds=settings.lease_seconds)
+    context = {
+        "project": project,
+        "base": _base(project.id),
+        "view": view,
+        "progress": annotation.batch_progress(db, project, user),
+        "recent": annotation.recent_labels(db, project, user),
+        "status": annotation.queue_status(db, project),
+        "seen_version": project.queue_version,
+        "can_lead": access.can(Level.LEAD),
+    } | _label_context(db, project)
+    return render_page(request, "annotate/page.html", context)
+
+
+@router.get("/projects/{project_id}/annotate/next")
+def next_item_fragment(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    access: ProjectAnnotator,
+    exclude: Annotated[str, Query(max_length=MAX_EXCLUDE_PARAM)] = "",
+) -> Response:
+    view = annotation.next_item(db, access.project, access.user,
+                                lease_seconds=settings.lease_seconds, exclude=parse_ids(exclude))
+    return _item_response(request, db, access.project, view)
+
+
+@router.post("/projects/{project_id}/annotate/items/{item_id}/label")
+def label_item(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    access: ProjectAnnotator,
+    item_id: int,
+    label_id: Annotated[int, Form()],
+    duration_ms: Annotated[int | None, Form()] = None,
+    key: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    result = annotation.record_label(
+        db, access.project, access.user, item_id=item_id, label_id=label_id,
+        duration_ms=duration_ms, idempotency_key=key, lease_seconds=settings.lease_seconds,
+    )
+    toast = None
+    if result.submitted_run is not None:
+        toast = {"level": "success",
+                 "message": "Batch complete: the model is retraining. Keep labelling."}
+    return _after_write(request, db, access.project, access.user, toast=toast)
+
+
+@router.post("/projects/{project_id}/annotate/items/{item_id}/skip")
+def skip_item(
+    request: Request, db: SessionDep, access: ProjectAnnotator, item_id: int
+) -> Response:
+    annotation.skip_item(db, access.project, access.user, item_id=item_id)
+    return _after_write(request, db, access.project, access.user)
+
+
+@router.post("/projects/{project_id}/annotate/undo")
+def undo_last(
+    request: Request, db: SessionDep, settings: SettingsDep, access: ProjectAnnotator
+) -> Response:
+    view = annotation.undo_last(db, access.project, access.user,
+                                lease_seconds=settings.lease_seconds)
+    if not is_htmx_request(request):
+        return RedirectResponse(_base(access.project.id), status_code=303)
+    return _item_response(request, db, access.project, view)
+
+
+@router.post("/projects/{project_id}/annotate/submit")
+def submit_batch(request: Request, db: SessionDep, access: ProjectAnnotator) -> Response:
+    annotation.submit_batch(db, access.project, access.user,
+                            reason=f"batch submitted by {access.user.email}")
+    toast = {"level": "success", "message": "Batch submitted: the model is retraining."}
+    return _after_write(request, db, access.project, access.user, toast=toast)
+
+
+@router.post("/projects/{project_id}/annotate/release")
+def release_items(
+    db: SessionDep,
+    access: ProjectAnnotator,
+    item_ids: Annotated[str, Form(max_length=MAX_EXCLUDE_PARAM)] = "",
+) -> Response:
+    """Give back prefetched items when the page goes away (``navigator.sendBeacon``)."""
+    annotation.release_leases(db, access.project, access.user, parse_ids(item_ids))
+    return Response(status_code=204)
+
+
+@router.get("/projects/{project_id}/annotate/status")
+def queue_status(
+    request: Request,
+    db: SessionDep,
+    access: ProjectAnnotator,
+    v: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    context = {
+        "project": access.project,
+        "base": _base(access.project.id),
+        "status": annotation.queue_status(db, access.project),
+        "seen_version": v,
+    }
+    return render_page(request, "annotate/_status.html", context)
+
+
+@router.post("/projects/{project_id}/annotate/annotations/{annotation_id}")
+def edit_label(
+    request: Request,
+    db: SessionDep,
+    access: ProjectAnnotator,
+    annotation_id: int,
+    label_id: Annotated[int, Form()],
+) -> Response:
+    annotation.edit_annotation(db, access.project, access.user, annotation_id=annotation_id,
+                               label_id=label_id)
+    return _after_write(request, db, access.project, access.user,
+                        toast={"level": "success", "message": "Label changed."})

@@ -1,0 +1,292 @@
+// The annotator view: label keys, skip/undo/help, htmx prefetch of the next item, and an outbox
+// that delivers every label exactly once (idempotency keys, retries, kept in localStorage).
+// Without this script every button is a plain form that works with a page reload.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("annotator");
+  if (!root || !window.htmx) { return; }
+
+  var itemSlot = document.getElementById("item-slot");
+  var nextSlot = document.getElementById("next-slot");
+  var saveState = document.getElementById("save-state");
+  var storeKey = "tapestry.outbox." + root.dataset.projectId + "." + root.dataset.userId;
+  var csrf = (JSON.parse(document.body.getAttribute("hx-headers") || "{}"))["X-CSRF-Token"] || "";
+  var outbox = loadOutbox();
+  var sending = false;
+  var shownAt = performance.now();
+  var busy = false;        // an undo is on its way: keys wait for it
+  var fetchingNext = false;
+  var retryDelay = 1000;
+
+  // ------------------------------------------------------------------ items
+
+  function currentCard() { return itemSlot.querySelector(".item-card"); }
+
+  function cardsOnPage() {
+    return Array.prototype.map.call(document.querySelectorAll(".item-card[data-item-id]"),
+      function (el) { return el.dataset.itemId; });
+  }
+
+  function nextUrl() {
+    var ids = cardsOnPage();
+    return root.dataset.nextUrl + (ids.length ? "?exclude=" + ids.join(",") : "");
+  }
+
+  function prefetch() {
+    if (fetchingNext || nextSlot.querySelector(".item-card") || !currentCard() ||
+        !currentCard().dataset.itemId) { return; }
+    fetchingNext = true;
+    htmx.ajax("GET", nextUrl(), { target: nextSlot, swap: "beforeend" }).then(
+      function () { fetchingNext = false; dropDoneDuplicates(); },
+      function () { fetchingNext = false; });
+  }
+
+  // A "nothing left" card in the buffer is only worth showing once the current item is done.
+  function dropDoneDuplicates() {
+    var done = nextSlot.querySelectorAll(".item-done");
+    for (var i = 1; i < done.length; i++) { done[i].remove(); }
+  }
+
+  function show(card) {
+    itemSlot.replaceChildren(card);
+    shownAt = performance.now();
+    card.focus({ preventScroll: true });
+    var text = card.querySelector(".item-text");
+    if (text) { text.scrollTop = 0; }
+  }
+
+  function advance() {
+    var next = nextSlot.querySelector(".item-card");
+    if (next) {
+      show(next);
+      prefetch();
+      return;
+    }
+    // Nothing prefetched yet (first keystrokes were faster than the network): fetch now.
+    itemSlot.innerHTML = '<div class="item-card item-loading" aria-busy="true">Loading the next item…</div>';
+    htmx.ajax("GET", nextUrl(), { target: itemSlot, swap: "innerHTML" }).then(function () {
+      shownAt = performance.now();
+      var card = currentCard();
+      if (card) { card.focus({ preventScroll: true }); }
+      prefetch();
+    });
+  }
+
+  // ------------------------------------------------------------------ outbox
+
+  function loadOutbox() {
+    try { return JSON.parse(localStorage.getItem(storeKey) || "[]"); } catch (e) { return []; }
+  }
+
+  function persist() {
+    var durable = outbox.filter(function (entry) { return entry.durable; });
+    try { localStorage.setItem(storeKey, JSON.stringify(durable)); } catch (e) { /* private mode */ }
+  }
+
+  function updateSaveState() {
+    var pending = outbox.length;
+    saveState.textContent = pending ? "Saving " + pending + "…" : "All labels saved";
+    saveState.classList.toggle("pending", pending > 0);
+  }
+
+  function enqueue(entry) {
+    outbox.push(entry);
+    persist();
+    updateSaveState();
+    pump();
+  }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  function pump() {
+    if (sending || !outbox.length) { return; }
+    sending = true;
+    var entry = outbox[0];
+    fetch(entry.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-CSRF-Token": csrf,
+        "HX-Request": "true"
+      },
+      body: new URLSearchParams(entry.body || {}).toString()
+    }).then(function (response) {
+      return response.text().then(function (html) { return { response: response, html: html }; });
+    }).then(function (result) {
+      var status = result.response.status;
+      if (status >= 500 || status === 408 || status === 429) { throw new Error("retry " + status); }
+      outbox.shift();
+      persist();
+      sending = false;
+      retryDelay = 1000;
+      announce(result.response);
+      if (result.response.ok) { handle(entry, result.html); }
+      else if (entry.kind === "undo") { busy = false; }
+      if (status === 401) { window.location.reload(); return; }
+      updateSaveState();
+      pump();
+    }).catch(function () {
+      sending = false;
+      saveState.textContent = "Offline: " + outbox.length + " waiting, retrying…";
+      setTimeout(pump, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    });
+  }
+
+  function announce(response) {
+    var trigger = response.headers.get("HX-Trigger");
+    if (!trigger) { return; }
+    try {
+      var events = JSON.parse(trigger);
+      Object.keys(events).forEach(function (name) {
+        document.dispatchEvent(new CustomEvent(name, { detail: events[name] }));
+      });
+    } catch (e) { /* not JSON: ignore */ }
+  }
+
+  function handle(entry, html) {
+    if (entry.kind === "undo") {
+      var template = document.createElement("template");
+      template.innerHTML = html.trim();
+      var card = template.content.querySelector(".item-card");
+      var current = currentCard();
+      if (current && current.dataset.itemId) { nextSlot.prepend(current); }
+      if (card) { show(card); htmx.process(card); }
+      busy = false;
+      return;
+    }
+    replaceById(html, ["batch-progress", "recent-labels"]);
+  }
+
+  function replaceById(html, ids) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    ids.forEach(function (id) {
+      var fresh = template.content.getElementById(id);
+      var old = document.getElementById(id);
+      if (fresh && old) {
+        old.replaceWith(fresh);
+        htmx.process(fresh);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ actions
+
+  function label(labelId) {
+    var card = currentCard();
+    if (!card || !card.dataset.itemId) { return; }
+    var button = card.querySelector('.label-btn[value="' + labelId + '"]');
+    if (button) { button.classList.add("pressed"); }
+    enqueue({
+      kind: "label",
+      durable: true,
+      url: card.dataset.labelUrl,
+      body: {
+        label_id: String(labelId),
+        duration_ms: String(Math.round(performance.now() - shownAt)),
+        key: uuid()
+      }
+    });
+    advance();
+  }
+
+  function skip() {
+    var card = currentCard();
+    if (!card || !card.dataset.itemId) { return; }
+    enqueue({ kind: "skip", durable: true, url: card.dataset.skipUrl, body: {} });
+    advance();
+  }
+
+  function undo() {
+    busy = true;
+    enqueue({ kind: "undo", durable: false, url: root.dataset.undoUrl, body: {} });
+  }
+
+  function submitBatch() {
+    enqueue({ kind: "submit", durable: false, url: root.dataset.submitUrl, body: {} });
+  }
+
+  function toggleDialog(id) {
+    var dialog = document.getElementById(id);
+    if (!dialog) { return; }
+    if (dialog.open) { dialog.close(); } else { dialog.showModal(); }
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  function typing(target) {
+    return target && (target.isContentEditable ||
+      /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    var key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    var openDialog = document.querySelector("dialog[open]");
+    if (openDialog) {
+      if ((key === "?" && openDialog.id === "help-dialog") ||
+          (key === "g" && openDialog.id === "guidelines-dialog")) {
+        openDialog.close();
+        event.preventDefault();
+      }
+      return;
+    }
+    if (typing(event.target) || event.repeat) { return; }
+    if (key === "?") { toggleDialog("help-dialog"); event.preventDefault(); return; }
+    if (key === "g") { toggleDialog("guidelines-dialog"); event.preventDefault(); return; }
+    if (busy) { return; }
+    if (key === "s") { skip(); event.preventDefault(); return; }
+    if (key === "z") { undo(); event.preventDefault(); return; }
+    var card = currentCard();
+    if (!card) { return; }
+    var button = card.querySelector('.label-btn[data-key="' + CSS.escape(key) + '"]');
+    if (button) { label(button.value); event.preventDefault(); }
+  });
+
+  // Clicks on the plain forms go through the same paths as keys.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var action = form.dataset ? form.dataset.action : null;
+    if (!action || !root.contains(form)) { return; }
+    event.preventDefault();
+    if (busy && action !== "submit") { return; }
+    if (action === "label" && event.submitter) { label(event.submitter.value); }
+    else if (action === "skip") { skip(); }
+    else if (action === "undo") { undo(); }
+    else if (action === "submit") { submitBatch(); }
+  });
+
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("[data-open-dialog]");
+    if (opener) { toggleDialog(opener.dataset.openDialog); return; }
+    var dismiss = event.target.closest("[data-dismiss-queue]");
+    if (dismiss) {
+      document.getElementById("queue-seen").value = dismiss.dataset.dismissQueue;
+      var banner = dismiss.closest(".banner");
+      if (banner) { banner.remove(); }
+    }
+  });
+
+  // Give prefetched items back when the page goes away (the current one stays held for a reload).
+  window.addEventListener("pagehide", function () {
+    var ids = Array.prototype.map.call(nextSlot.querySelectorAll(".item-card[data-item-id]"),
+      function (el) { return el.dataset.itemId; });
+    if (!ids.length || !navigator.sendBeacon) { return; }
+    var form = new FormData();
+    form.append("csrf_token", csrf);
+    form.append("item_ids", ids.join(","));
+    navigator.sendBeacon(root.dataset.releaseUrl, form);
+  });
+
+  updateSaveState();
+  pump();       // labels left over from a previous visit go first
+  prefetch();
+  var first = currentCard();
+  if (first) { first.focus({ preventScroll: true }); }
+})();
