@@ -29,6 +29,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.auth",
     "app.web.projects",
     "app.web.imports",
+    "app.web.annotate",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
