@@ -179,7 +179,7 @@ def load_artifact(
         model = load_sequence_classifier(base, labels)
         adapted = build_adapted_model(model, config)
         _load_weights(adapted, path)
-    return TextClassifier(
+    classifier = TextClassifier(
         adapted,
         tokenizer,
         labels,
@@ -188,6 +188,9 @@ def load_artifact(
         max_length=int(meta["max_length"]),
         device=device,
     )
+    classifier.metadata["train_config"] = dict(meta.get("train_config", {}))
+    classifier.metadata["adapter_config"] = config.to_dict()
+    return classifier
 
 
 def _copy_into(params: dict[str, torch.nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:

@@ -131,16 +131,18 @@ class TextClassifier:
         """Probabilities and embeddings in one pass; ``mc_dropout`` extra passes with dropout."""
         if mc_dropout < 0:
             raise ConfigError(f"mc_dropout must be >= 0, got {mc_dropout}")
-        probs, embeddings, _ = self._run(texts, batch_size)
+        with _scoring_mode(self.model, dropout=False):
+            probs, embeddings, _ = self._run(texts, batch_size)
         mc = None
         if mc_dropout:
-            with _dropout_active(self.model):
+            with _scoring_mode(self.model, dropout=True):
                 mc = np.stack([self._run(texts, batch_size)[0] for _ in range(mc_dropout)])
         return PoolScores(probs=probs, embeddings=embeddings, mc_probs=mc)
 
     def head_gradient_embeddings(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """BADGE embeddings: (p - onehot(argmax p)) ⊗ penultimate features, shape (n, k*d)."""
-        probs, _, penultimate = self._run(texts, batch_size, penultimate=True)
+        with _scoring_mode(self.model, dropout=False):
+            probs, _, penultimate = self._run(texts, batch_size, penultimate=True)
         assert penultimate is not None
         residual = probs.copy()
         residual[np.arange(len(probs)), probs.argmax(axis=1)] -= 1.0
@@ -245,13 +247,18 @@ class TextClassifier:
 
 
 @contextmanager
-def _dropout_active(model: nn.Module) -> Iterator[None]:
-    """Switch only dropout modules to training mode (MC dropout), restoring eval afterwards."""
-    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
-    for module in dropouts:
-        module.train()
+def _scoring_mode(model: nn.Module, *, dropout: bool) -> Iterator[None]:
+    """Eval mode for scoring (dropout modules on for MC dropout); restore the previous mode.
+
+    Scoring is also called mid-training (dev evaluation), when the model is in training mode.
+    """
+    was_training = model.training
+    model.eval()
+    if dropout:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
     try:
         yield
     finally:
-        for module in dropouts:
-            module.eval()
+        model.train(was_training)

@@ -165,6 +165,9 @@ def test_scores_embeddings_and_badge(tiny_bert, corpus, label_names):
     ).classifier
     scores = classifier.score(texts[:10], mc_dropout=3)
     assert scores.mc_probs is not None and scores.mc_probs.shape == (3, 10, 3)
+    assert not np.allclose(scores.mc_probs[0], scores.mc_probs[1])  # dropout was active
+    assert not classifier.model.training
+    np.testing.assert_allclose(classifier.score(texts[:10]).probs, scores.probs, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(scores.embeddings, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(classifier.embed(texts[:10]), scores.embeddings, atol=1e-6)
     badge = classifier.head_gradient_embeddings(texts[:10])
