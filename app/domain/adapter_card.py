@@ -1,29 +1,22 @@
-"""A model version's adapter card (README.md in its artifact directory) and its zip download.
+"""A model version's adapter card (README.md in its artifact directory) for people to read.
 
-The card is YAML front matter plus a prose body written by the worker. The web shows the front
-matter as a table and the body as escaped text: the card is data, so it is never turned into
-HTML (no markdown renderer, no injection). ``yaml.safe_load`` only builds plain values.
-
-The zip is built from the artifact directory as it is on disk (the directory was renamed into
-place complete and never changes afterwards); symlinks are skipped so a crafted artifact cannot
-make the web process read files outside it.
+The card is YAML front matter plus a prose body written by the worker. The dashboard shows the
+front matter as a table and the body as escaped text: the card is data, so it is never turned
+into HTML (no markdown renderer, no injection). ``yaml.safe_load`` only builds plain values.
+The REST API's reading of the card (front matter as JSON) and the zip download live in
+:mod:`app.domain.adapters`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from app.config import Settings
 from app.db.models import ModelVersion
-from app.domain.model_versions import ARTIFACT_MARKER, resolve_artifact
-from app.errors import Conflict
+from app.domain.model_versions import resolve_artifact
 
 CARD_FILE = "README.md"
 MAX_CARD_BYTES = 512 * 1024
@@ -90,46 +83,3 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def artifact_files(root: Path) -> list[Path]:
-    """Regular files under ``root`` (no symlinks), in a stable order."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file() and not path.is_symlink():
-                files.append(path)
-    return files
-
-
-def zip_version(version: ModelVersion, settings: Settings) -> Path:
-    """Write the version's artifact directory to a temporary zip; the caller deletes it.
-
-    Refuses an incomplete artifact (no ``tapestry.json``): a download must be loadable.
-    """
-    root = resolve_artifact(version.artifact_path, settings)
-    if not (root / ARTIFACT_MARKER).is_file():
-        raise Conflict(
-            f"Model version {version.version} has no complete artifact to download.",
-            details={"model_version_id": version.id},
-        )
-    tmp_dir = settings.data_dir / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="adapter-", suffix=".zip", dir=tmp_dir)
-    os.close(handle)
-    target = Path(name)
-    folder = download_name(version).removesuffix(".zip")
-    try:
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path in artifact_files(root):
-                archive.write(path, arcname=f"{folder}/{path.relative_to(root).as_posix()}")
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return target
-
-
-def download_name(version: ModelVersion) -> str:
-    return f"tapestry-project{version.project_id}-v{version.version}.zip"

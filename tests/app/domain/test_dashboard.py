@@ -4,18 +4,15 @@ throughput, and inter-annotator agreement (checked against textbook values)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
-from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import ROLE_ANNOTATOR, Annotation, Item, ModelVersion, Project, User
+from app.db.models import ROLE_ANNOTATOR, Annotation, Item, Project, User
 from app.domain import adapter_card, dashboard
 from app.domain.agreement import agreement_report, cohen_kappa, compute_agreement, fleiss_kappa
 from app.domain.projects import get_labels
-from app.errors import Conflict
 from tests.app.domain.annotation_data import add_rounds
 from tests.factories import make_items, make_project, make_user
 
@@ -186,43 +183,3 @@ def test_broken_cards_are_reported_not_raised() -> None:
     assert adapter_card.parse_card_text("no front matter").problem
     assert adapter_card.parse_card_text("---\n: [\n---\nbody").problem
     assert adapter_card.parse_card_text("---\nkey: 1\nbody").problem
-
-
-def _version(db: Session, project: Project, path: Path) -> ModelVersion:
-    version = ModelVersion(project_id=project.id, version=1, artifact_path=str(path))
-    db.add(version)
-    db.flush()
-    return version
-
-
-def test_zip_contains_the_artifact_without_symlinks(db: Session, settings: Settings,
-                                                    tmp_path: Path) -> None:
-    import zipfile
-
-    artifact = tmp_path / "v1"
-    (artifact / "adapter").mkdir(parents=True)
-    (artifact / "tapestry.json").write_text("{}")
-    (artifact / "README.md").write_text(CARD)
-    (artifact / "adapter" / "weights.safetensors").write_bytes(b"\0" * 64)
-    secret = tmp_path / "secret.txt"
-    secret.write_text("do not ship")
-    (artifact / "leak.txt").symlink_to(secret)
-    version = _version(db, make_project(db), artifact)
-    path = adapter_card.zip_version(version, settings)
-    try:
-        names = zipfile.ZipFile(path).namelist()
-    finally:
-        path.unlink()
-    folder = adapter_card.download_name(version).removesuffix(".zip")
-    assert sorted(names) == [f"{folder}/README.md", f"{folder}/adapter/weights.safetensors",
-                             f"{folder}/tapestry.json"]
-    card = adapter_card.read_card(version, settings)
-    assert dict(card.rows)["adapter_type"] == "lora"
-
-
-def test_incomplete_artifact_is_not_offered_for_download(db: Session, settings: Settings,
-                                                         tmp_path: Path) -> None:
-    (tmp_path / "half").mkdir()
-    version = _version(db, make_project(db), tmp_path / "half")
-    with pytest.raises(Conflict):
-        adapter_card.zip_version(version, settings)
