@@ -27,6 +27,7 @@ cli.add_typer(token_cli, name="token")
 # remaining command-line arguments (list[str]) and returns an exit code. Add one line per command.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("worker.simulate.cli", "main", "Offline active-learning simulations."),
+    "reap": ("worker.cli_support", "reap_main", "Re-queue or fail runs whose worker died."),
 }
 
 

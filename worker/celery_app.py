@@ -48,16 +48,26 @@ def make_celery(settings: Settings | None = None) -> Celery:
         result_expires=3600,
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_seconds,
-            "polling_interval": 0.5,
-        },
+        broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         timezone="UTC",
     )
     return app
+
+
+def broker_transport_options(settings: Settings) -> dict[str, float | int]:
+    """Transport options the configured broker understands.
+
+    kombu's SQLAlchemy transport (the embedded default) passes every transport option straight to
+    ``create_engine``, which rejects unknown keywords, so it gets none: it polls once a second and
+    has no visibility timeout (a message taken by a killed worker stays hidden; the stale-run
+    reaper re-sends the run instead). Redis gets a visibility timeout above the longest job.
+    """
+    if settings.broker_url.startswith("sqla+"):
+        return {}
+    return {"visibility_timeout": settings.visibility_timeout_seconds, "polling_interval": 0.5}
 
 
 celery_app = make_celery()

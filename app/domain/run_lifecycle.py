@@ -45,6 +45,8 @@ class Claim:
     attempt: int
     data_version: int
     params: dict[str, Any] = field(default_factory=dict)
+    log_tail: str = ""
+    """The run's log so far (earlier attempts, the reaper's notes), continued by this attempt."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def claim_run(
         attempt=run.attempts,
         data_version=run.data_version,
         params=dict(run.params),
+        log_tail=run.log_tail,
     )
     return ClaimResult(claim, "claimed")
 

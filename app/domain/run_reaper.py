@@ -6,9 +6,12 @@ host lost): the run is re-queued and re-sent while ``attempts < max_run_attempts
 an explanation. A re-queued run is claimed with a new attempt number, so the dead attempt can never
 publish anything afterwards.
 
-A queued run with no running sibling whose message was scheduled longer than ``stale_run_seconds``
-ago is re-sent: the broker may have been down at commit time, or the web process may have died
-between commit and send. A duplicate message is harmless, since claiming is idempotent.
+A queued run whose message was scheduled longer than ``stale_run_seconds`` ago is re-sent when
+the workers have been *idle* for that long (no run running, none started or ended): the broker
+may have been down at commit time, or the web process may have died between commit and send
+(kombu's SQLAlchemy transport also never restores a message taken by a killed worker). While
+workers are busy a queued message is most likely waiting its turn, so nothing is re-sent; a
+duplicate would be harmless anyway, since claiming is idempotent.
 
 Callers: each worker task at start, a loop thread in every worker process, ``tapestry reap``, and
 the web's run-status read (throttled through :func:`maybe_reap`). All only flush; callers commit.
@@ -21,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
@@ -76,8 +79,9 @@ def reap_stale_runs(
     report = ReapReport()
     for run_id in _running_ids(session):
         _reap_running(session, run_id, cutoff, now, settings.max_run_attempts, report)
-    for run_id in _queued_ids(session):
-        _resend_if_lost(session, run_id, cutoff, now, report)
+    if not _workers_busy_since(session, cutoff):
+        for run_id in _queued_ids(session):
+            _resend_if_lost(session, run_id, cutoff, now, report)
     session.flush()
     return report
 
@@ -96,6 +100,18 @@ def _queued_ids(session: Session) -> list[int]:
             select(TrainingRun.id).where(TrainingRun.status == RUN_QUEUED).order_by(TrainingRun.id)
         )
     )
+
+
+def _workers_busy_since(session: Session, cutoff: datetime) -> bool:
+    """Is some run running, or did one start or end after ``cutoff``?"""
+    busy = select(TrainingRun.id).where(
+        or_(
+            TrainingRun.status == RUN_RUNNING,
+            TrainingRun.started_at >= cutoff,
+            TrainingRun.finished_at >= cutoff,
+        )
+    )
+    return session.scalar(busy.limit(1)) is not None
 
 
 def _last_sign_of_life(run: TrainingRun) -> datetime:
@@ -160,18 +176,12 @@ def _resend_if_lost(
         _end(run, RUN_CANCELLED, "cancelled before it started", None, now)
         report.cancelled.append(run.id)
         return
-    if _running_sibling(session, run) is not None:
-        return  # the running sibling sends it when it ends (or is reaped itself)
     schedule_send(session, run, now=now)
     report.resent.append(run.id)
 
 
 def _queued_sibling(session: Session, run: TrainingRun) -> TrainingRun | None:
     return _sibling(session, run, RUN_QUEUED)
-
-
-def _running_sibling(session: Session, run: TrainingRun) -> TrainingRun | None:
-    return _sibling(session, run, RUN_RUNNING)
 
 
 def _sibling(session: Session, run: TrainingRun, status: str) -> TrainingRun | None:

@@ -12,6 +12,7 @@ embeddings need no labels), else a seeded random draw, so annotators can start a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ NEIGHBOURS = 3
 TOP_PREDICTIONS = 3
 AGREEMENT_STRATEGY = "entropy"
 """Second acquisition function whose overlap with the project's picks feeds the stop rule."""
+STRATEGY_ALIASES = {"hybrid": "cluster_uncertain"}
+"""``hybrid`` is the data model's default name for the registry's uncertainty+diversity hybrid."""
 
 
 @dataclass
@@ -75,6 +78,7 @@ class QueueInputs:
 
 
 def recompute_queue_body(ctx: RunContext) -> Outcome:
+    started = time.perf_counter()
     with ctx.session() as session:
         inputs = _load_inputs(session, ctx)
     snapshot = inputs.snapshot
@@ -100,6 +104,7 @@ def recompute_queue_body(ctx: RunContext) -> Outcome:
         message,
         publish=swap,
         metrics={"queued": len(selection.item_ids)},
+        timings={"total_seconds": round(time.perf_counter() - started, 3)},
         after_commit=swap.delete_old_versions,
     )
 
@@ -165,7 +170,7 @@ def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str)
     assert snapshot.current_artifact is not None
     ctx.reporter.report(phase="load", step=0, total=1, message="loading the current model")
     classifier = load_artifact(Path(snapshot.current_artifact))
-    name = snapshot.strategy
+    name = STRATEGY_ALIASES.get(snapshot.strategy, snapshot.strategy)
     if phase == "polish" and inputs.class_error is not None:
         name = "minority_focus"  # the reserve goes to the classes the dev set finds worst
     strategy = get_strategy(name)

@@ -58,7 +58,8 @@ class RunReporter:
         self._metrics: dict[str, Any] = {}
         self._message = ""
         self._eta: float | None = None
-        self._lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._lines: deque[str] = deque(claim.log_tail.splitlines(), maxlen=LOG_TAIL_LINES)
+        self._lines.append(f"attempt {claim.attempt} started")
         self._phase_started = (clock(), 0)
         self._last_write = -math.inf
         self._cancel = False

@@ -7,6 +7,7 @@ import logging
 import pytest
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db.models import Project
 from app.jobs import (
     TASK_RETRAIN,
@@ -17,7 +18,12 @@ from app.jobs import (
     use_sender,
 )
 from tests.app.domain.runs_support import Db, file_db
-from worker.celery_app import QUEUE_DEFAULT, QUEUE_GPU, celery_app
+from worker.celery_app import (
+    QUEUE_DEFAULT,
+    QUEUE_GPU,
+    broker_transport_options,
+    celery_app,
+)
 
 __all__ = ["file_db"]
 
@@ -74,3 +80,12 @@ def test_task_names_route_to_their_queues() -> None:
     assert router.route({}, "training.retrain_adapter", (), {})["queue"].name == QUEUE_GPU
     assert router.route({}, "queue.recompute", (), {})["queue"].name == QUEUE_GPU
     assert router.route({}, "runs.reap_stale", (), {})["queue"].name == QUEUE_DEFAULT
+
+
+def test_embedded_broker_gets_no_engine_breaking_transport_options(settings: Settings) -> None:
+    embedded = settings.model_copy(update={"broker_url": "sqla+sqlite:////tmp/broker.sqlite"})
+    redis = settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/0"})
+    assert broker_transport_options(embedded) == {}  # kombu passes them to create_engine()
+    assert broker_transport_options(redis)["visibility_timeout"] == (
+        settings.visibility_timeout_seconds
+    )

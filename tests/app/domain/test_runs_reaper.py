@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -125,6 +126,37 @@ def test_lost_queued_message_is_resent(db: Session, sent: list[Job], settings: S
     db.commit()
     assert report.resent == [run.id]
     assert sent == [Job(TASK_RETRAIN, (run.id,))]
+
+
+def test_queued_runs_wait_their_turn_while_workers_are_busy(
+    db: Session, sent: list[Job], settings: Settings
+) -> None:
+    busy, _ = start_run(db, sent)
+    waiting = request_retrain(db, make_project(db))  # another project, behind it in the broker
+    db.commit()
+    sent.clear()
+    soon_stale = utcnow() + timedelta(seconds=settings.stale_run_seconds / 2)
+    db.execute(update(TrainingRun).where(TrainingRun.id == busy.id).values(heartbeat_at=soon_stale))
+    report = reap_stale_runs(db, settings=settings, now=utcnow() + later(settings))
+    db.commit()
+    assert not report.changed and sent == [] and waiting.status == RUN_QUEUED
+
+
+def test_a_lost_message_is_resent_only_after_workers_went_idle(
+    db: Session, sent: list[Job], settings: Settings
+) -> None:
+    done, claim = start_run(db, sent)
+    waiting = request_retrain(db, make_project(db))
+    long_ago = utcnow() - 2 * later(settings)
+    waiting.params = {**waiting.params, "scheduled_at": long_ago.isoformat()}
+    succeed_run(db, claim, message="finished just now")
+    db.commit()
+    sent.clear()
+    assert not reap_stale_runs(db, settings=settings).changed  # a run just ended: busy
+    report = reap_stale_runs(db, settings=settings, now=utcnow() + later(settings))
+    db.commit()
+    assert report.resent == [waiting.id] and sent == [Job(TASK_RETRAIN, (waiting.id,))]
+    assert done.status == "succeeded"
 
 
 def test_maybe_reap_is_throttled(db: Session, sent: list[Job], settings: Settings) -> None:

@@ -186,3 +186,18 @@ def test_top_predictions_and_nearest_labelled_are_ordered() -> None:
     near = nearest_labelled(queued, emb, labelled, ("a", "b"), k=2)[0]
     assert [n["item_id"] for n in near] == [8, 9] and near[0]["label"] == "b"
     assert nearest_labelled(queued, None, LabelledSet(), ("a", "b")) == [[]]
+
+
+def test_the_model_default_hybrid_strategy_is_the_registry_hybrid(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.strategy = "hybrid"  # app.db.models.Project.strategy default
+        run = submit_batch(session, seeded, 12)
+        session.commit()
+    execute_run(run.id, RUN_RETRAIN, retrain_body, settings=file_db.settings)
+    queue_run = rebuild(file_db, seeded)
+    assert queue_run.status == RUN_SUCCEEDED, queue_run.error
+    assert queue_run.metrics["strategy"] == "cluster_uncertain"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from app.db.models import RUN_RETRAIN, TrainingRun
 from app.domain.run_lifecycle import LOG_TAIL_LINES, Claim, claim_run
@@ -66,6 +67,10 @@ def test_log_tail_keeps_the_last_lines_and_captures_ml_logs(file_db: Db, sent: l
     reporter.flush()
     lines = row(file_db, claim).log_tail.splitlines()
     assert len(lines) == LOG_TAIL_LINES and lines[-1] == f"line {LOG_TAIL_LINES + 9}"
+    resumed = replace(claim, attempt=2, log_tail="worker lost; re-queued")
+    continued = RunReporter(resumed, file_db.sessions, min_interval=0.0)
+    assert continued._lines[0] == "worker lost; re-queued"  # a new attempt keeps the history
+    assert continued._lines[-1] == "attempt 2 started"
     reporter2 = RunReporter(claim, file_db.sessions, min_interval=0.0)
     with capture_logs(reporter2):
         logging.getLogger("worker.ml.training").info("warm start from v1")

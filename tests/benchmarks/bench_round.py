@@ -1,0 +1,369 @@
+"""Round time: batch submitted -> new queue ready, with the real MiniLM, on this machine's CPU.
+
+Runs the embedded stack for real (SQLite database, kombu SQLAlchemy broker, one Celery worker
+process with ``--pool=solo``) on a demo-sized 20 Newsgroups project: a 2,000-item pool, a
+200-item labelled dev set, 20 labels. Each measured round submits a batch of gold labels, then
+polls the database until a queue built by the newly promoted model version is being served:
+training (LoRA r=8, warm start), dev evaluation, the atomic version write, promotion, pool scoring,
+acquisition (the project default, hybrid = cluster_uncertain), neighbours and the queue swap.
+
+Baseline, measured side by side in the same run (after the worker is idle, so they never share
+the CPU): the naive round from ENVIRONMENT.md -- full fine-tuning of MiniLM for 2 epochs on the
+same labels padded to 128 tokens, then a padded forward pass over the same pool and an entropy
+top-k. It is a plain torch loop (no HF Trainer overhead), so the ratio is conservative.
+
+    python -m tests.benchmarks.bench_round [--pool 2000] [--labels 200] [--step 50] [--rounds 3]
+
+Writes ``tests/benchmarks/results/round.json``; prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TAPESTRY_SECRET_KEY", "bench-" + "x" * 40)
+
+RESULTS = Path(__file__).parent / "results"
+MAX_LENGTH = 128
+
+
+def load_data(pool: int, dev: int, seed: int) -> tuple[list[str], list[int], list[str]]:
+    from tests.benchmarks._data import load_dataset
+
+    texts, labels = load_dataset("20ng", "train")
+    names = sorted(set(labels))
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    order = [i for i in order if texts[i].strip()][: pool + dev]
+    return [texts[i] for i in order], [names.index(labels[i]) for i in order], names
+
+
+def seed_project(
+    session: Any, texts: list[str], gold: list[int], names: list[str], pool: int
+) -> Any:
+    from app.db.models import SPLIT_DEV, SPLIT_POOL, Annotation, Label, Project
+    from tests.app.domain.runs_support import add_items
+    from tests.worker.tasks.seed import Seeded
+
+    project = Project(
+        name="20ng demo",
+        base_model="minilm",
+        batch_size=50,
+        label_budget=2000,
+        train_config={"max_length": MAX_LENGTH},
+    )
+    session.add(project)
+    session.flush()
+    labels = [Label(project_id=project.id, name=n, position=i) for i, n in enumerate(names)]
+    session.add_all(labels)
+    session.flush()
+    pool_items = add_items(session, project, texts[:pool], split=SPLIT_POOL)
+    dev_items = add_items(session, project, texts[pool:], split=SPLIT_DEV)
+    for item, y in zip(dev_items, gold[pool:], strict=True):
+        session.add(Annotation(project_id=project.id, item_id=item.id, label_id=labels[y].id))
+    session.flush()
+    return Seeded(
+        project_id=project.id,
+        label_ids=[label.id for label in labels],
+        pool_ids=[item.id for item in pool_items],
+        pool_gold={item.id: y for item, y in zip(pool_items, gold[:pool], strict=True)},
+        dev_ids=[item.id for item in dev_items],
+    )
+
+
+def served_queue_version(db: Any, project_id: int, version_id: int | None) -> int | None:
+    """The served queue version once it was built by ``version_id`` (else None)."""
+    from sqlalchemy import select
+
+    from app.db.models import Project, QueueEntry
+
+    with db.session() as session:
+        project = session.get(Project, project_id)
+        if project is None or project.current_model_version_id is None:
+            return None
+        if version_id is not None and project.current_model_version_id == version_id:
+            return None  # still the previous model
+        entry = session.scalars(
+            select(QueueEntry)
+            .where(
+                QueueEntry.project_id == project_id,
+                QueueEntry.queue_version == project.queue_version,
+            )
+            .limit(1)
+        ).first()
+        if entry is None or entry.model_version_id != project.current_model_version_id:
+            return None
+        return int(project.queue_version)
+
+
+def round_details(db: Any, project_id: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from app.db.models import RUN_QUEUE, RUN_RETRAIN, Project, RoundMetric, TrainingRun
+
+    with db.session() as session:
+        project = session.get(Project, project_id)
+        assert project is not None
+        runs = {}
+        for kind in (RUN_RETRAIN, RUN_QUEUE):
+            run = session.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.kind == kind, TrainingRun.status == "succeeded")
+                .order_by(TrainingRun.id.desc())
+                .limit(1)
+            ).first()
+            assert run is not None and run.started_at and run.finished_at
+            runs[kind] = {
+                "run_seconds": round((run.finished_at - run.started_at).total_seconds(), 2),
+                "waited_seconds": round((run.started_at - run.created_at).total_seconds(), 2),
+                "timings": run.timings,
+            }
+        metric = session.scalars(select(RoundMetric).order_by(RoundMetric.id.desc()).limit(1)).one()
+        return {
+            "retrain": runs[RUN_RETRAIN],
+            "queue": runs[RUN_QUEUE],
+            "labels_used": metric.labels_used,
+            "dev_accuracy": metric.dev_accuracy,
+            "dev_macro_f1": metric.macro_f1,
+            "warm_start": metric.details.get("warm_start"),
+        }
+
+
+def tapestry_rounds(
+    args: argparse.Namespace, workdir: Path, data: tuple[Any, ...]
+) -> tuple[list[dict[str, Any]], dict[int, list[int]], Any]:
+    """Run the measured rounds on a real worker; return them, the labelled ids per round, seeds."""
+    from app.db.base import Base
+    from app.db.models import Project
+    from app.db.session import make_engine, session_factory
+    from app.jobs import set_default_sender
+    from tests.app.domain.runs_support import Db
+    from tests.integration.workers import BrokerSender, Stack, WorkerProcess
+    from tests.worker.tasks.seed import submit_batch, unlabelled_pool_ids
+    from tests.worker.tasks.waiting import wait_for
+
+    texts, gold, names = data
+    data_dir = workdir / "data"
+    data_dir.mkdir()
+    stack = Stack(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'tapestry.sqlite'}",
+        broker_url=f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
+        extra_env={
+            "TAPESTRY_STALE_RUN_SECONDS": "600",
+            "OMP_NUM_THREADS": str(os.cpu_count() or 2),
+        },
+    )
+    engine = make_engine(stack.database_url)
+    Base.metadata.create_all(engine)
+    db = Db(engine, session_factory(engine), stack.settings())
+    worker = WorkerProcess(stack, workdir / "worker.log")
+    worker.wait_ready()
+    sender = BrokerSender(stack)
+    previous = set_default_sender(sender)
+    rounds: list[dict[str, Any]] = []
+    labelled_at: dict[int, list[int]] = {}
+    try:
+        with db.session() as session:
+            seeded = seed_project(session, texts, gold, names, args.pool)
+            session.commit()
+        order = list(seeded.pool_ids)
+        random.Random(args.seed).shuffle(order)
+        batch_sizes = [args.labels] + [args.step] * (args.rounds - 1)
+        taken = 0
+        for number, size in enumerate(batch_sizes, start=1):
+            with db.session() as session:
+                before = session.get(Project, seeded.project_id).current_model_version_id  # type: ignore[union-attr]
+                unlabelled = set(unlabelled_pool_ids(session, seeded))
+                chosen = [i for i in order[taken:] if i in unlabelled][:size]
+                taken = order.index(chosen[-1]) + 1
+                started = time.perf_counter()
+                submit_batch(session, seeded, size, item_ids=chosen)
+                session.commit()
+
+            def served(previous: int | None = before) -> int | None:
+                return served_queue_version(db, seeded.project_id, previous)
+
+            wait_for(
+                served,
+                f"round {number}\n{worker.log_tail()}",
+                timeout=3600,
+                interval=0.2,
+            )
+            seconds = time.perf_counter() - started
+            details = round_details(db, seeded.project_id)
+            labelled_at[details["labels_used"]] = list(order[:taken])  # a prefix, all labelled
+            rounds.append({"round": number, "seconds": round(seconds, 2), **details})
+            print(
+                f"round {number}: {details['labels_used']} labels, {seconds:.1f}s "
+                f"(train+promote {details['retrain']['run_seconds']}s, "
+                f"queue {details['queue']['run_seconds']}s), "
+                f"dev macro-F1 {details['dev_macro_f1']}",
+                flush=True,
+            )
+    finally:
+        set_default_sender(previous)
+        sender.close()
+        worker.stop()
+        engine.dispose()
+    return rounds, labelled_at, seeded
+
+
+def naive_round(
+    train_texts: list[str],
+    train_labels: list[int],
+    pool_texts: list[str],
+    dev: tuple[list[str], list[int]],
+    num_labels: int,
+    pick: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Full fine-tune 2 epochs padded to 128, then a padded pool forward and an entropy top-k."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from worker.ml.models import offline_default_path
+
+    torch.manual_seed(seed)
+    path = str(offline_default_path())
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    encoded = tokenizer(
+        train_texts,
+        padding="max_length",
+        truncation=True,
+        max_length=MAX_LENGTH,
+        return_tensors="pt",
+    )
+    targets = torch.tensor(train_labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    model.train()
+    for _epoch in range(2):
+        order = torch.randperm(len(train_texts))
+        for start in range(0, len(order), 16):
+            idx = order[start : start + 16]
+            out = model(
+                input_ids=encoded["input_ids"][idx],
+                attention_mask=encoded["attention_mask"][idx],
+                labels=targets[idx],
+            )
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.eval()
+
+    def predict(texts: list[str]) -> torch.Tensor:
+        probs = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 32):
+                enc = tokenizer(
+                    texts[start : start + 32],
+                    padding="max_length",
+                    truncation=True,
+                    max_length=MAX_LENGTH,
+                    return_tensors="pt",
+                )
+                probs.append(torch.softmax(model(**enc).logits, dim=-1))
+        return torch.cat(probs)
+
+    pool_probs = predict(pool_texts)
+    entropy = -(pool_probs * pool_probs.clamp_min(1e-12).log()).sum(dim=1)
+    entropy.topk(min(pick, len(pool_texts)))
+    seconds = time.perf_counter() - started
+    dev_pred = predict(dev[0]).argmax(dim=1)
+    accuracy = float((dev_pred == torch.tensor(dev[1])).float().mean())
+    return {"seconds": round(seconds, 2), "dev_accuracy": accuracy, "labels_used": len(train_texts)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=2000)
+    parser.add_argument("--dev", type=int, default=200)
+    parser.add_argument("--labels", type=int, default=200, help="labels of the first batch")
+    parser.add_argument("--step", type=int, default=50, help="labels per later batch")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "round.json")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import torch
+
+    data = load_data(args.pool, args.dev, args.seed)
+    texts, gold, names = data
+    with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
+        rounds, labelled, seeded = tapestry_rounds(args, Path(tmp), data)
+    pool_texts = texts[: args.pool]
+    by_id = dict(zip(seeded.pool_ids, range(args.pool), strict=True))
+    naive = []
+    for r in rounds:
+        ids = labelled[r["labels_used"]]
+        train = [pool_texts[by_id[i]] for i in ids]
+        labels = [seeded.pool_gold[i] for i in ids]
+        rest = [pool_texts[by_id[i]] for i in seeded.pool_ids if i not in set(ids)]
+        result = naive_round(
+            train,
+            labels,
+            rest,
+            (texts[args.pool :], gold[args.pool :]),
+            len(names),
+            2 * 50,
+            args.seed,
+        )
+        naive.append(result)
+        print(
+            f"naive round at {r['labels_used']} labels: {result['seconds']:.1f}s, "
+            f"dev accuracy {result['dev_accuracy']:.3f}",
+            flush=True,
+        )
+    ours = statistics.median(r["seconds"] for r in rounds)
+    theirs = statistics.median(n["seconds"] for n in naive)
+    report = {
+        "benchmark": "round time: batch submitted -> new queue served",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "config": {
+            "pool": args.pool,
+            "dev": args.dev,
+            "first_batch": args.labels,
+            "batch": args.step,
+            "rounds": args.rounds,
+            "labels": len(names),
+            "base": "all-MiniLM-L6-v2 (offline package)",
+            "adapter": "lora r=8 (default)",
+            "max_length": MAX_LENGTH,
+            "strategy": "cluster_uncertain (project default)",
+            "transport": "kombu SQLAlchemy on SQLite (embedded default)",
+        },
+        "tapestry_rounds": rounds,
+        "naive_rounds": naive,
+        "median_seconds": {"tapestry": ours, "naive": theirs},
+        "ratio_tapestry_over_naive": round(ours / theirs, 3),
+        "speedup_naive_over_tapestry": round(theirs / ours, 2),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"median round: tapestry {ours:.1f}s vs naive {theirs:.1f}s "
+        f"-> ratio {ours / theirs:.2f}x (speedup {theirs / ours:.2f}x); wrote {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
