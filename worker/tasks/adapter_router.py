@@ -218,7 +218,7 @@ class AdapterRouter:
             if head is None:
                 adapter_state[key] = tensor
             else:
-                relative = key[len(BASE_PREFIX) + len(head) + 1 :]
+                relative = key[len(BASE_PREFIX) + len(head) + 1:]
                 head_state.setdefault(head, {})[relative] = tensor
         result = set_peft_model_state_dict(shared.model, adapter_state, adapter_name=name)
         unexpected = list(getattr(result, "unexpected_keys", []))
@@ -248,15 +248,14 @@ class AdapterRouter:
             raise RuntimeError("head output does not match the label set")  # a broken artifact
         return Prediction(loaded.label_names, probs, shared_base=True)
 
-    def _forward(
-        self, model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
-    ) -> np.ndarray:
+    def _forward(self, model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
+                 ) -> np.ndarray:
         outputs: list[np.ndarray] = []
         size = self.limits.batch_size
         with torch.inference_mode():
             for start in range(0, len(texts), size):
                 batch = tokenizer(
-                    list(texts[start : start + size]),
+                    list(texts[start:start + size]),
                     padding=True,
                     truncation=True,
                     max_length=max_length,

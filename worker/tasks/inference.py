@@ -52,11 +52,8 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
 
     path = resolve_artifact(str(request["artifact_path"]), settings)
     if not (path / "tapestry.json").is_file():
-        return _error(
-            "artifact_missing",
-            f"the artifact of model version "
-            f"{request.get('version')} is not in this worker's artifact store ({path})",
-        )
+        return _error("artifact_missing", f"the artifact of model version "
+                      f"{request.get('version')} is not in this worker's artifact store ({path})")
     texts = [str(text) for text in request["texts"]]
     try:
         prediction = router.predict(path, texts, cache_key=str(request.get("sha256") or ""))

@@ -31,12 +31,8 @@ def ping(nonce: str) -> str:
     """Record who ran the ping and when; idempotent (a redelivery rewrites the same file)."""
     path = ping_path(get_settings().data_dir, nonce)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "nonce": nonce,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "at": datetime.now(UTC).isoformat(),
-    }
+    record = {"nonce": nonce, "host": socket.gethostname(), "pid": os.getpid(),
+              "at": datetime.now(UTC).isoformat()}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(path)
