@@ -37,6 +37,13 @@ ROUTERS: tuple[str, ...] = (
     "app.api.items",
     "app.api.adapters",
     "app.api.predict",
+    "app.api.project_settings",
+    "app.api.annotations",
+    "app.api.interop",
+    "app.api.queue",
+    "app.api.runs",
+    "app.api.model_versions",
+    "app.api.metrics",
 )
 
 
@@ -50,6 +57,7 @@ def load_router(module_name: str) -> APIRouter:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.ensure_dirs()  # secret key, embedded broker and artifacts live there
     app = FastAPI(
         title="Tapestry",
         version="0.1.0",

@@ -245,23 +245,44 @@ def redis_url() -> str:
 # --------------------------------------------------------------------------- app and clients
 
 
-@pytest.fixture()
-def settings(tmp_path: Path, db_url: str) -> Settings:
-    data_dir = tmp_path / "data"
-    return Settings(
+# One secret for the whole session: the shared app's session middleware signs with it.
+TEST_SECRET_KEY = secrets.token_urlsafe(48)
+
+
+def _test_settings(data_dir: Path, db_url: str) -> Settings:
+    settings = Settings(
         data_dir=data_dir,
         database_url=db_url,
         broker_url=f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
-        secret_key=secrets.token_urlsafe(48),
+        secret_key=TEST_SECRET_KEY,
     )
+    settings.ensure_dirs()
+    return settings
 
 
 @pytest.fixture()
-def app(settings: Settings, db: Session) -> FastAPI:
-    from app.deps import get_db
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings for this test: its own data directory, the session's database and secret."""
+    return _test_settings(tmp_path / "data", db_url)
+
+
+@pytest.fixture(scope="session")
+def _shared_app(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> FastAPI:
+    """Building an app's routing tables costs about a second, so tests share one app."""
     from app.main import create_app
 
-    application = create_app(settings)
+    return create_app(_test_settings(tmp_path_factory.mktemp("app") / "data", db_url))
+
+
+@pytest.fixture()
+def app(_shared_app: FastAPI, settings: Settings, db: Session) -> Iterator[FastAPI]:
+    """The app with this test's settings and ``get_db`` handing out this test's session.
+
+    Settings that are read per request (``SettingsDep``) follow the test's ``settings``; those
+    fixed at creation (secret, upload limit) are the session's — tests that need other values
+    build their own app with ``create_app(settings)``.
+    """
+    from app.deps import get_db
 
     def _test_db() -> Iterator[Session]:
         # Like production, each request is its own unit of work: commit what the test set up so
@@ -275,8 +296,14 @@ def app(settings: Settings, db: Session) -> FastAPI:
             db.rollback()
             raise
 
-    application.dependency_overrides[get_db] = _test_db
-    return application
+    previous_settings = _shared_app.state.settings
+    _shared_app.state.settings = settings
+    _shared_app.dependency_overrides[get_db] = _test_db
+    try:
+        yield _shared_app
+    finally:
+        _shared_app.dependency_overrides.clear()
+        _shared_app.state.settings = previous_settings
 
 
 @pytest.fixture()

@@ -63,21 +63,22 @@ def access_rules(context: Any) -> set[AccessRule]:
     return rules
 
 
-def _collect_routes() -> list[tuple[str, str]]:
+def _collect_routes() -> dict[tuple[str, str], set[AccessRule]]:
+    """(method, path) -> the access rules its dependencies declare, from a real app."""
     from app.main import create_app
 
     data_dir = tempfile.mkdtemp(prefix="tapestry-routes-")
     app = create_app(Settings(data_dir=data_dir, secret_key=secrets.token_urlsafe(48)))
-    pairs = []
+    found: dict[tuple[str, str], set[AccessRule]] = {}
     for context in route_contexts(app):
-        path = context.path
         for method in sorted(context.methods or ()):
             if method != "HEAD":
-                pairs.append((method, path))
-    return pairs
+                found[(method, context.path)] = access_rules(context)
+    return found
 
 
-ROUTES = _collect_routes()
+ROUTE_RULES = _collect_routes()
+ROUTES = sorted(ROUTE_RULES)
 
 
 @dataclass
@@ -155,15 +156,12 @@ def test_routes_were_found() -> None:
 def test_route_enforces_its_declared_access(
     app: FastAPI, db: Session, method: str, path: str
 ) -> None:
-    context = next(
-        c for c in route_contexts(app) if c.path == path and method in (c.methods or ())
-    )
     if path in FRAMEWORK_ROUTES:
         world = build_world(app, db)
         response = world.clients["anonymous"].request(method, path)
         assert response.status_code < 400
         return
-    rules = access_rules(context)
+    rules = ROUTE_RULES[(method, path)]
     assert len(rules) == 1, (
         f"{method} {path} must declare exactly one access rule through app.deps "
         f"(found {rules or 'none'})"
