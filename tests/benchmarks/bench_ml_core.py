@@ -5,7 +5,7 @@
 3. Pool scoring with cached frozen lower layers vs the full forward: items/s.
 
 Run:  python -m tests.benchmarks.bench_ml_core                 (CPU, a few minutes)
-      python -m tests.benchmarks.bench_ml_core --device cuda --train-texts 2048 --pool 20000
+      python -m tests.benchmarks.bench_ml_core --device cuda --tag cuda --train-texts 2048 --pool 20000
 Writes tests/benchmarks/results/ml_core.json and ml_core.md. Figures are medians over repeats.
 """
 
@@ -257,6 +257,7 @@ def write_markdown(record: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'cuda'")
     parser.add_argument("--train-texts", type=int, default=128)
     parser.add_argument("--pool", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
@@ -283,9 +284,10 @@ def main() -> None:
     record["tapt_step"] = bench_tapt_step(args, train_texts)
     record["pool_scoring"] = bench_pool(args, train_texts, train_labels, names, pool)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ml_core.json").write_text(json.dumps(record, indent=2) + "\n")
-    write_markdown(record, RESULTS / "ml_core.md")
-    print((RESULTS / "ml_core.md").read_text())
+    stem = f"ml_core_{args.tag}" if args.tag else "ml_core"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, RESULTS / f"{stem}.md")
+    print((RESULTS / f"{stem}.md").read_text())
 
 
 if __name__ == "__main__":

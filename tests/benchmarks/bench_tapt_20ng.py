@@ -1,7 +1,7 @@
 """Short TAPT run of the offline MiniLM on 20 Newsgroups: held-out perplexity before vs after.
 
 Run:  python -m tests.benchmarks.bench_tapt_20ng            (CPU, a few minutes)
-      python -m tests.benchmarks.bench_tapt_20ng --device cuda --steps 2000 --batch-size 64
+      python -m tests.benchmarks.bench_tapt_20ng --device cuda --tag cuda --steps 2000 --batch-size 64
 Writes tests/benchmarks/results/tapt_20ng.json.
 """
 
@@ -23,6 +23,7 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'cuda'")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--texts", type=int, default=3000)
@@ -68,7 +69,8 @@ def main() -> None:
         "history": result.history,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tapt_20ng.json").write_text(json.dumps(record, indent=2) + "\n")
+    stem = f"tapt_20ng_{args.tag}" if args.tag else "tapt_20ng"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k not in ("config", "history")}, indent=2))
 
 
