@@ -1,8 +1,8 @@
 """The one settings object. Nothing else in the project reads ``os.environ``.
 
-Every value comes from an environment variable prefixed ``TAPESTRY_`` (or a ``.env`` file). The defaults
-are the embedded ones: a SQLite database, kombu's SQLAlchemy broker transport on another SQLite file, and
-a local artifact directory, all under one data directory.
+Every value comes from an environment variable prefixed ``TAPESTRY_`` (or a ``.env`` file). The
+defaults are the embedded ones: a SQLite database, kombu's SQLAlchemy broker transport on another
+SQLite file, and a local artifact directory, all under one data directory.
 """
 
 from __future__ import annotations
@@ -25,20 +25,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAPESTRY_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path("tapestry-data"), description="Where embedded state lives.")
-    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite in data_dir.")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; default: SQLite in data_dir."
+    )
     broker_url: str = Field(default="", description="Celery broker; default: SQLAlchemy transport.")
     result_backend_url: str = Field(
-        default="", description="Celery results, used only by /predict; default: SQLite in data_dir."
+        default="",
+        description="Celery results, used only by /predict; default: SQLite in data_dir.",
     )
     inference_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    artifact_dir: Path | None = Field(default=None, description="Model artifacts; default data_dir.")
+    artifact_dir: Path | None = Field(
+        default=None, description="Model artifacts; default data_dir."
+    )
     secret_key: str = Field(default="", description="Signs sessions; generated once when unset.")
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     max_text_chars: int = Field(default=20_000, ge=10)
     default_base_model: str = Field(default="minilm")
     lease_seconds: int = Field(default=15 * 60, ge=10)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
-    stale_run_seconds: float = Field(default=180.0, gt=0, description="No heartbeat for this long = dead.")
+    stale_run_seconds: float = Field(
+        default=180.0, gt=0, description="No heartbeat for this long = dead."
+    )
     max_run_attempts: int = Field(default=2, ge=1)
     visibility_timeout_seconds: int = Field(default=6 * 3600, ge=60)
     session_max_age_seconds: int = Field(default=14 * 24 * 3600, ge=60)
@@ -105,7 +112,9 @@ def check_secret(key: str) -> None:
             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
         )
     if len(key) < MIN_SECRET_LENGTH:
-        raise ValueError(f"TAPESTRY_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long.")
+        raise ValueError(
+            f"TAPESTRY_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long."
+        )
 
 
 def normalise_database_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Declarative base with a constraint naming convention (deterministic names for Alembic) and mixins."""
+"""Declarative base with a naming convention (deterministic constraint names) and mixins."""
 
 from __future__ import annotations
 

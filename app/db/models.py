@@ -1,7 +1,7 @@
 """The data model. The database is the source of truth for every piece of state in Tapestry.
 
-Relationships are ``lazy="raise"`` so every load is explicit. Enumerations are stored as short strings
-(checked in the domain layer) so migrations stay identical on SQLite and Postgres.
+Relationships are ``lazy="raise"`` so every load is explicit. Enumerations are stored as short
+strings (checked in the domain layer) so migrations stay identical on SQLite and Postgres.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ class Annotation(IdMixin, CreatedMixin, Base):
     __tablename__ = "annotations"
     __table_args__ = (
         Index("ix_annotations_project_item", "project_id", "item_id"),
-        Index("ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"),
+        Index(
+            "ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"
+        ),
         UniqueConstraint("project_id", "idempotency_key"),
     )
 

@@ -1,4 +1,4 @@
-"""Engine and session factory. The edge (request dependency or task wrapper) owns the transaction."""
+"""Engine and session factory. The edge (request dependency or task wrapper) owns transactions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from app.config import Settings, get_settings
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
