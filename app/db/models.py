@@ -160,6 +160,7 @@ class Annotation(IdMixin, CreatedMixin, Base):
     __tablename__ = "annotations"
     __table_args__ = (
         Index("ix_annotations_project_item", "project_id", "item_id"),
+        Index("ix_annotations_project_batch", "project_id", "batch_id"),  # imports, submissions
         Index(
             "ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"
         ),

@@ -627,7 +627,8 @@ def _carve_dev_set(
     candidates = (
         select(Annotation.label_id, func.count())
         .join(Item, Item.id == Annotation.item_id)
-        .where(Annotation.batch_id == report.batch_id, Item.split == SPLIT_POOL)
+        .where(Annotation.project_id == project.id, Annotation.batch_id == report.batch_id,
+               Item.split == SPLIT_POOL)
         .group_by(Annotation.label_id)
         .order_by(Annotation.label_id)
     )
@@ -643,6 +644,7 @@ def _carve_dev_set(
                 select(Item.id)
                 .join(Annotation, Annotation.item_id == Item.id)
                 .where(
+                    Annotation.project_id == project.id,
                     Annotation.batch_id == report.batch_id,
                     Annotation.label_id == label_id,
                     Item.split == SPLIT_POOL,

@@ -208,6 +208,7 @@ def upgrade() -> None:
     with op.batch_alter_table('annotations', schema=None) as batch_op:
         batch_op.create_index('ix_annotations_project_annotator_created', ['project_id', 'annotator_id', 'created_at'], unique=False)
         batch_op.create_index('ix_annotations_project_item', ['project_id', 'item_id'], unique=False)
+        batch_op.create_index('ix_annotations_project_batch', ['project_id', 'batch_id'], unique=False)
 
     op.create_table('leases',
     sa.Column('project_id', sa.Integer(), nullable=False),
@@ -317,6 +318,7 @@ def downgrade() -> None:
     op.drop_table('leases')
     with op.batch_alter_table('annotations', schema=None) as batch_op:
         batch_op.drop_index('ix_annotations_project_item')
+        batch_op.drop_index('ix_annotations_project_batch')
         batch_op.drop_index('ix_annotations_project_annotator_created')
 
     op.drop_table('annotations')
