@@ -1,8 +1,9 @@
 """Data helpers for the run / model-version tests (and the worker task tests).
 
 Most tests use the shared ``db`` session fixture (rolled back after the test, Postgres in CI).
-``file_db`` gives a test its own SQLite *file* database instead, for tests that need several
-connections at once (threads, worker subprocesses).
+``file_db`` gives a test its own committed database instead, for tests that need several
+connections at once (threads, task bodies opening their own sessions, worker subprocesses): a
+SQLite file, or a fresh Postgres database when ``TAPESTRY_TEST_DATABASE_URL`` points at Postgres.
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ class Db:
 
 @pytest.fixture()
 def file_db(tmp_path: Path) -> Iterator[Db]:
+    from tests.conftest import TEST_DATABASE_URL, FreshPostgres
+
+    fresh = None
+    if TEST_DATABASE_URL.startswith("postgres"):
+        fresh = FreshPostgres(TEST_DATABASE_URL, prefix="tapestry_own")
     settings = Settings(
         data_dir=tmp_path / "data",
+        database_url=fresh.url if fresh else "",
         secret_key="x" * 40,
         heartbeat_seconds=0.2,
         stale_run_seconds=30.0,
@@ -58,6 +65,11 @@ def file_db(tmp_path: Path) -> Iterator[Db]:
         yield Db(engine, session_factory(engine), settings)
     finally:
         engine.dispose()
+        if fresh is not None:
+            from app.db.session import get_engine
+
+            get_engine(settings).dispose()  # task bodies' pooled connections block DROP
+            fresh.drop()
 
 
 def make_project(
