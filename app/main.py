@@ -37,6 +37,13 @@ ROUTERS: tuple[str, ...] = (
     "app.api.items",
     "app.api.adapters",
     "app.api.predict",
+    "app.api.project_settings",
+    "app.api.annotations",
+    "app.api.interop",
+    "app.api.queue",
+    "app.api.runs",
+    "app.api.model_versions",
+    "app.api.metrics",
 )
 
 

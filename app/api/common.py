@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import ErrorResponse, api_router
@@ -32,6 +33,13 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "No inference worker answered in time."}
 }
 _limiter_lock = threading.Lock()
+
+
+class StrictInput(BaseModel):
+    """Base of request bodies: JSON types as documented (no "1" for 1, no 0 for false), and
+    unknown fields refused, so a misspelt field is a 422 instead of a silently ignored value."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class RateLimitExceeded(StarletteHTTPException):
@@ -75,7 +83,8 @@ def enforce_write_rate_limit(
     """
     if request.method not in WRITE_METHODS or principal is None:
         return
-    key = f"token:{principal.token.id}" if principal.token else f"user:{principal.user.id}"
+    # The token's hash, not its id: ids can be reused (a rolled-back test, a restored backup).
+    key = f"token:{principal.token.token_hash}" if principal.token else f"user:{principal.user.id}"
     decision = _limiter(request, settings.write_rate_limit_per_minute).hit(key)
     if not decision.allowed:
         raise RateLimitExceeded(decision.retry_after_seconds, decision.limit)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.api.common import UNAVAILABLE, write_api_router
+from app.api.common import UNAVAILABLE, StrictInput, write_api_router
 from app.api.inference_client import (
     InferenceClient,
     InferenceFailed,
@@ -29,7 +29,7 @@ MAX_TEXT_CHARS = 20_000
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
-class PredictIn(BaseModel):
+class PredictIn(StrictInput):
     texts: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
     model_version: int | None = Field(
         default=None, ge=1, le=2_147_483_647, description="Pin a version number; default: current."

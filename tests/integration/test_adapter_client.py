@@ -57,13 +57,22 @@ def test_peft_client_reproduces_the_servers_predictions(
     token = make_token(db, lead, scopes=("read",), project=project)
     db.commit()
     app.state.inference_client = InProcessInference(settings)
+    try:
+        _download_and_compare(app, project.id, token, tiny_model, tmp_path)
+    finally:
+        del app.state.inference_client  # the test app is shared between tests
+
+
+def _download_and_compare(
+    app: FastAPI, project_id: int, token: str, tiny_model: Path, tmp_path: Path
+) -> None:
     http = TestClient(app, headers=bearer(token))
 
-    download = http.get(f"/api/v1/projects/{project.id}/adapter")
+    download = http.get(f"/api/v1/projects/{project_id}/adapter")
     assert download.status_code == 200
     local = client_side_probabilities(download.content, tiny_model, tmp_path / "adapter")
 
-    served = http.post(f"/api/v1/projects/{project.id}/predict", json={"texts": TEXTS})
+    served = http.post(f"/api/v1/projects/{project_id}/predict", json={"texts": TEXTS})
     assert served.status_code == 200, served.text
     np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-5)
     assert served.json()["labels"] == [LABEL_NAMES[i] for i in local.argmax(axis=1)]

@@ -20,13 +20,6 @@ from tests.app.api.support import (
 from tests.worker.ml.tiny import LABEL_NAMES
 
 
-@pytest.fixture()
-def inference(app: FastAPI, settings: Settings) -> InProcessInference:
-    client = InProcessInference(settings)
-    app.state.inference_client = client
-    return client
-
-
 def test_predict_returns_the_current_adapters_probabilities(
     app: FastAPI, db: Session, settings: Settings, tiny_base: Path, inference: InProcessInference
 ) -> None:

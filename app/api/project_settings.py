@@ -1,0 +1,55 @@
+"""``PATCH /api/v1/projects/{id}``: change a project's settings (a lead's admin-scoped token).
+
+Only the fields sent change; the rest keep their values. The same validation as the settings page
+(:class:`app.domain.projects.ProjectSettings`) applies, and removing a label that is in use is a
+409. Reading and creating projects live in :mod:`app.api.projects`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from pydantic import Field
+
+from app.api.common import StrictInput, write_api_router
+from app.api.projects import ProjectDetailOut
+from app.api.projects import _detail as project_detail  # the one detail view (shared)
+from app.deps import ProjectLead, SessionDep
+from app.domain import projects as project_service
+
+router = write_api_router(tags=["projects"])
+
+
+class ProjectUpdate(StrictInput):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    labels: list[str] | None = Field(
+        default=None, min_length=2, max_length=200,
+        description="The full label list in order; labels in use cannot be removed.",
+    )
+    description: str | None = Field(default=None, max_length=20_000)
+    guidelines: str | None = Field(default=None, max_length=100_000)
+    label_budget: int | None = Field(default=None, ge=1, le=10_000_000)
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    stop_threshold: float | None = Field(default=None, ge=0, le=100)
+    annotations_per_item: int | None = Field(default=None, ge=1, le=10)
+
+
+@router.patch("/projects/{project_id}", response_model=ProjectDetailOut)
+def update_project(body: ProjectUpdate, db: SessionDep, access: ProjectLead) -> ProjectDetailOut:
+    project = access.project
+    current = project_service.ProjectSettings(
+        name=project.name,
+        labels=tuple(label.name for label in project_service.get_labels(db, project.id)),
+        description=project.description,
+        guidelines=project.guidelines,
+        label_budget=project.label_budget,
+        batch_size=project.batch_size,
+        stop_threshold=project.stop_threshold,
+        annotations_per_item=project.annotations_per_item,
+    )
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "labels" in changes:
+        changes["labels"] = tuple(changes["labels"])
+    settings = project_service.ProjectSettings(**{**asdict(current), **changes})
+    project_service.update_project(db, project, settings)
+    return project_detail(db, project)

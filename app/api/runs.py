@@ -1,0 +1,118 @@
+"""``/api/v1/projects/{id}/runs``: launch TAPT, a retrain or a queue rebuild; follow progress.
+
+Launching records a run row and sends its job after commit (``app.domain.runs``): requests of one
+kind coalesce while a run of that kind is queued, so the answer may be an existing queued run
+(``requests`` counts how many asked). Progress is read from the run row the worker updates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import BaseModel, Field
+
+from app.api.common import StrictInput, write_api_router
+from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, TrainingRun
+from app.deps import Level, ProjectContext, ProjectLead, ProjectReader, SessionDep
+from app.domain import runs as run_service
+
+router = write_api_router(tags=["runs"])
+
+RunId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+RunKind = Literal["retrain", "tapt", "recompute_queue"]
+ConfigValue = int | float | str | bool | None
+
+
+class RunIn(StrictInput):
+    kind: RunKind
+    reason: str = Field(default="requested through the API", max_length=200)
+    force: bool = Field(default=False, description="retrain: even if this data was trained on")
+    tapt_config: dict[str, ConfigValue] | None = Field(
+        default=None, description="tapt: overrides of TaptConfig fields (e.g. max_steps)."
+    )
+
+
+class RunOut(BaseModel):
+    id: int
+    project_id: int
+    kind: str
+    status: str
+    phase: str
+    step: int
+    total: int
+    fraction: float | None
+    eta_seconds: float | None
+    metrics: dict[str, Any]
+    message: str
+    attempts: int
+    cancel_requested: bool
+    requests: int
+    data_version: int
+    model_version_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_age_seconds: float | None
+    error: str | None = Field(description="The failure's traceback; shown to leads only.")
+
+
+def _out(run: TrainingRun, access: ProjectContext) -> RunOut:
+    progress = run_service.RunProgress.of(run, include_error=access.can(Level.LEAD))
+    data = {name: getattr(progress, name) for name in RunOut.model_fields if name != "requests"}
+    return RunOut(**data, requests=int(run.params.get("requests", 1)))
+
+
+def _project_run(db: SessionDep, access: ProjectContext, run_id: int) -> TrainingRun:
+    run = run_service.get_run(db, run_id, fresh=True)
+    if run.project_id != access.project.id:
+        raise run_service.RunNotFound(run_id)
+    return run
+
+
+@router.post("/projects/{project_id}/runs", response_model=RunOut, status_code=202)
+def launch_run(body: RunIn, db: SessionDep, access: ProjectLead) -> RunOut:
+    project, user = access.project, access.user
+    if body.kind == RUN_RETRAIN:
+        run = run_service.request_retrain(
+            db, project, requested_by=user, reason=body.reason, force=body.force
+        )
+    elif body.kind == RUN_TAPT:
+        run = run_service.request_tapt(
+            db, project, requested_by=user, reason=body.reason, config=body.tapt_config
+        )
+    else:
+        assert body.kind == RUN_QUEUE
+        run = run_service.request_queue_recompute(
+            db, project, requested_by=user, reason=body.reason
+        )
+    return _out(run, access)
+
+
+@router.get("/projects/{project_id}/runs", response_model=list[RunOut])
+def list_runs(
+    db: SessionDep,
+    access: ProjectReader,
+    kind: Annotated[RunKind | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[RunOut]:
+    """The project's runs, newest first."""
+    assert kind is None or kind in RUN_KINDS
+    runs = run_service.list_runs(db, access.project.id, kind=kind, limit=limit)
+    return [_out(run, access) for run in runs]
+
+
+@router.get("/projects/{project_id}/runs/{run_id}", response_model=RunOut)
+def get_run(run_id: RunId, db: SessionDep, access: ProjectReader) -> RunOut:
+    """One run's progress (a dead worker's run is noticed and re-queued or failed first)."""
+    run = _project_run(db, access, run_id)
+    run_service.run_progress(db, run.id, reap=True)
+    return _out(run_service.get_run(db, run.id, fresh=True), access)
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/cancel", response_model=RunOut)
+def cancel_run(run_id: RunId, db: SessionDep, access: ProjectLead) -> RunOut:
+    """Cancel a queued run at once, or ask a running one to stop at its next step."""
+    run = _project_run(db, access, run_id)
+    return _out(run_service.cancel_run(db, run.id), access)

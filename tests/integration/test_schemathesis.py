@@ -1,0 +1,130 @@
+"""Schemathesis fuzzes every ``/api/v1`` operation of the app's own OpenAPI schema.
+
+The app runs in-process (ASGI) on its own SQLite file with a seeded project (items, labels,
+annotations, a model version with an artifact on disk, a queue entry, a run) and an admin's
+token with every scope, so generated requests reach real code paths, not just 401s. Every
+response must be a non-5xx that matches its documented status, content type and schema.
+Examples per operation are bounded (``MAX_EXAMPLES``) so the run takes a few minutes on 2 cores.
+
+``/predict`` answers through a stub inference client (no torch here): the worker path is covered
+by ``test_adapter_client.py``; what is fuzzed is the request validation and error handling.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import allow_header_conformance
+
+from app.config import Settings
+from app.db.base import Base
+from app.db.models import (
+    ROLE_ADMIN,
+    Annotation,
+    Label,
+    ModelVersion,
+    Project,
+    QueueEntry,
+    TrainingRun,
+)
+from app.db.session import make_engine, session_factory
+from app.domain.model_versions import promote, register_version
+from app.main import create_app
+from tests.factories import make_items, make_project, make_token, make_user
+
+MAX_EXAMPLES = 25
+ARTIFACT_CARD = "---\nadapter_type: lora\nlabels: [positive, negative]\n---\n\n# card\n"
+
+
+class StubInference:
+    """Answers like the inference worker would (uniform probabilities), without torch."""
+
+    def predict(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        names = ["positive", "negative"]
+        texts = request["texts"]
+        return {
+            "label_names": names,
+            "labels": [names[0]] * len(texts),
+            "probabilities": [[0.5, 0.5] for _ in texts],
+        }
+
+
+def _write_artifact(root: Path) -> None:
+    (root / "adapter").mkdir(parents=True)
+    (root / "tapestry.json").write_text(json.dumps({"format": 1, "kind": "lora"}))
+    (root / "README.md").write_text(ARTIFACT_CARD)
+    (root / "adapter" / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+
+
+def _build() -> tuple[Any, str]:
+    data_dir = Path(tempfile.mkdtemp(prefix="tapestry-fuzz-"))
+    app_settings = Settings(
+        data_dir=data_dir,
+        secret_key=secrets.token_urlsafe(48),
+        write_rate_limit_per_minute=1_000_000,
+        inference_timeout_seconds=1.0,
+    )
+    engine = make_engine(app_settings.database_url)
+    Base.metadata.create_all(engine)
+    with session_factory(engine)() as db:
+        admin = make_user(db, role=ROLE_ADMIN)
+        project = make_project(db, lead=admin)
+        items = make_items(db, project, [f"seeded text number {i}" for i in range(6)])
+        label = db.query(Label).filter_by(project_id=project.id).first()
+        assert label is not None
+        db.add(Annotation(project_id=project.id, item_id=items[0].id, annotator_id=admin.id,
+                          label_id=label.id, source="seed"))
+        _write_artifact(app_settings.artifacts / "projects" / "1" / "versions" / "v0001")
+        version = register_version(db, project.id, version=1, run_id=None, data_version=0,
+                                   artifact_path="projects/1/versions/v0001", sha256="ab" * 32,
+                                   adapter_kind="lora")
+        promote(db, project.id, version.id, settings=app_settings, recompute_queue=False)
+        db.add(QueueEntry(project_id=project.id, queue_version=project.queue_version,
+                          item_id=items[1].id, rank=0, score=0.9, reason="uncertain"))
+        db.add(TrainingRun(project_id=project.id, kind="retrain"))
+        token = make_token(db, admin, scopes=("read", "annotate", "admin"))
+        db.commit()
+        assert db.get(ModelVersion, version.id) is not None and db.get(Project, project.id)
+    application = create_app(app_settings)
+    application.state.inference_client = StubInference()
+    return application, token
+
+
+# Schema-valid requests may still be refused for what the schema cannot say (an item id that
+# does not exist, a label outside the project's label set, a file that is not a Label Studio
+# export): documented 4xx answers, so they count as accepted handling. 5xx never does.
+CONFIG = SchemathesisConfig.from_dict({
+    "checks": {
+        "positive_data_acceptance": {
+            "expected-statuses": ["2xx", "304", "401", "403", "404", "409", "413", "422", "429"]
+        }
+    }
+})
+APP, TOKEN = _build()
+schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP, config=CONFIG).include(
+    path_regex="^/api/v1/"
+)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_api_operations_never_fail_and_match_their_schema(case: Any) -> None:
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        # Starlette answers OPTIONS/405 with the methods of the FIRST route matching the path
+        # (FastAPI registers GET and POST of one path as two routes), so `Allow` under-reports.
+        # A framework limitation, unrelated to what the API does; every other check applies.
+        excluded_checks=[allow_header_conformance],
+    )
