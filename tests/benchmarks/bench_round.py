@@ -141,84 +141,78 @@ def round_details(db: Any, project_id: int) -> dict[str, Any]:
         }
 
 
-def tapestry_rounds(
-    args: argparse.Namespace, workdir: Path, data: tuple[Any, ...]
-) -> tuple[list[dict[str, Any]], dict[int, list[int]], Any]:
-    """Run the measured rounds on a real worker; return them, the labelled ids per round, seeds."""
-    from app.db.base import Base
-    from app.db.models import Project
-    from app.db.session import make_engine, session_factory
-    from app.jobs import set_default_sender
-    from tests.app.domain.runs_support import Db
-    from tests.integration.workers import BrokerSender, Stack, WorkerProcess
-    from tests.worker.tasks.seed import submit_batch, unlabelled_pool_ids
-    from tests.worker.tasks.waiting import wait_for
+class EmbeddedStack:
+    """One real worker on the embedded stack with a seeded 20 Newsgroups project."""
 
-    texts, gold, names = data
-    data_dir = workdir / "data"
-    data_dir.mkdir()
-    stack = Stack(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'tapestry.sqlite'}",
-        broker_url=f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
-        extra_env={
-            "TAPESTRY_STALE_RUN_SECONDS": "600",
-            "OMP_NUM_THREADS": str(os.cpu_count() or 2),
-        },
-    )
-    engine = make_engine(stack.database_url)
-    Base.metadata.create_all(engine)
-    db = Db(engine, session_factory(engine), stack.settings())
-    worker = WorkerProcess(stack, workdir / "worker.log")
-    worker.wait_ready()
-    sender = BrokerSender(stack)
-    previous = set_default_sender(sender)
-    rounds: list[dict[str, Any]] = []
-    labelled_at: dict[int, list[int]] = {}
-    try:
-        with db.session() as session:
-            seeded = seed_project(session, texts, gold, names, args.pool)
+    def __init__(self, args: argparse.Namespace, workdir: Path, data: tuple[Any, ...]) -> None:
+        from app.db.base import Base
+        from app.db.session import make_engine, session_factory
+        from app.jobs import set_default_sender
+        from tests.app.domain.runs_support import Db
+        from tests.integration.workers import BrokerSender, Stack, WorkerProcess
+
+        texts, gold, names = data
+        data_dir = workdir / "data"
+        data_dir.mkdir()
+        stack = Stack(
+            data_dir=data_dir,
+            database_url=f"sqlite:///{data_dir / 'tapestry.sqlite'}",
+            broker_url=f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
+            extra_env={
+                "TAPESTRY_STALE_RUN_SECONDS": "600",
+                "OMP_NUM_THREADS": str(os.cpu_count() or 2),
+            },
+        )
+        self.engine = make_engine(stack.database_url)
+        Base.metadata.create_all(self.engine)
+        self.db = Db(self.engine, session_factory(self.engine), stack.settings())
+        self.worker = WorkerProcess(stack, workdir / "worker.log")
+        self.worker.wait_ready()
+        self.sender = BrokerSender(stack)
+        self._previous_sender = set_default_sender(self.sender)
+        with self.db.session() as session:
+            self.seeded = seed_project(session, texts, gold, names, args.pool)
             session.commit()
-        order = list(seeded.pool_ids)
-        random.Random(args.seed).shuffle(order)
-        batch_sizes = [args.labels] + [args.step] * (args.rounds - 1)
-        taken = 0
-        for number, size in enumerate(batch_sizes, start=1):
-            with db.session() as session:
-                before = session.get(Project, seeded.project_id).current_model_version_id  # type: ignore[union-attr]
-                unlabelled = set(unlabelled_pool_ids(session, seeded))
-                chosen = [i for i in order[taken:] if i in unlabelled][:size]
-                taken = order.index(chosen[-1]) + 1
-                started = time.perf_counter()
-                submit_batch(session, seeded, size, item_ids=chosen)
-                session.commit()
+        self.order = list(self.seeded.pool_ids)
+        random.Random(args.seed).shuffle(self.order)
+        self.taken = 0
 
-            def served(previous: int | None = before) -> int | None:
-                return served_queue_version(db, seeded.project_id, previous)
+    def labelled_ids(self) -> list[int]:
+        """Pool items labelled so far (a prefix of the shuffled order)."""
+        return list(self.order[: self.taken])
 
-            wait_for(
-                served,
-                f"round {number}\n{worker.log_tail()}",
-                timeout=3600,
-                interval=0.2,
-            )
-            seconds = time.perf_counter() - started
-            details = round_details(db, seeded.project_id)
-            labelled_at[details["labels_used"]] = list(order[:taken])  # a prefix, all labelled
-            rounds.append({"round": number, "seconds": round(seconds, 2), **details})
-            print(
-                f"round {number}: {details['labels_used']} labels, {seconds:.1f}s "
-                f"(train+promote {details['retrain']['run_seconds']}s, "
-                f"queue {details['queue']['run_seconds']}s), "
-                f"dev macro-F1 {details['dev_macro_f1']}",
-                flush=True,
-            )
-    finally:
-        set_default_sender(previous)
-        sender.close()
-        worker.stop()
-        engine.dispose()
-    return rounds, labelled_at, seeded
+    def round(self, number: int, size: int) -> dict[str, Any]:
+        """Submit ``size`` gold labels; return when the new model's queue is served."""
+        from app.db.models import Project
+        from tests.worker.tasks.seed import submit_batch
+        from tests.worker.tasks.waiting import wait_for
+
+        chosen = self.order[self.taken : self.taken + size]
+        self.taken += len(chosen)
+        load = os.getloadavg()[0]
+        with self.db.session() as session:
+            project = session.get(Project, self.seeded.project_id)
+            assert project is not None
+            before = project.current_model_version_id
+            started = time.perf_counter()
+            submit_batch(session, self.seeded, size, item_ids=chosen)
+            session.commit()
+
+        def served(previous: int | None = before) -> int | None:
+            return served_queue_version(self.db, self.seeded.project_id, previous)
+
+        wait_for(served, f"round {number}\n{self.worker.log_tail()}", timeout=7200, interval=0.2)
+        seconds = time.perf_counter() - started
+        details = round_details(self.db, self.seeded.project_id)
+        return {"round": number, "seconds": round(seconds, 2), "load_before": load, **details}
+
+    def close(self) -> None:
+        from app.jobs import set_default_sender
+
+        set_default_sender(self._previous_sender)
+        self.sender.close()
+        self.worker.stop()
+        self.engine.dispose()
 
 
 def naive_round(
@@ -238,6 +232,7 @@ def naive_round(
 
     torch.manual_seed(seed)
     path = str(offline_default_path())
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
@@ -285,7 +280,12 @@ def naive_round(
     seconds = time.perf_counter() - started
     dev_pred = predict(dev[0]).argmax(dim=1)
     accuracy = float((dev_pred == torch.tensor(dev[1])).float().mean())
-    return {"seconds": round(seconds, 2), "dev_accuracy": accuracy, "labels_used": len(train_texts)}
+    return {
+        "seconds": round(seconds, 2),
+        "dev_accuracy": accuracy,
+        "labels_used": len(train_texts),
+        "load_before": load,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,35 +303,49 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_data(args.pool, args.dev, args.seed)
     texts, gold, names = data
+    pool_texts, dev = texts[: args.pool], (texts[args.pool :], gold[args.pool :])
+    rounds, naive = [], []
     with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
-        rounds, labelled, seeded = tapestry_rounds(args, Path(tmp), data)
-    pool_texts = texts[: args.pool]
-    by_id = dict(zip(seeded.pool_ids, range(args.pool), strict=True))
-    naive = []
-    for r in rounds:
-        ids = labelled[r["labels_used"]]
-        train = [pool_texts[by_id[i]] for i in ids]
-        labels = [seeded.pool_gold[i] for i in ids]
-        rest = [pool_texts[by_id[i]] for i in seeded.pool_ids if i not in set(ids)]
-        result = naive_round(
-            train,
-            labels,
-            rest,
-            (texts[args.pool :], gold[args.pool :]),
-            len(names),
-            2 * 50,
-            args.seed,
-        )
-        naive.append(result)
-        print(
-            f"naive round at {r['labels_used']} labels: {result['seconds']:.1f}s, "
-            f"dev accuracy {result['dev_accuracy']:.3f}",
-            flush=True,
-        )
+        stack = EmbeddedStack(args, Path(tmp), data)
+        try:
+            by_id = dict(zip(stack.seeded.pool_ids, range(args.pool), strict=True))
+            sizes = [args.labels] + [args.step] * (args.rounds - 1)
+            for number, size in enumerate(sizes, start=1):
+                # Interleaved, never concurrent: both see the same machine at about the same time.
+                ours_round = stack.round(number, size)
+                rounds.append(ours_round)
+                print(
+                    f"round {number}: {ours_round['labels_used']} labels, "
+                    f"{ours_round['seconds']:.1f}s (train+promote "
+                    f"{ours_round['retrain']['run_seconds']}s, queue "
+                    f"{ours_round['queue']['run_seconds']}s), dev macro-F1 "
+                    f"{ours_round['dev_macro_f1']}, load {ours_round['load_before']:.1f}",
+                    flush=True,
+                )
+                ids = stack.labelled_ids()
+                taken = set(ids)
+                result = naive_round(
+                    [pool_texts[by_id[i]] for i in ids],
+                    [stack.seeded.pool_gold[i] for i in ids],
+                    [pool_texts[by_id[i]] for i in stack.seeded.pool_ids if i not in taken],
+                    dev,
+                    len(names),
+                    2 * 50,
+                    args.seed,
+                )
+                naive.append(result)
+                print(
+                    f"naive round at {result['labels_used']} labels: {result['seconds']:.1f}s, "
+                    f"dev accuracy {result['dev_accuracy']:.3f}, load {result['load_before']:.1f}",
+                    flush=True,
+                )
+        finally:
+            stack.close()
     ours = statistics.median(r["seconds"] for r in rounds)
     theirs = statistics.median(n["seconds"] for n in naive)
     report = {
         "benchmark": "round time: batch submitted -> new queue served",
+        "note": "load_before = 1-min load average when each round started (other jobs share it)",
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
