@@ -15,6 +15,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,13 @@ def run(pool: int, dim: int, classes: int, picks: int, naive_n: int) -> dict[str
 
     for name in ("random", "entropy", "margin", "least_confidence"):
         strategy = get_strategy(name)
-        record(f"{name} ({picks} of {pool})", lambda s=strategy: s.select(view, picks), 7)
+        record(f"{name} ({picks} of {pool})", partial(strategy.select, view, picks), 7)
     record(f"naive entropy + full sort ({pool})", lambda: naive_uncertainty(view, picks), 7)
     coreset = get_strategy("coreset")
     record(f"coreset ({picks} of {pool})", lambda: coreset.select(view, picks), 3)
     for name in ("cluster_uncertain", "badge"):
         strategy = get_strategy(name)
-        record(f"{name} ({picks} of {pool})", lambda s=strategy: s.select(view, picks), 3)
+        record(f"{name} ({picks} of {pool})", partial(strategy.select, view, picks), 3)
     alps = get_strategy("alps", source="embeddings")
     record(f"alps on embeddings ({picks} of {pool})", lambda: alps.select(view, picks), 3)
     dedup = get_strategy("entropy", dedup_threshold=0.95)
@@ -164,7 +165,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"{name}: ours {row['ours_s']:.3f} s vs naive {row['naive_s']:.3f} s "
                 f"(**{row['speedup']:.1f}x** faster), peak memory "
-                f"{row['ours_peak_over_embeddings']:.2f}x vs {row['naive_peak_over_embeddings']:.1f}x "
+                f"{row['ours_peak_over_embeddings']:.2f}x vs "
+                f"{row['naive_peak_over_embeddings']:.1f}x "
                 f"the embeddings; identical picks: {row['same_picks']}."
             )
     targets = [

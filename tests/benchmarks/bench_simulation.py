@@ -33,6 +33,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ class Profile:
     epochs: int
     train_batch_size: int
     max_length: int
-    time_limit_s: float | None
+    time_limits: dict[str, float] | None
+    """Seconds per data set (TAPT included); runs then stop after their current round."""
     stop_set_size: int = 500
 
 
@@ -76,7 +78,7 @@ PROFILES: dict[str, Profile] = {
         epochs=3,
         train_batch_size=32,
         max_length=128,
-        time_limit_s=420.0,
+        time_limits={"r8": 150.0, "20ng": 270.0},
     ),
     "dry-run": Profile(
         datasets=("r8", "20ng"),
@@ -92,7 +94,7 @@ PROFILES: dict[str, Profile] = {
         epochs=1,
         train_batch_size=16,
         max_length=32,
-        time_limit_s=None,
+        time_limits=None,
         stop_set_size=50,
     ),
     "cpu-reduced": Profile(
@@ -109,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         epochs=3,
         train_batch_size=16,
         max_length=128,
-        time_limit_s=None,
+        time_limits=None,
         stop_set_size=300,
     ),
 }
@@ -152,7 +154,7 @@ def build_config(profile: Profile, dataset: str, args: argparse.Namespace, work:
         tapt_steps=profile.tapt_steps,
         device=args.device,
         workers=args.workers,
-        time_limit_s=profile.time_limit_s,
+        time_limit_s=(profile.time_limits or {}).get(dataset),
         work_dir=work,
     )
 
@@ -163,8 +165,11 @@ def apply_overrides(profile: Profile, args: argparse.Namespace) -> Profile:
         changes["seeds"] = tuple(args.seeds)
     if args.datasets:
         changes["datasets"] = tuple(args.datasets)
-    if args.time_limit is not None:
-        changes["time_limit_s"] = args.time_limit or None
+    if args.time_limit is not None:  # one limit for every data set; 0 removes the limits
+        limit = args.time_limit or None
+        changes["time_limits"] = (
+            {d: limit for d in PROFILES[args.profile].datasets} if limit else None
+        )
     if args.tapt_steps is not None:
         changes["tapt_steps"] = args.tapt_steps
     return replace(profile, **changes)
@@ -181,34 +186,27 @@ def run_benchmark(args: argparse.Namespace) -> int:
     log = Tee(out / "log.txt")
     log(f"profile {args.profile}: {profile}")
     runs_file = out / "runs.jsonl"
-    lock = threading.Lock()
 
     def keep(run: Any) -> None:  # every finished run reaches disk at once
-        with lock, runs_file.open("a", encoding="utf-8") as handle:
+        with runs_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(run.to_dict()) + "\n")
 
-    reports: dict[str, Any] = {}
+    reports: list[Any] = []
     errors: list[str] = []
-
-    def one(dataset: str) -> None:
+    # Data sets run one after the other: model loading is not thread-safe in transformers
+    # (meta-device initialisation is process-global), and each data set already runs its
+    # (arm, seed) jobs as --workers parallel processes.
+    for dataset in profile.datasets:
         try:
             config = build_config(profile, dataset, args, work)
             log(config.summary_line())
-            reports[dataset] = run_simulation(
-                config, data_wheel=args.data_wheel, log=log, on_run=keep
-            )
-            with lock:
-                write_outputs([reports[d] for d in profile.datasets if d in reports], out)
-        except Exception as error:  # noqa: BLE001 - the other data set still finishes
+            reports.append(run_simulation(config, data_wheel=args.data_wheel, log=log, on_run=keep))
+            write_outputs(reports, out)
+            log(f"wrote results for {[r.dataset for r in reports]} to {out}")
+        except Exception as error:  # noqa: BLE001 - the next data set still runs
             errors.append(f"{dataset}: {type(error).__name__}: {error}")
-            log(f"FAILED {dataset}: {type(error).__name__}: {error}")
-
-    threads = [threading.Thread(target=one, args=(d,)) for d in profile.datasets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    log(f"done: {sorted(reports)}; errors: {errors or 'none'}")
+            log(f"FAILED {dataset}: {type(error).__name__}: {error}\n{traceback.format_exc()}")
+    log(f"done: {[r.dataset for r in reports]}; errors: {errors or 'none'}")
     return 1 if errors else 0
 
 
@@ -489,7 +487,7 @@ def strategy_study(args: argparse.Namespace) -> int:
                 points = [
                     CurvePoint(
                         round=i,
-                        labels=p["labels"],
+                        labels=int(p["labels"]),
                         phase="",
                         accuracy=p["accuracy"],
                         macro_f1=p["macro_f1"],
@@ -582,13 +580,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", action="append", help="override the profile's arms")
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--datasets", nargs="+", choices=("r8", "20ng"))
-    parser.add_argument("--time-limit", type=float, help="seconds (0: none)")
+    parser.add_argument("--time-limit", type=float, help="seconds per data set (0: none)")
     parser.add_argument("--tapt-steps", type=int)
     parser.add_argument("--round-timing", action="store_true")
     parser.add_argument("--round-labels", type=int, default=1000)
     parser.add_argument("--round-epochs", type=int, default=3)
     parser.add_argument("--strategy-study", action="store_true")
     args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the GPU host is offline
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from transformers.utils import logging
 
     logging.set_verbosity_error()

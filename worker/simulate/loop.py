@@ -9,12 +9,14 @@ polish reserve, and the stopping rules (recorded, never enforced, so curves run 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from worker.ml.acquisition import (
+    Entropy,
+    Margin,
     PoolView,
     QueryStrategy,
     build_pool_view,
@@ -26,7 +28,7 @@ from worker.ml.classifier import TextClassifier
 from worker.ml.evaluation import evaluate
 from worker.ml.layer_cache import LowerLayerCache
 from worker.ml.progress import NullReporter, ProgressReporter
-from worker.ml.stopping import RoundRecord, StoppingConfig, evaluate_stopping
+from worker.ml.stopping import RoundRecord, StoppingConfig, evaluate_stopping, topk_agreement
 from worker.ml.training import TrainConfig, TrainResult, train_classifier
 from worker.simulate.config import ArmSpec, SimulationConfig
 from worker.simulate.data import SplitData
@@ -152,6 +154,12 @@ class ArmLoop:
         picks = strategy.select(view, size, seed=int(rng.integers(2**31)))
         done = time.perf_counter()
         chosen = candidates[[p.index for p in picks]]
+        if name != "random" and self.history:  # evidence for the agreement stopping rule
+            agreement = topk_agreement(
+                [p.index for p in Entropy().select(view, size)],
+                [p.index for p in Margin().select(view, size)],
+            )
+            self.history[-1] = replace(self.history[-1], agreement=agreement)
         return chosen, name, scored - started, done - scored
 
     def _view(

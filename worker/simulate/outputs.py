@@ -137,7 +137,7 @@ def _timing_table(runs: list[ArmRun]) -> list[str]:
 
 
 def _stopping_table(runs: list[ArmRun]) -> list[str]:
-    rules = ("dev_gain", "stabilizing_predictions", "budget")
+    rules = ("dev_gain", "acquisition_agreement", "stabilizing_predictions", "budget")
     lines = [
         "### Stopping rules: labels at which each first fired (per seed)",
         "",

@@ -126,9 +126,13 @@ def make_jobs(
 
 
 def _run_in_worker(job: ArmJob, threads: int) -> ArmRun:
+    """Entry point of a worker process: share the CPU fairly and keep the console readable."""
     import torch
+    from transformers.utils import logging
 
     torch.set_num_threads(threads)
+    logging.set_verbosity_error()  # one load report per round and process would drown the log
+    logging.disable_progress_bar()
     return run_arm(job)
 
 
