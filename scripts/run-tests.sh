@@ -54,10 +54,16 @@ log "mypy"; .venv/bin/mypy
 run_pytest() { set +e; .venv/bin/python -m pytest -p no:cacheprovider "$@"; local rc=$?; set -e
   if [ "$rc" = 5 ]; then rc=0; fi; return "$rc"; }
 
+failed=""
 log "pytest (SQLite)"
-run_pytest --timeout=900 "$@"
+run_pytest --timeout=900 "$@" || failed="$failed sqlite"
 if pg_up; then
   log "pytest -m db (Postgres)"
-  TAPESTRY_TEST_DATABASE_URL="$TAPESTRY_TEST_POSTGRES_URL" run_pytest --timeout=900 -m db -q "$@"
+  TAPESTRY_TEST_DATABASE_URL="$TAPESTRY_TEST_POSTGRES_URL" run_pytest --timeout=900 -m db -q "$@" \
+    || failed="$failed postgres"
 fi
-log "all checks passed in $(( $(date +%s) - started ))s"
+elapsed=$(( $(date +%s) - started ))
+if [ -n "$failed" ]; then
+  log "FAILED:$failed (after ${elapsed}s)"; exit 1
+fi
+log "all checks passed in ${elapsed}s"
