@@ -116,14 +116,6 @@ def load_snapshot(session: Session, project_id: int, settings: Settings) -> Proj
     )
 
 
-def _active_annotations(project_id: int) -> Any:
-    return select(Annotation).where(
-        Annotation.project_id == project_id,
-        Annotation.deleted.is_(False),
-        Annotation.superseded_by_id.is_(None),
-    )
-
-
 def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> LabelledSet:
     """Items of ``split`` with a resolved label, in item id order."""
     index = snapshot.label_index()

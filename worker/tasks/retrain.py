@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -42,8 +42,11 @@ from worker.tasks.project_data import (
     stop_set,
     train_and_dev,
 )
-from worker.tasks.runner import Outcome, RunContext
+from worker.tasks.runner import Outcome, Publish, RunContext
 from worker.tasks.stop_rules import STOP_SET_SIZE, evaluate_round
+
+if TYPE_CHECKING:  # torch stays out of module import time
+    from worker.ml.classifier import TextClassifier
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def retrain_body(ctx: RunContext) -> Outcome:
 
 @dataclass
 class Trained:
-    classifier: Any
+    classifier: TextClassifier
     dev_metrics: dict[str, Any] | None
     history: list[dict[str, Any]]
     seconds: float
@@ -214,7 +217,7 @@ def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Pa
     return final
 
 
-def _request_queue(project_id: int, reason: str) -> Any:
+def _request_queue(project_id: int, reason: str) -> Publish:
     def publish(session: Session, run: TrainingRun) -> int | None:
         request_queue_recompute(session, project_id, reason=reason)
         return None
