@@ -231,11 +231,13 @@ def naive_round(
     from worker.ml.models import offline_default_path
 
     torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     path = str(offline_default_path())
     load = os.getloadavg()[0]
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    model.to(device)
     encoded = tokenizer(
         train_texts,
         padding="max_length",
@@ -243,13 +245,14 @@ def naive_round(
         max_length=MAX_LENGTH,
         return_tensors="pt",
     )
-    targets = torch.tensor(train_labels)
+    encoded = encoded.to(device)
+    targets = torch.tensor(train_labels, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     model.train()
     for _epoch in range(2):
         order = torch.randperm(len(train_texts))
         for start in range(0, len(order), 16):
-            idx = order[start : start + 16]
+            idx = order[start : start + 16].to(device)
             out = model(
                 input_ids=encoded["input_ids"][idx],
                 attention_mask=encoded["attention_mask"][idx],
@@ -271,7 +274,7 @@ def naive_round(
                     max_length=MAX_LENGTH,
                     return_tensors="pt",
                 )
-                probs.append(torch.softmax(model(**enc).logits, dim=-1))
+                probs.append(torch.softmax(model(**enc.to(device)).logits, dim=-1).cpu())
         return torch.cat(probs)
 
     pool_probs = predict(pool_texts)
@@ -348,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": "load_before = 1-min load average when each round started (other jobs share it)",
         "machine": {
             "cpus": os.cpu_count(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
         },
