@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from app.db.base import Base
 from app.db.session import make_engine, session_factory
@@ -21,10 +20,8 @@ from app.jobs import set_default_sender
 from tests.app.domain.runs_support import Db
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, FreshPostgres, skip_or_fail
 from tests.integration.workers import BrokerSender, Stack, WorkerProcess
-from tests.worker.ml.tiny import make_tiny_bert
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)
 
 TRANSPORTS = ("sqla", "redis")
 
@@ -38,6 +35,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch  # imported here: the other tests in this folder do not need torch
+
+    from tests.worker.ml.tiny import make_tiny_bert
+
+    torch.set_num_threads(1)  # this process only trains "version 1"; workers have their own
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
