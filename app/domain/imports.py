@@ -389,6 +389,7 @@ class _Validator:
         self.options = options
         self.mapping = options.mapping
         self.labels = labels
+        self._mapped = frozenset(options.mapping.columns())
 
     def row(self, record: _Record) -> tuple[_Row | None, list[RowError]]:
         errors = list(record.errors)
@@ -406,7 +407,7 @@ class _Validator:
             return None, errors
         meta = {
             key: value for key, value in fields.items()
-            if key not in self.mapping.columns() and value not in ("", None)
+            if key not in self._mapped and value not in ("", None)
         }
         return _Row(line, text, content_hash(text), label_id, external_id, split, meta), []
 
