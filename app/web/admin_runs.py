@@ -18,13 +18,14 @@ from app.domain import adapter_card, model_versions, runs
 from app.domain.adapters import adapter_zip, artifact_of
 from app.domain.admin import list_projects
 from app.errors import InvalidInput, NotFound, is_htmx_request
-from app.web.forms import FormDep, form_str
+from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
                RUN_QUEUE: "Recompute queue"}
+MAX_TAPT_STEPS = 100_000
 
 
 def _runs_url(project_id: int) -> str:
@@ -55,6 +56,7 @@ def runs_page(request: Request, db: SessionDep, access: ProjectAdmin) -> Respons
         "active": "runs",
         "can_lead": True,
         "kinds": KIND_TITLES,
+        "detail": False,
         "live": [runs.RunProgress.of(r, include_error=True) for r in history
                  if r.status in ("queued", "running")],
         "history": [runs.RunProgress.of(r, include_error=True) for r in history],
@@ -70,7 +72,12 @@ def launch_run(request: Request, db: SessionDep, access: ProjectAdmin, form: For
     who = access.user
     reason = f"launched by {who.email}"
     if kind == RUN_TAPT:
-        run = runs.request_tapt(db, access.project, requested_by=who, reason=reason)
+        steps = form_int(form, "max_steps", 0)
+        if not 0 <= steps <= MAX_TAPT_STEPS:
+            raise InvalidInput(f"TAPT steps must be between 1 and {MAX_TAPT_STEPS:,}.")
+        config = {"max_steps": steps} if steps else None
+        run = runs.request_tapt(db, access.project, requested_by=who, reason=reason,
+                                config=config)
     elif kind == RUN_RETRAIN:
         run = runs.request_retrain(db, access.project, requested_by=who, reason=reason,
                                    force=form_str(form, "force") == "on")
@@ -84,23 +91,27 @@ def launch_run(request: Request, db: SessionDep, access: ProjectAdmin, form: For
 def run_page(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int) -> Response:
     run = _project_run(db, access, run_id)
     context = {"section": "projects", "project": access.project, "active": "runs",
-               "can_lead": True, "run": run, "kinds": KIND_TITLES}
+               "can_lead": True, "run": run, "kinds": KIND_TITLES, "detail": True}
     return render_page(request, "admin/run.html", context)
 
 
 @router.get("/admin/projects/{project_id}/runs/{run_id}/progress")
-def run_progress(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int) -> Response:
+def run_progress(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int,
+                 detail: bool = False) -> Response:
+    """The run's live fragment: the progress bar, or (``detail``) bar, details and log."""
     run = _project_run(db, access, run_id)
-    context = {"project": access.project, "run": run, "kinds": KIND_TITLES}
-    return render_page(request, "admin/_run_progress.html", context)
+    context = {"project": access.project, "run": run, "kinds": KIND_TITLES, "detail": detail}
+    template = "admin/_run_detail.html" if detail else "admin/_run_progress.html"
+    return render_page(request, template, context)
 
 
 @router.post("/admin/projects/{project_id}/runs/{run_id}/cancel")
-def cancel_run(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int) -> Response:
+def cancel_run(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int,
+               detail: bool = False) -> Response:
     _project_run(db, access, run_id)
     runs.cancel_run(db, run_id)
     if is_htmx_request(request):
-        return run_progress(request, db, access, run_id)
+        return run_progress(request, db, access, run_id, detail=detail)
     flash(request, f"Cancel requested for run {run_id}.", "success")
     return RedirectResponse(f"{_runs_url(access.project.id)}/{run_id}", status_code=303)
 

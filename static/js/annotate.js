@@ -16,8 +16,9 @@
   var sending = false;
   var shownAt = performance.now();
   var busy = false;        // an undo is on its way: keys wait for it
-  var fetchingNext = false;
+  var prefetching = null;  // the request for the next item, while one is in flight
   var retryDelay = 1000;
+  var handled = [];        // items labelled or skipped here: never fetch them again as "next"
 
   // ------------------------------------------------------------------ items
 
@@ -29,23 +30,26 @@
   }
 
   function nextUrl() {
-    var ids = cardsOnPage();
+    var ids = cardsOnPage().concat(handled.slice(-20));
     return root.dataset.nextUrl + (ids.length ? "?exclude=" + ids.join(",") : "");
   }
 
   function prefetch() {
-    if (fetchingNext || nextSlot.querySelector(".item-card") || !currentCard() ||
-        !currentCard().dataset.itemId) { return; }
-    fetchingNext = true;
-    htmx.ajax("GET", nextUrl(), { target: nextSlot, swap: "beforeend" }).then(
-      function () { fetchingNext = false; dropDoneDuplicates(); },
-      function () { fetchingNext = false; });
+    if (prefetching || nextSlot.querySelector(".item-card") || !currentCard() ||
+        !currentCard().dataset.itemId) { return prefetching; }
+    return fetchInto(nextSlot);
   }
 
-  // A "nothing left" card in the buffer is only worth showing once the current item is done.
-  function dropDoneDuplicates() {
-    var done = nextSlot.querySelectorAll(".item-done");
-    for (var i = 1; i < done.length; i++) { done[i].remove(); }
+  // Keep the buffer clean: one "nothing left" card at most, never the item already on screen.
+  function dropDuplicates() {
+    var current = currentCard();
+    var seen = {};
+    if (current && current.dataset.itemId) { seen[current.dataset.itemId] = true; }
+    var done = 0;
+    Array.prototype.forEach.call(nextSlot.querySelectorAll(".item-card"), function (card) {
+      var id = card.dataset.itemId;
+      if (id ? seen[id] : done++ > 0) { card.remove(); } else if (id) { seen[id] = true; }
+    });
   }
 
   function show(card) {
@@ -63,14 +67,20 @@
       prefetch();
       return;
     }
-    // Nothing prefetched yet (first keystrokes were faster than the network): fetch now.
+    // Nothing prefetched yet (keys were faster than the network): wait for the request in
+    // flight, or make one, showing a placeholder meanwhile.
     itemSlot.innerHTML = '<div class="item-card item-loading" aria-busy="true">Loading the next item…</div>';
-    htmx.ajax("GET", nextUrl(), { target: itemSlot, swap: "innerHTML" }).then(function () {
-      shownAt = performance.now();
-      var card = currentCard();
-      if (card) { card.focus({ preventScroll: true }); }
-      prefetch();
+    var pending = prefetching || fetchInto(nextSlot);
+    pending.then(function () {
+      if (nextSlot.querySelector(".item-card")) { advance(); } else { setTimeout(advance, 2000); }
     });
+  }
+
+  function fetchInto(target) {
+    prefetching = htmx.ajax("GET", nextUrl(), { target: target, swap: "beforeend" }).then(
+      function () { prefetching = null; dropDuplicates(); },
+      function () { prefetching = null; });
+    return prefetching;
   }
 
   // ------------------------------------------------------------------ outbox
@@ -156,7 +166,11 @@
       var card = template.content.querySelector(".item-card");
       var current = currentCard();
       if (current && current.dataset.itemId) { nextSlot.prepend(current); }
-      if (card) { show(card); htmx.process(card); }
+      if (card) {
+        handled = handled.filter(function (id) { return id !== card.dataset.itemId; });
+        show(card);
+        htmx.process(card);
+      }
       busy = false;
       return;
     }
@@ -183,6 +197,7 @@
     if (!card || !card.dataset.itemId) { return; }
     var button = card.querySelector('.label-btn[value="' + labelId + '"]');
     if (button) { button.classList.add("pressed"); }
+    remember(card.dataset.itemId);
     enqueue({
       kind: "label",
       durable: true,
@@ -196,9 +211,16 @@
     advance();
   }
 
+  // Until the server has the label, the item's lease still looks held: keep it out of "next".
+  function remember(itemId) {
+    handled.push(itemId);
+    if (handled.length > 40) { handled = handled.slice(-20); }
+  }
+
   function skip() {
     var card = currentCard();
     if (!card || !card.dataset.itemId) { return; }
+    remember(card.dataset.itemId);
     enqueue({ kind: "skip", durable: true, url: card.dataset.skipUrl, body: {} });
     advance();
   }

@@ -21,6 +21,7 @@ from app.domain import annotation as ann
 
 ANNOTATORS = 4
 ITEMS = 48
+"""Below ``annotation.MAX_EXCLUDE``, so one annotator may hold every item."""
 
 
 def _seed(engine: Engine, *, per_item: int = 1) -> tuple[int, list[int]]:
@@ -53,10 +54,11 @@ def _grab_all(engine: Engine, project_id: int, user_id: int, out: dict[int, list
                 project = db.get(Project, project_id)
                 user = db.get(User, user_id)
                 assert project is not None and user is not None
-                view = ann.next_item(db, project, user, lease_seconds=600, exclude=held[-40:])
+                view = ann.next_item(db, project, user, lease_seconds=600, exclude=held)
                 db.commit()
             if isinstance(view, ann.NoItem):
                 break
+            assert view.item_id not in held, "an item the page already shows came back"
             held.append(view.item_id)
     except BaseException as exc:  # surfaced by the test
         errors.append(exc)
