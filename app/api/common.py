@@ -1,4 +1,4 @@
-"""Pieces shared by the API modules: the write rate limit, opaque cursors, 503 for lost workers.
+"""Pieces shared by the API modules: strict request bodies, the write rate limit, opaque cursors.
 
 ``write_api_router`` is :func:`app.api.router.api_router` plus the per-caller write rate limit on
 every state-changing method, with 429 documented in the OpenAPI schema.
@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.router import ErrorResponse, api_router
 from app.deps import PrincipalDep, SettingsDep
 from app.domain.ratelimit import SlidingWindowLimiter
-from app.errors import DomainError, InvalidInput
+from app.errors import InvalidInput
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
@@ -54,11 +54,6 @@ class RateLimitExceeded(StarletteHTTPException):
             ),
             headers={"Retry-After": str(retry_after)},
         )
-
-
-class ServiceUnavailable(DomainError):
-    code = "service_unavailable"
-    status_code = 503
 
 
 def _limiter(request: Request, limit: int) -> SlidingWindowLimiter:
