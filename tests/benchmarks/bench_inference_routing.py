@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     median = statistics.median
     return {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "device": args.device, "threads": torch.get_num_threads()},
+                    "device": args.device, "threads": torch.get_num_threads(),
+                    "load_average_1min_at_end": os.getloadavg()[0]},
         "setup": {"base": args.base, "projects": args.projects, "texts_per_request": args.texts,
                   "requests": args.requests, "setup_seconds": round(setup_seconds, 1)},
         "router": {"resident_mib": memory_router / 2**20,
@@ -145,7 +147,9 @@ def markdown(result: dict[str, Any]) -> str:
         "# Multi-adapter inference routing",
         "",
         f"{s['projects']} LoRA projects on `{s['base']}` ({result['machine']['device']}), "
-        f"{s['requests']} round-robin requests of {s['texts_per_request']} texts.",
+        f"{s['requests']} round-robin requests of {s['texts_per_request']} texts "
+        f"(load average {result['machine'].get('load_average_1min_at_end', 0):.1f} at the end: "
+        "timings on a shared machine are noisy; memory is not).",
         "",
         "| | router (1 base, swapped adapters) | one model per project | ratio |",
         "|---|---|---|---|",
