@@ -5,7 +5,8 @@
 3. Pool scoring with cached frozen lower layers vs the full forward: items/s.
 
 Run:  python -m tests.benchmarks.bench_ml_core                 (CPU, a few minutes)
-      python -m tests.benchmarks.bench_ml_core --device cuda --tag cuda --train-texts 2048 --pool 20000
+      python -m tests.benchmarks.bench_ml_core --device cuda --tag cuda \
+          --train-texts 2048 --pool 20000 --repeats 3 --tapt-steps 10
 Writes tests/benchmarks/results/ml_core.json and ml_core.md. Figures are medians over repeats.
 """
 
