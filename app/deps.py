@@ -23,7 +23,7 @@ from enum import IntEnum
 from functools import cache
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -222,6 +222,10 @@ class ProjectContext:
         return self.level >= level
 
 
+# Ids are 32-bit integers in every supported database; larger path values are a 422, not a 500.
+ProjectIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
 class ProjectAccess:
     """Load ``project_id`` and check the caller's level on it (404 when they may not see it)."""
 
@@ -229,7 +233,9 @@ class ProjectAccess:
         self.level = _level(level)
         self.access_rule = AccessRule("project", self.level)
 
-    def __call__(self, project_id: int, principal: PrincipalDep, db: SessionDep) -> ProjectContext:
+    def __call__(
+        self, project_id: ProjectIdPath, principal: PrincipalDep, db: SessionDep
+    ) -> ProjectContext:
         caller = _require_principal(principal)
         if caller.bound_project_id is not None and caller.bound_project_id != project_id:
             raise ProjectNotFound(project_id)
