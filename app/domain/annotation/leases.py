@@ -110,14 +110,13 @@ def _pool_candidates(
     ``ORDER BY random()`` would sort the whole pool on every request; a random pivot on the
     ``(project_id, split, id)`` index costs one index seek.
     """
-    bounds = db.execute(
-        select(func.min(Item.id), func.max(Item.id)).where(
-            Item.project_id == project.id, Item.split == SPLIT_POOL
-        )
-    ).one()
-    if bounds[0] is None:
+    in_pool = select(Item.id).where(Item.project_id == project.id, Item.split == SPLIT_POOL)
+    # Two ORDER BY ... LIMIT 1 seeks: SQLite answers min() and max() in one query with a scan.
+    low = db.scalar(in_pool.order_by(Item.id).limit(1))
+    high = db.scalar(in_pool.order_by(Item.id.desc()).limit(1))
+    if low is None or high is None:
         return []
-    pivot = _random.randint(bounds[0], bounds[1])
+    pivot = _random.randint(low, high)
     found: list[int] = []
     for side in (Item.id >= pivot, Item.id < pivot):
         query = (
@@ -152,7 +151,9 @@ def _try_lease(
 ) -> bool:
     if is_postgres(db):
         locked = db.scalar(
-            select(Item.id).where(Item.id == item_id).with_for_update(skip_locked=True)
+            select(Item.id)
+            .where(Item.id == item_id)
+            .with_for_update(skip_locked=True, key_share=True)  # FOR NO KEY UPDATE
         )
         if locked is None:
             return False  # another annotator is taking it right now
