@@ -13,7 +13,7 @@
   var FIELDS = {
     text_column: ["text", "content", "body", "sentence", "message", "document"],
     label_column: ["label", "category", "class", "topic", "target"],
-    id_column: ["id", "external_id", "uid", "key"],
+    id_column: ["id", "external_id", "uid", "key", "ref", "reference"],
     split_column: ["split", "set", "subset", "fold"]
   };
   var ROWS = 5;

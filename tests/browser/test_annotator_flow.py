@@ -17,6 +17,7 @@ from app.db.models import (
     TrainingRun,
 )
 from tests.browser.conftest import BrowserPage, LiveStack, screenshot, sign_in, wait_until
+from tests.browser.seed import SENTENCES
 
 pytestmark = [pytest.mark.browser, pytest.mark.celery, pytest.mark.timeout(420)]
 RETRAIN_TIMEOUT = 240_000  # ms: worker start (imports torch) + training + queue rebuild
@@ -24,6 +25,16 @@ RETRAIN_TIMEOUT = 240_000  # ms: worker start (imports torch) + training + queue
 
 def _current(page: object) -> str:
     return page.locator("#item-slot .item-card").get_attribute("data-item-id") or ""  # type: ignore[attr-defined]
+
+
+KEYS = {"sports": "1", "finance": "2", "science": "3"}
+
+
+def _right_key(page: object) -> str:
+    """The key of the item's true topic (the seed corpus is built from known sentences)."""
+    text = page.locator("#item-slot .item-text").inner_text()  # type: ignore[attr-defined]
+    return next(KEYS[t] for t, sentences in SENTENCES.items()
+                if any(text.startswith(s) for s in sentences))
 
 
 def _press(page: object, key: str) -> tuple[str, str]:
@@ -50,23 +61,28 @@ def test_keyboard_labelling_undo_skip_submit_retrain_and_fresh_queue(
     expect(page.locator('#item-slot .label-btn[data-key="1"]')).to_contain_text("sports")
 
     labelled: list[str] = []
-    for key in "12312":
-        item, _ = _press(page, key)
+    for _ in range(4):
+        item, _ = _press(page, _right_key(page))
         labelled.append(item)
+    right = _right_key(page)
+    wrong = next(k for k in "123" if k != right)
+    item, _ = _press(page, wrong)
+    labelled.append(item)
     # z: the last label is taken back and its item comes back with a hint
     page.keyboard.press("z")
     expect(page.locator("#item-slot .item-card")).to_have_attribute("data-item-id",
                                                                      labelled[-1])
-    expect(page.locator("#item-slot .undo-hint")).to_contain_text("finance")
-    _press(page, "3")  # label it again, differently
+    wrong_name = next(name for name, key in KEYS.items() if key == wrong)
+    expect(page.locator("#item-slot .undo-hint")).to_contain_text(wrong_name)
+    _press(page, right)  # label it again, correctly
     skipped, _ = _press(page, "s")
     help_dialog = page.locator("#help-dialog")
     page.keyboard.press("?")
     expect(help_dialog).to_be_visible()
     page.keyboard.press("Escape")
     expect(help_dialog).to_be_hidden()
-    for key in "12312":
-        item, _ = _press(page, key)
+    for _ in range(5):
+        item, _ = _press(page, _right_key(page))
         labelled.append(item)
     # the tenth live label closes the batch by itself and asks for a retrain
     expect(page.locator("#save-state")).to_have_text("All labels saved", timeout=20_000)
@@ -98,8 +114,8 @@ def test_keyboard_labelling_undo_skip_submit_retrain_and_fresh_queue(
         assert RUN_SUCCEEDED in statuses
 
     # items now come from the new queue, with the model's reasons next to them
-    for key in "123":
-        _press(page, key)
+    for _ in range(3):
+        _press(page, _right_key(page))
         if page.locator("#item-slot .why-facts").count():
             break
     expect(page.locator("#item-slot .why-facts")).to_contain_text("entropy")

@@ -128,6 +128,10 @@ def test_launch_a_retrain_and_watch_its_progress_until_it_ends(
     assert progress.status_code == 200
     assert 'hx-trigger="load delay:1s"' in progress.text
     assert "30 / 120" in progress.text and "0.4321" in progress.text and "1m 35s" in progress.text
+    detail = admin.get(f"/admin/projects/{project.id}/runs/{run.id}/progress?detail=true",
+                       headers=HTMX)
+    assert 'id="run-detail"' in detail.text and detail.text.count("hx-trigger") == 1
+    assert "metrics.loss" in detail.text
     run.status, run.step = RUN_SUCCEEDED, 120
     done = admin.get(f"/admin/projects/{project.id}/runs/{run.id}/progress", headers=HTMX)
     assert "hx-trigger" not in done.text and "succeeded" in done.text
