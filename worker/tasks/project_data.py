@@ -197,6 +197,8 @@ def blocked_item_ids(
 
 def stop_set(session: Session, snapshot: ProjectSnapshot, size: int) -> tuple[list[int], list[str]]:
     """A fixed sample of pool items (lowest ids) whose predictions are compared across rounds."""
+    if size <= 0:
+        return [], []
     rows = session.execute(
         select(Item.id, Item.text)
         .where(Item.project_id == snapshot.id, Item.split == SPLIT_POOL)

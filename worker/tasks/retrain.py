@@ -67,7 +67,9 @@ class RoundInputs:
 def load_round_inputs(session: Session, ctx: RunContext) -> RoundInputs:
     snapshot = load_snapshot(session, ctx.claim.project_id, ctx.settings)
     train, dev = train_and_dev(session, snapshot)
-    stop_ids, stop_texts = stop_set(session, snapshot, STOP_SET_SIZE)
+    # Stabilizing predictions is the stop rule for projects *without* a dev set; with one, the
+    # dev-gain rule decides and the extra forward pass over the stop set is saved.
+    stop_ids, stop_texts = stop_set(session, snapshot, 0 if len(dev) else STOP_SET_SIZE)
     existing = find_by_data_version(session, snapshot.id, ctx.claim.data_version)
     return RoundInputs(
         snapshot, train, dev, stop_ids, stop_texts, existing.version if existing else None

@@ -28,7 +28,7 @@ from app.domain.runs import cancel_run, list_runs
 from app.jobs import TASK_RECOMPUTE_QUEUE, Job
 from tests.app.domain.runs_support import Db
 from tests.worker.ml.tiny import LABEL_NAMES
-from tests.worker.tasks.seed import Seeded, submit_batch
+from tests.worker.tasks.seed import Seeded, seed_project, submit_batch
 from tests.worker.tasks.waiting import wait_for
 from worker.tasks.pause_points import PAUSE_AT_ENV, PAUSE_DIR_ENV
 from worker.tasks.retrain import retrain_body
@@ -71,7 +71,7 @@ def test_a_round_writes_promotes_and_measures_a_version(
     assert set(metric.per_class_f1) == set(LABEL_NAMES)
     assert len(metric.confusion) == 3 and sum(map(sum, metric.confusion)) == len(seeded.dev_ids)
     assert {r["rule"] for r in metric.stop_recommendations} >= {"dev_gain", "budget"}
-    assert len(metric.details["stop_predictions"]) == len(metric.details["stop_item_ids"])
+    assert metric.details["stop_predictions"] == []  # a dev set exists: dev gain decides
     assert run.metrics["labels_used"] == 12 and run.timings["train_seconds"] > 0
     assert [j.name for j in sent if j.name == TASK_RECOMPUTE_QUEUE] == [TASK_RECOMPUTE_QUEUE]
     assert len(queue_runs) == 1
@@ -167,3 +167,24 @@ def _heartbeat_after(file_db: Db, run_id: int, moment: datetime) -> bool:
     with file_db.session() as session:
         run = session.get(TrainingRun, run_id)
         return run is not None and run.heartbeat_at is not None and run.heartbeat_at > moment
+
+
+def test_without_a_dev_set_the_stop_set_predictions_are_kept(
+    file_db: Db, tiny_model: Path, sent: list[Job]
+) -> None:
+    with file_db.session() as session:
+        no_dev = seed_project(session, base_model=str(tiny_model), dev_size=0)
+        session.commit()
+    first = retrain(file_db, no_dev, 9)
+    second = retrain(file_db, no_dev, 6)
+    assert first.status == second.status == RUN_SUCCEEDED
+    with file_db.session() as session:
+        rounds = session.scalars(select(RoundMetric).order_by(RoundMetric.id)).all()
+    assert [r.dev_accuracy for r in rounds] == [None, None]
+    for row in rounds:
+        assert row.details["stop_item_ids"] == no_dev.pool_ids  # 60 items < STOP_SET_SIZE
+        assert len(row.details["stop_predictions"]) == len(no_dev.pool_ids)
+    kappa = next(
+        r for r in rounds[1].stop_recommendations if r["rule"] == "stabilizing_predictions"
+    )
+    assert "has 2" in kappa["evidence"]  # both rounds' predictions were compared
