@@ -135,7 +135,7 @@ def free_port() -> int:
 def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-               "--no-access-log"]
+               "--no-access-log", "--timeout-keep-alive", "75"]
     handle = log.open("ab")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
                                stderr=subprocess.STDOUT, start_new_session=True)

@@ -77,6 +77,22 @@ def test_next_fragment_excludes_items_on_screen(app: FastAPI, db: Session,
     assert bad.status_code == 422
 
 
+def test_two_annotators_never_receive_the_same_item(app: FastAPI, db: Session,
+                                                    project: Project) -> None:
+    alice, bob = _annotator(app, db, project), _annotator(app, db, project)
+    base = f"/projects/{project.id}/annotate"
+    shown: dict[str, list[int]] = {"alice": [], "bob": []}
+    for _ in range(3):
+        for name, client in (("alice", alice), ("bob", bob)):
+            exclude = ",".join(map(str, shown[name]))
+            response = client.get(f"{base}/next?exclude={exclude}", headers=HTMX)
+            shown[name].append(int(response.headers["X-Item-Id"]))
+    assert not set(shown["alice"]) & set(shown["bob"])
+    assert len(set(shown["alice"]) | set(shown["bob"])) == 6
+    done = alice.get(f"{base}/next?exclude={','.join(map(str, shown['alice']))}", headers=HTMX)
+    assert "X-Item-Id" not in done.headers and "Nothing left to label" in done.text
+
+
 def test_label_over_htmx_answers_progress_and_is_idempotent(
     app: FastAPI, db: Session, project: Project, sent: list[Job]
 ) -> None:
