@@ -28,11 +28,20 @@ def _isolated_redis(url: str) -> str:
 
 @pytest.fixture()
 def worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    from sqlalchemy import create_engine
+
+    from app.db import models  # noqa: F401  (registers the tables)
+    from app.db.base import Base
+
+    database = tmp_path / "worker.sqlite"
+    engine = create_engine(f"sqlite:///{database}")
+    Base.metadata.create_all(engine)  # the worker's maintenance loop reads run rows
+    engine.dispose()
     return dict(
         os.environ,
         TAPESTRY_BROKER_URL=_isolated_redis(redis_url),
         TAPESTRY_DATA_DIR=str(tmp_path / "worker-data"),
-        TAPESTRY_DATABASE_URL=f"sqlite:///{tmp_path / 'worker.sqlite'}",
+        TAPESTRY_DATABASE_URL=f"sqlite:///{database}",
         PYTHONUNBUFFERED="1",
     )
 
@@ -63,18 +72,17 @@ def celery_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subpro
 def test_worker_runs_a_ping_sent_with_delay(
     celery_worker: subprocess.Popen[bytes], worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from worker.celery_app import celery_app
-    from worker.tasks.system import ping, ping_path
+    from worker.tasks.system import ping_path
 
     nonce = f"smoke-{secrets.token_hex(6)}"
-    previous = celery_app.conf.broker_url
-    celery_app.close()  # drop pooled connections to the default broker
-    celery_app.conf.broker_url = worker_env["TAPESTRY_BROKER_URL"]
-    try:
-        ping.delay(nonce)
-    finally:
-        celery_app.close()
-        celery_app.conf.broker_url = previous
+    # Sent from a separate process configured only by the environment, exactly like the web
+    # process does it (reconfiguring this test process's Celery app would leak into other tests).
+    sender = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from worker.tasks.system import ping; ping.delay(sys.argv[1])", nonce],
+        cwd=REPO, env=worker_env, capture_output=True, text=True, timeout=120,
+    )
+    assert sender.returncode == 0, sender.stderr[-3000:]
     proof = ping_path(Path(worker_env["TAPESTRY_DATA_DIR"]), nonce)
     deadline = time.monotonic() + DEADLINE_SECONDS
     while not proof.exists():
