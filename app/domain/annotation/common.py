@@ -20,8 +20,12 @@ def batch_id_for(data_version: int) -> str:
     return f"round-{data_version}"
 
 
+_LIVE = and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
+
+
 def live() -> ColumnElement[bool]:
-    return and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
+    """Neither undone nor superseded. Built once: SQL expressions are immutable and reusable."""
+    return _LIVE
 
 
 def take_write_lock(db: Session, project_id: int) -> None:
