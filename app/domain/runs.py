@@ -81,7 +81,9 @@ def lock_project(session: Session, project_id: int) -> Project:
     project = session.scalars(
         select(Project)
         .where(Project.id == project_id)
-        .with_for_update()
+        # FOR NO KEY UPDATE: rows that reference the project (annotations, leases) take KEY SHARE
+        # locks on it, which plain FOR UPDATE conflicts with; two batch closes then deadlocked.
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).one_or_none()
     if project is None:
