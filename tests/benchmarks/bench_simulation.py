@@ -11,7 +11,7 @@ Profiles (explicit flags override a profile's settings):
   # plumbing check in a minute or two on a CPU (tiny sizes, real data and model)
   python -m tests.benchmarks.bench_simulation --profile dry-run --out /tmp/sim-dry
 
-  # reduced real run on these 2-core CPUs (R8, pool 2,000, budget 500, 1 seed per arm)
+  # reduced real run on these 2-core CPUs (R8, pool 1,000, budget 400, 1 seed per arm)
   python -m tests.benchmarks.bench_simulation --profile cpu-reduced \\
       --out tests/benchmarks/results/simulation-cpu
 
@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
     # Sized for <= 8 minutes on one H200 for both data sets (see docs/results.md for the plan).
     "gpu": Profile(
         datasets=("r8", "20ng"),
-        budgets={"r8": 1000, "20ng": 2000},
+        budgets={"r8": 1000, "20ng": 1500},
         arms=(f"tapt:lora-r8:{BEST}", "tapt:lora-r8:random", "lora-r8:random"),
         seeds=(0, 1, 2),
         seed_size=100,
@@ -97,22 +97,23 @@ PROFILES: dict[str, Profile] = {
         time_limits=None,
         stop_set_size=50,
     ),
+    # Real LoRA fine-tuning on 2 shared CPU cores: one seed, a small pool, clearly "reduced".
     "cpu-reduced": Profile(
         datasets=("r8",),
-        budgets={"r8": 500},
+        budgets={"r8": 400},
         arms=(f"lora-r8:{BEST}",),
         seeds=(0,),
         seed_size=100,
         batch_size=100,
-        pool_size=2000,
-        test_size=1000,
-        dev_size=200,
+        pool_size=1000,
+        test_size=600,
+        dev_size=100,
         tapt_steps=1,
         epochs=3,
         train_batch_size=16,
         max_length=128,
         time_limits=None,
-        stop_set_size=300,
+        stop_set_size=200,
     ),
 }
 

@@ -269,3 +269,27 @@ def test_cli_reports_configuration_errors_with_exit_code_2(
 ) -> None:
     assert main(["r8", "--arm", "lora-r8:magic"]) == 2
     assert "strategy must be" in capsys.readouterr().err
+
+
+def test_time_limit_ends_runs_early_and_marks_them_truncated(tmp_path: Path) -> None:
+    base = make_tiny_bert(tmp_path / "bert")
+    data = write_jsonl(tmp_path / "toy.jsonl", 60)
+    config = SimulationConfig(
+        dataset=str(data),
+        arms=("lora-r4:entropy",),
+        add_baselines=False,
+        seeds=(0,),
+        seed_size=6,
+        batch_size=6,
+        budget=24,
+        reserve_fraction=0.0,
+        dev_size=0,
+        stop_set_size=0,
+        max_length=32,
+        epochs=1,
+        base_model=str(base),
+        device="cpu",
+        time_limit_s=1e-3,
+    )
+    (run,) = run_simulation(config).runs
+    assert run.truncated and [p.labels for p in run.points] == [6]

@@ -119,6 +119,7 @@ def make_jobs(
             data=data,
             seed_indices=seeds[seed],
             stop_indices=stop,
+            deadline=deadline,
         )
         for arm in sorted(config.arm_specs, key=lambda a: not a.is_ceiling)  # long ones first
         for seed in config.seeds
