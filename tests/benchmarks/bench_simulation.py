@@ -289,19 +289,31 @@ def round_timing(args: argparse.Namespace) -> int:
 # compared on a proxy: frozen MiniLM sentence embeddings (computed once) and a softmax-regression
 # head retrained each round. Every strategy runs unchanged on the same PoolView it gets in
 # production (probs + embeddings); only the model behind the probabilities is simpler.
-STUDY_STRATEGIES: tuple[tuple[str, str, float, float | None], ...] = (
-    # (label, strategy, reserve fraction for the minority-focus polish, dedup threshold)
-    ("random", "random", 0.0, None),
-    ("least_confidence", "least_confidence", 0.0, None),
-    ("margin", "margin", 0.0, None),
-    ("entropy", "entropy", 0.0, None),
-    ("coreset", "coreset", 0.0, None),
-    ("cluster_uncertain", "cluster_uncertain", 0.0, None),
-    ("badge", "badge", 0.0, None),
-    ("ensemble_disagreement", "ensemble_disagreement", 0.0, None),
-    ("margin + polish 15%", "margin", 0.15, None),
-    ("cluster_uncertain + polish 15%", "cluster_uncertain", 0.15, None),
-    ("entropy + dedup 0.95", "entropy", 0.0, 0.95),
+@dataclass(frozen=True)
+class StudyVariant:
+    label: str
+    strategy: str
+    reserve: float = 0.0
+    """Share of the budget spent in the minority-focus polish phase."""
+    dedup: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+
+STUDY_STRATEGIES: tuple[StudyVariant, ...] = (
+    StudyVariant("random", "random"),
+    StudyVariant("least_confidence", "least_confidence"),
+    StudyVariant("margin", "margin"),
+    StudyVariant("entropy", "entropy"),
+    StudyVariant("coreset", "coreset"),
+    StudyVariant("cluster_uncertain", "cluster_uncertain"),
+    StudyVariant("badge", "badge"),
+    StudyVariant("ensemble_disagreement", "ensemble_disagreement"),
+    StudyVariant("margin + polish 15%", "margin", reserve=0.15),
+    StudyVariant("cluster_uncertain + polish 15%", "cluster_uncertain", reserve=0.15),
+    StudyVariant("entropy + dedup 0.95", "entropy", dedup=0.95),
+    StudyVariant(
+        "cluster_uncertain (margin)", "cluster_uncertain", params=(("measure", "margin"),)
+    ),
 )
 STUDY_BUDGETS = {"r8": 1000, "20ng": 2000}
 
@@ -403,7 +415,7 @@ class SoftmaxHead:
 
 def proxy_run(
     data: dict[str, Any],
-    variant: tuple[str, str, float, float | None],
+    variant: StudyVariant,
     seed: int,
     budget: int,
     batch: int = 100,
@@ -416,7 +428,7 @@ def proxy_run(
     from worker.ml.budget import BudgetPlan, Phase
     from worker.ml.evaluation import evaluate
 
-    _, name, reserve, dedup = variant
+    name, reserve, dedup = variant.strategy, variant.reserve, variant.dedup
     x, y, names = data["pool_x"], data["pool_y"], list(data["names"])
     k = len(names)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
@@ -441,7 +453,8 @@ def proxy_run(
         if step.phase is Phase.DONE:
             return curve
         strategy_name = "minority_focus" if step.phase is Phase.POLISH else name
-        strategy = get_strategy(strategy_name, dedup_threshold=dedup)
+        params = dict(variant.params) if strategy_name == name else {}
+        strategy = get_strategy(strategy_name, dedup_threshold=dedup, **params)
         rest = np.setdiff1d(np.arange(len(y)), labeled)
         variants = None
         if strategy_name == "ensemble_disagreement":  # query by bagging: a bootstrap twin
@@ -481,6 +494,8 @@ def strategy_study(args: argparse.Namespace) -> int:
         ceiling = evaluate(data["test_y"], full.predict_proba(data["test_x"]), list(data["names"]))
         rows = {}
         for variant in STUDY_STRATEGIES:
+            if args.study_only and variant.label not in args.study_only:
+                continue
             started = time.perf_counter()
             runs = []
             for seed in seeds:
@@ -497,7 +512,7 @@ def strategy_study(args: argparse.Namespace) -> int:
                     )
                     for i, p in enumerate(curve)
                 ]
-                runs.append(ArmRun(dataset=dataset, arm=variant[0], seed=seed, points=points))
+                runs.append(ArmRun(dataset=dataset, arm=variant.label, seed=seed, points=points))
             row: dict[str, Any] = {"seconds": time.perf_counter() - started}
             for metric in ("macro_f1", "accuracy"):
                 mc = mean_curve(runs, metric)
@@ -511,9 +526,9 @@ def strategy_study(args: argparse.Namespace) -> int:
                     "labels_to_98": labels_to_reach(mc, 0.98 * ceiling[metric]),
                     "curve": {int(n): float(v) for n, v in zip(mc.labels, mc.mean, strict=True)},
                 }
-            rows[variant[0]] = row
+            rows[variant.label] = row
             print(
-                f"{dataset} {variant[0]:<32} AULC {row['macro_f1']['aulc_mean']:.4f} ± "
+                f"{dataset} {variant.label:<32} AULC {row['macro_f1']['aulc_mean']:.4f} ± "
                 f"{row['macro_f1']['aulc_std']:.4f} final {row['macro_f1']['final_mean']:.4f} "
                 f"({row['seconds']:.0f}s)",
                 flush=True,
@@ -526,9 +541,10 @@ def strategy_study(args: argparse.Namespace) -> int:
         }
     out = args.out or RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    (out / "strategy_study.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "strategy_study.md").write_text(study_markdown(report))
-    print(f"wrote {out / 'strategy_study.json'} and strategy_study.md")
+    name = "strategy_study" + ("_extra" if args.study_only else "")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(study_markdown(report))
+    print(f"wrote {out / name}.json and .md")
     return 0
 
 
@@ -587,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-labels", type=int, default=1000)
     parser.add_argument("--round-epochs", type=int, default=3)
     parser.add_argument("--strategy-study", action="store_true")
+    parser.add_argument("--study-only", nargs="+", help="labels of study variants to run")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the GPU host is offline
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -106,7 +106,10 @@ def summary_markdown(report: SimulationReport) -> str:
             lines.append(
                 f"| {s.arm} | {s.seeds} | {s.final_mean:.4f} ± {s.final_std:.4f} | "
                 f"{s.final_labels} | {s.aulc:.4f} | "
-                + " | ".join(_labels(s.labels_to.get(t)) for t in TARGETS)
+                + " | ".join(
+                    "-" if ArmSpec.parse(s.arm).is_ceiling else _labels(s.labels_to.get(t))
+                    for t in TARGETS
+                )
                 + f" | {s.saving_vs_random.get(0.95, '-')} | {s.saving_vs_random.get(0.98, '-')} | "
                 + (f"{share:.1%}" if share is not None else "-")
                 + " |"

@@ -156,9 +156,11 @@ def _ceiling_lines(
             f'y2="{_fmt(py(y))}" stroke="#444" stroke-dasharray="{dash}"/>'
         )
         text = f"{label} {ceiling:.3f}" if share == 1.0 else f"{share:.0%} of ceiling"
+        # Labels sit inside the plot at the left, where learning curves are still low, so they
+        # collide neither with the curves' ends nor with the legend.
         out.append(
-            f'<text x="{_fmt(px(x_high) + 4)}" y="{_fmt(py(y) + 4)}" fill="#444" '
-            f'font-size="10">{escape(text)}</text>'
+            f'<text x="{_fmt(px(x_low) + 4)}" y="{_fmt(py(y) - 2)}" fill="#444" '
+            f'font-size="9">{escape(text)}</text>'
         )
     return out
 

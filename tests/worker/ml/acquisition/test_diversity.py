@@ -84,7 +84,8 @@ def test_hybrid_takes_one_item_per_cluster_before_any_second_one() -> None:
     top = np.asarray(rng.uniform(0.4, 0.99, size=x.shape[0]))
     top[ids == 0] = rng.uniform(0.34, 0.36, size=30)  # blob 0 is by far the most uncertain
     probs = probs_with_confidence(top)
-    picks = ClusterThenUncertain(n_clusters=4).select(PoolView(probs=probs, embeddings=x), 10)
+    hybrid = ClusterThenUncertain(n_clusters=4, measure="entropy")
+    picks = hybrid.select(PoolView(probs=probs, embeddings=x), 10)
     chosen = ids[[p.index for p in picks]]
     assert sorted(chosen[:4].tolist()) == [0, 1, 2, 3]
     assert sorted(chosen[4:8].tolist()) == [0, 1, 2, 3]
