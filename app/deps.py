@@ -24,7 +24,7 @@ from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -78,7 +78,7 @@ class AccessRule:
 # --------------------------------------------------------------------------- session & settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:  # async: no worker thread for a read
     settings: Settings = request.app.state.settings
     return settings
 
@@ -226,6 +226,17 @@ class ProjectContext:
 ProjectIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
+# The project and the caller's membership in one round trip, built once (every project route).
+_PROJECT_AND_ROLE = (
+    select(Project, Membership.role)
+    .outerjoin(
+        Membership,
+        (Membership.project_id == Project.id) & (Membership.user_id == bindparam("a_user")),
+    )
+    .where(Project.id == bindparam("a_project"))
+)
+
+
 class ProjectAccess:
     """Load ``project_id`` and check the caller's level on it (404 when they may not see it)."""
 
@@ -239,10 +250,13 @@ class ProjectAccess:
         caller = _require_principal(principal)
         if caller.bound_project_id is not None and caller.bound_project_id != project_id:
             raise ProjectNotFound(project_id)
-        project = db.get(Project, project_id)
-        if project is None:
+        row = db.execute(
+            _PROJECT_AND_ROLE, {"a_project": project_id, "a_user": caller.user.id}
+        ).first()
+        if row is None:
             raise ProjectNotFound(project_id)
-        level = project_level(db, caller, project_id)
+        project, role = row
+        level = _effective_level(caller, role)
         if level is None:
             raise ProjectNotFound(project_id)
         if level < self.level:
@@ -251,17 +265,12 @@ class ProjectAccess:
         return ProjectContext(project=project, principal=caller, level=level)
 
 
-def project_level(db: Session, principal: Principal, project_id: int) -> Level | None:
-    """The caller's effective level on a project, or None when they may not see it."""
+def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:
+    """Admins see every project; others see the ones they are members of; tokens cap both."""
     if principal.user.role == ROLE_ADMIN:
         base: Level | None = Level.ADMIN
     else:
-        role = db.scalar(
-            select(Membership.role).where(
-                Membership.project_id == project_id, Membership.user_id == principal.user.id
-            )
-        )
-        base = PROJECT_ROLE_LEVEL.get(role) if role is not None else None
+        base = PROJECT_ROLE_LEVEL.get(membership_role) if membership_role is not None else None
     if base is None:
         return None
     return min(base, principal.token_cap)

@@ -99,6 +99,13 @@ class NotSupported(DomainError):
     status_code = 501
 
 
+class ServiceBusy(DomainError):
+    """The database stayed locked by other work for too long; nothing was written. Retry."""
+
+    code = "busy"
+    status_code = 503
+
+
 # Codes that mean "the access layer said no" (used by the route-access test and the web handler).
 ACCESS_DENIAL_CODES = frozenset(
     {AuthenticationRequired.code, PermissionDenied.code, ProjectNotFound.code}

@@ -113,6 +113,7 @@ def submit_annotations(
         close_batch=body.submit,
         lease_seconds=settings.lease_seconds,
     )
+    db.commit()  # in this thread: the SQLite write lock is let go here (take_write_lock)
     out = [SubmittedOut(**vars(label)) for label in submission.labels]
     replayed = sum(1 for label in out if label.replayed)
     return SubmitOut(

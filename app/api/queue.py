@@ -125,6 +125,7 @@ def lease_items(
             exhausted = NoItemOut(code=result.code, message=result.message)
             break
         items.append(_leased(result))
+    db.commit()  # in this thread: the SQLite write lock is let go here (take_write_lock)
     return LeaseOut(items=items, exhausted=exhausted)
 
 
@@ -132,6 +133,7 @@ def lease_items(
 def release_items(body: ReleaseIn, db: SessionDep, access: ProjectAnnotator) -> ReleaseOut:
     """Give back leased items you will not label (others can get them at once)."""
     released = annotation.release_leases(db, access.project, access.user, body.item_ids)
+    db.commit()
     return ReleaseOut(released=released)
 
 
@@ -139,6 +141,7 @@ def release_items(body: ReleaseIn, db: SessionDep, access: ProjectAnnotator) -> 
 def skip_item(body: SkipIn, db: SessionDep, access: ProjectAnnotator) -> ReleaseOut:
     """Skip an item: released for others, never handed to you again."""
     annotation.skip_item(db, access.project, access.user, item_id=body.item_id)
+    db.commit()
     return ReleaseOut(released=1)
 
 

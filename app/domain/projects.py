@@ -24,6 +24,7 @@ from app.db.models import (
     Project,
     User,
 )
+from app.domain.annotation.common import project_labels
 from app.errors import Conflict, InvalidInput, NotFound
 
 MIN_LABELS = 2
@@ -129,8 +130,7 @@ def update_project(db: Session, project: Project, settings: ProjectSettings) -> 
 
 
 def get_labels(db: Session, project_id: int) -> list[Label]:
-    return list(db.scalars(select(Label).where(Label.project_id == project_id)
-                           .order_by(Label.position)))
+    return project_labels(db, project_id)
 
 
 def set_labels(db: Session, project_id: int, names: Sequence[str]) -> list[Label]:

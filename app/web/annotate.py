@@ -4,6 +4,11 @@ The page shows one item; ``static/js/annotate.js`` prefetches the next item's fr
 and swaps it in on a keystroke, while labels go to the server through a small retrying outbox
 (every label carries an idempotency key). Without JavaScript every control is a plain form whose
 POST redirects back to the page, so the view still works, one reload per label.
+
+Routes that write commit as soon as the write is done, before they read and render what the
+annotator sees next: on SQLite the write lock is then held for the write alone, and it is let go
+in the same worker thread that took it (waiting for the session dependency's teardown would need
+a second thread from the pool, which under load may be taken by requests queued on that lock).
 """
 
 from __future__ import annotations
@@ -99,7 +104,9 @@ def annotator_page(
     request: Request, db: SessionDep, settings: SettingsDep, access: ProjectAnnotator
 ) -> Response:
     project, user = access.project, access.user
-    view = annotation.next_item(db, project, user, lease_seconds=settings.lease_seconds)
+    leased = annotation.lease_next(db, project, user, lease_seconds=settings.lease_seconds)
+    db.commit()  # the lease is saved; reading and rendering need no write lock (module doc)
+    view = annotation.show(db, project, leased)
     context = {
         "project": project,
         "base": _base(project.id),
@@ -121,9 +128,10 @@ def next_item_fragment(
     access: ProjectAnnotator,
     exclude: Annotated[str, Query(max_length=MAX_EXCLUDE_PARAM)] = "",
 ) -> Response:
-    view = annotation.next_item(db, access.project, access.user,
-                                lease_seconds=settings.lease_seconds, exclude=parse_ids(exclude))
-    return _item_response(request, db, access.project, view)
+    leased = annotation.lease_next(db, access.project, access.user,
+                                   lease_seconds=settings.lease_seconds, exclude=parse_ids(exclude))
+    db.commit()
+    return _item_response(request, db, access.project, annotation.show(db, access.project, leased))
 
 
 @router.post("/projects/{project_id}/annotate/items/{item_id}/label")
@@ -141,6 +149,7 @@ def label_item(
         db, access.project, access.user, item_id=item_id, label_id=label_id,
         duration_ms=duration_ms, idempotency_key=key, lease_seconds=settings.lease_seconds,
     )
+    db.commit()
     toast = None
     if result.submitted_run is not None:
         toast = {"level": "success",
@@ -153,6 +162,7 @@ def skip_item(
     request: Request, db: SessionDep, access: ProjectAnnotator, item_id: int
 ) -> Response:
     annotation.skip_item(db, access.project, access.user, item_id=item_id)
+    db.commit()
     return _after_write(request, db, access.project, access.user)
 
 
@@ -162,6 +172,7 @@ def undo_last(
 ) -> Response:
     view = annotation.undo_last(db, access.project, access.user,
                                 lease_seconds=settings.lease_seconds)
+    db.commit()
     if not is_htmx_request(request):
         return RedirectResponse(_base(access.project.id), status_code=303)
     return _item_response(request, db, access.project, view)
@@ -171,6 +182,7 @@ def undo_last(
 def submit_batch(request: Request, db: SessionDep, access: ProjectAnnotator) -> Response:
     annotation.submit_batch(db, access.project, access.user,
                             reason=f"batch submitted by {access.user.email}")
+    db.commit()
     toast = {"level": "success", "message": "Batch submitted: the model is retraining."}
     return _after_write(request, db, access.project, access.user, toast=toast)
 
@@ -183,6 +195,7 @@ def release_items(
 ) -> Response:
     """Give back prefetched items when the page goes away (``navigator.sendBeacon``)."""
     annotation.release_leases(db, access.project, access.user, parse_ids(item_ids))
+    db.commit()
     return Response(status_code=204)
 
 
@@ -212,5 +225,6 @@ def edit_label(
 ) -> Response:
     annotation.edit_annotation(db, access.project, access.user, annotation_id=annotation_id,
                                label_id=label_id)
+    db.commit()
     return _after_write(request, db, access.project, access.user,
                         toast={"level": "success", "message": "Label changed."})

@@ -132,10 +132,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, log: Path, workers: int = 1
+                 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-               "--no-access-log", "--timeout-keep-alive", "75"]
+               "--no-access-log", "--timeout-keep-alive", "75", "--workers", str(workers)]
     handle = log.open("ab")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -308,7 +309,7 @@ def bench_backend(name: str, database_url: str, args: argparse.Namespace, work: 
     env |= {"TAPESTRY_DATA_DIR": str(work / "data"), "TAPESTRY_DATABASE_URL": database_url,
             "TAPESTRY_BROKER_URL": f"sqla+sqlite:///{work / f'broker-{name}.sqlite'}",
             "TAPESTRY_SECRET_KEY": secret, "TAPESTRY_WRITE_RATE_LIMIT_PER_MINUTE": "100000"}
-    server = start_server(env, port, work / f"server-{name}.log")
+    server = start_server(env, port, work / f"server-{name}.log", args.workers)
     url = f"http://127.0.0.1:{port}"
     try:
         phases = [Phase("warm-up", 0.0, 3.0), Phase("paced", 1.0, args.seconds),
@@ -408,6 +409,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--backends", default="sqlite,postgres",
                         help="comma-separated: sqlite, postgres")
     parser.add_argument("--cost-rounds", type=int, default=150,

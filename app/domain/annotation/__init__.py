@@ -6,7 +6,9 @@ close batches, which request a retrain.
 * :mod:`.batches` — batch progress, automatic and manual submission, queue status;
 * :mod:`.views` — the values the annotator view renders.
 
-Every function only flushes; the request dependency commits.
+Every function only flushes; the request dependency commits. The annotator view's hot routes
+commit early, right after the writes and before reading and rendering what they show, so the
+SQLite write lock is held for the writes alone (:func:`.common.take_write_lock`).
 """
 
 from app.domain.annotation.batches import (
@@ -22,7 +24,15 @@ from app.domain.annotation.common import (
     take_write_lock,
 )
 from app.domain.annotation.labels import edit_annotation, recent_labels, record_label, undo_last
-from app.domain.annotation.leases import MAX_EXCLUDE, next_item, release_leases, skip_item
+from app.domain.annotation.leases import (
+    MAX_EXCLUDE,
+    Leased,
+    lease_next,
+    next_item,
+    release_leases,
+    show,
+    skip_item,
+)
 from app.domain.annotation.views import (
     MAX_DURATION_MS,
     RESERVED_KEYS,
@@ -49,6 +59,7 @@ __all__ = [
     "BatchProgress",
     "ItemView",
     "LabelResult",
+    "Leased",
     "Neighbour",
     "NoItem",
     "Prediction",
@@ -62,12 +73,14 @@ __all__ = [
     "edit_annotation",
     "label_keys",
     "labels_used",
+    "lease_next",
     "next_item",
     "project_labels",
     "queue_status",
     "recent_labels",
     "record_label",
     "release_leases",
+    "show",
     "skip_item",
     "snippet",
     "submit_batch",

@@ -5,7 +5,7 @@ starts, while annotators keep labelling from the current queue."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -23,21 +23,38 @@ from app.domain.runs import lock_project, request_retrain
 from app.errors import Conflict
 from worker.ml.budget import BudgetPlan  # pure Python: the web shares the worker's budget plan
 
-
-def _in_batch(db: Session, project_id: int, batch_id: str, user_id: int | None = None) -> int:
-    query = (
-        select(func.count())
-        .select_from(Annotation)
-        .where(
-            Annotation.project_id == project_id,
-            Annotation.batch_id == batch_id,
-            Annotation.source == UI_SOURCE,
-            live(),
-        )
+# Built once with bind parameters: the progress bar is re-read after every label (see .leases).
+_IN_BATCH = (
+    select(
+        func.count(),
+        func.coalesce(
+            func.sum(case((Annotation.annotator_id == bindparam("a_user"), 1), else_=0)), 0
+        ),
     )
-    if user_id is not None:
-        query = query.where(Annotation.annotator_id == user_id)
-    return int(db.scalar(query) or 0)
+    .select_from(Annotation)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Annotation.batch_id == bindparam("batch"),
+        Annotation.source == UI_SOURCE,
+        live(),
+    )
+)
+_RETRAINING = (
+    select(TrainingRun.id)
+    .where(
+        TrainingRun.project_id == bindparam("a_project"),
+        TrainingRun.kind.in_((RUN_RETRAIN, RUN_QUEUE)),
+        TrainingRun.status.in_(RUN_ACTIVE),
+    )
+    .limit(1)
+)
+
+
+def _in_batch(db: Session, project_id: int, batch_id: str, user_id: int = 0) -> tuple[int, int]:
+    """Live UI labels in the batch: all of them, and ``user_id``'s."""
+    row = db.execute(_IN_BATCH, {"a_project": project_id, "batch": batch_id, "a_user": user_id})
+    done, mine = row.one()
+    return int(done), int(mine)
 
 
 def batch_target(project: Project, used: int, done: int) -> int:
@@ -57,25 +74,14 @@ def batch_target(project: Project, used: int, done: int) -> int:
 
 def batch_progress(db: Session, project: Project, user: User) -> BatchProgress:
     batch = batch_id_for(project.data_version)
-    done = _in_batch(db, project.id, batch)
+    done, mine = _in_batch(db, project.id, batch, user.id)
     used = labels_used(db, project.id)
-    retraining = (
-        db.scalar(
-            select(TrainingRun.id)
-            .where(
-                TrainingRun.project_id == project.id,
-                TrainingRun.kind.in_((RUN_RETRAIN, RUN_QUEUE)),
-                TrainingRun.status.in_(RUN_ACTIVE),
-            )
-            .limit(1)
-        )
-        is not None
-    )
+    retraining = db.scalar(_RETRAINING, {"a_project": project.id}) is not None
     return BatchProgress(
         batch_id=batch,
         done=done,
         size=max(batch_target(project, used, done), done),
-        mine=_in_batch(db, project.id, batch, user.id),
+        mine=mine,
         labels_used=used,
         label_budget=project.label_budget,
         queue_version=project.queue_version,
@@ -85,7 +91,7 @@ def batch_progress(db: Session, project: Project, user: User) -> BatchProgress:
 
 def close_batch_if_full(db: Session, project: Project, user: User) -> TrainingRun | None:
     batch = batch_id_for(project.data_version)
-    done = _in_batch(db, project.id, batch)
+    done, _ = _in_batch(db, project.id, batch)
     if done == 0 or done < batch_target(project, labels_used(db, project.id), done):
         return None
     return submit_batch(
@@ -113,7 +119,7 @@ def submit_batch(
     locked = lock_project(db, project.id)
     if expected_data_version is not None and locked.data_version != expected_data_version:
         return None
-    done = _in_batch(db, locked.id, batch_id_for(locked.data_version))
+    done, _ = _in_batch(db, locked.id, batch_id_for(locked.data_version))
     if done == 0:
         raise Conflict("This batch has no labels yet; label some items first.")
     locked.data_version += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
@@ -19,7 +19,7 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.batches import close_batch_if_full
-from app.domain.annotation.common import batch_id_for, live, project_item, take_write_lock
+from app.domain.annotation.common import batch_id_for, live, take_write_lock
 from app.domain.annotation.leases import item_view
 from app.domain.annotation.views import (
     UI_SOURCE,
@@ -41,20 +41,60 @@ def _project_label(db: Session, project: Project, label_id: int) -> Label:
     return label
 
 
+# Built once with bind parameters: labelling is the other half of every keystroke (see .leases).
+_BY_KEY = select(Annotation).where(
+    Annotation.project_id == bindparam("a_project"),
+    Annotation.idempotency_key == bindparam("key"),
+)
+_ITEM_IN_PROJECT = select(Item.id).where(
+    Item.id == bindparam("item"), Item.project_id == bindparam("a_project")
+)
+_MY_LEASE = select(Lease.id, Lease.expires_at, Lease.created_at).where(
+    Lease.item_id == bindparam("item"), Lease.annotator_id == bindparam("a_user")
+)
+_DELETE_LEASE = delete(Lease).where(Lease.id == bindparam("lease")).execution_options(
+    synchronize_session=False
+)
+_MY_LIVE = (
+    select(Annotation)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Annotation.item_id == bindparam("item"),
+        Annotation.annotator_id == bindparam("a_user"),
+        live(),
+    )
+    .order_by(Annotation.id.desc())
+    .limit(1)
+)
+_RENEW = (
+    update(Lease)
+    .where(
+        Lease.project_id == bindparam("a_project"),
+        Lease.annotator_id == bindparam("a_user"),
+        Lease.expires_at > bindparam("a_now"),
+    )
+    .values(expires_at=bindparam("until"))
+    .execution_options(synchronize_session=False)
+)
+_RECENT = (
+    select(Annotation.id, Annotation.item_id, Annotation.label_id, Item.text, Annotation.created_at)
+    .join(Item, Item.id == Annotation.item_id)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Annotation.annotator_id == bindparam("a_user"),
+        Annotation.source == UI_SOURCE,
+        live(),
+    )
+    .order_by(Annotation.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 def _my_live_annotation(
     db: Session, project_id: int, user_id: int, item_id: int
 ) -> Annotation | None:
-    return db.scalars(
-        select(Annotation)
-        .where(
-            Annotation.project_id == project_id,
-            Annotation.item_id == item_id,
-            Annotation.annotator_id == user_id,
-            live(),
-        )
-        .order_by(Annotation.id.desc())
-        .limit(1)
-    ).first()
+    params = {"a_project": project_id, "item": item_id, "a_user": user_id}
+    return db.scalars(_MY_LIVE, params).first()
 
 
 def record_label(
@@ -78,25 +118,20 @@ def record_label(
     key = (idempotency_key or "").strip()[:200] or None
     take_write_lock(db, project.id)
     if key is not None:
-        seen = db.scalars(
-            select(Annotation).where(
-                Annotation.project_id == project.id, Annotation.idempotency_key == key
-            )
-        ).first()
+        seen = db.scalars(_BY_KEY, {"a_project": project.id, "key": key}).first()
         if seen is not None:
             return LabelResult(annotation=seen, replayed=True)
-    item = project_item(db, project, item_id)
+    if db.scalar(_ITEM_IN_PROJECT, {"item": item_id, "a_project": project.id}) is None:
+        raise NotFound(f"Item {item_id} is not in this project.", details={"item_id": item_id})
     _project_label(db, project, label_id)
-    lease = db.scalars(
-        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == user.id)
-    ).first()
+    lease = db.execute(_MY_LEASE, {"item": item_id, "a_user": user.id}).first()
     duration = clamp_duration(duration_ms)
     if duration is None and lease is not None and lease.expires_at > now:
         duration = clamp_duration(int((now - lease.created_at).total_seconds() * 1000))
-    previous = _my_live_annotation(db, project.id, user.id, item.id)
+    previous = _my_live_annotation(db, project.id, user.id, item_id)
     annotation = Annotation(
         project_id=project.id,
-        item_id=item.id,
+        item_id=item_id,
         annotator_id=user.id,
         label_id=label_id,
         duration_ms=duration,
@@ -112,7 +147,7 @@ def record_label(
     if previous is not None:
         previous.superseded_by_id = annotation.id
     if lease is not None:
-        db.delete(lease)
+        db.execute(_DELETE_LEASE, {"lease": lease.id})
     _renew_leases(db, project.id, user.id, now, timedelta(seconds=lease_seconds))
     db.flush()
     run = close_batch_if_full(db, project, user)
@@ -124,12 +159,7 @@ def _renew_leases(
 ) -> None:
     """An annotator who keeps labelling keeps the items on their screen (current + prefetched)."""
     db.execute(
-        update(Lease)
-        .where(
-            Lease.project_id == project_id, Lease.annotator_id == user_id, Lease.expires_at > now
-        )
-        .values(expires_at=now + ttl)
-        .execution_options(synchronize_session=False)
+        _RENEW, {"a_project": project_id, "a_user": user_id, "a_now": now, "until": now + ttl}
     )
 
 
@@ -238,18 +268,7 @@ def recent_labels(
     db: Session, project: Project, user: User, *, limit: int = 8
 ) -> list[RecentLabel]:
     rows = db.execute(
-        select(
-            Annotation.id, Annotation.item_id, Annotation.label_id, Item.text, Annotation.created_at
-        )
-        .join(Item, Item.id == Annotation.item_id)
-        .where(
-            Annotation.project_id == project.id,
-            Annotation.annotator_id == user.id,
-            Annotation.source == UI_SOURCE,
-            live(),
-        )
-        .order_by(Annotation.id.desc())
-        .limit(limit)
+        _RECENT, {"a_project": project.id, "a_user": user.id, "limit": limit}
     ).tuples()
     return [
         RecentLabel(

@@ -14,11 +14,24 @@ on.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from random import Random
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
@@ -57,49 +70,108 @@ MAX_EXCLUDE = 50
 _random = Random()
 
 
-def _available_condition(project: Project, user_id: int, now: datetime) -> ColumnElement[bool]:
-    """SQL condition on ``Item``: this annotator may be handed the item now."""
-    mine_annotated = exists().where(
-        Annotation.item_id == Item.id,
-        Annotation.annotator_id == user_id,
-        live(),
-    )
+# The hand-out runs on every keystroke, so its statements are built once, with bind parameters,
+# instead of per request: on a small CPU, building and cache-keying a statement with a few
+# EXISTS clauses costs more than SQLite takes to answer it. Parameters: ``a_project``,
+# ``a_user``, ``a_now``, ``per_item`` (shared items only) and ``exclude`` (a list, maybe empty).
+
+
+def _available(shared: bool) -> ColumnElement[bool]:
+    """SQL condition on ``Item``: this annotator may be handed the item now.
+
+    ``shared``: the project wants more than one annotation per item. Every annotation subquery
+    names the project, so it probes the ``(project_id, item_id)`` index instead of scanning all
+    annotations once per candidate.
+    """
+    project_id: BindParameter[int] = bindparam("a_project")
+    user_id: BindParameter[int] = bindparam("a_user")
+    now: BindParameter[datetime] = bindparam("a_now")
+    of_item = (Annotation.project_id == project_id, Annotation.item_id == Item.id, live())
     mine_leased = exists().where(Lease.item_id == Item.id, Lease.annotator_id == user_id)
-    per_item = max(1, project.annotations_per_item)
-    if per_item == 1:
-        taken = exists().where(Annotation.item_id == Item.id, live()) | exists().where(
+    if not shared:  # any live annotation takes the item, the annotator's own included
+        taken = exists().where(*of_item) | exists().where(
             Lease.item_id == Item.id, Lease.expires_at > now
         )
-        return ~mine_annotated & ~mine_leased & ~taken
-    annotations = (
-        select(func.count()).where(Annotation.item_id == Item.id, live()).scalar_subquery()
-    )
+        return ~mine_leased & ~taken
+    mine_annotated = exists().where(*of_item, Annotation.annotator_id == user_id)
+    annotations = select(func.count()).where(*of_item).scalar_subquery()
     leases = (
         select(func.count())
         .where(Lease.item_id == Item.id, Lease.expires_at > now, Lease.annotator_id != user_id)
         .scalar_subquery()
     )
-    return ~mine_annotated & ~mine_leased & ((annotations + leases) < per_item)
+    return ~mine_annotated & ~mine_leased & ((annotations + leases) < bindparam("per_item"))
+
+
+@cache
+def _queue_query(shared: bool) -> Select[int]:
+    return (
+        select(QueueEntry.item_id)
+        .join(Item, Item.id == QueueEntry.item_id)
+        .where(
+            QueueEntry.project_id == bindparam("a_project"),
+            QueueEntry.queue_version == bindparam("queue_version"),
+            Item.split == SPLIT_POOL,
+            QueueEntry.item_id.not_in(bindparam("exclude", expanding=True)),
+            _available(shared),
+        )
+        .order_by(QueueEntry.rank)
+        .limit(CANDIDATES_PER_TRY)
+    )
+
+
+@cache
+def _pool_query(shared: bool, from_pivot: bool) -> Select[int]:
+    pivot: BindParameter[int] = bindparam("pivot")
+    return (
+        select(Item.id)
+        .where(
+            Item.project_id == bindparam("a_project"),
+            Item.split == SPLIT_POOL,
+            Item.id >= pivot if from_pivot else Item.id < pivot,
+            Item.id.not_in(bindparam("exclude", expanding=True)),
+            _available(shared),
+        )
+        .order_by(Item.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_IN_POOL = select(Item.id).where(Item.project_id == bindparam("a_project"),
+                                 Item.split == SPLIT_POOL)
+# Two ORDER BY ... LIMIT 1 seeks: SQLite answers min() and max() in one query with a scan.
+_POOL_LOW = _IN_POOL.order_by(Item.id).limit(1)
+_POOL_HIGH = _IN_POOL.order_by(Item.id.desc()).limit(1)
+_LOCK_ITEM = (
+    select(Item.id)
+    .where(Item.id == bindparam("item"))
+    .with_for_update(skip_locked=True, key_share=True)  # FOR NO KEY UPDATE
+)
+_INSERT_LEASE = insert(cast(Table, Lease.__table__))
+
+
+@cache
+def _still_available_query(shared: bool) -> Select[int]:
+    return select(Item.id).where(Item.id == bindparam("item"), _available(shared))
+
+
+def _hand_out_params(
+    project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> dict[str, Any]:
+    return {"a_project": project.id, "a_user": user_id, "a_now": now,
+            "per_item": max(1, project.annotations_per_item), "exclude": list(exclude)}
+
+
+def _is_shared(project: Project) -> bool:
+    return project.annotations_per_item > 1
 
 
 def _queue_candidates(
     db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
 ) -> list[int]:
-    query = (
-        select(QueueEntry.item_id)
-        .join(Item, Item.id == QueueEntry.item_id)
-        .where(
-            QueueEntry.project_id == project.id,
-            QueueEntry.queue_version == project.queue_version,
-            Item.split == SPLIT_POOL,
-            _available_condition(project, user_id, now),
-        )
-        .order_by(QueueEntry.rank)
-        .limit(CANDIDATES_PER_TRY)
-    )
-    if exclude:
-        query = query.where(QueueEntry.item_id.not_in(list(exclude)))
-    return list(db.scalars(query))
+    params = _hand_out_params(project, user_id, exclude, now)
+    params["queue_version"] = project.queue_version
+    return list(db.scalars(_queue_query(_is_shared(project)), params))
 
 
 def _pool_candidates(
@@ -110,29 +182,16 @@ def _pool_candidates(
     ``ORDER BY random()`` would sort the whole pool on every request; a random pivot on the
     ``(project_id, split, id)`` index costs one index seek.
     """
-    in_pool = select(Item.id).where(Item.project_id == project.id, Item.split == SPLIT_POOL)
-    # Two ORDER BY ... LIMIT 1 seeks: SQLite answers min() and max() in one query with a scan.
-    low = db.scalar(in_pool.order_by(Item.id).limit(1))
-    high = db.scalar(in_pool.order_by(Item.id.desc()).limit(1))
+    low = db.scalar(_POOL_LOW, {"a_project": project.id})
+    high = db.scalar(_POOL_HIGH, {"a_project": project.id})
     if low is None or high is None:
         return []
-    pivot = _random.randint(low, high)
+    params = _hand_out_params(project, user_id, exclude, now)
+    params["pivot"] = _random.randint(low, high)
     found: list[int] = []
-    for side in (Item.id >= pivot, Item.id < pivot):
-        query = (
-            select(Item.id)
-            .where(
-                Item.project_id == project.id,
-                Item.split == SPLIT_POOL,
-                side,
-                _available_condition(project, user_id, now),
-            )
-            .order_by(Item.id)
-            .limit(CANDIDATES_PER_TRY - len(found))
-        )
-        if exclude:
-            query = query.where(Item.id.not_in(list(exclude)))
-        found.extend(db.scalars(query))
+    for from_pivot in (True, False):
+        params["limit"] = CANDIDATES_PER_TRY - len(found)
+        found.extend(db.scalars(_pool_query(_is_shared(project), from_pivot), params))
         if len(found) >= CANDIDATES_PER_TRY:
             break
     return found
@@ -142,33 +201,25 @@ def _still_available(
     db: Session, project: Project, user_id: int, item_id: int, now: datetime
 ) -> bool:
     """Fresh re-check after taking the row lock (sees leases committed meanwhile)."""
-    query = select(Item.id).where(Item.id == item_id, _available_condition(project, user_id, now))
-    return db.scalar(query) is not None
+    params = _hand_out_params(project, user_id, (), now)
+    params["item"] = item_id
+    return db.scalar(_still_available_query(_is_shared(project)), params) is not None
 
 
 def _try_lease(
     db: Session, project: Project, user_id: int, item_id: int, now: datetime, ttl: timedelta
 ) -> bool:
     if is_postgres(db):
-        locked = db.scalar(
-            select(Item.id)
-            .where(Item.id == item_id)
-            .with_for_update(skip_locked=True, key_share=True)  # FOR NO KEY UPDATE
-        )
-        if locked is None:
+        if db.scalar(_LOCK_ITEM, {"item": item_id}) is None:
             return False  # another annotator is taking it right now
-    if not _still_available(db, project, user_id, item_id, now):
-        return False
-    db.add(
-        Lease(
-            project_id=project.id,
-            item_id=item_id,
-            annotator_id=user_id,
-            expires_at=now + ttl,
-            created_at=now,
-        )
+        if not _still_available(db, project, user_id, item_id, now):
+            return False
+    # On SQLite the candidate query ran in this same write-locked transaction: still true.
+    db.execute(
+        _INSERT_LEASE,
+        {"project_id": project.id, "item_id": item_id, "annotator_id": user_id,
+         "expires_at": now + ttl, "created_at": now},
     )
-    db.flush()
     return True
 
 
@@ -184,7 +235,15 @@ def _stop_reason(db: Session, project: Project) -> NoItem | None:
     return None
 
 
-def next_item(
+@dataclass(frozen=True)
+class Leased:
+    """An item now leased to the annotator (or already held by them) and when the lease ends."""
+
+    item_id: int
+    expires_at: datetime
+
+
+def lease_next(
     db: Session,
     project: Project,
     user: User,
@@ -192,12 +251,14 @@ def next_item(
     lease_seconds: int,
     exclude: Collection[int] = (),
     now: datetime | None = None,
-) -> ItemView | NoItem:
-    """The item this annotator should label next, leased to them.
+) -> Leased | NoItem:
+    """Lease the item this annotator should label next; the writes only, nothing to show yet.
 
     First an item they already hold (a reload must not lose it) that the page does not show yet
     (``exclude``: the items on screen or prefetched), else the best queue entry nobody holds, else
-    a random unlabelled pool item (labelling can start before any queue exists).
+    a random unlabelled pool item (labelling can start before any queue exists). A caller that
+    commits right after this (the annotator view does) holds the SQLite write lock only for the
+    lease itself, not while the item card is read and rendered.
     """
     now = now or utcnow()
     exclude = set(list(exclude)[:MAX_EXCLUDE])
@@ -212,7 +273,7 @@ def next_item(
     for source in (_queue_candidates, _pool_candidates):
         for item_id in source(db, project, user.id, exclude, now):
             if _try_lease(db, project, user.id, item_id, now, ttl):
-                return item_view(db, project, item_id, now + ttl)
+                return Leased(item_id, now + ttl)
     return NoItem(
         "exhausted",
         "Every pool item is labelled or being labelled by someone else. New items appear when "
@@ -220,30 +281,72 @@ def next_item(
     )
 
 
+def show(db: Session, project: Project, leased: Leased | NoItem) -> ItemView | NoItem:
+    """What the item card shows for the outcome of :func:`lease_next`."""
+    if isinstance(leased, NoItem):
+        return leased
+    return item_view(db, project, leased.item_id, leased.expires_at)
+
+
+def next_item(
+    db: Session,
+    project: Project,
+    user: User,
+    *,
+    lease_seconds: int,
+    exclude: Collection[int] = (),
+    now: datetime | None = None,
+) -> ItemView | NoItem:
+    """:func:`lease_next`, then the item card (in the same transaction)."""
+    leased = lease_next(db, project, user, lease_seconds=lease_seconds, exclude=exclude, now=now)
+    return show(db, project, leased)
+
+
+_HELD = (
+    select(Lease.item_id, Lease.expires_at)
+    .where(
+        Lease.project_id == bindparam("a_project"),
+        Lease.annotator_id == bindparam("a_user"),
+        Lease.expires_at > bindparam("a_now"),
+        Lease.item_id.not_in(bindparam("exclude", expanding=True)),
+        ~exists().where(
+            Annotation.project_id == bindparam("a_project"),
+            Annotation.item_id == Lease.item_id,
+            Annotation.annotator_id == bindparam("a_user"),
+            live(),
+        ),
+    )
+    .order_by(Lease.id)
+    .limit(1)
+)
+
+
 def _held_item(
     db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
-) -> ItemView | None:
-    query = (
-        select(Lease)
-        .where(
-            Lease.project_id == project.id,
-            Lease.annotator_id == user_id,
-            Lease.expires_at > now,
-            ~exists().where(
-                Annotation.item_id == Lease.item_id,
-                Annotation.annotator_id == user_id,
-                live(),
-            ),
-        )
-        .order_by(Lease.id)
-        .limit(1)
+) -> Leased | None:
+    params = {"a_project": project.id, "a_user": user_id, "a_now": now, "exclude": list(exclude)}
+    row = db.execute(_HELD, params).first()
+    return None if row is None else Leased(row.item_id, row.expires_at)
+
+
+_ITEM = select(Item.id, Item.text, Item.external_id).where(Item.id == bindparam("item"))
+_LATEST_ENTRY = (
+    select(
+        QueueEntry.queue_version,
+        QueueEntry.strategy,
+        QueueEntry.score,
+        QueueEntry.reason,
+        QueueEntry.rank,
+        QueueEntry.predicted,
+        QueueEntry.neighbours,
     )
-    if exclude:
-        query = query.where(Lease.item_id.not_in(list(exclude)))
-    lease = db.scalars(query).first()
-    if lease is None:
-        return None
-    return item_view(db, project, lease.item_id, lease.expires_at)
+    .where(QueueEntry.project_id == bindparam("a_project"), QueueEntry.item_id == bindparam("item"))
+    .order_by(QueueEntry.queue_version.desc())
+    .limit(1)
+)
+_TEXTS = select(Item.id, Item.text).where(
+    Item.project_id == bindparam("a_project"), Item.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def item_view(
@@ -253,7 +356,7 @@ def item_view(
     expires_at: datetime,
     previous_label_id: int | None = None,
 ) -> ItemView:
-    item = db.get(Item, item_id)
+    item = db.execute(_ITEM, {"item": item_id}).first()
     if item is None:
         raise NotFound(f"Item {item_id} no longer exists.")
     return ItemView(
@@ -267,12 +370,7 @@ def item_view(
 
 
 def _why(db: Session, project: Project, item_id: int) -> WhyThisItem:
-    entry = db.scalars(
-        select(QueueEntry)
-        .where(QueueEntry.project_id == project.id, QueueEntry.item_id == item_id)
-        .order_by(QueueEntry.queue_version.desc())
-        .limit(1)
-    ).first()
+    entry = db.execute(_LATEST_ENTRY, {"a_project": project.id, "item": item_id}).first()
     if entry is None:
         reason = (
             "Picked at random from the unlabelled pool: the queue is empty (cold start) or "
@@ -309,13 +407,7 @@ def _neighbours(db: Session, project_id: int, raw: list[Any]) -> list[Neighbour]
     if not rows:
         return []
     ids = [n["item_id"] for n in rows]
-    texts = dict(
-        db.execute(
-            select(Item.id, Item.text).where(Item.project_id == project_id, Item.id.in_(ids))
-        )
-        .tuples()
-        .all()
-    )
+    texts = dict(db.execute(_TEXTS, {"a_project": project_id, "ids": ids}).tuples().all())
     return [
         Neighbour(
             item_id=n["item_id"],

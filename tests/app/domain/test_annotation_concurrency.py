@@ -18,6 +18,7 @@ from app.db.base import Base
 from app.db.models import Item, Label, Membership, Project, User
 from app.db.session import make_engine, session_factory
 from app.domain import annotation as ann
+from app.domain.annotation import common
 
 ANNOTATORS = 4
 ITEMS = 48
@@ -117,3 +118,84 @@ def test_postgres_overlap_gives_each_item_to_exactly_two(postgres_url: str) -> N
         for item in held:
             counts[item] = counts.get(item, 0) + 1
     assert set(counts.values()) == {2} and len(counts) == ITEMS
+
+
+# --------------------------------------------------------------------------- SQLite process lock
+
+
+def _sqlite_project(tmp_path: Path) -> tuple[Engine, int]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.sqlite'}")
+    Base.metadata.create_all(engine)
+    with Session(engine) as db:
+        project = Project(name="lock")
+        db.add(project)
+        db.commit()
+        return engine, project.id
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "close"])
+def test_sqlite_write_lock_is_released_when_the_transaction_ends(
+    tmp_path: Path, end: str
+) -> None:
+    engine, project_id = _sqlite_project(tmp_path)
+    lock = common._process_write_lock(engine)
+    try:
+        db = session_factory(engine)()
+        ann.take_write_lock(db, project_id)
+        ann.take_write_lock(db, project_id)  # again in the same transaction: no self-deadlock
+        assert lock.locked()
+        getattr(db, end)()
+        assert not lock.locked()
+        db.close()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_writers_of_one_process_queue_instead_of_polling(tmp_path: Path) -> None:
+    """A second writer waits on the process lock and starts the moment the first commits."""
+    engine, project_id = _sqlite_project(tmp_path)
+    sessions = session_factory(engine)
+    first_holds = threading.Event()
+    order: list[str] = []
+
+    def second() -> None:
+        first_holds.wait(10)
+        with sessions() as db:
+            ann.take_write_lock(db, project_id)
+            order.append("second writes")
+            db.commit()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        with sessions() as db:
+            ann.take_write_lock(db, project_id)
+            first_holds.set()
+            thread.join(0.3)
+            assert thread.is_alive()  # blocked behind the first writer, not writing
+            order.append("first commits")
+            db.commit()
+        thread.join(10)
+        assert order == ["first commits", "second writes"]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_write_lock_times_out_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.errors import ServiceBusy
+
+    engine, project_id = _sqlite_project(tmp_path)
+    monkeypatch.setattr(common, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as holder, sessions() as waiter:
+            ann.take_write_lock(holder, project_id)
+            with pytest.raises(ServiceBusy, match="nothing was saved"):
+                ann.take_write_lock(waiter, project_id)
+            holder.rollback()
+            ann.take_write_lock(waiter, project_id)  # free again once the holder is done
+            waiter.commit()
+    finally:
+        engine.dispose()
