@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, ge=10)
     default_base_model: str = Field(default="minilm")
     lease_seconds: int = Field(default=15 * 60, ge=10)
+    annotator_concurrency: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Annotator-view requests one web process works on at once; the rest wait "
+        "their turn in arrival order. 0: 1 on SQLite (its writers take turns anyway), 2 on "
+        "Postgres (overlaps the round trips); raise it for a database far away.",
+    )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_run_seconds: float = Field(
         default=180.0, gt=0, description="No heartbeat for this long = dead."
@@ -67,6 +75,8 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
         if not self.result_backend_url:
             self.result_backend_url = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+        if self.annotator_concurrency == 0:
+            self.annotator_concurrency = 1 if self.is_sqlite else 2
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
         self.artifact_dir = self.artifact_dir.expanduser().resolve()

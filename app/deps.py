@@ -16,7 +16,9 @@ to one project sees only that project. Routes never repeat these checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -104,6 +106,33 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+# --------------------------------------------------------------------------- request slots
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def annotator_slot(request: Request) -> AsyncIterator[None]:
+    """Run at most ``annotator_concurrency`` annotator-view requests at once, first come first
+    served; the others wait here, on the event loop, before any of their work starts.
+
+    Those requests are short and CPU-bound, and Python threads share one interpreter lock: twenty
+    of them in flight together take turns in slices of up to 5 ms, so each one, and the SQLite
+    writer holding the write lock among them, finishes late. In arrival order each one runs at
+    full speed (measured in ``tests/benchmarks/bench_web.py``). Waiting costs no thread.
+    """
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(request.app.state.settings.annotator_concurrency)
+    async with slots:
+        yield
+
+
+AnnotatorSlot = Depends(annotator_slot, scope="function")
 
 
 # --------------------------------------------------------------------------- principal

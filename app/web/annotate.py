@@ -21,13 +21,13 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Project, User
-from app.deps import Level, ProjectAnnotator, SessionDep, SettingsDep
+from app.deps import AnnotatorSlot, Level, ProjectAnnotator, SessionDep, SettingsDep
 from app.domain import annotation
 from app.domain.projects import get_labels
 from app.errors import InvalidInput, is_htmx_request
 from app.web.templating import render_page
 
-router = APIRouter(tags=["web"], include_in_schema=False)
+router = APIRouter(tags=["web"], include_in_schema=False, dependencies=[AnnotatorSlot])
 
 MAX_EXCLUDE_PARAM = 400
 

@@ -1,8 +1,11 @@
 """Annotator-view server timings: next-item fragment and label submission under 20 annotators.
 
 Run: ``python -m tests.benchmarks.bench_web [--items 100000] [--annotators 20] [--seconds 20]
-[--postgres URL]`` (Postgres runs too when a server answers at ``--postgres``; pass ``none`` to
-skip). Writes ``tests/benchmarks/results/web.{json,md}``.
+[--postgres URL] [--concurrency 1,64] [--workers 1]`` (Postgres runs too when a server answers at
+``--postgres``; pass ``none`` to skip). Writes ``tests/benchmarks/results/web.{json,md}``.
+``--concurrency`` compares values of ``TAPESTRY_ANNOTATOR_CONCURRENCY`` side by side: 1 (the
+default: annotator requests served one at a time, in arrival order) against 64 (no limit: every
+request gets a thread and they share the interpreter lock).
 
 A real uvicorn process (one worker, as ``tapestry serve`` runs it) serves a project with
 ``--items`` pool items and a 200-entry queue. A load generator (httpx, asyncio) on loopback plays
@@ -288,8 +291,8 @@ def summarise(phase: Phase) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 
-def bench_backend(name: str, database_url: str, args: argparse.Namespace, work: Path
-                  ) -> dict[str, Any]:
+def bench_backend(name: str, database_url: str, args: argparse.Namespace, work: Path,
+                  concurrency: int) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
     password_hash = hash_password("bench-password-123")
     engine = make_engine(database_url)
@@ -308,13 +311,15 @@ def bench_backend(name: str, database_url: str, args: argparse.Namespace, work: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPESTRY_")}
     env |= {"TAPESTRY_DATA_DIR": str(work / "data"), "TAPESTRY_DATABASE_URL": database_url,
             "TAPESTRY_BROKER_URL": f"sqla+sqlite:///{work / f'broker-{name}.sqlite'}",
-            "TAPESTRY_SECRET_KEY": secret, "TAPESTRY_WRITE_RATE_LIMIT_PER_MINUTE": "100000"}
+            "TAPESTRY_SECRET_KEY": secret, "TAPESTRY_WRITE_RATE_LIMIT_PER_MINUTE": "100000",
+            "TAPESTRY_ANNOTATOR_CONCURRENCY": str(concurrency)}
     server = start_server(env, port, work / f"server-{name}.log", args.workers)
     url = f"http://127.0.0.1:{port}"
     try:
         phases = [Phase("warm-up", 0.0, 3.0), Phase("paced", 1.0, args.seconds),
                   Phase("saturated", 0.0, args.seconds)]
-        results: dict[str, Any] = {"database": name, "items": args.items,
+        results: dict[str, Any] = {"database": name, "annotator_concurrency": concurrency,
+                                   "items": args.items,
                                    "annotators": args.annotators,
                                    "seed_seconds": round(seed_seconds, 1)}
         results["one_client"] = asyncio.run(
@@ -367,14 +372,19 @@ def markdown(report: dict[str, Any]) -> str:
         "# Annotator view: server timings",
         "",
         f"`python -m tests.benchmarks.bench_web` on {report['machine']}; "
-        f"{report['items']:,} pool items, {report['annotators']} concurrent annotators, one "
-        "uvicorn worker, client on the same machine (loopback). Latencies are client-side; "
+        f"{report['items']:,} pool items, {report['annotators']} concurrent annotators, "
+        f"{report.get('workers', 1)} uvicorn worker(s), client on the same machine (loopback). "
+        "``annotator_concurrency`` is how many annotator-view requests the server works on at "
+        "once (the shipped default is 1; 64 means no limit beyond the thread pool). "
+        "Latencies are client-side; "
         f"target: next item and label p50 <= {TARGET_MS:.0f} ms. Load average of the machine "
         f"before the run (other jobs included): {report['load_average_before']}.",
         "",
     ]
     for backend in report["backends"]:
-        lines += [f"## {backend['database']} (seeded in {backend['seed_seconds']} s)", ""]
+        slots = backend.get("annotator_concurrency", "-")
+        lines += [f"## {backend['database']}, annotator_concurrency={slots} "
+                  f"(seeded in {backend['seed_seconds']} s)", ""]
         lines += ["**one client, one request at a time** (no queueing behind other annotators; "
                   "server CPU per request read from /proc)", "",
                   "| requests | n | server CPU ms / request | p50 ms | req/s |",
@@ -410,6 +420,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1], help="TAPESTRY_ANNOTATOR_CONCURRENCY values to compare, "
+                        "e.g. 1,64 (the shipped default against no limit: threads only)")
     parser.add_argument("--backends", default="sqlite,postgres",
                         help="comma-separated: sqlite, postgres")
     parser.add_argument("--cost-rounds", type=int, default=150,
@@ -421,19 +434,23 @@ def main() -> None:
                                          f"Python {platform.python_version()}",
                               "load_average_before": [round(x, 2) for x in os.getloadavg()],
                               "items": args.items, "annotators": args.annotators,
+                              "workers": args.workers,
                               "target_p50_ms": TARGET_MS, "backends": []}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         work = Path(tmp)
-        if "sqlite" in args.backends:
-            report["backends"].append(
-                bench_backend("sqlite", f"sqlite:///{work / 'bench.sqlite'}", args, work))
-        if ("postgres" in args.backends and args.postgres != "none"
-                and postgres_reachable(args.postgres)):
-            url, name = fresh_postgres(args.postgres)
-            try:
-                report["backends"].append(bench_backend("postgres", url, args, work))
-            finally:
-                drop_postgres(args.postgres, name)
+        for concurrency in args.concurrency:
+            if "sqlite" in args.backends:
+                report["backends"].append(bench_backend(
+                    "sqlite", f"sqlite:///{work / f'bench-{concurrency}.sqlite'}", args, work,
+                    concurrency))
+            if ("postgres" in args.backends and args.postgres != "none"
+                    and postgres_reachable(args.postgres)):
+                url, name = fresh_postgres(args.postgres)
+                try:
+                    report["backends"].append(
+                        bench_backend("postgres", url, args, work, concurrency))
+                finally:
+                    drop_postgres(args.postgres, name)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "web.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "web.md").write_text(markdown(report) + "\n")
