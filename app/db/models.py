@@ -78,7 +78,7 @@ class Project(IdMixin, CreatedMixin, Base):
     base_model: Mapped[str] = mapped_column(String(500), default="minilm")
     adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     train_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    strategy: Mapped[str] = mapped_column(String(50), default="hybrid")
+    strategy: Mapped[str] = mapped_column(String(50), default="cluster_uncertain")
     label_budget: Mapped[int] = mapped_column(Integer, default=1000)
     batch_size: Mapped[int] = mapped_column(Integer, default=100)
     reserve_fraction: Mapped[float] = mapped_column(Float, default=0.15)

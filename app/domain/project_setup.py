@@ -24,7 +24,7 @@ from worker.ml.adapters.config import AdapterConfig
 from worker.ml.errors import MLError
 
 STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
-    ("cluster_uncertain", "Hybrid: k-means clusters, most uncertain item per cluster"),
+    ("cluster_uncertain", "Hybrid: k-means clusters, smallest-margin item per cluster (default)"),
     ("entropy", "Highest predictive entropy"),
     ("margin", "Smallest margin between the top two classes"),
     ("least_confidence", "Least confidence"),

@@ -50,7 +50,7 @@ TOP_PREDICTIONS = 3
 AGREEMENT_STRATEGY = "entropy"
 """Second acquisition function whose overlap with the project's picks feeds the stop rule."""
 STRATEGY_ALIASES = {"hybrid": "cluster_uncertain"}
-"""``hybrid`` is the data model's default name for the registry's uncertainty+diversity hybrid."""
+"""Projects created before the data model named the registry's default stored ``hybrid``."""
 
 
 @dataclass

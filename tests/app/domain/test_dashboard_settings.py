@@ -18,6 +18,15 @@ def test_strategy_list_matches_the_worker_registry() -> None:
     assert dict(setup.STRATEGY_CHOICES).keys() <= DESCRIPTIONS.keys()
 
 
+def test_a_new_project_uses_the_registry_default_strategy(db: Session) -> None:
+    from worker.ml.acquisition.registry import DEFAULT_STRATEGY
+
+    project = make_project(db)
+    db.flush()
+    assert project.strategy == DEFAULT_STRATEGY
+    assert project.strategy in setup.STRATEGIES  # so the settings form shows it selected
+
+
 def test_web_settings_module_does_not_import_numpy_or_torch() -> None:
     import subprocess
     import sys

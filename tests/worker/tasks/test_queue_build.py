@@ -188,13 +188,13 @@ def test_top_predictions_and_nearest_labelled_are_ordered() -> None:
     assert nearest_labelled(queued, None, LabelledSet(), ("a", "b")) == [[]]
 
 
-def test_the_model_default_hybrid_strategy_is_the_registry_hybrid(
+def test_projects_stored_with_the_old_hybrid_name_get_the_registry_hybrid(
     file_db: Db, seeded: Seeded, sent: list[Job]
 ) -> None:
     with file_db.session() as session:
         project = session.get(Project, seeded.project_id)
         assert project is not None
-        project.strategy = "hybrid"  # app.db.models.Project.strategy default
+        project.strategy = "hybrid"  # what app.db.models.Project.strategy defaulted to before
         run = submit_batch(session, seeded, 12)
         session.commit()
     execute_run(run.id, RUN_RETRAIN, retrain_body, settings=file_db.settings)
