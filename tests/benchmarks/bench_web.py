@@ -1,11 +1,11 @@
 """Annotator-view server timings: next-item fragment and label submission under 20 annotators.
 
 Run: ``python -m tests.benchmarks.bench_web [--items 100000] [--annotators 20] [--seconds 20]
-[--postgres URL] [--concurrency 1,64] [--workers 1]`` (Postgres runs too when a server answers at
+[--postgres URL] [--concurrency 0,64] [--workers 1]`` (Postgres runs too when a server answers at
 ``--postgres``; pass ``none`` to skip). Writes ``tests/benchmarks/results/web.{json,md}``.
-``--concurrency`` compares values of ``TAPESTRY_ANNOTATOR_CONCURRENCY`` side by side: 1 (the
-default: annotator requests served one at a time, in arrival order) against 64 (no limit: every
-request gets a thread and they share the interpreter lock).
+``--concurrency`` compares values of ``TAPESTRY_ANNOTATOR_CONCURRENCY`` side by side: 0 (the
+shipped default: 1 request at a time on SQLite, 2 on Postgres, in arrival order) against, e.g.,
+64 (no limit: every request gets a thread and they share the interpreter lock).
 
 A real uvicorn process (one worker, as ``tapestry serve`` runs it) serves a project with
 ``--items`` pool items and a 200-entry queue. A load generator (httpx, asyncio) on loopback plays
@@ -48,6 +48,7 @@ import httpx
 from sqlalchemy import Engine, Table, create_engine, insert, text
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db.base import Base, utcnow
 from app.db.models import Item, Label, Membership, Project, QueueEntry, User
 from app.db.session import make_engine
@@ -313,6 +314,9 @@ def bench_backend(name: str, database_url: str, args: argparse.Namespace, work: 
             "TAPESTRY_BROKER_URL": f"sqla+sqlite:///{work / f'broker-{name}.sqlite'}",
             "TAPESTRY_SECRET_KEY": secret, "TAPESTRY_WRITE_RATE_LIMIT_PER_MINUTE": "100000",
             "TAPESTRY_ANNOTATOR_CONCURRENCY": str(concurrency)}
+    if concurrency == 0:  # the shipped default for this database, as the server resolves it
+        concurrency = Settings(data_dir=work / "data", database_url=database_url,
+                               secret_key=secret).annotator_concurrency
     server = start_server(env, port, work / f"server-{name}.log", args.workers)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -367,6 +371,37 @@ def drop_postgres(server_url: str, name: str) -> None:
     admin.dispose()
 
 
+def summary_lines(backends: list[dict[str, Any]]) -> list[str]:
+    """Paced-phase p50 per configuration: every run, and the median over runs."""
+    runs: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    for backend in backends:
+        runs[(backend["database"], backend.get("annotator_concurrency"))].append(backend)
+    lines = ["## Summary: paced phase (1 s think time), medians over runs, ms", "",
+             "| database | annotator_concurrency | runs | next p50 per run | label p50 per run | "
+             "next p50 / p95 / p99 | label p50 / p95 / p99 | requests/s (all) | static p50 | "
+             "target met |",
+             "|---|---:|---:|---|---|---|---|---:|---:|---|"]
+    for (database, slots), group in runs.items():
+        def med(endpoint: str, key: str, group: list[dict[str, Any]] = group) -> float:
+            return float(statistics.median(run["paced"]["endpoints"][endpoint][key]
+                                           for run in group))
+
+        def per_run(endpoint: str, group: list[dict[str, Any]] = group) -> str:
+            return ", ".join(f"{run['paced']['endpoints'][endpoint]['p50_ms']:.0f}"
+                             for run in group)
+
+        def triple(endpoint: str) -> str:
+            return " / ".join(f"{med(endpoint, k):.0f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+
+        rate = statistics.median(run["paced"]["total_requests_per_s"] for run in group)
+        met = "yes" if max(med("next", "p50_ms"), med("label", "p50_ms")) <= TARGET_MS else "no"
+        lines.append(
+            f"| {database} | {slots} | {len(group)} | {per_run('next')} | {per_run('label')} | "
+            f"{triple('next')} | {triple('label')} | {rate:.1f} | "
+            f"{med(BASELINE, 'p50_ms'):.1f} | {met} |")
+    return lines + [""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Annotator view: server timings",
@@ -375,12 +410,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['items']:,} pool items, {report['annotators']} concurrent annotators, "
         f"{report.get('workers', 1)} uvicorn worker(s), client on the same machine (loopback). "
         "``annotator_concurrency`` is how many annotator-view requests the server works on at "
-        "once (the shipped default is 1; 64 means no limit beyond the thread pool). "
+        "once (shipped default: 1 on SQLite, 2 on Postgres; 64 means no limit beyond the "
+        "thread pool). "
         "Latencies are client-side; "
         f"target: next item and label p50 <= {TARGET_MS:.0f} ms. Load average of the machine "
         f"before the run (other jobs included): {report['load_average_before']}.",
         "",
     ]
+    lines += summary_lines(report["backends"])
     for backend in report["backends"]:
         slots = backend.get("annotator_concurrency", "-")
         lines += [f"## {backend['database']}, annotator_concurrency={slots} "
@@ -420,9 +457,11 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per configuration; the summary quotes the median over runs")
     parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")],
-                        default=[1], help="TAPESTRY_ANNOTATOR_CONCURRENCY values to compare, "
-                        "e.g. 1,64 (the shipped default against no limit: threads only)")
+                        default=[0], help="TAPESTRY_ANNOTATOR_CONCURRENCY values to compare, "
+                        "e.g. 0,64 (the shipped default against no limit: threads only)")
     parser.add_argument("--backends", default="sqlite,postgres",
                         help="comma-separated: sqlite, postgres")
     parser.add_argument("--cost-rounds", type=int, default=150,
@@ -438,7 +477,7 @@ def main() -> None:
                               "target_p50_ms": TARGET_MS, "backends": []}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         work = Path(tmp)
-        for concurrency in args.concurrency:
+        for concurrency in [c for c in args.concurrency for _ in range(args.repeat)]:
             if "sqlite" in args.backends:
                 report["backends"].append(bench_backend(
                     "sqlite", f"sqlite:///{work / f'bench-{concurrency}.sqlite'}", args, work,
