@@ -477,11 +477,12 @@ def main() -> None:
                               "target_p50_ms": TARGET_MS, "backends": []}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         work = Path(tmp)
-        for concurrency in [c for c in args.concurrency for _ in range(args.repeat)]:
+        runs = [(c, r) for c in args.concurrency for r in range(args.repeat)]
+        for concurrency, run in runs:
             if "sqlite" in args.backends:
                 report["backends"].append(bench_backend(
-                    "sqlite", f"sqlite:///{work / f'bench-{concurrency}.sqlite'}", args, work,
-                    concurrency))
+                    "sqlite", f"sqlite:///{work / f'bench-{concurrency}-{run}.sqlite'}", args,
+                    work, concurrency))
             if ("postgres" in args.backends and args.postgres != "none"
                     and postgres_reachable(args.postgres)):
                 url, name = fresh_postgres(args.postgres)
