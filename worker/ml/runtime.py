@@ -16,11 +16,11 @@ from typing import Literal
 import numpy as np
 import torch
 
+from worker.ml.config_base import PRECISIONS
 from worker.ml.errors import ConfigError, NotSupported
 
 DeviceChoice = Literal["auto", "cpu", "cuda"] | str
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(choice: str = "auto") -> torch.device:

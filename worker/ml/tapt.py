@@ -19,10 +19,10 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,12 +30,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from worker.ml.architecture import mlm_head
 from worker.ml.batching import collate, shuffled_bucket_batches
+from worker.ml.config_base import OptimConfig
 from worker.ml.errors import ConfigError
 from worker.ml.masking import encode_with_words, mask_batch, pad_word_ids
 from worker.ml.mlm_loss import masked_lm_loss_sum
 from worker.ml.models import load_masked_lm, load_tokenizer, model_fingerprint, resolve_model_path
 from worker.ml.progress import NullReporter, ProgressReporter, StepClock
-from worker.ml.runtime import PRECISIONS, Precision, make_precision, resolve_device, set_seed
+from worker.ml.runtime import Precision, make_precision, resolve_device, set_seed
 from worker.ml.schedule import apply_lr, warmup_steps
 from worker.ml.tapt_state import (
     TaptProgress,
@@ -52,8 +53,10 @@ RECOMMENDED_LR = (5e-5, 1e-4)
 
 
 @dataclass
-class TaptConfig:
+class TaptConfig(OptimConfig):
     """TAPT hyperparameters. ``batch_size`` is the effective batch (``grad_accum`` splits it)."""
+
+    config_name: ClassVar[str] = "TAPT config"
 
     max_steps: int = 1000
     lr: float = 1e-4
@@ -76,22 +79,9 @@ class TaptConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_steps",
-            "batch_size",
-            "grad_accum",
-            "eval_every",
-            "patience",
-            "max_length",
-            "max_heldout",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(
-                f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}"
-            )
+        self.check_ints(("max_steps", "batch_size", "grad_accum", "eval_every", "patience",
+                         "max_length", "max_heldout"))
+        self.check_optimisation()
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
         low, high = RECOMMENDED_LR
@@ -103,29 +93,10 @@ class TaptConfig:
             )
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if not 0 <= self.warmup_ratio < 0.5:
-            raise ConfigError(f"warmup_ratio must be in [0, 0.5), got {self.warmup_ratio}")
         if not 0 < self.heldout_fraction < 1:
             raise ConfigError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         if self.new_head_lr_multiplier <= 0:
             raise ConfigError("new_head_lr_multiplier must be > 0")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r}; choose one of {PRECISIONS}")
-
-    @property
-    def micro_batch_size(self) -> int:
-        return self.batch_size // self.grad_accum
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaptConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TAPT config keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
 
 
 @dataclass

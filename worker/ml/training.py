@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from worker.ml.adapters.build import AdaptedModel, build_adapted_model
 from worker.ml.adapters.config import AdapterConfig
 from worker.ml.batching import collate, encode, shuffled_bucket_batches
 from worker.ml.classifier import TextClassifier
+from worker.ml.config_base import OptimConfig
 from worker.ml.errors import ConfigError
 from worker.ml.evaluation import evaluate
 from worker.ml.models import (
@@ -39,15 +40,17 @@ from worker.ml.models import (
     resolve_model_path,
 )
 from worker.ml.progress import NullReporter, ProgressReporter, StepClock, check_cancelled
-from worker.ml.runtime import PRECISIONS, make_precision, resolve_device, set_seed
+from worker.ml.runtime import make_precision, resolve_device, set_seed
 from worker.ml.schedule import apply_lr, warmup_steps
 
 PHASE = "train"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(OptimConfig):
     """Hyperparameters of one training round (see the module docstring for the defaults)."""
+
+    config_name: ClassVar[str] = "train config"
 
     epochs: int = 3
     batch_size: int = 16
@@ -68,47 +71,19 @@ class TrainConfig:
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        self.check_ints(("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"))
         if self.epochs > 20:
             raise ConfigError(f"epochs={self.epochs}: a round trains 1-3 epochs; at most 20")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(
-                f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum} "
-                "(batch_size is the effective batch; each micro-batch is batch_size/grad_accum)"
-            )
+        self.check_optimisation()
         for name in ("lr_adapter", "lr_head", "lr_full"):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
-        if not 0 <= self.warmup_ratio < 0.5:
-            raise ConfigError(f"warmup_ratio must be in [0, 0.5), got {self.warmup_ratio}")
         if self.patience < 1:
             raise ConfigError(
                 f"patience must be >= 1 (epochs without dev improvement), got {self.patience}"
             )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r}; choose one of {PRECISIONS}")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
-
-    @property
-    def micro_batch_size(self) -> int:
-        return self.batch_size // self.grad_accum
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train config keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
 
 
 @dataclass
