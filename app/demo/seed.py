@@ -18,6 +18,7 @@ from app.db.session import get_engine, session_scope
 from app.demo.generate import LABELS, TICKETS_CSV
 from app.domain.imports import ColumnMapping, ImportOptions, ImportReport, import_items
 from app.domain.projects import ProjectSettings, add_member, create_project
+from app.domain.runs import request_retrain
 from app.domain.users import create_user, get_user_by_email, set_password
 from app.security.passwords import generate_password
 
@@ -95,4 +96,9 @@ def _create_project(session: Session, lead: User, annotator: User
     )
     with TICKETS_CSV.open("rb") as source:
         report = import_items(session, project=project, user=lead, source=source, options=options)
+    if report.annotations:
+        # A first model from the seed labels, so the annotator's queue shows the model's guess
+        # and the nearest labelled tickets a few minutes in, not only after a whole batch.
+        request_retrain(session, project, requested_by=lead,
+                        reason="demo: first model from the imported seed labels")
     return project, report
