@@ -92,11 +92,19 @@ class ClusterThenUncertain(QueryStrategy):
         k = int(clusters.max()) + 1
         rows = round_robin(clusters, u, n)
         return [
-            Pick(
-                int(i), float(u[i]), f"{self.measure} {u[i]:.2f}, cluster {clusters[i] + 1} of {k}"
-            )
+            Pick(int(i), float(u[i]),
+                 f"{_said(self.measure, float(u[i]))}, cluster {clusters[i] + 1} of {k}")
             for i in rows
         ]
+
+
+def _said(measure: UncertaintyMeasure, score: float) -> str:
+    """The uncertainty score as the annotator reads it: margin and confidence are ``1 - score``."""
+    if measure == "margin":
+        return f"margin {1.0 - score:.2f} between the top two classes"
+    if measure == "least_confidence":
+        return f"confidence {1.0 - score:.2f}"
+    return f"entropy {score:.2f}"
 
 
 def round_robin(groups: np.ndarray, scores: FloatArray, n: int) -> list[int]:

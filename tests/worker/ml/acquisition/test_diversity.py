@@ -110,3 +110,12 @@ def test_hybrid_versus_plain_entropy_on_a_skewed_pool() -> None:
     view = PoolView(probs=probs_with_confidence(top), embeddings=x)
     hybrid = ClusterThenUncertain(n_clusters=3).select(view, 3)
     assert len(set(ids[[p.index for p in hybrid]])) == 3
+
+
+def test_hybrid_reason_states_the_margin_itself_not_one_minus_it() -> None:
+    """A near-tie reads "margin 0.0x", as the plain margin strategy says it."""
+    x, ids = blobs(2, 10, seed=7)
+    probs = np.tile([0.48, 0.46, 0.06], (20, 1))
+    picks = ClusterThenUncertain(n_clusters=2).select(PoolView(probs=probs, embeddings=x), 2)
+    assert picks[0].reason.startswith("margin 0.02 between the top two classes")
+    assert picks[0].score == pytest.approx(0.98)
