@@ -24,7 +24,6 @@ def batch_id_for(data_version: int) -> str:
 
 
 _LIVE = and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
-"""Hot statements below are built once with bind parameters (see :mod:`.leases`)."""
 
 
 def live() -> ColumnElement[bool]:
@@ -51,6 +50,7 @@ def _release_process_write_lock(session: Session, transaction: SessionTransactio
             lock.release()
 
 
+# Hot statements are built once with bind parameters (see :mod:`.leases`).
 _TOUCH_PROJECT = (
     update(Project)
     .where(Project.id == bindparam("a_project"))
