@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
@@ -172,3 +173,27 @@ def test_project_update_changes_only_what_is_sent(app: FastAPI, db: Session) -> 
     add_member(db, project, annotator)
     member = caller(app, db, user=annotator)
     assert member.request("PATCH", url, json={"name": "mine now"}).status_code == 403
+
+
+def test_a_lease_that_waits_too_long_for_sqlite_writes_is_a_clear_503(
+    app: FastAPI, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.domain.annotation import common
+
+    engine = db.get_bind().engine
+    if engine.dialect.name != "sqlite":
+        return  # Postgres takes row locks instead: there is no process-wide writer lock
+    lead, project = lead_with_project(app, db)
+    make_items(db, project, ["a", "b"])
+    monkeypatch.setattr(common, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
+    lock = common._process_write_lock(engine)
+    assert lock.acquire(timeout=5)  # another writer of this process holds the database
+    try:
+        refused = lead.post(f"/api/v1/projects/{project.id}/queue/lease", json={"n": 1})
+    finally:
+        lock.release()
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "busy"
+    assert "nothing was saved" in refused.json()["error"]["message"]
+    leased = lead.post(f"/api/v1/projects/{project.id}/queue/lease", json={"n": 1})
+    assert leased.status_code == 200 and len(leased.json()["items"]) == 1
