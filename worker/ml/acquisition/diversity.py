@@ -17,7 +17,7 @@ from worker.ml.acquisition.base import (
     QueryStrategy,
 )
 from worker.ml.acquisition.geometry import DenseSpace, greedy_k_center, kmeans, min_sqdist_to_set
-from worker.ml.acquisition.uncertainty import entropy, top_two
+from worker.ml.acquisition.uncertainty import describe_uncertainty, entropy, top_two
 from worker.ml.errors import ConfigError
 
 UncertaintyMeasure = Literal["entropy", "margin", "least_confidence"]
@@ -92,19 +92,15 @@ class ClusterThenUncertain(QueryStrategy):
         k = int(clusters.max()) + 1
         rows = round_robin(clusters, u, n)
         return [
-            Pick(int(i), float(u[i]),
-                 f"{_said(self.measure, float(u[i]))}, cluster {clusters[i] + 1} of {k}")
+            Pick(
+                int(i),
+                float(u[i]),
+                f"{describe_uncertainty(self.measure, float(u[i]))}, "
+                f"cluster {clusters[i] + 1} of {k}",
+            )
             for i in rows
         ]
 
-
-def _said(measure: UncertaintyMeasure, score: float) -> str:
-    """The uncertainty score as the annotator reads it: margin and confidence are ``1 - score``."""
-    if measure == "margin":
-        return f"margin {1.0 - score:.2f} between the top two classes"
-    if measure == "least_confidence":
-        return f"confidence {1.0 - score:.2f}"
-    return f"entropy {score:.2f}"
 
 
 def round_robin(groups: np.ndarray, scores: FloatArray, n: int) -> list[int]:

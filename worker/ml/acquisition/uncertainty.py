@@ -31,6 +31,15 @@ def top_two(probs: FloatArray) -> tuple[FloatArray, FloatArray]:
     return part[:, -1], part[:, -2]
 
 
+def describe_uncertainty(measure: str, score: float) -> str:
+    """An uncertainty score as the annotator reads it: margin and confidence are ``1 - score``."""
+    if measure == "margin":
+        return f"margin {1.0 - score:.2f} between the top two classes"
+    if measure == "least_confidence":
+        return f"confidence {1.0 - score:.2f}"
+    return f"entropy {score:.2f}"
+
+
 @dataclass(frozen=True)
 class RandomSampling(QueryStrategy):
     """Uniform random picks: the baseline every other strategy must beat."""
@@ -55,7 +64,7 @@ class LeastConfidence(ScoreStrategy):
         return 1.0 - view.probs.max(axis=1)
 
     def describe(self, view: PoolView, scores: FloatArray, index: int) -> str:
-        return f"confidence {1.0 - scores[index]:.2f}"
+        return describe_uncertainty(self.name, float(scores[index]))
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class Margin(ScoreStrategy):
         return 1.0 - (first - second)
 
     def describe(self, view: PoolView, scores: FloatArray, index: int) -> str:
-        return f"margin {1.0 - scores[index]:.2f} between the top two classes"
+        return describe_uncertainty(self.name, float(scores[index]))
 
 
 @dataclass(frozen=True)
@@ -86,4 +95,4 @@ class Entropy(ScoreStrategy):
         return entropy(view.probs)
 
     def describe(self, view: PoolView, scores: FloatArray, index: int) -> str:
-        return f"entropy {scores[index]:.2f}"
+        return describe_uncertainty(self.name, float(scores[index]))
