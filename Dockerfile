@@ -26,8 +26,8 @@ COPY worker ./worker
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
-# Editable install: templates/, static/ and migrations/ are found next to the packages.
-RUN pip install -e ".[demo]"
+# A regular install: templates, static files, migrations and the demo data ship inside the wheel.
+RUN pip install ".[demo]"
 
 USER tapestry
 VOLUME ["/data"]

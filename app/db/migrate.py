@@ -1,19 +1,18 @@
 """Run Alembic migrations from code (``tapestry db upgrade``, the demo, tests).
 
-The Alembic files live at the repository root (``alembic.ini``, ``migrations/``); this finds them
-relative to the package so commands work from any working directory.
+The Alembic files live at the repository root (``alembic.ini``, ``migrations/``) and ship inside
+the package (:mod:`app.assets`), so commands work from any working directory and from a wheel.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+from app.assets import asset_path
+
+ALEMBIC_INI = asset_path("alembic.ini")
+MIGRATIONS_DIR = asset_path("migrations")
 
 
 def alembic_config(database_url: str) -> Config:

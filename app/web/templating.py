@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from app.assets import asset_path
 from app.security.csrf import CSRF_FORM_FIELD, CSRF_HEADER, csrf_token
 from app.security.headers import NONCE_SCOPE_KEY
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = REPO_ROOT / "templates"
-STATIC_DIR = REPO_ROOT / "static"
+TEMPLATES_DIR = asset_path("templates")
+STATIC_DIR = asset_path("static")
 _FLASH_KEY = "flash"
 
 
