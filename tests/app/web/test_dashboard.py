@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, ModelVersion, Project
-from app.domain.projects import get_labels
 from tests.app.domain.annotation_data import add_rounds
 from tests.factories import login_client, make_project
 
@@ -41,40 +40,6 @@ def test_empty_dashboard_explains_what_will_appear(app: FastAPI, db: Session) ->
     page = client.get(f"/projects/{project.id}/dashboard")  # type: ignore[attr-defined]
     assert page.status_code == 200
     assert "after the first retrain" in page.text and "<polyline" not in page.text
-
-
-def test_lead_changes_budget_and_batch_size(app: FastAPI, db: Session) -> None:
-    project, client = _lead(app, db)
-    form = {"label_budget": "640", "batch_size": "40", "reserve_percent": "10",
-            "stop_threshold": "0.5", "auto_stop": "on"}
-    response = client.post(f"/projects/{project.id}/dashboard/budget", data=form,  # type: ignore[attr-defined]
-                           follow_redirects=False)
-    assert response.status_code == 303
-    assert (project.label_budget, project.batch_size, project.reserve_fraction,
-            project.stop_threshold, project.auto_stop) == (640, 40, 0.1, 0.5, True)
-    bad = client.post(f"/projects/{project.id}/dashboard/budget",  # type: ignore[attr-defined]
-                      data=form | {"batch_size": "0"})
-    assert bad.status_code == 422 and "batch size" in bad.text
-    assert project.batch_size == 40
-
-
-def test_lead_sets_model_strategy_and_label_keys(app: FastAPI, db: Session) -> None:
-    project, client = _lead(app, db)
-    response = client.post(f"/projects/{project.id}/dashboard/model",  # type: ignore[attr-defined]
-                           data={"base_model": "minilm", "adapter_kind": "lora",
-                                 "adapter_size": "16", "strategy": "badge"},
-                           follow_redirects=False)
-    assert response.status_code == 303
-    assert project.adapter_config["r"] == 16 and project.strategy == "badge"
-    labels = get_labels(db, project.id)
-    form = {f"color_{label.id}": "#123456" for label in labels}
-    form |= {f"shortcut_{label.id}": key for label, key in zip(labels, "qwe", strict=True)}
-    assert client.post(f"/projects/{project.id}/dashboard/labels", data=form,  # type: ignore[attr-defined]
-                       follow_redirects=False).status_code == 303
-    assert [label.shortcut for label in labels] == ["q", "w", "e"]
-    form[f"shortcut_{labels[0].id}"] = "s"
-    refused = client.post(f"/projects/{project.id}/dashboard/labels", data=form)  # type: ignore[attr-defined]
-    assert refused.status_code == 422 and "reserved" in refused.text
 
 
 def test_stop_and_resume(app: FastAPI, db: Session) -> None:
@@ -112,8 +77,6 @@ def test_annotators_cannot_reach_the_dashboard_or_its_settings(app: FastAPI, db:
     client = login_client(app, db, role=ROLE_ANNOTATOR, project=project)
     budget = project.label_budget
     assert client.get(f"/projects/{project.id}/dashboard").status_code == 403
-    for path in ("budget", "model", "labels", "stop"):
-        response = client.post(f"/projects/{project.id}/dashboard/{path}",
-                               data={"label_budget": "1", "stopped": "true"})
-        assert response.status_code == 403, path
+    response = client.post(f"/projects/{project.id}/dashboard/stop", data={"stopped": "true"})
+    assert response.status_code == 403
     assert project.label_budget == budget and not project.stopped
