@@ -325,26 +325,3 @@ def run_progress(
 
 def _id_of(value: Project | User | int) -> int:
     return value if isinstance(value, int) else value.id
-
-
-def measured_seconds_per_step(session: Session, project_id: int, kind: str) -> float | None:
-    """Seconds per training step of the project's newest finished run of ``kind`` that did steps.
-
-    Measured on the worker that ran it (``started_at`` to ``finished_at``, model loading
-    included), so it answers "how long did it take here", not a guess from a spec sheet.
-    """
-    run = session.scalars(
-        select(TrainingRun)
-        .where(
-            TrainingRun.project_id == project_id,
-            TrainingRun.kind == kind,
-            TrainingRun.step > 0,
-            TrainingRun.started_at.is_not(None),
-            TrainingRun.finished_at.is_not(None),
-        )
-        .order_by(TrainingRun.finished_at.desc(), TrainingRun.id.desc())
-        .limit(1)
-    ).first()
-    if run is None or run.started_at is None or run.finished_at is None:
-        return None
-    return max(0.0, (run.finished_at - run.started_at).total_seconds()) / run.step

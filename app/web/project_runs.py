@@ -8,7 +8,6 @@ through the same domain functions as the REST API (:mod:`app.domain.runs`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
 from app.deps import ProjectContext, ProjectLead, SessionDep
-from app.domain import runs
+from app.domain import runs, tapt
 from app.errors import InvalidInput, is_htmx_request
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
@@ -27,34 +26,17 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
                RUN_QUEUE: "Recompute queue"}
 MAX_TAPT_STEPS = 100_000
-DEFAULT_TAPT_STEPS = 1000
-"""``worker.ml.tapt.TaptConfig.max_steps`` (the web cannot import that module: it pulls in
-torch); ``tests/app/web/test_project_runs.py`` keeps the two equal."""
-
-
-@dataclass(frozen=True)
-class TaptEstimate:
-    steps: int
-    seconds: float | None
-    """None: nothing measured on this installation yet."""
-    basis: str
-
-
-def tapt_estimate(db: Session, project: Project, steps: int) -> TaptEstimate:
-    """How long ``steps`` TAPT steps take here, from the project's last finished TAPT run.
-
-    The one place the runs page asks for an estimate: swap the body for the domain's
-    ``estimate_tapt_seconds(project, steps)`` (a start-up measurement) once it exists.
-    """
-    per_step = runs.measured_seconds_per_step(db, project.id, RUN_TAPT)
-    if per_step is None:
-        return TaptEstimate(steps, None, "no TAPT run of this project has finished yet")
-    return TaptEstimate(steps, per_step * steps,
-                        f"{per_step:.2f} s per step in this project's last TAPT run")
 
 
 def _runs_url(project_id: int) -> str:
     return f"/projects/{project_id}/runs"
+
+
+def _estimate_context(db: Session, project: Project, steps: int | None) -> dict[str, Any]:
+    """``steps`` None: the worker's default budget for the device the estimate was measured on."""
+    overrides = {"max_steps": steps} if steps else None
+    estimate = tapt.estimate_tapt_seconds(db, project, steps, overrides)
+    return {"estimate": estimate, "duration": tapt.format_duration}
 
 
 def _project_run(db: Session, access: ProjectContext, run_id: int) -> runs.RunProgress:
@@ -64,11 +46,12 @@ def _project_run(db: Session, access: ProjectContext, run_id: int) -> runs.RunPr
     return progress
 
 
-def _steps(raw: int) -> int:
+def _steps(raw: int) -> int | None:
+    """The lead's step budget; None (an empty box) leaves the worker's default."""
     if not 0 <= raw <= MAX_TAPT_STEPS:
         raise InvalidInput(f"TAPT steps must be between 1 and {MAX_TAPT_STEPS:,}.",
                            details={"field": "max_steps"})
-    return raw or DEFAULT_TAPT_STEPS
+    return raw or None
 
 
 @router.get("/projects/{project_id}/runs")
@@ -84,10 +67,10 @@ def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "detail": False,
         "live": [r for r in history if r.active],
         "history": history,
-        "estimate": tapt_estimate(db, project, DEFAULT_TAPT_STEPS),
-        "default_steps": DEFAULT_TAPT_STEPS,
+        "cpu_steps": tapt.CPU_DEFAULTS["max_steps"],
+        "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
         "max_steps": MAX_TAPT_STEPS,
-    }
+    } | _estimate_context(db, project, None)
     return render_page(request, "runs/page.html", context)
 
 
@@ -96,7 +79,7 @@ def tapt_estimate_fragment(request: Request, db: SessionDep, access: ProjectLead
                            max_steps: str = Query("", max_length=12)) -> Response:
     """The estimate next to the steps box, re-asked by htmx as the lead types."""
     steps = _steps(form_int({"max_steps": max_steps}, "max_steps", 0))
-    context = {"estimate": tapt_estimate(db, access.project, steps)}
+    context = _estimate_context(db, access.project, steps)
     return render_page(request, "runs/_tapt_estimate.html", context)
 
 
@@ -110,7 +93,7 @@ def launch_run(request: Request, db: SessionDep, access: ProjectLead, form: Form
     if kind == RUN_TAPT:
         steps = _steps(form_int(form, "max_steps", 0))
         run = runs.request_tapt(db, access.project, requested_by=who, reason=reason,
-                                config={"max_steps": steps})
+                                config={"max_steps": steps} if steps else None)
     elif kind == RUN_RETRAIN:
         run = runs.request_retrain(db, access.project, requested_by=who, reason=reason,
                                    force=form_str(form, "force") == "on")

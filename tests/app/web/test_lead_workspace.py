@@ -30,7 +30,6 @@ from app.db.models import (
 )
 from app.domain.projects import get_labels
 from app.jobs import Job, recording_jobs
-from app.web.project_runs import DEFAULT_TAPT_STEPS
 from tests.factories import login_client, make_project, make_user
 
 HTMX = {"HX-Request": "true"}
@@ -47,12 +46,6 @@ def _lead(app: FastAPI, db: Session) -> tuple[Project, object]:
     lead = make_user(db, role=ROLE_LEAD)
     project = make_project(db, lead=lead, labels=("sports", "finance", "science"))
     return project, login_client(app, user=lead)
-
-
-def test_default_tapt_steps_match_the_worker() -> None:
-    from worker.ml.tapt import TaptConfig
-
-    assert TaptConfig().max_steps == DEFAULT_TAPT_STEPS
 
 
 def test_lead_launches_a_retrain_and_watches_its_progress(
@@ -96,13 +89,20 @@ def test_tapt_launch_records_its_steps_and_shows_a_measured_estimate(
     start = utcnow()
     run.status, run.step, run.total = RUN_SUCCEEDED, 40, 40
     run.started_at, run.finished_at = start, start + timedelta(seconds=100)
+    run.timings = {"tapt_seconds": 100.0, "tapt_steps": 40, "tapt_tokens_per_step": 16 * 128,
+                   "tapt_on_gpu": False}
     db.flush()
     estimate = lead.get(f"/projects/{project.id}/runs/tapt-estimate?max_steps=1000",  # type: ignore[attr-defined]
                         headers=HTMX)
-    assert "1,000 steps ≈ <strong>41 min 40 s</strong>" in estimate.text
-    assert "2.50 s per step" in estimate.text
+    assert "1,000 steps ≈ <strong>42 min</strong> on this machine" in estimate.text
+    assert "2.50 s/step" in estimate.text
     page = lead.get(f"/projects/{project.id}/runs").text  # type: ignore[attr-defined]
-    assert "1,000 steps ≈" in page and 'hx-get="/projects/' in page
+    assert "200 steps ≈ <strong>" in page and 'hx-get="/projects/' in page  # CPU default
+    lead.post(f"/projects/{project.id}/runs", data={"kind": "tapt", "max_steps": ""})  # type: ignore[attr-defined]
+    newest = db.scalars(select(TrainingRun).where(TrainingRun.kind == RUN_TAPT)
+                        .order_by(TrainingRun.id.desc())).first()
+    assert newest is not None and newest.id != run.id
+    assert "tapt_config" not in newest.params  # an empty box leaves the worker's default
     refused = lead.post(f"/projects/{project.id}/runs",  # type: ignore[attr-defined]
                         data={"kind": "tapt", "max_steps": "-3"})
     assert refused.status_code == 422 and "between 1 and" in refused.text
