@@ -105,7 +105,6 @@ def test_enter_accepts_the_models_guess(live: LiveStack, browser_page: BrowserPa
     page.keyboard.press("?")
     expect(page.locator("#help-dialog")).to_contain_text("Accept the model's guess")
     page.keyboard.press("Escape")
-    screenshot(page, "annotator-desktop")
     page.keyboard.press("Enter")
     expect(card).not_to_have_attribute("data-item-id", str(item_id))
     expect(page.locator("#save-state")).to_have_text("All labels saved")
@@ -124,3 +123,4 @@ def test_enter_accepts_the_models_guess(live: LiveStack, browser_page: BrowserPa
         # the seeded guess for each text is its true label, at 62 %
         assert label.name == next(name for name, text in FEEDBACK if text == item.text)
     expect(page.locator("#recent-labels .recent-text").first).to_be_visible()
+    screenshot(page, "annotator-desktop", full_page=True)

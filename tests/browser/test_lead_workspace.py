@@ -123,3 +123,9 @@ def test_lead_runs_tapt_retrains_promotes_rolls_back_and_downloads(
                timeout=RUN_TIMEOUT)
     page.goto(f"{live.url}/projects/{project_id}/runs")
     screenshot(page, "lead-runs")
+    page.locator(".project-nav").get_by_role("link", name="Settings").click()
+    page.wait_for_url(f"{live.url}/projects/{project_id}/settings")
+    for heading in ("General", "Budget and stop rule", "Model and strategy",
+                    "Label colours and keys", "Members"):
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    screenshot(page, "lead-settings", full_page=True)
