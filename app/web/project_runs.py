@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
 from app.deps import ProjectContext, ProjectLead, SessionDep
-from app.domain import runs, tapt
+from app.domain import model_versions, runs, tapt
 from app.errors import InvalidInput, is_htmx_request
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
@@ -67,6 +67,7 @@ def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "detail": False,
         "live": [r for r in history if r.active],
         "history": history,
+        "version_of": {v.id: v.version for v in model_versions.list_versions(db, project.id)},
         "cpu_steps": tapt.CPU_DEFAULTS["max_steps"],
         "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
         "max_steps": MAX_TAPT_STEPS,

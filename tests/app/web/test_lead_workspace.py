@@ -166,6 +166,13 @@ def test_lead_promotes_rolls_back_and_downloads(
     assert download.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(download.content)).namelist()
     assert "tapestry.json" in names and "adapter/adapter_model.safetensors" in names
+    run = TrainingRun(project_id=project.id, kind=RUN_RETRAIN, status=RUN_SUCCEEDED,
+                      data_version=0, model_version_id=versions[1].id)
+    db.add(run)
+    db.flush()
+    history = lead.get(f"/projects/{project.id}/runs").text  # type: ignore[attr-defined]
+    row = history[history.index(f">#{run.id}</a>"):]
+    assert "<td>v2</td>" in row[:400]
 
 
 def test_other_projects_objects_answer_404(
