@@ -74,6 +74,42 @@ class CurvePoint:
     macro_f1: float | None
     model_version_id: int | None
     created_at: datetime
+    dev_n: int | None = None
+    """How many dev items the round was evaluated on (None: not recorded)."""
+
+
+SMALL_DEV_SET = 50
+"""Below this many dev items a difference of one or two items moves macro-F1 by points: gains
+measured on such a set are shown with a caution."""
+
+
+@dataclass(frozen=True)
+class Gain:
+    """Dev macro-F1 gain per 100 labels between a round and the one before it."""
+
+    round: int
+    labels: int
+    accuracy: float | None
+    macro_f1: float | None
+    points_per_100: float | None
+    dev_n: int | None
+
+    @property
+    def small_dev(self) -> bool:
+        return self.dev_n is not None and self.dev_n < SMALL_DEV_SET
+
+
+def gains_per_100(curve: list[CurvePoint]) -> list[Gain]:
+    """One row per round: the gain in macro-F1 points per 100 more labels (None for the first)."""
+    out = []
+    for i, point in enumerate(curve):
+        prev = curve[i - 1] if i else None
+        gain = None
+        if (prev is not None and prev.macro_f1 is not None and point.macro_f1 is not None
+                and point.labels > prev.labels):
+            gain = (point.macro_f1 - prev.macro_f1) * 100 * 100 / (point.labels - prev.labels)
+        out.append(Gain(i + 1, point.labels, point.accuracy, point.macro_f1, gain, point.dev_n))
+    return out
 
 
 def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
@@ -84,9 +120,18 @@ def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
         .order_by(RoundMetric.created_at, RoundMetric.id)
     )
     return [
-        CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at)
+        CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at,
+                   _dev_n(r))
         for r in rows
     ]
+
+
+def _dev_n(row: RoundMetric) -> int | None:
+    recorded = (row.details or {}).get("dev_n")
+    if isinstance(recorded, int):
+        return recorded
+    counted = sum(sum(int(v) for v in r) for r in row.confusion or [] if isinstance(r, list))
+    return counted or None
 
 
 @dataclass(frozen=True)
@@ -152,6 +197,28 @@ def latest_evaluation(db: Session, project: Project) -> Evaluation | None:
         per_class=per_class,
         dev_n=int(row.details.get("dev_n") or sum(sum(r) for r in matrix)),
     )
+
+
+@dataclass(frozen=True)
+class Confusion:
+    gold: str
+    predicted: str
+    count: int
+    share: float
+    """Of the gold label's dev items."""
+
+
+def top_confusions(evaluation: Evaluation, limit: int = 6) -> list[Confusion]:
+    """The largest off-diagonal cells: which label is mistaken for which, most often first."""
+    cells = []
+    for i, row in enumerate(evaluation.confusion):
+        total = sum(row)
+        for j, count in enumerate(row):
+            if i != j and count > 0:
+                cells.append(Confusion(evaluation.label_names[i], evaluation.label_names[j],
+                                       count, count / total if total else 0.0))
+    cells.sort(key=lambda c: (-c.count, -c.share, c.gold, c.predicted))
+    return cells[:limit]
 
 
 def _square(raw: list[Any], size: int) -> tuple[tuple[int, ...], ...]:

@@ -242,9 +242,19 @@ def add_member(db: Session, project_id: int, *, email: str, role: str) -> Member
         membership = Membership(project_id=project_id, user_id=user.id, role=role)
         db.add(membership)
     else:
+        if membership.role == ROLE_LEAD and role != ROLE_LEAD:
+            _keep_a_lead(db, project_id)
         membership.role = role
     db.flush()
     return membership
+
+
+def _keep_a_lead(db: Session, project_id: int) -> None:
+    """Refuse to take away the project's last lead (nobody could manage it any more)."""
+    leads = db.scalar(select(func.count()).select_from(Membership).where(
+        Membership.project_id == project_id, Membership.role == ROLE_LEAD))
+    if (leads or 0) <= 1:
+        raise Conflict("A project keeps at least one lead; add another lead first.")
 
 
 def remove_member(db: Session, project_id: int, user_id: int) -> None:
@@ -253,9 +263,6 @@ def remove_member(db: Session, project_id: int, user_id: int) -> None:
     if membership is None:
         raise NotFound("That user is not a member of this project.")
     if membership.role == ROLE_LEAD:
-        leads = db.scalar(select(func.count()).select_from(Membership).where(
-            Membership.project_id == project_id, Membership.role == ROLE_LEAD))
-        if (leads or 0) <= 1:
-            raise Conflict("A project keeps at least one lead; add another lead first.")
+        _keep_a_lead(db, project_id)
     db.delete(membership)
     db.flush()

@@ -1,4 +1,5 @@
-"""Admin pages: users and roles, project memberships, API tokens.
+"""Admin pages: users and roles, project memberships, API tokens, and every project's runs and
+models at a glance (each project's own runs and models pages are its leads').
 
 Secrets (a generated password, a new token) are rendered once in the response that creates them
 and never put into the session or a flash message (the session cookie is signed, not encrypted).
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db.models import PROJECT_ROLES, ROLES, SCOPES
 from app.deps import AdminUser, SessionDep
 from app.domain import admin as admin_service
+from app.domain import model_versions, runs
 from app.domain.users import revoke_token
 from app.errors import DomainError, InvalidInput
 from app.web.forms import FormDep, form_int, form_str
@@ -33,6 +35,15 @@ def _users_page(request: Request, db: Session, **extra: Any) -> Response:
 @router.get("/admin")
 def admin_home(_caller: AdminUser) -> Response:
     return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.get("/admin/projects")
+def projects_page(request: Request, db: SessionDep, _caller: AdminUser) -> Response:
+    """Cross-project view: current model and active runs of every project, linking to its pages."""
+    rows = [{"project": p, "active": runs.active_runs(db, p.id),
+             "current": model_versions.current_version(db, p.id)}
+            for p in admin_service.list_projects(db)]
+    return render_page(request, "admin/projects.html", {"section": "projects", "rows": rows})
 
 
 @router.get("/admin/users")

@@ -58,18 +58,17 @@ class LineChart:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (1-2-5 steps)."""
+    """Round tick values covering [low, high] (1-2-5 steps): the first tick is at or below
+    ``low`` and the last at or above ``high``, so an axis drawn from them shows every point."""
     if high <= low:
         high = low + 1
     raw = (high - low) / max(1, count)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
+    ticks = [round(start, 10)]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(round(start + len(ticks) * step, 10))
     return ticks
 
 
@@ -78,7 +77,8 @@ def learning_curve_chart(points: Sequence[CurvePoint]) -> LineChart:
     right = WIDTH - PAD_RIGHT
     bottom = HEIGHT - PAD_BOTTOM
     xs = [p.labels for p in points] or [0, 100]
-    x_ticks_values = nice_ticks(0 if min(xs) < 50 else min(xs), max(xs), 6)
+    x_low = 0 if min(xs) < 50 or min(xs) == max(xs) else min(xs)
+    x_ticks_values = nice_ticks(x_low, max(xs), 6)
     x_lo, x_hi = x_ticks_values[0], x_ticks_values[-1]
     values = [v for p in points for v in (p.macro_f1, p.accuracy) if v is not None]
     y_lo = max(0.0, math.floor((min(values) if values else 0.0) * 10) / 10 - 0.1)
@@ -114,9 +114,12 @@ def learning_curve_chart(points: Sequence[CurvePoint]) -> LineChart:
 
 
 def heat_style(value: int, maximum: int, diagonal: bool) -> str:
-    """Background and text colour of one confusion-matrix cell (green diagonal, red errors)."""
+    """Background and text colour of one confusion-matrix cell (green diagonal, red errors).
+
+    ``maximum`` is what the value is a share of: the dashboard passes the gold row's total, so
+    the colours read as "share of this label's items" whatever the class sizes."""
     if maximum <= 0 or value <= 0:
-        return "background:#f8fafc;color:#9ca3af"
+        return "background:var(--raised);color:var(--muted)"
     strength = 0.12 + 0.88 * (value / maximum)
     rgb = (4, 120, 87) if diagonal else (220, 38, 38)
     mixed = tuple(round(255 + (c - 255) * strength) for c in rgb)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
+from app.db.models import Label, Project
+from app.domain.project_setup import BudgetSettings, LabelStyle, ModelSettings
 from app.domain.projects import ProjectSettings
 from app.errors import InvalidInput
 
@@ -75,3 +77,50 @@ def echo_form(form: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             echoed[key] = value
     return echoed
+
+
+def general_settings_from_form(form: Mapping[str, Any], project: Project) -> ProjectSettings:
+    """The settings page's "General" section; budget numbers it does not show stay as they are."""
+    return ProjectSettings(
+        name=form_str(form, "name"),
+        labels=tuple(form_str(form, "labels").splitlines()),
+        description=form_str(form, "description").strip(),
+        guidelines=form_str(form, "guidelines").strip(),
+        label_budget=project.label_budget,
+        batch_size=project.batch_size,
+        stop_threshold=project.stop_threshold,
+        annotations_per_item=form_int(form, "annotations_per_item",
+                                      project.annotations_per_item),
+    )
+
+
+def budget_settings_from_form(form: Mapping[str, Any], project: Project) -> BudgetSettings:
+    return BudgetSettings(
+        label_budget=form_int(form, "label_budget", project.label_budget),
+        batch_size=form_int(form, "batch_size", project.batch_size),
+        reserve_fraction=form_float(form, "reserve_percent", project.reserve_fraction * 100)
+        / 100.0,
+        stop_threshold=form_float(form, "stop_threshold", project.stop_threshold),
+        auto_stop=form_str(form, "auto_stop") == "on",
+    )
+
+
+def model_settings_from_form(form: Mapping[str, Any]) -> ModelSettings:
+    size_raw = form_str(form, "adapter_size").strip()
+    return ModelSettings(
+        base_model=form_str(form, "base_model"),
+        adapter_kind=form_str(form, "adapter_kind"),
+        adapter_size=form_int(form, "adapter_size", 0) if size_raw else None,
+        strategy=form_str(form, "strategy"),
+    )
+
+
+def label_styles_from_form(form: Mapping[str, Any], labels: Sequence[Label]) -> list[LabelStyle]:
+    if not labels:
+        raise InvalidInput("This project has no labels.")
+    return [
+        LabelStyle(label_id=label.id,
+                   color=form_str(form, f"color_{label.id}") or label.color,
+                   shortcut=form_str(form, f"shortcut_{label.id}"))
+        for label in labels
+    ]

@@ -1,15 +1,13 @@
-"""Project pages: list, create, overview with counts, settings and members."""
+"""Project pages: list, create, overview with counts (settings and members: project_settings)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, LeadUser, Level, ProjectLead, ProjectReader, SessionDep
+from app.deps import CurrentUser, LeadUser, Level, ProjectReader, SessionDep
 from app.domain import projects as project_service
-from app.errors import DomainError, InvalidInput
+from app.errors import InvalidInput
 from app.web.forms import FormDep, blank_project_form, echo_form, project_settings_from_form
 from app.web.templating import flash, render_page
 
@@ -53,87 +51,3 @@ def project_overview(request: Request, db: SessionDep, access: ProjectReader) ->
         "can_lead": access.can(Level.LEAD),
     }
     return render_page(request, "projects/detail.html", context)
-
-
-def _settings_form(db: SessionDep, access: ProjectLead) -> dict[str, object]:
-    project = access.project
-    labels = project_service.get_labels(db, project.id)
-    return {
-        "name": project.name,
-        "description": project.description,
-        "labels": "\n".join(label.name for label in labels),
-        "guidelines": project.guidelines,
-        "label_budget": project.label_budget,
-        "batch_size": project.batch_size,
-        "stop_threshold": project.stop_threshold,
-        "annotations_per_item": project.annotations_per_item,
-    }
-
-
-def _settings_page(
-    request: Request,
-    db: SessionDep,
-    access: ProjectLead,
-    *,
-    form: dict[str, object] | None = None,
-    error: str | None = None,
-    member_error: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    context = {
-        "project": access.project,
-        "form": form or _settings_form(db, access),
-        "error": error,
-        "member_error": member_error,
-        "members": project_service.list_members(db, access.project.id),
-    }
-    return render_page(request, "projects/settings.html", context, status_code=status_code)
-
-
-@router.get("/projects/{project_id}/settings")
-def settings_page(request: Request, db: SessionDep, access: ProjectLead) -> Response:
-    return _settings_page(request, db, access)
-
-
-@router.post("/projects/{project_id}/settings")
-def save_settings(
-    request: Request, db: SessionDep, access: ProjectLead, form: FormDep
-) -> Response:
-    try:
-        settings = project_settings_from_form(form)
-        project_service.update_project(db, access.project, settings)
-    except DomainError as exc:
-        return _settings_page(request, db, access, form=echo_form(form), error=exc.message,
-                              status_code=exc.status_code)
-    flash(request, "Settings saved.", "success")
-    return RedirectResponse(f"/projects/{access.project.id}/settings", status_code=303)
-
-
-@router.post("/projects/{project_id}/members")
-def add_member(
-    request: Request,
-    db: SessionDep,
-    access: ProjectLead,
-    email: Annotated[str, Form(max_length=320)],
-    role: Annotated[str, Form(max_length=20)] = "annotator",
-) -> Response:
-    try:
-        project_service.add_member(db, access.project.id, email=email, role=role)
-    except DomainError as exc:
-        return _settings_page(request, db, access, member_error=exc.message,
-                              status_code=exc.status_code)
-    flash(request, f"{email} is now a {role} of this project.", "success")
-    return RedirectResponse(f"/projects/{access.project.id}/settings#members", status_code=303)
-
-
-@router.post("/projects/{project_id}/members/{user_id}/remove")
-def remove_member(
-    request: Request, db: SessionDep, access: ProjectLead, user_id: int
-) -> Response:
-    try:
-        project_service.remove_member(db, access.project.id, user_id)
-    except DomainError as exc:
-        return _settings_page(request, db, access, member_error=exc.message,
-                              status_code=exc.status_code)
-    flash(request, "Member removed.", "success")
-    return RedirectResponse(f"/projects/{access.project.id}/settings#members", status_code=303)

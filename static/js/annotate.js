@@ -267,6 +267,12 @@
     if (key === "z") { undo(); event.preventDefault(); return; }
     var card = currentCard();
     if (!card) { return; }
+    if (key === "Enter") {
+      // Enter on a focused control keeps its own meaning; elsewhere it accepts the guess.
+      if (event.target.closest && event.target.closest("button, a, summary, select")) { return; }
+      if (card.dataset.guessLabelId) { label(card.dataset.guessLabelId); event.preventDefault(); }
+      return;
+    }
     var button = card.querySelector('.label-btn[data-key="' + CSS.escape(key) + '"]');
     if (button) { label(button.value); event.preventDefault(); }
   });

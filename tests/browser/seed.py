@@ -6,6 +6,8 @@
   card, annotations from three people (throughput) with overlaps (agreement), and one disputed
   item whose text is hostile markup.
 * "Markup check" — a single queued item whose text is hostile markup.
+* "Customer feedback" — a queue with the model's guesses, long texts and neighbours: the
+  annotator layout at 390 px, the dark scheme and accepting a guess with Enter.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Seeded:
     topics_id: int = 0
     tickets_id: int = 0
     markup_id: int = 0
+    feedback_id: int = 0
     rounds: int = 0
 
 
@@ -146,6 +149,7 @@ def seed_all(db: Session, settings: Settings, tiny_model: Path) -> Seeded:
     seeded.topics_id = _seed_topics(db, people, tiny_model)
     seeded.tickets_id, seeded.rounds = _seed_tickets(db, settings, people, tiny_model)
     seeded.markup_id = _seed_markup(db, people)
+    seeded.feedback_id = _seed_feedback(db, people)
     db.flush()
     return seeded
 
@@ -314,6 +318,56 @@ def _seed_markup(db: Session, people: dict[str, User]) -> int:
                       predicted=[{"label": "safe", "prob": 0.51},
                                  {"label": "unsafe", "prob": 0.49}],
                       neighbours=[{"item_id": neighbour.id, "label": "safe", "similarity": 0.88}]))
+    project.queue_version = 1
+    db.flush()
+    return project.id
+
+
+FEEDBACK = [
+    ("praise", "The new dashboard is fantastic. Our support team found the export settings in "
+               "seconds, and the weekly summary e-mail finally shows the numbers our managers "
+               "ask about every Monday morning. Thank you for listening to the feedback from "
+               "the beta programme; please keep the keyboard shortcuts exactly as they are."),
+    ("complaint", "Since the last update the mobile app logs me out every time I switch to "
+                  "another app, and the two-factor code arrives only after the form has timed "
+                  "out. I have tried reinstalling twice. This is the third week in a row."),
+    ("question", "Can we connect two workspaces to the same billing account, and if so, do "
+                 "the seats add up or does each workspace need its own minimum?"),
+    ("praise", "Setup took ten minutes and the import wizard detected every column of our "
+               "spreadsheet correctly."),
+    ("complaint", "Invoice 2024-117 charges us for 40 seats although we removed 12 users in "
+                  "March; please correct it and tell us how to avoid this next quarter."),
+    ("question", "Is there an API endpoint to export tagged conversations as CSV, with the "
+                 "tags in separate columns?"),
+]
+"""(true label, text): long enough to wrap over several lines on a phone."""
+
+
+def _seed_feedback(db: Session, people: dict[str, User]) -> int:
+    names = ["praise", "complaint", "question", "feature idea"]
+    project = _project(db, "Customer feedback", names, people["lead"], batch_size=20,
+                       label_budget=200, guidelines="What is the customer telling us?")
+    db.add(Membership(project_id=project.id, user_id=people["annotator"].id, role="annotator"))
+    seeds = [_item(project, f"Earlier message {i}: {text[:70]}") for i, (_, text) in
+             enumerate(FEEDBACK[:3])]
+    queued = [_item(project, text) for _, text in FEEDBACK]
+    db.add_all(seeds + queued)
+    db.flush()
+    labels = {label.name: label for label in _labels(db, project)}
+    for seed_item, (name, _) in zip(seeds, FEEDBACK[:3], strict=True):
+        db.add(Annotation(project_id=project.id, item_id=seed_item.id,
+                          label_id=labels[name].id, annotator_id=people["lead"].id,
+                          source="seed"))
+    for rank, (item, (name, _)) in enumerate(zip(queued, FEEDBACK, strict=True)):
+        others = [n for n in names if n != name]
+        probs = [(name, 0.62), (others[0], 0.21), (others[1], 0.12), (others[2], 0.05)]
+        db.add(QueueEntry(
+            project_id=project.id, queue_version=1, item_id=item.id, rank=rank,
+            score=round(0.8 - 0.05 * rank, 3), strategy="margin",
+            reason=f"margin {0.41 - 0.02 * rank:.2f} between the top two classes",
+            predicted=[{"label": n, "prob": p} for n, p in probs],
+            neighbours=[{"item_id": seeds[j].id, "label": FEEDBACK[j][0],
+                         "similarity": round(0.81 - 0.07 * j, 2)} for j in range(3)]))
     project.queue_version = 1
     db.flush()
     return project.id

@@ -23,9 +23,9 @@ def _pages(live: LiveStack) -> dict[str, tuple[str, list[str]]]:
     topics, tickets = live.seeded.topics_id, live.seeded.tickets_id
     return {
         "annotator": ("annotator", [f"/projects/{topics}/annotate"]),
-        "lead": ("lead", [f"/projects/{tickets}/dashboard"]),
-        "admin": ("admin", ["/admin/users", "/admin/tokens", f"/admin/projects/{tickets}/runs",
-                            f"/admin/projects/{tickets}/models"]),
+        "lead": ("lead", [f"/projects/{tickets}/{page}"
+                          for page in ("dashboard", "runs", "models", "settings")]),
+        "admin": ("admin", ["/admin/users", "/admin/tokens", "/admin/projects"]),
     }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
 
 from app.db.models import RUN_CANCELLED, RUN_SUCCEEDED, RUN_TAPT, TrainingRun
 from tests.browser.conftest import BrowserPage, LiveStack, screenshot, sign_in, wait_until
@@ -23,10 +22,11 @@ def test_tapt_progress_updates_live_and_cancel_stops_it(
     page = browser_page.page
     project_id = live.seeded.tickets_id
     sign_in(page, live, "admin")
-    page.goto(f"{live.url}/admin/projects/{project_id}/runs")
+    page.goto(f"{live.url}/projects/{project_id}/runs")
     page.get_by_label("TAPT steps").fill("2000")
     page.get_by_role("button", name="Run TAPT").click()
-    page.wait_for_url(f"{live.url}/admin/projects/{project_id}/runs/*")
+    page.wait_for_url(f"{live.url}/projects/{project_id}/runs/*")
+    run_id = int(page.url.rsplit("/", 1)[1])
     live.wait_for_worker()
 
     progress = page.locator("#run-detail .run-progress")
@@ -42,7 +42,7 @@ def test_tapt_progress_updates_live_and_cancel_stops_it(
     progress.get_by_role("button", name="Cancel run").click()
     expect(progress).to_have_attribute("data-status", "cancelled", timeout=60_000)
     with live.sessions() as db:
-        run = db.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id,
-                                                   TrainingRun.kind == RUN_TAPT)).one()
+        run = db.get(TrainingRun, run_id)
+        assert run is not None and run.kind == RUN_TAPT and run.project_id == project_id
         assert run.status == RUN_CANCELLED and run.step < run.total
         assert run.status != RUN_SUCCEEDED

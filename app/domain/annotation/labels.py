@@ -76,6 +76,10 @@ _RENEW = (
     .values(expires_at=bindparam("until"))
     .execution_options(synchronize_session=False)
 )
+RECENT_TEXT_CHARS = 600
+"""How much of each recent label's text the annotator view gets: two lines are shown, the rest on
+hover or focus, enough to recognise the item to correct."""
+
 _RECENT = (
     select(Annotation.id, Annotation.item_id, Annotation.label_id, Item.text, Annotation.created_at)
     .join(Item, Item.id == Annotation.item_id)
@@ -272,7 +276,8 @@ def recent_labels(
     ).tuples()
     return [
         RecentLabel(
-            annotation_id=a, item_id=i, label_id=lab, snippet=snippet(text, 90), created_at=created
+            annotation_id=a, item_id=i, label_id=lab, snippet=snippet(text, RECENT_TEXT_CHARS),
+            created_at=created,
         )
         for a, i, lab, text, created in rows
     ]

@@ -249,3 +249,42 @@ def test_strangers_and_anonymous_visitors_cannot_annotate(
     anonymous = anonymous_client(app).get(f"/projects/{project.id}/annotate",
                                           follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+
+
+def test_enter_accepts_the_models_guess_and_is_listed_in_the_keys(
+    app: FastAPI, db: Session, project: Project
+) -> None:
+    items = make_items(db, project, ["queued text"])
+    add_queue(db, project, items)
+    labels = {label.name: label for label in get_labels(db, project.id)}
+    client = _annotator(app, db, project)
+    page = client.get(f"/projects/{project.id}/annotate").text
+    top = project_top_guess(db, project)
+    assert f'data-guess-label-id="{labels[top].id}"' in page
+    assert f"Accept guess: {top}" in page and 'aria-keyshortcuts="Enter"' in page
+    help_dialog = page[page.index('id="help-dialog"'):]
+    assert "<kbd>Enter</kbd></td><td>Accept the model's guess" in help_dialog
+
+
+def project_top_guess(db: Session, project: Project) -> str:
+    from app.db.models import QueueEntry
+
+    entry = db.scalars(select(QueueEntry).where(QueueEntry.project_id == project.id)).first()
+    assert entry is not None
+    return str(max(entry.predicted, key=lambda p: p["prob"])["label"])
+
+
+def test_recent_labels_keep_enough_text_to_find_the_item(
+    app: FastAPI, db: Session, project: Project, sent: list[Job]
+) -> None:
+    long_text = "Refund request for the annual plan " + "with many details " * 20 + "END"
+    item = make_items(db, project, [long_text])[0]
+    label = get_labels(db, project.id)[0]
+    client = _annotator(app, db, project)
+    client.post(f"/projects/{project.id}/annotate/items/{item.id}/label",
+                data={"label_id": str(label.id)}, headers=HTMX)
+    page = client.get(f"/projects/{project.id}/annotate").text
+    recent = page[page.index('id="recent-labels"'):]
+    shown = recent[recent.index('class="recent-text"'):]
+    assert 'tabindex="0"' in shown[:60]
+    assert "with many details " * 10 in shown and "END" in shown

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, ModelVersion, Project
-from app.domain.projects import get_labels
 from tests.app.domain.annotation_data import add_rounds
 from tests.factories import login_client, make_project
 
@@ -41,40 +40,6 @@ def test_empty_dashboard_explains_what_will_appear(app: FastAPI, db: Session) ->
     page = client.get(f"/projects/{project.id}/dashboard")  # type: ignore[attr-defined]
     assert page.status_code == 200
     assert "after the first retrain" in page.text and "<polyline" not in page.text
-
-
-def test_lead_changes_budget_and_batch_size(app: FastAPI, db: Session) -> None:
-    project, client = _lead(app, db)
-    form = {"label_budget": "640", "batch_size": "40", "reserve_percent": "10",
-            "stop_threshold": "0.5", "auto_stop": "on"}
-    response = client.post(f"/projects/{project.id}/dashboard/budget", data=form,  # type: ignore[attr-defined]
-                           follow_redirects=False)
-    assert response.status_code == 303
-    assert (project.label_budget, project.batch_size, project.reserve_fraction,
-            project.stop_threshold, project.auto_stop) == (640, 40, 0.1, 0.5, True)
-    bad = client.post(f"/projects/{project.id}/dashboard/budget",  # type: ignore[attr-defined]
-                      data=form | {"batch_size": "0"})
-    assert bad.status_code == 422 and "batch size" in bad.text
-    assert project.batch_size == 40
-
-
-def test_lead_sets_model_strategy_and_label_keys(app: FastAPI, db: Session) -> None:
-    project, client = _lead(app, db)
-    response = client.post(f"/projects/{project.id}/dashboard/model",  # type: ignore[attr-defined]
-                           data={"base_model": "minilm", "adapter_kind": "lora",
-                                 "adapter_size": "16", "strategy": "badge"},
-                           follow_redirects=False)
-    assert response.status_code == 303
-    assert project.adapter_config["r"] == 16 and project.strategy == "badge"
-    labels = get_labels(db, project.id)
-    form = {f"color_{label.id}": "#123456" for label in labels}
-    form |= {f"shortcut_{label.id}": key for label, key in zip(labels, "qwe", strict=True)}
-    assert client.post(f"/projects/{project.id}/dashboard/labels", data=form,  # type: ignore[attr-defined]
-                       follow_redirects=False).status_code == 303
-    assert [label.shortcut for label in labels] == ["q", "w", "e"]
-    form[f"shortcut_{labels[0].id}"] = "s"
-    refused = client.post(f"/projects/{project.id}/dashboard/labels", data=form)  # type: ignore[attr-defined]
-    assert refused.status_code == 422 and "reserved" in refused.text
 
 
 def test_stop_and_resume(app: FastAPI, db: Session) -> None:
@@ -112,8 +77,95 @@ def test_annotators_cannot_reach_the_dashboard_or_its_settings(app: FastAPI, db:
     client = login_client(app, db, role=ROLE_ANNOTATOR, project=project)
     budget = project.label_budget
     assert client.get(f"/projects/{project.id}/dashboard").status_code == 403
-    for path in ("budget", "model", "labels", "stop"):
-        response = client.post(f"/projects/{project.id}/dashboard/{path}",
-                               data={"label_budget": "1", "stopped": "true"})
-        assert response.status_code == 403, path
+    response = client.post(f"/projects/{project.id}/dashboard/stop", data={"stopped": "true"})
+    assert response.status_code == 403
     assert project.label_budget == budget and not project.stopped
+
+
+def test_learning_curve_axes_include_every_point() -> None:
+    from datetime import datetime
+
+    from app.domain.dashboard import CurvePoint
+    from app.web.charts import learning_curve_chart
+
+    when = datetime(2026, 1, 1)
+    for labels in ([620], [100, 230, 410, 620], [150, 1230], [55, 90, 97], [3000, 3150]):
+        points = [CurvePoint(n, 0.31 + i * 0.1, 0.05 + i * 0.2, None, when)
+                  for i, n in enumerate(labels)]
+        chart = learning_curve_chart(points)
+        dots = [d for s in chart.series for d in s.dots]
+        assert len(dots) == 2 * len(labels)
+        for dot in dots:
+            assert chart.left <= dot.x <= chart.right, (labels, dot)
+            assert chart.top <= dot.y <= chart.bottom, (labels, dot)
+        assert chart.x_ticks[-1].value >= max(labels) and chart.x_ticks[0].value <= min(labels)
+
+
+def test_gains_from_a_tiny_dev_set_carry_a_caution(app: FastAPI, db: Session) -> None:
+    project, client = _lead(app, db)
+    rows = add_rounds(db, project, [(20, 0.4, 0.3), (30, 0.6, 0.59)])
+    for row in rows:
+        row.details = {"dev_n": 10}
+    db.flush()
+    page = client.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
+    assert "+290.00 pts" in page and "tiny dev set" in page
+    assert "fewer than 50 items" in page
+    for row in rows:
+        row.details = {"dev_n": 400}
+    db.flush()
+    page = client.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
+    assert "+290.00 pts" in page and "tiny dev set" not in page
+
+
+def test_a_twelve_class_confusion_matrix_fits_and_lists_top_confusions(
+    app: FastAPI, db: Session
+) -> None:
+    names = tuple(f"category number {i}" for i in range(12))
+    project = make_project(db, labels=names)
+    client = login_client(app, db, role=ROLE_LEAD, project=project)
+    rows = add_rounds(db, project, [(100, 0.6, 0.5)])
+    confusion = [[10 if r == c else 0 for c in range(12)] for r in range(12)]
+    confusion[3][7] = 6
+    confusion[0][1] = 2
+    rows[0].confusion = confusion
+    db.flush()
+    page = client.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
+    assert 'class="heat heat-many"' in page and "overflow-x" not in page
+    assert page.count('<td class="diag"') == 12
+    top = page[page.index('class="top-confusions"'):]
+    assert top.index("category number 3") < top.index("category number 0")
+    assert "taken for <strong>category number 7</strong>: 6 (38% of category number 3)" in page
+
+
+def test_adapter_card_summary_shows_only_the_adapters_kind(
+    app: FastAPI, db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    from worker.ml.cards import AdapterCard
+
+    project, client = _lead(app, db)
+    artifact = tmp_path / "v2"
+    artifact.mkdir()
+    (artifact / "tapestry.json").write_text("{}")
+    config = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.1, "targets": "attention",
+              "layers": None, "bottleneck_size": 16, "placement": "serial",
+              "positions": ["attention", "ffn"], "activation": "gelu",
+              "num_virtual_tokens": 20, "unfreeze_last_n": 0}
+    card = AdapterCard(base_model="/models/all-MiniLM-L6-v2", base_model_sha256="ab" * 32,
+                       adapter_type="lora", adapter_config=config, labels=["a", "b"],
+                       dev_metrics={"accuracy": 0.81, "macro_f1": 0.79, "ece": 0.05},
+                       training_examples=240,
+                       trainable_params=150_000, total_params=22_000_000)
+    (artifact / "README.md").write_text(card.render())
+    version = ModelVersion(project_id=project.id, version=2, artifact_path=str(artifact),
+                           adapter_kind="lora", labels_used=240)
+    db.add(version)
+    db.flush()
+    project.current_model_version_id = version.id
+    page = client.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
+    summary = page[page.index('class="card-summary"'):page.index('class="more raw-card"')]
+    assert "LoRA, rank 8, alpha 16" in summary and "query, key, value" in summary
+    assert "all-MiniLM-L6-v2" in summary and "240 labels" in summary
+    assert "macro-F1 0.79" in summary and "150,000 of 22,000,000" in summary
+    raw = page[page.index('class="more raw-card"'):]
+    assert "adapter_config.r" in raw and "adapter_config.bottleneck_size" not in raw
+    assert "adapter_config.num_virtual_tokens" not in page and "defaults of other adapter" in raw

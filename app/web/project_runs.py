@@ -1,0 +1,133 @@
+"""A project's training runs, for its leads (and admins): launch TAPT, a retrain or a queue
+rebuild, and watch each run's live progress.
+
+A running run is shown by a fragment that re-polls itself every second (htmx ``load delay:1s``)
+until the run ends, then stops polling: no page-wide timers, no websockets. Every route goes
+through the same domain functions as the REST API (:mod:`app.domain.runs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
+from app.deps import ProjectContext, ProjectLead, SessionDep
+from app.domain import model_versions, runs, tapt
+from app.errors import InvalidInput, is_htmx_request
+from app.web.forms import FormDep, form_int, form_str
+from app.web.templating import flash, render_page
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
+               RUN_QUEUE: "Recompute queue"}
+MAX_TAPT_STEPS = 100_000
+
+
+def _runs_url(project_id: int) -> str:
+    return f"/projects/{project_id}/runs"
+
+
+def _estimate_context(db: Session, project: Project, steps: int | None) -> dict[str, Any]:
+    """``steps`` None: the worker's default budget for the device the estimate was measured on."""
+    overrides = {"max_steps": steps} if steps else None
+    estimate = tapt.estimate_tapt_seconds(db, project, steps, overrides)
+    return {"estimate": estimate, "duration": tapt.format_duration}
+
+
+def _project_run(db: Session, access: ProjectContext, run_id: int) -> runs.RunProgress:
+    progress = runs.run_progress(db, run_id, include_error=True)
+    if progress.project_id != access.project.id:
+        raise runs.RunNotFound(run_id)
+    return progress
+
+
+def _steps(raw: int) -> int | None:
+    """The lead's step budget; None (an empty box) leaves the worker's default."""
+    if not 0 <= raw <= MAX_TAPT_STEPS:
+        raise InvalidInput(f"TAPT steps must be between 1 and {MAX_TAPT_STEPS:,}.",
+                           details={"field": "max_steps"})
+    return raw or None
+
+
+@router.get("/projects/{project_id}/runs")
+def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response:
+    project = access.project
+    history = [runs.RunProgress.of(r, include_error=True)
+               for r in runs.list_runs(db, project.id, limit=50)]
+    context: dict[str, Any] = {
+        "project": project,
+        "active": "runs",
+        "can_lead": True,
+        "kinds": KIND_TITLES,
+        "detail": False,
+        "live": [r for r in history if r.active],
+        "history": history,
+        "version_of": {v.id: v.version for v in model_versions.list_versions(db, project.id)},
+        "cpu_steps": tapt.CPU_DEFAULTS["max_steps"],
+        "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
+        "max_steps": MAX_TAPT_STEPS,
+    } | _estimate_context(db, project, None)
+    return render_page(request, "runs/page.html", context)
+
+
+@router.get("/projects/{project_id}/runs/tapt-estimate")
+def tapt_estimate_fragment(request: Request, db: SessionDep, access: ProjectLead,
+                           max_steps: str = Query("", max_length=12)) -> Response:
+    """The estimate next to the steps box, re-asked by htmx as the lead types."""
+    steps = _steps(form_int({"max_steps": max_steps}, "max_steps", 0))
+    context = _estimate_context(db, access.project, steps)
+    return render_page(request, "runs/_tapt_estimate.html", context)
+
+
+@router.post("/projects/{project_id}/runs")
+def launch_run(request: Request, db: SessionDep, access: ProjectLead, form: FormDep) -> Response:
+    kind = form_str(form, "kind")
+    if kind not in RUN_KINDS:
+        raise InvalidInput(f"Unknown run kind {kind!r}; use one of {', '.join(RUN_KINDS)}.")
+    who = access.user
+    reason = f"launched by {who.email}"
+    if kind == RUN_TAPT:
+        steps = _steps(form_int(form, "max_steps", 0))
+        run = runs.request_tapt(db, access.project, requested_by=who, reason=reason,
+                                config={"max_steps": steps} if steps else None)
+    elif kind == RUN_RETRAIN:
+        run = runs.request_retrain(db, access.project, requested_by=who, reason=reason,
+                                   force=form_str(form, "force") == "on")
+    else:
+        run = runs.request_queue_recompute(db, access.project, requested_by=who, reason=reason)
+    flash(request, f"{KIND_TITLES[kind]} requested (run {run.id}).", "success")
+    return RedirectResponse(f"{_runs_url(access.project.id)}/{run.id}", status_code=303)
+
+
+@router.get("/projects/{project_id}/runs/{run_id}")
+def run_page(request: Request, db: SessionDep, access: ProjectLead, run_id: int) -> Response:
+    run = _project_run(db, access, run_id)
+    context = {"project": access.project, "active": "runs", "can_lead": True, "run": run,
+               "kinds": KIND_TITLES, "detail": True}
+    return render_page(request, "runs/run.html", context)
+
+
+@router.get("/projects/{project_id}/runs/{run_id}/progress")
+def run_progress(request: Request, db: SessionDep, access: ProjectLead, run_id: int,
+                 detail: bool = False) -> Response:
+    """The run's live fragment: the progress bar, or (``detail``) bar, details and log."""
+    run = _project_run(db, access, run_id)
+    context = {"project": access.project, "run": run, "kinds": KIND_TITLES, "detail": detail}
+    template = "runs/_detail.html" if detail else "runs/_progress.html"
+    return render_page(request, template, context)
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/cancel")
+def cancel_run(request: Request, db: SessionDep, access: ProjectLead, run_id: int,
+               detail: bool = False) -> Response:
+    _project_run(db, access, run_id)
+    runs.cancel_run(db, run_id)
+    if is_htmx_request(request):
+        return run_progress(request, db, access, run_id, detail=detail)
+    flash(request, f"Cancel requested for run {run_id}.", "success")
+    return RedirectResponse(f"{_runs_url(access.project.id)}/{run_id}", status_code=303)
