@@ -148,6 +148,7 @@ def label_item(
     result = annotation.record_label(
         db, access.project, access.user, item_id=item_id, label_id=label_id,
         duration_ms=duration_ms, idempotency_key=key, lease_seconds=settings.lease_seconds,
+        token_id=access.principal.token.id if access.principal.token is not None else None,
     )
     db.commit()
     toast = None
