@@ -295,14 +295,20 @@ class ProjectAccess:
 
 
 def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:
-    """Admins see every project; others see the ones they are members of; tokens cap both."""
+    """Admins see every project; others see the ones they are members of; tokens cap both.
+
+    Worked out on every request from the user's *current* global role and membership: a project
+    role never exceeds the global one, so a lead demoted to annotator keeps annotating their
+    projects but no longer leads them, through old sessions and tokens alike.
+    """
     if principal.user.role == ROLE_ADMIN:
         base: Level | None = Level.ADMIN
     else:
         base = PROJECT_ROLE_LEVEL.get(membership_role) if membership_role is not None else None
     if base is None:
         return None
-    return min(base, principal.token_cap)
+    global_cap = GLOBAL_ROLE_LEVEL.get(principal.user.role, Level.READ)
+    return min(base, global_cap, principal.token_cap)
 
 
 def _level(name: str) -> Level:
