@@ -251,8 +251,13 @@ class ProjectContext:
         return self.level >= level
 
 
-# Ids are 32-bit integers in every supported database; larger path values are a 422, not a 500.
-ProjectIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+MAX_DB_INT = 2_147_483_647
+"""Ids and counters are 32-bit integers in every supported database: any integer a request
+carries is bounded by this, so a larger one is a 422, never a 500 from the database driver."""
+# Larger path values are a 422, not a 500.
+ProjectIdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+"""Any other id in a path (user, run, version, token, item, annotation)."""
 
 
 # The project and the caller's membership in one round trip, built once (every project route).

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import ErrorResponse, api_router
-from app.deps import PrincipalDep, SettingsDep
+from app.deps import MAX_DB_INT, PrincipalDep, SettingsDep
 from app.domain.ratelimit import SlidingWindowLimiter
 from app.errors import InvalidInput
 
@@ -110,7 +110,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after = data["after"]
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_DB_INT:
             raise ValueError(after)
         return after
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):

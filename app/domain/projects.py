@@ -81,8 +81,8 @@ class ProjectSettings:
                 raise InvalidInput(f"Label {label!r} appears twice.", details={"field": "labels"})
             seen.add(label.casefold())
         object.__setattr__(self, "labels", labels)
-        if self.label_budget < 1:
-            raise InvalidInput("The label budget must be at least 1.",
+        if not 1 <= self.label_budget <= 10_000_000:
+            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
                                details={"field": "label_budget"})
         if not 1 <= self.batch_size <= 10_000:
             raise InvalidInput("The batch size must be between 1 and 10000.",

@@ -13,7 +13,14 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT
-from app.deps import AdminUser, ProjectAdmin, ProjectContext, SessionDep, SettingsDep
+from app.deps import (
+    AdminUser,
+    IdPath,
+    ProjectAdmin,
+    ProjectContext,
+    SessionDep,
+    SettingsDep,
+)
 from app.domain import adapter_card, model_versions, runs
 from app.domain.adapters import adapter_zip, artifact_of
 from app.domain.admin import list_projects
@@ -88,7 +95,7 @@ def launch_run(request: Request, db: SessionDep, access: ProjectAdmin, form: For
 
 
 @router.get("/admin/projects/{project_id}/runs/{run_id}")
-def run_page(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int) -> Response:
+def run_page(request: Request, db: SessionDep, access: ProjectAdmin, run_id: IdPath) -> Response:
     run = _project_run(db, access, run_id)
     context = {"section": "projects", "project": access.project, "active": "runs",
                "can_lead": True, "run": run, "kinds": KIND_TITLES, "detail": True}
@@ -96,7 +103,7 @@ def run_page(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int
 
 
 @router.get("/admin/projects/{project_id}/runs/{run_id}/progress")
-def run_progress(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int,
+def run_progress(request: Request, db: SessionDep, access: ProjectAdmin, run_id: IdPath,
                  detail: bool = False) -> Response:
     """The run's live fragment: the progress bar, or (``detail``) bar, details and log."""
     run = _project_run(db, access, run_id)
@@ -106,7 +113,7 @@ def run_progress(request: Request, db: SessionDep, access: ProjectAdmin, run_id:
 
 
 @router.post("/admin/projects/{project_id}/runs/{run_id}/cancel")
-def cancel_run(request: Request, db: SessionDep, access: ProjectAdmin, run_id: int,
+def cancel_run(request: Request, db: SessionDep, access: ProjectAdmin, run_id: IdPath,
                detail: bool = False) -> Response:
     _project_run(db, access, run_id)
     runs.cancel_run(db, run_id)
@@ -136,7 +143,7 @@ def models_page(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.post("/admin/projects/{project_id}/models/{version_id}/promote")
 def promote(request: Request, db: SessionDep, settings: SettingsDep, access: ProjectAdmin,
-            version_id: int) -> Response:
+            version_id: IdPath) -> Response:
     version = model_versions.promote(db, access.project.id, version_id, settings=settings)
     flash(request, f"Model v{version.version} is now current; the queue is being rebuilt.",
           "success")
@@ -153,7 +160,7 @@ def rollback(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.get("/admin/projects/{project_id}/models/{version_id}/download")
 def download(db: SessionDep, settings: SettingsDep, access: ProjectAdmin,
-             version_id: int) -> Response:
+             version_id: IdPath) -> Response:
     """The version's artifact as a zip, through the same domain function as the REST API."""
     version = model_versions.get_version(db, access.project.id, version_id)
     artifact = artifact_of(version, settings)

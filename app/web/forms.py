@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
+from app.deps import MAX_DB_INT
 from app.domain.projects import ProjectSettings
 from app.errors import InvalidInput
 
@@ -25,10 +26,14 @@ def form_int(form: Mapping[str, Any], name: str, default: int) -> int:
     if not raw:
         return default
     try:
-        return int(raw)
+        number = int(raw) if len(raw) <= 20 else None
     except ValueError:
-        raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a whole number.",
-                           details={"field": name}) from None
+        number = None
+    if number is None or not -MAX_DB_INT <= number <= MAX_DB_INT:
+        raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a whole number "
+                           f"between {-MAX_DB_INT} and {MAX_DB_INT}.",
+                           details={"field": name})
+    return number
 
 
 def form_float(form: Mapping[str, Any], name: str, default: float) -> float:

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, LeadUser, Level, ProjectLead, ProjectReader, SessionDep
+from app.deps import (
+    CurrentUser,
+    IdPath,
+    LeadUser,
+    Level,
+    ProjectLead,
+    ProjectReader,
+    SessionDep,
+)
 from app.domain import projects as project_service
 from app.errors import DomainError, InvalidInput
 from app.web.forms import FormDep, blank_project_form, echo_form, project_settings_from_form
@@ -128,7 +136,7 @@ def add_member(
 
 @router.post("/projects/{project_id}/members/{user_id}/remove")
 def remove_member(
-    request: Request, db: SessionDep, access: ProjectLead, user_id: int
+    request: Request, db: SessionDep, access: ProjectLead, user_id: IdPath
 ) -> Response:
     try:
         project_service.remove_member(db, access.project.id, user_id)
