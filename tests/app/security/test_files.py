@@ -1,0 +1,48 @@
+"""Data files are the service account's alone: directories 0700, database, broker and key 0600."""
+
+from __future__ import annotations
+
+import secrets
+import stat
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db.session import make_engine
+from app.main import create_app
+from worker.celery_app import make_celery
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_data_directory_database_broker_and_secret_key_are_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", secret_key="")  # a key is generated
+    app = create_app(settings)
+    engine = make_engine(settings.database_url)
+    with engine.begin() as connection:  # SQLite creates the file (and its journal) now
+        connection.execute(text("CREATE TABLE probe (id INTEGER)"))
+    engine.dispose()
+    celery = make_celery(settings)
+    with celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1)
+        connection.default_channel  # noqa: B018 - opens the broker's SQLite tables
+    TestClient(app).get("/healthz")
+
+    data = settings.data_dir
+    assert _mode(data) == 0o700 and _mode(settings.artifacts) == 0o700
+    files = [data / "secret_key", data / "tapestry.sqlite", data / "broker.sqlite"]
+    assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+
+
+def test_files_of_an_older_install_are_tightened(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    database = data / "tapestry.sqlite"
+    database.write_bytes(b"")
+    database.chmod(0o644)
+    Settings(data_dir=data, secret_key=secrets.token_urlsafe(48)).ensure_dirs()
+    assert _mode(data) == 0o700 and _mode(database) == 0o600
