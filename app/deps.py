@@ -185,15 +185,16 @@ def _resolve_principal(request: Request, db: Session) -> Principal | None:
     if raw_token is not None:
         token, token_user = authenticate_token(db, raw_token, now=datetime.now(UTC))
         return Principal(user=token_user, token=token)
-    signed_in = session_user(request)
-    if signed_in is None:
+    claim = session_user(request)
+    if claim is None:
         return None
-    user_id, fingerprint = signed_in
-    user = db.get(User, user_id)
+    user = db.get(User, claim.user_id)
     if user is None or not user.is_active:
         return None
-    if password_fingerprint(user.password_hash) != fingerprint:
+    if password_fingerprint(user.password_hash) != claim.fingerprint:
         return None  # the password changed since this session started
+    if user.session_generation != claim.generation:
+        return None  # the user signed out since: every cookie of theirs was revoked
     return Principal(user=user)
 
 
