@@ -14,6 +14,7 @@ import importlib
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.api.common import enforce_write_rate_limit
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.errors import install_error_handlers
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.cookie_secure,
     )
 
+    # Every route: the CSRF check, and the write rate limit on state-changing methods.
+    guards = [Depends(verify_csrf), Depends(enforce_write_rate_limit)]
     for module_name in ROUTERS:
-        app.include_router(load_router(module_name), dependencies=[Depends(verify_csrf)])
+        app.include_router(load_router(module_name), dependencies=guards)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.router import api_router
+from app.api.common import write_api_router
 from app.db.models import SPLITS, Item
 from app.deps import MAX_DB_INT, ProjectLead, ProjectReader, SessionDep, SettingsDep
 from app.domain.imports import (
@@ -30,7 +30,7 @@ from app.domain.imports import (
 )
 from app.errors import InvalidInput
 
-router = api_router(tags=["items"])
+router = write_api_router(tags=["items"])
 
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 

@@ -6,12 +6,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.router import api_router
+from app.api.common import write_api_router
 from app.db.models import Project
 from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
 from app.domain import projects as project_service
 
-router = api_router(tags=["projects"])
+router = write_api_router(tags=["projects"])
 
 
 class LabelOut(BaseModel):
