@@ -110,6 +110,7 @@ def save_model(request: Request, db: SessionDep, settings: SettingsDep, access: 
             adapter_kind=form_str(form, "adapter_kind"),
             adapter_size=form_int(form, "adapter_size", 0) if size_raw else None,
             strategy=form_str(form, "strategy"),
+            model_root=settings.models,
         )
         setup.update_model(db, access.project, values)
     except DomainError as exc:  # raised before anything is written
