@@ -46,3 +46,16 @@ def test_files_of_an_older_install_are_tightened(tmp_path: Path) -> None:
     database.chmod(0o644)
     Settings(data_dir=data, secret_key=secrets.token_urlsafe(48)).ensure_dirs()
     assert _mode(data) == 0o700 and _mode(database) == 0o600
+
+
+def test_a_worker_on_redis_also_writes_private_files(tmp_path: Path) -> None:
+    import os
+
+    os.umask(0o022)  # as a freshly started process would have it
+    settings = Settings(data_dir=tmp_path / "data", secret_key=secrets.token_urlsafe(48),
+                        broker_url="redis://127.0.0.1:6379/9")
+    make_celery(settings)  # no connection is made; the worker's process settings are applied
+    artifact = tmp_path / "artifact.safetensors"
+    artifact.write_bytes(b"weights")
+    (tmp_path / "run-dir").mkdir()
+    assert _mode(artifact) == 0o600 and _mode(tmp_path / "run-dir") == 0o700
