@@ -7,18 +7,29 @@ SQLite file, and a local artifact directory, all under one data directory.
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.security.files import private_dir, restrict_new_files, tighten
 
 KNOWN_BAD_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "secret-key", "dev", "development", "test", "tapestry",
      "please-change", "insecure", "default"}
 )
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 128
+"""Least estimated entropy of a secret key (length x Shannon entropy of its characters): 40 x "a"
+has 0 bits, a 64-character hex key about 250, ``secrets.token_urlsafe(48)`` about 350."""
+
+
+class ConfigurationError(SystemExit):
+    """A setting refused at start-up: the process stops with this one line (exit code 1)."""
 
 
 class Settings(BaseSettings):
@@ -59,6 +70,17 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     cookie_secure: bool = Field(default=False, description="Set on HTTPS deployments.")
     write_rate_limit_per_minute: int = Field(default=600, ge=1)
+    login_failures_per_account: int = Field(
+        default=10, ge=1, description="Failed sign-ins per e-mail within the window, then 429."
+    )
+    login_failures_per_address: int = Field(
+        default=30, ge=1, description="Failed sign-ins per client address within the window."
+    )
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    model_root: Path | None = Field(
+        default=None,
+        description="Local base-model folders must lie under it; default data_dir/models.",
+    )
     hf_offline: bool = Field(default=True, description="Never reach a model hub from workers.")
 
     @field_validator("data_dir", mode="after")
@@ -80,6 +102,9 @@ class Settings(BaseSettings):
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
         self.artifact_dir = self.artifact_dir.expanduser().resolve()
+        if self.model_root is None:
+            self.model_root = self.data_dir / "models"
+        self.model_root = self.model_root.expanduser().resolve()
         if self.secret_key:
             check_secret(self.secret_key)
         return self
@@ -93,9 +118,18 @@ class Settings(BaseSettings):
         assert self.artifact_dir is not None  # set by _derive_defaults
         return self.artifact_dir
 
+    @property
+    def models(self) -> Path:
+        assert self.model_root is not None  # set by _derive_defaults
+        return self.model_root
+
     def ensure_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.artifacts.mkdir(parents=True, exist_ok=True)
+        """Create the data and artifact directories (0700); from now on this process creates
+        files 0600, and the data directory's existing databases and key become 0600."""
+        restrict_new_files()
+        private_dir(self.data_dir)
+        private_dir(self.artifacts)
+        tighten(self.data_dir)
 
     def resolved_secret_key(self) -> str:
         """The configured secret, else one generated once and kept in the data directory."""
@@ -105,7 +139,10 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if path.exists():
             key = path.read_text().strip()
-            check_secret(key)
+            try:
+                check_secret(key)
+            except ValueError as exc:
+                raise ConfigurationError(f"tapestry: {path} refused: {exc}") from None
             return key
         key = secrets.token_urlsafe(48)
         tmp = path.with_suffix(".tmp")
@@ -125,6 +162,18 @@ def check_secret(key: str) -> None:
         raise ValueError(
             f"TAPESTRY_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long."
         )
+    if secret_bits(key) < MIN_SECRET_BITS:
+        raise ValueError(
+            "TAPESTRY_SECRET_KEY is too predictable (repeated or few distinct characters); "
+            "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+
+
+def secret_bits(key: str) -> float:
+    """Estimated entropy of ``key`` in bits: its length times the Shannon entropy per character."""
+    counts = Counter(key)
+    per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    return per_char * len(key)
 
 
 def normalise_database_url(url: str) -> str:
@@ -138,4 +187,15 @@ def normalise_database_url(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; a refused value stops start-up with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(f"tapestry: configuration refused: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {message}" if where else message

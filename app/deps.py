@@ -185,15 +185,16 @@ def _resolve_principal(request: Request, db: Session) -> Principal | None:
     if raw_token is not None:
         token, token_user = authenticate_token(db, raw_token, now=datetime.now(UTC))
         return Principal(user=token_user, token=token)
-    signed_in = session_user(request)
-    if signed_in is None:
+    claim = session_user(request)
+    if claim is None:
         return None
-    user_id, fingerprint = signed_in
-    user = db.get(User, user_id)
+    user = db.get(User, claim.user_id)
     if user is None or not user.is_active:
         return None
-    if password_fingerprint(user.password_hash) != fingerprint:
+    if password_fingerprint(user.password_hash) != claim.fingerprint:
         return None  # the password changed since this session started
+    if user.session_generation != claim.generation:
+        return None  # the user signed out since: every cookie of theirs was revoked
     return Principal(user=user)
 
 
@@ -251,8 +252,13 @@ class ProjectContext:
         return self.level >= level
 
 
-# Ids are 32-bit integers in every supported database; larger path values are a 422, not a 500.
-ProjectIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+MAX_DB_INT = 2_147_483_647
+"""Ids and counters are 32-bit integers in every supported database: any integer a request
+carries is bounded by this, so a larger one is a 422, never a 500 from the database driver."""
+# Larger path values are a 422, not a 500.
+ProjectIdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+"""Any other id in a path (user, run, version, token, item, annotation)."""
 
 
 # The project and the caller's membership in one round trip, built once (every project route).
@@ -295,14 +301,20 @@ class ProjectAccess:
 
 
 def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:
-    """Admins see every project; others see the ones they are members of; tokens cap both."""
+    """Admins see every project; others see the ones they are members of; tokens cap both.
+
+    Worked out on every request from the user's *current* global role and membership: a project
+    role never exceeds the global one, so a lead demoted to annotator keeps annotating their
+    projects but no longer leads them, through old sessions and tokens alike.
+    """
     if principal.user.role == ROLE_ADMIN:
         base: Level | None = Level.ADMIN
     else:
         base = PROJECT_ROLE_LEVEL.get(membership_role) if membership_role is not None else None
     if base is None:
         return None
-    return min(base, principal.token_cap)
+    global_cap = GLOBAL_ROLE_LEVEL.get(principal.user.role, Level.READ)
+    return min(base, global_cap, principal.token_cap)
 
 
 def _level(name: str) -> Level:

@@ -14,11 +14,12 @@ import importlib
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.api.common import enforce_write_rate_limit
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.errors import install_error_handlers
 from app.security.csrf import verify_csrf
-from app.security.headers import SecurityHeadersMiddleware
+from app.security.headers import SecuredFastAPI
 from app.security.limits import BodySizeLimitMiddleware
 from app.security.sessions import add_session_middleware
 from app.web.templating import STATIC_DIR
@@ -60,7 +61,7 @@ def load_router(module_name: str) -> APIRouter:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_dirs()  # secret key, embedded broker and artifacts live there
-    app = FastAPI(
+    app = SecuredFastAPI(
         title="Tapestry",
         version="0.1.0",
         docs_url="/api/docs",
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(engine)
 
     install_error_handlers(app)
-    # Added innermost first: headers wrap sessions wrap the body limit wrap the routes.
+    # Added innermost first: sessions wrap the body limit wrap the routes. The security headers
+    # wrap everything, Starlette's 500 handler included (SecuredFastAPI).
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     add_session_middleware(
         app,
@@ -82,9 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=settings.session_max_age_seconds,
         https_only=settings.cookie_secure,
     )
-    app.add_middleware(SecurityHeadersMiddleware)
 
+    # Every route: the CSRF check, and the write rate limit on state-changing methods.
+    guards = [Depends(verify_csrf), Depends(enforce_write_rate_limit)]
     for module_name in ROUTERS:
-        app.include_router(load_router(module_name), dependencies=[Depends(verify_csrf)])
+        app.include_router(load_router(module_name), dependencies=guards)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

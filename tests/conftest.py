@@ -298,6 +298,9 @@ def app(_shared_app: FastAPI, settings: Settings, db: Session) -> Iterator[FastA
 
     previous_settings = _shared_app.state.settings
     _shared_app.state.settings = settings
+    # In-memory limits start empty per test (ids repeat across rolled-back tests on SQLite).
+    _shared_app.state.write_rate_limiter = None
+    _shared_app.state.login_throttle = None
     _shared_app.dependency_overrides[get_db] = _test_db
     try:
         yield _shared_app

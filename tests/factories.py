@@ -161,7 +161,9 @@ def login_client(
     secret = app.state.settings.resolved_secret_key()
     csrf = secrets.token_urlsafe(32)
     client = UserClient(app)
-    cookie = encode_session_cookie(secret, session_data(user.id, user.password_hash, csrf))
+    cookie = encode_session_cookie(
+        secret, session_data(user.id, user.password_hash, csrf, user.session_generation or 0)
+    )
     client.cookies.set(SESSION_COOKIE, cookie)
     client.headers[CSRF_HEADER] = csrf
     client.user = user

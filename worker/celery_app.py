@@ -11,6 +11,7 @@ from celery import Celery
 from kombu import Queue
 
 from app.config import Settings, get_settings
+from app.security.files import restrict_new_files
 
 QUEUE_GPU = "gpu"
 QUEUE_DEFAULT = "default"
@@ -29,6 +30,7 @@ TASK_ROUTES = {
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
+    restrict_new_files()  # artifacts, tapt checkpoints and broker files: 0600, directories 0700
     if settings.broker_url.startswith("sqla+sqlite"):
         settings.ensure_dirs()
     app = Celery(

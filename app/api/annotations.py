@@ -110,6 +110,7 @@ def submit_annotations(
         access.user,
         requests,
         request_key=idempotency_key,
+        token_id=access.principal.token.id if access.principal.token is not None else None,
         close_batch=body.submit,
         lease_seconds=settings.lease_seconds,
     )

@@ -1,7 +1,8 @@
 """Pieces shared by the API modules: strict request bodies, the write rate limit, opaque cursors.
 
-``write_api_router`` is :func:`app.api.router.api_router` plus the per-caller write rate limit on
-every state-changing method, with 429 documented in the OpenAPI schema.
+:func:`enforce_write_rate_limit` is the per-caller write rate limit; :mod:`app.main` applies it to
+every router, pages and API alike, so no state-changing route can skip it. ``write_api_router`` is
+:func:`app.api.router.api_router` with that 429 documented in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import ErrorResponse, api_router
-from app.deps import PrincipalDep, SettingsDep
+from app.deps import MAX_DB_INT, PrincipalDep, SettingsDep
 from app.domain.ratelimit import SlidingWindowLimiter
 from app.errors import InvalidInput
 
@@ -25,7 +26,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
     429: {
         "model": ErrorResponse,
-        "description": "Too many writes by this token in the last minute; see Retry-After.",
+        "description": "Too many writes by this caller in the last minute; see Retry-After.",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
     }
 }
@@ -49,7 +50,8 @@ class RateLimitExceeded(StarletteHTTPException):
         super().__init__(
             status_code=429,
             detail=(
-                f"Rate limit exceeded: at most {limit} write requests a minute per token. "
+                f"Rate limit exceeded: at most {limit} write requests a minute per token or "
+                "signed-in user. "
                 f"Retry after {retry_after} s."
             ),
             headers={"Retry-After": str(retry_after)},
@@ -86,9 +88,9 @@ def enforce_write_rate_limit(
 
 
 def write_api_router(*, tags: list[str]) -> APIRouter:
-    """An ``/api/v1`` router whose write routes are rate limited per token."""
+    """An ``/api/v1`` router with write routes: documents their 429 (the limit itself is applied
+    to every router by :func:`app.main.create_app`)."""
     router = api_router(tags=tags)
-    router.dependencies.append(Depends(enforce_write_rate_limit))
     router.responses.update(RATE_LIMITED)
     return router
 
@@ -110,7 +112,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after = data["after"]
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_DB_INT:
             raise ValueError(after)
         return after
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):

@@ -6,7 +6,6 @@ through the same all-or-nothing pipeline as CSV/JSONL (see :mod:`app.domain.inte
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import File, Query, UploadFile
@@ -18,10 +17,10 @@ from app.domain.interop import (
     InteropReport,
     import_converted,
     label_studio_rows,
+    parse_label_studio,
     prodigy_rows,
     project_label_names,
 )
-from app.errors import ImportRejected
 
 router = write_api_router(tags=["imports"])
 
@@ -66,14 +65,7 @@ def import_label_studio(
     settings: SettingsDep,
     text_key: Annotated[str, Query(min_length=1, max_length=200)] = "text",
 ) -> InteropReportOut:
-    try:
-        tasks = json.load(file.file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ImportRejected(
-            f"The file is not a JSON document ({exc}). Export the project from Label Studio "
-            "as JSON. Nothing was imported.",
-            details={"errors": [], "error_count": 1},
-        ) from None
+    tasks = parse_label_studio(file.file.read())
     rows = list(label_studio_rows(tasks, text_key=text_key))
     report = import_converted(
         db, project=access.project, user=access.user, source="label_studio", rows=rows,

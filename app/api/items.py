@@ -18,9 +18,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.router import api_router
+from app.api.common import write_api_router
 from app.db.models import SPLITS, Item
-from app.deps import ProjectLead, ProjectReader, SessionDep, SettingsDep
+from app.deps import MAX_DB_INT, ProjectLead, ProjectReader, SessionDep, SettingsDep
 from app.domain.imports import (
     ColumnMapping,
     ImportOptions,
@@ -30,7 +30,7 @@ from app.domain.imports import (
 )
 from app.errors import InvalidInput
 
-router = api_router(tags=["items"])
+router = write_api_router(tags=["items"])
 
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 
@@ -84,7 +84,7 @@ async def import_project_items(
     split_column: Annotated[str, Query(max_length=200)] = "",
     format: Annotated[str, Query(max_length=10)] = "auto",
     dev_fraction: Annotated[float, Query(ge=0, lt=1)] = 0.0,
-    seed: int = 0,
+    seed: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> ImportReportOut:
     """Import CSV/TSV/JSONL rows; 422 with line-numbered errors when any row is invalid."""
     fields: dict[str, Any] = {
@@ -137,16 +137,19 @@ def _float(value: Any, name: str) -> float:
 
 def _int(value: Any, name: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a whole number.", details={"field": name}) from None
+    if not 0 <= number <= MAX_DB_INT:
+        raise InvalidInput(f"{name} must be between 0 and {MAX_DB_INT}.", details={"field": name})
+    return number
 
 
 @router.get("/projects/{project_id}/items", response_model=ItemPage)
 def list_project_items(
     db: SessionDep,
     access: ProjectReader,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     split: Annotated[str | None, Query(max_length=10)] = None,
 ) -> ItemPage:

@@ -15,15 +15,21 @@ from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, TrainingRun
-from app.deps import Level, ProjectContext, ProjectLead, ProjectReader, SessionDep
+from app.deps import MAX_DB_INT, Level, ProjectContext, ProjectLead, ProjectReader, SessionDep
 from app.domain import runs as run_service
 from app.domain.tapt import estimate_tapt_seconds
 
 router = write_api_router(tags=["runs"])
 
-RunId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+RunId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 RunKind = Literal["retrain", "tapt", "recompute_queue"]
-ConfigValue = int | float | str | bool | None
+ConfigValue = (
+    Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]
+    | Annotated[float, Field(ge=-MAX_DB_INT, le=MAX_DB_INT, allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=500)]
+    | bool
+    | None
+)
 
 
 class RunIn(StrictInput):
@@ -31,7 +37,9 @@ class RunIn(StrictInput):
     reason: str = Field(default="requested through the API", max_length=200)
     force: bool = Field(default=False, description="retrain: even if this data was trained on")
     tapt_config: dict[str, ConfigValue] | None = Field(
-        default=None, description="tapt: overrides of TaptConfig fields (e.g. max_steps)."
+        default=None,
+        max_length=100,
+        description="tapt: overrides of TaptConfig fields (e.g. max_steps).",
     )
 
 

@@ -67,6 +67,8 @@ class User(IdMixin, CreatedMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), default=ROLE_ANNOTATOR)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Signing out increments it; a session cookie of an older generation no longer works."""
 
 
 class Project(IdMixin, CreatedMixin, Base):
@@ -164,7 +166,8 @@ class Annotation(IdMixin, CreatedMixin, Base):
         Index(
             "ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"
         ),
-        UniqueConstraint("project_id", "idempotency_key"),
+        # A key is one client's: scoped by user and token, so two callers never share one.
+        UniqueConstraint("project_id", "idempotency_scope", "idempotency_key"),
     )
 
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -185,6 +188,9 @@ class Annotation(IdMixin, CreatedMixin, Base):
     queue_version: Mapped[int | None] = mapped_column(Integer, default=None)
     batch_id: Mapped[str | None] = mapped_column(String(64), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    idempotency_scope: Mapped[str | None] = mapped_column(String(40), default=None)
+    """Whose key it is: ``u<user id>`` for a browser session, ``u<user id>.t<token id>`` for a
+    token (see :func:`app.domain.annotation.labels.idempotency_scope`)."""
 
 
 class Lease(IdMixin, CreatedMixin, Base):

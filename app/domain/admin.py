@@ -24,6 +24,13 @@ from app.db.models import (
     User,
 )
 from app.domain import users as user_service
+from app.domain.projects import (
+    LEAD_CAPABLE_ROLES,
+    LastLead,
+    projects_led_only_by,
+    remove_member,
+    set_member_role,
+)
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security.passwords import generate_password
 
@@ -128,6 +135,15 @@ def set_role(db: Session, *, acting: User, user_id: int, role: str) -> User:
             raise Conflict("You cannot remove your own admin role; ask another admin.")
         if _other_active_admins(db, user.id) == 0:
             raise Conflict("This is the last active admin; make someone else admin first.")
+    if role not in LEAD_CAPABLE_ROLES:
+        orphaned = projects_led_only_by(db, user.id)
+        if orphaned:
+            names = ", ".join(repr(p.name) for p in orphaned[:5])
+            raise LastLead(
+                f"{user.email} is the last lead of {len(orphaned)} project(s) ({names}); make "
+                "another member lead there first.",
+                details={"project_ids": [p.id for p in orphaned], "user_id": user.id},
+            )
     user.role = role
     db.flush()
     return user
@@ -160,20 +176,10 @@ def set_membership(db: Session, *, user_id: int, project_id: int, role: str) -> 
     if role not in PROJECT_ROLES:
         raise InvalidInput(f"Project role must be one of {', '.join(PROJECT_ROLES)}.",
                            details={"field": "role"})
-    get_user(db, user_id)
+    user = get_user(db, user_id)
     if db.get(Project, project_id) is None:
         raise NotFound(f"Project {project_id} does not exist.")
-    membership = db.scalars(
-        select(Membership).where(Membership.user_id == user_id,
-                                 Membership.project_id == project_id)
-    ).first()
-    if membership is None:
-        membership = Membership(project_id=project_id, user_id=user_id, role=role)
-        db.add(membership)
-    else:
-        membership.role = role
-    db.flush()
-    return membership
+    return set_member_role(db, project_id, user, role)
 
 
 def remove_membership(db: Session, *, user_id: int, project_id: int) -> None:
@@ -183,8 +189,7 @@ def remove_membership(db: Session, *, user_id: int, project_id: int) -> None:
     ).first()
     if membership is None:
         raise NotFound("That user is not a member of that project.")
-    db.delete(membership)
-    db.flush()
+    remove_member(db, project_id, user_id)
 
 
 def list_projects(db: Session) -> list[Project]:

@@ -10,6 +10,8 @@ Only *live* annotations count (not undone, not superseded by an edit). Filters:
 Each row names the text, label, annotator, time and the model version that was current when the
 item was labelled (the one whose queue handed it out). The columns match what the importer reads
 (``text``, ``label``, ``split``, ``external_id``), so an export imports into a new project as is.
+CSV cells that a spreadsheet would run as a formula (a text or label starting with ``=``, ``+``,
+``-``, ``@``, tab or CR) get a leading ``'`` (:mod:`app.security.spreadsheet`); JSONL is exact.
 
 Exports are written to a spooled temporary file while the request's session is open (rows are
 streamed from the database in chunks), then streamed to the client: memory stays flat for large
@@ -32,6 +34,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Annotation, Item, Label, ModelVersion, User
 from app.domain.imports import SEED_SOURCE
+from app.security.spreadsheet import safe_row
 
 ExportFilter = Literal["all", "agreed", "gold"]
 ExportFormat = Literal["jsonl", "csv"]
@@ -139,7 +142,7 @@ def write_export(
     for row in annotation_rows(db, project_id, only=only):
         record = row.export_record()
         if writer is not None:
-            writer.writerow({k: "" if v is None else v for k, v in record.items()})
+            writer.writerow(safe_row({k: "" if v is None else v for k, v in record.items()}))
         else:
             text.write(json.dumps(record, ensure_ascii=False) + "\n")
     text.flush()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import unicodedata
 import uuid
 from collections import Counter
@@ -44,6 +43,7 @@ from app.db.models import (
     Project,
     User,
 )
+from app.domain.json_input import JsonInputError, parse_json
 from app.errors import ImportRejected, InvalidInput
 
 ImportFormat = Literal["csv", "tsv", "jsonl"]
@@ -287,9 +287,9 @@ def _jsonl_records(lines: _Lines) -> Iterator[_Record]:
             yield _Record(lines.line, {}, errors)
             continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield _Record(lines.line, {}, [RowError(lines.line, f"is not valid JSON ({exc.msg})")])
+            value = parse_json(text)
+        except JsonInputError as exc:
+            yield _Record(lines.line, {}, [RowError(lines.line, exc.message)])
             continue
         if not isinstance(value, dict):
             yield _Record(lines.line, {}, [RowError(lines.line, "must be a JSON object")])

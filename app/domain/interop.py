@@ -34,6 +34,7 @@ from app.domain.imports import (
     content_hash,
     import_items,
 )
+from app.domain.json_input import JsonInputError, line_of, parse_json
 from app.errors import ImportRejected
 
 Source = Literal["label_studio", "prodigy"]
@@ -67,6 +68,22 @@ class _Problem:
 
 
 # --------------------------------------------------------------------------- Label Studio
+
+
+def parse_label_studio(raw: bytes) -> Any:
+    """The parsed Label Studio export; a line-numbered 422 for anything that is not usable JSON
+    (bad UTF-8, malformed, nested deeper than :data:`~app.domain.json_input.MAX_JSON_DEPTH`)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _rejected([_Problem(line, "is not valid UTF-8; save the export as UTF-8")]) from None
+    try:
+        return parse_json(text)
+    except JsonInputError as exc:
+        line = line_of(text, exc.offset) if exc.offset >= 0 else 1
+        message = (f"{exc.message}. Export the project from Label Studio as JSON")
+        raise _rejected([_Problem(line, message)]) from None
 
 
 def label_studio_rows(tasks: Any, *, text_key: str = "text") -> Iterator[ConvertedRow]:
@@ -159,9 +176,9 @@ def prodigy_rows(lines: Iterable[bytes], label_names: Iterable[str]) -> Iterator
         if not line:
             continue
         try:
-            rows.append(_prodigy_line(number, json.loads(line), known))
-        except json.JSONDecodeError as exc:
-            problems.append(_Problem(number, f"is not valid JSON ({exc.msg})"))
+            rows.append(_prodigy_line(number, parse_json(line), known))
+        except JsonInputError as exc:
+            problems.append(_Problem(number, exc.message))
         except _RowProblem as problem:
             problems.append(_Problem(number, str(problem)))
     if problems:

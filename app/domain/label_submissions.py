@@ -8,8 +8,11 @@ current batch, and closing a full batch requests a retrain). What this module ad
 * **Idempotency.** A key per label (``idempotency_key``) or one per request (the
   ``Idempotency-Key`` header; label ``i`` of a multi-label request uses ``<key>:<i>``). A replayed
   key returns the annotation it created the first time and writes nothing. Reusing a key for a
-  different item or label is a 409, not a silent replay. Two concurrent requests with one key
-  race on the ``(project_id, idempotency_key)`` unique index; the loser replays the winner's row.
+  different item or label is a 409, not a silent replay. Keys are the caller's own: scoped by
+  user and token (:func:`~app.domain.annotation.labels.idempotency_scope`), so another user (or
+  another token) sending the same key stores their own label. Two concurrent requests with one
+  key race on the ``(project_id, idempotency_scope, idempotency_key)`` unique index; the loser
+  replays the winner's row.
 * **Whole-request validation first**: unknown labels or items are reported together, by field
   path, before anything is written.
 """
@@ -26,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Annotation, Item, Project, TrainingRun, User
 from app.domain.annotation import batch_progress, record_label, submit_batch
 from app.domain.annotation.common import project_labels
+from app.domain.annotation.labels import find_by_key, idempotency_scope
 from app.errors import Conflict, InvalidInput
 
 MAX_KEY_CHARS = 200
@@ -75,9 +79,11 @@ def submit_labels(
     requests: Sequence[LabelRequest],
     *,
     request_key: str | None = None,
+    token_id: int | None = None,
     close_batch: bool = False,
     lease_seconds: int = 900,
 ) -> Submission:
+    """Record ``requests`` as ``user`` (through API token ``token_id``; None: a session)."""
     labels = {label.name: label.id for label in project_labels(db, project.id)}
     items = _resolve_items(db, project, requests)
     _check_labels(requests, labels)
@@ -87,7 +93,8 @@ def submit_labels(
         key = label_key(request_key, request.idempotency_key, index, len(requests))
         item_id, label_id = items[index], labels[request.label]
         annotation, replayed, closed = _record_once(
-            db, project, user, item_id, label_id, key, request.duration_ms, lease_seconds
+            db, project, user, token_id, item_id, label_id, key, request.duration_ms,
+            lease_seconds,
         )
         if replayed and (annotation.item_id, annotation.label_id) != (item_id, label_id):
             raise IdempotencyKeyReused(
@@ -107,6 +114,7 @@ def _record_once(
     db: Session,
     project: Project,
     user: User,
+    token_id: int | None,
     item_id: int,
     label_id: int,
     key: str | None,
@@ -117,17 +125,14 @@ def _record_once(
         with db.begin_nested():
             result = record_label(
                 db, project, user, item_id=item_id, label_id=label_id,
-                duration_ms=duration_ms, idempotency_key=key, lease_seconds=lease_seconds,
+                duration_ms=duration_ms, idempotency_key=key, token_id=token_id,
+                lease_seconds=lease_seconds,
             )  # fmt: skip
         return result.annotation, result.replayed, result.submitted_run
     except IntegrityError:
         if key is None:
             raise
-        winner = db.scalars(
-            select(Annotation).where(
-                Annotation.project_id == project.id, Annotation.idempotency_key == key
-            )
-        ).first()
+        winner = find_by_key(db, project.id, idempotency_scope(user.id, token_id), key)
         if winner is None:
             raise
         return winner, True, None

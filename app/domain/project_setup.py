@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.db.models import Label, Project
 from app.domain.annotation import RESERVED_KEYS
+from app.domain.base_models import check_base_model
 from app.domain.projects import get_labels
 from app.errors import InvalidInput
 from worker.ml.adapters.config import KINDS as ADAPTER_KINDS
@@ -85,13 +87,16 @@ class ModelSettings:
     adapter_kind: str
     adapter_size: int | None
     strategy: str
+    model_root: Path | None = None
+    """Local model folders must lie under it (``Settings.models``); None: no folders allowed."""
 
     def __post_init__(self) -> None:
         base = self.base_model.strip()
         if not base or len(base) > 500:
-            raise InvalidInput("Name a base model: 'minilm' (bundled), a local directory or a "
-                               "Hugging Face model id.", details={"field": "base_model"})
-        object.__setattr__(self, "base_model", base)
+            raise InvalidInput("Name a base model: 'minilm' (bundled), an installed model "
+                               "package, a Hugging Face id or a folder under the model root.",
+                               details={"field": "base_model"})
+        object.__setattr__(self, "base_model", check_base_model(base, model_root=self.model_root))
         if self.strategy not in STRATEGIES:
             raise InvalidInput(f"Unknown strategy {self.strategy!r}; choose one of "
                                f"{', '.join(STRATEGIES)}.", details={"field": "strategy"})

@@ -34,6 +34,15 @@ LABEL_COLORS = (
     "#7c3aed", "#2563eb", "#16a34a", "#ea580c", "#0d9488", "#9333ea",
 )
 SHORTCUTS = "1234567890qwertyuiopasdfghjklzxcvbnm"
+LEAD_CAPABLE_ROLES = (ROLE_LEAD, ROLE_ADMIN)
+"""Global roles that can act as a project's lead. A project-lead membership of a global annotator
+gives annotator powers only (:mod:`app.deps` caps project levels by the current global role)."""
+
+
+class LastLead(Conflict):
+    """The change would leave a project without anyone able to lead it."""
+
+    code = "last_lead"
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,8 @@ class ProjectSettings:
                 raise InvalidInput(f"Label {label!r} appears twice.", details={"field": "labels"})
             seen.add(label.casefold())
         object.__setattr__(self, "labels", labels)
-        if self.label_budget < 1:
-            raise InvalidInput("The label budget must be at least 1.",
+        if not 1 <= self.label_budget <= 10_000_000:
+            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
                                details={"field": "label_budget"})
         if not 1 <= self.batch_size <= 10_000:
             raise InvalidInput("The batch size must be between 1 and 10000.",
@@ -228,6 +237,39 @@ def list_members(db: Session, project_id: int) -> list[MemberRow]:
     return [MemberRow(user_id=r[0], email=r[1], name=r[2], role=r[3]) for r in rows]
 
 
+def acting_lead_ids(db: Session, project_id: int) -> set[int]:
+    """Members who can lead the project now: a lead membership, an active account, and a global
+    role that allows it (a demoted lead keeps the membership row but not the power)."""
+    return set(db.scalars(
+        select(Membership.user_id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.project_id == project_id, Membership.role == ROLE_LEAD,
+               User.is_active.is_(True), User.role.in_(LEAD_CAPABLE_ROLES))
+    ))
+
+
+def ensure_lead_remains(db: Session, project_id: int, losing_user_id: int) -> None:
+    """Refuse (409 ``last_lead``) a change that takes the last acting lead away from a project:
+    a demotion (in the project or globally) or a removal, the lead's own included."""
+    leads = acting_lead_ids(db, project_id)
+    if losing_user_id in leads and len(leads) == 1:
+        name = db.scalar(select(Project.name).where(Project.id == project_id))
+        raise LastLead(
+            f"This is the last lead of project {name!r}; make another member lead first.",
+            details={"project_id": project_id, "user_id": losing_user_id},
+        )
+
+
+def check_can_lead(user: User) -> None:
+    """Only global leads and admins can be made project leads (the role would give no power)."""
+    if user.role not in LEAD_CAPABLE_ROLES:
+        raise InvalidInput(
+            f"{user.email} has the global {user.role} role; only leads and admins can lead a "
+            "project. An admin changes global roles.",
+            details={"field": "role"},
+        )
+
+
 def add_member(db: Session, project_id: int, *, email: str, role: str) -> Membership:
     """Add a user (by e-mail) to a project, or change their project role."""
     if role not in PROJECT_ROLES:
@@ -236,6 +278,13 @@ def add_member(db: Session, project_id: int, *, email: str, role: str) -> Member
     user = db.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise NotFound(f"No user with e-mail {email.strip()!r}; an admin creates accounts first.")
+    return set_member_role(db, project_id, user, role)
+
+
+def set_member_role(db: Session, project_id: int, user: User, role: str) -> Membership:
+    """Make ``user`` a member with ``role``; a lead stays a lead while they are the last one."""
+    if role == ROLE_LEAD:
+        check_can_lead(user)
     membership = db.scalar(select(Membership).where(
         Membership.project_id == project_id, Membership.user_id == user.id))
     if membership is None:
@@ -243,18 +292,10 @@ def add_member(db: Session, project_id: int, *, email: str, role: str) -> Member
         db.add(membership)
     else:
         if membership.role == ROLE_LEAD and role != ROLE_LEAD:
-            _keep_a_lead(db, project_id)
+            ensure_lead_remains(db, project_id, user.id)
         membership.role = role
     db.flush()
     return membership
-
-
-def _keep_a_lead(db: Session, project_id: int) -> None:
-    """Refuse to take away the project's last lead (nobody could manage it any more)."""
-    leads = db.scalar(select(func.count()).select_from(Membership).where(
-        Membership.project_id == project_id, Membership.role == ROLE_LEAD))
-    if (leads or 0) <= 1:
-        raise Conflict("A project keeps at least one lead; add another lead first.")
 
 
 def remove_member(db: Session, project_id: int, user_id: int) -> None:
@@ -263,6 +304,16 @@ def remove_member(db: Session, project_id: int, user_id: int) -> None:
     if membership is None:
         raise NotFound("That user is not a member of this project.")
     if membership.role == ROLE_LEAD:
-        _keep_a_lead(db, project_id)
+        ensure_lead_remains(db, project_id, user_id)
     db.delete(membership)
     db.flush()
+
+
+def projects_led_only_by(db: Session, user_id: int) -> list[Project]:
+    """Projects where ``user_id`` is the one acting lead (a global demotion would orphan them)."""
+    led = db.scalars(select(Membership.project_id).where(
+        Membership.user_id == user_id, Membership.role == ROLE_LEAD)).all()
+    orphaned = [pid for pid in led if acting_lead_ids(db, pid) == {user_id}]
+    if not orphaned:
+        return []
+    return list(db.scalars(select(Project).where(Project.id.in_(orphaned)).order_by(Project.id)))

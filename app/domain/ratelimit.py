@@ -70,6 +70,23 @@ class SlidingWindowLimiter:
             events.append(now)
             return RateDecision(True, self.limit, self.limit - len(events))
 
+    def retry_after(self, key: str) -> int:
+        """Seconds until ``key`` may act again (0: now), without counting anything."""
+        now = self._clock()
+        with self._lock:
+            events = self._events.get(key)
+            if not events:
+                return 0
+            self._expire(events, now)
+            if len(events) < self.limit:
+                return 0
+            return max(1, math.ceil(events[0] + self.window - now))
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s window (e.g. failures of an account that then signed in)."""
+        with self._lock:
+            self._events.pop(key, None)
+
     def reset(self) -> None:
         with self._lock:
             self._events.clear()

@@ -64,6 +64,13 @@ def set_password(db: Session, user: User, password: str) -> None:
     db.flush()
 
 
+def end_all_sessions(db: Session, user: User) -> None:
+    """Revoke every session cookie of ``user`` on the server (sign-out): cookies carry the
+    generation they were issued under, and older generations are refused from now on."""
+    user.session_generation = (user.session_generation or 0) + 1
+    db.flush()
+
+
 def authenticate_password(db: Session, email: str, password: str) -> User:
     """The active user with these credentials; one message for every failure (no user probing)."""
     failure = AuthenticationRequired("Wrong e-mail or password.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 
+from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,9 @@ def content_security_policy(nonce: str) -> str:
 
 
 class SecurityHeadersMiddleware:
+    """Adds the headers to every response. Installed *outside* Starlette's error middleware
+    (:func:`with_security_headers`), so a 500 from an unhandled error carries them too."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -51,3 +55,15 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class SecuredFastAPI(FastAPI):
+    """FastAPI whose outermost layer is :class:`SecurityHeadersMiddleware`.
+
+    ``add_middleware`` places middleware inside ``ServerErrorMiddleware``, which renders the 500
+    of an unhandled error with the ``send`` it was given, past every user middleware; wrapping
+    the whole stack instead puts the headers on that response as well.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(super().build_middleware_stack())

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import PROJECT_ROLES, ROLES, SCOPES
-from app.deps import AdminUser, SessionDep
+from app.deps import AdminUser, IdPath, SessionDep
 from app.domain import admin as admin_service
 from app.domain import model_versions, runs
 from app.domain.users import revoke_token
@@ -79,12 +79,12 @@ def _user_page(request: Request, db: Session, user_id: int, **extra: Any) -> Res
 
 
 @router.get("/admin/users/{user_id}")
-def user_page(request: Request, db: SessionDep, _caller: AdminUser, user_id: int) -> Response:
+def user_page(request: Request, db: SessionDep, _caller: AdminUser, user_id: IdPath) -> Response:
     return _user_page(request, db, user_id)
 
 
 @router.post("/admin/users/{user_id}/role")
-def change_role(request: Request, db: SessionDep, caller: AdminUser, user_id: int,
+def change_role(request: Request, db: SessionDep, caller: AdminUser, user_id: IdPath,
                 form: FormDep) -> Response:
     try:
         admin_service.set_role(db, acting=caller.user, user_id=user_id,
@@ -96,7 +96,7 @@ def change_role(request: Request, db: SessionDep, caller: AdminUser, user_id: in
 
 
 @router.post("/admin/users/{user_id}/active")
-def change_active(request: Request, db: SessionDep, caller: AdminUser, user_id: int,
+def change_active(request: Request, db: SessionDep, caller: AdminUser, user_id: IdPath,
                   form: FormDep) -> Response:
     active = form_str(form, "active") == "true"
     try:
@@ -109,13 +109,13 @@ def change_active(request: Request, db: SessionDep, caller: AdminUser, user_id: 
 
 @router.post("/admin/users/{user_id}/password")
 def reset_password(request: Request, db: SessionDep, _caller: AdminUser,
-                   user_id: int) -> Response:
+                   user_id: IdPath) -> Response:
     account = admin_service.reset_password(db, user_id)
     return _user_page(request, db, user_id, new_password=account.password)
 
 
 @router.post("/admin/users/{user_id}/memberships")
-def set_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: int,
+def set_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: IdPath,
                    form: FormDep) -> Response:
     try:
         admin_service.set_membership(db, user_id=user_id,
@@ -128,8 +128,8 @@ def set_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id
 
 
 @router.post("/admin/users/{user_id}/memberships/{project_id}/remove")
-def remove_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: int,
-                      project_id: int) -> Response:
+def remove_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: IdPath,
+                      project_id: IdPath) -> Response:
     admin_service.remove_membership(db, user_id=user_id, project_id=project_id)
     flash(request, "Membership removed.", "success")
     return RedirectResponse(f"/admin/users/{user_id}#memberships", status_code=303)
@@ -172,7 +172,7 @@ def create_token(request: Request, db: SessionDep, _caller: AdminUser, form: For
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
-def revoke(request: Request, db: SessionDep, _caller: AdminUser, token_id: int) -> Response:
+def revoke(request: Request, db: SessionDep, _caller: AdminUser, token_id: IdPath) -> Response:
     token = revoke_token(db, token_id)
     flash(request, f"Token “{token.name}” revoked; clients using it now get 401.", "success")
     return RedirectResponse("/admin/tokens", status_code=303)

@@ -21,7 +21,15 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Project, User
-from app.deps import AnnotatorSlot, Level, ProjectAnnotator, SessionDep, SettingsDep
+from app.deps import (
+    MAX_DB_INT,
+    AnnotatorSlot,
+    IdPath,
+    Level,
+    ProjectAnnotator,
+    SessionDep,
+    SettingsDep,
+)
 from app.domain import annotation
 from app.domain.projects import get_labels
 from app.errors import InvalidInput, is_htmx_request
@@ -140,14 +148,15 @@ def label_item(
     db: SessionDep,
     settings: SettingsDep,
     access: ProjectAnnotator,
-    item_id: int,
-    label_id: Annotated[int, Form()],
-    duration_ms: Annotated[int | None, Form()] = None,
+    item_id: IdPath,
+    label_id: Annotated[int, Form(ge=1, le=MAX_DB_INT)],
+    duration_ms: Annotated[int | None, Form(ge=0, le=MAX_DB_INT)] = None,
     key: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Response:
     result = annotation.record_label(
         db, access.project, access.user, item_id=item_id, label_id=label_id,
         duration_ms=duration_ms, idempotency_key=key, lease_seconds=settings.lease_seconds,
+        token_id=access.principal.token.id if access.principal.token is not None else None,
     )
     db.commit()
     toast = None
@@ -159,7 +168,7 @@ def label_item(
 
 @router.post("/projects/{project_id}/annotate/items/{item_id}/skip")
 def skip_item(
-    request: Request, db: SessionDep, access: ProjectAnnotator, item_id: int
+    request: Request, db: SessionDep, access: ProjectAnnotator, item_id: IdPath
 ) -> Response:
     annotation.skip_item(db, access.project, access.user, item_id=item_id)
     db.commit()
@@ -204,7 +213,7 @@ def queue_status(
     request: Request,
     db: SessionDep,
     access: ProjectAnnotator,
-    v: Annotated[int, Query(ge=0)] = 0,
+    v: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> Response:
     context = {
         "project": access.project,
@@ -220,8 +229,8 @@ def edit_label(
     request: Request,
     db: SessionDep,
     access: ProjectAnnotator,
-    annotation_id: int,
-    label_id: Annotated[int, Form()],
+    annotation_id: IdPath,
+    label_id: Annotated[int, Form(ge=1, le=MAX_DB_INT)],
 ) -> Response:
     annotation.edit_annotation(db, access.project, access.user, annotation_id=annotation_id,
                                label_id=label_id)

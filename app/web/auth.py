@@ -1,4 +1,9 @@
-"""Sign in and out. The login form is CSRF-protected too (the anonymous session carries a token)."""
+"""Sign in and out. The login form is CSRF-protected too (the anonymous session carries a token).
+
+Sign-in is throttled per account and per client address before any password is hashed
+(:mod:`app.security.login_throttle`); signing out revokes the user's session cookies on the
+server (:func:`app.domain.users.end_all_sessions`), so a copied cookie stops working.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, OptionalUser, SessionDep
-from app.domain.users import authenticate_password
-from app.errors import AuthenticationRequired
+from app.domain.users import authenticate_password, end_all_sessions
+from app.errors import ERROR_HEADER, AuthenticationRequired
+from app.security.login_throttle import account_key, address_key, login_throttle
 from app.security.sessions import end_session, start_session
 from app.web.templating import flash, render_page
 
@@ -44,17 +50,31 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form()] = "/projects",
 ) -> Response:
+    throttle = login_throttle(request)
+    account, address = account_key(email), address_key(request)
+    wait = throttle.retry_after(account, address)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        message = (f"Too many failed sign-ins. Try again in about {minutes} minute"
+                   f"{'s' if minutes != 1 else ''}.")
+        context = {"next": safe_next(next), "error": message, "email": email}
+        return render_page(request, "login.html", context, status_code=429,
+                           headers={"Retry-After": str(wait), ERROR_HEADER: "rate_limited"})
     try:
         user = authenticate_password(db, email, password)
     except AuthenticationRequired as exc:
+        throttle.failed(account, address)
         context = {"next": safe_next(next), "error": exc.message, "email": email}
         return render_page(request, "login.html", context, status_code=401)
-    start_session(request, user.id, user.password_hash)
+    throttle.succeeded(account)
+    start_session(request, user.id, user.password_hash, user.session_generation)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, _caller: CurrentUser) -> RedirectResponse:
+def logout(request: Request, db: SessionDep, caller: CurrentUser) -> RedirectResponse:
+    if not caller.via_token:
+        end_all_sessions(db, caller.user)
     end_session(request)
     flash(request, "Signed out.")
     return RedirectResponse("/login", status_code=303)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
 from app.db.models import Label, Project
+from app.deps import MAX_DB_INT
 from app.domain.project_setup import BudgetSettings, LabelStyle, ModelSettings
 from app.domain.projects import ProjectSettings
 from app.errors import InvalidInput
@@ -27,10 +29,14 @@ def form_int(form: Mapping[str, Any], name: str, default: int) -> int:
     if not raw:
         return default
     try:
-        return int(raw)
+        number = int(raw) if len(raw) <= 20 else None
     except ValueError:
-        raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a whole number.",
-                           details={"field": name}) from None
+        number = None
+    if number is None or not -MAX_DB_INT <= number <= MAX_DB_INT:
+        raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a whole number "
+                           f"between {-MAX_DB_INT} and {MAX_DB_INT}.",
+                           details={"field": name})
+    return number
 
 
 def form_float(form: Mapping[str, Any], name: str, default: float) -> float:
@@ -105,13 +111,14 @@ def budget_settings_from_form(form: Mapping[str, Any], project: Project) -> Budg
     )
 
 
-def model_settings_from_form(form: Mapping[str, Any]) -> ModelSettings:
+def model_settings_from_form(form: Mapping[str, Any], *, model_root: Path) -> ModelSettings:
     size_raw = form_str(form, "adapter_size").strip()
     return ModelSettings(
         base_model=form_str(form, "base_model"),
         adapter_kind=form_str(form, "adapter_kind"),
         adapter_size=form_int(form, "adapter_size", 0) if size_raw else None,
         strategy=form_str(form, "strategy"),
+        model_root=model_root,
     )
 
 

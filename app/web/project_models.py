@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from app.deps import ProjectLead, SessionDep, SettingsDep
+from app.deps import IdPath, ProjectLead, SessionDep, SettingsDep
 from app.domain import adapter_card, model_versions
 from app.domain.adapters import adapter_zip, artifact_of
 from app.errors import Conflict, NotFound
@@ -42,7 +42,7 @@ def models_page(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.post("/projects/{project_id}/models/{version_id}/promote")
 def promote(request: Request, db: SessionDep, settings: SettingsDep, access: ProjectLead,
-            version_id: int) -> Response:
+            version_id: IdPath) -> Response:
     try:
         version = model_versions.promote(db, access.project.id, version_id, settings=settings)
     except Conflict as exc:  # nothing was written: say why on the page the lead is on
@@ -67,7 +67,7 @@ def rollback(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.get("/projects/{project_id}/models/{version_id}/download")
 def download(db: SessionDep, settings: SettingsDep, access: ProjectLead,
-             version_id: int) -> Response:
+             version_id: IdPath) -> Response:
     """The version's artifact as a zip, through the same domain function as the REST API."""
     version = model_versions.get_version(db, access.project.id, version_id)
     artifact = artifact_of(version, settings)

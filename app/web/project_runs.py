@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
-from app.deps import ProjectContext, ProjectLead, SessionDep
+from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep
 from app.domain import model_versions, runs, tapt
 from app.errors import InvalidInput, is_htmx_request
 from app.web.forms import FormDep, form_int, form_str
@@ -105,7 +105,7 @@ def launch_run(request: Request, db: SessionDep, access: ProjectLead, form: Form
 
 
 @router.get("/projects/{project_id}/runs/{run_id}")
-def run_page(request: Request, db: SessionDep, access: ProjectLead, run_id: int) -> Response:
+def run_page(request: Request, db: SessionDep, access: ProjectLead, run_id: IdPath) -> Response:
     run = _project_run(db, access, run_id)
     context = {"project": access.project, "active": "runs", "can_lead": True, "run": run,
                "kinds": KIND_TITLES, "detail": True}
@@ -113,7 +113,7 @@ def run_page(request: Request, db: SessionDep, access: ProjectLead, run_id: int)
 
 
 @router.get("/projects/{project_id}/runs/{run_id}/progress")
-def run_progress(request: Request, db: SessionDep, access: ProjectLead, run_id: int,
+def run_progress(request: Request, db: SessionDep, access: ProjectLead, run_id: IdPath,
                  detail: bool = False) -> Response:
     """The run's live fragment: the progress bar, or (``detail``) bar, details and log."""
     run = _project_run(db, access, run_id)
@@ -123,7 +123,7 @@ def run_progress(request: Request, db: SessionDep, access: ProjectLead, run_id: 
 
 
 @router.post("/projects/{project_id}/runs/{run_id}/cancel")
-def cancel_run(request: Request, db: SessionDep, access: ProjectLead, run_id: int,
+def cancel_run(request: Request, db: SessionDep, access: ProjectLead, run_id: IdPath,
                detail: bool = False) -> Response:
     _project_run(db, access, run_id)
     runs.cancel_run(db, run_id)

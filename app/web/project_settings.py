@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import PROJECT_ROLES
-from app.deps import ProjectContext, ProjectLead, SessionDep
+from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep, SettingsDep
 from app.domain import project_setup as setup
 from app.domain import projects as project_service
 from app.errors import DomainError
@@ -99,9 +99,11 @@ def save_budget(request: Request, db: SessionDep, access: ProjectLead,
 
 
 @router.post("/projects/{project_id}/settings/model")
-def save_model(request: Request, db: SessionDep, access: ProjectLead, form: FormDep) -> Response:
+def save_model(request: Request, db: SessionDep, settings: SettingsDep, access: ProjectLead,
+               form: FormDep) -> Response:
     try:
-        setup.update_model(db, access.project, model_settings_from_form(form))
+        setup.update_model(db, access.project,
+                           model_settings_from_form(form, model_root=settings.models))
     except DomainError as exc:  # raised before anything is written
         return _page(request, db, access, section="model", error=exc)
     flash(request, "Model settings saved; they apply from the next training round.", "success")
@@ -139,7 +141,7 @@ def add_member(
 
 @router.post("/projects/{project_id}/members/{user_id}/remove")
 def remove_member(request: Request, db: SessionDep, access: ProjectLead,
-                  user_id: int) -> Response:
+                  user_id: IdPath) -> Response:
     try:
         project_service.remove_member(db, access.project.id, user_id)
     except DomainError as exc:

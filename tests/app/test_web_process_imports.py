@@ -12,10 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_app_main_and_its_routes_do_not_import_the_ml_stack(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
+        import secrets
         import sys
         from app.config import Settings
         from app.main import create_app
-        create_app(Settings(data_dir={str(tmp_path)!r}, secret_key="k" * 40))
+        create_app(Settings(data_dir={str(tmp_path)!r}, secret_key=secrets.token_urlsafe(48)))
         import app.cli  # the CLI module is imported by `tapestry serve` too
         heavy = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
         print(",".join(heavy) or "clean")

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TAPESTRY_SECRET_KEY", "bench-" + "x" * 40)
+os.environ.setdefault("TAPESTRY_SECRET_KEY", secrets.token_urlsafe(48))
 
 RESULTS = Path(__file__).parent / "results"
 MAX_LENGTH = 128

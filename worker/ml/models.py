@@ -42,14 +42,18 @@ def offline_default_path() -> Path:
 
 
 def resolve_model_path(model_id: str | Path) -> str:
-    """Map the aliases "minilm"/"default" to the offline package; keep directories and hub ids."""
+    """Map the aliases "minilm"/"default" (and the package's own name) to the offline package;
+    keep directories (absolute, or relative written as ``./dir``) and hub ids."""
     text = str(model_id).strip()
     if not text:
         raise ConfigError("base model id is empty; pass a hub id, a local directory or 'minilm'")
-    if text.lower() in OFFLINE_ALIASES:
+    if text.lower() in OFFLINE_ALIASES or text.lower() == OFFLINE_PACKAGE:
         return str(offline_default_path())
     path = Path(text).expanduser()
-    if path.is_dir():
+    # Only a path written as one is a directory: "org/name" is a hub id even if the current
+    # directory happens to hold such a folder (projects store hub ids, never relative paths).
+    explicit = path.is_absolute() or text.startswith(("./", "../", ".\\", "..\\"))
+    if explicit and path.is_dir():
         return str(path.resolve())
     return text
 

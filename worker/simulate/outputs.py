@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from app.security.spreadsheet import safe_row
 from worker.simulate.config import ArmSpec
 from worker.simulate.results import CSV_COLUMNS, ArmRun, csv_rows
 from worker.simulate.runner import SimulationReport
@@ -28,7 +29,7 @@ def write_outputs(reports: list[SimulationReport], out_dir: Path) -> list[str]:
         writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
         for report in reports:
-            writer.writerows(csv_rows(report.runs))
+            writer.writerows(safe_row(row) for row in csv_rows(report.runs))
     files[1].write_text(json.dumps({"reports": [report_dict(r) for r in reports]}, indent=1))
     files[2].write_text("\n".join(summary_markdown(r) for r in reports))
     for report in reports:

@@ -44,6 +44,7 @@ def _project_label(db: Session, project: Project, label_id: int) -> Label:
 # Built once with bind parameters: labelling is the other half of every keystroke (see .leases).
 _BY_KEY = select(Annotation).where(
     Annotation.project_id == bindparam("a_project"),
+    Annotation.idempotency_scope == bindparam("scope"),
     Annotation.idempotency_key == bindparam("key"),
 )
 _ITEM_IN_PROJECT = select(Item.id).where(
@@ -94,6 +95,21 @@ _RECENT = (
 )
 
 
+def idempotency_scope(user_id: int, token_id: int | None) -> str:
+    """Whose idempotency keys these are: one user through one token, or through the browser.
+
+    Keys are chosen by clients (``nightly-<date>``), so two people, or one person's two
+    tokens, can pick the same key; each must get their own label stored, never another's replayed.
+    """
+    return f"u{user_id}" if token_id is None else f"u{user_id}.t{token_id}"
+
+
+def find_by_key(db: Session, project_id: int, scope: str, key: str) -> Annotation | None:
+    """The annotation a caller's idempotency key created in this project, if any."""
+    params = {"a_project": project_id, "scope": scope, "key": key}
+    return db.scalars(_BY_KEY, params).first()
+
+
 def _my_live_annotation(
     db: Session, project_id: int, user_id: int, item_id: int
 ) -> Annotation | None:
@@ -110,19 +126,23 @@ def record_label(
     label_id: int,
     duration_ms: int | None = None,
     idempotency_key: str | None = None,
+    token_id: int | None = None,
     lease_seconds: int = 900,
     now: datetime | None = None,
 ) -> LabelResult:
     """Store a label. The same ``idempotency_key`` twice stores it once (browser retries).
+
+    Keys belong to the caller: ``user`` through ``token_id`` (None: a browser session).
 
     Labelling an item the annotator already labelled supersedes their earlier annotation. The
     label is stored even when the lease has expired meanwhile: the person did the work.
     """
     now = now or utcnow()
     key = (idempotency_key or "").strip()[:200] or None
+    scope = idempotency_scope(user.id, token_id) if key is not None else None
     take_write_lock(db, project.id)
-    if key is not None:
-        seen = db.scalars(_BY_KEY, {"a_project": project.id, "key": key}).first()
+    if key is not None and scope is not None:
+        seen = find_by_key(db, project.id, scope, key)
         if seen is not None:
             return LabelResult(annotation=seen, replayed=True)
     if db.scalar(_ITEM_IN_PROJECT, {"item": item_id, "a_project": project.id}) is None:
@@ -144,6 +164,7 @@ def record_label(
         queue_version=project.queue_version,
         batch_id=batch_id_for(project.data_version),
         idempotency_key=key,
+        idempotency_scope=scope,
         created_at=now,
     )
     db.add(annotation)

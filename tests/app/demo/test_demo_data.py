@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import secrets
 from collections import Counter
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_generated_data_has_12_categories_seeds_and_a_dev_set() -> None:
 
 
 def test_seed_demo_is_idempotent_and_rotates_passwords(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", secret_key="s" * 40)
+    settings = Settings(data_dir=tmp_path / "data", secret_key=secrets.token_urlsafe(48))
     with recording_jobs() as sent:
         first = seed_demo(settings)
         second = seed_demo(settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ def file_db(tmp_path: Path) -> Iterator[Db]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=fresh.url if fresh else "",
-        secret_key="x" * 40,
+        secret_key=secrets.token_urlsafe(48),
         heartbeat_seconds=0.2,
         stale_run_seconds=30.0,
         max_run_attempts=2,

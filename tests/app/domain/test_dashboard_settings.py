@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -61,15 +63,21 @@ def test_update_budget_applies_every_dial(db: Session) -> None:
             project.stop_threshold, project.auto_stop) == (750, 40, 0.2, 0.5, True)
 
 
-def test_model_settings_set_kind_and_size_through_the_worker_config(db: Session) -> None:
+def test_model_settings_set_kind_and_size_through_the_worker_config(
+    db: Session, tmp_path: Path
+) -> None:
     project = make_project(db)
     setup.update_model(db, project, setup.ModelSettings("minilm", "bottleneck", 32, "entropy"))
     assert project.adapter_config["kind"] == "bottleneck"
     assert project.adapter_config["bottleneck_size"] == 32
     assert project.strategy == "entropy"
     assert setup.adapter_size(project.adapter_config) == 32
-    setup.update_model(db, project, setup.ModelSettings("/models/x", "ia3", None, "margin"))
-    assert project.adapter_config["kind"] == "ia3" and project.base_model == "/models/x"
+    folder = tmp_path / "models" / "x"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    setup.update_model(db, project, setup.ModelSettings(str(folder), "ia3", None, "margin",
+                                                        model_root=tmp_path / "models"))
+    assert project.adapter_config["kind"] == "ia3" and project.base_model == str(folder.resolve())
     assert setup.adapter_size(project.adapter_config) is None
 
 
