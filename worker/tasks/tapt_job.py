@@ -5,7 +5,8 @@ attempt after a crash resumes from the last checkpoint instead of starting over,
 directory is returned as is (``run_tapt`` is idempotent). A later TAPT run is a *refresh*: it
 continues from the current TAPT'd base on the (possibly grown) pool.
 
-Step budget defaults (overridable per request, see ``request_tapt(config=...)``):
+Step budget defaults (``app.domain.tapt``; overridable per request, see
+``request_tapt(config=...)``):
 
 - CPU: 200 steps of 16 x 128 tokens, perplexity every 50 steps. An MLM step of MiniLM on these
   2-core CPUs costs roughly 1-3 s with logits only at masked positions, so TAPT fits in a few
@@ -18,7 +19,6 @@ Step budget defaults (overridable per request, see ``request_tapt(config=...)``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,29 +26,12 @@ from sqlalchemy.orm import Session
 from app.db.models import SPLIT_POOL, Annotation, Item, Project, TrainingRun
 from app.domain.model_versions import relative_artifact_path
 from app.domain.runs import request_queue_recompute, request_retrain
+from app.domain.tapt import CPU_DEFAULTS, GPU_DEFAULTS, default_tapt_config, tapt_timings
 from worker.tasks.artifact_store import tapt_dir
 from worker.tasks.project_data import load_snapshot, pool_texts
 from worker.tasks.runner import Outcome, RunContext
 
-CPU_DEFAULTS: dict[str, Any] = {
-    "max_steps": 200,
-    "batch_size": 16,
-    "max_length": 128,
-    "eval_every": 50,
-    "patience": 2,
-}
-GPU_DEFAULTS: dict[str, Any] = {
-    "max_steps": 3000,
-    "batch_size": 32,
-    "max_length": 128,
-    "eval_every": 200,
-    "patience": 3,
-}
-
-
-def default_tapt_config(on_gpu: bool) -> dict[str, Any]:
-    return dict(GPU_DEFAULTS if on_gpu else CPU_DEFAULTS)
-
+__all__ = ["CPU_DEFAULTS", "GPU_DEFAULTS", "default_tapt_config", "tapt_body"]
 
 def tapt_body(ctx: RunContext) -> Outcome:
     from worker.ml.runtime import resolve_device
@@ -86,7 +69,9 @@ def tapt_body(ctx: RunContext) -> Outcome:
         message,
         publish=lambda session, run: _switch_base(session, run, stored),
         metrics={k: v for k, v in summary.items() if isinstance(v, int | float | bool)},
-        timings={"tapt_seconds": round(result.seconds, 3)},
+        timings=tapt_timings(
+            result.seconds, result.steps, config.batch_size, config.max_length, on_gpu
+        ),
     )
 
 

@@ -1,0 +1,66 @@
+"""``estimate_tapt_seconds``: TAPT time from runs measured on this installation, never a guess."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_TAPT, TrainingRun
+from app.domain.tapt import CPU_DEFAULTS, estimate_tapt_seconds, tapt_timings
+from tests.factories import make_project
+
+
+def _finished_tapt(db: Session, project_id: int, seconds: float, steps: int, **kw: object) -> int:
+    timings = tapt_timings(seconds, steps, int(kw.get("batch", 16)), 128, bool(kw.get("gpu")))
+    run = TrainingRun(
+        project_id=project_id, kind=RUN_TAPT, status=str(kw.get("status", RUN_SUCCEEDED)),
+        timings=timings,
+    )
+    db.add(run)
+    db.flush()
+    return run.id
+
+
+def test_no_measurement_gives_no_figure_and_says_why(db: Session) -> None:
+    project = make_project(db)
+    estimate = estimate_tapt_seconds(db, project, 500)
+    assert estimate.seconds is None and estimate.seconds_per_step is None
+    assert estimate.steps == 500
+    assert "no TAPT run has been measured" in estimate.text
+
+
+def test_default_steps_and_the_measured_rate(db: Session) -> None:
+    project = make_project(db)
+    run_id = _finished_tapt(db, project.id, seconds=100.0, steps=20)
+    estimate = estimate_tapt_seconds(db, project)
+    assert estimate.steps == CPU_DEFAULTS["max_steps"]
+    assert estimate.seconds_per_step == 5.0
+    assert estimate.seconds == 5.0 * CPU_DEFAULTS["max_steps"]
+    assert estimate.measured_run_id == run_id
+    assert "5.00 s/step over 20 steps" in estimate.basis and "this project" in estimate.basis
+    assert "17 min" in estimate.text
+
+
+def test_scales_with_tokens_per_step_and_prefers_this_project(db: Session) -> None:
+    project, other = make_project(db), make_project(db)
+    _finished_tapt(db, project.id, seconds=40.0, steps=20)  # 2 s/step at 16 x 128
+    newer_elsewhere = _finished_tapt(db, other.id, seconds=400.0, steps=20)
+    mine = estimate_tapt_seconds(db, project, 10, {"batch_size": 32})
+    assert mine.seconds == 40.0  # 2 s/step x 2 (twice the tokens) x 10 steps
+    third = make_project(db)
+    assert estimate_tapt_seconds(db, third, 10).measured_run_id == newer_elsewhere
+
+
+def test_failed_runs_are_not_measurements_but_a_running_one_is(db: Session) -> None:
+    project = make_project(db)
+    _finished_tapt(db, project.id, seconds=1.0, steps=20, status=RUN_FAILED)
+    assert estimate_tapt_seconds(db, project, 10).seconds is None
+    started = utcnow()
+    db.add(TrainingRun(
+        project_id=project.id, kind=RUN_TAPT, status=RUN_RUNNING, step=4,
+        started_at=started, heartbeat_at=started + timedelta(seconds=12),
+    ))
+    db.flush()
+    assert estimate_tapt_seconds(db, project, 10).seconds == 30.0
