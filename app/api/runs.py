@@ -17,6 +17,7 @@ from app.api.common import StrictInput, write_api_router
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, TrainingRun
 from app.deps import Level, ProjectContext, ProjectLead, ProjectReader, SessionDep
 from app.domain import runs as run_service
+from app.domain.tapt import estimate_tapt_seconds
 
 router = write_api_router(tags=["runs"])
 
@@ -32,6 +33,15 @@ class RunIn(StrictInput):
     tapt_config: dict[str, ConfigValue] | None = Field(
         default=None, description="tapt: overrides of TaptConfig fields (e.g. max_steps)."
     )
+
+
+class TaptEstimateOut(BaseModel):
+    steps: int
+    seconds: float | None = Field(description="None until a TAPT run was measured here.")
+    seconds_per_step: float | None
+    basis: str
+    measured_run_id: int | None
+    on_gpu: bool | None
 
 
 class RunOut(BaseModel):
@@ -56,11 +66,15 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     heartbeat_age_seconds: float | None
     error: str | None = Field(description="The failure's traceback; shown to leads only.")
+    tapt_estimate: TaptEstimateOut | None = Field(
+        default=None, description="tapt launches: the expected duration, measured on this machine."
+    )
 
 
 def _out(run: TrainingRun, access: ProjectContext) -> RunOut:
     progress = run_service.RunProgress.of(run, include_error=access.can(Level.LEAD))
-    data = {name: getattr(progress, name) for name in RunOut.model_fields if name != "requests"}
+    skip = {"requests", "tapt_estimate"}
+    data = {name: getattr(progress, name) for name in RunOut.model_fields if name not in skip}
     return RunOut(**data, requests=int(run.params.get("requests", 1)))
 
 
@@ -81,6 +95,10 @@ def launch_run(body: RunIn, db: SessionDep, access: ProjectLead) -> RunOut:
     elif body.kind == RUN_TAPT:
         run = run_service.request_tapt(
             db, project, requested_by=user, reason=body.reason, config=body.tapt_config
+        )
+        estimate = estimate_tapt_seconds(db, project, None, body.tapt_config)
+        return _out(run, access).model_copy(
+            update={"tapt_estimate": TaptEstimateOut(**estimate.as_dict())}
         )
     else:
         assert body.kind == RUN_QUEUE

@@ -1,0 +1,34 @@
+"""Launching TAPT through the API answers with the time it should take on this machine."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
+
+from app.db.models import RUN_SUCCEEDED, RUN_TAPT, TrainingRun
+from app.domain.tapt import tapt_timings
+from app.jobs import recording_jobs
+from tests.app.api.support import lead_with_project
+
+
+def test_tapt_launch_carries_a_measured_estimate(app: FastAPI, db: Session) -> None:
+    lead, project = lead_with_project(app, db)
+    url = f"/api/v1/projects/{project.id}/runs"
+    with recording_jobs():
+        first = lead.post(url, json={"kind": "tapt", "tapt_config": {"max_steps": 50}})
+    assert first.status_code == 202, first.text
+    estimate = first.json()["tapt_estimate"]
+    assert estimate["steps"] == 50 and estimate["seconds"] is None
+    assert "no TAPT run has been measured" in estimate["basis"]
+    run = db.get(TrainingRun, first.json()["id"])
+    assert run is not None
+    run.status, run.timings = RUN_SUCCEEDED, tapt_timings(30.0, 10, 16, 128, on_gpu=False)
+    db.commit()
+    with recording_jobs():
+        second = lead.post(url, json={"kind": "tapt", "tapt_config": {"max_steps": 40}})
+    estimate = second.json()["tapt_estimate"]
+    assert (estimate["steps"], estimate["seconds_per_step"]) == (40, 3.0)
+    assert estimate["seconds"] == 120.0
+    assert estimate["measured_run_id"] == run.id and estimate["on_gpu"] is False
+    retrain = lead.post(url, json={"kind": "retrain"}).json()
+    assert retrain["tapt_estimate"] is None and retrain["kind"] != RUN_TAPT
