@@ -1,7 +1,7 @@
 """``tapestry``: the one entry point. ``tapestry --help`` lists the commands.
 
 serve, worker, demo, db upgrade|downgrade|current, user create|set-password, token
-create|list|revoke — plus commands contributed by other packages through :data:`LAZY_COMMANDS`
+create|list|revoke, tapt — plus commands contributed by other packages through :data:`LAZY_COMMANDS`
 (``simulate``), imported only when run so that ``tapestry serve`` never loads torch.
 """
 
@@ -325,6 +325,43 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see tok
     except DomainError as exc:
         _fail(exc.message)
     typer.echo(f"token {token_id} revoked")
+
+
+# --------------------------------------------------------------------------- TAPT
+
+
+@cli.command()
+def tapt(
+    project: Annotated[int, typer.Option(help="Project id.")],
+    steps: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help="TAPT steps (default: the worker's default budget).")] = None,
+    estimate_only: Annotated[bool, typer.Option(
+        "--estimate-only", help="Only print how long it should take here.")] = False,
+) -> None:
+    """Queue task-adaptive pretraining for a project; first prints how long it should take."""
+    from app.db.models import Project
+    from app.db.session import session_scope
+    from app.domain.runs import request_tapt
+    from app.domain.tapt import estimate_tapt_seconds
+    from app.errors import DomainError
+
+    try:
+        with session_scope(_existing_database()) as session:
+            found = session.get(Project, project)
+            if found is None:
+                _fail(f"no project {project}")
+            assert found is not None
+            estimate = estimate_tapt_seconds(session, found, steps)
+            typer.echo(f"TAPT estimate: {estimate.text}")
+            if estimate_only:
+                return
+            run = request_tapt(session, found, reason="requested from the command line",
+                               config={"max_steps": steps} if steps else None)
+            run_id = run.id
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"queued TAPT run {run_id} for project {project}; a worker picks it up "
+               f"(progress: /admin/projects/{project}/runs/{run_id})")
 
 
 # --------------------------------------------------------------------------- lazy commands

@@ -174,3 +174,30 @@ def test_from_another_directory_the_checkouts_demo_data_is_used(
     assert result.exit_code == 0, result.output
     assert f"using the demo's data directory {demo_dir}" in result.output
     assert list(elsewhere.iterdir()) == []
+
+
+def test_tapt_prints_its_measured_estimate_then_queues(cli_db: str) -> None:
+    from app.db.models import RUN_SUCCEEDED, RUN_TAPT, Project, TrainingRun
+    from app.domain.tapt import tapt_timings
+    from app.jobs import TASK_TAPT, recording_jobs
+
+    invoke("db", "upgrade")
+    with Session(create_engine(cli_db)) as session:
+        project = Project(name="cli")
+        session.add(project)
+        session.flush()
+        project_id = project.id
+        session.commit()
+    first = invoke("tapt", "--project", str(project_id), "--steps", "40", "--estimate-only")
+    assert "40 steps: no time estimate yet" in first
+    with Session(create_engine(cli_db)) as session:
+        session.add(TrainingRun(project_id=project_id, kind=RUN_TAPT, status=RUN_SUCCEEDED,
+                                timings=tapt_timings(50.0, 20, 16, 128, on_gpu=False)))
+        session.commit()
+    with recording_jobs() as sent:
+        output = invoke("tapt", "--project", str(project_id), "--steps", "40")
+    assert "TAPT estimate: 40 steps ~ 2 min (measured on this machine's CPU: 2.50 s/step" in output
+    assert "queued TAPT run" in output
+    assert [job.name for job in sent] == [TASK_TAPT]
+    missing = runner.invoke(cli, ["tapt", "--project", "999"])
+    assert missing.exit_code == 1 and "no project 999" in missing.output
