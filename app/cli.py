@@ -1,7 +1,7 @@
 """``tapestry``: the one entry point. ``tapestry --help`` lists the commands.
 
 serve, worker, demo, db upgrade|downgrade|current, user create|set-password, token
-create|list|revoke — plus commands contributed by other packages through :data:`LAZY_COMMANDS`
+create|list|revoke, tapt — plus commands contributed by other packages through :data:`LAZY_COMMANDS`
 (``simulate``), imported only when run so that ``tapestry serve`` never loads torch.
 """
 
@@ -9,13 +9,25 @@ import importlib
 import os
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.config import get_settings
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from app.config import Settings
+
+HELP = (
+    "Tapestry: annotation for text classification with few labels.\n\n"
+    "Start with `tapestry demo`. Commands that read the database use TAPESTRY_DATA_DIR "
+    "(default ./tapestry-data, where the demo keeps its data) or TAPESTRY_DATABASE_URL."
+)
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP,
+                  rich_markup_mode=None)
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema migrations (Alembic).")
 user_cli = typer.Typer(no_args_is_help=True, help="User accounts (no default credentials exist).")
 token_cli = typer.Typer(no_args_is_help=True, help="API tokens (Bearer tap_<prefix>_<secret>).")
@@ -34,6 +46,63 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "tapestry-data"
+"""Where ``scripts/run-demo.sh`` (run from the repository root) keeps the demo's data."""
+
+
+def _settings_finding_the_demo() -> "Settings":
+    """The settings; with nothing configured and no ./tapestry-data here, the demo's data dir.
+
+    So ``tapestry token create`` works from any directory of a checkout after the demo ran.
+    """
+    settings = get_settings()
+    configured = {"TAPESTRY_DATA_DIR", "TAPESTRY_DATABASE_URL"} & set(os.environ)
+    default_dir = (Path.cwd() / "tapestry-data").resolve()
+    if configured or settings.data_dir != default_dir or default_dir.exists():
+        return settings
+    if not (REPO_DATA_DIR / "tapestry.sqlite").is_file():
+        return settings
+    typer.echo(f"using the demo's data directory {REPO_DATA_DIR}", err=True)
+    os.environ["TAPESTRY_DATA_DIR"] = str(REPO_DATA_DIR)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _existing_database() -> "Engine":
+    """The installation's database, or exit with one clear line (nothing created on the way).
+
+    Without TAPESTRY_DATA_DIR/TAPESTRY_DATABASE_URL this is ./tapestry-data, where the demo keeps
+    its data. A missing SQLite file, a database without tables, or a server that cannot be
+    reached is reported as such -- no traceback, and no empty data directory left behind.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db.session import get_engine
+
+    settings = _settings_finding_the_demo()
+    where = settings.database_url
+    if settings.is_sqlite:
+        path = Path(make_url(settings.database_url).database or "")
+        where = str(path)
+        if not path.is_file():
+            _fail(
+                f"no Tapestry database at {path}. Run this in the directory where "
+                "`tapestry demo` ran (it keeps ./tapestry-data), set TAPESTRY_DATA_DIR to the "
+                "data directory, or create a database with `tapestry db upgrade`."
+            )
+    try:
+        engine = get_engine(settings)
+        has_schema = inspect(engine).has_table("users")
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database at {where}: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0]}")
+    if not has_schema:
+        _fail(f"the database at {where} has no Tapestry tables; run `tapestry db upgrade` first.")
+    return engine
 
 
 # --------------------------------------------------------------------------- serve / worker
@@ -104,6 +173,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, 
     """Revert migrations down to REVISION."""
     from app.db.migrate import downgrade
 
+    _existing_database()
     downgrade(get_settings().database_url, revision)
     typer.echo(f"database at {revision}")
 
@@ -113,7 +183,13 @@ def db_current() -> None:
     """Print the database's current revision."""
     from app.db.migrate import current_revision
 
-    typer.echo(current_revision(get_settings().database_url) or "(empty database)")
+    settings = _settings_finding_the_demo()
+    if settings.is_sqlite:
+        from sqlalchemy.engine import make_url
+
+        if not Path(make_url(settings.database_url).database or "").is_file():
+            _existing_database()  # reports the missing file, creates nothing
+    typer.echo(current_revision(settings.database_url) or "(empty database)")
 
 
 # --------------------------------------------------------------------------- users
@@ -141,13 +217,13 @@ def user_create(
     ] = False,
 ) -> None:
     """Create a user. The first admin of an installation is made with this command."""
-    from app.db.session import get_engine, session_scope
+    from app.db.session import session_scope
     from app.domain.users import create_user
     from app.errors import DomainError
 
     password, generated = _read_password(password_stdin)
     try:
-        with session_scope(get_engine()) as session:
+        with session_scope(_existing_database()) as session:
             user = create_user(session, email=email, password=password, role=role, name=name)
             summary = f"created {user.role} {user.email} (id {user.id})"
     except DomainError as exc:
@@ -163,13 +239,13 @@ def user_set_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
     """Give a user a new password (ends their sessions)."""
-    from app.db.session import get_engine, session_scope
+    from app.db.session import session_scope
     from app.domain.users import get_user_by_email, set_password
     from app.errors import DomainError
 
     password, generated = _read_password(password_stdin)
     try:
-        with session_scope(get_engine()) as session:
+        with session_scope(_existing_database()) as session:
             user = get_user_by_email(session, email)
             if user is None:
                 _fail(f"no user {email}")
@@ -196,13 +272,13 @@ def token_create(
     expires_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
 ) -> None:
     """Create an API token; the token itself is printed once and never stored."""
-    from app.db.session import get_engine, session_scope
+    from app.db.session import session_scope
     from app.domain.users import create_token, get_user_by_email
     from app.errors import DomainError
 
     expires_at = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     try:
-        with session_scope(get_engine()) as session:
+        with session_scope(_existing_database()) as session:
             user = get_user_by_email(session, email)
             if user is None:
                 _fail(f"no user {email}")
@@ -221,10 +297,10 @@ def token_create(
 @token_cli.command("list")
 def token_list(email: Annotated[str, typer.Option(help="Owner of the tokens.")]) -> None:
     """List a user's tokens (prefix, scopes, state)."""
-    from app.db.session import get_engine, session_scope
+    from app.db.session import session_scope
     from app.domain.users import get_user_by_email, list_tokens
 
-    with session_scope(get_engine()) as session:
+    with session_scope(_existing_database()) as session:
         user = get_user_by_email(session, email)
         if user is None:
             _fail(f"no user {email}")
@@ -239,16 +315,53 @@ def token_list(email: Annotated[str, typer.Option(help="Owner of the tokens.")])
 def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see token list).")]
                  ) -> None:
     """Revoke a token at once."""
-    from app.db.session import get_engine, session_scope
+    from app.db.session import session_scope
     from app.domain.users import revoke_token
     from app.errors import DomainError
 
     try:
-        with session_scope(get_engine()) as session:
+        with session_scope(_existing_database()) as session:
             revoke_token(session, token_id)
     except DomainError as exc:
         _fail(exc.message)
     typer.echo(f"token {token_id} revoked")
+
+
+# --------------------------------------------------------------------------- TAPT
+
+
+@cli.command()
+def tapt(
+    project: Annotated[int, typer.Option(help="Project id.")],
+    steps: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help="TAPT steps (default: the worker's default budget).")] = None,
+    estimate_only: Annotated[bool, typer.Option(
+        "--estimate-only", help="Only print how long it should take here.")] = False,
+) -> None:
+    """Queue task-adaptive pretraining for a project; first prints how long it should take."""
+    from app.db.models import Project
+    from app.db.session import session_scope
+    from app.domain.runs import request_tapt
+    from app.domain.tapt import estimate_tapt_seconds
+    from app.errors import DomainError
+
+    try:
+        with session_scope(_existing_database()) as session:
+            found = session.get(Project, project)
+            if found is None:
+                _fail(f"no project {project}")
+            assert found is not None
+            estimate = estimate_tapt_seconds(session, found, steps)
+            typer.echo(f"TAPT estimate: {estimate.text}")
+            if estimate_only:
+                return
+            run = request_tapt(session, found, reason="requested from the command line",
+                               config={"max_steps": steps} if steps else None)
+            run_id = run.id
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"queued TAPT run {run_id} for project {project}; a worker picks it up "
+               f"(progress: /admin/projects/{project}/runs/{run_id})")
 
 
 # --------------------------------------------------------------------------- lazy commands

@@ -170,6 +170,45 @@ class Principal:
         return self.token.project_id if self.token is not None else None
 
 
+@dataclass(frozen=True)
+class UserView:
+    """The few user fields pages show, copied while the request's session is open."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class PrincipalView:
+    """What templates see as ``principal``: plain values, safe after the session has closed.
+
+    Error pages render after the request's transaction has ended (rolled back, session closed);
+    reading an ORM row there raises ``DetachedInstanceError`` and turned every error page into a
+    500. Templates therefore never get the ORM ``User``, only this copy.
+    """
+
+    user: UserView
+    via_token: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role == ROLE_ADMIN
+
+    @classmethod
+    def of(cls, principal: Principal) -> PrincipalView:
+        user = principal.user
+        return cls(
+            user=UserView(id=user.id, email=user.email, name=user.name, role=user.role),
+            via_token=principal.via_token,
+        )
+
+
+PRINCIPAL_VIEW_STATE = "principal_view"
+"""``request.state`` attribute holding the caller's :class:`PrincipalView` (or None)."""
+
+
 def get_principal(request: Request, db: SessionDep) -> Principal | None:
     """Resolve the caller once per request: a Bearer token wins over the session cookie."""
     if hasattr(request.state, "principal"):
@@ -177,6 +216,8 @@ def get_principal(request: Request, db: SessionDep) -> Principal | None:
         return cached
     principal = _resolve_principal(request, db)
     request.state.principal = principal
+    view = PrincipalView.of(principal) if principal is not None else None
+    setattr(request.state, PRINCIPAL_VIEW_STATE, view)
     return principal
 
 

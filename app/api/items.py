@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -44,6 +44,17 @@ class ImportReportOut(BaseModel):
     carved_dev: int
     by_split: dict[str, int]
     per_label: dict[str, int]
+    existing_labelled: int = Field(description="Rows already in the project that the file labels.")
+    existing_label_differs: int = Field(
+        description="... whose label is not one the item already carries."
+    )
+    existing_label_differs_lines: list[int] = Field(
+        description="Their line numbers (the first 100)."
+    )
+    existing_labels_applied: int = Field(
+        description="Labels applied to existing rows as seed annotations (on_existing=apply)."
+    )
+    on_existing: str
     batch_id: str
 
 
@@ -85,12 +96,17 @@ async def import_project_items(
     format: Annotated[str, Query(max_length=10)] = "auto",
     dev_fraction: Annotated[float, Query(ge=0, lt=1)] = 0.0,
     seed: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
+    on_existing: Annotated[
+        Literal["keep", "apply"],
+        Query(description="Rows already in the project: keep their labels (default) or apply "
+                          "the file's label as a seed annotation by you."),
+    ] = "keep",
 ) -> ImportReportOut:
     """Import CSV/TSV/JSONL rows; 422 with line-numbered errors when any row is invalid."""
     fields: dict[str, Any] = {
         "text_column": text_column, "label_column": label_column, "id_column": id_column,
         "split_column": split_column, "format": format, "dev_fraction": dev_fraction,
-        "seed": seed,
+        "seed": seed, "on_existing": on_existing,
     }
     content_type = request.headers.get("content-type", "")
     filename: str | None = None
@@ -118,6 +134,7 @@ async def import_project_items(
             dev_fraction=_float(fields["dev_fraction"], "dev_fraction"),
             seed=_int(fields["seed"], "seed"),
             max_text_chars=settings.max_text_chars,
+            on_existing=str(fields["on_existing"]),  # type: ignore[arg-type]  # checked there
         )
         report: ImportReport = await run_in_threadpool(
             import_items, db, project=access.project, user=access.user, source=source,

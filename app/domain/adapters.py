@@ -5,12 +5,20 @@ core (it pulls in torch), so zipping and card parsing are done here with the sta
 PyYAML; the artifact layout is the one ``worker.ml.artifacts`` writes.
 
 An artifact directory is immutable once renamed into place, so a zip built from it is cached
-under ``<data_dir>/cache/adapter-zips/<sha256>.zip`` and its sha256 (computed by the worker over the
-directory) is a strong ETag: the same bytes for the life of the version.
+under ``<data_dir>/cache/adapter-zips/<sha256>.v<layout>.zip`` and its sha256 (computed by the
+worker over the directory) is a strong ETag: the same bytes for the life of the version.
+
+A base encoder this installation adapted (TAPT: it lives in the artifact store, nowhere else)
+ships inside the zip as ``base/``, so plain transformers + peft reproduce ``/predict`` off this
+server; a base from elsewhere (the packaged MiniLM, a hub id) is named in ``tapestry.json`` and the
+card instead. Either way the card's ``base_model_sha256`` lets a client check its base
+(:func:`base_fingerprint` says how it is computed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 import zipfile
@@ -32,6 +40,10 @@ from app.domain.model_versions import (
 from app.errors import Conflict, NotFound
 
 CARD_FILE = "README.md"
+META_FILE = "tapestry.json"
+BASE_IN_ZIP = "base"
+ZIP_LAYOUT = 2
+"""Bumped when what goes into a zip changes (2: a TAPT'd base ships as ``base/``)."""
 ZIP_CACHE = Path("cache") / "adapter-zips"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed: same directory, same bytes
 
@@ -143,30 +155,96 @@ def adapter_zip(artifact: AdapterArtifact, settings: Settings) -> Path:
     cache = settings.data_dir / ZIP_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     key = artifact.sha256 or f"mv{artifact.model_version_id}"
-    target = cache / f"{key}.zip"
+    target = cache / f"{key}.v{ZIP_LAYOUT}.zip"
     if target.is_file():
         return target
     temp = cache / f".{key}.{uuid.uuid4().hex[:8]}.part"
+    base = shipped_base(artifact, settings)
+    if base is not None:
+        check_base(artifact, base)
     try:
-        write_zip(artifact.path, temp)
+        write_zip(artifact.path, temp, base=base)
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
     return target
 
 
-def write_zip(directory: Path, destination: Path) -> None:
+def shipped_base(artifact: AdapterArtifact, settings: Settings) -> Path | None:
+    """The base encoder to put into the zip: one adapted here (inside the artifact store).
+
+    None for full fine-tuning (``model/`` is the whole model already) and for bases from outside
+    the store, which the card names by path or hub id.
+    """
+    try:
+        meta = json.loads((artifact.path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = meta.get("base_model") if isinstance(meta, dict) else None
+    if meta.get("kind") == "full" or not isinstance(base, str) or not base:
+        return None
+    path = Path(base)
+    if not path.is_absolute():
+        return None  # a hub id or a name: nothing of ours to ship
+    try:
+        path.resolve().relative_to(settings.artifacts.resolve())
+    except ValueError:
+        return None
+    return path if path.is_dir() and not path.is_symlink() else None
+
+
+class BaseChanged(Conflict):
+    code = "base_changed"
+
+
+def check_base(artifact: AdapterArtifact, base: Path) -> None:
+    """Refuse to ship a base whose weights are not the ones the adapter was trained on."""
+    meta = json.loads((artifact.path / META_FILE).read_text(encoding="utf-8"))
+    recorded = meta.get("base_model_sha256")
+    if recorded and base_fingerprint(base) != recorded:
+        raise BaseChanged(
+            f"The base model of version {artifact.version} at {base} no longer matches the "
+            "sha256 recorded when the adapter was trained; it cannot be shipped with the adapter.",
+            details={"version": artifact.version, "base_model_sha256": recorded},
+        )
+
+
+def base_fingerprint(directory: Path) -> str:
+    """sha256 over a base's ``*.safetensors`` files in name order: each file's name, then its bytes.
+
+    The same figure as ``base_model_sha256`` in the card (``worker.ml.models.model_fingerprint``),
+    so a client can check the base it loads in five lines of standard library (docs/api.md).
+    """
+    digest = hashlib.sha256()
+    for file in sorted(directory.glob("*.safetensors")):
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_zip(directory: Path, destination: Path, *, base: Path | None = None) -> None:
     """Zip the regular files of ``directory`` in name order with fixed timestamps.
 
-    Symbolic links are skipped: an artifact holds plain files only, and following a link could
-    hand out a file from outside the artifact store.
+    With ``base``, that directory's top-level files go under ``base/`` (model weights, config and
+    tokenizer: what ``from_pretrained`` reads). Symbolic links are skipped: an artifact holds plain
+    files only, and following a link could hand out a file from outside the artifact store.
     """
-    files = sorted(
-        p for p in directory.rglob("*") if p.is_file() and not _has_link(p, directory)
-    )
+    entries = [
+        (p.relative_to(directory).as_posix(), p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not _has_link(p, directory)
+    ]
+    if base is not None:
+        entries += [
+            (f"{BASE_IN_ZIP}/{p.name}", p)
+            for p in sorted(base.iterdir())
+            if p.is_file() and not p.is_symlink()
+        ]
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for file in files:
-            info = zipfile.ZipInfo(file.relative_to(directory).as_posix(), date_time=_FIXED_TIME)
+        for name, file in entries:
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             with file.open("rb") as source, archive.open(info, "w") as sink:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import unicodedata
 import uuid
 from collections import Counter
@@ -47,6 +48,10 @@ from app.domain.json_input import JsonInputError, parse_json
 from app.errors import ImportRejected, InvalidInput
 
 ImportFormat = Literal["csv", "tsv", "jsonl"]
+OnExisting = Literal["keep", "apply"]
+ON_EXISTING: tuple[OnExisting, ...] = ("keep", "apply")
+MAX_LISTED_LINES = 100
+"""How many line numbers the report lists for existing rows with a label (the count is exact)."""
 FORMATS: tuple[ImportFormat, ...] = ("csv", "tsv", "jsonl")
 EXTENSIONS: dict[str, ImportFormat] = {
     ".csv": "csv",
@@ -77,6 +82,14 @@ SPLIT_ALIASES = {
     "validation": SPLIT_DEV,
     "test": SPLIT_TEST,
 }
+COLUMN_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "text": ("text", "content", "body", "sentence", "message", "document", "comment", "review"),
+    "label": ("label", "category", "class", "topic", "target", "tag", "intent"),
+    "id": ("id", "external_id", "uid", "uuid", "key", "ref", "reference"),
+    "split": ("split", "set", "subset", "fold"),
+}
+"""Column names (lower-cased) that :func:`propose_mapping` proposes for each role."""
+_ID_SUFFIX = re.compile(r"[_\-\s]id$")
 SEED_SOURCE = "seed"
 MAX_EXTERNAL_ID = 200
 _BOMS = (
@@ -114,6 +127,11 @@ class ColumnMapping:
     def columns(self) -> list[str]:
         return [c for c in (self.text, self.label, self.id, self.split) if c]
 
+    def roles(self) -> dict[str, str]:
+        """role -> column, for the columns this mapping names."""
+        named = {"text": self.text, "label": self.label, "id": self.id, "split": self.split}
+        return {role: column for role, column in named.items() if column}
+
 
 @dataclass(frozen=True)
 class ImportOptions:
@@ -124,8 +142,16 @@ class ImportOptions:
     max_text_chars: int = 20_000
     batch_size: int = 2_000
     max_listed_errors: int = 100
+    on_existing: OnExisting = "keep"
+    """Rows whose text is already in the project: ``keep`` their labels (and report any label
+    the file gives them), or ``apply`` the file's label as a seed annotation by the importer."""
 
     def __post_init__(self) -> None:
+        if self.on_existing not in ON_EXISTING:
+            raise InvalidInput(
+                f"on_existing must be one of {', '.join(ON_EXISTING)}, not {self.on_existing!r}.",
+                details={"field": "on_existing"},
+            )
         if self.format not in FORMATS:
             raise InvalidInput(
                 f"Unknown format {self.format!r}; use one of {', '.join(FORMATS)}.",
@@ -166,6 +192,15 @@ class ImportReport:
         default_factory=lambda: {SPLIT_POOL: 0, SPLIT_DEV: 0, SPLIT_TEST: 0}
     )
     per_label: dict[str, int] = field(default_factory=dict)
+    existing_labelled: int = 0
+    """Rows already in the project for which the file gives a label."""
+    existing_label_differs: int = 0
+    """... of which the label is not one the item already carries."""
+    existing_label_differs_lines: list[int] = field(default_factory=list)
+    """Their line numbers (the first :data:`MAX_LISTED_LINES`)."""
+    existing_labels_applied: int = 0
+    """Seed annotations added to existing rows (``on_existing="apply"``)."""
+    on_existing: str = "keep"
     batch_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -338,16 +373,54 @@ def _delimited_records(lines: _Lines, fmt: ImportFormat, mapping: ColumnMapping
 
 
 def _check_header(names: list[str], mapping: ColumnMapping) -> None:
+    """Every column the mapping names must exist: a named column is never swapped for another."""
     duplicated = sorted(name for name, n in Counter(names).items() if n > 1 and name)
     if duplicated:
         raise _structure_error(1, f"names columns more than once: {', '.join(duplicated)}")
-    missing = [column for column in mapping.columns() if column not in names]
+    missing = {
+        role: column for role, column in mapping.roles().items() if column not in names
+    }
     if missing:
+        proposed = propose_mapping(names)
+        hints = [
+            f"{role} column {proposed[role]!r}?" for role in missing
+            if proposed.get(role) and proposed[role] not in mapping.columns()
+        ]
+        hint = f"; did you mean the {' / '.join(hints)}" if hints else ""
         raise _structure_error(
             1,
-            f"has no column {', '.join(repr(m) for m in missing)} (columns found: "
-            f"{', '.join(repr(n) for n in names[:20])})",
+            f"has no column {', '.join(repr(m) for m in missing.values())} (columns found: "
+            f"{', '.join(repr(n) for n in names[:20])}){hint}",
         )
+
+
+def propose_mapping(columns: list[str]) -> dict[str, str]:
+    """Which of ``columns`` look like the text, label, id and split columns (a proposal only).
+
+    Shown in previews and error messages; an import uses exactly the columns it was given. Id
+    columns are ``id`` or names ending in ``_id``/``-id`` (``msg_id``, ``ticket-id``), besides
+    the usual names.
+    """
+    proposal: dict[str, str] = {}
+    taken: set[str] = set()
+    for role in ("text", "label", "id", "split"):
+        for column in columns:
+            if column in taken:
+                continue
+            if _looks_like(role, column.strip().lower()):
+                proposal[role] = column
+                taken.add(column)
+                break
+    return proposal
+
+
+def _looks_like(role: str, name: str) -> bool:
+    if name in COLUMN_CANDIDATES[role]:
+        return True
+    if role == "id":
+        stem = _ID_SUFFIX.sub("", name)
+        return stem != name and stem not in COLUMN_CANDIDATES["label"]
+    return False
 
 
 def _structure_error(line: int, message: str) -> ImportRejected:
@@ -506,7 +579,7 @@ def import_items(
     validator = _Validator(options, labels)
     _validate_all(source, options, validator)
 
-    report = ImportReport(batch_id=f"import-{uuid.uuid4().hex}")
+    report = ImportReport(batch_id=f"import-{uuid.uuid4().hex}", on_existing=options.on_existing)
     label_names = {label_id: name for name, label_id in labels.items()}
     first_new_id = (db.scalar(select(func.max(Item.id))) or 0) + 1
     batch: list[_Row] = []
@@ -523,7 +596,7 @@ def import_items(
         _insert_batch(db, project, user, batch, report, first_new_id, label_names)
     if options.dev_fraction > 0:
         _carve_dev_set(db, project, report, options)
-    if report.annotations or report.carved_dev:
+    if report.annotations or report.carved_dev or report.existing_labels_applied:
         db.execute(update(Project).where(Project.id == project.id)
                    .values(data_version=Project.data_version + 1))
     db.flush()
@@ -569,15 +642,20 @@ def _insert_batch(
             Item.project_id == project.id, Item.content_hash.in_(list(unique))
         )
     ).all()
+    now = datetime.now(UTC)
+    already: dict[int, _Row] = {}
     for hash_value, item_id in existing:
-        del unique[hash_value]
+        row = unique.pop(hash_value)
         if item_id >= first_new_id:
             report.duplicates_in_file += 1  # inserted by an earlier batch of this file
         else:
             report.duplicates_in_project += 1
+            if row.label_id is not None:
+                already[item_id] = row
+    if already:
+        _existing_labels(db, project, user, already, report, now)
     if not unique:
         return
-    now = datetime.now(UTC)
     inserted = db.execute(
         insert(ITEMS).returning(ITEMS.c.id, ITEMS.c.content_hash),
         [
@@ -615,6 +693,71 @@ def _insert_batch(
     if annotations:
         db.execute(insert(ANNOTATIONS), annotations)
         report.annotations += len(annotations)
+
+
+def _existing_labels(
+    db: Session,
+    project: Project,
+    user: User,
+    rows: dict[int, _Row],
+    report: ImportReport,
+    now: datetime,
+) -> None:
+    """Rows already in the project that the file labels: report them; apply the label if asked.
+
+    A label "differs" when none of the item's live annotations carries it. Applying adds a seed
+    annotation by the importer and supersedes the importer's own earlier live label on the item;
+    other annotators' labels stay as they are.
+    """
+    live = db.execute(
+        select(Annotation.id, Annotation.item_id, Annotation.label_id, Annotation.annotator_id)
+        .where(
+            Annotation.project_id == project.id,
+            Annotation.item_id.in_(list(rows)),
+            Annotation.deleted.is_(False),
+            Annotation.superseded_by_id.is_(None),
+        )
+    ).all()
+    labels_of: dict[int, set[int]] = {}
+    mine: dict[int, list[int]] = {}
+    for annotation_id, item_id, label_id, annotator_id in live:
+        labels_of.setdefault(item_id, set()).add(label_id)
+        if annotator_id == user.id:
+            mine.setdefault(item_id, []).append(annotation_id)
+    report.existing_labelled += len(rows)
+    differing = sorted(
+        (row.line, item_id) for item_id, row in rows.items()
+        if row.label_id not in labels_of.get(item_id, set())
+    )
+    report.existing_label_differs += len(differing)
+    room = MAX_LISTED_LINES - len(report.existing_label_differs_lines)
+    report.existing_label_differs_lines.extend(line for line, _ in differing[:max(room, 0)])
+    if report.on_existing != "apply" or not differing:
+        return
+    for _line, item_id in differing:
+        row = rows[item_id]
+        created = db.execute(
+            insert(ANNOTATIONS).returning(ANNOTATIONS.c.id),
+            {
+                "project_id": project.id,
+                "item_id": item_id,
+                "annotator_id": user.id,
+                "label_id": row.label_id,
+                "source": SEED_SOURCE,
+                "deleted": False,
+                # Not this import's batch: the dev-set carve-out takes new rows only.
+                "batch_id": f"{report.batch_id}:existing",
+                "created_at": now,
+            },
+        ).scalar_one()
+        previous = mine.get(item_id, [])
+        if previous:
+            db.execute(
+                update(Annotation).where(Annotation.id.in_(previous))
+                .values(superseded_by_id=created)
+                .execution_options(synchronize_session=False)
+            )
+    report.existing_labels_applied += len(differing)
 
 
 def _carve_dev_set(

@@ -9,7 +9,13 @@ from fastapi.responses import Response
 
 from app.deps import ProjectLead, SessionDep, SettingsDep
 from app.domain import projects as project_service
-from app.domain.imports import ColumnMapping, ImportOptions, detect_format, import_items
+from app.domain.imports import (
+    COLUMN_CANDIDATES,
+    ColumnMapping,
+    ImportOptions,
+    detect_format,
+    import_items,
+)
 from app.errors import DomainError
 from app.web.forms import form_float, form_int
 from app.web.templating import render_page
@@ -17,7 +23,7 @@ from app.web.templating import render_page
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 _DEFAULTS = {"text_column": "text", "label_column": "", "id_column": "", "split_column": "",
-             "format": "auto", "dev_fraction": "0", "seed": "0"}
+             "format": "auto", "dev_fraction": "0", "seed": "0", "apply_existing": ""}
 
 
 def _page(request: Request, access: ProjectLead, db: SessionDep, *, form: dict[str, str],
@@ -26,6 +32,8 @@ def _page(request: Request, access: ProjectLead, db: SessionDep, *, form: dict[s
         "project": access.project,
         "labels": project_service.get_labels(db, access.project.id),
         "form": form,
+        "defaults": _DEFAULTS,
+        "candidates": COLUMN_CANDIDATES,
         "error": error,
     }
     status = error.status_code if error else 200
@@ -51,10 +59,11 @@ def run_import(
     format: Annotated[str, Form(max_length=10)] = "auto",
     dev_fraction: Annotated[str, Form(max_length=20)] = "0",
     seed: Annotated[str, Form(max_length=20)] = "0",
+    apply_existing: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     form = {"text_column": text_column, "label_column": label_column, "id_column": id_column,
             "split_column": split_column, "format": format, "dev_fraction": dev_fraction,
-            "seed": seed}
+            "seed": seed, "apply_existing": apply_existing}
     try:
         options = ImportOptions(
             format=detect_format(file.filename, file.content_type, format),
@@ -63,6 +72,7 @@ def run_import(
             dev_fraction=form_float(form, "dev_fraction", 0.0),
             seed=form_int(form, "seed", 0),
             max_text_chars=settings.max_text_chars,
+            on_existing="apply" if apply_existing else "keep",
         )
         report = import_items(db, project=access.project, user=access.user, source=file.file,
                               options=options)

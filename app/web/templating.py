@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from app.assets import asset_path
+from app.deps import PRINCIPAL_VIEW_STATE
 from app.security.csrf import CSRF_FORM_FIELD, CSRF_HEADER, csrf_token
 from app.security.headers import NONCE_SCOPE_KEY
 
@@ -54,7 +55,9 @@ def base_context(request: Request) -> dict[str, Any]:
     has_session = "session" in request.scope
     return {
         "request": request,
-        "principal": getattr(request.state, "principal", None),
+        # A plain copy (app.deps.PrincipalView), never the ORM user: error pages render after
+        # the request's session has closed.
+        "principal": getattr(request.state, PRINCIPAL_VIEW_STATE, None),
         "csrf_token": csrf_token(request) if has_session else "",
         "csp_nonce": request.scope.get("state", {}).get(NONCE_SCOPE_KEY, ""),
         "flashes": _pop_flashes(request),

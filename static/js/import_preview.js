@@ -10,12 +10,16 @@
   var formatSelect = form.querySelector('select[name="format"]');
   var preview = document.getElementById("import-preview");
   if (!fileInput || !preview) { return; }
+  // Column names per role come from the server (app.domain.imports.COLUMN_CANDIDATES), so the
+  // preview proposes what the server would; id columns also match "*_id" (msg_id, ticket-id).
+  var CANDIDATES = JSON.parse(preview.dataset.candidates || "{}");
   var FIELDS = {
-    text_column: ["text", "content", "body", "sentence", "message", "document"],
-    label_column: ["label", "category", "class", "topic", "target"],
-    id_column: ["id", "external_id", "uid", "key", "ref", "reference"],
-    split_column: ["split", "set", "subset", "fold"]
+    text_column: CANDIDATES.text || [],
+    label_column: CANDIDATES.label || [],
+    id_column: CANDIDATES.id || [],
+    split_column: CANDIDATES.split || []
   };
+  var ID_SUFFIX = /[_\-\s]id$/;
   var ROWS = 5;
   var parsed = null;
 
@@ -72,12 +76,33 @@
     return { columns: header, rows: table.slice(1, ROWS + 1) };
   }
 
+  function looksLike(name, column) {
+    var lowered = column.trim().toLowerCase();
+    if (FIELDS[name].indexOf(lowered) >= 0) { return true; }
+    if (name !== "id_column" || !ID_SUFFIX.test(lowered)) { return false; }
+    return FIELDS.label_column.indexOf(lowered.replace(ID_SUFFIX, "")) < 0;
+  }
+
+  // Detection only proposes: it fills a field that still holds the page's default (visible in the
+  // preview before anything is sent) and never replaces a name someone typed.
+  function proposals() {
+    var proposed = {}, taken = [];
+    Object.keys(FIELDS).forEach(function (name) {
+      var match = parsed.columns.find(function (c) {
+        return taken.indexOf(c) < 0 && looksLike(name, c);
+      });
+      if (match) { proposed[name] = match; taken.push(match); }
+    });
+    return proposed;
+  }
+
   function suggest() {
+    var proposed = proposals();
     Object.keys(FIELDS).forEach(function (name) {
       var input = form.querySelector('[name="' + name + '"]');
-      if (!input || (input.value && parsed.columns.indexOf(input.value) >= 0)) { return; }
-      var match = parsed.columns.find(function (c) { return FIELDS[name].indexOf(c.toLowerCase()) >= 0; });
-      if (match && (!input.value || name === "text_column")) { input.value = match; }
+      if (!input || input.dataset.default === undefined) { return; }
+      if (input.value && parsed.columns.indexOf(input.value) >= 0) { return; }
+      if (proposed[name]) { input.value = proposed[name]; }
     });
   }
 
@@ -101,12 +126,23 @@
     preview.replaceChildren();
     if (!parsed) { return; }
     var roles = mapping();
-    var textInput = form.querySelector('[name="text_column"]');
     preview.appendChild(el("h2", "Preview of the first rows", "tiny-heading"));
-    if (textInput && parsed.columns.indexOf(textInput.value) < 0) {
-      preview.appendChild(el("p", "No column named “" + textInput.value + "”. Columns found: " +
-        parsed.columns.join(", "), "error"));
-    }
+    var proposed = proposals();
+    Object.keys(FIELDS).forEach(function (name) {
+      var input = form.querySelector('[name="' + name + '"]');
+      if (!input || !input.value || parsed.columns.indexOf(input.value) >= 0) { return; }
+      var problem = el("p", "No column named “" + input.value + "”. Columns found: " +
+        parsed.columns.join(", ") + ". The import will be refused unless you change it.", "error");
+      var better = proposed[name];
+      if (better && better !== input.value) {
+        var use = el("button", "Use “" + better + "”", "link propose");
+        use.type = "button";
+        use.addEventListener("click", function () { input.value = better; render(); });
+        problem.appendChild(document.createTextNode(" "));
+        problem.appendChild(use);
+      }
+      preview.appendChild(problem);
+    });
     var table = el("table", undefined, "table compact preview-table");
     var head = el("tr");
     parsed.columns.forEach(function (c) {
@@ -138,6 +174,7 @@
   fileInput.addEventListener("change", load);
   if (formatSelect) { formatSelect.addEventListener("change", load); }
   form.addEventListener("input", function (event) {
+    if (event.target && event.target.dataset) { delete event.target.dataset.default; }
     if (event.target !== fileInput && parsed) { render(); }
   });
 })();

@@ -6,10 +6,17 @@ one access rule through its dependencies (``OptionalUser``, ``CurrentUser``/``Le
 ``AdminUser``, ``ProjectReader``/``ProjectAnnotator``/``ProjectLead``/``ProjectAdmin`` from
 ``app.deps``); a route without one fails here.
 
-Callers: anonymous, an annotator of the project, the lead of *another* project, the project's
-lead, and an admin (member of nothing). Denials are recognised by the ``X-Tapestry-Error`` code
-(401 → sign in, 403 → forbidden, 404 → project hidden); "allowed" means no denial and no 5xx.
-Every (route, caller) pair runs on fresh rows, so destructive routes cannot disturb each other.
+Callers: anonymous, an annotator of the project, an annotator and the lead of *another* project,
+the project's lead, and an admin (member of nothing). Denials are recognised by the
+``X-Tapestry-Error`` code (401 → sign in, 403 → forbidden, 404 → project hidden); "allowed" means
+no denial and no 5xx. Every (route, caller) pair runs on fresh rows, so destructive routes cannot
+disturb each other.
+
+Requests run like production units of work: after each one, what the request loaded is detached
+from the session (as ``Session.close()`` does), so a page or an error page that reads ORM state
+after the transaction ended fails here as it would in a server. A second walk puts *another
+project's* objects (items, annotations, runs, model versions, members) under this project's path
+and expects 404 from every route, web and API.
 """
 
 from __future__ import annotations
@@ -26,16 +33,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.models import ROLE_ADMIN, ROLE_ANNOTATOR, ROLE_LEAD, Label
+from app.db.models import ROLE_ADMIN, ROLE_ANNOTATOR, ROLE_LEAD, Label, User
 from app.deps import AccessRule, Level
 from app.errors import ACCESS_DENIAL_CODES, ERROR_HEADER
 from tests.factories import add_member, login_client, make_items, make_project, make_user
 
 # Framework routes that are deliberately public and carry no dependency to declare it.
 FRAMEWORK_ROUTES = {"/api/openapi.json", "/api/docs", "/static"}
-CALLERS = ("anonymous", "annotator", "other_lead", "lead", "admin")
+CALLERS = ("anonymous", "annotator", "other_annotator", "other_lead", "lead", "admin")
 CALLER_GLOBAL_LEVEL = {
     "annotator": Level.ANNOTATE,
+    "other_annotator": Level.ANNOTATE,
     "other_lead": Level.LEAD,
     "lead": Level.LEAD,
     "admin": Level.ADMIN,
@@ -92,10 +100,11 @@ def build_world(app: FastAPI, db: Session) -> World:
     lead = make_user(db, role=ROLE_LEAD)
     annotator = make_user(db, role=ROLE_ANNOTATOR)
     other_lead = make_user(db, role=ROLE_LEAD)
+    other_annotator = make_user(db, role=ROLE_ANNOTATOR)
     admin = make_user(db, role=ROLE_ADMIN)
     spare = make_user(db, role=ROLE_ANNOTATOR)
     project = make_project(db, lead=lead, annotators=[annotator, spare])
-    make_project(db, lead=other_lead)
+    make_project(db, lead=other_lead, annotators=[other_annotator])
     item = make_items(db, project, [f"item {secrets.token_hex(4)}"])[0]
     label = db.query(Label).filter_by(project_id=project.id).first()
     anonymous = TestClient(app)
@@ -104,6 +113,7 @@ def build_world(app: FastAPI, db: Session) -> World:
     clients: dict[str, TestClient] = {
         "anonymous": anonymous,
         "annotator": login_client(app, user=annotator),
+        "other_annotator": login_client(app, user=other_annotator),
         "other_lead": login_client(app, user=other_lead),
         "lead": login_client(app, user=lead),
         "admin": login_client(app, user=admin),
@@ -154,8 +164,9 @@ def test_routes_were_found() -> None:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_route_enforces_its_declared_access(
-    app: FastAPI, db: Session, method: str, path: str
+    closing_app: FastAPI, db: Session, method: str, path: str
 ) -> None:
+    app = closing_app
     if path in FRAMEWORK_ROUTES:
         world = build_world(app, db)
         response = world.clients["anonymous"].request(method, path)
@@ -183,3 +194,80 @@ def test_route_enforces_its_declared_access(
                 assert response.status_code == denial, where
             else:
                 assert response.status_code == 303  # web pages send people to the login form
+
+
+# --------------------------------------------------------------------------- cross-project objects
+
+# Path parameters that name an object inside the project of ``{project_id}``.
+PROJECT_OBJECT_PARAMS = {"item_id", "annotation_id", "run_id", "version_id", "version", "user_id"}
+CROSS_ROUTES = [
+    (method, path)
+    for method, path in ROUTES
+    if "{project_id}" in path and PROJECT_OBJECT_PARAMS & set(_PARAM.findall(path))
+]
+
+
+def other_projects_objects(db: Session, settings: Settings, lead: Any) -> dict[str, Any]:
+    """A second project of the same lead, with one object of every kind; their ids."""
+    from app.db.models import RUN_SUCCEEDED, Annotation, TrainingRun
+    from tests.app.api.support import fake_version
+
+    stranger = make_user(db, role=ROLE_ANNOTATOR)
+    other = make_project(db, lead=lead, annotators=[stranger])
+    item = make_items(db, other, [f"elsewhere {secrets.token_hex(4)}"])[0]
+    label = db.query(Label).filter_by(project_id=other.id).first()
+    assert label is not None
+    annotation = Annotation(
+        project_id=other.id, item_id=item.id, annotator_id=stranger.id, label_id=label.id
+    )
+    run = TrainingRun(project_id=other.id, kind="retrain", status=RUN_SUCCEEDED)
+    db.add_all([annotation, run])
+    db.flush()
+    version = fake_version(db, settings, other)
+    return {
+        "item_id": item.id,
+        "annotation_id": annotation.id,
+        "label_id": label.id,
+        "run_id": run.id,
+        "version_id": version.id,
+        "version": version.version,
+        "user_id": stranger.id,
+    }
+
+
+def test_cross_routes_were_found() -> None:
+    found = {path for _, path in CROSS_ROUTES}
+    assert "/projects/{project_id}/annotate/annotations/{annotation_id}" in found
+    assert "/admin/projects/{project_id}/models/{version_id}/download" in found
+    assert "/api/v1/projects/{project_id}/runs/{run_id}" in found
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), CROSS_ROUTES, ids=[f"{m} {p}" for m, p in CROSS_ROUTES]
+)
+def test_another_projects_object_answers_404(
+    closing_app: FastAPI, db: Session, settings: Settings, method: str, path: str
+) -> None:
+    """The caller may act on this project, but the object belongs to another one: 404, no 5xx.
+
+    Both the project's lead (who also leads the other project: the object's project is visible to
+    them, just not through this path) and an admin (who sees every project) try it.
+    """
+    (rule,) = ROUTE_RULES[(method, path)]
+    assert rule.level is not None
+    world = build_world(closing_app, db)
+    from app.db.models import Membership
+
+    membership = db.query(Membership).filter_by(project_id=world.project_id, role="lead").one()
+    lead = db.get(User, membership.user_id)
+    values = world.values | other_projects_objects(db, settings, lead)
+    db.commit()
+    url = fill_path(path, values)
+    # A valid form for this project (its own label), so that only the object can be wrong.
+    form = {"label_id": str(world.values["label_id"])} if method == "POST" else None
+    data = form if not path.startswith("/api/") else None
+    callers = ["admin"] + (["lead"] if rule.level <= Level.LEAD else [])
+    for caller in callers:
+        response = world.clients[caller].request(method, url, data=data, follow_redirects=False)
+        where = f"{method} {url} as {caller}: {response.status_code} {response.text[:200]}"
+        assert response.status_code == 404, where

@@ -41,3 +41,26 @@ def test_preview_shows_rows_and_mapping_then_imports(
     expect(report.locator('[data-count="created"]')).to_have_text("3")
     expect(report.locator('[data-count="annotations"]')).to_have_text("3")
     assert browser_page.dialogs == []
+
+
+def test_a_typed_column_name_is_never_replaced_only_flagged_with_a_proposal(
+    live: LiveStack, browser_page: BrowserPage
+) -> None:
+    page = browser_page.page
+    sign_in(page, live, "lead")
+    page.goto(f"{live.url}/projects/{live.seeded.markup_id}/import")
+    page.get_by_label("Text column").fill("body")  # typed: an explicit name
+    page.locator('input[type="file"]').set_input_files({
+        "name": "messages.csv", "mimeType": "text/csv",
+        "buffer": b"msg_id,message,category\n71,first message,safe\n72,second message,unsafe\n",
+    })
+    preview = page.locator("#import-preview")
+    expect(preview).to_contain_text("No column named “body”")
+    expect(page.get_by_label("Text column")).to_have_value("body")
+    expect(page.get_by_label("Id column (optional)")).to_have_value("msg_id")  # *_id detected
+    expect(preview.locator("thead")).to_contain_text("msg_id → id")
+    page.get_by_role("button", name="Use “message”").click()
+    expect(page.get_by_label("Text column")).to_have_value("message")
+    expect(preview).not_to_contain_text("No column named")
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator('#import-report [data-count="created"]')).to_have_text("2")

@@ -1,28 +1,37 @@
 """A real client — transformers + peft, none of Tapestry's code — uses the downloaded adapter.
 
-It downloads the current adapter through the REST API, unzips it, loads the base with
+It downloads the current adapter through the REST API and runs the Python lines of docs/api.md
+(read from that file) in a separate, isolated Python process that imports only transformers, peft
+and torch: unzip, check the base's sha256, load the base with
 ``AutoModelForSequenceClassification.from_pretrained`` and the adapter with
-``PeftModel.from_pretrained`` (exactly the lines in docs/api.md), and must reproduce the
-probabilities that ``POST /predict`` returns for the same texts. The predict path runs first with
-the inference task body in-process, then through a real Celery worker on the ``inference`` queue.
+``PeftModel.from_pretrained``. They must reproduce the probabilities that ``POST /predict``
+returns for the same texts -- for a plain project and for one whose base went through TAPT (its
+adapted encoder ships in the zip). The predict path runs first with the inference task body
+in-process, then through a real Celery worker on the ``inference`` queue.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import ROLE_LEAD
+from app.domain.adapters import base_fingerprint
+from app.domain.model_versions import relative_artifact_path
 from app.main import create_app
 from tests.app.api.support import InProcessInference, bearer, trained_version
 from tests.app.domain.runs_support import Db
@@ -33,19 +42,42 @@ from tests.worker.ml.tiny import LABEL_NAMES
 TEXTS = ["goal team match win", "bank stock price loan", "atom cell gene orbit", "the new report"]
 
 
-def client_side_probabilities(zip_bytes: bytes, base: Path, workdir: Path) -> np.ndarray:
-    """What a user's script does with the zip: transformers + peft only."""
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+ALLOWED_TOP_LEVEL = {"transformers", "peft", "torch"}
 
-    zipfile.ZipFile(io.BytesIO(zip_bytes)).extractall(workdir)
-    labels = json.loads((workdir / "labels.json").read_text())["labels"]
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=len(labels))
-    model = PeftModel.from_pretrained(model, str(workdir / "adapter")).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(workdir / "tokenizer"))
-    with torch.no_grad():
-        batch = tokenizer(TEXTS, padding=True, truncation=True, return_tensors="pt")
-        return model(**batch).logits.softmax(-1).numpy()
+
+def documented_snippet() -> str:
+    """The Python block of docs/api.md that loads a downloaded adapter."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    (snippet,) = [b for b in blocks if "PeftModel.from_pretrained" in b]
+    return snippet
+
+
+RUNNER = """
+import json, sys
+texts = json.loads(sys.argv[1])
+{snippet}
+loaded = sorted({{name.split(".")[0] for name in sys.modules}})
+print(json.dumps({{"probabilities": probs.tolist(), "labels": labels, "modules": loaded}}))
+"""
+
+
+def client_side_probabilities(zip_bytes: bytes, workdir: Path) -> tuple[np.ndarray, list[str]]:
+    """What a user's script does with the zip, in its own process: the documented lines only."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "adapter.zip").write_bytes(zip_bytes)
+    script = RUNNER.format(snippet=documented_snippet())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAPESTRY_", "PYTHON"))}
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, json.dumps(TEXTS)],
+        cwd=workdir, env=env | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    ours = {"app", "worker", "tests"} & set(result["modules"])
+    assert not ours, f"the client imported Tapestry code: {ours}"
+    return np.array(result["probabilities"]), result["labels"]
 
 
 def test_peft_client_reproduces_the_servers_predictions(
@@ -70,13 +102,79 @@ def _download_and_compare(
 
     download = http.get(f"/api/v1/projects/{project_id}/adapter")
     assert download.status_code == 200
-    local = client_side_probabilities(download.content, tiny_model, tmp_path / "adapter")
+    local, labels = client_side_probabilities(download.content, tmp_path / "client")
 
     served = http.post(f"/api/v1/projects/{project_id}/predict", json={"texts": TEXTS})
     assert served.status_code == 200, served.text
-    np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-5)
-    assert served.json()["labels"] == [LABEL_NAMES[i] for i in local.argmax(axis=1)]
+    np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-4)
+    assert served.json()["labels"] == labels == [LABEL_NAMES[i] for i in local.argmax(axis=1)]
     assert not np.allclose(local, local[0])  # a real model: the texts get different answers
+    return download.content
+
+
+def test_a_tapt_projects_adapter_ships_its_encoder_and_reproduces_predict(
+    app: FastAPI, db: Session, settings: Settings, tiny_model: Path, tmp_path: Path
+) -> None:
+    """TAPT changed the encoder: without it, the documented lines would load silently and give
+    other probabilities. The zip carries it as base/, and the card's sha256 checks it."""
+    from tests.worker.ml.tiny import make_corpus
+    from worker.ml.tapt import TaptConfig, run_tapt
+
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=LABEL_NAMES)
+    tapt_out = settings.artifacts / "projects" / str(project.id) / "tapt" / "run-1"
+    texts = make_corpus(60, seed=3)[0]
+    config = TaptConfig(max_steps=6, lr=5e-3, batch_size=8, eval_every=3, max_length=32,
+                        mlm_probability=0.3, device="cpu", seed=1)
+    run_tapt(texts, base_model=str(tiny_model), out_dir=tapt_out, config=config)
+    project.tapt_model_path = relative_artifact_path(tapt_out, settings)
+    trained_version(db, settings, project, tapt_out)
+    token = make_token(db, lead, scopes=("read",), project=project)
+    db.commit()
+    app.state.inference_client = InProcessInference(settings)
+    try:
+        content = _download_and_compare(app, project.id, token, tiny_model, tmp_path)
+    finally:
+        del app.state.inference_client
+    names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    assert "base/model.safetensors" in names and "base/config.json" in names
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(content)).read("tapestry.json"))
+    assert meta["base_model_sha256"] == base_fingerprint(tapt_out)
+    assert meta["base_model_sha256"] != base_fingerprint(tiny_model)  # TAPT changed the weights
+    card = TestClient(app, headers=bearer(token)).get(
+        f"/api/v1/projects/{project.id}/adapter/card").json()
+    assert card["card"]["base_model_sha256"] == meta["base_model_sha256"]
+
+
+def test_the_documented_check_refuses_the_wrong_base(
+    app: FastAPI, db: Session, settings: Settings, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A plain project's zip names its base; pointing the lines at another base fails loudly."""
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=LABEL_NAMES)
+    trained_version(db, settings, project, tiny_model)
+    token = make_token(db, lead, scopes=("read",), project=project)
+    db.commit()
+    content = TestClient(app, headers=bearer(token)).get(
+        f"/api/v1/projects/{project.id}/adapter").content
+    assert not any(n.startswith("base/") for n in zipfile.ZipFile(io.BytesIO(content)).namelist())
+    archive = zipfile.ZipFile(io.BytesIO(content))
+    meta = json.loads(archive.read("tapestry.json"))
+    other = tmp_path / "other-base"
+    other.mkdir()
+    for file in tiny_model.iterdir():
+        if file.is_file():
+            data = file.read_bytes()
+            if file.suffix == ".safetensors":
+                data = data[:-1] + bytes([data[-1] ^ 1])  # one bit of one weight differs
+            (other / file.name).write_bytes(data)
+    meta["base_model"] = str(other)
+    rewritten = io.BytesIO()
+    with zipfile.ZipFile(rewritten, "w") as out:
+        for name in archive.namelist():
+            out.writestr(name, json.dumps(meta) if name == "tapestry.json" else archive.read(name))
+    with pytest.raises(AssertionError, match="is not the base this adapter was trained on"):
+        client_side_probabilities(rewritten.getvalue(), tmp_path / "client")
 
 
 def test_predict_through_a_real_inference_worker(
@@ -110,6 +208,6 @@ def test_predict_through_a_real_inference_worker(
     served = http.post(url, json={"texts": TEXTS})
     assert served.status_code == 200, served.text
     download = http.get(f"/api/v1/projects/{project_id}/adapter")
-    local = client_side_probabilities(download.content, tiny_model, tmp_path / "adapter")
-    np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-5)
+    local, _labels = client_side_probabilities(download.content, tmp_path / "client")
+    np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-4)
     celery.close()

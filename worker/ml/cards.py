@@ -94,8 +94,14 @@ class AdapterCard:
         if self.trainable_params is not None:
             lines += [f"Trainable parameters: {self.trainable_params:,}.", ""]
         lines += [
-            "Reproduce: load the base by the path and check its sha256 above, then train with the",
-            "adapter and train configs and seeds recorded here (Tapestry `worker.ml`).",
+            "Load: transformers + peft on the base at `base_model` -- or on `base/` of the",
+            "downloaded zip, where a base that went through TAPT ships. Check the base first:",
+            "the sha256 over its `*.safetensors` files in name order (each file's name, then its",
+            "bytes) must equal `base_model_sha256`; another base loads without error but gives",
+            "other probabilities. The lines are in Tapestry's docs/api.md.",
+            "",
+            "Reproduce: train with the adapter and train configs and seeds recorded here",
+            "(Tapestry `worker.ml`) on that base.",
             "",
         ]
         return "\n".join(lines)

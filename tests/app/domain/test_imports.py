@@ -258,3 +258,120 @@ def test_format_detection() -> None:
     assert detect_format("x.csv", None, "jsonl") == "jsonl"
     with pytest.raises(InvalidInput, match="Cannot tell"):
         detect_format("data.xlsx", "application/octet-stream", "auto")
+
+
+# ----------------------------------------------------------------- named columns, existing rows
+
+
+def test_a_named_column_that_is_missing_is_refused_never_substituted(
+    db: Session, project: Project
+) -> None:
+    data = "msg_id,message,category\n1,Refund please,billing\n"
+    error = rejected(db, project, data, mapping=ColumnMapping(text="body", label="category"))
+    (problem,) = error.details["errors"]
+    assert problem["line"] == 1
+    assert "has no column 'body'" in problem["message"]
+    assert "did you mean the text column 'message'" in problem["message"]
+    label_missing = rejected(
+        db, project, data, mapping=ColumnMapping(text="message", label="label")
+    )
+    assert "has no column 'label'" in label_missing.details["errors"][0]["message"]
+    assert "label column 'category'" in label_missing.details["errors"][0]["message"]
+
+
+def test_the_default_text_column_is_not_guessed_either(db: Session, project: Project) -> None:
+    error = rejected(db, project, "message\nhello\n", mapping=ColumnMapping())
+    assert "has no column 'text'" in error.details["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (["msg_id", "message", "category"],
+         {"id": "msg_id", "text": "message", "label": "category"}),
+        (["ticket-id", "body"], {"id": "ticket-id", "text": "body"}),
+        (["ID", "Text", "Split"], {"id": "ID", "text": "Text", "split": "Split"}),
+        (["label_id", "text"], {"text": "text"}),  # a label's id is not the row's id
+        (["paid", "valid", "text"], {"text": "text"}),  # words ending in "id" are not ids
+    ],
+)
+def test_propose_mapping_detects_id_columns(columns: list[str], expected: dict[str, str]) -> None:
+    from app.domain.imports import propose_mapping
+
+    assert propose_mapping(columns) == expected
+
+
+def _labels_of(db: Session, project: Project, text: str) -> list[tuple[str, str]]:
+    from app.db.models import Label
+
+    rows = db.execute(
+        select(Label.name, Annotation.source)
+        .join(Annotation, Annotation.label_id == Label.id)
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Item.project_id == project.id, Item.content_hash == content_hash(text),
+               Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
+        .order_by(Annotation.id)
+    ).all()
+    return [(name, source) for name, source in rows]
+
+
+FIRST = "id,text,label\n1,Refund please,billing\n2,App crashes,bug\n3,Dark mode?,\n"
+AGAIN = (
+    "id,text,label\n"
+    "1,Refund please,feature\n"  # line 2: differs
+    "2,App crashes,bug\n"  # line 3: same label
+    "3,Dark mode?,feature\n"  # line 4: had none
+    "4,New one,bug\n"  # line 5: new row
+)
+
+
+def test_existing_rows_keep_their_labels_and_the_report_lists_them(
+    db: Session, project: Project
+) -> None:
+    run(db, project, FIRST)
+    report = run(db, project, AGAIN)
+    assert (report.created, report.duplicates_in_project, report.annotations) == (1, 3, 1)
+    assert report.existing_labelled == 3
+    assert report.existing_label_differs == 2
+    assert report.existing_label_differs_lines == [2, 4]
+    assert report.existing_labels_applied == 0 and report.on_existing == "keep"
+    assert _labels_of(db, project, "Refund please") == [("billing", "seed")]
+    assert _labels_of(db, project, "Dark mode?") == []
+
+
+def test_existing_rows_take_the_new_labels_when_asked(db: Session, project: Project) -> None:
+    run(db, project, FIRST)
+    first_user_rows = _labels_of(db, project, "Refund please")
+    version = project.data_version
+    report = run(db, project, AGAIN, on_existing="apply", dev_fraction=0.5)
+    assert report.existing_label_differs == 2 and report.existing_labels_applied == 2
+    assert report.existing_label_differs_lines == [2, 4]
+    # The earlier seed label was another user's: it stays; the importer's label joins it.
+    assert first_user_rows == [("billing", "seed")]
+    assert _labels_of(db, project, "Refund please") == [("billing", "seed"), ("feature", "seed")]
+    assert _labels_of(db, project, "Dark mode?") == [("feature", "seed")]
+    assert _labels_of(db, project, "App crashes") == [("bug", "seed")]
+    assert project.data_version > version
+    # Existing rows are never moved to the dev set by this import's carve-out.
+    splits = dict(db.execute(select(Item.text, Item.split).where(
+        Item.project_id == project.id)).all())
+    assert splits["Refund please"] == SPLIT_POOL and splits["Dark mode?"] == SPLIT_POOL
+
+
+def test_applying_again_as_the_same_user_supersedes_their_own_label(
+    db: Session, project: Project
+) -> None:
+    user = make_user(db)
+    options = ImportOptions(format="csv", mapping=ColumnMapping(text="text", label="label"))
+    import_items(db, project=project, user=user, source=io.BytesIO(FIRST.encode()),
+                 options=options)
+    apply = ImportOptions(format="csv", mapping=ColumnMapping(text="text", label="label"),
+                          on_existing="apply")
+    import_items(db, project=project, user=user, source=io.BytesIO(AGAIN.encode()),
+                 options=apply)
+    assert _labels_of(db, project, "Refund please") == [("feature", "seed")]
+
+
+def test_on_existing_must_be_keep_or_apply() -> None:
+    with pytest.raises(InvalidInput, match="on_existing"):
+        ImportOptions(format="csv", on_existing="merge")  # type: ignore[arg-type]
