@@ -238,7 +238,7 @@ def other_projects_objects(db: Session, settings: Settings, lead: Any) -> dict[s
 def test_cross_routes_were_found() -> None:
     found = {path for _, path in CROSS_ROUTES}
     assert "/projects/{project_id}/annotate/annotations/{annotation_id}" in found
-    assert "/admin/projects/{project_id}/models/{version_id}/download" in found
+    assert "/projects/{project_id}/models/{version_id}/download" in found
     assert "/api/v1/projects/{project_id}/runs/{run_id}" in found
 
 

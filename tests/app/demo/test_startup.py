@@ -3,6 +3,7 @@ last, as soon as the web answers -- never held back by a worker busy with the fi
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def test_a_busy_worker_does_not_hold_back_the_banner(
     monkeypatch.setattr(demo_run, "Supervisor", FakeSupervisor)
     monkeypatch.setattr(demo_run, "_wait_for_health", lambda url, supervisor: True)
     monkeypatch.setattr(demo_run, "WORKER_PING_GRACE", 0.3)
-    settings = Settings(data_dir=tmp_path, secret_key="x" * 64)
+    settings = Settings(data_dir=tmp_path, secret_key=secrets.token_urlsafe(48))
     assert demo_run.run_demo(settings, host="127.0.0.1", port=18531, with_worker=True) == 0
     assert len(quiet_worker) == 1, "the worker is pinged once"
     out = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -85,7 +86,7 @@ def test_an_answering_worker_is_reported(
         path.write_text("pong")
 
     monkeypatch.setattr(celery_app, "send_task", answer)
-    settings = Settings(data_dir=tmp_path, secret_key="x" * 64)
+    settings = Settings(data_dir=tmp_path, secret_key=secrets.token_urlsafe(48))
     assert demo_run._worker_state(settings, grace=30).startswith("worker: answered a ping in ")
 
 
@@ -95,7 +96,7 @@ def test_without_a_worker_the_state_line_says_so(
     monkeypatch.setattr(demo_run, "seed_demo", lambda settings: SEED)
     monkeypatch.setattr(demo_run, "Supervisor", FakeSupervisor)
     monkeypatch.setattr(demo_run, "_wait_for_health", lambda url, supervisor: True)
-    settings = Settings(data_dir=tmp_path, secret_key="x" * 64)
+    settings = Settings(data_dir=tmp_path, secret_key=secrets.token_urlsafe(48))
     demo_run.run_demo(settings, host="0.0.0.0", port=18532, with_worker=False)
     out = capsys.readouterr().out
     assert "worker: not started (--no-worker)" in out

@@ -103,7 +103,7 @@ def test_the_dashboard_refuses_a_server_path(
     browser = login_client(app, db, user=lead)
     form = {"base_model": "/etc", "adapter_kind": "lora", "adapter_size": "8",
             "strategy": "entropy"}
-    answer = browser.post(f"/projects/{project.id}/dashboard/model", data=form)
+    answer = browser.post(f"/projects/{project.id}/settings/model", data=form)
     assert answer.status_code == 422
     assert "folder under" in answer.text
     db.refresh(project)
@@ -111,7 +111,7 @@ def test_the_dashboard_refuses_a_server_path(
     folder = settings.models / "enc"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    saved = browser.post(f"/projects/{project.id}/dashboard/model",
+    saved = browser.post(f"/projects/{project.id}/settings/model",
                          data={**form, "base_model": str(folder)}, follow_redirects=False)
     assert saved.status_code == 303
     db.refresh(project)

@@ -274,7 +274,7 @@ def test_lead_adds_changes_and_removes_members_but_keeps_a_lead(
     app: FastAPI, db: Session
 ) -> None:
     project, lead = _lead(app, db)
-    person = make_user(db, role=ROLE_ANNOTATOR)
+    person = make_user(db, role=ROLE_LEAD)  # only global leads may lead a project
     base = f"/projects/{project.id}/members"
     lead.post(base, data={"email": person.email, "role": "annotator"})  # type: ignore[attr-defined]
 
@@ -289,7 +289,7 @@ def test_lead_adds_changes_and_removes_members_but_keeps_a_lead(
     assert role_of(person.id) is None
     me = lead.user  # type: ignore[attr-defined]
     refused = lead.post(base, data={"email": me.email, "role": "annotator"})  # type: ignore[attr-defined]
-    assert refused.status_code == 409 and "at least one lead" in refused.text
+    assert refused.status_code == 409 and "last lead" in refused.text
     assert role_of(me.id) == "lead"
     unknown = lead.post(base, data={"email": "nobody@example.org", "role": "annotator"})  # type: ignore[attr-defined]
     assert unknown.status_code == 404 and "an admin creates accounts" in unknown.text
