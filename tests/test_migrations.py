@@ -47,7 +47,7 @@ def _tables(url: str) -> set[str]:
 def _round_trip(url: str) -> None:
     upgrade(url)
     assert _tables(url) == APP_TABLES
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == "0002_i13a"
     downgrade(url, "base")
     assert _tables(url) == set()
     assert current_revision(url) is None
