@@ -38,7 +38,7 @@ def invoke(*args: str, input: str | None = None) -> str:
 
 def test_db_upgrade_then_first_admin_with_a_generated_password(cli_db: str) -> None:
     invoke("db", "upgrade")
-    assert invoke("db", "current").strip() == "0001"
+    assert invoke("db", "current").strip() == "0002_i13a"
     output = invoke("user", "create", "--email", "Root@Example.org", "--role", "admin")
     password = re.search(r"password \(shown once\): (\S+)", output)
     assert password is not None
