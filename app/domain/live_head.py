@@ -8,12 +8,15 @@ it was committed, and a burst of labels during one refit causes exactly one more
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.base import utcnow
-from app.db.models import LiveHeadState
+from app.db.models import Label, LiveHeadState
+from app.errors import InvalidInput
 from app.jobs import TASK_LIVE_REFIT, Job, enqueue_after_commit
 
 
@@ -44,3 +47,60 @@ def live_head_state(db: Session, project_id: int) -> LiveHeadState | None:
     return db.scalars(
         select(LiveHeadState).where(LiveHeadState.project_id == project_id)
     ).first()
+
+
+MAX_DESCRIPTION_CHARS = 300
+
+
+def parse_label_descriptions(text: str) -> dict[str, str]:
+    """``label: one-line description`` per line (blank lines ignored) -> {label: description}."""
+    out: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        name, colon, description = line.partition(":")
+        if not colon or not name.strip():
+            raise InvalidInput(
+                f"Line {number} of the label descriptions needs the form 'label: description'.",
+                details={"field": "label_descriptions", "line": number},
+            )
+        out[name.strip()] = description.strip()
+    return out
+
+
+def set_label_descriptions(
+    db: Session, project_id: int, descriptions: Mapping[str, str]
+) -> None:
+    """Replace the one-line descriptions of the named labels; others keep theirs.
+
+    The zero-shot cold start embeds ``"label: description"``, so a refit is requested.
+    """
+    labels = {label.name: label for label in db.scalars(
+        select(Label).where(Label.project_id == project_id)
+    )}
+    unknown = sorted(set(descriptions) - set(labels))
+    if unknown:
+        raise InvalidInput(
+            f"No such label(s): {', '.join(unknown)[:200]}.",
+            details={"field": "label_descriptions", "unknown": unknown},
+        )
+    for name, description in descriptions.items():
+        text = " ".join(description.split())
+        if len(text) > MAX_DESCRIPTION_CHARS:
+            raise InvalidInput(
+                f"The description of {name!r} is longer than {MAX_DESCRIPTION_CHARS} characters.",
+                details={"field": "label_descriptions", "label": name},
+            )
+        labels[name].description = text
+    db.flush()
+    request_live_refit(db, project_id)
+
+
+def label_descriptions_text(db: Session, project_id: int) -> str:
+    rows = db.execute(
+        select(Label.name, Label.description)
+        .where(Label.project_id == project_id)
+        .order_by(Label.position, Label.id)
+    ).all()
+    return "\n".join(f"{name}: {description}" for name, description in rows)

@@ -9,6 +9,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, LeadUser, Level, ProjectLead, ProjectReader, SessionDep
 from app.domain import projects as project_service
+from app.domain.live_head import (
+    label_descriptions_text,
+    parse_label_descriptions,
+    set_label_descriptions,
+)
 from app.errors import DomainError, InvalidInput
 from app.web.forms import FormDep, blank_project_form, echo_form, project_settings_from_form
 from app.web.templating import flash, render_page
@@ -67,6 +72,7 @@ def _settings_form(db: SessionDep, access: ProjectLead) -> dict[str, object]:
         "batch_size": project.batch_size,
         "stop_threshold": project.stop_threshold,
         "annotations_per_item": project.annotations_per_item,
+        "label_descriptions": label_descriptions_text(db, project.id),
     }
 
 
@@ -102,6 +108,11 @@ def save_settings(
     try:
         settings = project_settings_from_form(form)
         project_service.update_project(db, access.project, settings)
+        if "label_descriptions" in form:
+            set_label_descriptions(
+                db, access.project.id,
+                parse_label_descriptions(str(form.get("label_descriptions") or "")),
+            )
     except DomainError as exc:
         return _settings_page(request, db, access, form=echo_form(form), error=exc.message,
                               status_code=exc.status_code)
