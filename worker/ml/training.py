@@ -226,6 +226,21 @@ def _warm_start(
     return {"event": "warm_start", "tensors": len(loaded), "head_reused": same_labels}
 
 
+def _init_head(
+    adapted: AdaptedModel,
+    adapter: AdapterConfig,
+    head_init: tuple[np.ndarray, np.ndarray],
+    num_labels: int,
+) -> dict[str, Any]:
+    from worker.ml.classifier import final_head_linear
+    from worker.ml.pooling import set_head_linear
+
+    if adapter.pooling != "mean":
+        raise ConfigError("head_init (LP-FT) needs adapter pooling='mean', the live head's input")
+    set_head_linear(final_head_linear(adapted.model, num_labels), *head_init)
+    return {"event": "head_init", "source": "linear probe (live head)"}
+
+
 def train_classifier(
     texts: Sequence[str],
     labels: Sequence[int],
@@ -237,8 +252,14 @@ def train_classifier(
     dev: tuple[Sequence[str], Sequence[int]] | None = None,
     init_from: TextClassifier | str | Path | None = None,
     reporter: ProgressReporter | None = None,
+    head_init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train ``adapter`` (plus head) on the labelled texts and return the best classifier."""
+    """Train ``adapter`` (plus head) on the labelled texts and return the best classifier.
+
+    ``head_init``: ``(W, b)`` of a linear probe on the mean-pooled, L2-normalised embeddings (the
+    live head); copied into the classifier before the first step (LP-FT). Needs
+    ``adapter.pooling == "mean"`` so the head reads the vector the probe was fitted on.
+    """
     started = time.perf_counter()
     _check_inputs(texts, labels, label_names)
     if dev is not None:
@@ -255,6 +276,8 @@ def train_classifier(
     history: list[dict[str, Any]] = []
     if init_from is not None and config.warm_start:
         history.append(_warm_start(adapted, init_from, names, base_path, device))
+    if head_init is not None:
+        history.append(_init_head(adapted, adapter, head_init, len(names)))
     classifier = TextClassifier(
         adapted,
         tokenizer,
