@@ -104,3 +104,16 @@ def label_descriptions_text(db: Session, project_id: int) -> str:
         .order_by(Label.position, Label.id)
     ).all()
     return "\n".join(f"{name}: {description}" for name, description in rows)
+
+
+def served_live_head(db: Session, project_id: int) -> tuple[str, str] | None:
+    """``(served, head directory)`` when the evidence says the live head (or its average with the
+    adapter) is the served model and a fitted head exists; ``None`` when the adapter is served."""
+    from app.db.models import SERVED_AVERAGE, SERVED_LIVE_HEAD
+
+    state = live_head_state(db, project_id)
+    if state is None or not state.artifact_path:
+        return None
+    if state.served not in (SERVED_LIVE_HEAD, SERVED_AVERAGE):
+        return None
+    return state.served, state.artifact_path

@@ -60,6 +60,10 @@ QUEUE_OVERFILL = 2
 HISTORY_POINTS = 500
 ZERO_SHOT_STRATEGY = "zero_shot"
 LIVE_DIR = "live"
+ZERO_SHOT_SEEDS = 32
+"""Diverse seeds (k-means centres) at the head of a zero-shot queue; the rest go by similarity."""
+ZERO_SHOT_SAMPLE = 4000
+"""k-means for the seeds runs on at most this many pool items (a refit stays around a second)."""
 FALLBACK_STRATEGY = "margin"
 """Used when the project's strategy needs views the live head cannot give (ensembles, ALPS)."""
 _LIVE_VIEWS = frozenset({"probs", "embeddings", "labeled_embeddings", "grad_embeddings",
@@ -257,7 +261,7 @@ def _zero_shot(
     snapshot: ProjectSnapshot, descriptions: list[str], encoder: Any, embeddings: Any,
     queueable: list[int], labelled: LabelledSet,
 ) -> _Choice:
-    from worker.ml.live_head import diverse_seed, zero_shot_scores
+    from worker.ml.live_head import zero_shot_scores
     from worker.tasks.queue_build import nearest_labelled, top_predictions
 
     n = _queue_size(snapshot, len(labelled), len(queueable))
@@ -268,16 +272,17 @@ def _zero_shot(
     label_emb = encoder.embed(descriptions)
     probs = zero_shot_scores(pool, label_emb)
     similarity = pool @ (label_emb / np.linalg.norm(label_emb, axis=1, keepdims=True)).T
-    seeds = diverse_seed(pool, n, seed=snapshot.data_version) if n < len(pool) else list(
-        range(len(pool)))
-    best = similarity[seeds].max(axis=1)
-    order = [seeds[i] for i in np.argsort(-best, kind="stable")]
+    best_all = similarity.max(axis=1)
+    order = _zero_shot_order(pool, best_all, n, seed=snapshot.data_version)
     reasons = []
-    for r in order:
+    seeds = min(n, ZERO_SHOT_SEEDS) if n < len(pool) else 0
+    for position, r in enumerate(order):
         k = int(similarity[r].argmax())
+        why = ("a k-means centre, for coverage" if position < seeds
+               else "among the items most similar to a label")
         reasons.append(
             f"Zero-shot guess (no model yet): closest to the label '{snapshot.label_names[k]}' "
-            f"(cosine similarity {similarity[r, k]:.2f}); picked as a k-means centre for coverage."
+            f"(cosine similarity {similarity[r, k]:.2f}); picked as {why}."
         )
     lab = embeddings.take(labelled.item_ids) if len(labelled) else None
     return _Choice(
@@ -290,6 +295,24 @@ def _zero_shot(
         neighbours=nearest_labelled(pool[order], lab, labelled, snapshot.label_names),
         strategy=ZERO_SHOT_STRATEGY,
     )
+
+
+def _zero_shot_order(pool: np.ndarray, best: np.ndarray, n: int, *, seed: int) -> list[int]:
+    """Seed items picked by diversity (k-means centres over a bounded sample, at most
+    ``ZERO_SHOT_SEEDS``), then the rest of the queue by similarity to the labels; both parts in
+    descending similarity, seeds first so the first labels cover the pool."""
+    from worker.ml.live_head import diverse_seed
+
+    if n >= len(pool):
+        return [int(i) for i in np.argsort(-best, kind="stable")]
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(pool), size=min(len(pool), ZERO_SHOT_SAMPLE), replace=False)
+    k = min(n, ZERO_SHOT_SEEDS, len(sample))
+    seeds = [int(sample[i]) for i in diverse_seed(pool[sample], k, seed=seed)]
+    seeds.sort(key=lambda r: -best[r])
+    taken = set(seeds)
+    rest = [int(i) for i in np.argsort(-best, kind="stable") if int(i) not in taken]
+    return seeds + rest[: n - len(seeds)]
 
 
 def _fit_and_choose(
