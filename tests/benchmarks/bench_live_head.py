@@ -59,7 +59,7 @@ def free_port(start: int = 18300, end: int = 18399) -> int:
     raise RuntimeError("no free port in 18300-18399")
 
 
-def make_encoder(kind: str, directory: Path) -> str:
+def make_encoder(kind: str, directory: Path, layers: int) -> str:
     if kind == "minilm":
         return "minilm"
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -70,14 +70,14 @@ def make_encoder(kind: str, directory: Path) -> str:
     import torch
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=2,
+    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=layers,
                         num_attention_heads=6, intermediate_size=1536)
     BertModel(config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(directory)
     return str(directory)
 
 
-def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int
+def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int, length: int
          ) -> dict[str, Any]:
     from sqlalchemy import create_engine, insert
     from sqlalchemy.orm import Session
@@ -112,7 +112,7 @@ def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int
         user = User(email="bench@example.org", password_hash="x", role=ROLE_ADMIN)
         project = Project(name="live head bench", base_model=encoder, batch_size=100,
                           label_budget=100_000, strategy="cluster_uncertain",
-                          train_config={"epochs": 1, "max_length": 128, "min_steps": 0})
+                          train_config={"epochs": 1, "max_length": length, "min_steps": 0})
         db.add_all([user, project])
         db.flush()
         db.add(Membership(project_id=project.id, user_id=user.id, role=ROLE_LEAD))
@@ -203,6 +203,9 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--samples", type=int, default=25)
     parser.add_argument("--encoder", choices=("random-384", "minilm"), default="random-384")
+    parser.add_argument("--layers", type=int, default=2, help="layers of the random encoder")
+    parser.add_argument("--length", type=int, default=128,
+                        help="tokens per text for the embeddings and the adapter round")
     parser.add_argument("--out", default="live_head")
     args = parser.parse_args()
 
@@ -213,11 +216,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     started = time.perf_counter()
-    encoder = make_encoder(args.encoder, work / "encoder")
+    encoder = make_encoder(args.encoder, work / "encoder", args.layers)
     database = work / "data" / "tapestry.sqlite"
     database.parent.mkdir(parents=True)
     url = f"sqlite:///{database}"
-    seeded = seed(url, encoder, args.pool, args.labels, args.dev)
+    seeded = seed(url, encoder, args.pool, args.labels, args.dev, args.length)
     pid = seeded["project_id"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPESTRY_")}
@@ -225,6 +228,7 @@ def main() -> None:
             "TAPESTRY_BROKER_URL": f"sqla+sqlite:///{work / 'broker.sqlite'}",
             "TAPESTRY_SECRET_KEY": secrets.token_hex(24),
             "TAPESTRY_WRITE_RATE_LIMIT_PER_MINUTE": "100000",
+            "TAPESTRY_LIVE_EMBED_MAX_LENGTH": str(args.length),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     stack = Stack(work, env, port)
     engine = create_engine(url)
@@ -249,7 +253,9 @@ def main() -> None:
         return time.perf_counter() - t0
 
     report: dict[str, Any] = {"pool": args.pool, "labels": args.labels, "dev": args.dev,
-                              "encoder": args.encoder, "cpus": os.cpu_count()}
+                              "encoder": args.encoder, "layers": args.layers,
+                              "tokens": args.length, "cpus": os.cpu_count(),
+                              "load_average_start": os.getloadavg()}
     try:
         stack.up()
         with httpx.Client(timeout=60) as client:
@@ -261,6 +267,7 @@ def main() -> None:
                 n += 1
                 quiet.append(label_one(client, n))
             report["quiet"] = _summary(quiet)
+            report["quiet_samples"] = [round(s, 3) for s in quiet]
             report["load_average_after_quiet"] = os.getloadavg()
             t_round = time.perf_counter()
             r = client.post(f"{base}/runs", headers=headers,
@@ -287,6 +294,7 @@ def main() -> None:
                     break
             report["adapter_round_seconds"] = round(time.perf_counter() - t_round, 3)
             report["during_adapter_round"] = _summary(during)
+            report["during_samples"] = [round(s, 3) for s in during]
             report["load_average_end"] = os.getloadavg()
             with engine.connect() as c:
                 state = c.execute(select(LiveHeadState.served, LiveHeadState.served_reason,
@@ -339,7 +347,8 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         f"Real uvicorn + two Celery workers (gpu; live,inference,default), SQLite + kombu "
         f"SQLAlchemy broker; 20 Newsgroups pool of {r['pool']:,} texts, {r['labels']:,} labels, "
-        f"{r['dev']} dev items; encoder `{r['encoder']}`; {r['cpus']} CPUs shared with other "
+        f"{r['dev']} dev items; encoder `{r['encoder']}` ({r['layers']} layers, {r['tokens']} "
+        f"tokens per text); {r['cpus']} CPUs shared with other "
         f"jobs (load average after the quiet phase {r['load_average_after_quiet'][0]:.1f}).",
         "",
         "| phase | n | median s | p90 s | min s | max s |",
