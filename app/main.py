@@ -44,6 +44,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.runs",
     "app.api.model_versions",
     "app.api.metrics",
+    "app.api.live_head",
 )
 
 

@@ -9,6 +9,7 @@ it was committed, and a burst of labels during one refit causes exactly one more
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -117,3 +118,35 @@ def served_live_head(db: Session, project_id: int) -> tuple[str, str] | None:
     if state.served not in (SERVED_LIVE_HEAD, SERVED_AVERAGE):
         return None
     return state.served, state.artifact_path
+
+
+@dataclass(frozen=True)
+class ServedSummary:
+    """What the dashboard says about the served model."""
+
+    served: str
+    reason: str
+    scores: dict[str, float]
+    labels_used: int
+    curve: list[tuple[int, float]]
+
+
+MAX_CURVE_POINTS = 120
+
+
+def served_summary(db: Session, project_id: int) -> ServedSummary | None:
+    state = live_head_state(db, project_id)
+    if state is None or state.fitted_at is None:
+        return None
+    by_labels: dict[int, float] = {}
+    for point in state.history or []:
+        if isinstance(point, dict) and "live_head" in point:
+            by_labels[int(point.get("labels", 0))] = float(point["live_head"])
+    curve = sorted(by_labels.items())
+    step = max(1, len(curve) // MAX_CURVE_POINTS)
+    curve = curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else [])
+    return ServedSummary(
+        served=state.served, reason=state.served_reason,
+        scores={k: float(v) for k, v in (state.scores or {}).items()},
+        labels_used=state.labels_used, curve=curve,
+    )

@@ -15,6 +15,7 @@ from app.deps import Level, ProjectContext, ProjectLead, SessionDep, SettingsDep
 from app.domain import adapter_card, dashboard, model_versions
 from app.domain import project_setup as setup
 from app.domain.agreement import agreement_report
+from app.domain.live_head import served_summary
 from app.domain.projects import get_labels
 from app.errors import DomainError, InvalidInput
 from app.web.charts import heat_style, learning_curve_chart
@@ -32,14 +33,16 @@ def _context(db: Session, settings: Settings, access: ProjectContext) -> dict[st
     project = access.project
     current = model_versions.current_version(db, project.id)
     curve = dashboard.learning_curve(db, project.id)
+    served = served_summary(db, project.id)
     return {
+        "served": served,
         "project": project,
         "active": "dashboard",
         "can_lead": True,
         "is_admin": access.can(Level.ADMIN),
         "budget": dashboard.budget_summary(db, project),
         "curve": curve,
-        "chart": learning_curve_chart(curve),
+        "chart": learning_curve_chart(curve, served.curve if served else ()),
         "evaluation": dashboard.latest_evaluation(db, project),
         "distribution": dashboard.label_distribution(db, project.id),
         "advice": dashboard.stop_advice(db, project),
