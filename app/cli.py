@@ -124,20 +124,47 @@ def serve(
 
 @cli.command()
 def worker(
-    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
-        "gpu,default,inference"
-    ),
+    queues: Annotated[str, typer.Option(
+        "--queues", "-Q",
+        help="Comma-separated queues. Default: two processes, one for 'gpu' and one for "
+        "'live,inference,default', so live-head refits never wait for an adapter round.",
+    )] = "",
     pool: Annotated[str, typer.Option(help="Celery pool; solo runs tasks in-process.")] = "solo",
     concurrency: Annotated[int, typer.Option(help="Processes for prefork pools.")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker on the configured broker."""
+    if not queues:
+        raise typer.Exit(code=_run_worker_pair(pool, concurrency, loglevel))
     from worker.celery_app import celery_app
 
     celery_app.worker_main([
         "worker", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", queues,
         f"--loglevel={loglevel}",
     ])
+
+
+def _run_worker_pair(pool: str, concurrency: int, loglevel: str) -> int:
+    """The default: a slow worker (adapter rounds, TAPT) and a fast one (live head, /predict)."""
+    import os
+
+    from app.demo.processes import Child, Supervisor
+    from app.demo.run import FAST_QUEUES, SLOW_QUEUES, worker_command
+
+    children = []
+    for name, queues in (("gpu", SLOW_QUEUES), ("live", FAST_QUEUES)):
+        command = worker_command(queues, name)
+        command[command.index("--pool=solo")] = f"--pool={pool}"
+        command[command.index("--loglevel=INFO")] = f"--loglevel={loglevel}"
+        command.append(f"--concurrency={concurrency}")
+        children.append(Child(name, command))
+    supervisor = Supervisor(children, dict(os.environ))
+    supervisor.install_signal_handlers()
+    supervisor.start()
+    try:
+        return supervisor.wait()
+    finally:
+        supervisor.stop()
 
 
 @cli.command()

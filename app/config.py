@@ -82,6 +82,18 @@ class Settings(BaseSettings):
         description="Local base-model folders must lie under it; default data_dir/models.",
     )
     hf_offline: bool = Field(default=True, description="Never reach a model hub from workers.")
+    live_head: bool = Field(
+        default=True,
+        description="Refit the live head (logistic regression on stored sentence embeddings) after "
+        "every label and rebuild the queue from it between adapter rounds.",
+    )
+    live_embed_max_length: int = Field(default=128, ge=8, le=512)
+    adapter_growth_factor: float = Field(
+        default=1.5,
+        ge=1.0,
+        description="On a CPU worker an adapter retrain starts only once the labels have grown by "
+        "this factor since the last adapter version (a GPU worker retrains every batch).",
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -30,7 +30,8 @@ TASK_RETRAIN = "training.retrain_adapter"
 TASK_TAPT = "training.run_tapt"
 TASK_RECOMPUTE_QUEUE = "queue.recompute"
 TASK_REAP = "runs.reap_stale"
-TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP})
+TASK_LIVE_REFIT = "live.refit_head"
+TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP, TASK_LIVE_REFIT})
 
 _PENDING_KEY = "tapestry.pending_jobs"
 _SENDER_KEY = "tapestry.job_sender"

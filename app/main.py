@@ -47,6 +47,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.runs",
     "app.api.model_versions",
     "app.api.metrics",
+    "app.api.live_head",
 )
 
 

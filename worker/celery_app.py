@@ -1,8 +1,10 @@
 """The Celery application. Importing it must stay cheap: the web process uses it to enqueue by name.
 
-Queues: ``gpu`` (TAPT, adapter training, pool scoring), ``default`` (import/export, light jobs) and
-``inference`` (predict with a resident base model). Task state lives in the database, never in
-Celery results; the one exception is ``inference.predict``, whose result IS the /predict response.
+Queues: ``gpu`` (TAPT, adapter training, pool scoring), ``default`` (import/export, light
+jobs), ``inference`` (predict with a resident base model) and ``live`` (live-head refits after
+labels; run it on a worker process that adapter rounds do not block). Task state lives in the
+database, never in Celery results; the one exception is ``inference.predict``, whose result IS the
+/predict response.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from app.security.files import restrict_new_files
 QUEUE_GPU = "gpu"
 QUEUE_DEFAULT = "default"
 QUEUE_INFERENCE = "inference"
-QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE)
+QUEUE_LIVE = "live"
+QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE, QUEUE_LIVE)
 
 # Routing by task-name prefix, so a sender that only knows the name (the web process) reaches
 # the right queue: training and pool scoring need the accelerator, bookkeeping does not.
@@ -25,6 +28,7 @@ TASK_ROUTES = {
     "queue.*": {"queue": QUEUE_GPU},
     "runs.*": {"queue": QUEUE_DEFAULT},
     "inference.*": {"queue": QUEUE_INFERENCE},
+    "live.*": {"queue": QUEUE_LIVE},  # live-head refits: light, never behind an adapter round
 }
 
 

@@ -18,8 +18,10 @@ from app.api.inference_client import (
     get_inference_client,
     raise_for_worker_error,
 )
+from app.db.models import SERVED_AVERAGE
 from app.deps import ProjectReader, SessionDep, SettingsDep
 from app.domain.adapters import current_artifact, pinned_artifact
+from app.domain.live_head import served_live_head
 from app.errors import InvalidInput
 
 router = write_api_router(tags=["inference"])
@@ -37,8 +39,15 @@ class PredictIn(StrictInput):
 
 
 class PredictOut(BaseModel):
-    model_version: int
-    model_version_id: int
+    model: str = Field(
+        default="adapter",
+        description="The served model that answered: 'adapter', 'live_head' (logistic "
+        "regression on the encoder's sentence embeddings) or 'average' (their mean probability); "
+        "the project serves whichever scores best on its dev set. A pinned model_version always "
+        "uses that adapter.",
+    )
+    model_version: int | None
+    model_version_id: int | None
     label_names: list[str]
     labels: list[str] = Field(description="The most probable label of each text, in order.")
     probabilities: list[list[float]] = Field(
@@ -62,23 +71,29 @@ def predict(
     client: InferenceDep,
 ) -> PredictOut:
     _check_lengths(body.texts, settings.max_text_chars)
-    if body.model_version is None:
-        artifact = current_artifact(db, access.project, settings)
-    else:
+    live = served_live_head(db, access.project.id) if body.model_version is None else None
+    artifact = None
+    if body.model_version is not None:
         artifact = pinned_artifact(db, access.project.id, body.model_version, settings)
-    request: dict[str, Any] = {
-        "artifact_path": artifact.stored_path,
-        "sha256": artifact.sha256,
-        "model_version_id": artifact.model_version_id,
-        "version": artifact.version,
-        "texts": list(body.texts),
-    }
+    elif live is None or live[0] == SERVED_AVERAGE:
+        artifact = current_artifact(db, access.project, settings)
+    request: dict[str, Any] = {"texts": list(body.texts)}
+    if artifact is not None:
+        request |= {
+            "artifact_path": artifact.stored_path,
+            "sha256": artifact.sha256,
+            "model_version_id": artifact.model_version_id,
+            "version": artifact.version,
+        }
+    if live is not None:
+        request["live_head"] = {"served": live[0], "path": live[1]}
     answer = client.predict(request, timeout=settings.inference_timeout_seconds)
     raise_for_worker_error(answer)
     try:
         out = PredictOut(
-            model_version=artifact.version,
-            model_version_id=artifact.model_version_id,
+            model=live[0] if live is not None else "adapter",
+            model_version=artifact.version if artifact is not None else None,
+            model_version_id=artifact.model_version_id if artifact is not None else None,
             label_names=answer["label_names"],
             labels=answer["labels"],
             probabilities=answer["probabilities"],

@@ -16,6 +16,7 @@ from app.api.projects import ProjectDetailOut
 from app.api.projects import _detail as project_detail  # the one detail view (shared)
 from app.deps import ProjectLead, SessionDep
 from app.domain import projects as project_service
+from app.domain.live_head import set_label_descriptions
 
 router = write_api_router(tags=["projects"])
 
@@ -32,6 +33,11 @@ class ProjectUpdate(StrictInput):
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     stop_threshold: float | None = Field(default=None, ge=0, le=100)
     annotations_per_item: int | None = Field(default=None, ge=1, le=10)
+    label_descriptions: dict[str, str] | None = Field(
+        default=None,
+        description="One-line descriptions by label name (others keep theirs); the zero-shot "
+        "cold start ranks items by similarity to 'label: description'.",
+    )
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectDetailOut)
@@ -48,8 +54,11 @@ def update_project(body: ProjectUpdate, db: SessionDep, access: ProjectLead) -> 
         annotations_per_item=project.annotations_per_item,
     )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    descriptions = changes.pop("label_descriptions", None)
     if "labels" in changes:
         changes["labels"] = tuple(changes["labels"])
     settings = project_service.ProjectSettings(**{**asdict(current), **changes})
     project_service.update_project(db, project, settings)
+    if descriptions is not None:
+        set_label_descriptions(db, project.id, descriptions)
     return project_detail(db, project)

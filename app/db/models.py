@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -115,6 +116,8 @@ class Label(IdMixin, Base):
     color: Mapped[str] = mapped_column(String(20), default="#4f46e5")
     shortcut: Mapped[str] = mapped_column(String(5), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(String(300), default="", server_default=text("''"))
+    """One line a lead writes to say what the label means; the zero-shot cold start embeds it."""
 
 
 class Membership(IdMixin, CreatedMixin, Base):
@@ -302,3 +305,36 @@ class RoundMetric(IdMixin, CreatedMixin, Base):
     confusion: Mapped[list[Any]] = mapped_column(default=list)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stop_recommendations: Mapped[list[Any]] = mapped_column(default=list)
+
+
+SERVED_LIVE_HEAD = "live_head"
+SERVED_ADAPTER = "adapter"
+SERVED_AVERAGE = "average"
+SERVED_ZERO_SHOT = "zero_shot"
+SERVED_KINDS = (SERVED_LIVE_HEAD, SERVED_ADAPTER, SERVED_AVERAGE, SERVED_ZERO_SHOT)
+
+
+class LiveHeadState(IdMixin, Base):
+    """The fast path of a project: the live head refit after labels, and which model is served.
+
+    ``refit_pending`` coalesces refits: a label submission sends a refit job only when it flips
+    the flag from false to true, and the worker clears it before it reads the labels, so at most
+    one refit is waiting per project and a refit reads every label present when it starts.
+    """
+
+    __tablename__ = "live_head_states"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), unique=True
+    )
+    refit_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    fitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    refits: Mapped[int] = mapped_column(Integer, default=0)
+    labels_used: Mapped[int] = mapped_column(Integer, default=0)
+    encoder_key: Mapped[str] = mapped_column(String(200), default="")
+    artifact_path: Mapped[str | None] = mapped_column(String(1000), default=None)
+    served: Mapped[str] = mapped_column(String(20), default=SERVED_ZERO_SHOT)
+    served_reason: Mapped[str] = mapped_column(Text, default="")
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    history: Mapped[list[Any]] = mapped_column(default=list)

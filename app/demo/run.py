@@ -15,9 +15,13 @@ from app.demo.seed import DemoSeed, seed_demo
 
 READY_TIMEOUT = 90.0
 WORKER_PING_GRACE = 3.0
-"""How long the demo waits for the worker's answer before printing the banner anyway: a worker busy
+"""How long the demo waits for the workers' answer before printing the banner anyway: a worker busy
 with the demo's first retrain answers only when that is done, and the web needs no worker."""
-WORKER_QUEUES = "gpu,default,inference"
+WORKER_QUEUES = "gpu,default,inference"  # one worker for everything (``tapestry worker -Q ...``)
+SLOW_QUEUES = "gpu"
+"""The demo's first worker: TAPT, adapter rounds, pool scoring (minutes each on a CPU)."""
+FAST_QUEUES = "live,inference,default"
+"""The demo's second worker: live-head refits and /predict, never stuck behind an adapter round."""
 
 
 def web_command(host: str, port: int) -> list[str]:
@@ -25,9 +29,9 @@ def web_command(host: str, port: int) -> list[str]:
             "--host", host, "--port", str(port)]
 
 
-def worker_command() -> list[str]:
+def worker_command(queues: str = WORKER_QUEUES, name: str = "worker") -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            "--pool=solo", "-Q", WORKER_QUEUES, "--loglevel=INFO"]
+            "--pool=solo", "-Q", queues, "-n", f"{name}@%h", "--loglevel=INFO"]
 
 
 def run_demo(settings: Settings, *, host: str, port: int, with_worker: bool) -> int:
@@ -35,7 +39,8 @@ def run_demo(settings: Settings, *, host: str, port: int, with_worker: bool) -> 
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     children = [Child("web", web_command(host, port))]
     if with_worker:
-        children.append(Child("worker", worker_command()))
+        children.append(Child("worker", worker_command(SLOW_QUEUES, "gpu")))
+        children.append(Child("live", worker_command(FAST_QUEUES, "live")))
     env = dict(os.environ, TAPESTRY_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
     supervisor = Supervisor(children, env)
     supervisor.install_signal_handlers()

@@ -601,6 +601,10 @@ def import_items(
                    .values(data_version=Project.data_version + 1))
     db.flush()
     db.expire(project, ["data_version"])
+    if report.rows:
+        from app.domain.live_head import request_live_refit
+
+        request_live_refit(db, project.id)  # embeds the new items, then zero-shot or head queue
     return report
 
 

@@ -72,15 +72,19 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def learning_curve_chart(points: Sequence[CurvePoint]) -> LineChart:
-    """Dev macro-F1 (solid) and accuracy (dashed) against labels used, one dot per round."""
+def learning_curve_chart(
+    points: Sequence[CurvePoint], live_head: Sequence[tuple[int, float]] = ()
+) -> LineChart:
+    """Dev macro-F1 (solid) and accuracy (dashed) against labels used, one dot per round; the
+    live head's dev macro-F1 (``(labels, score)`` per refit) as a third line."""
     right = WIDTH - PAD_RIGHT
     bottom = HEIGHT - PAD_BOTTOM
-    xs = [p.labels for p in points] or [0, 100]
+    xs = [p.labels for p in points] + [x for x, _ in live_head] or [0, 100]
     x_low = 0 if min(xs) < 50 or min(xs) == max(xs) else min(xs)
     x_ticks_values = nice_ticks(x_low, max(xs), 6)
     x_lo, x_hi = x_ticks_values[0], x_ticks_values[-1]
     values = [v for p in points for v in (p.macro_f1, p.accuracy) if v is not None]
+    values += [y for _, y in live_head]
     y_lo = max(0.0, math.floor((min(values) if values else 0.0) * 10) / 10 - 0.1)
     y_ticks_values = nice_ticks(y_lo, 1.0, 5)
     y_lo, y_hi = y_ticks_values[0], max(1.0, y_ticks_values[-1])
@@ -100,6 +104,11 @@ def learning_curve_chart(points: Sequence[CurvePoint]) -> LineChart:
             if getattr(p, attr) is not None
         )
         series.append(Series(name, css, " ".join(f"{d.x},{d.y}" for d in dots), dots))
+    if live_head:
+        dots = tuple(Dot(sx(x), sy(y), f"live head macro-F1 {y:.3f} at {x} labels")
+                     for x, y in live_head)
+        series.append(Series("live head macro-F1", "live",
+                             " ".join(f"{d.x},{d.y}" for d in dots), dots))
     return LineChart(
         width=WIDTH,
         height=HEIGHT,

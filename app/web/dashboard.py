@@ -17,6 +17,7 @@ from app.domain import adapter_card, dashboard, model_versions
 from app.domain import project_setup as setup
 from app.domain.agreement import agreement_report
 from app.domain.dashboard import SMALL_DEV_SET, gains_per_100, top_confusions
+from app.domain.live_head import served_summary
 from app.web.charts import heat_style, learning_curve_chart
 from app.web.forms import FormDep, form_str
 from app.web.templating import flash, render_page
@@ -32,13 +33,15 @@ def _context(db: Session, settings: Settings, access: ProjectContext) -> dict[st
     project = access.project
     current = model_versions.current_version(db, project.id)
     curve = dashboard.learning_curve(db, project.id)
+    served = served_summary(db, project.id)
     return {
+        "served": served,
         "project": project,
         "active": "dashboard",
         "can_lead": True,
         "budget": dashboard.budget_summary(db, project),
         "curve": curve,
-        "chart": learning_curve_chart(curve),
+        "chart": learning_curve_chart(curve, served.curve if served else ()),
         "evaluation": dashboard.latest_evaluation(db, project),
         "distribution": dashboard.label_distribution(db, project.id),
         "advice": dashboard.stop_advice(db, project),

@@ -78,6 +78,8 @@ def blank_project_form() -> dict[str, Any]:
 def echo_form(form: Mapping[str, Any]) -> dict[str, Any]:
     """The submitted values, to re-render a form after an error without losing input."""
     echoed = blank_project_form()
+    if "label_descriptions" in form:
+        echoed["label_descriptions"] = ""
     for key in echoed:
         value = form.get(key)
         if isinstance(value, str):

@@ -18,6 +18,11 @@ from app.db.models import PROJECT_ROLES
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep, SettingsDep
 from app.domain import project_setup as setup
 from app.domain import projects as project_service
+from app.domain.live_head import (
+    label_descriptions_text,
+    parse_label_descriptions,
+    set_label_descriptions,
+)
 from app.errors import DomainError
 from app.web.forms import (
     FormDep,
@@ -44,6 +49,7 @@ def _general_form(db: Session, access: ProjectContext) -> dict[str, object]:
         "labels": "\n".join(label.name for label in project_service.get_labels(db, project.id)),
         "guidelines": project.guidelines,
         "annotations_per_item": project.annotations_per_item,
+        "label_descriptions": label_descriptions_text(db, project.id),
     }
 
 
@@ -81,6 +87,9 @@ def save_general(request: Request, db: SessionDep, access: ProjectLead,
     try:
         project_service.update_project(db, access.project,
                                        general_settings_from_form(form, access.project))
+        if "label_descriptions" in form:
+            set_label_descriptions(db, access.project.id, parse_label_descriptions(
+                str(form.get("label_descriptions") or "")))
     except DomainError as exc:  # the label change is checked before anything is written
         return _page(request, db, access, form=echo_form(form), section="general", error=exc)
     flash(request, "Settings saved.", "success")

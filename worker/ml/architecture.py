@@ -122,8 +122,9 @@ def head_module_names(model: PreTrainedModel) -> list[str]:
         and any(True for _ in child.parameters())
     ]
     base = getattr(model, prefix, None)
-    if base is not None and getattr(base, "pooler", None) is not None:
-        names.append(f"{prefix}.pooler")
+    pooler = getattr(base, "pooler", None) if base is not None else None
+    if pooler is not None and any(True for _ in pooler.parameters()):
+        names.append(f"{prefix}.pooler")  # a parameterless (mean) pooler has nothing to save
     if not names:
         raise NotSupported(f"{type(model).__name__} has no classification head modules")
     return names

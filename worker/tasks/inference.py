@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from app.api.inference_client import TASK_PREDICT
@@ -50,6 +51,8 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
     """
     from worker.ml.errors import MLError
 
+    if "live_head" in request:
+        return _predict_live(request, router, settings)
     path = resolve_artifact(str(request["artifact_path"]), settings)
     if not (path / "tapestry.json").is_file():
         return _error("artifact_missing", f"the artifact of model version "
@@ -69,6 +72,44 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
         "labels": [names[row.index(max(row))] for row in probabilities],
         "probabilities": probabilities,
         "shared_base": prediction.shared_base,
+    }
+
+
+def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> dict[str, Any]:
+    """The live head (embed with its encoder, apply the head), or its average with the adapter."""
+    import numpy as np
+
+    from worker.ml.errors import MLError
+    from worker.ml.live_head import LiveHead
+    from worker.tasks.live_refit import encoder_for
+
+    live = request["live_head"]
+    head_dir = Path(str(live["path"]))
+    if not (head_dir / "live_head.json").is_file():
+        return _error("artifact_missing", f"the live head is not in this store ({head_dir})")
+    texts = [str(text) for text in request["texts"]]
+    try:
+        head = LiveHead.load(head_dir)
+        encoder = encoder_for(str(head.extra["encoder"]), int(head.extra["max_length"]))
+        probs = head.predict_proba(encoder.embed(texts), texts)
+        if live.get("served") == "average" and "artifact_path" in request:
+            adapter = predict_body({k: v for k, v in request.items() if k != "live_head"},
+                                   router, settings)
+            if "error" in adapter:
+                return adapter
+            probs = 0.5 * (probs + np.asarray(adapter["probabilities"]))
+    except (MLError, KeyError, OSError, ValueError) as exc:
+        log.warning("live-head inference failed for %s: %s", head_dir, exc)
+        return _error("inference_failed", str(exc))
+    names = list(head.extra.get("label_names", []))
+    rounded = np.round(probs, PREDICTION_DECIMALS).tolist()
+    return {
+        "model_version_id": request.get("model_version_id"),
+        "version": request.get("version"),
+        "label_names": names,
+        "labels": [names[int(i)] for i in np.argmax(probs, axis=1)],
+        "probabilities": rounded,
+        "shared_base": False,
     }
 
 

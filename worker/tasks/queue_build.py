@@ -183,6 +183,7 @@ def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str)
         class_error=class_error if name == "minority_focus" else None,
         label_names=snapshot.label_names,
     )
+    _keep_adapter_probs(ctx, inputs, classifier, view.probs)
     ctx.reporter.report(phase="select", step=0, total=1, message=f"selecting with {name}")
     picks = strategy.select(view, n, seed=inputs.queue_version + 1)
     rows = [p.index for p in picks]
@@ -200,6 +201,25 @@ def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str)
         strategy=name,
         agreement=topk_agreement(rows, other_rows),
     )
+
+
+def _keep_adapter_probs(
+    ctx: RunContext, inputs: QueueInputs, classifier: Any, pool_probs: np.ndarray | None
+) -> None:
+    """Store this adapter version's pool and dev probabilities for the live refit, which compares
+    it with the live head on the dev set and serves the better one (or their average)."""
+    from worker.tasks.live_refit import save_adapter_probs
+
+    snapshot = inputs.snapshot
+    if snapshot.current_version_id is None or pool_probs is None:
+        return
+    with ctx.session() as session:
+        dev = labelled_set(session, snapshot, "dev")
+    ids, probs = list(inputs.item_ids), pool_probs
+    if len(dev):
+        ids += dev.item_ids
+        probs = np.concatenate([pool_probs, classifier.predict_proba(dev.texts)])
+    save_adapter_probs(ctx.settings, snapshot.id, snapshot.current_version_id, ids, probs)
 
 
 def _select_cold_start(ctx: RunContext, inputs: QueueInputs, n: int) -> Selection:
@@ -317,6 +337,10 @@ class _Swap:
         project.queue_version = new_version
         run.metrics = {**run.metrics, "queue_version": new_version, "strategy": sel.strategy}
         self._record_agreement(session, project)
+        if snapshot.current_version_id is not None:
+            from app.domain.live_head import request_live_refit
+
+            request_live_refit(session, snapshot.id)  # compare the new adapter with the head
         session.flush()
         self.new_version = new_version
         return snapshot.current_version_id

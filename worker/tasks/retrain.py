@@ -51,6 +51,9 @@ if TYPE_CHECKING:  # torch stays out of module import time
 log = logging.getLogger(__name__)
 
 TMP_SWEEP_SECONDS = 3600.0
+MIN_STEPS = 30
+"""Optimizer steps every round runs at least (class-balanced batches drawn with replacement), so
+a round on a few dozen labels still moves the weights; a project's train_config may override."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ def retrain_body(ctx: RunContext) -> Outcome:
             f"waiting for labels of at least two classes ({len(inputs.train)} labelled so far)",
             publish=_request_queue(ctx.claim.project_id, "labels changed, no model yet"),
         )
+    waiting = _growth_wait(ctx, inputs, force)
+    if waiting is not None:
+        return Outcome(waiting)
     trained = _train(ctx, inputs)
     train_seconds = time.perf_counter() - started
     from worker.ml.progress import check_cancelled
@@ -107,6 +113,68 @@ def retrain_body(ctx: RunContext) -> Outcome:
         timings=timings,
         after_commit=publish.cleanup,
     )
+
+
+def _growth_wait(ctx: RunContext, inputs: RoundInputs, force: bool) -> str | None:
+    """On a CPU worker, adapter rounds wait until the labels grew by ``adapter_growth_factor``
+    since the current version (the live head serves meanwhile); a GPU worker retrains every batch.
+    """
+    factor = ctx.settings.adapter_growth_factor
+    if force or factor <= 1.0 or inputs.snapshot.current_version_id is None:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    from app.db.models import ModelVersion
+
+    with ctx.session() as session:
+        current = session.get(ModelVersion, inputs.snapshot.current_version_id)
+        previous = current.labels_used if current is not None else 0
+    needed = int(previous * factor + 0.999)
+    if previous <= 0 or len(inputs.train) >= needed:
+        return None
+    version = inputs.snapshot.current_version_number
+    return (
+        f"adapter round skipped on this CPU worker: {len(inputs.train)} labels, the next round "
+        f"starts at {needed} ({factor:g}x the {previous} of v{version}); the live head serves "
+        "meanwhile"
+    )
+
+
+def _lpft(
+    ctx: RunContext, snapshot: ProjectSnapshot, base: str, adapter: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
+    """Mean pooling (the live head's input) by default on BERT-family bases, and the head's
+    initial weights from the project's live head when it was fitted on this encoder (LP-FT)."""
+    from worker.ml.pooling import supports_mean_pooling
+
+    if "pooling" not in adapter and supports_mean_pooling(base):
+        adapter = {**adapter, "pooling": "mean"}
+    if adapter.get("pooling") != "mean":
+        return adapter, None, "head from scratch (pooling='cls')"
+    from sqlalchemy import select
+
+    from app.db.models import LiveHeadState
+    from worker.ml.errors import MLError
+    from worker.ml.live_head import LiveHead
+    from worker.ml.models import model_fingerprint
+
+    with ctx.session() as session:
+        path = session.scalar(
+            select(LiveHeadState.artifact_path).where(LiveHeadState.project_id == snapshot.id)
+        )
+    if not path:
+        return adapter, None, "head from scratch (no live head yet)"
+    try:
+        head = LiveHead.load(path)
+    except (MLError, OSError, ValueError, KeyError) as exc:
+        return adapter, None, f"head from scratch (live head unreadable: {exc})"
+    if head.extra.get("encoder_fingerprint") != model_fingerprint(base):
+        return adapter, None, "head from scratch (the live head belongs to another encoder)"
+    if head.n_classes != len(snapshot.label_names):
+        return adapter, None, "head from scratch (the label set changed)"
+    return adapter, head.linear_weights(), f"head from the live head ({head.n_labels} labels)"
 
 
 @dataclass
@@ -134,14 +202,16 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     from worker.ml.training import TrainConfig, train_classifier
 
     snapshot = inputs.snapshot
-    adapter = AdapterConfig.from_dict(snapshot.adapter_config)
-    config = TrainConfig.from_dict(snapshot.train_config)
     base = snapshot.tapt_model_path or snapshot.base_model
+    adapter_dict, head_init, head_note = _lpft(ctx, snapshot, base, snapshot.adapter_config)
+    adapter = AdapterConfig.from_dict(adapter_dict)
+    config = TrainConfig.from_dict({"min_steps": MIN_STEPS, **snapshot.train_config})
     init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
     ctx.reporter.set_message(
         f"training a {adapter.kind} adapter on {len(inputs.train)} labels "
         f"({len(inputs.dev)} dev items), base {Path(base).name}, "
-        f"{'warm start from v' + str(snapshot.current_version_number) if init_from else 'cold'}"
+        f"{'warm start from v' + str(snapshot.current_version_number) if init_from else 'cold'}, "
+        f"{head_note}"
     )
     dev = (inputs.dev.texts, inputs.dev.labels) if len(inputs.dev) else None
     result = train_classifier(
@@ -154,6 +224,7 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         dev=dev,
         init_from=init_from,
         reporter=ctx.reporter,
+        head_init=head_init,
     )
     predictions: list[int] = []
     if inputs.stop_texts:

@@ -29,6 +29,7 @@ from app.domain.annotation.views import (
     clamp_duration,
     snippet,
 )
+from app.domain.live_head import request_live_refit
 from app.errors import Conflict, InvalidInput, NotFound
 
 
@@ -175,6 +176,7 @@ def record_label(
         db.execute(_DELETE_LEASE, {"lease": lease.id})
     _renew_leases(db, project.id, user.id, now, timedelta(seconds=lease_seconds))
     db.flush()
+    request_live_refit(db, project.id)
     run = close_batch_if_full(db, project, user)
     return LabelResult(annotation=annotation, replayed=False, submitted_run=run)
 
@@ -241,6 +243,7 @@ def undo_last(
         lease.expires_at = expires
         lease.created_at = now
     db.flush()
+    request_live_refit(db, project.id)
     return item_view(db, project, last.item_id, expires, previous_label_id=last.label_id)
 
 
@@ -286,6 +289,7 @@ def edit_annotation(
     db.flush()
     old.superseded_by_id = new.id
     db.flush()
+    request_live_refit(db, project.id)
     return new
 
 

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db.models import Item, Project
 from app.demo.generate import DEV_PER_LABEL, LABELS, POOL_SIZE, TICKETS_CSV, generate, write_csv
 from app.demo.seed import DEMO_PROJECT, seed_demo
-from app.jobs import TASK_RETRAIN, recording_jobs
+from app.jobs import TASK_LIVE_REFIT, TASK_RETRAIN, recording_jobs
 from app.security.passwords import verify_password
 
 
@@ -43,7 +43,8 @@ def test_seed_demo_is_idempotent_and_rotates_passwords(tmp_path: Path) -> None:
         first = seed_demo(settings)
         second = seed_demo(settings)
     # one first retrain on the seed labels, requested once (the second seed imports nothing)
-    assert [job.name for job in sent] == [TASK_RETRAIN]
+    assert [job.name for job in sent if job.name != TASK_LIVE_REFIT] == [TASK_RETRAIN]
+    assert [job.name for job in sent].count(TASK_LIVE_REFIT) == 1  # embeds the imported items
     assert first.report is not None and second.report is None
     assert first.report.created == POOL_SIZE + DEV_PER_LABEL * len(LABELS)
     assert first.project_id == second.project_id

@@ -25,7 +25,7 @@ from app.db.models import (
 from app.domain import annotation as ann
 from app.domain.projects import get_labels
 from app.errors import Conflict, InvalidInput, NotFound
-from app.jobs import TASK_RETRAIN, Job, pending_jobs, recording_jobs
+from app.jobs import TASK_LIVE_REFIT, TASK_RETRAIN, Job, pending_jobs, recording_jobs
 from tests.app.domain.annotation_data import add_queue
 from tests.factories import make_items, make_project, make_user
 
@@ -210,7 +210,9 @@ def test_full_batch_closes_itself_and_requests_one_retrain(db: Session, sent: li
     assert runs[0] is None and runs[1] is None and runs[2] is not None
     assert runs[2].kind == RUN_RETRAIN and runs[2].status == RUN_QUEUED
     assert project.data_version == start_version + 1
-    assert [j.name for j in pending_jobs(db)] == [TASK_RETRAIN]
+    names = [j.name for j in pending_jobs(db)]
+    assert [n for n in names if n != TASK_LIVE_REFIT] == [TASK_RETRAIN]
+    assert names.count(TASK_LIVE_REFIT) == 1  # three labels, one coalesced live-head refit
     progress = ann.batch_progress(db, project, alice)
     assert progress.done == 0 and progress.labels_used == 3 and progress.retraining
 

@@ -71,6 +71,10 @@ def build_adapted_model(model: PreTrainedModel, config: AdapterConfig) -> Adapte
     """Attach the configured adapter to a freshly loaded sequence classifier."""
     num_layers = len(encoder_layers(model))
     config.trained_layers(num_layers)  # validates layers / unfreeze_last_n against the depth
+    if config.pooling == "mean":
+        from worker.ml.pooling import install_mean_pooling
+
+        install_mean_pooling(model)
     head_names = _head_param_names(model)
     if config.kind == "full":
         for param in model.parameters():

@@ -52,6 +52,11 @@ class AdapterConfig:
     activation: str = "gelu"
     num_virtual_tokens: int = field(default=20, metadata={"help": "prompt tuning length"})
     unfreeze_last_n: int = field(default=0, metadata={"help": "hybrid: also train last n blocks"})
+    pooling: Literal["cls", "mean"] = field(
+        default="cls",
+        metadata={"help": "what the head reads: the model's [CLS] pooler, or the mean-pooled, "
+                  "L2-normalised embedding the live head uses (for LP-FT init)"},
+    )
 
     def __post_init__(self) -> None:
         if self.kind in REFUSED_KINDS:
@@ -74,6 +79,7 @@ class AdapterConfig:
             _choice("positions", position, POSITIONS)
         _choice("activation", self.activation, ACTIVATIONS)
         _positive_int("num_virtual_tokens", self.num_virtual_tokens)
+        _choice("pooling", self.pooling, ("cls", "mean"))
         if not isinstance(self.unfreeze_last_n, int) or self.unfreeze_last_n < 0:
             raise ConfigError(f"unfreeze_last_n must be an int >= 0, got {self.unfreeze_last_n!r}")
         self._validate_layers()

@@ -1,0 +1,35 @@
+"""Label descriptions for the zero-shot cold start: parsing, validation, and a requested refit."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.domain.live_head import (
+    label_descriptions_text,
+    parse_label_descriptions,
+    set_label_descriptions,
+)
+from app.errors import InvalidInput
+from app.jobs import TASK_LIVE_REFIT, pending_jobs
+from tests.app.domain.runs_support import make_project
+
+
+def test_parse_descriptions_one_per_line() -> None:
+    text = "billing: invoices, refunds\n\n  outage :  the service is down \nother:"
+    assert parse_label_descriptions(text) == {
+        "billing": "invoices, refunds", "outage": "the service is down", "other": ""}
+    with pytest.raises(InvalidInput, match="Line 1"):
+        parse_label_descriptions("no colon here")
+
+
+def test_set_descriptions_validates_and_requests_a_live_refit(db: Session) -> None:
+    project = make_project(db)
+    names = ["neg", "pos"]
+    set_label_descriptions(db, project.id, {names[0]: "  first   one "})
+    assert label_descriptions_text(db, project.id).splitlines()[0] == f"{names[0]}: first one"
+    assert [j.name for j in pending_jobs(db)] == [TASK_LIVE_REFIT]
+    with pytest.raises(InvalidInput, match="No such label"):
+        set_label_descriptions(db, project.id, {"nope": "x"})
+    with pytest.raises(InvalidInput, match="longer than 300"):
+        set_label_descriptions(db, project.id, {names[0]: "x" * 301})

@@ -1,0 +1,179 @@
+"""The live-head refit body: zero-shot cold start, refit after labels, promotion by evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from app.db.models import (
+    SERVED_ADAPTER,
+    SERVED_LIVE_HEAD,
+    SERVED_ZERO_SHOT,
+    Annotation,
+    LiveHeadState,
+    ModelVersion,
+    Project,
+    QueueEntry,
+)
+from app.domain.live_head import request_live_refit
+from app.jobs import TASK_LIVE_REFIT, Job
+from tests.app.domain.runs_support import Db
+from tests.worker.ml.tiny import LABEL_NAMES
+from tests.worker.tasks.seed import Seeded
+from worker.ml.sentence_encoder import SentenceEncoder
+from worker.tasks.live_refit import refit_live_head, save_adapter_probs
+
+
+def refit(file_db: Db, seeded: Seeded):  # type: ignore[no-untyped-def]
+    result = refit_live_head(seeded.project_id, file_db.settings, file_db.sessions)
+    assert result is not None
+    return result
+
+
+def queue(file_db: Db, seeded: Seeded) -> list[QueueEntry]:
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        return list(session.scalars(
+            select(QueueEntry)
+            .where(QueueEntry.project_id == seeded.project_id,
+                   QueueEntry.queue_version == project.queue_version)
+            .order_by(QueueEntry.rank)
+        ))
+
+
+def label(file_db: Db, seeded: Seeded, item_ids: list[int], wrong: bool = False) -> None:
+    with file_db.session() as session:
+        for item_id in item_ids:
+            y = seeded.pool_gold[item_id]
+            if wrong:
+                y = (y + 1) % len(LABEL_NAMES)
+            session.add(Annotation(project_id=seeded.project_id, item_id=item_id,
+                                   label_id=seeded.label_ids[y]))
+        session.commit()
+
+
+def state(file_db: Db, seeded: Seeded) -> LiveHeadState:
+    with file_db.session() as session:
+        row = session.scalars(
+            select(LiveHeadState).where(LiveHeadState.project_id == seeded.project_id)
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_zero_shot_cold_start_orders_the_queue_by_similarity_to_the_label_names(
+    file_db: Db, seeded: Seeded, tiny_model: object
+) -> None:
+    from app.db.models import Item, Label
+
+    with file_db.session() as session:
+        label = session.scalars(select(Label).where(Label.project_id == seeded.project_id)).first()
+        assert label is not None
+        label.description = "games, teams and the scores of matches"
+        session.commit()
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_ZERO_SHOT
+    entries = queue(file_db, seeded)
+    assert len(entries) == 12  # two batches of 6 (the overfill), diverse k-means centres
+    assert all(e.strategy == "zero_shot" for e in entries)
+    assert "Zero-shot guess" in entries[0].reason
+    # independent recomputation: cosine similarity of each queued item to the best label prompt
+    encoder = SentenceEncoder(str(tiny_model), max_length=128)
+    prompts = [f"{LABEL_NAMES[0]}: games, teams and the scores of matches", *LABEL_NAMES[1:]]
+    with file_db.session() as session:
+        texts = {i.id: i.text for i in session.scalars(
+            select(Item).where(Item.id.in_([e.item_id for e in entries])))}
+    items = encoder.embed([texts[e.item_id] for e in entries])
+    labels = encoder.embed(prompts)
+    best = (items @ labels.T).max(axis=1)
+    assert np.all(np.diff(best) <= 1e-3), "queue is not in descending label similarity"
+    np.testing.assert_allclose([e.score for e in entries], best, atol=2e-3)
+    # the guess shown is the zero-shot argmax label
+    for e, row in zip(entries, items @ labels.T, strict=True):
+        assert e.predicted[0]["label"] == LABEL_NAMES[int(row.argmax())]
+
+
+def test_refit_after_labels_serves_the_live_head_and_requeues(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    refit(file_db, seeded)
+    first = {e.item_id for e in queue(file_db, seeded)}
+    chosen = seeded.pool_ids[:12]
+    label(file_db, seeded, chosen)
+    with file_db.session() as session:
+        assert request_live_refit(session, seeded.project_id) is True
+        assert request_live_refit(session, seeded.project_id) is False  # coalesced
+        session.commit()
+    assert [j.name for j in sent] == [TASK_LIVE_REFIT]
+    assert state(file_db, seeded).refit_pending is True
+    result = refit(file_db, seeded)
+    assert result.labels_used == 12
+    after = state(file_db, seeded)
+    assert after.refit_pending is False and after.labels_used == 12
+    assert after.served == SERVED_LIVE_HEAD
+    assert "live_head" in after.scores  # dev macro-F1 of the head
+    entries = queue(file_db, seeded)
+    assert entries and not {e.item_id for e in entries} & set(chosen)
+    assert all("live head" in e.strategy for e in entries)
+    assert all(len(e.predicted) == 3 and e.neighbours for e in entries)
+    assert {e.item_id for e in entries} != first
+    # the saved head loads with numpy and knows its encoder
+    from worker.ml.live_head import LiveHead
+
+    head = LiveHead.load(after.artifact_path)
+    assert head.extra["encoder_fingerprint"] and head.n_labels == 12
+
+
+def _adapter_version(file_db: Db, seeded: Seeded) -> int:
+    with file_db.session() as session:
+        version = ModelVersion(project_id=seeded.project_id, version=1, artifact_path="adapters/v1")
+        session.add(version)
+        session.flush()
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.current_model_version_id = version.id
+        session.commit()
+        return version.id
+
+
+def _adapter_probs(file_db: Db, seeded: Seeded, version_id: int, *, correct: bool) -> None:
+    with file_db.session() as session:
+        dev_gold = {a.item_id: seeded.label_ids.index(a.label_id) for a in session.scalars(
+            select(Annotation).where(Annotation.item_id.in_(seeded.dev_ids)))}
+    ids = seeded.pool_ids + seeded.dev_ids
+    gold = [seeded.pool_gold.get(i, dev_gold.get(i, 0)) for i in ids]
+    k = len(LABEL_NAMES)
+    target = [g if correct else (g + 1) % k for g in gold]
+    probs = np.full((len(ids), k), 0.1 / (k - 1))
+    probs[np.arange(len(ids)), target] = 0.9
+    save_adapter_probs(file_db.settings, seeded.project_id, version_id, ids, probs)
+
+
+def test_promotion_serves_the_adapter_when_it_beats_the_head_on_the_dev_set(
+    file_db: Db, seeded: Seeded
+) -> None:
+    label(file_db, seeded, seeded.pool_ids[:6], wrong=True)  # a head trained on bad labels
+    version_id = _adapter_version(file_db, seeded)
+    _adapter_probs(file_db, seeded, version_id, correct=True)
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_ADAPTER
+    s = state(file_db, seeded)
+    assert s.scores["adapter"] == 1.0 and s.scores["adapter"] > s.scores["live_head"]
+    assert "best dev macro-F1" in s.served_reason
+    entries = queue(file_db, seeded)
+    assert entries and all(e.model_version_id == version_id for e in entries)
+    assert all(e.predicted[0]["prob"] == 0.9 for e in entries)  # the adapter's guesses
+
+
+def test_promotion_keeps_the_head_when_the_adapter_is_worse(
+    file_db: Db, seeded: Seeded
+) -> None:
+    label(file_db, seeded, seeded.pool_ids[:24])
+    version_id = _adapter_version(file_db, seeded)
+    _adapter_probs(file_db, seeded, version_id, correct=False)
+    result = refit(file_db, seeded)
+    s = state(file_db, seeded)
+    assert s.scores["adapter"] == 0.0
+    assert result.served == SERVED_LIVE_HEAD, s.served_reason
+    assert all(e.model_version_id is None for e in queue(file_db, seeded))

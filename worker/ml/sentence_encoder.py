@@ -1,0 +1,71 @@
+"""The frozen encoder as a sentence embedder: mean-pooled, L2-normalised last hidden states.
+
+The same representation as :class:`worker.ml.classifier.TextClassifier` computes for its
+embeddings (:func:`worker.ml.classifier.mean_pool`), from the base or the TAPT'd encoder without
+any adapter. The live head is a linear model on these vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel
+
+from worker.ml.batching import collate, encode, sorted_batches
+from worker.ml.classifier import mean_pool
+from worker.ml.errors import ConfigError
+from worker.ml.models import load_tokenizer, model_fingerprint, resolve_model_path
+from worker.ml.runtime import resolve_device
+
+DEFAULT_MAX_LENGTH = 128
+"""Tokens per text for sentence embeddings (the embed-lr baseline's setting)."""
+
+
+class SentenceEncoder:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        device: str = "auto",
+        batch_size: int = 64,
+    ) -> None:
+        if max_length < 8:
+            raise ConfigError(f"max_length must be >= 8 tokens, got {max_length}")
+        self.path = resolve_model_path(model)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.tokenizer = load_tokenizer(self.path)
+        self.model = AutoModel.from_pretrained(self.path, dtype=torch.float32).to(self.device)
+        self.model.eval()
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.path)
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, hidden) float32, each row of unit length."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        token_ids = encode(self.tokenizer, texts, self.max_length)
+        pad_id = int(self.tokenizer.pad_token_id)  # type: ignore[arg-type]
+        with torch.inference_mode():
+            for indices in sorted_batches([len(t) for t in token_ids], self.batch_size):
+                batch = collate(token_ids, indices, pad_id, None).to(self.device)
+                hidden = self.model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                ).last_hidden_state
+                out[indices] = mean_pool(hidden, batch.attention_mask).cpu().numpy()
+        return out

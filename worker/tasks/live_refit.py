@@ -1,0 +1,566 @@
+"""The live-head refit: labels in, a refreshed queue out, in about a second.
+
+One refit (task ``live.refit_head``, queue ``live``):
+
+1. clears the project's ``refit_pending`` flag (so a label arriving from now on asks for the next
+   refit) and reads every label present at that moment;
+2. makes sure every pool and dev item has a stored sentence embedding from the current encoder
+   (the TAPT'd one once it exists, else the base), embedding only the ones missing;
+3. before two classes have labels: zero-shot scores against the label names (plus their one-line
+   descriptions), the queue being a diverse seed set (k-means centres) ordered by similarity;
+   after: fits the live head (logistic regression on the stored embeddings);
+4. chooses the served model by evidence (live head, adapter, or their average; dev macro-F1, or
+   the live head's cross-validation when there is no dev set) and rebuilds the queue from the
+   served model's probabilities with the project's strategy, reasons and nearest labelled items
+   coming from the stored embeddings;
+5. swaps the queue in and records the head, its scores and the served choice in one transaction.
+
+The encoder and the memory-mapped embeddings stay loaded in the worker process between refits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.models import (
+    SERVED_ADAPTER,
+    SERVED_AVERAGE,
+    SERVED_LIVE_HEAD,
+    SERVED_ZERO_SHOT,
+    SPLIT_DEV,
+    SPLIT_POOL,
+    Item,
+    Label,
+    LiveHeadState,
+    Project,
+    QueueEntry,
+)
+from worker.tasks.project_data import (
+    LabelledSet,
+    ProjectSnapshot,
+    blocked_item_ids,
+    labelled_set,
+    load_snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUE_OVERFILL = 2
+HISTORY_POINTS = 500
+ZERO_SHOT_STRATEGY = "zero_shot"
+LIVE_DIR = "live"
+ZERO_SHOT_SEEDS = 32
+"""Diverse seeds (k-means centres) at the head of a zero-shot queue; the rest go by similarity."""
+ZERO_SHOT_SAMPLE = 4000
+"""k-means for the seeds runs on at most this many pool items (a refit stays around a second)."""
+LIVE_CANDIDATES_PER_PICK = 5
+LIVE_MIN_CANDIDATES = 2000
+FALLBACK_STRATEGY = "margin"
+"""Used when the project's strategy needs views the live head cannot give (ensembles, ALPS)."""
+_LIVE_VIEWS = frozenset({"probs", "embeddings", "labeled_embeddings", "grad_embeddings",
+                         "label_names", "class_error"})
+
+
+@dataclass
+class RefitResult:
+    served: str
+    labels_used: int
+    queued: int
+    queue_version: int
+    embedded: int
+    timings: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+def live_dir(settings: Settings, project_id: int) -> Path:
+    return settings.artifacts / LIVE_DIR / f"project-{project_id}"
+
+
+# --------------------------------------------------------------------- process-level caches
+_ENCODERS: dict[tuple[str, int], Any] = {}
+_EMBEDDINGS: dict[str, tuple[float, Any]] = {}
+
+
+def encoder_for(path: str, max_length: int) -> Any:
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    key = (path, max_length)
+    if key not in _ENCODERS:
+        _ENCODERS.clear()  # one encoder resident at a time keeps the worker small
+        _ENCODERS[key] = SentenceEncoder(path, max_length=max_length)
+    return _ENCODERS[key]
+
+
+def _stored(store: Any) -> Any:
+    """The store's vectors, memory-mapped once and reused until a new chunk lands."""
+    ids_file = store.directory / "embeddings.ids.npy"
+    stamp = ids_file.stat().st_mtime_ns if ids_file.exists() else -1.0
+    key = str(store.directory)
+    cached = _EMBEDDINGS.get(key)
+    if cached is None or cached[0] != stamp or any(store.directory.glob("chunk-*.ids.npy")):
+        loaded = store.load()
+        stamp = ids_file.stat().st_mtime_ns if ids_file.exists() else -1.0
+        _EMBEDDINGS[key] = (stamp, loaded)
+        return loaded
+    return cached[1]
+
+
+# --------------------------------------------------------------------- the refit
+def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> RefitResult | None:
+    t0 = time.perf_counter()
+    with sessions() as session:
+        state = _claim(session, project_id)
+        session.commit()
+        if state is None:
+            return None
+        snapshot = load_snapshot(session, project_id, settings)
+        descriptions = _label_descriptions(session, project_id)
+        items = _item_ids(session, project_id)
+        labelled = labelled_set(session, snapshot, SPLIT_POOL)
+        dev = labelled_set(session, snapshot, SPLIT_DEV)
+        blocked = blocked_item_ids(session, snapshot)
+    timings = {"read": time.perf_counter() - t0}
+
+    embeddings, encoder, embedded = _embeddings(settings, sessions, snapshot, items, timings)
+    queueable = [i for i in items[SPLIT_POOL] if i not in blocked]
+    t = time.perf_counter()
+    if labelled.classes_present < 2:
+        choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled)
+    else:
+        choice = _fit_and_choose(settings, snapshot, embeddings, queueable, labelled, dev, timings)
+    timings["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with sessions() as session:
+        version = _swap(session, snapshot, choice, labelled, blocked_item_ids(session, snapshot))
+        _record(session, settings, project_id, choice, labelled, encoder)
+        session.commit()
+    _drop_old_queues(sessions, project_id, version)
+    timings["swap"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return RefitResult(
+        served=choice.served,
+        labels_used=len(labelled),
+        queued=len(choice.rows),
+        queue_version=version,
+        embedded=embedded,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        reason=choice.reason,
+    )
+
+
+def _claim(session: Session, project_id: int) -> LiveHeadState | None:
+    """Clear the pending flag before reading labels: a label from now on asks for another refit."""
+    if session.get(Project, project_id) is None:
+        return None
+    state = session.scalars(
+        select(LiveHeadState).where(LiveHeadState.project_id == project_id)
+    ).first()
+    if state is None:
+        state = LiveHeadState(project_id=project_id)
+        session.add(state)
+    state.refit_pending = False
+    session.flush()
+    return state
+
+
+def _label_descriptions(session: Session, project_id: int) -> list[str]:
+    rows = session.execute(
+        select(Label.name, Label.description)
+        .where(Label.project_id == project_id)
+        .order_by(Label.position, Label.id)
+    ).all()
+    return [f"{name}: {desc}" if desc else name for name, desc in rows]
+
+
+def _item_ids(session: Session, project_id: int) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {SPLIT_POOL: [], SPLIT_DEV: []}
+    for item_id, split in session.execute(
+        select(Item.id, Item.split)
+        .where(Item.project_id == project_id, Item.split.in_((SPLIT_POOL, SPLIT_DEV)))
+        .order_by(Item.id)
+    ):
+        out[split].append(int(item_id))
+    return out
+
+
+def encoder_path(snapshot: ProjectSnapshot) -> str:
+    return snapshot.tapt_model_path or snapshot.base_model
+
+
+def _embeddings(
+    settings: Settings, sessions: Any, snapshot: ProjectSnapshot, items: dict[str, list[int]],
+    timings: dict[str, float],
+) -> tuple[Any, Any, int]:
+    from worker.ml.embedding_store import EmbeddingStore, embed_missing, encoder_key
+
+    t = time.perf_counter()
+    encoder = encoder_for(encoder_path(snapshot), settings.live_embed_max_length)
+    timings["encoder"] = time.perf_counter() - t
+    t = time.perf_counter()
+    key = encoder_key(encoder.fingerprint, encoder.max_length)
+    store = EmbeddingStore(live_dir(settings, snapshot.id) / "embeddings" / key)
+    wanted = items[SPLIT_POOL] + items[SPLIT_DEV]
+    missing = store.missing(wanted)
+    if missing:
+        texts = _texts(sessions, snapshot.id, missing)
+        embed_missing(store, missing, [texts[i] for i in missing], encoder.embed)
+    timings["embed"] = time.perf_counter() - t
+    return _stored(store), encoder, len(missing)
+
+
+def _texts(sessions: Any, project_id: int, item_ids: list[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    with sessions() as session:
+        for start in range(0, len(item_ids), 5000):
+            part = item_ids[start : start + 5000]
+            for item_id, text in session.execute(
+                select(Item.id, Item.text).where(Item.project_id == project_id, Item.id.in_(part))
+            ):
+                out[int(item_id)] = text
+    return out
+
+
+@dataclass
+class _Choice:
+    served: str
+    reason: str
+    rows: list[int]  # item ids picked, in queue order
+    scores: list[float]
+    reasons: list[str]
+    predicted: list[list[dict[str, Any]]]
+    neighbours: list[list[dict[str, Any]]]
+    strategy: str
+    model_scores: dict[str, float] = field(default_factory=dict)
+    head: Any = None
+    model_version_id: int | None = None
+
+
+def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int:
+    from worker.ml.budget import Phase, plan_next_batch
+
+    if snapshot.stopped:
+        return 0
+    size, phase = plan_next_batch(
+        labelled, snapshot.label_budget, snapshot.batch_size, snapshot.reserve_fraction
+    )
+    if phase is Phase.DONE:
+        return 0
+    return min(available, size * QUEUE_OVERFILL)
+
+
+def _zero_shot(
+    snapshot: ProjectSnapshot, descriptions: list[str], encoder: Any, embeddings: Any,
+    queueable: list[int], labelled: LabelledSet,
+) -> _Choice:
+    from worker.ml.live_head import zero_shot_scores
+    from worker.tasks.queue_build import nearest_labelled, top_predictions
+
+    n = _queue_size(snapshot, len(labelled), len(queueable))
+    empty = _Choice(SERVED_ZERO_SHOT, "", [], [], [], [], [], ZERO_SHOT_STRATEGY)
+    if n == 0 or not descriptions:
+        return empty
+    pool = embeddings.take(queueable)
+    label_emb = encoder.embed(descriptions)
+    probs = zero_shot_scores(pool, label_emb)
+    similarity = pool @ (label_emb / np.linalg.norm(label_emb, axis=1, keepdims=True)).T
+    best_all = similarity.max(axis=1)
+    order = _zero_shot_order(pool, best_all, n, seed=snapshot.data_version)
+    reasons = []
+    seeds = min(n, ZERO_SHOT_SEEDS) if n < len(pool) else 0
+    for position, r in enumerate(order):
+        k = int(similarity[r].argmax())
+        why = ("a k-means centre, for coverage" if position < seeds
+               else "among the items most similar to a label")
+        reasons.append(
+            f"Zero-shot guess (no model yet): closest to the label '{snapshot.label_names[k]}' "
+            f"(cosine similarity {similarity[r, k]:.2f}); picked as {why}."
+        )
+    lab = embeddings.take(labelled.item_ids) if len(labelled) else None
+    return _Choice(
+        served=SERVED_ZERO_SHOT,
+        reason="fewer than two classes have labels: zero-shot similarity to the label names",
+        rows=[queueable[r] for r in order],
+        scores=[round(float(similarity[r].max()), 4) for r in order],
+        reasons=[x[:300] for x in reasons],
+        predicted=top_predictions(probs[order], snapshot.label_names),
+        neighbours=nearest_labelled(pool[order], lab, labelled, snapshot.label_names),
+        strategy=ZERO_SHOT_STRATEGY,
+    )
+
+
+def _zero_shot_order(pool: np.ndarray, best: np.ndarray, n: int, *, seed: int) -> list[int]:
+    """Seed items picked by diversity (k-means centres over a bounded sample, at most
+    ``ZERO_SHOT_SEEDS``), then the rest of the queue by similarity to the labels; both parts in
+    descending similarity, seeds first so the first labels cover the pool."""
+    from worker.ml.live_head import diverse_seed
+
+    if n >= len(pool):
+        return [int(i) for i in np.argsort(-best, kind="stable")]
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(pool), size=min(len(pool), ZERO_SHOT_SAMPLE), replace=False)
+    k = min(n, ZERO_SHOT_SEEDS, len(sample))
+    seeds = [int(sample[i]) for i in diverse_seed(pool[sample], k, seed=seed)]
+    seeds.sort(key=lambda r: -best[r])
+    taken = set(seeds)
+    rest = [int(i) for i in np.argsort(-best, kind="stable") if int(i) not in taken]
+    return seeds + rest[: n - len(seeds)]
+
+
+def _fit_and_choose(
+    settings: Settings, snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int],
+    labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float],
+) -> _Choice:
+    from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served, cv_probs
+
+    k = len(snapshot.label_names)
+    config = LiveHeadConfig(features="embed")
+    X = embeddings.take(labelled.item_ids)
+    y = np.asarray(labelled.labels)
+    t = time.perf_counter()
+    head = LiveHead(config).fit(X, y, k)
+    timings["head_fit"] = time.perf_counter() - t
+    adapter = _adapter_probs(settings, snapshot)
+    served, reason, scores = SERVED_LIVE_HEAD, "", {}
+    if len(dev):
+        candidates = {"live_head": head.predict_proba(embeddings.take(dev.item_ids))}
+        if adapter is not None and adapter.covers(dev.item_ids):
+            candidates["adapter"] = adapter.probs_of(dev.item_ids)
+        picked = choose_served(candidates, dev.labels)
+        served, reason, scores = picked.name, picked.reason, dict(picked.scores)
+    elif len(labelled) >= 4:
+        from worker.ml.live_head import macro_f1
+
+        oof = cv_probs(X, y, k, config=config)
+        scores = {"live_head": macro_f1(y, oof.argmax(axis=1))}
+        reason = (f"no dev set: serving the live head (cross-validated macro-F1 "
+                  f"{scores['live_head']:.3f} on {len(y)} labels); the adapter needs a dev set "
+                  "to be compared")
+    else:
+        reason = "no dev set and too few labels to cross-validate: serving the live head"
+    pool = embeddings.take(queueable)
+    probs = head.predict_proba(pool)
+    timings["choose_and_predict"] = time.perf_counter() - t - timings["head_fit"]
+    version_id = None
+    if served in (SERVED_ADAPTER, SERVED_AVERAGE) and adapter is not None:
+        if adapter.covers(queueable):
+            a = adapter.probs_of(queueable)
+            probs = a if served == SERVED_ADAPTER else 0.5 * (a + probs)
+            version_id = adapter.version_id
+        else:
+            reason += "; the adapter has not scored the whole pool yet, so the queue uses the head"
+    t = time.perf_counter()
+    choice = _select(snapshot, probs, pool, queueable, labelled, X, served, reason)
+    timings["select"] = time.perf_counter() - t
+    choice.model_scores = scores
+    choice.head = head
+    choice.model_version_id = version_id
+    return choice
+
+
+def _select(
+    snapshot: ProjectSnapshot, probs: np.ndarray, pool: np.ndarray, queueable: list[int],
+    labelled: LabelledSet, labelled_emb: np.ndarray, served: str, reason: str,
+) -> _Choice:
+    from worker.ml.acquisition import PoolView, get_strategy
+    from worker.tasks.queue_build import STRATEGY_ALIASES, nearest_labelled, top_predictions
+
+    n = _queue_size(snapshot, len(labelled), len(queueable))
+    name = STRATEGY_ALIASES.get(snapshot.strategy, snapshot.strategy)
+    strategy = get_strategy(name)
+    if not strategy.requires <= _LIVE_VIEWS:
+        name = FALLBACK_STRATEGY
+        strategy = get_strategy(name)
+    if n == 0:
+        return _Choice(served, reason, [], [], [], [], [], name)
+    candidates = _candidates(probs, n)
+    view = PoolView(
+        probs=probs[candidates].astype(np.float32), embeddings=pool[candidates],
+        labeled_embeddings=labelled_emb if len(labelled_emb) else None,
+        label_names=snapshot.label_names,
+    )
+    picks = strategy.select(view, n, seed=snapshot.data_version + 1)
+    rows = [int(candidates[p.index]) for p in picks]
+    return _Choice(
+        served=served,
+        reason=reason,
+        rows=[queueable[r] for r in rows],
+        scores=[float(p.score) for p in picks],
+        reasons=[p.reason[:300] for p in picks],
+        predicted=top_predictions(probs[rows], snapshot.label_names),
+        neighbours=nearest_labelled(pool[rows], labelled_emb, labelled, snapshot.label_names),
+        strategy=f"{name} ({served.replace('_', ' ')})",
+    )
+
+
+def _candidates(probs: np.ndarray, n: int) -> np.ndarray:
+    """Pool rows the strategy looks at: all of a small pool, else the ``LIVE_CANDIDATES_PER_PICK``
+    x n least certain by margin, so a refit on 100,000 items stays about a second (diversity
+    strategies then spread the picks over the uncertain region rather than the whole pool)."""
+    m = max(n * LIVE_CANDIDATES_PER_PICK, LIVE_MIN_CANDIDATES)
+    if len(probs) <= m:
+        return np.arange(len(probs))
+    top2 = np.partition(probs, -2, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    return np.sort(np.argpartition(margin, m - 1)[:m])
+
+
+# --------------------------------------------------------------------- adapter probabilities
+@dataclass
+class AdapterProbs:
+    """Pool/dev probabilities of one adapter version, written by the adapter's queue rebuild."""
+
+    version_id: int
+    ids: np.ndarray
+    probs: np.ndarray
+
+    def covers(self, item_ids: list[int]) -> bool:
+        return bool(len(item_ids)) and bool(np.isin(item_ids, self.ids).all())
+
+    def probs_of(self, item_ids: list[int]) -> np.ndarray:
+        pos = np.searchsorted(self.ids, np.asarray(item_ids, dtype=np.int64))
+        return np.asarray(self.probs[pos], dtype=np.float64)
+
+
+def adapter_probs_dir(settings: Settings, project_id: int, version_id: int) -> Path:
+    return live_dir(settings, project_id) / f"adapter-{version_id}"
+
+
+def save_adapter_probs(
+    settings: Settings, project_id: int, version_id: int, item_ids: list[int], probs: np.ndarray
+) -> None:
+    """Called by the adapter's queue rebuild: its probabilities over the items it scored."""
+    directory = adapter_probs_dir(settings, project_id, version_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(item_ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    existing = load_adapter_probs(settings, project_id, version_id)
+    if existing is not None:
+        keep = ~np.isin(existing.ids, ids)
+        ids = np.concatenate([existing.ids[keep], ids[order]])
+        probs = np.concatenate([existing.probs[keep], np.asarray(probs)[order]])
+        order = np.argsort(ids, kind="stable")
+    else:
+        probs = np.asarray(probs)
+    tmp = directory / ".probs.npy.tmp"
+    with tmp.open("wb") as handle:
+        np.save(handle, np.asarray(probs)[order].astype(np.float32), allow_pickle=False)
+    tmp.replace(directory / "probs.npy")
+    tmp = directory / ".ids.npy.tmp"
+    with tmp.open("wb") as handle:
+        np.save(handle, ids[order], allow_pickle=False)
+    tmp.replace(directory / "ids.npy")
+
+
+def load_adapter_probs(settings: Settings, project_id: int, version_id: int) -> AdapterProbs | None:
+    directory = adapter_probs_dir(settings, project_id, version_id)
+    if not (directory / "ids.npy").exists():
+        return None
+    ids = np.load(directory / "ids.npy")
+    probs = np.load(directory / "probs.npy")
+    if len(ids) != len(probs):
+        return None  # a write in progress: try again at the next refit
+    return AdapterProbs(version_id, ids, probs)
+
+
+def _adapter_probs(settings: Settings, snapshot: ProjectSnapshot) -> AdapterProbs | None:
+    if snapshot.current_version_id is None:
+        return None
+    return load_adapter_probs(settings, snapshot.id, snapshot.current_version_id)
+
+
+# --------------------------------------------------------------------- writing
+def _swap(
+    session: Session, snapshot: ProjectSnapshot, choice: _Choice, labelled: LabelledSet,
+    blocked: set[int],
+) -> int:
+    from app.domain.annotation.common import take_write_lock
+
+    take_write_lock(session, snapshot.id)
+    project = session.get(Project, snapshot.id, populate_existing=True)
+    assert project is not None
+    version = project.queue_version + 1
+    rows = []
+    rank = 0
+    for i, item_id in enumerate(choice.rows):
+        if item_id in blocked:
+            continue  # labelled or leased while we were fitting
+        rows.append({
+            "project_id": snapshot.id, "queue_version": version, "item_id": item_id,
+            "rank": rank, "score": float(choice.scores[i]), "strategy": choice.strategy[:50],
+            "reason": choice.reasons[i], "predicted": choice.predicted[i],
+            "neighbours": choice.neighbours[i], "model_version_id": choice.model_version_id,
+        })
+        rank += 1
+    if rows:
+        session.execute(insert(QueueEntry), rows)
+    project.queue_version = version
+    session.flush()
+    return version
+
+
+def _record(
+    session: Session, settings: Settings, project_id: int, choice: _Choice,
+    labelled: LabelledSet, encoder: Any,
+) -> None:
+    from worker.ml.embedding_store import encoder_key
+
+    state = session.scalars(
+        select(LiveHeadState).where(LiveHeadState.project_id == project_id)
+    ).one()
+    state.fitted_at = utcnow()
+    state.refits += 1
+    state.labels_used = len(labelled)
+    state.encoder_key = encoder_key(encoder.fingerprint, encoder.max_length)
+    state.served = choice.served
+    state.served_reason = choice.reason
+    state.scores = {k: round(float(v), 4) for k, v in choice.model_scores.items()}
+    point = {"labels": len(labelled), **state.scores, "served": choice.served}
+    state.history = [*list(state.history or [])[-(HISTORY_POINTS - 1):], point]
+    if choice.head is not None:
+        state.artifact_path = str(_save_head(settings, project_id, choice.head, encoder, session))
+    session.flush()
+
+
+def _save_head(
+    settings: Settings, project_id: int, head: Any, encoder: Any, session: Session
+) -> Path:
+    """The head and the encoder it belongs to, replacing the previous one atomically."""
+    base = live_dir(settings, project_id)
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".head-{time.time_ns()}"
+    names = list(session.scalars(
+        select(Label.name).where(Label.project_id == project_id).order_by(Label.position, Label.id)
+    ))
+    head.save(tmp, extra={
+        "encoder": encoder.path, "encoder_fingerprint": encoder.fingerprint,
+        "max_length": encoder.max_length, "pooling": "mean, L2-normalised",
+        "label_names": names,
+    })
+    final = base / "head"
+    old = base / f".old-{time.time_ns()}"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _drop_old_queues(sessions: Any, project_id: int, version: int) -> None:
+    with sessions() as session:
+        session.execute(
+            delete(QueueEntry).where(
+                QueueEntry.project_id == project_id, QueueEntry.queue_version < version
+            )
+        )
+        session.commit()
