@@ -52,13 +52,20 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_run_seconds: float = Field(
-        default=180.0, gt=0, description="No heartbeat for this long = dead."
+        default=60.0,
+        gt=0,
+        description="No heartbeat for this long = dead (heartbeats come every heartbeat_seconds).",
     )
     max_run_attempts: int = Field(default=2, ge=1)
     visibility_timeout_seconds: int = Field(default=6 * 3600, ge=60)
     session_max_age_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     cookie_secure: bool = Field(default=False, description="Set on HTTPS deployments.")
     write_rate_limit_per_minute: int = Field(default=600, ge=1)
+    web_maintenance: bool = Field(
+        default=True,
+        description="Run the stale-run reaper and the token-use writer in the web process, on "
+        "their own schedule, whether or not any worker is alive.",
+    )
     hf_offline: bool = Field(default=True, description="Never reach a model hub from workers.")
 
     @field_validator("data_dir", mode="after")

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.errors import install_error_handlers
+from app.maintenance import lifespan
 from app.security.csrf import verify_csrf
 from app.security.headers import SecurityHeadersMiddleware
 from app.security.limits import BodySizeLimitMiddleware
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url=None,
+        lifespan=lifespan,  # the reaper and token-use writer (app.maintenance)
     )
     engine = get_engine(settings)
     app.state.settings = settings
