@@ -17,6 +17,12 @@ from app.config import Settings, get_settings
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        # A connection per request thread (Starlette's pool has 40): a request queued on the
+        # process write lock holds its connection, and with SQLAlchemy's default 5 + 10 the
+        # 16th concurrent request failed with a pool timeout (500) after 30 s. SQLite
+        # connections are cheap file handles.
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 40)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
