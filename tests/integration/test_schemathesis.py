@@ -14,6 +14,7 @@ by ``test_adapter_client.py``; what is fuzzed is the request validation and erro
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -40,7 +41,7 @@ from app.domain.model_versions import promote, register_version
 from app.main import create_app
 from tests.factories import make_items, make_project, make_token, make_user
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(os.environ.get("TAPESTRY_FUZZ_EXAMPLES", "25"))  # more for a deeper local run
 ARTIFACT_CARD = "---\nadapter_type: lora\nlabels: [positive, negative]\n---\n\n# card\n"
 
 
