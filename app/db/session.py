@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, TextClause, create_engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 from app.config import Settings, get_settings
@@ -159,9 +159,16 @@ def _lock_before_flush(session: Session, _context: Any, _instances: Any) -> None
         hold_sqlite_write_lock(session)
 
 
+_TEXT_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _lock_before_dml(state: ORMExecuteState) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
+    statement = state.statement
+    textual_write = isinstance(statement, TextClause) and (  # kombu: "BEGIN IMMEDIATE ..."
+        " ".join(statement.text.split()[:2]).upper().startswith(_TEXT_WRITES)
+    )
+    if state.is_insert or state.is_update or state.is_delete or textual_write:
         hold_sqlite_write_lock(state.session)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -94,6 +94,11 @@ def test_every_sqlite_write_of_a_session_holds_the_process_lock(engine: Engine) 
         assert not lock.locked()
     with sessions() as db:  # a Core insert through the session
         db.execute(insert(Project), [{"name": "core"}])
+        assert lock.locked()
+        db.rollback()
+        assert not lock.locked()
+    with sessions() as db:  # a textual write (kombu's broker begins with BEGIN IMMEDIATE)
+        db.execute(text("UPDATE projects SET name = 'renamed'"))
         assert lock.locked()
         db.rollback()
         assert not lock.locked()
