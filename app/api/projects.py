@@ -60,7 +60,7 @@ class ProjectCreate(BaseModel):
     labels: list[str] = Field(min_length=2, max_length=200)
     description: str = ""
     guidelines: str = ""
-    label_budget: int = Field(default=1000, ge=1)
+    label_budget: int = Field(default=1000, ge=1, le=10_000_000)  # as PATCH allows
     batch_size: int = Field(default=100, ge=1, le=10_000)
     stop_threshold: float = Field(default=0.2, ge=0, le=100)
     annotations_per_item: int = Field(default=1, ge=1, le=10)
