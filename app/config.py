@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_run_seconds: float = Field(
-        default=180.0, gt=0, description="No heartbeat for this long = dead."
+        default=60.0,
+        gt=0,
+        description="No heartbeat for this long = dead (heartbeats come every heartbeat_seconds).",
     )
     max_run_attempts: int = Field(default=2, ge=1)
     visibility_timeout_seconds: int = Field(default=6 * 3600, ge=60)
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
     model_root: Path | None = Field(
         default=None,
         description="Local base-model folders must lie under it; default data_dir/models.",
+    )
+    web_maintenance: bool = Field(
+        default=True,
+        description="Run the stale-run reaper and the token-use writer in the web process, on "
+        "their own schedule, whether or not any worker is alive.",
     )
     hf_offline: bool = Field(default=True, description="Never reach a model hub from workers.")
     live_head: bool = Field(

@@ -18,6 +18,7 @@ from app.api.common import enforce_write_rate_limit
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.errors import install_error_handlers
+from app.maintenance import lifespan
 from app.security.csrf import verify_csrf
 from app.security.headers import SecuredFastAPI
 from app.security.limits import BodySizeLimitMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url=None,
+        lifespan=lifespan,  # the reaper and token-use writer (app.maintenance)
     )
     engine = get_engine(settings)
     app.state.settings = settings

@@ -29,6 +29,9 @@ os.environ.pop("TAPESTRY_BROKER_URL", None)
 os.environ.pop("TAPESTRY_ARTIFACT_DIR", None)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# No background reaper in the test process (it would write to the shared test database at random
+# moments); tests of app.maintenance turn it on for their own app.
+os.environ["TAPESTRY_WEB_MAINTENANCE"] = "false"
 
 import pytest  # noqa: E402
 from fastapi import FastAPI  # noqa: E402

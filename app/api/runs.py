@@ -131,9 +131,8 @@ def list_runs(
 
 @router.get("/projects/{project_id}/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: RunId, db: SessionDep, access: ProjectReader) -> RunOut:
-    """One run's progress (a dead worker's run is noticed and re-queued or failed first)."""
+    """One run's progress (a read only: the web process's scheduled reaper notices dead workers)."""
     run = _project_run(db, access, run_id)
-    run_service.run_progress(db, run.id, reap=True)
     return _out(run_service.get_run(db, run.id, fresh=True), access)
 
 

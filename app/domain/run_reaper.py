@@ -13,14 +13,14 @@ may have been down at commit time, or the web process may have died between comm
 workers are busy a queued message is most likely waiting its turn, so nothing is re-sent; a
 duplicate would be harmless anyway, since claiming is idempotent.
 
-Callers: each worker task at start, a loop thread in every worker process, ``tapestry reap``, and
-the web's run-status read (throttled through :func:`maybe_reap`). All only flush; callers commit.
+Callers: the web process's maintenance loop (:mod:`app.maintenance`, every
+:func:`reaper_interval` seconds, whether or not any worker is alive), each worker task at start, a
+loop thread in every worker process, and ``tapestry reap``. Reads (run detail, progress) never
+reap. All only flush; callers commit.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -205,23 +205,7 @@ def _end(run: TrainingRun, status: str, message: str, error: str | None, now: da
     run.finished_at = now
 
 
-_last_reap = 0.0
-_reap_lock = threading.Lock()
-
-
-def maybe_reap(
-    session: Session, *, settings: Settings | None = None, min_interval: float | None = None
-) -> ReapReport | None:
-    """Reap at most once per ``min_interval`` seconds per process (default: the heartbeat period).
-
-    Cheap enough for the web's run-status poll, which then notices dead workers even when no
-    worker process is alive to do it.
-    """
-    global _last_reap
-    settings = settings or get_settings()
-    interval = settings.heartbeat_seconds if min_interval is None else min_interval
-    with _reap_lock:
-        if time.monotonic() - _last_reap < interval:
-            return None
-        _last_reap = time.monotonic()
-    return reap_stale_runs(session, settings=settings)
+def reaper_interval(settings: Settings) -> float:
+    """How often the web process's reaper runs: a dead run is noticed at most this long after
+    ``stale_run_seconds`` of silence (defaults: 60 s + 15 s, well inside two minutes)."""
+    return max(0.5, min(15.0, settings.stale_run_seconds / 4))

@@ -309,17 +309,9 @@ class RunProgress:
         )
 
 
-def run_progress(
-    session: Session, run_id: int, *, include_error: bool = False, reap: bool = True
-) -> RunProgress:
-    """Read one run's progress. With ``reap`` it first notices dead workers (throttled).
-
-    Reaping writes (a stale run becomes queued or failed), so the caller commits as usual.
-    """
-    if reap:
-        from app.domain.run_reaper import maybe_reap
-
-        maybe_reap(session)
+def run_progress(session: Session, run_id: int, *, include_error: bool = False) -> RunProgress:
+    """Read one run's progress. A read only: dead workers are noticed by the scheduled reaper
+    (:mod:`app.maintenance` in the web process, and every worker), never by a GET."""
     return RunProgress.of(get_run(session, run_id, fresh=True), include_error=include_error)
 
 

@@ -7,11 +7,12 @@ the demo prints freshly generated passwords once.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import ROLES, SCOPES, ApiToken, Project, User
@@ -159,6 +160,45 @@ def authenticate_token(db: Session, plaintext: str, *, now: datetime) -> tuple[A
     if user is None or not user.is_active:
         raise invalid
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
-        token.last_used_at = now  # at most one write a minute per token
-        db.flush()
+        note_token_use(token.id, now)  # no write on the request's path: see flush_token_touches
     return token, user
+
+
+# Uses of tokens whose stored ``last_used_at`` is over TOKEN_TOUCH_INTERVAL old, not yet written.
+# Writing them from the auth dependency made every token-authenticated *read* a SQLite writer;
+# the web process's maintenance loop (app.maintenance) writes them in one short transaction,
+# under the same process write lock as every other write.
+_pending_touches: dict[int, datetime] = {}
+_pending_guard = threading.Lock()
+
+
+def note_token_use(token_id: int, now: datetime) -> None:
+    """Remember that ``token_id`` was used at ``now``; written by :func:`flush_token_touches`."""
+    with _pending_guard:
+        previous = _pending_touches.get(token_id)
+        if previous is None or previous < now:
+            _pending_touches[token_id] = now
+
+
+def flush_token_touches(db: Session) -> int:
+    """Write the remembered token uses (never moving ``last_used_at`` back); the caller commits.
+
+    Returns how many tokens were touched. A rollback loses at most one period of ``last_used_at``
+    updates, which the next use of each token notes again.
+    """
+    with _pending_guard:
+        pending = sorted(_pending_touches.items())
+        _pending_touches.clear()
+    for token_id, when in pending:
+        db.execute(
+            update(ApiToken)
+            .where(
+                ApiToken.id == token_id,
+                or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < when),
+            )
+            .values(last_used_at=when)
+            .execution_options(synchronize_session=False)
+        )
+    if pending:
+        db.flush()
+    return len(pending)

@@ -42,6 +42,9 @@ def test_invalid_project_body_is_a_422_in_the_error_shape(app: FastAPI, db: Sess
     duplicate = client.post("/api/v1/projects", json={"name": "x", "labels": ["a", "A"]})
     assert duplicate.status_code == 422
     assert duplicate.json()["error"]["code"] == "invalid_input"
+    huge = client.post("/api/v1/projects",  # found by schemathesis: was a 500 OverflowError
+                       json={"name": "x", "labels": ["a", "b"], "label_budget": 2**63})
+    assert huge.status_code == 422 and "label_budget" in huge.json()["error"]["message"]
 
 
 def test_multipart_import_then_keyset_pages(app: FastAPI, db: Session) -> None:

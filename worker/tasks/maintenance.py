@@ -1,9 +1,9 @@
 """The reaper as a task and as a loop inside every worker process (no Celery beat needed).
 
-Dead workers are noticed by whoever runs the reaper next: each run-backed task at its start, this
-loop (every third of ``stale_run_seconds``) in every live worker, ``tapestry reap``, and the web's
-run-status read. So with any worker alive, a killed run is re-queued or failed within about
-``stale_run_seconds * 4/3``.
+Dead workers are noticed by whoever runs the reaper next: the web process's own schedule
+(:mod:`app.maintenance`, every 15 s, whether or not any worker is alive), each run-backed task at
+its start, this loop (every third of ``stale_run_seconds``) in every live worker, and ``tapestry
+reap``. So a killed run is re-queued or failed within about ``stale_run_seconds`` + 15 s.
 """
 
 from __future__ import annotations

@@ -3,11 +3,10 @@ the batch id of a data version and the number of labels the budget counts."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, bindparam, event, func, select, update
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
+from sqlalchemy.orm import Session
 
 from app.db.models import (
     SPLIT_POOL,
@@ -16,7 +15,8 @@ from app.db.models import (
     Label,
     Project,
 )
-from app.errors import NotFound, ServiceBusy
+from app.db.session import hold_sqlite_write_lock
+from app.errors import NotFound
 
 
 def batch_id_for(data_version: int) -> str:
@@ -29,25 +29,6 @@ _LIVE = and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None
 def live() -> ColumnElement[bool]:
     """Neither undone nor superseded. Built once: SQL expressions are immutable and reusable."""
     return _LIVE
-
-
-WRITE_LOCK_TIMEOUT_SECONDS = 30.0
-_HELD_LOCK = "tapestry.sqlite_write_lock"
-_process_locks: dict[str, threading.Lock] = {}
-_process_locks_guard = threading.Lock()
-
-
-def _process_write_lock(engine: Engine) -> threading.Lock:
-    with _process_locks_guard:
-        return _process_locks.setdefault(str(engine.url), threading.Lock())
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _release_process_write_lock(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:  # the outermost transaction: commit, rollback or close
-        lock: threading.Lock | None = session.info.pop(_HELD_LOCK, None)
-        if lock is not None:
-            lock.release()
 
 
 # Hot statements are built once with bind parameters (see :mod:`.leases`).
@@ -65,20 +46,15 @@ def take_write_lock(db: Session, project_id: int) -> None:
     pysqlite opens a transaction at the first write only; reading first and writing later would
     let two requests read the same state. On Postgres row locks do the job and this is a no-op.
 
-    Requests of one process first queue on a process-wide lock, held until their transaction
-    ends: SQLite's own busy handler polls with sleeps of up to 100 ms, which under 20 concurrent
+    Requests of one process first queue on a process-wide FIFO lock, held until their transaction
+    ends (:func:`app.db.session.hold_sqlite_write_lock`, taken before *every* SQLite write):
+    SQLite's own busy handler polls with sleeps of up to 100 ms, which under 20 concurrent
     annotators turned a 20 ms label into hundreds of milliseconds. Other processes (the worker)
     still meet SQLite's lock and its busy timeout.
     """
     bind: Any = db.get_bind()
     if bind.dialect.name == "sqlite":
-        if _HELD_LOCK not in db.info:
-            lock = _process_write_lock(bind.engine)
-            if not lock.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
-                raise ServiceBusy(
-                    "The database is busy with other writes; nothing was saved. Try again."
-                )
-            db.info[_HELD_LOCK] = lock
+        hold_sqlite_write_lock(db)  # explicit, though the UPDATE below would take it anyway
         db.execute(_TOUCH_PROJECT, {"a_project": project_id})
 
 

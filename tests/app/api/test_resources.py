@@ -180,14 +180,15 @@ def test_a_lease_that_waits_too_long_for_sqlite_writes_is_a_clear_503(
 ) -> None:
     """On SQLite another writer of this process holding the database for too long is a 503 with
     nothing written; on Postgres (row locks, no process-wide writer lock) the lease goes ahead."""
-    from app.domain.annotation import common
+    from app.db import session as db_session
 
     engine = db.get_bind().engine
     lead, project = lead_with_project(app, db)
     make_items(db, project, ["a", "b"])
-    monkeypatch.setattr(common, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
+    db.commit()  # the test's own writes end (and let the process write lock go)
+    monkeypatch.setattr(db_session, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
     url = f"/api/v1/projects/{project.id}/queue/lease"
-    lock = common._process_write_lock(engine)
+    lock = db_session.sqlite_write_lock(engine)
     assert lock.acquire(timeout=5)
     try:
         first = lead.post(url, json={"n": 1})

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.db import session as db_session
 from app.db.base import Base
 from app.db.models import Item, Label, Membership, Project, User
-from app.db.session import make_engine, session_factory
+from app.db.session import make_engine, session_factory, sqlite_write_lock
 from app.domain import annotation as ann
-from app.domain.annotation import common
 
 ANNOTATORS = 4
 ITEMS = 48
@@ -138,7 +138,7 @@ def test_sqlite_write_lock_is_released_when_the_transaction_ends(
     tmp_path: Path, end: str
 ) -> None:
     engine, project_id = _sqlite_project(tmp_path)
-    lock = common._process_write_lock(engine)
+    lock = sqlite_write_lock(engine)
     try:
         db = session_factory(engine)()
         ann.take_write_lock(db, project_id)
@@ -187,7 +187,7 @@ def test_sqlite_write_lock_times_out_with_a_clear_error(
     from app.errors import ServiceBusy
 
     engine, project_id = _sqlite_project(tmp_path)
-    monkeypatch.setattr(common, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(db_session, "WRITE_LOCK_TIMEOUT_SECONDS", 0.05)
     sessions = session_factory(engine)
     try:
         with sessions() as holder, sessions() as waiter:

@@ -20,7 +20,7 @@ from app.db.models import (
     TrainingRun,
 )
 from app.domain.run_lifecycle import Claim, LostOwnership, beat, claim_run, succeed_run
-from app.domain.run_reaper import maybe_reap, reap_stale_runs
+from app.domain.run_reaper import reap_stale_runs
 from app.domain.runs import cancel_run, request_retrain
 from app.jobs import TASK_RETRAIN, Job, recording_jobs
 from tests.app.domain.runs_support import make_project
@@ -157,9 +157,3 @@ def test_a_lost_message_is_resent_only_after_workers_went_idle(
     db.commit()
     assert report.resent == [waiting.id] and sent == [Job(TASK_RETRAIN, (waiting.id,))]
     assert done.status == "succeeded"
-
-
-def test_maybe_reap_is_throttled(db: Session, sent: list[Job], settings: Settings) -> None:
-    first = maybe_reap(db, settings=settings, min_interval=0.0)
-    second = maybe_reap(db, settings=settings, min_interval=3600.0)
-    assert first is not None and second is None
