@@ -241,12 +241,14 @@ def migrate(env: dict[str, str], log: Path) -> None:
 
 
 def start_worker(deployment: Deployment) -> subprocess.Popen[bytes]:
-    """``tapestry worker`` with a pause point after the first training step."""
+    """One ``tapestry worker`` process serving every queue (one worker host, so ``kill -9`` of it
+    leaves no worker alive), with a pause point after the first training step."""
     log = deployment.work / "worker.log"
     env = deployment.env | {"TAPESTRY_TEST_PAUSE_AT": "training",
                             "TAPESTRY_TEST_PAUSE_DIR": str(deployment.pause_dir),
                             "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([tapestry_bin(), "worker"], cwd=REPO_ROOT, env=env,
+    process = subprocess.Popen([tapestry_bin(), "worker", "-Q", "gpu,live,inference,default"],
+                               cwd=REPO_ROOT, env=env,
                                stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                start_new_session=True)
     deadline = time.monotonic() + 180
