@@ -1,0 +1,261 @@
+"""The live head: fit/proba shapes, unseen classes, LP-FT weights, hybrid TF-IDF, save/load with
+NumPy alone, zero-shot ordering, diverse seeding and promotion by dev macro-F1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from worker.ml.errors import ConfigError
+from worker.ml.live_head import (
+    LiveHead,
+    LiveHeadConfig,
+    PoolTfidf,
+    choose_served,
+    cv_probs,
+    diverse_seed,
+    macro_f1,
+    softmax,
+    zero_shot_scores,
+)
+
+
+def blobs(n_per: int, n_classes: int, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors clustered around one random direction per class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, d))
+    y = np.repeat(np.arange(n_classes), n_per)
+    X = centres[y] + 0.6 * rng.normal(size=(len(y), d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True), y
+
+
+WORDS = {
+    0: "goal match team striker league coach",
+    1: "stock market shares profit bank trade",
+    2: "rain storm weather cloud forecast wind",
+}
+
+
+def texts_for(y: np.ndarray, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for label in y:
+        words = WORDS[int(label)].split() + ["the", "a", "of", "today", "news"]
+        out.append(" ".join(rng.choice(words, size=8)))
+    return out
+
+
+def test_config_round_trip_and_checks() -> None:
+    config = LiveHeadConfig(C=3.0, features="hybrid", hybrid_mode="concat")
+    assert LiveHeadConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown live head config keys \\['c'\\]"):
+        LiveHeadConfig.from_dict({"c": 1.0})
+    with pytest.raises(ConfigError, match="features='tfidf'"):
+        LiveHeadConfig(features="tfidf")
+    with pytest.raises(ConfigError, match="C must be > 0"):
+        LiveHeadConfig(C=0)
+
+
+def test_fit_and_proba_shapes_with_unseen_classes() -> None:
+    X, y = blobs(10, 3)
+    head = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, n_classes=5)
+    probs = head.predict_proba(X)
+    assert probs.shape == (30, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert (probs.argmax(axis=1) == y).mean() > 0.9
+    assert probs[:, 3:].max() < 0.01  # never-labelled classes: small but present columns
+    assert probs[:, 3:].min() > 0
+
+
+def test_refit_after_new_labels_changes_the_head() -> None:
+    X, y = blobs(10, 3)
+    head = LiveHead(LiveHeadConfig(features="embed"))
+    first = head.fit(X[:20], y[:20], 3).predict_proba(X[20:])  # class 2 not labelled yet
+    assert first.argmax(axis=1).tolist().count(2) == 0
+    second = head.fit(X, y, 3).predict_proba(X[20:])
+    assert (second.argmax(axis=1) == 2).all()
+    assert head.n_labels == 30
+
+
+@pytest.mark.parametrize("n_labelled", [0, 1, 4])
+def test_degenerate_one_or_no_class_is_uniform(n_labelled: int) -> None:
+    X, _ = blobs(4, 2)
+    y = np.zeros(n_labelled, dtype=np.int64)
+    head = LiveHead().fit(X[:n_labelled], y, n_classes=3)
+    np.testing.assert_allclose(head.predict_proba(X), 1 / 3)
+
+
+def test_binary_linear_weights_reproduce_probabilities_and_sklearn() -> None:
+    X, y = blobs(15, 2, seed=3)
+    head = LiveHead(LiveHeadConfig(features="embed", class_weight=None)).fit(X, y, 2)
+    W, b = head.linear_weights()
+    assert W.shape == (2, 16) and b.shape == (2,)
+    np.testing.assert_allclose(softmax(X @ W.T + b), head.predict_proba(X), atol=1e-12)
+    reference = LogisticRegression(C=10, max_iter=1000).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(head.predict_proba(X), reference, atol=1e-6)
+
+
+def test_multiclass_linear_weights_reproduce_probabilities() -> None:
+    X, y = blobs(8, 4, seed=5)
+    head = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 6)
+    W, b = head.linear_weights()
+    assert W.shape == (6, 16)
+    np.testing.assert_allclose(softmax(X @ W.T + b), head.predict_proba(X), atol=1e-12)
+    assert not W[4:].any()  # unseen classes: zero weights, low bias
+
+
+def test_pool_tfidf_numpy_transform_matches_sklearn() -> None:
+    pool = texts_for(np.arange(60) % 3, seed=1) + ["Goal, goal!  The Striker's goal."]
+    tfidf = PoolTfidf.fit(pool)
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(pool)
+    assert tfidf.n_features == len(reference.vocabulary_)
+    mine = tfidf.transform_dense(pool)
+    theirs = reference.transform(pool).toarray()
+    columns = [reference.vocabulary_[t] for t in tfidf.vocabulary]
+    np.testing.assert_allclose(mine, theirs[:, columns], atol=1e-6)
+    np.testing.assert_allclose(tfidf.transform(pool).toarray(), mine)
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "concat"])
+def test_hybrid_head_uses_texts(mode: str) -> None:
+    y = np.arange(45) % 3
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(45, 8))  # embeddings carry no signal here, the words do
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    texts = texts_for(y)
+    tfidf = PoolTfidf.fit(texts)
+    config = LiveHeadConfig(features="hybrid", hybrid_mode=mode)
+    head = LiveHead(config).fit(X[:30], y[:30], 3, texts[:30], tfidf)
+    probs = head.predict_proba(X[30:], texts[30:])
+    assert probs.shape == (15, 3)
+    assert (probs.argmax(axis=1) == y[30:]).mean() > 0.8
+    with pytest.raises(ConfigError, match="pass one text per embedding"):
+        head.predict_proba(X[30:])
+    with pytest.raises(ConfigError, match="needs the labelled texts"):
+        LiveHead(config).fit(X[:30], y[:30], 3)
+
+
+def test_auto_picks_hybrid_only_when_cv_says_so() -> None:
+    y = np.arange(60) % 3
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=(60, 8))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    texts = texts_for(y, seed=2)
+    tfidf = PoolTfidf.fit(texts)
+    config = LiveHeadConfig(features="auto", auto_min_labels=30)
+    head = LiveHead(config).fit(noise, y, 3, texts, tfidf)
+    assert head.features_used == "hybrid"
+    assert head.selection["cv_macro_f1"]["hybrid"] > head.selection["cv_macro_f1"]["embed"]
+    X, yb = blobs(20, 3)
+    neutral = ["the a of today news"] * 60  # words carry no signal: embed stays
+    head = LiveHead(config).fit(X, yb, 3, neutral, PoolTfidf.fit(neutral + texts))
+    assert head.features_used == "embed"
+    few = LiveHead(config).fit(noise[:9], y[:9], 3, texts[:9], tfidf)
+    assert few.features_used == "embed" and "auto_min_labels" in few.selection["reason"]
+
+
+@pytest.mark.parametrize("features", ["embed", "hybrid"])
+def test_save_load_round_trip_with_numpy_alone(tmp_path: Path, features: str) -> None:
+    y = np.arange(30) % 3
+    X, _ = blobs(10, 3)
+    X = X[np.argsort(np.argsort(y, kind="stable"), kind="stable")]
+    texts = texts_for(y)
+    tfidf = PoolTfidf.fit(texts)
+    head = LiveHead(LiveHeadConfig(features=features)).fit(X, y, 4, texts, tfidf)
+    head.save(tmp_path / "head", extra={"encoder": "minilm@abc"})
+    assert not list((tmp_path / "head").glob("*.pkl"))
+    expected = head.predict_proba(X, texts)
+    np.save(tmp_path / "X.npy", X)
+    (tmp_path / "texts.txt").write_text("\n".join(texts))
+    # A fresh interpreter where importing sklearn or scipy fails: the head still loads and predicts.
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('sklearn', 'scipy', 'torch'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from worker.ml.live_head import LiveHead
+head = LiveHead.load({str(tmp_path / 'head')!r})
+X = np.load({str(tmp_path / 'X.npy')!r})
+texts = open({str(tmp_path / 'texts.txt')!r}).read().split('\\n')
+np.save({str(tmp_path / 'out.npy')!r}, head.predict_proba(X, texts))
+print(head.extra['encoder'], head.features_used)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["minilm@abc", features]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
+
+
+def test_cv_probs_are_out_of_fold() -> None:
+    X, y = blobs(6, 3, seed=2)
+    probs = cv_probs(X, y, 4, config=LiveHeadConfig(cv_folds=3))
+    assert probs.shape == (18, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # A duplicated item with a flipped label: in-sample it would be fitted, out of fold it is not.
+    Xd = np.vstack([X, X[:1]])
+    yd = np.append(y, 1)
+    oof = cv_probs(Xd, yd, 3, config=LiveHeadConfig(cv_folds=3, class_weight=None))
+    assert oof[-1].argmax() == 0
+
+
+def test_zero_shot_orders_items_by_label_similarity() -> None:
+    labels = np.eye(3, 8)
+    items = np.array([
+        [0.9, 0.1, 0, 0, 0, 0, 0, 0.2],
+        [0.1, 0.8, 0.3, 0, 0, 0, 0, 0],
+        [0.5, 0.5, 0.5, 0, 0, 0, 0, 0],
+        [0.2, 0.0, 0.95, 0, 0, 0, 0, 0],
+    ])
+    scores = zero_shot_scores(items, labels)
+    assert scores.shape == (4, 3)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0)
+    assert scores.argmax(axis=1).tolist()[:2] == [0, 1] and scores[3].argmax() == 2
+    np.testing.assert_allclose(scores[2], 1 / 3)
+    assert np.argsort(-scores[:, 0]).tolist()[0] == 0
+    with pytest.raises(ConfigError, match="dimensions"):
+        zero_shot_scores(items, np.eye(3, 4))
+
+
+def test_diverse_seed_covers_every_cluster() -> None:
+    X, y = blobs(30, 5, d=8, seed=4)
+    order = np.random.default_rng(0).permutation(len(y))
+    chosen = diverse_seed(X[order], 5, seed=0)
+    assert len(set(chosen)) == 5
+    assert sorted(y[order][chosen].tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="k must lie"):
+        diverse_seed(X, 0)
+
+
+def test_choose_served_picks_the_better_model_and_ties_go_to_the_live_head() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2])
+    good = np.eye(3)[y] * 0.8 + 0.2 / 3
+    bad = np.eye(3)[[0, 1, 1, 0, 2, 1]] * 0.6 + 0.4 / 3
+    choice = choose_served({"live_head": bad, "adapter": good}, y)
+    assert choice.name == "adapter"
+    assert choice.scores["adapter"] == 1.0
+    assert choice.scores["live_head"] == pytest.approx(macro_f1(y, bad.argmax(axis=1)))
+    assert "average" in choice.scores and "dev macro-F1 on 6 items" in choice.reason
+    assert choose_served({"live_head": good, "adapter": good}, y).name == "live_head"
+    assert choose_served({"live_head": good, "adapter": bad}, y).name == "live_head"
+    assert choose_served({"adapter": good}, y).name == "adapter"
+    # The average wins when each model alone errs on a different item.
+    a = np.eye(3)[y] * 0.85 + 0.05
+    b = a.copy()
+    a[5] = [0.0, 0.52, 0.48]  # live head wrong on item 5 only, adapter on item 1 only
+    b[1] = [0.48, 0.52, 0.0]
+    assert choose_served({"live_head": a, "adapter": b}, y).name == "average"
+    assert choose_served({"live_head": bad, "adapter": good}, y, min_gain=0.5).name == "live_head"
+    with pytest.raises(ConfigError, match="unknown candidates"):
+        choose_served({"svm": good}, y)

@@ -1,0 +1,631 @@
+"""The live head: a cheap classifier on frozen sentence embeddings, refit after every label.
+
+The fast path of the two-speed learner (issue 13). The adapter takes minutes a round on a CPU;
+a multinomial logistic regression on the mean-pooled, L2-normalised embeddings the product already
+computes trains in well under a second and, with few labels, is at least as accurate. It drives
+the model's guess, the uncertainty and the queue between adapter rounds, and initialises the
+adapter's head (LP-FT, :meth:`LiveHead.linear_weights`).
+
+Pure NumPy + scikit-learn (no torch, no app imports); a saved head loads and predicts with NumPy
+alone (weights as ``.npy``, settings and the TF-IDF vocabulary as JSON — no pickle).
+
+Defaults and why:
+- ``C=10``: embeddings are L2-normalised, so the usual ``C=1`` shrinks the logits of a few dozen
+  labels towards uniform; ``C=10`` is the ``embed-lr`` baseline's setting (DATA.md).
+- ``class_weight="balanced"``: the product is judged on macro-F1 and labels drawn by active
+  learning are rarely balanced; inverse-frequency weights keep minority classes alive.
+- ``features="auto"``: embeddings only until enough labels exist to cross-validate
+  (``auto_min_labels``); then the hybrid (embeddings + TF-IDF of the project's own texts) is used
+  only when its out-of-fold macro-F1 beats the embedding-only head by ``auto_margin``. TF-IDF wins
+  on long, keyword-rich texts with many labels; embeddings win with few labels and short texts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from worker.ml.errors import ConfigError
+
+FEATURES = ("embed", "hybrid", "auto")
+HYBRID_MODES = ("concat", "ensemble")
+CANDIDATES_BY_COST = ("live_head", "adapter", "average")
+FORMAT_VERSION = 1
+# scikit-learn's default token pattern; the NumPy-only transform reproduces it exactly.
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+
+
+@dataclass
+class LiveHeadConfig:
+    """Settings of the live head (see the module docstring for the defaults)."""
+
+    C: float = 10.0
+    class_weight: str | None = "balanced"
+    features: str = "auto"
+    hybrid_mode: str = "ensemble"
+    tfidf_weight: float = 1.0
+    cv_folds: int = 5
+    auto_min_labels: int = 40
+    auto_margin: float = 0.01
+    max_iter: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.C > 0:
+            raise ConfigError(f"C must be > 0, got {self.C}")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+        if self.features not in FEATURES:
+            raise ConfigError(f"features={self.features!r}; choose one of {FEATURES}")
+        if self.hybrid_mode not in HYBRID_MODES:
+            raise ConfigError(f"hybrid_mode={self.hybrid_mode!r}; choose one of {HYBRID_MODES}")
+        if not self.tfidf_weight > 0:
+            raise ConfigError(f"tfidf_weight must be > 0, got {self.tfidf_weight}")
+        if self.cv_folds < 2:
+            raise ConfigError(f"cv_folds must be >= 2, got {self.cv_folds}")
+        if self.max_iter < 10:
+            raise ConfigError(f"max_iter must be >= 10, got {self.max_iter}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown live head config keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+# --------------------------------------------------------------------------- TF-IDF of the pool
+
+
+class PoolTfidf:
+    """TF-IDF fitted on the pool's texts without labels: sublinear tf, 1-2 grams, ``min_df=2``.
+
+    The vocabulary is capped (``max_features``, most frequent terms first) so the saved head stays
+    small. ``transform`` uses scikit-learn when available; a loaded one also works with NumPy alone
+    (same tokenisation as scikit-learn's default analyzer, checked by a test).
+    """
+
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray) -> None:
+        if len(vocabulary) != len(idf):
+            raise ConfigError(f"{len(vocabulary)} terms but {len(idf)} idf weights")
+        self.vocabulary = list(vocabulary)
+        self.index = {term: i for i, term in enumerate(self.vocabulary)}
+        self.idf = np.asarray(idf, dtype=np.float64)
+
+    @classmethod
+    def fit(
+        cls, texts: Sequence[str], *, max_features: int = 50_000, min_df: int = 2
+    ) -> PoolTfidf:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if not texts:
+            raise ConfigError("cannot fit TF-IDF on zero texts")
+        effective_min_df = min_df if len(texts) >= 2 * min_df else 1
+        vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            min_df=effective_min_df,
+            max_features=max_features,
+            dtype=np.float32,
+        )
+        try:
+            vectorizer.fit(texts)
+        except ValueError as exc:  # e.g. every text empty or a single letter
+            raise ConfigError(f"TF-IDF found no terms in the pool texts: {exc}") from exc
+        vocabulary = [""] * len(vectorizer.vocabulary_)
+        for term, i in vectorizer.vocabulary_.items():
+            vocabulary[i] = term
+        return cls(vocabulary, vectorizer.idf_)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.vocabulary)
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        """A (n, n_features) CSR matrix of L2-normalised rows (SciPy present), else dense."""
+        try:
+            from scipy import sparse
+        except ImportError:  # NumPy-only deployment of a saved head
+            return self.transform_dense(texts)
+        rows, cols, vals = [], [], []
+        for r, text in enumerate(texts):
+            idx, val = self.row(text)
+            rows.append(np.full(len(idx), r, dtype=np.int64))
+            cols.append(idx)
+            vals.append(val)
+        shape = (len(texts), self.n_features)
+        if not rows:
+            return sparse.csr_matrix(shape, dtype=np.float64)
+        return sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
+        )
+
+    def transform_dense(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.n_features))
+        for r, text in enumerate(texts):
+            idx, val = self.row(text)
+            out[r, idx] = val
+        return out
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and L2-normalised sublinear tf-idf values of one text."""
+        tokens = TOKEN_PATTERN.findall(text.lower())
+        grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+        counts = Counter(g for g in grams if g in self.index)
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter((self.index[g] for g in counts), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        val = (1.0 + np.log(tf)) * self.idf[idx]
+        norm = float(np.linalg.norm(val))
+        return idx, val / norm if norm else val
+
+    def save(self, directory: Path) -> None:
+        (directory / "tfidf_vocabulary.json").write_text(json.dumps(self.vocabulary))
+        np.save(directory / "tfidf_idf.npy", self.idf, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> PoolTfidf:
+        vocabulary = json.loads((directory / "tfidf_vocabulary.json").read_text())
+        return cls(vocabulary, np.load(directory / "tfidf_idf.npy", allow_pickle=False))
+
+
+# --------------------------------------------------------------------------- linear models
+
+
+@dataclass
+class _Linear:
+    """Logits = X @ W.T + b over all ``n_classes`` (rows of unseen classes: W = 0, low bias)."""
+
+    W: np.ndarray
+    b: np.ndarray
+
+    def logits(self, X: Any) -> np.ndarray:
+        return np.asarray(X @ self.W.T) + self.b
+
+
+UNSEEN_BIAS_GAP = math.log(1000.0)  # an unseen class gets ~1/1000 of the weakest seen class's odds
+
+
+def _fit_linear(
+    X: Any, y: np.ndarray, n_classes: int, config: LiveHeadConfig, C: float | None = None
+) -> _Linear:
+    """Multinomial logistic regression, expanded to all ``n_classes`` as softmax weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    seen = np.unique(y)
+    d = X.shape[1]
+    W = np.zeros((n_classes, d))
+    b = np.zeros(n_classes)
+    if len(seen) < 2:  # one labelled class: nothing to discriminate; uniform
+        return _Linear(W, b)
+    model = LogisticRegression(
+        C=config.C if C is None else C,
+        class_weight=config.class_weight,
+        max_iter=config.max_iter,
+        random_state=config.seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on separable few-label problems
+        model.fit(X, y)
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    classes = np.asarray(model.classes_)
+    if len(classes) == 2:  # binary LR stores one vector; softmax form is +-half of it
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    W[classes] = coef
+    b[classes] = intercept
+    unseen = np.setdiff1d(np.arange(n_classes), classes)
+    if len(unseen):
+        b[unseen] = intercept.min() - UNSEEN_BIAS_GAP
+    return _Linear(W, b)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _hstack(embeddings: np.ndarray, tfidf_rows: Any, weight: float) -> Any:
+    try:
+        from scipy import sparse
+    except ImportError:
+        return np.hstack([embeddings, weight * np.asarray(tfidf_rows)])
+    if sparse.issparse(tfidf_rows):
+        return sparse.hstack([sparse.csr_matrix(embeddings), weight * tfidf_rows], format="csr")
+    return np.hstack([embeddings, weight * np.asarray(tfidf_rows)])
+
+
+def _as_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    X = np.asarray(embeddings, dtype=np.float64)
+    if X.ndim != 2:
+        raise ConfigError(f"embeddings must be a 2-D array (n, d), got shape {X.shape}")
+    return X
+
+
+def _check_labels(labels: np.ndarray, n_classes: int, n: int) -> np.ndarray:
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(y) != n:
+        raise ConfigError(f"{n} embeddings but {len(y)} labels")
+    if n_classes < 2:
+        raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ConfigError(f"label ids must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
+    return y
+
+
+# --------------------------------------------------------------------------- the live head
+
+
+class LiveHead:
+    """Logistic regression on embeddings, optionally with TF-IDF of the project's texts."""
+
+    def __init__(self, config: LiveHeadConfig | None = None) -> None:
+        self.config = config or LiveHeadConfig()
+        self.n_classes = 0
+        self.features_used = "embed"
+        self.selection: dict[str, Any] = {}
+        self.embed: _Linear | None = None  # embedding-only LR (always fitted: LP-FT init)
+        self.tfidf_model: _Linear | None = None  # ensemble: LR on TF-IDF alone
+        self.concat: _Linear | None = None  # concat: LR on embeddings (+) weighted TF-IDF
+        self.tfidf: PoolTfidf | None = None
+        self.n_labels = 0
+        self.extra: dict[str, Any] = {}  # what save() was given (e.g. the encoder's fingerprint)
+
+    # ---- fitting
+    def fit(
+        self,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        n_classes: int,
+        texts: Sequence[str] | None = None,
+        tfidf: PoolTfidf | None = None,
+        *,
+        features: str | None = None,
+    ) -> LiveHead:
+        """Fit on the labelled items. ``features`` overrides the config (e.g. a cached "auto"
+        choice, so a refit after every label does not cross-validate every time)."""
+        X = _as_embeddings(embeddings)
+        y = _check_labels(labels, n_classes, len(X))
+        wanted = features or self.config.features
+        if wanted not in FEATURES:
+            raise ConfigError(f"features={wanted!r}; choose one of {FEATURES}")
+        if wanted != "embed" and (texts is None or tfidf is None):
+            if features == "hybrid" or (features is None and self.config.features == "hybrid"):
+                raise ConfigError("features='hybrid' needs the labelled texts and a PoolTfidf")
+            wanted = "embed"
+        if texts is not None and len(texts) != len(X):
+            raise ConfigError(f"{len(X)} embeddings but {len(texts)} texts")
+        self.n_classes = n_classes
+        self.n_labels = len(y)
+        self.tfidf = tfidf if wanted != "embed" else None
+        if wanted == "auto":
+            assert texts is not None and tfidf is not None
+            wanted, self.selection = select_features(X, y, n_classes, texts, tfidf, self.config)
+            if wanted == "embed":
+                self.tfidf = None
+        else:
+            self.selection = {"features": wanted, "reason": "set in the config or by the caller"}
+        self.features_used = wanted
+        self.embed = _fit_linear(X, y, n_classes, self.config)
+        self.tfidf_model = self.concat = None
+        if wanted == "hybrid":
+            assert texts is not None and self.tfidf is not None
+            T = self.tfidf.transform(texts)
+            if self.config.hybrid_mode == "ensemble":
+                self.tfidf_model = _fit_linear(T, y, n_classes, self.config)
+            else:
+                joined = _hstack(X, T, self.config.tfidf_weight)
+                self.concat = _fit_linear(joined, y, n_classes, self.config)
+        return self
+
+    # ---- prediction
+    def predict_proba(
+        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """(n, n_classes) probabilities; a hybrid head needs the items' texts too."""
+        if self.embed is None:
+            raise ConfigError("the live head is not fitted yet")
+        X = _as_embeddings(embeddings)
+        if X.shape[1] != self.embed.W.shape[1]:
+            raise ConfigError(
+                f"embeddings have {X.shape[1]} dimensions, the head was fitted on "
+                f"{self.embed.W.shape[1]}"
+            )
+        if self.features_used == "embed":
+            return softmax(self.embed.logits(X))
+        if texts is None or len(texts) != len(X):
+            raise ConfigError("this live head uses TF-IDF features: pass one text per embedding")
+        assert self.tfidf is not None
+        T = self.tfidf.transform(texts)
+        if self.concat is not None:
+            return softmax(self.concat.logits(_hstack(X, T, self.config.tfidf_weight)))
+        assert self.tfidf_model is not None
+        return 0.5 * (softmax(self.embed.logits(X)) + softmax(self.tfidf_model.logits(T)))
+
+    def linear_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W (n_classes, d), b (n_classes,))`` of the embedding-only multinomial LR:
+        ``softmax(e @ W.T + b)`` on a mean-pooled, L2-normalised embedding ``e``. Use it to
+        initialise an adapter head that reads the same pooled embedding (LP-FT)."""
+        if self.embed is None:
+            raise ConfigError("the live head is not fitted yet")
+        return self.embed.W.copy(), self.embed.b.copy()
+
+    # ---- persistence (no pickle: .npy + JSON; loads with NumPy alone)
+    def save(self, directory: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the head to ``directory``; ``extra`` (e.g. the encoder it belongs to) goes into
+        ``live_head.json`` verbatim."""
+        if self.embed is None:
+            raise ConfigError("the live head is not fitted yet")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {"embed_W": self.embed.W, "embed_b": self.embed.b}
+        if self.tfidf_model is not None:
+            arrays.update(tfidf_W=self.tfidf_model.W, tfidf_b=self.tfidf_model.b)
+        if self.concat is not None:
+            arrays.update(concat_W=self.concat.W, concat_b=self.concat.b)
+        for name, array in arrays.items():
+            np.save(out / f"{name}.npy", np.asarray(array, dtype=np.float32), allow_pickle=False)
+        if self.tfidf is not None and self.features_used == "hybrid":
+            self.tfidf.save(out)
+        meta = {
+            "format": "tapestry-live-head",
+            "version": FORMAT_VERSION,
+            "n_classes": self.n_classes,
+            "n_labels": self.n_labels,
+            "features": self.features_used,
+            "config": self.config.to_dict(),
+            "selection": _jsonable(self.selection),
+            "arrays": sorted(arrays),
+            "extra": dict(extra or {}),
+        }
+        (out / "live_head.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LiveHead:
+        source = Path(directory)
+        meta = json.loads((source / "live_head.json").read_text())
+        if meta.get("format") != "tapestry-live-head" or meta.get("version") != FORMAT_VERSION:
+            raise ConfigError(f"{source} does not hold a live head of format {FORMAT_VERSION}")
+        head = cls(LiveHeadConfig.from_dict(meta["config"]))
+        arrays = {
+            name: np.load(source / f"{name}.npy", allow_pickle=False).astype(np.float64)
+            for name in meta["arrays"]
+        }
+        head.n_classes = int(meta["n_classes"])
+        head.n_labels = int(meta["n_labels"])
+        head.features_used = meta["features"]
+        head.selection = meta.get("selection", {})
+        head.extra = meta.get("extra", {})
+        head.embed = _Linear(arrays["embed_W"], arrays["embed_b"])
+        if "tfidf_W" in arrays:
+            head.tfidf_model = _Linear(arrays["tfidf_W"], arrays["tfidf_b"])
+        if "concat_W" in arrays:
+            head.concat = _Linear(arrays["concat_W"], arrays["concat_b"])
+        if head.features_used == "hybrid":
+            head.tfidf = PoolTfidf.load(source)
+        return head
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=float))
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; classes with fewer items than folds spread over as many as they can."""
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for cls in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == cls))
+        assignment[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return [
+        (np.flatnonzero(assignment != f), np.flatnonzero(assignment == f))
+        for f in range(folds)
+        if (assignment == f).any()
+    ]
+
+
+def cv_probs(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    texts: Sequence[str] | None = None,
+    tfidf: PoolTfidf | None = None,
+    *,
+    config: LiveHeadConfig | None = None,
+    features: str | None = None,
+) -> np.ndarray:
+    """Out-of-fold probabilities of the live head over the labelled items (stratified k-fold):
+    the live head's stand-in for a dev set in projects without one."""
+    config = config or LiveHeadConfig()
+    X = _as_embeddings(embeddings)
+    y = _check_labels(labels, n_classes, len(X))
+    wanted = features or config.features
+    if wanted == "auto":
+        wanted = "embed"  # never select features on the folds we score (no double dipping)
+    if len(y) < 2:
+        raise ConfigError("cross-validation needs at least 2 labelled items")
+    out = np.zeros((len(y), n_classes))
+    for train, test in _folds(y, min(config.cv_folds, len(y)), config.seed):
+        head = LiveHead(config).fit(
+            X[train],
+            y[train],
+            n_classes,
+            None if texts is None else [texts[i] for i in train],
+            tfidf,
+            features=wanted,
+        )
+        out[test] = head.predict_proba(
+            X[test], None if texts is None else [texts[i] for i in test]
+        )
+    return out
+
+
+def select_features(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    texts: Sequence[str],
+    tfidf: PoolTfidf,
+    config: LiveHeadConfig,
+) -> tuple[str, dict[str, Any]]:
+    """Pick "embed" or "hybrid" by out-of-fold macro-F1 on the labelled items. With fewer than
+    ``auto_min_labels`` labels (or fewer than 2 classes with 2+ items) CV is too noisy: embed."""
+    counts = np.bincount(y, minlength=n_classes)
+    if len(y) < config.auto_min_labels or int((counts >= 2).sum()) < 2:
+        return "embed", {
+            "features": "embed",
+            "reason": f"{len(y)} labels: below auto_min_labels={config.auto_min_labels} "
+            "or fewer than 2 classes with 2+ labels",
+        }
+    scores = {}
+    for name in ("embed", "hybrid"):
+        probs = cv_probs(X, y, n_classes, texts, tfidf, config=config, features=name)
+        scores[name] = macro_f1(y, probs.argmax(axis=1))
+    chosen = "hybrid" if scores["hybrid"] > scores["embed"] + config.auto_margin else "embed"
+    return chosen, {
+        "features": chosen,
+        "cv_macro_f1": scores,
+        "reason": f"{config.cv_folds}-fold CV macro-F1 embed {scores['embed']:.3f}, "
+        f"hybrid {scores['hybrid']:.3f} (hybrid needs +{config.auto_margin})",
+    }
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro-F1 over the labels in the gold labels or the predictions (as worker.ml.evaluation)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    labels = np.union1d(y_true, y_pred)
+    f1s = []
+    for c in labels:
+        tp = float(np.sum((y_true == c) & (y_pred == c)))
+        fp = float(np.sum((y_true != c) & (y_pred == c)))
+        fn = float(np.sum((y_true == c) & (y_pred != c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+# --------------------------------------------------------------------------- cold start
+
+
+def zero_shot_scores(
+    item_embeddings: np.ndarray, label_embeddings: np.ndarray, *, temperature: float = 0.05
+) -> np.ndarray:
+    """Softmaxed cosine similarities (n, n_classes) of items to label prototypes.
+
+    ``label_embeddings`` holds one embedding per class of the label name (plus its optional
+    one-line description), embedded by the caller with the same encoder. ``temperature`` 0.05
+    turns the typical 0.1-0.3 cosine spread of sentence encoders into usable confidences.
+    """
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    items = _unit_rows(_as_embeddings(item_embeddings))
+    labels = _unit_rows(_as_embeddings(label_embeddings))
+    if items.shape[1] != labels.shape[1]:
+        raise ConfigError(
+            f"item embeddings have {items.shape[1]} dimensions, labels {labels.shape[1]}"
+        )
+    return softmax(items @ labels.T / temperature)
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.asarray(X / np.where(norms > 0, norms, 1.0))
+
+
+def diverse_seed(embeddings: np.ndarray, k: int, seed: int = 0) -> list[int]:
+    """``k`` distinct item indices: the items nearest to k-means centres of the (unit) embeddings
+    (the k-means seeding of ALPS / cluster-based cold start), largest cluster first."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    X = _unit_rows(_as_embeddings(embeddings))
+    if not 1 <= k <= len(X):
+        raise ConfigError(f"k must lie in [1, {len(X)}], got {k}")
+    kmeans: Any
+    if len(X) > 20_000:
+        kmeans = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048)
+    else:
+        kmeans = KMeans(n_clusters=k, random_state=seed, n_init=1)
+    assignment = kmeans.fit_predict(X)
+    centres = kmeans.cluster_centers_
+    order = np.argsort(-np.bincount(assignment, minlength=k), kind="stable")
+    chosen: list[int] = []
+    taken = np.zeros(len(X), dtype=bool)
+    for c in order:
+        distance = np.linalg.norm(X - centres[c], axis=1)
+        distance[taken] = np.inf
+        best = int(np.argmin(distance))
+        chosen.append(best)
+        taken[best] = True
+    return chosen
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@dataclass
+class ServedChoice:
+    name: str
+    scores: dict[str, float]
+    reason: str
+
+
+def choose_served(
+    dev_probs: Mapping[str, np.ndarray],
+    dev_labels: Sequence[int] | np.ndarray,
+    *,
+    add_average: bool = True,
+    min_gain: float = 0.0,
+) -> ServedChoice:
+    """The candidate ("live_head", "adapter", "average") with the best dev macro-F1.
+
+    "average" (the mean of the live head's and the adapter's probabilities) is added when both are
+    given. A costlier candidate (order: live_head, adapter, average) must beat every cheaper one
+    by more than ``min_gain``; ties go to the cheaper one, so the live head wins a tie.
+    """
+    y = np.asarray(dev_labels, dtype=np.int64)
+    probs = dict(dev_probs)
+    if not probs:
+        raise ConfigError("choose_served needs at least one candidate")
+    unknown = sorted(set(probs) - set(CANDIDATES_BY_COST))
+    if unknown:
+        raise ConfigError(f"unknown candidates {unknown}; known: {list(CANDIDATES_BY_COST)}")
+    for name, p in probs.items():
+        if p.ndim != 2 or len(p) != len(y):
+            raise ConfigError(f"{name}: probabilities of shape {p.shape} for {len(y)} dev labels")
+    if add_average and "live_head" in probs and "adapter" in probs and "average" not in probs:
+        if probs["live_head"].shape != probs["adapter"].shape:
+            raise ConfigError("live_head and adapter probabilities differ in shape")
+        probs["average"] = 0.5 * (probs["live_head"] + probs["adapter"])
+    if len(y) == 0:
+        cheapest = next(n for n in CANDIDATES_BY_COST if n in probs)
+        return ServedChoice(cheapest, {}, "no dev labels: serving the cheapest model")
+    scores = {n: macro_f1(y, probs[n].argmax(axis=1)) for n in CANDIDATES_BY_COST if n in probs}
+    best = None
+    for name in CANDIDATES_BY_COST:  # cheapest first: a costlier one must beat the best so far
+        if name in scores and (best is None or scores[name] > scores[best] + min_gain):
+            best = name
+    assert best is not None
+    listed = ", ".join(f"{n} {s:.3f}" for n, s in scores.items())
+    return ServedChoice(best, scores, f"best dev macro-F1 on {len(y)} items ({listed})")
