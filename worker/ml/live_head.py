@@ -106,9 +106,7 @@ class PoolTfidf:
         self.idf = np.asarray(idf, dtype=np.float64)
 
     @classmethod
-    def fit(
-        cls, texts: Sequence[str], *, max_features: int = 50_000, min_df: int = 2
-    ) -> PoolTfidf:
+    def fit(cls, texts: Sequence[str], *, max_features: int = 50_000, min_df: int = 2) -> PoolTfidf:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         if not texts:
@@ -476,9 +474,7 @@ def cv_probs(
             tfidf,
             features=wanted,
         )
-        out[test] = head.predict_proba(
-            X[test], None if texts is None else [texts[i] for i in test]
-        )
+        out[test] = head.predict_proba(X[test], None if texts is None else [texts[i] for i in test])
     return out
 
 

@@ -11,6 +11,11 @@ Defaults and why:
 - weight decay 0.01 except biases and LayerNorm weights; 3 % warmup then cosine decay.
 - ``batch_size`` is the effective batch (examples per optimizer step); ``grad_accum`` splits it
   into that many micro-batches, so memory scales with ``batch_size / grad_accum``.
+- ``min_steps=0`` (off): with a handful of labels, epochs over them give only a few optimizer
+  steps (34 labels at batch 16 = 3 a epoch), too few to move a head or an adapter. With
+  ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches
+  class-balanced with replacement (:func:`min_steps_sampler`), spread over the epochs so dev
+  early stopping still works. The two-speed loop sets it (its head starts from the live head).
 """
 
 from __future__ import annotations
@@ -68,6 +73,13 @@ class TrainConfig(OptimConfig):
     device: str = "auto"
     precision: str = "auto"
     max_grad_norm: float = 1.0
+    min_steps: int = field(
+        default=0,
+        metadata={
+            "help": "minimum optimizer steps per round; fewer from the epochs -> "
+            "class-balanced sampling with replacement (0: off)"
+        },
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
 
     def __post_init__(self) -> None:
@@ -80,6 +92,8 @@ class TrainConfig(OptimConfig):
                 raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ConfigError(f"min_steps must be an int >= 0, got {self.min_steps!r}")
         if self.patience < 1:
             raise ConfigError(
                 f"patience must be >= 1 (epochs without dev improvement), got {self.patience}"
@@ -100,6 +114,30 @@ class TrainResult:
     def trainable_percent(self) -> float:
         base = self.classifier.adapted.base_count()
         return 100.0 * self.trainable_params / base if base else 0.0
+
+
+def min_steps_sampler(
+    labels: Sequence[int], *, batch_size: int, batches: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """``batches`` lists of ``batch_size`` indices into ``labels``, class-balanced with
+    replacement: each slot draws a labelled class uniformly, then one of its items uniformly.
+
+    With few labels this gives every round enough optimizer steps and stops a majority class
+    from owning every batch.
+    """
+    if batch_size < 1 or batches < 0:
+        raise ConfigError(f"batch_size must be >= 1 and batches >= 0, got {batch_size}, {batches}")
+    y = np.asarray(labels, dtype=np.int64)
+    if y.size == 0:
+        raise ConfigError("cannot sample batches from zero labels")
+    classes = np.unique(y)
+    members = [np.flatnonzero(y == c) for c in classes]
+    slots = rng.integers(len(classes), size=(batches, batch_size))
+    out = np.empty_like(slots)
+    for c, idx in enumerate(members):
+        where = slots == c
+        out[where] = idx[rng.integers(len(idx), size=int(where.sum()))]
+    return [row.tolist() for row in out]
 
 
 def _check_inputs(texts: Sequence[str], labels: Sequence[int], label_names: Sequence[str]) -> None:
@@ -283,6 +321,12 @@ class _Loop:
         loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="sum")
         micro_per_epoch = math.ceil(len(texts) / config.micro_batch_size)
         steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+        sampled = steps_per_epoch * config.epochs < config.min_steps
+        if sampled:  # too few labels for enough steps: class-balanced draws with replacement
+            steps_per_epoch = math.ceil(config.min_steps / config.epochs)
+            self.history.append(
+                {"event": "min_steps_sampling", "steps": steps_per_epoch * config.epochs}
+            )
         total = steps_per_epoch * config.epochs
         warmup = warmup_steps(total, config.warmup_ratio)
         clock = StepClock(total)
@@ -295,7 +339,15 @@ class _Loop:
         step = 0
         for epoch in range(config.epochs):
             self.adapted.model.train()
-            batches = shuffled_bucket_batches(lengths, config.micro_batch_size, rng)
+            if sampled:
+                batches = min_steps_sampler(
+                    labels,
+                    batch_size=config.micro_batch_size,
+                    batches=steps_per_epoch * config.grad_accum,
+                    rng=rng,
+                )
+            else:
+                batches = shuffled_bucket_batches(lengths, config.micro_batch_size, rng)
             epoch_loss, seen = 0.0, 0
             for start in range(0, len(batches), config.grad_accum):
                 group = batches[start : start + config.grad_accum]

@@ -183,14 +183,17 @@ class Block:
 sys.meta_path.insert(0, Block())
 import numpy as np
 from worker.ml.live_head import LiveHead
-head = LiveHead.load({str(tmp_path / 'head')!r})
-X = np.load({str(tmp_path / 'X.npy')!r})
-texts = open({str(tmp_path / 'texts.txt')!r}).read().split('\\n')
-np.save({str(tmp_path / 'out.npy')!r}, head.predict_proba(X, texts))
+head = LiveHead.load({str(tmp_path / "head")!r})
+X = np.load({str(tmp_path / "X.npy")!r})
+texts = open({str(tmp_path / "texts.txt")!r}).read().split('\\n')
+np.save({str(tmp_path / "out.npy")!r}, head.predict_proba(X, texts))
 print(head.extra['encoder'], head.features_used)
 """
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
         cwd=Path(__file__).resolve().parents[3],
     )
     assert done.returncode == 0, done.stderr
@@ -212,12 +215,14 @@ def test_cv_probs_are_out_of_fold() -> None:
 
 def test_zero_shot_orders_items_by_label_similarity() -> None:
     labels = np.eye(3, 8)
-    items = np.array([
-        [0.9, 0.1, 0, 0, 0, 0, 0, 0.2],
-        [0.1, 0.8, 0.3, 0, 0, 0, 0, 0],
-        [0.5, 0.5, 0.5, 0, 0, 0, 0, 0],
-        [0.2, 0.0, 0.95, 0, 0, 0, 0, 0],
-    ])
+    items = np.array(
+        [
+            [0.9, 0.1, 0, 0, 0, 0, 0, 0.2],
+            [0.1, 0.8, 0.3, 0, 0, 0, 0, 0],
+            [0.5, 0.5, 0.5, 0, 0, 0, 0, 0],
+            [0.2, 0.0, 0.95, 0, 0, 0, 0, 0],
+        ]
+    )
     scores = zero_shot_scores(items, labels)
     assert scores.shape == (4, 3)
     np.testing.assert_allclose(scores.sum(axis=1), 1.0)

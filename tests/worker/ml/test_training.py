@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from worker.ml.adapters.config import AdapterConfig
-from worker.ml.errors import Cancelled
+from worker.ml.errors import Cancelled, ConfigError
 from worker.ml.evaluation import evaluate
 from worker.ml.progress import RecordingReporter
-from worker.ml.training import TrainConfig, _class_weights, train_classifier
+from worker.ml.training import TrainConfig, _class_weights, min_steps_sampler, train_classifier
 
 
 def test_early_stopping_keeps_the_best_epoch(tiny_bert, corpus, label_names):
@@ -95,3 +95,34 @@ def test_gradient_accumulation_matches_the_big_batch(tiny_bert, corpus, label_na
     )
     assert one.history[-1]["step"] == accum.history[-1]["step"] == 2
     assert one.history[-1]["loss"] == pytest.approx(accum.history[-1]["loss"], rel=0.2)
+
+
+def test_min_steps_sampler_is_class_balanced_with_replacement():
+    labels = [0] * 18 + [1, 2]  # one majority class, two singletons
+    batches = min_steps_sampler(labels, batch_size=8, batches=300, rng=np.random.default_rng(0))
+    assert len(batches) == 300 and all(len(b) == 8 for b in batches)
+    drawn = np.asarray(labels)[np.concatenate(batches)]
+    shares = np.bincount(drawn, minlength=3) / drawn.size
+    np.testing.assert_allclose(shares, 1 / 3, atol=0.03)  # not 0.9 / 0.05 / 0.05
+    assert set(np.concatenate(batches)) <= set(range(20))
+    with pytest.raises(ConfigError, match="zero labels"):
+        min_steps_sampler([], batch_size=4, batches=1, rng=np.random.default_rng(0))
+
+
+def test_min_steps_gives_few_labels_enough_optimizer_steps(tiny_bert, corpus, label_names):
+    texts, labels = corpus
+    reporter = RecordingReporter()
+    result = train_classifier(
+        texts[:6],
+        labels[:6],
+        label_names=label_names,
+        base_model=str(tiny_bert),
+        adapter=AdapterConfig(),
+        config=TrainConfig(epochs=2, batch_size=4, min_steps=10),
+        reporter=reporter,
+    )
+    steps = [e["step"] for e in reporter.events if e.get("phase") == "train"]
+    assert max(steps) == 10  # 2 batches an epoch x 2 epochs = 4 without the floor
+    assert {"event": "min_steps_sampling", "steps": 10} in result.history
+    with pytest.raises(ConfigError, match="min_steps must be an int >= 0"):
+        TrainConfig(min_steps=-1)
