@@ -124,9 +124,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-train-steps", type=int, default=30)
     parser.add_argument("--live-features", default="auto")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds per data set; then runs stop after the round"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-two-speed"))
     parser.add_argument("--results", type=Path, default=RESULTS / "two_speed.json")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="only merge these result files (one per data set, run in parallel) into --results",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merged: dict[str, Any] = {}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            merged.setdefault("profile", part["profile"])
+            merged.setdefault("settings", part["settings"])
+            merged.setdefault("datasets", {}).update(part["datasets"])
+        args.results.write_text(json.dumps(merged, indent=1))
+        for dataset, entry in merged["datasets"].items():
+            print(markdown(dataset, entry["comparison"]))
+        return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging
@@ -174,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             min_train_steps=args.min_train_steps,
             live_features=args.live_features,
             device=args.device,
+            time_limit_s=args.time_limit,
         )
         log(f"{dataset}: {config.summary_line()}")
         started = time.perf_counter()

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "GPU, 2 on a CPU)",
     )
     p.add_argument("--min-train-steps", type=int, default=30, help="per adapter round")
+    p.add_argument("--embed-cache", type=Path, help="folder for cached frozen embeddings")
     p.add_argument("--live-features", choices=("embed", "hybrid", "auto"), default="auto")
     p.add_argument(
         "--arm",
@@ -109,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         adapter_growth=args.adapter_growth,
         min_train_steps=args.min_train_steps,
         live_features=args.live_features,
+        embed_cache=args.embed_cache,
         arms=tuple(args.arms or (DEFAULT_ARM,)),
         add_baselines=not args.no_baselines,
         seeds=tuple(args.seeds),

@@ -33,6 +33,9 @@ from worker.ml.progress import NullReporter, ProgressReporter
 from worker.simulate.results import ArmRun, CurvePoint
 
 SEED_PHASE = "seed"
+FEATURE_RESELECT_GROWTH = 1.5
+"""The live head's "auto" feature choice (a cross-validation) is re-run when the labels have
+grown by this factor since the last one; in between the choice is reused (as in the product)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class TwoSpeedLoop:
         self.tfidf = (
             PoolTfidf.fit(self.data.pool_texts) if self.cfg.live_features != "embed" else None
         )
+        self.features: str | None = None  # the "auto" choice, re-checked as labels grow
+        self.features_at = 0
         self.adapter: TextClassifier | None = None
         self.adapter_labels = 0
         self.adapter_dev: np.ndarray | None = None
@@ -136,8 +141,14 @@ class TwoSpeedLoop:
         train_s = self.maybe_train_adapter(labeled, round_)
         head_started = time.perf_counter()
         dev_labels = self.data.dev_labels
-        selection_head = self.fit_head(labeled, with_dev=False)
+        n = labeled.shape[0]
+        reselect = self.features is None or n >= FEATURE_RESELECT_GROWTH * self.features_at
+        selection_head = self.fit_head(
+            labeled, with_dev=False, features=None if reselect else self.features
+        )
         features = selection_head.features_used
+        if reselect and selection_head.selection.get("cv_macro_f1"):
+            self.features, self.features_at = features, n  # keep a CV-backed choice a while
         record: dict[str, Any] = {"live_dev_macro_f1": None, "adapter_dev_macro_f1": None}
         if len(dev_labels):
             candidates = {
