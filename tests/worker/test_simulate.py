@@ -226,6 +226,7 @@ def test_tiny_end_to_end_simulation_writes_curves_and_summary(tmp_path: Path) ->
         tapt_batch_size=8,
         device="cpu",
         out_dir=tmp_path / "out",
+        cheap_baselines=(),  # covered in test_simulate_two_speed.py
     )
     report = run_simulation(config)
     arms = {r.arm for r in report.runs}
@@ -290,6 +291,7 @@ def test_time_limit_ends_runs_early_and_marks_them_truncated(tmp_path: Path) -> 
         base_model=str(base),
         device="cpu",
         time_limit_s=1e-3,
+        cheap_baselines=(),
     )
     (run,) = run_simulation(config).runs
     assert run.truncated and [p.labels for p in run.points] == [6]

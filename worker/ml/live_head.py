@@ -40,6 +40,7 @@ FEATURES = ("embed", "hybrid", "auto")
 HYBRID_MODES = ("concat", "ensemble")
 CANDIDATES_BY_COST = ("live_head", "adapter", "average")
 FORMAT_VERSION = 1
+MEMO_SIZE = 8
 # scikit-learn's default token pattern; the NumPy-only transform reproduces it exactly.
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 
@@ -104,6 +105,7 @@ class PoolTfidf:
         self.vocabulary = list(vocabulary)
         self.index = {term: i for i, term in enumerate(self.vocabulary)}
         self.idf = np.asarray(idf, dtype=np.float64)
+        self._memo: dict[int, tuple[int, Any]] = {}
 
     @classmethod
     def fit(cls, texts: Sequence[str], *, max_features: int = 50_000, min_df: int = 2) -> PoolTfidf:
@@ -133,7 +135,21 @@ class PoolTfidf:
         return len(self.vocabulary)
 
     def transform(self, texts: Sequence[str]) -> Any:
-        """A (n, n_features) CSR matrix of L2-normalised rows (SciPy present), else dense."""
+        """A (n, n_features) CSR matrix of L2-normalised rows (SciPy present), else dense.
+
+        The last few results are memoised by content (the pool, dev and test texts are
+        transformed again at every refit)."""
+        key = hash(tuple(texts))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == len(texts):
+            return hit[1]
+        matrix = self._transform(texts)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = (len(texts), matrix)
+        return matrix
+
+    def _transform(self, texts: Sequence[str]) -> Any:
         try:
             from scipy import sparse
         except ImportError:  # NumPy-only deployment of a saved head

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from worker.ml.acquisition import STRATEGIES
-from worker.ml.errors import MLError
-from worker.simulate.config import SimulationConfig
+from worker.ml.errors import ConfigError, MLError
+from worker.simulate.baselines import BASELINE_ARMS
+from worker.simulate.config import SEED_STRATEGIES, SimulationConfig
 from worker.simulate.runner import run_simulation
 
 EXAMPLES = """examples:
@@ -19,6 +20,9 @@ EXAMPLES = """examples:
 """
 
 
+DEFAULT_ARM = SimulationConfig.__dataclass_fields__["arms"].default[0]  # type: ignore[index]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tapestry simulate",
@@ -27,7 +31,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES + "\nstrategies: " + ", ".join(STRATEGIES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("dataset", help="'20ng', 'r8', or a CSV/JSONL file with text,label columns")
+    p.add_argument(
+        "dataset",
+        nargs="?",
+        help="'20ng', 'r8', or a CSV/JSONL file with text,label columns (or --train-file)",
+    )
+    p.add_argument("--train-file", help="CSV/JSONL file used as the pool (instead of DATASET)")
+    p.add_argument("--test-file", help="CSV/JSONL file scored as the test split")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        dest="cheap_baselines",
+        choices=BASELINE_ARMS,
+        help="cheap baseline arm on random labels (repeatable; default: all three)",
+    )
+    p.add_argument("--no-cheap-baselines", action="store_true", help="skip tfidf-lr/-svm, embed-lr")
+    p.add_argument(
+        "--adapter-growth",
+        type=float,
+        help="live: arms retrain the adapter when labels grow by this factor (default 1 on a "
+        "GPU, 2 on a CPU)",
+    )
+    p.add_argument("--min-train-steps", type=int, default=30, help="per adapter round")
+    p.add_argument("--embed-cache", type=Path, help="folder for cached frozen embeddings")
+    p.add_argument("--live-features", choices=("embed", "hybrid", "auto"), default="auto")
     p.add_argument(
         "--arm",
         action="append",
@@ -42,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--seed-size", type=int, default=100)
-    p.add_argument("--seed-strategy", choices=("random", "alps"), default="random")
+    p.add_argument("--seed-strategy", choices=SEED_STRATEGIES, default="random")
     p.add_argument("--batch-size", type=int, default=100, help="query batch size")
     p.add_argument("--budget", type=int, default=1000, help="label budget, seed set included")
     p.add_argument("--reserve", type=float, default=0.15, help="share kept for the polish phase")
@@ -70,9 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
+    if (args.dataset is None) == (args.train_file is None):
+        raise ConfigError("give either DATASET or --train-file (not both)")
+    if args.no_cheap_baselines:
+        cheap: tuple[str, ...] = ()
+    else:
+        cheap = tuple(dict.fromkeys(args.cheap_baselines or BASELINE_ARMS))
     return SimulationConfig(
-        dataset=args.dataset,
-        arms=tuple(args.arms or ("tapt:lora-r8:cluster_uncertain",)),
+        dataset=args.dataset or args.train_file,
+        test_file=args.test_file,
+        cheap_baselines=cheap,
+        adapter_growth=args.adapter_growth,
+        min_train_steps=args.min_train_steps,
+        live_features=args.live_features,
+        embed_cache=args.embed_cache,
+        arms=tuple(args.arms or (DEFAULT_ARM,)),
         add_baselines=not args.no_baselines,
         seeds=tuple(args.seeds),
         seed_size=args.seed_size,
@@ -113,9 +152,9 @@ def _quiet_transformers() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``tapestry simulate``; returns a process exit code."""
     args = build_parser().parse_args(argv)
-    _quiet_transformers()
     try:
         config = config_from_args(args)
+        _quiet_transformers()
         report = run_simulation(
             config, data_wheel=args.data_wheel, log=lambda line: print(line, flush=True)
         )
@@ -127,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{summary.arm:<45} final macro-F1 {summary.final_mean:.4f} ± "
             f"{summary.final_std:.4f}  AULC {summary.aulc:.4f}"
         )
+    from worker.simulate.outputs import budget_markdown
+
+    for line in budget_markdown(report.budgets):
+        print(line)
     for path in report.files:
         print(f"wrote {path}")
     return 0

@@ -9,6 +9,12 @@ An arm spec is ``[tapt:]ADAPTER[+ADAPTER]:STRATEGY``:
 - ``STRATEGY`` is an acquisition strategy name, or ``all``: train once on every pool label (a
   ceiling, e.g. ``full:all`` is full fine-tuning on all labels).
 - ``tapt:`` runs the arm on the TAPT-adapted base (TAPT runs once per data set).
+- ``live:`` runs the two-speed learner the product serves (``worker.simulate.two_speed``): the
+  live head on frozen embeddings, refit after every batch, picks the queue with ``STRATEGY``;
+  the adapter is retrained in the background when labels grow by ``adapter_growth``; the model
+  scored is the one ``choose_served`` picks on the dev set. ``live:none:STRATEGY`` has no adapter.
+- ``tfidf-lr``, ``tfidf-svm``, ``embed-lr``: cheap baselines on random labels (DATA.md), added by
+  default (``cheap_baselines``) next to the product's arms.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ from worker.ml.acquisition import STRATEGIES
 from worker.ml.adapters.config import KINDS, AdapterConfig
 from worker.ml.budget import BudgetPlan
 from worker.ml.errors import ConfigError
+from worker.simulate.baselines import BASELINE_ARMS, BUDGET_FRACTIONS
 
 ALL_LABELS = "all"
+LIVE = "live"
+NO_ADAPTER = "none"
+SEED_STRATEGIES = ("random", "diverse", "alps")
 _OPTION = re.compile(r"^(r|b|top)(\d+)$|^(mlp)$")
 
 
@@ -68,11 +78,18 @@ class ArmSpec:
     adapters: tuple[str, ...]
     strategy: str
     tapt: bool = False
+    live: bool = False
+    baseline: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> ArmSpec:
+        if spec.strip() in BASELINE_ARMS:
+            return cls(spec=spec.strip(), adapters=(), strategy="random", baseline=True)
         parts = spec.strip().split(":")
-        tapt = parts[0] == "tapt"
+        live = parts[0] == LIVE
+        if live:
+            parts = parts[1:]
+        tapt = bool(parts) and parts[0] == "tapt"
         if tapt:
             parts = parts[1:]
         if len(parts) != 2 or not all(parts):
@@ -80,8 +97,16 @@ class ArmSpec:
                 f"arm {spec!r}: expected [tapt:]ADAPTER:STRATEGY, e.g. 'tapt:lora-r8:entropy'"
             )
         adapters, strategy = tuple(parts[0].split("+")), parts[1]
+        if adapters == (NO_ADAPTER,):
+            if not live:
+                raise ConfigError(f"arm {spec!r}: adapter 'none' only exists for live: arms")
+            adapters = ()
         for adapter in adapters:
             parse_adapter(adapter)
+        if live and (strategy == ALL_LABELS or len(adapters) > 1):
+            raise ConfigError(
+                f"arm {spec!r}: a live: arm takes one adapter (or 'none') and a query strategy"
+            )
         if strategy != ALL_LABELS and strategy not in STRATEGIES:
             raise ConfigError(
                 f"arm {spec!r}: strategy must be '{ALL_LABELS}' or one of {', '.join(STRATEGIES)}"
@@ -97,7 +122,7 @@ class ArmSpec:
             raise ConfigError(
                 f"arm {spec!r}: alps is a cold-start strategy; use --seed-strategy alps instead"
             )
-        return cls(spec=spec.strip(), adapters=adapters, strategy=strategy, tapt=tapt)
+        return cls(spec=spec.strip(), adapters=adapters, strategy=strategy, tapt=tapt, live=live)
 
     def adapter_configs(self, num_layers: int) -> tuple[AdapterConfig, ...]:
         return tuple(parse_adapter(a, num_layers) for a in self.adapters)
@@ -108,8 +133,11 @@ class ArmSpec:
 
     @property
     def random_twin(self) -> str:
-        """The random-sampling baseline with the same adapter and base."""
-        return f"{'tapt:' if self.tapt else ''}{self.adapters[0]}:random"
+        """The random-sampling baseline with the same adapter and base (itself for a baseline)."""
+        if self.baseline:
+            return self.spec
+        adapter = self.adapters[0] if self.adapters else NO_ADAPTER
+        return f"{'live:' if self.live else ''}{'tapt:' if self.tapt else ''}{adapter}:random"
 
 
 @dataclass
@@ -118,13 +146,31 @@ class SimulationConfig:
 
     dataset: str
     """'20ng', 'r8', or a CSV/JSONL path with text and label columns."""
-    arms: tuple[str, ...] = ("tapt:lora-r8:cluster_uncertain",)
+    arms: tuple[str, ...] = ("live:tapt:lora-r8:cluster_uncertain",)
     add_baselines: bool = True
     """Add the random twin of every arm and the full fine-tuning ceiling ('full:all')."""
+    cheap_baselines: tuple[str, ...] = BASELINE_ARMS
+    """Cheap baseline arms on random labels, scored at the budget fractions and at every label
+    count a product arm reports (so gaps compare equal numbers of labels)."""
+    budget_fractions: tuple[float, ...] = BUDGET_FRACTIONS
+    """Shares of the pool at which the summary compares arms (plus the seed-set point)."""
+    adapter_growth: float | None = None
+    """live: arms retrain the adapter when the labels reach this factor times those of its last
+    training (None: 1, i.e. every batch, on a GPU; 2 on a CPU)."""
+    min_train_steps: int = 30
+    """live: arms run at least this many optimizer steps per adapter round (class-balanced
+    sampling with replacement when the labels are few)."""
+    live_features: str = "auto"
+    """The live head's features: 'embed', 'hybrid' (+ TF-IDF of the pool) or 'auto' (by CV)."""
+    test_file: str | None = None
+    """A CSV/JSONL file scored as the test split instead of a held-out share of ``dataset``."""
+    embed_cache: Path | None = None
+    """Where frozen embeddings are cached (default: ~/.cache/tapestry-sim/embeddings)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     seed_size: int = 100
     seed_strategy: str = "random"
-    """How the seed set is chosen: 'random' or 'alps' (needs TAPT; surprisal embeddings)."""
+    """How the seed set is chosen: 'random', 'diverse' (items nearest the k-means centres of the
+    frozen embeddings) or 'alps' (needs TAPT; surprisal embeddings)."""
     batch_size: int = 100
     budget: int = 1000
     reserve_fraction: float = 0.15
@@ -173,8 +219,8 @@ class SimulationConfig:
             raise ConfigError(
                 f"seed_size must be in [1, budget={self.budget}], got {self.seed_size}"
             )
-        if self.seed_strategy not in ("random", "alps"):
-            raise ConfigError("seed_strategy must be 'random' or 'alps'")
+        if self.seed_strategy not in SEED_STRATEGIES:
+            raise ConfigError(f"seed_strategy must be one of {SEED_STRATEGIES}")
         BudgetPlan(self.budget, self.batch_size, self.reserve_fraction)
         if self.polish_strategy not in STRATEGIES:
             raise ConfigError(f"polish_strategy must be one of {', '.join(STRATEGIES)}")
@@ -199,6 +245,21 @@ class SimulationConfig:
             raise ConfigError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
         if self.tapt_steps < 1:
             raise ConfigError(f"tapt_steps must be >= 1, got {self.tapt_steps}")
+        self.cheap_baselines = tuple(self.cheap_baselines)
+        self.budget_fractions = tuple(float(f) for f in self.budget_fractions)
+        unknown = sorted(set(self.cheap_baselines) - set(BASELINE_ARMS))
+        if unknown:
+            raise ConfigError(f"unknown cheap baselines {unknown}; choose from {BASELINE_ARMS}")
+        if any(not 0 < f <= 1 for f in self.budget_fractions):
+            raise ConfigError(f"budget fractions must lie in (0, 1], got {self.budget_fractions}")
+        if self.adapter_growth is not None and self.adapter_growth < 1:
+            raise ConfigError(f"adapter_growth must be >= 1, got {self.adapter_growth}")
+        if self.min_train_steps < 0:
+            raise ConfigError(f"min_train_steps must be >= 0, got {self.min_train_steps}")
+        from worker.ml.live_head import FEATURES
+
+        if self.live_features not in FEATURES:
+            raise ConfigError(f"live_features must be one of {FEATURES}")
 
     @property
     def arm_specs(self) -> list[ArmSpec]:
@@ -223,7 +284,9 @@ class SimulationConfig:
         data = asdict(self)
         data["arms"] = list(self.arms)
         data["seeds"] = list(self.seeds)
-        for key in ("out_dir", "work_dir"):
+        data["cheap_baselines"] = list(self.cheap_baselines)
+        data["budget_fractions"] = list(self.budget_fractions)
+        for key in ("out_dir", "work_dir", "embed_cache"):
             data[key] = str(data[key]) if data[key] is not None else None
         return data
 

@@ -137,11 +137,17 @@ def prepare_splits(
     text_column: str = "text",
     label_column: str = "label",
     data_wheel: Path | None = None,
+    test_file: str | None = None,
 ) -> SplitData:
-    """Pool (subsampled train split), dev (held out of it) and test (official split if any)."""
+    """Pool (subsampled train split), dev (held out of it) and test (official split if any;
+    ``test_file`` replaces it with a file of its own)."""
     (train_x, train_y), test = load_labelled(
         dataset, text_column=text_column, label_column=label_column, data_wheel=data_wheel
     )
+    if test_file is not None:
+        test, _none = load_labelled(
+            test_file, text_column=text_column, label_column=label_column, data_wheel=data_wheel
+        )
     rng = np.random.default_rng(DATA_SEED)
     if test is None:  # a user file: hold out a fixed share as the test split
         order = rng.permutation(len(train_x))

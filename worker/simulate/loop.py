@@ -51,6 +51,8 @@ class ArmJob:
     stop_indices: np.ndarray
     deadline: float | None = None
     """``time.time()`` after which no new round starts (the curve then ends early)."""
+    embeddings: Any = None
+    """``live:`` arms: frozen embeddings of pool, dev and test (``two_speed.Embeddings``)."""
 
 
 def train_config(config: SimulationConfig, seed: int) -> TrainConfig:
@@ -274,6 +276,12 @@ class ArmLoop:
 def run_arm(job: ArmJob, reporter: ProgressReporter | None = None) -> ArmRun:
     """Run one (arm, seed) to the budget (or once on all labels for a ceiling arm)."""
     started = time.perf_counter()
+    if job.arm.live:
+        from worker.simulate.two_speed import TwoSpeedLoop
+
+        run = TwoSpeedLoop(job, reporter).run_rounds()
+        run.seconds = time.perf_counter() - started
+        return run
     loop = ArmLoop(job, reporter)
     run = loop.run_all_labels() if job.arm.is_ceiling else loop.run_rounds()
     run.seconds = time.perf_counter() - started

@@ -47,6 +47,7 @@ def report_dict(report: SimulationReport) -> dict[str, Any]:
         "tapt": report.tapt,
         "seconds": report.seconds,
         "ceilings": report.ceilings,
+        "budgets": report.budgets,
         "summaries": {
             metric: [_summary_dict(s) for s in rows] for metric, rows in report.summaries.items()
         },
@@ -116,8 +117,35 @@ def summary_markdown(report: SimulationReport) -> str:
                 + " |"
             )
         lines.append("")
+    lines += budget_markdown(report.budgets)
     lines += _timing_table(report.runs) + _stopping_table(report.runs)
     return "\n".join(lines) + "\n"
+
+
+def budget_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Test macro-F1 at each budget (all labels counted, dev included) and the gap to the best
+    cheap baseline at the same number of labels."""
+    if not rows:
+        return []
+    lines = [
+        "### Test macro-F1 at each budget (labels = seed + queried + dev; baselines: random)",
+        "",
+        "| budget | labels | arm | seeds | macro-F1 (mean ± std) | dev share "
+        "| gap to best baseline |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        mean = (
+            "n/a (curve starts later)" if r["mean"] is None else f"{r['mean']:.4f} ± {r['std']:.4f}"
+        )
+        gap = r["gap_to_best_baseline"]
+        gap_text = "n/a" if gap is None else f"{gap:+.4f} vs {r['best_baseline']}"
+        share = f"{r['dev_share']:.0%}" if r["dev_labels"] else "-"
+        lines.append(
+            f"| {r['budget']} | {r['labels']} | {r['arm']} | {r['seeds']} | {mean} | {share} | "
+            f"{gap_text} |"
+        )
+    return lines + [""]
 
 
 def _timing_table(runs: list[ArmRun]) -> list[str]:

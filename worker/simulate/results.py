@@ -21,6 +21,14 @@ class CurvePoint:
     acquire_s: float = 0.0
     strategy: str = ""
     stop_rules_fired: tuple[str, ...] = ()
+    dev_labels: int = 0
+    """Dev labels included in ``labels`` (a person labels them too; 0 where none are counted)."""
+    served: str = ""
+    """live: arms: the model scored here, as ``choose_served`` picked it on the dev set."""
+    live_macro_f1: float | None = None
+    """live: arms: the live head's own test macro-F1 (whatever was served)."""
+    live_dev_macro_f1: float | None = None
+    adapter_dev_macro_f1: float | None = None
 
 
 @dataclass
@@ -73,6 +81,9 @@ CSV_COLUMNS = (
     "score_s",
     "acquire_s",
     "stop_rules_fired",
+    "dev_labels",
+    "served",
+    "live_macro_f1",
 )
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from worker.ml.acquisition import PoolView, get_strategy
+from worker.ml.errors import ConfigError
 from worker.ml.models import resolve_model_path
 from worker.simulate.config import SimulationConfig, default_work_dir
 from worker.simulate.data import DATA_SEED, SplitData, prepare_splits
 from worker.simulate.loop import ArmJob, run_arm
 from worker.simulate.results import ArmRun
-from worker.simulate.summary import ArmSummary, summarise
+from worker.simulate.summary import ArmSummary, budget_table, summarise
 
 Log = Callable[[str], None]
 OnRun = Callable[[ArmRun], None]
@@ -41,6 +42,9 @@ class SimulationReport:
     tapt: dict[str, Any] | None = None
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    """Each arm's mean +- std macro-F1 at the budget fractions and the seed-set point, with the
+    gap to the best cheap baseline at the same number of labels."""
 
 
 def num_encoder_layers(base_model: str) -> int:
@@ -72,11 +76,20 @@ def run_tapt_once(
 
 
 def seed_sets(
-    config: SimulationConfig, data: SplitData, tapt_model: str | None
+    config: SimulationConfig,
+    data: SplitData,
+    tapt_model: str | None,
+    embeddings: Any = None,
 ) -> dict[int, np.ndarray]:
     """The seed set per run seed, shared by every arm of that seed (paired comparison)."""
     n = len(data.pool_texts)
     size = min(config.seed_size, n)
+    if config.seed_strategy == "diverse":
+        from worker.ml.live_head import diverse_seed
+
+        if embeddings is None:
+            raise ConfigError("seed_strategy 'diverse' needs the frozen embeddings")
+        return {s: np.sort(diverse_seed(embeddings.pool, size, seed=s)) for s in config.seeds}
     if config.seed_strategy == "random":
         return {
             s: np.sort(np.random.default_rng([s, 1]).choice(n, size, replace=False))
@@ -102,6 +115,7 @@ def make_jobs(
     num_layers: int,
     seeds: dict[int, np.ndarray],
     deadline: float | None = None,
+    embeddings: Any = None,
 ) -> list[ArmJob]:
     stop_rng = np.random.default_rng(DATA_SEED + 1)
     stop = np.sort(
@@ -120,6 +134,7 @@ def make_jobs(
             seed_indices=seeds[seed],
             stop_indices=stop,
             deadline=deadline,
+            embeddings=embeddings if arm.live else None,
         )
         for arm in sorted(config.arm_specs, key=lambda a: not a.is_ceiling)  # long ones first
         for seed in config.seeds
@@ -171,6 +186,67 @@ def _done_line(i: int, total: int, run: ArmRun) -> str:
     )
 
 
+def frozen_embeddings(config: SimulationConfig, data: SplitData, base: str, log: Log) -> Any:
+    """Frozen base-encoder embeddings of pool, dev and test (one cached call), when a live: arm
+    or the embed-lr baseline needs them; None otherwise."""
+    wanted = config.seed_strategy == "diverse" or "embed-lr" in config.cheap_baselines
+    if not wanted and not any(a.live for a in config.arm_specs):
+        return None
+    from worker.simulate.embed import cached_embedder
+    from worker.simulate.two_speed import Embeddings
+
+    cache = config.embed_cache or Path.home() / ".cache" / "tapestry-sim" / "embeddings"
+    embed = cached_embedder(
+        base, cache, max_length=config.max_length, device=config.device, log=log
+    )
+    started = time.perf_counter()
+    vectors = embed(data.pool_texts + data.dev_texts + data.test_texts)
+    log(f"frozen embeddings ready in {time.perf_counter() - started:.0f}s")
+    a, b = len(data.pool_texts), len(data.pool_texts) + len(data.dev_texts)
+    return Embeddings(pool=vectors[:a], dev=vectors[a:b], test=vectors[b:])
+
+
+def run_cheap_baselines(
+    config: SimulationConfig,
+    data: SplitData,
+    runs: list[ArmRun],
+    embeddings: Any,
+    log: Log,
+    on_run: OnRun | None = None,
+) -> list[ArmRun]:
+    """The cheap baseline arms on random labels, at the budget fractions and at every label
+    count a product arm reported (so every gap compares equal numbers of labels)."""
+    from worker.simulate.baselines import baseline_features, fraction_budgets, run_baseline
+
+    n, k = len(data.pool_texts), len(data.label_names)
+    budgets = set(fraction_budgets(n, k, config.budget_fractions))
+    budgets |= {p.labels for r in runs for p in r.points if p.labels <= n}
+    out: list[ArmRun] = []
+    for name in config.cheap_baselines:
+        if name == "embed-lr":
+            assert embeddings is not None
+            pool_x, test_x = embeddings.pool, embeddings.test
+        else:
+            pool_x, test_x = baseline_features(name, data.pool_texts, data.test_texts, None)
+        for seed in config.seeds:
+            run = run_baseline(
+                name,
+                dataset=data.source,
+                seed=seed,
+                budgets=budgets,
+                pool_features=pool_x,
+                pool_labels=data.pool_labels,
+                test_features=test_x,
+                test_labels=data.test_labels,
+                n_classes=k,
+            )
+            log(_done_line(len(out) + 1, len(config.cheap_baselines) * len(config.seeds), run))
+            out.append(run)
+            if on_run is not None:
+                on_run(run)
+    return out
+
+
 def run_simulation(
     config: SimulationConfig,
     *,
@@ -193,9 +269,11 @@ def run_simulation(
         text_column=config.text_column,
         label_column=config.label_column,
         data_wheel=data_wheel,
+        test_file=config.test_file,
     )
     log(data.describe())
     base = resolve_model_path(config.base_model)
+    embeddings = frozen_embeddings(config, data, base, log)
     bases = {False: base, True: base}
     tapt_summary = None
     if config.needs_tapt:
@@ -205,14 +283,16 @@ def run_simulation(
         data,
         bases,
         num_encoder_layers(base),
-        seed_sets(config, data, bases[True] if config.needs_tapt else None),
+        seed_sets(config, data, bases[True] if config.needs_tapt else None, embeddings),
         deadline,
+        embeddings,
     )
     log(
         f"{len(jobs)} runs: {', '.join(a.spec for a in config.arm_specs)} x seeds "
         f"{list(config.seeds)}"
     )
     runs = execute(jobs, config.workers, log, on_run)
+    runs += run_cheap_baselines(config, data, runs, embeddings, log, on_run)
     report = SimulationReport(
         config=config.to_dict(),
         data=data.describe(),
@@ -225,6 +305,9 @@ def run_simulation(
         summaries, ceilings = summarise(runs, metric, {data.source: len(data.pool_texts)})
         report.summaries[metric] = summaries
         report.ceilings[metric] = ceilings.get(data.source)
+    report.budgets = budget_table(
+        runs, len(data.pool_texts), len(data.label_names), config.budget_fractions
+    )
     report.seconds = time.perf_counter() - started
     if config.out_dir is not None:
         from worker.simulate.outputs import write_outputs

@@ -119,3 +119,76 @@ def saving_factor(arm_labels: int | None, random_labels: int | None, random_budg
     if random_labels is None:
         return f"> {random_budget / arm_labels:.2f}x (random never reached it)"
     return f"{random_labels / arm_labels:.2f}x"
+
+
+def _value_at(runs: list[ArmRun], labels: int, metric: str) -> list[float]:
+    """Per seed, the score of the last point with at most ``labels`` labels (what a lead has
+    after spending that many); seeds whose curve starts later give nothing."""
+    values = []
+    for run in runs:
+        eligible = [p for p in run.points if p.labels <= labels]
+        if eligible:
+            values.append(float(getattr(max(eligible, key=lambda p: p.labels), metric)))
+    return values
+
+
+def budget_table(
+    runs: list[ArmRun],
+    pool_size: int,
+    n_classes: int,
+    fractions: tuple[float, ...],
+    metric: str = "macro_f1",
+) -> list[dict[str, object]]:
+    """Rows (budget, arm): mean +- std of ``metric`` at 1/2/5/10/20 % of the pool and at the
+    seed-set point (a product arm's first point, dev labels counted), and the gap to the best
+    cheap baseline at the same number of labels. Baselines are scored at exactly these counts."""
+    from worker.simulate.baselines import fraction_budgets
+
+    grouped: dict[str, list[ArmRun]] = defaultdict(list)
+    for run in runs:
+        grouped[run.arm].append(run)
+    products = [a for a in grouped if not ArmSpec.parse(a).baseline]
+    baselines = [a for a in grouped if ArmSpec.parse(a).baseline]
+    points: list[tuple[str, int]] = []
+    for arm in products:
+        if not ArmSpec.parse(arm).is_ceiling:
+            first = min(p.labels for r in grouped[arm] for p in r.points[:1])
+            if first not in [n for _, n in points]:
+                points.append((f"seed set ({arm})", first))
+    for f, n in zip(fractions, fraction_budgets(pool_size, n_classes, fractions), strict=True):
+        points.append((f"{f:.0%}", n))
+    rows: list[dict[str, object]] = []
+    for budget, labels in points:
+        best: tuple[float, str] | None = None
+        for arm in baselines:
+            exact = [
+                float(getattr(p, metric))
+                for r in grouped[arm]
+                for p in r.points
+                if p.labels == labels
+            ]
+            if exact and (best is None or np.mean(exact) > best[0]):
+                best = (float(np.mean(exact)), arm)
+        for arm in products + baselines:
+            if ArmSpec.parse(arm).is_ceiling:
+                continue
+            values = _value_at(grouped[arm], labels, metric)
+            mean = float(np.mean(values)) if values else None
+            dev = sum(p.dev_labels for p in grouped[arm][0].points[:1])
+            rows.append(
+                {
+                    "budget": budget,
+                    "labels": labels,
+                    "arm": arm,
+                    "seeds": len(values),
+                    "mean": mean,
+                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                    "dev_labels": dev,
+                    "dev_share": dev / labels if labels else None,
+                    "best_baseline": best[1] if best else None,
+                    "gap_to_best_baseline": (
+                        mean - best[0] if mean is not None and best is not None else None
+                    ),
+                }
+            )
+    return rows
