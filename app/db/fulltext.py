@@ -15,6 +15,7 @@ again (``rebuild`` refills the index from ``items``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import DDL, ColumnElement, Connection, Table, event, literal_column, select, text
 from sqlalchemy.sql.expression import Select
@@ -74,7 +75,7 @@ def install(items: Table) -> None:
         event.listen(items, "before_drop", DDL(statement).execute_if(dialect="sqlite"))
 
 
-def matching_ids(dialect: str, query: str, id_column: ColumnElement[int]) -> ColumnElement[bool]:
+def matching_ids(dialect: str, query: str, id_column: Any) -> ColumnElement[bool]:
     """A condition: the item's text contains every word of ``query`` (the last one as a prefix,
     so results follow typing). An entry without words matches nothing."""
     terms = search_terms(query)
@@ -82,13 +83,13 @@ def matching_ids(dialect: str, query: str, id_column: ColumnElement[int]) -> Col
         return literal_column("1") == literal_column("0")
     if dialect == "sqlite":
         words = [f'"{t}"' for t in terms[:-1]] + [f'"{terms[-1]}"*']
-        ids: Select[tuple[int]] = select(literal_column("rowid", type_=id_column.type)).select_from(
+        ids: Select[Any] = select(literal_column("rowid", type_=id_column.type)).select_from(
             text(FTS_TABLE)
         ).where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=" AND ".join(words)))
         return id_column.in_(ids)
     tsquery = " & ".join(terms[:-1] + [f"{terms[-1]}:*"])
     # Spelled exactly as the index expression, so that the planner uses the index.
-    vector = literal_column("to_tsvector('simple'::regconfig, items.text)")
+    vector: ColumnElement[Any] = literal_column("to_tsvector('simple'::regconfig, items.text)")
     condition: ColumnElement[bool] = vector.op("@@")(
         text("to_tsquery('simple'::regconfig, :ts_query)").bindparams(ts_query=tsquery)
     )
