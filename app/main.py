@@ -33,6 +33,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.dashboard",
     "app.web.admin",
     "app.web.admin_runs",
+    "app.web.data_manager",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
@@ -44,6 +45,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.runs",
     "app.api.model_versions",
     "app.api.metrics",
+    "app.api.data_manager",
 )
 
 
