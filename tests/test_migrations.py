@@ -39,9 +39,10 @@ def _diff(url: str) -> list[Any]:
 
 
 def _is_search_object(change: Any) -> bool:
-    """Full-text search lives outside the ORM (app/db/fulltext.py): FTS5 tables on SQLite."""
-    target = change[1] if isinstance(change, tuple) and len(change) > 1 else None
-    return getattr(target, "name", None) in SEARCH_OBJECTS
+    """Full-text search lives outside the ORM (app/db/fulltext.py): FTS5 tables on SQLite, a
+    generated column and its index on Postgres."""
+    parts = change if isinstance(change, tuple) else ()
+    return any(getattr(part, "name", None) in SEARCH_OBJECTS for part in parts)
 
 
 def _tables(url: str) -> set[str]:

@@ -353,7 +353,8 @@ def browse(
         .order_by(Item.id)
         .limit(limit + 1)
     )
-    found = db.execute(query).all()
+    with fulltext.search_plans(db, "q" in filters):
+        found = db.execute(query).all()
     more = len(found) > limit
     found = found[:limit]
     ids = [row[0] for row in found]
@@ -369,7 +370,8 @@ def browse(
 
 def count_matching(db: Session, project: Project, filters: Filters) -> int:
     query = select(func.count()).select_from(Item).where(*_conditions(db, project, filters))
-    return int(db.scalar(query) or 0)
+    with fulltext.search_plans(db, "q" in filters):
+        return int(db.scalar(query) or 0)
 
 
 def live_votes(db: Session, project_id: int, item_ids: Sequence[int]) -> dict[int, list[Vote]]:
@@ -561,7 +563,8 @@ def target_ids(db: Session, project: Project, target: Target) -> list[int]:
     """The target's ids in this project; a selected id of another project is not found."""
     query = select(Item.id).where(*_conditions(db, project, target.filters)).order_by(Item.id)
     if target.item_ids is None:
-        return list(db.scalars(query))
+        with fulltext.search_plans(db, "q" in target.filters):
+            return list(db.scalars(query))
     wanted = sorted(set(target.item_ids))
     if not wanted:
         raise InvalidInput("Select at least one item, or act on every matching item.")

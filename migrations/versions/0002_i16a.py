@@ -5,8 +5,8 @@ Revises: 0001
 Create Date: 2026-12-02
 
 Full-text search is not an ORM table (see app/db/fulltext.py): on SQLite an FTS5 table over
-``items`` with triggers, filled from the existing rows here; on Postgres a GIN index over
-``to_tsvector('simple', text)``.
+``items`` with triggers, filled from the existing rows here; on Postgres a stored generated
+``search_vector`` column with a GIN index.
 """
 
 from collections.abc import Sequence
@@ -56,7 +56,8 @@ def upgrade() -> None:
     if _is_sqlite():
         fulltext.create_sqlite_search(op.get_bind(), rebuild=True)
     else:
-        op.execute(fulltext.PG_CREATE)
+        for statement in fulltext.PG_CREATE:
+            op.execute(statement)
 
 
 def downgrade() -> None:
@@ -64,7 +65,8 @@ def downgrade() -> None:
         for statement in fulltext.SQLITE_DROP:
             op.execute(statement)
     else:
-        op.execute(fulltext.PG_DROP)
+        for statement in fulltext.PG_DROP:
+            op.execute(statement)
     with op.batch_alter_table('item_events', schema=None) as batch_op:
         batch_op.drop_index('ix_item_events_project_item_created')
     op.drop_table('item_events')
