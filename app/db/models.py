@@ -149,6 +149,7 @@ class Item(IdMixin, CreatedMixin, Base):
         Index("ix_items_project_split_id", "project_id", "split", "id"),
         Index("ix_items_project_external_id", "project_id", "external_id"),
         Index("ix_items_project_id", "project_id", "id"),  # the data manager's keyset order
+        Index("ix_items_project_excluded_id", "project_id", "excluded", "id"),
     )
 
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -168,8 +169,14 @@ class Annotation(IdMixin, CreatedMixin, Base):
     __tablename__ = "annotations"
     __table_args__ = (
         Index("ix_annotations_project_item", "project_id", "item_id"),
-        Index("ix_annotations_project_label_item", "project_id", "label_id", "item_id"),
-        Index("ix_annotations_project_annotator_item", "project_id", "annotator_id", "item_id"),
+        # The data manager's filters read only these (covering) indexes: live annotations by
+        # item (labelled, disagreement), by label and by annotator.
+        Index("ix_annotations_project_live_item", "project_id", "deleted", "superseded_by_id",
+              "item_id", "label_id"),
+        Index("ix_annotations_project_label_live_item", "project_id", "label_id", "deleted",
+              "superseded_by_id", "item_id"),
+        Index("ix_annotations_project_annotator_live_item", "project_id", "annotator_id",
+              "deleted", "superseded_by_id", "item_id"),
         Index("ix_annotations_project_batch", "project_id", "batch_id"),  # imports, submissions
         Index(
             "ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"

@@ -129,7 +129,12 @@ def parse_filters(raw: Mapping[str, str], *, strict: bool = False,
 
 def _conditions(db: Session, project: Project, filters: Filters) -> list[ColumnElement[bool]]:
     context = FilterContext(project=project, dialect=db.get_bind().dialect.name)
-    conditions: list[ColumnElement[bool]] = [Item.project_id == project.id]
+    in_project: ColumnElement[bool] = Item.project_id == project.id
+    if context.dialect == "sqlite" and "q" in filters:
+        # Drive the query from the search's id list (rowid lookups, already in id order), not
+        # from walking the project's items and probing the list: 100,000 probes for a rare word.
+        in_project = (Item.project_id + 0) == project.id
+    conditions: list[ColumnElement[bool]] = [in_project]
     for name, value in filters.items():
         conditions.append(FILTERS[name].condition(context, value))
     return conditions

@@ -31,11 +31,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('excluded', sa.Boolean(), server_default=sa.false(),
                                       nullable=False))
         batch_op.create_index('ix_items_project_id', ['project_id', 'id'], unique=False)
+        batch_op.create_index('ix_items_project_excluded_id', ['project_id', 'excluded', 'id'],
+                              unique=False)
     with op.batch_alter_table('annotations', schema=None) as batch_op:
-        batch_op.create_index('ix_annotations_project_label_item',
-                              ['project_id', 'label_id', 'item_id'], unique=False)
-        batch_op.create_index('ix_annotations_project_annotator_item',
-                              ['project_id', 'annotator_id', 'item_id'], unique=False)
+        batch_op.create_index('ix_annotations_project_live_item',
+                              ['project_id', 'deleted', 'superseded_by_id', 'item_id',
+                               'label_id'], unique=False)
+        batch_op.create_index('ix_annotations_project_label_live_item',
+                              ['project_id', 'label_id', 'deleted', 'superseded_by_id',
+                               'item_id'], unique=False)
+        batch_op.create_index('ix_annotations_project_annotator_live_item',
+                              ['project_id', 'annotator_id', 'deleted', 'superseded_by_id',
+                               'item_id'], unique=False)
     op.create_table('item_events',
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('item_id', sa.Integer(), nullable=False),
@@ -71,8 +78,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_item_events_project_item_created')
     op.drop_table('item_events')
     with op.batch_alter_table('annotations', schema=None) as batch_op:
-        batch_op.drop_index('ix_annotations_project_annotator_item')
-        batch_op.drop_index('ix_annotations_project_label_item')
+        batch_op.drop_index('ix_annotations_project_annotator_live_item')
+        batch_op.drop_index('ix_annotations_project_label_live_item')
+        batch_op.drop_index('ix_annotations_project_live_item')
     with op.batch_alter_table('items', schema=None) as batch_op:
+        batch_op.drop_index('ix_items_project_excluded_id')
         batch_op.drop_index('ix_items_project_id')
         batch_op.drop_column('excluded')

@@ -25,7 +25,8 @@
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (typing(event.target)) {
-      if (event.key === "Escape") { event.target.blur(); }
+      // Escape leaves the box without clearing it (Chrome clears a search box on Escape).
+      if (event.key === "Escape") { event.preventDefault(); event.target.blur(); }
       return;
     }
     var all = rows();
