@@ -294,30 +294,6 @@ class ProjectAccess:
         return ProjectContext(project=project, principal=caller, level=level)
 
 
-class ProjectLeadReading(ProjectAccess):
-    """A project lead (or admin) reading: a token needs only the ``read`` scope.
-
-    For pages and API reads that show every annotator's labels (the data manager): annotators
-    must not see them, yet a lead's read-only token may. Declares the ``lead`` rule, which is
-    what it enforces for signed-in users.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("lead")
-
-    def __call__(
-        self, project_id: ProjectIdPath, principal: PrincipalDep, db: SessionDep
-    ) -> ProjectContext:
-        caller = _require_principal(principal)
-        if caller.token is None:
-            return super().__call__(project_id, principal, db)
-        uncapped = Principal(user=caller.user)  # the role decides; the token only needs read
-        context = super().__call__(project_id, uncapped, db)
-        if caller.bound_project_id is not None and caller.bound_project_id != project_id:
-            raise ProjectNotFound(project_id)
-        return ProjectContext(project=context.project, principal=caller, level=Level.READ)
-
-
 def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:
     """Admins see every project; others see the ones they are members of; tokens cap both."""
     if principal.user.role == ROLE_ADMIN:
@@ -347,4 +323,3 @@ ProjectReader = Annotated[ProjectContext, Depends(ProjectAccess("read"))]
 ProjectAnnotator = Annotated[ProjectContext, Depends(ProjectAccess("annotate"))]
 ProjectLead = Annotated[ProjectContext, Depends(ProjectAccess("lead"))]
 ProjectAdmin = Annotated[ProjectContext, Depends(ProjectAccess("admin"))]
-ProjectLeadRead = Annotated[ProjectContext, Depends(ProjectLeadReading())]

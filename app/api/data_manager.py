@@ -3,8 +3,9 @@
 Filters are query parameters named as in the browser (``q``, ``label``, ``annotator``, ``split``,
 ``labelled``, ``disagreement``, ``excluded``, ``predicted``, ``min_confidence``,
 ``max_confidence``); an unknown name is a 422, so a misspelt filter never widens a bulk action.
-Browse and export need a lead's token with the ``read`` scope; bulk actions need a lead with an
-``admin``-scope token (or a signed-in lead).
+Every route needs a project lead (or an admin): with a token, the ``admin`` scope, because the
+access layer's levels cannot tell "a lead reading" from "an annotator" (both read); a
+``read``-scope token of a lead is refused (403).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
-from app.deps import ProjectLead, ProjectLeadRead, SessionDep
+from app.deps import ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
 
@@ -75,7 +76,7 @@ def filters_from(request: Request) -> dict[str, Any]:
 def browse_items(
     request: Request,
     db: SessionDep,
-    access: ProjectLeadRead,
+    access: ProjectLead,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=dm.MAX_PAGE_SIZE)] = dm.PAGE_SIZE,
     count: bool = False,
@@ -133,7 +134,7 @@ class ItemDetailOut(BaseModel):
 
 @router.get("/projects/{project_id}/data/items/{item_id}", response_model=ItemDetailOut)
 def item_history(
-    db: SessionDep, access: ProjectLeadRead,
+    db: SessionDep, access: ProjectLead,
     item_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> ItemDetailOut:
     """One item with every annotation (live, superseded, undone), prediction and change."""
@@ -207,7 +208,7 @@ def stream_file(spool: IO[bytes], media_type: str, filename: str) -> StreamingRe
 def export_items(
     request: Request,
     db: SessionDep,
-    access: ProjectLeadRead,
+    access: ProjectLead,
     format: Annotated[Literal["csv", "jsonl", "label_studio", "prodigy", "hf"], Query()] = "jsonl",
 ) -> StreamingResponse:
     """The matching items with labels, every annotation, flags and predictions; ``hf`` is a zip
