@@ -37,6 +37,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.admin",
     "app.web.project_runs",
     "app.web.project_models",
+    "app.web.data_manager",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
@@ -49,6 +50,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.model_versions",
     "app.api.metrics",
     "app.api.live_head",
+    "app.api.data_manager",
 )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from app.db import models  # noqa: F401  (registers the tables)
 from app.db.base import Base
+from app.db.fulltext import SEARCH_OBJECTS
 from app.db.migrate import current_revision, downgrade, upgrade
 
 APP_TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -41,15 +42,23 @@ def _diff(url: str) -> list[Any]:
                 opts={"compare_type": True, "compare_server_default": True,
                       "render_as_batch": connection.dialect.name == "sqlite"},
             )
-            return list(compare_metadata(context, Base.metadata))
+            return [change for change in compare_metadata(context, Base.metadata)
+                    if not _is_search_object(change)]
     finally:
         engine.dispose()
+
+
+def _is_search_object(change: Any) -> bool:
+    """Full-text search lives outside the ORM (app/db/fulltext.py): FTS5 tables on SQLite, a
+    generated column and its index on Postgres."""
+    parts = change if isinstance(change, tuple) else ()
+    return any(getattr(part, "name", None) in SEARCH_OBJECTS for part in parts)
 
 
 def _tables(url: str) -> set[str]:
     engine = create_engine(url, poolclass=NullPool)
     try:
-        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+        return set(inspect(engine).get_table_names()) - {"alembic_version"} - SEARCH_OBJECTS
     finally:
         engine.dispose()
 

@@ -18,10 +18,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.db import fulltext
 from app.db.base import Base, CreatedMixin, IdMixin
 
 # Roles. Global user role; project memberships carry a project role (lead or annotator).
@@ -151,6 +153,8 @@ class Item(IdMixin, CreatedMixin, Base):
         UniqueConstraint("project_id", "content_hash"),
         Index("ix_items_project_split_id", "project_id", "split", "id"),
         Index("ix_items_project_external_id", "project_id", "external_id"),
+        Index("ix_items_project_id", "project_id", "id"),  # the data manager's keyset order
+        Index("ix_items_project_excluded_id", "project_id", "excluded", "id"),
     )
 
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -159,12 +163,25 @@ class Item(IdMixin, CreatedMixin, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     split: Mapped[str] = mapped_column(String(10), default=SPLIT_POOL)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set by a lead in the data manager: the item stays, but the worker's labelled set skips it.
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+fulltext.install(Item.__table__)  # type: ignore[arg-type]
 
 
 class Annotation(IdMixin, CreatedMixin, Base):
     __tablename__ = "annotations"
     __table_args__ = (
         Index("ix_annotations_project_item", "project_id", "item_id"),
+        # The data manager's filters read only these (covering) indexes: live annotations by
+        # item (labelled, disagreement), by label and by annotator.
+        Index("ix_annotations_project_live_item", "project_id", "deleted", "superseded_by_id",
+              "item_id", "label_id"),
+        Index("ix_annotations_project_label_live_item", "project_id", "label_id", "deleted",
+              "superseded_by_id", "item_id"),
+        Index("ix_annotations_project_annotator_live_item", "project_id", "annotator_id",
+              "deleted", "superseded_by_id", "item_id"),
         Index("ix_annotations_project_batch", "project_id", "batch_id"),  # imports, submissions
         Index(
             "ix_annotations_project_annotator_created", "project_id", "annotator_id", "created_at"
@@ -338,3 +355,21 @@ class LiveHeadState(IdMixin, Base):
     served_reason: Mapped[str] = mapped_column(Text, default="")
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     history: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class ItemEvent(IdMixin, CreatedMixin, Base):
+    """One line of an item's history written by the data manager (split moves, exclusions,
+    relabels, deletions): who did what, when, and from which value to which."""
+
+    __tablename__ = "item_events"
+    __table_args__ = (Index("ix_item_events_project_item_created", "project_id", "item_id",
+                            "created_at"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # No foreign key: the history of a deleted item is kept.
+    item_id: Mapped[int] = mapped_column(Integer)
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

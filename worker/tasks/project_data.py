@@ -2,7 +2,8 @@
 
 Label resolution: an item's label is the majority of its *active* annotations (not deleted, not
 superseded); ties go to the most recent annotation. Training uses labelled ``pool`` items, the dev
-set is labelled ``dev`` items, ``test`` items are never touched by the worker.
+set is labelled ``dev`` items, ``test`` items are never touched by the worker. Items a lead
+excluded from training (``Item.excluded``) are in neither.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         .where(
             Item.project_id == snapshot.id,
             Item.split == split,
+            Item.excluded.is_(False),  # a lead excluded it from training in the data manager
             Annotation.project_id == snapshot.id,
             Annotation.deleted.is_(False),
             Annotation.superseded_by_id.is_(None),

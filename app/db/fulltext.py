@@ -1,0 +1,134 @@
+"""Full-text search over item texts, kept in step with ``items`` by the database itself.
+
+* SQLite: an FTS5 table ``items_fts`` with external content (``items``), filled and kept current
+  by triggers on insert, delete and update of ``text`` — so bulk inserts through Core (imports)
+  and cascaded deletes are indexed without any application code.
+* Postgres: a stored generated column ``search_vector = to_tsvector('simple', text)`` with a GIN
+  index (the ``simple`` configuration: no stemming, no stop words, so it works for any language
+  and for codes and names). Stored, not an expression index: for a very common word the planner
+  scans the table, and recomputing ``to_tsvector`` per row took 9 s at 20,000 items where the
+  stored vector takes milliseconds (``tests/benchmarks/bench_data_manager.py``). The index is
+  built with ``fastupdate = off``: a pending list left by a bulk import (until autovacuum)
+  made the planner price the index above a table scan. And Postgres does not price reading
+  TOASTed vectors in a table scan (about 14 µs a row here, 1.4 s at 100,000 items), so while a
+  search runs, :func:`search_plans` turns table scans and plain index scans off for the
+  transaction's statements and back on after: the search then always goes through the index.
+
+Neither object is an ORM table: both are created by DDL listeners on ``items`` (so
+``Base.metadata.create_all`` makes them) and by the migration. A later SQLite migration that
+rebuilds ``items`` (batch mode) drops its triggers: it must call :func:`create_sqlite_search`
+again (``rebuild`` refills the index from ``items``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import DDL, ColumnElement, Connection, Table, event, literal_column, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Select
+
+FTS_TABLE = "items_fts"
+PG_INDEX = "ix_items_text_search"
+PG_COLUMN = "search_vector"
+SEARCH_OBJECTS = frozenset({FTS_TABLE, PG_INDEX, PG_COLUMN}) | {
+    f"{FTS_TABLE}_{suffix}" for suffix in ("data", "idx", "docsize", "config", "content")
+}
+
+SQLITE_CREATE: tuple[str, ...] = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(text, content='items', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_ai AFTER INSERT ON items BEGIN "
+    f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END",
+    f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_ad AFTER DELETE ON items BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); END",
+    f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_au AFTER UPDATE OF text ON items BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); "
+    f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END",
+)
+SQLITE_REBUILD = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"
+SQLITE_DROP: tuple[str, ...] = (
+    f"DROP TRIGGER IF EXISTS {FTS_TABLE}_au",
+    f"DROP TRIGGER IF EXISTS {FTS_TABLE}_ad",
+    f"DROP TRIGGER IF EXISTS {FTS_TABLE}_ai",
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
+)
+PG_CREATE: tuple[str, ...] = (
+    f"ALTER TABLE items ADD COLUMN IF NOT EXISTS {PG_COLUMN} tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, text)) STORED",
+    f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON items USING gin ({PG_COLUMN}) "
+    "WITH (fastupdate = off)",
+)
+PG_DROP: tuple[str, ...] = (
+    f"DROP INDEX IF EXISTS {PG_INDEX}",
+    f"ALTER TABLE items DROP COLUMN IF EXISTS {PG_COLUMN}",
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 16
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of a search box entry (punctuation is a separator, never syntax)."""
+    return [word.lower() for word in _WORD.findall(query)][:MAX_TERMS]
+
+
+def create_sqlite_search(connection: Connection, *, rebuild: bool = False) -> None:
+    for statement in SQLITE_CREATE:
+        connection.execute(text(statement))
+    if rebuild:
+        connection.execute(text(SQLITE_REBUILD))
+
+
+def install(items: Table) -> None:
+    """Create (and drop) the search objects together with the ``items`` table."""
+    for statement in SQLITE_CREATE:
+        event.listen(items, "after_create", DDL(statement).execute_if(dialect="sqlite"))
+    for statement in PG_CREATE:
+        event.listen(items, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+    for statement in SQLITE_DROP:
+        event.listen(items, "before_drop", DDL(statement).execute_if(dialect="sqlite"))
+
+
+def matching_ids(dialect: str, query: str, id_column: Any) -> ColumnElement[bool]:
+    """A condition: the item's text contains every word of ``query`` (the last one as a prefix,
+    so results follow typing). An entry without words matches nothing."""
+    terms = search_terms(query)
+    if not terms:
+        return literal_column("1") == literal_column("0")
+    if dialect == "sqlite":
+        words = [f'"{t}"' for t in terms[:-1]] + [f'"{terms[-1]}"*']
+        ids: Select[Any] = select(literal_column("rowid", type_=id_column.type)).select_from(
+            text(FTS_TABLE)
+        ).where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=" AND ".join(words)))
+        return id_column.in_(ids)
+    tsquery = " & ".join(terms[:-1] + [f"{terms[-1]}:*"])
+    vector: ColumnElement[Any] = literal_column(f"items.{PG_COLUMN}")
+    condition: ColumnElement[bool] = vector.op("@@")(
+        text("to_tsquery('simple'::regconfig, :ts_query)").bindparams(ts_query=tsquery)
+    )
+    return condition
+
+
+_PLANNER_SETTINGS = ("enable_seqscan", "enable_indexscan")
+
+
+@contextmanager
+def search_plans(db: Session, searching: bool) -> Iterator[None]:
+    """On Postgres, while ``searching``, plan through the GIN index (bitmap scans only)."""
+    if not searching or db.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    previous = {name: db.scalar(text(f"SELECT current_setting('{name}')"))
+                for name in _PLANNER_SETTINGS}
+    for name in _PLANNER_SETTINGS:
+        db.execute(text(f"SELECT set_config('{name}', 'off', true)"))
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            db.execute(text("SELECT set_config(:name, :value, true)"),
+                       {"name": name, "value": value})

@@ -1,0 +1,293 @@
+"""Export the data manager's current filter: CSV, JSONL, Label Studio JSON, Prodigy JSONL, and a
+Hugging Face ``datasets`` folder (zipped for download).
+
+Every format carries, per item: the text, the resolved label (the one training uses), the split,
+the exclusion flag, every annotation (live, superseded and undone, with annotator and source) and
+the current model prediction when the item is in the queue. Each file re-imports through the
+normal import with the same labels: CSV/JSONL with ``label_column=label`` (and ``split``), Label
+Studio and Prodigy through :mod:`app.domain.interop` (the resolved label is the Label Studio
+ground truth and the Prodigy accepted option).
+
+CSV is spreadsheet-safe: a cell that starts with ``= + - @``, a tab or a carriage return gets a
+leading ``'`` so spreadsheet programs show it as text instead of running it as a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import SPLIT_DEV, SPLIT_POOL, SPLIT_TEST, Annotation, Label, Project, User
+from app.domain import data_manager as dm
+from app.errors import InvalidInput
+
+ExportFormat = Literal["csv", "jsonl", "label_studio", "prodigy", "hf"]
+FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl", "label_studio", "prodigy", "hf")
+MEDIA_TYPES: dict[ExportFormat, str] = {
+    "csv": "text/csv", "jsonl": "application/x-ndjson", "label_studio": "application/json",
+    "prodigy": "application/x-ndjson", "hf": "application/zip",
+}
+EXTENSIONS: dict[ExportFormat, str] = {
+    "csv": "csv", "jsonl": "jsonl", "label_studio": "json", "prodigy": "jsonl", "hf": "zip",
+}
+CSV_COLUMNS = ("item_id", "external_id", "text", "label", "split", "excluded", "predicted",
+               "confidence", "annotation_count", "annotations")
+HF_SPLITS = {SPLIT_POOL: "train", SPLIT_DEV: "validation", SPLIT_TEST: "test"}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+SPOOL_BYTES = 4 * 1024 * 1024
+CHUNK = 500  # items per read: the page size limit of browse
+
+
+def spreadsheet_safe(value: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would read as a formula (OWASP CSV injection)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+@dataclass(frozen=True)
+class ExportAnnotation:
+    id: int
+    label: str
+    annotator: str | None
+    source: str
+    created_at: str
+    status: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "annotator": self.annotator,
+                "source": self.source, "created_at": self.created_at, "status": self.status}
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    item_id: int
+    external_id: str | None
+    text: str
+    split: str
+    excluded: bool
+    label: str | None
+    annotations: tuple[ExportAnnotation, ...]
+    prediction: dm.Prediction | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id, "external_id": self.external_id, "text": self.text,
+            "label": self.label, "split": self.split, "excluded": self.excluded,
+            "prediction": (
+                {"label": self.prediction.label, "confidence": self.prediction.confidence}
+                if self.prediction else None
+            ),
+            "annotations": [a.as_dict() for a in self.annotations],
+        }
+
+
+def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterator[ExportRecord]:
+    """Every matching item in id order, read a chunk at a time (keyset, full texts)."""
+    after = 0
+    while True:
+        page = dm.browse(db, project, filters, after_id=after, limit=CHUNK, snippet_chars=None)
+        ids = [row.id for row in page.rows]
+        history = _all_annotations(db, project.id, ids)
+        for row in page.rows:
+            annotations = tuple(history.get(row.id, ()))
+            yield ExportRecord(
+                item_id=row.id, external_id=row.external_id, text=row.text, split=row.split,
+                excluded=row.excluded, label=row.label, annotations=annotations,
+                prediction=row.prediction,
+            )
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def _all_annotations(db: Session, project_id: int, ids: Sequence[int]
+                     ) -> dict[int, list[ExportAnnotation]]:
+    if not ids:
+        return {}
+    found: dict[int, list[ExportAnnotation]] = {}
+    for item_id, a_id, name, email, source, created, deleted, superseded in db.execute(
+        select(Annotation.item_id, Annotation.id, Label.name, User.email, Annotation.source,
+               Annotation.created_at, Annotation.deleted, Annotation.superseded_by_id)
+        .join(Label, Label.id == Annotation.label_id)
+        .outerjoin(User, User.id == Annotation.annotator_id)
+        .where(Annotation.project_id == project_id, Annotation.item_id.in_(ids))
+        .order_by(Annotation.item_id, Annotation.id)
+    ):
+        status = "undone" if deleted else "superseded" if superseded else "live"
+        found.setdefault(item_id, []).append(
+            ExportAnnotation(a_id, name, email, source, created.isoformat(), status)
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def write_export(db: Session, project: Project, filters: dm.Filters, fmt: str) -> IO[bytes]:
+    """The export as a rewound spooled file; the caller streams and closes it."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.",
+                              details={"field": "format"})
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+    records = export_records(db, project, filters)
+    if fmt == "hf":
+        with tempfile.TemporaryDirectory(prefix="tapestry-hf-") as folder:
+            write_hf_folder(db, project, records, Path(folder))
+            _zip_folder(Path(folder), spool, f"tapestry-project{project.id}")
+    else:
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
+        if fmt == "csv":
+            _write_csv(records, text)
+        elif fmt == "jsonl":
+            for record in records:
+                text.write(json.dumps(record.as_dict(), ensure_ascii=False) + "\n")
+        elif fmt == "label_studio":
+            _write_label_studio(records, text)
+        else:
+            _write_prodigy(records, _label_names(db, project), text)
+        text.flush()
+        text.detach()
+    spool.seek(0)
+    return spool
+
+
+def export_filename(project: Project, fmt: str) -> str:
+    return f"tapestry-project{project.id}-items-{fmt}.{EXTENSIONS[fmt]}"  # type: ignore[index]
+
+
+def _label_names(db: Session, project: Project) -> list[str]:
+    return list(db.scalars(
+        select(Label.name).where(Label.project_id == project.id).order_by(Label.position)
+    ))
+
+
+def _write_csv(records: Iterator[ExportRecord], out: IO[str]) -> None:
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        cells: list[object] = [
+            r.item_id, r.external_id or "", r.text, r.label or "", r.split,
+            "yes" if r.excluded else "no", r.prediction.label if r.prediction else "",
+            r.prediction.confidence if r.prediction else "", len(r.annotations),
+            json.dumps([a.as_dict() for a in r.annotations], ensure_ascii=False),
+        ]
+        writer.writerow([spreadsheet_safe(c) if isinstance(c, str) else c for c in cells])
+
+
+def _choices(label: str) -> list[dict[str, Any]]:
+    return [{"from_name": "label", "to_name": "text", "type": "choices",
+             "value": {"choices": [label]}}]
+
+
+def _write_label_studio(records: Iterator[ExportRecord], out: IO[str]) -> None:
+    """A JSON array of tasks; the resolved label's latest live annotation is the ground truth,
+    superseded and undone annotations are marked cancelled (Label Studio then ignores them)."""
+    out.write("[")
+    for n, r in enumerate(records):
+        live_with_label = [a for a in r.annotations if a.status == "live" and a.label == r.label]
+        truth = live_with_label[-1].id if live_with_label else None
+        task = {
+            "id": r.item_id,
+            "data": {"text": r.text, "external_id": r.external_id, "split": r.split,
+                     "excluded": r.excluded},
+            "annotations": [
+                {"id": a.id, "completed_by": a.annotator, "created_at": a.created_at,
+                 "result": _choices(a.label), "ground_truth": a.id == truth,
+                 "was_cancelled": a.status != "live",
+                 "meta": {"source": a.source, "status": a.status}}
+                for a in r.annotations
+            ],
+            "predictions": (
+                [{"model_version": "tapestry", "score": r.prediction.confidence,
+                  "result": _choices(r.prediction.label)}] if r.prediction else []
+            ),
+        }
+        out.write(("," if n else "") + "\n" + json.dumps(task, ensure_ascii=False))
+    out.write("\n]\n")
+
+
+def _write_prodigy(records: Iterator[ExportRecord], labels: list[str], out: IO[str]) -> None:
+    """Prodigy ``choice`` tasks: the resolved label accepted; unlabelled items have no answer."""
+    options = [{"id": name, "text": name} for name in labels]
+    for r in records:
+        task: dict[str, Any] = {
+            "text": r.text,
+            "options": options,
+            "meta": {"id": r.external_id or str(r.item_id), "item_id": r.item_id,
+                     "split": r.split, "excluded": r.excluded},
+            "tapestry": {"annotations": [a.as_dict() for a in r.annotations],
+                         "prediction": r.as_dict()["prediction"]},
+        }
+        if r.label is not None:
+            task["accept"] = [r.label]
+            task["answer"] = "accept"
+        out.write(json.dumps(task, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+
+def write_hf_folder(db: Session, project: Project, records: Iterator[ExportRecord],
+                    folder: Path) -> dict[str, int]:
+    """``data/{train,validation,test}.jsonl`` + a ``README.md`` card whose YAML names the
+    splits, so ``datasets.load_dataset(folder)`` loads it. Returns rows per split."""
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    handles: dict[str, IO[str]] = {}
+    counts: dict[str, int] = {}
+    try:
+        for record in records:
+            split = HF_SPLITS.get(record.split, "train")
+            if split not in handles:
+                handles[split] = (data / f"{split}.jsonl").open("w", encoding="utf-8")
+            row = record.as_dict()
+            handles[split].write(json.dumps(row, ensure_ascii=False) + "\n")
+            counts[split] = counts.get(split, 0) + 1
+    finally:
+        for handle in handles.values():
+            handle.close()
+    (folder / "README.md").write_text(_card(project, _label_names(db, project), counts),
+                                      encoding="utf-8")
+    return counts
+
+
+def _card(project: Project, labels: list[str], counts: dict[str, int]) -> str:
+    files = "".join(
+        f"    - split: {split}\n      path: data/{split}.jsonl\n"
+        for split in ("train", "validation", "test") if split in counts
+    )
+    names = "".join(f"- {json.dumps(name)}\n" for name in labels)
+    rows = "".join(f"| {split} | {counts[split]} |\n" for split in counts)
+    return (
+        "---\n"
+        "configs:\n"
+        "  - config_name: default\n"
+        "    data_files:\n"
+        f"{files}"
+        "---\n\n"
+        f"# {project.name}\n\n"
+        "Exported from Tapestry's data manager. One JSON object per item: `text`, `label` (the "
+        "resolved label training uses; null when unlabelled), `split`, `excluded` (a lead "
+        "excluded it from training), `prediction` (the current model's top label and "
+        "confidence, for queued items) and `annotations` (every annotation: live, superseded "
+        "or undone).\n\n"
+        "Tapestry splits map to `train` (pool), `validation` (dev) and `test`.\n\n"
+        f"## Labels\n\n{names}\n"
+        f"## Rows\n\n| split | rows |\n|---|---|\n{rows}"
+    )
+
+
+def _zip_folder(folder: Path, out: IO[bytes], root: str) -> None:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{root}/{path.relative_to(folder).as_posix()}")
