@@ -9,14 +9,16 @@ artifact store (:class:`app.storage.ArtifactStore`) and removes:
 - ``.tmp-*`` directories (a writer killed before its rename) of runs that are no longer active,
   and any older than ``TAPESTRY_ARTIFACT_TMP_GRACE_SECONDS`` whose run cannot be told;
 - TAPT directories of failed or cancelled TAPT runs (unless the project's base points into one);
-- the directories of projects that no longer exist;
 - retention: beyond the newest ``TAPESTRY_KEEP_VERSIONS`` versions of a project, the artifacts of
   versions that are neither pinned nor current. Their rows stay (``artifact_deleted``): history and
   metrics remain, and a download answers 410 Gone.
 
 Never removed: the current version, a pinned version, a version among the newest N, anything of a
-queued or running run. Directories are listed after the database is read, so a directory a run
-creates meanwhile belongs to a run this pass did not see, and is left alone.
+queued or running run, a finished version directory whose run this database does not know, and
+a directory under ``projects/`` that is no project of this database (reported as unclaimed: a
+host configured with the wrong database must not wipe the store). Directories are listed after
+the database is read, so a directory a run creates meanwhile belongs to a run this pass did not
+see, and is left alone.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class SweepReport:
     removed: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     versions_deleted: list[tuple[int, int]] = field(default_factory=list)  # (project, version)
+    unclaimed: list[str] = field(default_factory=list)  # project directories of no project here
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -63,6 +66,8 @@ class SweepReport:
         return (
             f"artifact sweep {verb} {len(self.removed)} path(s), "
             f"{self.freed_bytes / 1e6:.1f} MB; version artifacts past retention: {versions}"
+            + (f"; left alone, no such project here: {', '.join(self.unclaimed)}"
+               if self.unclaimed else "")
         )
 
 
@@ -102,8 +107,9 @@ def sweep_artifacts(
         if not entry.is_dir:
             continue
         if not entry.name.isdigit() or int(entry.name) not in projects:
-            if entry.name.isdigit() and old(entry.mtime):
-                remove(f"projects/{entry.name}")  # the project was deleted
+            # Not a project of this database. Left alone on purpose: a host pointed at the wrong
+            # database must not wipe another installation's artifacts. Reported for an admin.
+            report.unclaimed.append(f"projects/{entry.name}")
             continue
         project = projects[int(entry.name)]
         own = [v for v in versions if v.project_id == project.id]
@@ -136,9 +142,10 @@ def _sweep_versions(
         status = runs.get(run_id) if run_id is not None else None
         if status in RUN_ACTIVE:
             continue  # its writer may be at work, or about to commit the row
-        if status is not None or old(entry.mtime):
+        temporary = entry.name.startswith(TMP_PREFIX) or TMP_INFIX in entry.name
+        if status is not None or (temporary and old(entry.mtime)):
             # a finished run's leftover (failed, cancelled, or a killed attempt's directory);
-            # a name without a known run (its row gone) only once it is old
+            # a temporary of no known run once it is old (a finished one of no known run stays)
             remove(path)
 
 

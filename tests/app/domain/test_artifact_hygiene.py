@@ -74,6 +74,7 @@ def test_failed_and_cancelled_runs_and_stale_temporaries_go_active_ones_stay(
         directory(root, f"v0002-run{running.id}-a1"),  # renamed, not yet committed
         directory(root, f".tmp-v0002-run{queued.id}-a2-12345678", age=7200),  # its run is active
         directory(root, ".tmp-v0009-fresh-1234"),  # nameless but young: a writer may be busy
+        directory(root, "v0005-run999999-a1", age=7200),  # complete, of a run unknown here
         directory(settings.artifacts, f"{p}/tapt/run-{tapt_running.id}"),
         settings.artifacts / current.artifact_path,
     ]
@@ -105,15 +106,13 @@ def test_the_tapt_base_in_use_is_kept_even_if_its_run_record_says_failed(
     assert base.exists()
 
 
-def test_a_deleted_projects_directory_is_removed_once_old(
+def test_a_directory_of_no_project_in_this_database_is_left_alone_and_reported(
     db: Session, settings: Settings
 ) -> None:
-    gone = directory(settings.artifacts, "projects/987654/versions/v0001-run1-a1", age=7200)
-    os.utime(gone.parents[1], (time.time() - 7200,) * 2)
-    young = directory(settings.artifacts, "projects/987655/versions/v0001-run1-a1")
+    stranger = directory(settings.artifacts, "projects/987654/versions/v0001-run1-a1", age=7200)
     report = sweep_artifacts(db, settings)
-    assert report.removed == ["projects/987654"]
-    assert not gone.exists() and young.exists()
+    assert report.removed == [] and report.unclaimed == ["projects/987654"]
+    assert stranger.exists() and "no such project here: projects/987654" in report.summary()
 
 
 def test_retention_keeps_the_newest_n_pinned_and_current_and_marks_the_rest(
