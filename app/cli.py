@@ -34,6 +34,8 @@ token_cli = typer.Typer(no_args_is_help=True, help="API tokens (Bearer tap_<pref
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(token_cli, name="token")
+artifacts_cli = typer.Typer(no_args_is_help=True, help="Model artifacts (sweep, retention).")
+cli.add_typer(artifacts_cli, name="artifacts")
 
 # Commands implemented elsewhere: name -> ("module", "function", "help"). The function takes the
 # remaining command-line arguments (list[str]) and returns an exit code. Add one line per command.
@@ -413,3 +415,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+@artifacts_cli.command("sweep")
+def artifacts_sweep(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be removed; change nothing.")] = False,
+) -> None:
+    """Remove failed/cancelled runs' directories and stale temporary files; apply retention
+    (TAPESTRY_KEEP_VERSIONS newest versions per project, plus pinned and current ones)."""
+    from app.db.session import session_scope
+    from app.domain.artifact_hygiene import sweep_artifacts
+
+    settings = _settings_finding_the_demo()
+    with session_scope(_existing_database()) as session:
+        report = sweep_artifacts(session, settings, dry_run=dry_run)
+    for path in report.removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    typer.echo(report.summary())

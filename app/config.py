@@ -12,6 +12,7 @@ import secrets
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,25 @@ class Settings(BaseSettings):
     inference_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     artifact_dir: Path | None = Field(
         default=None, description="Model artifacts; default data_dir."
+    )
+    artifact_url: str = Field(
+        default="",
+        description="The artifact store as a URL (fsspec); default file://<artifact_dir>. Only a "
+        "directory every host mounts is supported so far (see app/storage.py).",
+    )
+    keep_versions: int = Field(
+        default=5,
+        ge=0,
+        description="Model versions kept per project (plus pinned ones and the current one); "
+        "older versions' artifacts are deleted by the sweep, their rows kept. 0: keep all.",
+    )
+    artifact_sweep_seconds: float = Field(
+        default=3600.0, ge=0, description="How often each worker sweeps artifacts; 0: never."
+    )
+    artifact_tmp_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Temporary and unclaimed artifact files younger than this are left alone.",
     )
     secret_key: str = Field(default="", description="Signs sessions; generated once when unset.")
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
@@ -118,9 +138,15 @@ class Settings(BaseSettings):
             self.result_backend_url = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
         if self.annotator_concurrency == 0:
             self.annotator_concurrency = 1 if self.is_sqlite else 2
+        if self.artifact_url:
+            try:
+                self.artifact_dir = check_artifact_url(self.artifact_url)
+            except ArtifactUrlNotSupported as exc:
+                raise ValueError(str(exc)) from None
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
         self.artifact_dir = self.artifact_dir.expanduser().resolve()
+        self.artifact_url = self.artifact_dir.as_uri()
         if self.model_root is None:
             self.model_root = self.data_dir / "models"
         self.model_root = self.model_root.expanduser().resolve()
@@ -169,6 +195,27 @@ class Settings(BaseSettings):
         tmp.chmod(0o600)
         tmp.replace(path)
         return key
+
+
+LOCAL_SCHEMES = ("", "file", "local")
+
+
+class ArtifactUrlNotSupported(ValueError):
+    pass
+
+
+def check_artifact_url(url: str) -> Path:
+    """The local directory a ``file://`` (or plain path) URL names; other schemes are refused."""
+    parsed = urlparse(url)
+    if parsed.scheme not in LOCAL_SCHEMES:
+        raise ArtifactUrlNotSupported(
+            f"TAPESTRY_ARTIFACT_URL={url!r}: only a shared directory (file://…) is supported so "
+            "far: workers write and load artifacts as local files. Mount the object store as a "
+            "directory on every host instead."
+        )
+    if parsed.scheme in ("file", "local"):
+        return Path(parsed.netloc + parsed.path if parsed.netloc else parsed.path)
+    return Path(url)
 
 
 def check_secret(key: str) -> None:

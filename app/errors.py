@@ -82,6 +82,11 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class Gone(DomainError):
+    code = "gone"
+    status_code = 410
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status_code = 413

@@ -20,6 +20,7 @@ from app.db.models import ModelVersion, Project
 from app.deps import ProjectLead, ProjectReader, SessionDep, SettingsDep
 from app.domain import model_versions as versions
 from app.domain.adapters import version_by_number
+from app.domain.artifact_hygiene import set_pinned
 
 router = write_api_router(tags=["model versions"])
 
@@ -39,6 +40,8 @@ class ModelVersionOut(BaseModel):
     run_id: int | None
     created_at: datetime
     promoted_at: datetime | None
+    pinned: bool
+    artifact_deleted: bool
 
 
 def _out(row: ModelVersion, project: Project) -> ModelVersionOut:
@@ -55,6 +58,8 @@ def _out(row: ModelVersion, project: Project) -> ModelVersionOut:
         run_id=row.run_id,
         created_at=row.created_at,
         promoted_at=row.promoted_at,
+        pinned=row.pinned,
+        artifact_deleted=row.artifact_deleted,
     )
 
 
@@ -81,6 +86,26 @@ def promote_model_version(
     row = version_by_number(db, access.project.id, version)
     promoted = versions.promote(db, access.project.id, row.id, settings=settings)
     return _out(promoted, access.project)
+
+
+@router.post("/projects/{project_id}/model-versions/{version}/pin", response_model=ModelVersionOut)
+def pin_model_version(
+    version: VersionNumber, db: SessionDep, access: ProjectLead
+) -> ModelVersionOut:
+    """Pin a version: retention (``TAPESTRY_KEEP_VERSIONS``) never deletes its adapter."""
+    row = version_by_number(db, access.project.id, version)
+    return _out(set_pinned(db, row, True), access.project)
+
+
+@router.post(
+    "/projects/{project_id}/model-versions/{version}/unpin", response_model=ModelVersionOut
+)
+def unpin_model_version(
+    version: VersionNumber, db: SessionDep, access: ProjectLead
+) -> ModelVersionOut:
+    """Unpin a version: retention may delete its adapter once it is not among the newest N."""
+    row = version_by_number(db, access.project.id, version)
+    return _out(set_pinned(db, row, False), access.project)
 
 
 @router.post("/projects/{project_id}/rollback", response_model=ModelVersionOut)

@@ -281,6 +281,10 @@ class ModelVersion(IdMixin, CreatedMixin, Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=VERSION_READY)
     promoted_at: Mapped[datetime | None] = mapped_column(default=None)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Kept by the retention sweep whatever its age (set by a lead)."""
+    artifact_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Its artifact directory was removed by retention; the row stays as history (download: 410)."""
 
 
 class QueueEntry(IdMixin, Base):

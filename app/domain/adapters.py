@@ -37,7 +37,7 @@ from app.domain.model_versions import (
     artifact_is_complete,
     resolve_artifact,
 )
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Gone, NotFound
 
 CARD_FILE = "README.md"
 META_FILE = "tapestry.json"
@@ -66,6 +66,18 @@ class VersionNumberNotFound(NotFound):
         super().__init__(
             f"Model version {version} does not exist in this project.",
             details={"project_id": project_id, "version": version},
+        )
+
+
+class ArtifactDeleted(Gone):
+    code = "artifact_deleted"
+
+    def __init__(self, row: ModelVersion) -> None:
+        super().__init__(
+            f"Model version {row.version}'s adapter was deleted by the retention policy (the "
+            "newest TAPESTRY_KEEP_VERSIONS versions, pinned ones and the current one are kept); "
+            "its history and metrics remain. Pin a version to keep its adapter.",
+            details={"model_version_id": row.id, "version": row.version},
         )
 
 
@@ -124,6 +136,8 @@ def pinned_artifact(
 
 
 def artifact_of(row: ModelVersion, settings: Settings) -> AdapterArtifact:
+    if row.artifact_deleted:
+        raise ArtifactDeleted(row)
     path = resolve_artifact(row.artifact_path, settings)
     if not artifact_is_complete(row, settings):
         raise ArtifactMissing(row, path)

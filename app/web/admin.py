@@ -14,9 +14,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import PROJECT_ROLES, ROLES, SCOPES
-from app.deps import AdminUser, IdPath, SessionDep
+from app.deps import AdminUser, IdPath, SessionDep, SettingsDep
 from app.domain import admin as admin_service
-from app.domain import model_versions, runs
+from app.domain import artifact_hygiene, model_versions, runs
 from app.domain.users import revoke_token
 from app.errors import DomainError, InvalidInput
 from app.web.forms import FormDep, form_int, form_str
@@ -38,12 +38,18 @@ def admin_home(_caller: AdminUser) -> Response:
 
 
 @router.get("/admin/projects")
-def projects_page(request: Request, db: SessionDep, _caller: AdminUser) -> Response:
-    """Cross-project view: current model and active runs of every project, linking to its pages."""
+def projects_page(request: Request, db: SessionDep, settings: SettingsDep,
+                  _caller: AdminUser) -> Response:
+    """Cross-project view: current model, active runs and artifact disk use of every project."""
+    projects = admin_service.list_projects(db)
+    use = artifact_hygiene.disk_use([p.id for p in projects], settings)
     rows = [{"project": p, "active": runs.active_runs(db, p.id),
-             "current": model_versions.current_version(db, p.id)}
-            for p in admin_service.list_projects(db)]
-    return render_page(request, "admin/projects.html", {"section": "projects", "rows": rows})
+             "current": model_versions.current_version(db, p.id), "disk": use[p.id]}
+            for p in projects]
+    return render_page(request, "admin/projects.html", {
+        "section": "projects", "rows": rows, "human_bytes": artifact_hygiene.human_bytes,
+        "total_bytes": sum(u.total_bytes for u in use.values()),
+        "keep_versions": settings.keep_versions})
 
 
 @router.get("/admin/users")

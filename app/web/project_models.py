@@ -13,7 +13,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from app.deps import IdPath, ProjectLead, SessionDep, SettingsDep
 from app.domain import adapter_card, model_versions
 from app.domain.adapters import adapter_zip, artifact_of
+from app.domain.artifact_hygiene import set_pinned
 from app.errors import Conflict, NotFound
+from app.web.forms import FormDep, form_str
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -50,6 +52,18 @@ def promote(request: Request, db: SessionDep, settings: SettingsDep, access: Pro
     else:
         flash(request, f"Model v{version.version} is now current; the queue is being rebuilt.",
               "success")
+    return RedirectResponse(_models_url(access.project.id), status_code=303)
+
+
+@router.post("/projects/{project_id}/models/{version_id}/pin")
+def pin(request: Request, db: SessionDep, access: ProjectLead, version_id: IdPath,
+        form: FormDep) -> Response:
+    """Pin or unpin (form field ``pinned``: 1 or 0): retention never deletes a pinned one."""
+    version = model_versions.get_version(db, access.project.id, version_id)
+    pinned = form_str(form, "pinned") != "0"
+    set_pinned(db, version, pinned)
+    state = "pinned: retention keeps its adapter" if pinned else "no longer pinned"
+    flash(request, f"Model v{version.version} is {state}.", "success")
     return RedirectResponse(_models_url(access.project.id), status_code=303)
 
 

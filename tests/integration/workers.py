@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,20 +77,39 @@ class Stack:
 
 
 class WorkerProcess:
-    """One real worker process; ``kill9`` is the crash, ``stop`` the polite shutdown."""
+    """One real worker process; ``kill9`` is the crash, ``stop`` the polite shutdown.
+
+    ``queues`` are the queues it consumes (all by default); ``cwd`` its working directory (another
+    directory simulates another host: nothing is found next to the source by accident).
+    """
 
     def __init__(self, stack: Stack, log_path: Path, **env: str) -> None:
+        self._start(stack, log_path, QUEUES, REPO_ROOT, env)
+
+    @classmethod
+    def on_host(
+        cls, stack: Stack, log_path: Path, *, queues: Sequence[str], cwd: Path, env: dict[str, str]
+    ) -> WorkerProcess:
+        """A worker consuming only ``queues``, started in ``cwd`` (another "host")."""
+        worker = cls.__new__(cls)
+        worker._start(stack, log_path, queues, cwd, env)
+        return worker
+
+    def _start(
+        self, stack: Stack, log_path: Path, queues: Sequence[str], cwd: Path, env: dict[str, str]
+    ) -> None:
         self.log_path = log_path
+        self.queues = tuple(queues)
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
-            "--pool=solo", "-Q", ",".join(QUEUES), "--loglevel=INFO", "-n", self.name,
+            "--pool=solo", "-Q", ",".join(self.queues), "--loglevel=INFO", "-n", self.name,
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=stack.env(**env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
