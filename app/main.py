@@ -36,6 +36,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.admin",
     "app.web.project_runs",
     "app.web.project_models",
+    "app.web.gold",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
@@ -47,6 +48,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.runs",
     "app.api.model_versions",
     "app.api.metrics",
+    "app.api.gold",
 )
 
 

@@ -228,19 +228,20 @@ def update_gold_settings(
     min_accuracy: float | None = None,
     min_count: int | None = None,
 ) -> None:
-    """Change how often gold is handed out and when an annotator is flagged."""
+    """Change how often gold is handed out and when an annotator is flagged (all checked before
+    anything changes)."""
+    if rate is not None and not 0.0 <= rate <= 0.5:
+        raise InvalidInput("The gold rate must be between 0 and 0.5 (0 % to 50 %).",
+                           details={"gold_rate": rate})
+    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+        raise InvalidInput("The gold accuracy threshold must be between 0 and 1.",
+                           details={"gold_min_accuracy": min_accuracy})
+    if min_count is not None and not 1 <= min_count <= 10_000:
+        raise InvalidInput("The minimum gold count must be between 1 and 10000.",
+                           details={"gold_min_count": min_count})
     if rate is not None:
-        if not 0.0 <= rate <= 0.5:
-            raise InvalidInput("The gold rate must be between 0 and 0.5 (0 % to 50 %).",
-                               details={"gold_rate": rate})
         project.gold_rate = rate
     if min_accuracy is not None:
-        if not 0.0 <= min_accuracy <= 1.0:
-            raise InvalidInput("The gold accuracy threshold must be between 0 and 1.",
-                               details={"gold_min_accuracy": min_accuracy})
         project.gold_min_accuracy = min_accuracy
     if min_count is not None:
-        if not 1 <= min_count <= 10_000:
-            raise InvalidInput("The minimum gold count must be between 1 and 10000.",
-                               details={"gold_min_count": min_count})
         project.gold_min_count = min_count
