@@ -160,3 +160,45 @@ def test_marking_gold_is_scoped_and_checked(db: Session) -> None:
     assert gold.unmark_gold(db, project, items[0].id)
     assert not gold.unmark_gold(db, project, items[0].id)
     assert gold.gold_items(db, project) == []
+
+
+def _import(db: Session, project: Project, data: str, **mapping: str) -> object:
+    import io
+
+    from app.domain.imports import ColumnMapping, ImportOptions, import_items
+
+    options = ImportOptions(format="csv", mapping=ColumnMapping(**mapping))
+    return import_items(db, project=project, user=make_user(db), source=io.BytesIO(data.encode()),
+                        options=options)
+
+
+def test_a_gold_column_imports_gold_items_without_seed_labels(db: Session) -> None:
+    from sqlalchemy import func, select
+
+    from app.db.models import Annotation, GoldItem
+    from app.errors import ImportRejected
+
+    project = make_project(db, labels=("sports", "finance"))
+    data = "text,label,gold\nfirst,sports,\nsecond,,finance\nthird,sports,sports\n"
+    report = _import(db, project, data, text="text", label="label", gold="gold")
+    assert report.gold == 2 and report.annotations == 1
+    golds = {g.item_id: g.label_id for g in db.scalars(select(GoldItem))}
+    texts = {i.id: i.text for i in db.scalars(select(Item).where(Item.project_id == project.id))}
+    names = {lbl.id: lbl.name for lbl in get_labels(db, project.id)}
+    assert {texts[i]: names[label] for i, label in golds.items()} == {
+        "second": "finance", "third": "sports"}
+    assert db.scalar(select(func.count()).select_from(Annotation)) == 1  # "first" only
+    assert labels_used(db, project.id) == 1
+
+    # Re-importing a row already in the project changes its answer.
+    _import(db, project, "text,gold\nsecond,sports\n", text="text", gold="gold")
+    assert {texts[g.item_id]: names[g.label_id] for g in db.scalars(select(GoldItem))}[
+        "second"] == "sports"
+
+    # Bad answers and gold rows outside the pool are refused with their line; nothing is written.
+    with pytest.raises(ImportRejected) as caught:
+        _import(db, project, "text,label,split,gold\nfourth,sports,dev,sports\nfifth,,,nope\n",
+                text="text", label="label", split="split", gold="gold")
+    messages = [e["message"] for e in caught.value.details["errors"]]
+    assert any("only pool rows can be gold" in m for m in messages)
+    assert any("'nope'" in m for m in messages)
