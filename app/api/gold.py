@@ -16,6 +16,7 @@ router = write_api_router(tags=["gold"])
 
 
 class GoldIn(StrictInput):
+    item_id: int = Field(ge=1, description="The item to make gold (or whose answer changes).")
     label: str | int = Field(description="The answer: a label name or a label id.")
 
 
@@ -75,10 +76,11 @@ def list_gold(db: SessionDep, access: ProjectLead) -> list[GoldItemOut]:
     return [_row(r) for r in gold.gold_items(db, access.project)]
 
 
-@router.put("/projects/{project_id}/gold/{item_id}", response_model=GoldItemOut)
-def put_gold(item_id: IdPath, body: GoldIn, db: SessionDep, access: ProjectLead) -> GoldItemOut:
-    gold.mark_gold(db, access.project, item_id, body.label, by=access.user)
-    row = next(r for r in gold.gold_items(db, access.project) if r.item_id == item_id)
+@router.post("/projects/{project_id}/gold", response_model=GoldItemOut)
+def mark_gold(body: GoldIn, db: SessionDep, access: ProjectLead) -> GoldItemOut:
+    """Make an item gold with this answer; marking a gold item again changes its answer."""
+    gold.mark_gold(db, access.project, body.item_id, body.label, by=access.user)
+    row = next(r for r in gold.gold_items(db, access.project) if r.item_id == body.item_id)
     return _row(row)
 
 

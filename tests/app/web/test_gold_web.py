@@ -62,7 +62,8 @@ def test_api_and_dashboard_show_accuracy_and_the_flag(app: FastAPI, db: Session)
     labels = {lbl.name: lbl for lbl in get_labels(db, project.id)}
     annotator = make_user(db, role=ROLE_ANNOTATOR, email="second@example.com")
     for item in items:
-        reply = lead.put(f"/api/v1/projects/{project.id}/gold/{item.id}", json={"label": "sports"})
+        reply = lead.post(f"/api/v1/projects/{project.id}/gold",
+                          json={"item_id": item.id, "label": "sports"})
         assert reply.status_code == 200, reply.text
         assert reply.json()["label"] == "sports"
     gold.update_gold_settings(project, min_count=3, min_accuracy=0.8)
@@ -83,7 +84,8 @@ def test_api_and_dashboard_show_accuracy_and_the_flag(app: FastAPI, db: Session)
     assert [(g["item_id"], g["answers"], g["correct"]) for g in listed][0] == (items[0].id, 1, 1)
 
     assert lead.delete(f"/api/v1/projects/{project.id}/gold/{items[2].id}").status_code == 204
-    bad = lead.put(f"/api/v1/projects/{project.id}/gold/{items[2].id}", json={"label": "nope"})
+    bad = lead.post(f"/api/v1/projects/{project.id}/gold",
+                    json={"item_id": items[2].id, "label": "nope"})
     assert bad.status_code == 422 and "not a label of this project" in bad.text
 
 
@@ -96,12 +98,13 @@ def test_an_annotator_sees_no_gold_answer_anywhere(
     app: FastAPI, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project, lead, member, items = _world(app, db)
-    lead.put(f"/api/v1/projects/{project.id}/gold/{items[0].id}", json={"label": "science"})
+    lead.post(f"/api/v1/projects/{project.id}/gold",
+              json={"item_id": items[0].id, "label": "science"})
     for path in (f"/projects/{project.id}/gold", f"/api/v1/projects/{project.id}/gold",
                  f"/api/v1/projects/{project.id}/gold-accuracy"):
         assert member.get(path).status_code == 403, path
-    assert member.put(f"/api/v1/projects/{project.id}/gold/{items[0].id}",
-                      json={"label": "sports"}).status_code == 403
+    assert member.post(f"/api/v1/projects/{project.id}/gold",
+                       json={"item_id": items[0].id, "label": "sports"}).status_code == 403
     # The annotate page of a gold item looks like any other: no answer, no "gold" anywhere.
     monkeypatch.setattr(leases, "_random", _AlwaysGold())
     page = member.get(f"/projects/{project.id}/annotate")
