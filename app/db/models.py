@@ -216,6 +216,27 @@ class GoldItem(IdMixin, CreatedMixin, Base):
     )
 
 
+class LabelIssue(IdMixin, CreatedMixin, Base):
+    """A labelled item the model, trained without it, confidently puts in another class (issue 16:
+    likely label errors, written by ``worker.tasks.label_errors``; one row per labelled item)."""
+
+    __tablename__ = "label_issues"
+    __table_args__ = (
+        UniqueConstraint("project_id", "item_id"),
+        Index("ix_label_issues_project_score", "project_id", "score"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    given_label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    suggested_label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    """``p(suggested) - p(given)`` out of fold; higher is more likely an error."""
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_version: Mapped[int] = mapped_column(Integer, default=0)
+    feature_source: Mapped[str] = mapped_column(String(20), default="tfidf")
+
+
 class Lease(IdMixin, CreatedMixin, Base):
     __tablename__ = "leases"
     __table_args__ = (

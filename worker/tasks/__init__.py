@@ -4,6 +4,6 @@ Importing this package registers every task on ``worker.celery_app.celery_app``.
 import torch lazily (inside task bodies), so a worker's parent process starts fast and stays small.
 """
 
-from worker.tasks import inference, maintenance, queue, system, training
+from worker.tasks import inference, label_errors, maintenance, queue, system, training
 
-__all__ = ["inference", "maintenance", "queue", "system", "training"]
+__all__ = ["inference", "label_errors", "maintenance", "queue", "system", "training"]
