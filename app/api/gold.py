@@ -5,12 +5,15 @@ An annotator never reads gold answers: every route here needs the lead level on 
 
 from __future__ import annotations
 
-from fastapi import Response
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import Query, Response
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
 from app.deps import IdPath, ProjectLead, SessionDep
-from app.domain import gold
+from app.domain import gold, label_issues
 
 router = write_api_router(tags=["gold"])
 
@@ -101,3 +104,27 @@ def gold_settings(body: GoldSettingsIn, db: SessionDep, access: ProjectLead) -> 
                               min_count=body.min_count)
     db.flush()
     return _report(gold.gold_report(db, access.project))
+
+
+class LikelyErrorOut(BaseModel):
+    item_id: int
+    text: str
+    given: str
+    suggested: str
+    score: float = Field(description="p(suggested) - p(given), out of fold.")
+    flagged: bool
+
+
+@router.get("/projects/{project_id}/label-issues", response_model=list[LikelyErrorOut])
+def list_label_issues(db: SessionDep, access: ProjectLead,
+                      limit: Annotated[int, Query(ge=1, le=label_issues.MAX_LIST)] = 50,
+                      flagged_only: bool = True) -> list[LikelyErrorOut]:
+    """Likely label errors (confident learning), most likely first."""
+    return [LikelyErrorOut(**asdict(e)) for e in
+            label_issues.likely_errors(db, access.project, limit=limit, flagged_only=flagged_only)]
+
+
+@router.post("/projects/{project_id}/label-issues/recompute", status_code=202)
+def recompute_label_issues(db: SessionDep, access: ProjectLead) -> dict[str, str]:
+    label_issues.request_recompute(db, access.project)
+    return {"status": "queued"}

@@ -101,7 +101,8 @@ def test_an_annotator_sees_no_gold_answer_anywhere(
     lead.post(f"/api/v1/projects/{project.id}/gold",
               json={"item_id": items[0].id, "label": "science"})
     for path in (f"/projects/{project.id}/gold", f"/api/v1/projects/{project.id}/gold",
-                 f"/api/v1/projects/{project.id}/gold-accuracy"):
+                 f"/api/v1/projects/{project.id}/gold-accuracy",
+                 f"/api/v1/projects/{project.id}/label-issues"):
         assert member.get(path).status_code == 403, path
     assert member.post(f"/api/v1/projects/{project.id}/gold",
                        json={"item_id": items[0].id, "label": "sports"}).status_code == 403

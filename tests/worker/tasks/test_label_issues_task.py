@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.models import Annotation, LabelIssue
 from app.domain import gold
+from app.domain.label_issues import likely_errors, request_recompute
 from app.domain.projects import get_labels
+from app.jobs import TASK_LABEL_ISSUES, pending_jobs
 from tests.factories import make_items, make_project, make_user
 from worker.tasks.label_errors import compute_label_issues
 
@@ -48,6 +50,12 @@ def test_flipped_labels_are_stored_on_top_and_gold_is_left_out(db: Session) -> N
     flipped_ids = {items[i].id for i in flipped}
     top = {s.item_id for s in stored[:20]}
     assert len(top & flipped_ids) >= 14, len(top & flipped_ids)
+
+    listed = likely_errors(db, project, limit=20)
+    assert listed and all(e.given != e.suggested and e.flagged for e in listed)
+    assert [e.score for e in listed] == sorted((e.score for e in listed), reverse=True)
+    request_recompute(db, project)
+    assert [(j.name, j.args) for j in pending_jobs(db)] == [(TASK_LABEL_ISSUES, (project.id,))]
 
     # Recomputing replaces the rows; too few labels store nothing.
     assert compute_label_issues(db, project.id, Settings()) == len(rows) - 1
