@@ -31,7 +31,9 @@ TASK_TAPT = "training.run_tapt"
 TASK_RECOMPUTE_QUEUE = "queue.recompute"
 TASK_REAP = "runs.reap_stale"
 TASK_LIVE_REFIT = "live.refit_head"
-TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP, TASK_LIVE_REFIT})
+TASK_LABEL_ISSUES = "quality.label_issues"
+TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP, TASK_LIVE_REFIT,
+                        TASK_LABEL_ISSUES})
 
 _PENDING_KEY = "tapestry.pending_jobs"
 _SENDER_KEY = "tapestry.job_sender"

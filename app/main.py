@@ -38,6 +38,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.project_runs",
     "app.web.project_models",
     "app.web.data_manager",
+    "app.web.gold",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
@@ -51,6 +52,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.metrics",
     "app.api.live_head",
     "app.api.data_manager",
+    "app.api.gold",
 )
 
 

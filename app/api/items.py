@@ -54,6 +54,7 @@ class ImportReportOut(BaseModel):
     existing_labels_applied: int = Field(
         description="Labels applied to existing rows as seed annotations (on_existing=apply)."
     )
+    gold: int = Field(default=0, description="Rows made gold items from the gold column.")
     on_existing: str
     batch_id: str
 
@@ -93,6 +94,9 @@ async def import_project_items(
     label_column: Annotated[str, Query(max_length=200)] = "",
     id_column: Annotated[str, Query(max_length=200)] = "",
     split_column: Annotated[str, Query(max_length=200)] = "",
+    gold_column: Annotated[
+        str, Query(max_length=200, description="Column with the answer of gold rows.")
+    ] = "",
     format: Annotated[str, Query(max_length=10)] = "auto",
     dev_fraction: Annotated[float, Query(ge=0, lt=1)] = 0.0,
     seed: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
@@ -106,7 +110,7 @@ async def import_project_items(
     fields: dict[str, Any] = {
         "text_column": text_column, "label_column": label_column, "id_column": id_column,
         "split_column": split_column, "format": format, "dev_fraction": dev_fraction,
-        "seed": seed, "on_existing": on_existing,
+        "seed": seed, "on_existing": on_existing, "gold_column": gold_column,
     }
     content_type = request.headers.get("content-type", "")
     filename: str | None = None
@@ -130,6 +134,7 @@ async def import_project_items(
             mapping=ColumnMapping(
                 text=str(fields["text_column"]), label=str(fields["label_column"]),
                 id=str(fields["id_column"]), split=str(fields["split_column"]),
+                gold=str(fields["gold_column"]),
             ),
             dev_fraction=_float(fields["dev_fraction"], "dev_fraction"),
             seed=_int(fields["seed"], "seed"),

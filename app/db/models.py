@@ -91,6 +91,10 @@ class Project(IdMixin, CreatedMixin, Base):
     auto_stop: Mapped[bool] = mapped_column(Boolean, default=False)
     stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     annotations_per_item: Mapped[int] = mapped_column(Integer, default=1)
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    """Share of hand-outs that are gold items (issue 16; see :mod:`app.domain.gold`)."""
+    gold_min_accuracy: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    gold_min_count: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     data_version: Mapped[int] = mapped_column(Integer, default=0)
     queue_version: Mapped[int] = mapped_column(Integer, default=0)
     tapt_model_path: Mapped[str | None] = mapped_column(String(1000), default=None)
@@ -211,6 +215,46 @@ class Annotation(IdMixin, CreatedMixin, Base):
     idempotency_scope: Mapped[str | None] = mapped_column(String(40), default=None)
     """Whose key it is: ``u<user id>`` for a browser session, ``u<user id>.t<token id>`` for a
     token (see :func:`app.domain.annotation.labels.idempotency_scope`)."""
+
+
+class GoldItem(IdMixin, CreatedMixin, Base):
+    """An item whose answer a lead fixed: handed to every annotator now and then to measure them.
+
+    Its annotations never count against the budget nor train the model (see :mod:`app.domain.gold`).
+    """
+
+    __tablename__ = "gold_items"
+    __table_args__ = (Index("ix_gold_items_project_id", "project_id"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), unique=True
+    )
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
+class LabelIssue(IdMixin, CreatedMixin, Base):
+    """A labelled item the model, trained without it, confidently puts in another class (issue 16:
+    likely label errors, written by ``worker.tasks.label_errors``; one row per labelled item)."""
+
+    __tablename__ = "label_issues"
+    __table_args__ = (
+        UniqueConstraint("project_id", "item_id"),
+        Index("ix_label_issues_project_score", "project_id", "score"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    given_label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    suggested_label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    """``p(suggested) - p(given)`` out of fold; higher is more likely an error."""
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_version: Mapped[int] = mapped_column(Integer, default=0)
+    feature_source: Mapped[str] = mapped_column(String(20), default="tfidf")
 
 
 class Lease(IdMixin, CreatedMixin, Base):

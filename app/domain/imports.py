@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -39,6 +39,7 @@ from app.db.models import (
     SPLIT_POOL,
     SPLIT_TEST,
     Annotation,
+    GoldItem,
     Item,
     Label,
     Project,
@@ -112,24 +113,27 @@ class ColumnMapping:
     label: str | None = None
     id: str | None = None
     split: str | None = None
+    gold: str | None = None
+    """A column with the answer of gold rows (empty for others); see :mod:`app.domain.gold`."""
 
     def __post_init__(self) -> None:
-        for name in ("text", "label", "id", "split"):
+        for name in ("text", "label", "id", "split", "gold"):
             value = getattr(self, name)
             cleaned = value.strip() if isinstance(value, str) else None
             object.__setattr__(self, name, cleaned or None)
         if not self.text:
             raise InvalidInput("Name the column that holds the text.", details={"field": "text"})
-        mapped = [c for c in (self.text, self.label, self.id, self.split) if c]
+        mapped = [c for c in (self.text, self.label, self.id, self.split, self.gold) if c]
         if len(mapped) != len(set(mapped)):
             raise InvalidInput("Each mapped column must be different.", details={"mapping": mapped})
 
     def columns(self) -> list[str]:
-        return [c for c in (self.text, self.label, self.id, self.split) if c]
+        return [c for c in (self.text, self.label, self.id, self.split, self.gold) if c]
 
     def roles(self) -> dict[str, str]:
         """role -> column, for the columns this mapping names."""
-        named = {"text": self.text, "label": self.label, "id": self.id, "split": self.split}
+        named = {"text": self.text, "label": self.label, "id": self.id, "split": self.split,
+                 "gold": self.gold}
         return {role: column for role, column in named.items() if column}
 
 
@@ -200,6 +204,8 @@ class ImportReport:
     """Their line numbers (the first :data:`MAX_LISTED_LINES`)."""
     existing_labels_applied: int = 0
     """Seed annotations added to existing rows (``on_existing="apply"``)."""
+    gold: int = 0
+    """Rows made gold items (new or already in the project) from the gold column."""
     on_existing: str = "keep"
     batch_id: str = ""
 
@@ -455,6 +461,8 @@ class _Row:
     external_id: str | None
     split: str
     meta: dict[str, Any]
+    gold_label_id: int | None = None
+    """The answer when the row is a gold item (then it gets no seed annotation)."""
 
 
 class _Validator:
@@ -471,18 +479,23 @@ class _Validator:
         fields, line = record.fields, record.line
         text = self._text(fields, line, errors)
         label_id = self._label(fields, line, errors)
+        gold_label_id = self._label(fields, line, errors, self.mapping.gold)
         external_id = self._external_id(fields, line, errors)
         split = self._split(fields, line, errors)
         if split in (SPLIT_DEV, SPLIT_TEST) and label_id is None and not errors:
             errors.append(RowError(line, f"is in the {split} split but has no label; evaluation "
                                          "rows need one", self.mapping.label))
+        if gold_label_id is not None and split != SPLIT_POOL and not errors:
+            errors.append(RowError(line, f"is gold but in the {split} split; only pool rows can "
+                                         "be gold", self.mapping.gold))
         if errors or text is None:
             return None, errors
         meta = {
             key: value for key, value in fields.items()
             if key not in self._mapped and value not in ("", None)
         }
-        return _Row(line, text, content_hash(text), label_id, external_id, split, meta), []
+        return _Row(line, text, content_hash(text), label_id, external_id, split, meta,
+                    gold_label_id), []
 
     def _text(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> str | None:
         column = self.mapping.text
@@ -506,9 +519,12 @@ class _Validator:
             return None
         return text
 
-    def _label(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> int | None:
-        column = self.mapping.label
-        if column is None:
+    def _label(self, fields: dict[str, Any], line: int, errors: list[RowError],
+               column: str | None | bool = False) -> int | None:
+        """The label id named in ``column`` (default: the label column)."""
+        if column is False:
+            column = self.mapping.label
+        if not isinstance(column, str):
             return None
         value = fields.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -648,17 +664,21 @@ def _insert_batch(
     ).all()
     now = datetime.now(UTC)
     already: dict[int, _Row] = {}
+    gold_rows: dict[int, _Row] = {}
     for hash_value, item_id in existing:
         row = unique.pop(hash_value)
         if item_id >= first_new_id:
             report.duplicates_in_file += 1  # inserted by an earlier batch of this file
         else:
             report.duplicates_in_project += 1
-            if row.label_id is not None:
+            if row.gold_label_id is not None:
+                gold_rows[item_id] = row
+            elif row.label_id is not None:
                 already[item_id] = row
     if already:
         _existing_labels(db, project, user, already, report, now)
     if not unique:
+        _insert_gold(db, project, user, gold_rows, report, now)
         return
     inserted = db.execute(
         insert(ITEMS).returning(ITEMS.c.id, ITEMS.c.content_hash),
@@ -680,6 +700,9 @@ def _insert_batch(
     annotations = []
     for row in unique.values():
         report.by_split[row.split] = report.by_split.get(row.split, 0) + 1
+        if row.gold_label_id is not None:
+            gold_rows[ids[row.content_hash]] = row
+            continue
         if row.label_id is None:
             continue
         name = label_names[row.label_id]
@@ -697,6 +720,38 @@ def _insert_batch(
     if annotations:
         db.execute(insert(ANNOTATIONS), annotations)
         report.annotations += len(annotations)
+    _insert_gold(db, project, user, gold_rows, report, now)
+
+
+def _insert_gold(
+    db: Session,
+    project: Project,
+    user: User,
+    rows: dict[int, _Row],
+    report: ImportReport,
+    now: datetime,
+) -> None:
+    """Make these items (item id -> row) gold with the row's answer; an existing answer changes.
+
+    An item already in the project must be a pool item (new rows were checked while validating).
+    """
+    if not rows:
+        return
+    not_pool = db.execute(
+        select(Item.id).where(Item.id.in_(list(rows)), Item.split != SPLIT_POOL)
+    ).scalars().all()
+    if not_pool:
+        errors = [RowError(rows[i].line, "is gold but already in the project outside the pool; "
+                                         "only pool items can be gold", None)
+                  for i in sorted(not_pool)][:20]
+        raise _rejected(errors, len(not_pool))
+    db.execute(delete(GoldItem).where(GoldItem.item_id.in_(list(rows))))
+    db.execute(insert(cast(Table, GoldItem.__table__)), [
+        {"project_id": project.id, "item_id": item_id, "label_id": row.gold_label_id,
+         "created_by_id": user.id, "created_at": now}
+        for item_id, row in rows.items()
+    ])
+    report.gold += len(rows)
 
 
 def _existing_labels(

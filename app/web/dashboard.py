@@ -17,6 +17,7 @@ from app.domain import adapter_card, dashboard, model_versions
 from app.domain import project_setup as setup
 from app.domain.agreement import agreement_report
 from app.domain.dashboard import SMALL_DEV_SET, gains_per_100, top_confusions
+from app.domain.gold import gold_report
 from app.domain.live_head import served_summary
 from app.web.charts import heat_style, learning_curve_chart
 from app.web.forms import FormDep, form_str
@@ -47,6 +48,7 @@ def _context(db: Session, settings: Settings, access: ProjectContext) -> dict[st
         "advice": dashboard.stop_advice(db, project),
         "throughput": dashboard.throughput(db, project.id),
         "agreement": agreement_report(db, project.id),
+        "gold": gold_report(db, project),
         "current": current,
         "card": adapter_card.read_card(current, settings) if current else None,
         "gains": gains_per_100(curve),

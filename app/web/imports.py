@@ -23,7 +23,8 @@ from app.web.templating import render_page
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 _DEFAULTS = {"text_column": "text", "label_column": "", "id_column": "", "split_column": "",
-             "format": "auto", "dev_fraction": "0", "seed": "0", "apply_existing": ""}
+             "gold_column": "", "format": "auto", "dev_fraction": "0", "seed": "0",
+             "apply_existing": ""}
 
 
 def _page(request: Request, access: ProjectLead, db: SessionDep, *, form: dict[str, str],
@@ -56,6 +57,7 @@ def run_import(
     label_column: Annotated[str, Form(max_length=200)] = "",
     id_column: Annotated[str, Form(max_length=200)] = "",
     split_column: Annotated[str, Form(max_length=200)] = "",
+    gold_column: Annotated[str, Form(max_length=200)] = "",
     format: Annotated[str, Form(max_length=10)] = "auto",
     dev_fraction: Annotated[str, Form(max_length=20)] = "0",
     seed: Annotated[str, Form(max_length=20)] = "0",
@@ -63,12 +65,12 @@ def run_import(
 ) -> Response:
     form = {"text_column": text_column, "label_column": label_column, "id_column": id_column,
             "split_column": split_column, "format": format, "dev_fraction": dev_fraction,
-            "seed": seed, "apply_existing": apply_existing}
+            "seed": seed, "apply_existing": apply_existing, "gold_column": gold_column}
     try:
         options = ImportOptions(
             format=detect_format(file.filename, file.content_type, format),
             mapping=ColumnMapping(text=text_column, label=label_column, id=id_column,
-                                  split=split_column),
+                                  split=split_column, gold=gold_column),
             dev_fraction=form_float(form, "dev_fraction", 0.0),
             seed=form_int(form, "seed", 0),
             max_text_chars=settings.max_text_chars,

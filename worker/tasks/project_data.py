@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -22,6 +22,7 @@ from app.db.models import (
     SPLIT_DEV,
     SPLIT_POOL,
     Annotation,
+    GoldItem,
     Item,
     Label,
     Lease,
@@ -118,19 +119,26 @@ def load_snapshot(session: Session, project_id: int, settings: Settings) -> Proj
 
 
 def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> LabelledSet:
-    """Items of ``split`` with a resolved label, in item id order."""
+    """Items of ``split`` with a resolved label, in item id order.
+
+    Gold pool items are left out: what annotators say about them measures the annotators, it is
+    not a label (it neither trains the model nor counts against the budget).
+    """
     index = snapshot.label_index()
+    conditions = [
+        Item.project_id == snapshot.id,
+        Item.split == split,
+        Item.excluded.is_(False),  # a lead excluded it from training in the data manager
+        Annotation.project_id == snapshot.id,
+        Annotation.deleted.is_(False),
+        Annotation.superseded_by_id.is_(None),
+    ]
+    if split == SPLIT_POOL:
+        conditions.append(~exists().where(GoldItem.item_id == Item.id))
     rows = session.execute(
         select(Item.id, Item.text, Annotation.label_id, Annotation.id)
         .join(Annotation, Annotation.item_id == Item.id)
-        .where(
-            Item.project_id == snapshot.id,
-            Item.split == split,
-            Item.excluded.is_(False),  # a lead excluded it from training in the data manager
-            Annotation.project_id == snapshot.id,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
-        )
+        .where(*conditions)
         .order_by(Item.id, Annotation.id)
     ).all()
     votes: dict[int, list[int]] = {}
@@ -161,12 +169,17 @@ def train_and_dev(session: Session, snapshot: ProjectSnapshot) -> tuple[Labelled
 def queueable_items(
     session: Session, snapshot: ProjectSnapshot, *, now: datetime | None = None
 ) -> tuple[list[int], list[str]]:
-    """Pool items that may enter the queue: not fully labelled and not under an unexpired lease."""
+    """Pool items that may enter the queue: not fully labelled, not under an unexpired lease, not
+    gold (gold items are handed out apart from the queue)."""
     ids, texts = [], []
     blocked = blocked_item_ids(session, snapshot, now=now)
     for item_id, text in session.execute(
         select(Item.id, Item.text)
-        .where(Item.project_id == snapshot.id, Item.split == SPLIT_POOL)
+        .where(
+            Item.project_id == snapshot.id,
+            Item.split == SPLIT_POOL,
+            ~exists().where(GoldItem.item_id == Item.id),
+        )
         .order_by(Item.id)
     ):
         if item_id not in blocked:

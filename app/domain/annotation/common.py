@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
     SPLIT_POOL,
     Annotation,
+    GoldItem,
     Item,
     Label,
     Project,
@@ -68,7 +69,12 @@ _PROJECT_LABELS = (
 _LABELS_USED = (
     select(func.count(func.distinct(Annotation.item_id)))
     .join(Item, Item.id == Annotation.item_id)
-    .where(Annotation.project_id == bindparam("a_project"), Item.split == SPLIT_POOL, live())
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Item.split == SPLIT_POOL,
+        live(),
+        ~exists().where(GoldItem.item_id == Item.id),  # gold answers are not labels
+    )
 )
 
 
@@ -78,7 +84,8 @@ def project_labels(db: Session, project_id: int) -> list[Label]:
 
 
 def labels_used(db: Session, project_id: int) -> int:
-    """Distinct labelled pool items: what the label budget counts (as the worker does)."""
+    """Distinct labelled pool items, gold items left out: what the label budget counts (as the
+    worker does)."""
     return int(db.scalar(_LABELS_USED, {"a_project": project_id}) or 0)
 
 

@@ -38,6 +38,7 @@ from app.db.base import utcnow
 from app.db.models import (
     SPLIT_POOL,
     Annotation,
+    GoldItem,
     Item,
     Lease,
     Project,
@@ -88,11 +89,12 @@ def _available(shared: bool) -> ColumnElement[bool]:
     now: BindParameter[datetime] = bindparam("a_now")
     of_item = (Annotation.project_id == project_id, Annotation.item_id == Item.id, live())
     mine_leased = exists().where(Lease.item_id == Item.id, Lease.annotator_id == user_id)
+    gold = exists().where(GoldItem.item_id == Item.id)  # handed out by _gold_candidates only
     if not shared:  # any live annotation takes the item, the annotator's own included
         taken = exists().where(*of_item) | exists().where(
             Lease.item_id == Item.id, Lease.expires_at > now
         )
-        return ~mine_leased & ~taken
+        return ~mine_leased & ~taken & ~gold
     mine_annotated = exists().where(*of_item, Annotation.annotator_id == user_id)
     annotations = select(func.count()).where(*of_item).scalar_subquery()
     leases = (
@@ -100,7 +102,12 @@ def _available(shared: bool) -> ColumnElement[bool]:
         .where(Lease.item_id == Item.id, Lease.expires_at > now, Lease.annotator_id != user_id)
         .scalar_subquery()
     )
-    return ~mine_annotated & ~mine_leased & ((annotations + leases) < bindparam("per_item"))
+    return (
+        ~mine_annotated
+        & ~mine_leased
+        & ~gold
+        & ((annotations + leases) < bindparam("per_item"))
+    )
 
 
 @cache
@@ -153,6 +160,66 @@ _INSERT_LEASE = insert(cast(Table, Lease.__table__))
 @cache
 def _still_available_query(shared: bool) -> Select[int]:
     return select(Item.id).where(Item.id == bindparam("item"), _available(shared))
+
+
+# A gold item goes to every annotator once: not to one who answered it or saw it (a lease row,
+# live or skipped), whatever other annotators did.
+_GOLD_QUERY = (
+    select(GoldItem.item_id)
+    .join(Item, Item.id == GoldItem.item_id)
+    .where(
+        GoldItem.project_id == bindparam("a_project"),
+        Item.split == SPLIT_POOL,
+        GoldItem.item_id.not_in(bindparam("exclude", expanding=True)),
+        ~exists().where(
+            Lease.item_id == GoldItem.item_id, Lease.annotator_id == bindparam("a_user")
+        ),
+        ~exists().where(
+            Annotation.project_id == bindparam("a_project"),
+            Annotation.item_id == GoldItem.item_id,
+            Annotation.annotator_id == bindparam("a_user"),
+            live(),
+        ),
+    )
+    .order_by(GoldItem.id)
+    .limit(CANDIDATES_PER_TRY * 4)
+)
+_GOLD_STILL_AVAILABLE = (
+    select(Lease.id).where(Lease.item_id == bindparam("item"),
+                           Lease.annotator_id == bindparam("a_user"))
+)
+
+
+def _gold_candidates(
+    db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> list[int]:
+    """Gold items this annotator has not seen, in random order, when the dice say gold.
+
+    ``Project.gold_rate`` of the hand-outs (default 5 %) try gold first; nothing marks them on
+    screen, and which hand-outs they are is random, so annotators cannot tell.
+    """
+    if project.gold_rate <= 0 or _random.random() >= project.gold_rate:
+        return []
+    params = {"a_project": project.id, "a_user": user_id, "exclude": list(exclude)}
+    found = list(db.scalars(_GOLD_QUERY, params))
+    _random.shuffle(found)
+    return found[:CANDIDATES_PER_TRY]
+
+
+def _try_gold_lease(
+    db: Session, project: Project, user_id: int, item_id: int, now: datetime, ttl: timedelta
+) -> bool:
+    if is_postgres(db):
+        if db.scalar(_LOCK_ITEM, {"item": item_id}) is None:
+            return False
+        if db.scalar(_GOLD_STILL_AVAILABLE, {"item": item_id, "a_user": user_id}) is not None:
+            return False  # the same annotator's other tab took it meanwhile
+    db.execute(
+        _INSERT_LEASE,
+        {"project_id": project.id, "item_id": item_id, "annotator_id": user_id,
+         "expires_at": now + ttl, "created_at": now},
+    )
+    return True
 
 
 def _hand_out_params(
@@ -255,7 +322,8 @@ def lease_next(
     """Lease the item this annotator should label next; the writes only, nothing to show yet.
 
     First an item they already hold (a reload must not lose it) that the page does not show yet
-    (``exclude``: the items on screen or prefetched), else the best queue entry nobody holds, else
+    (``exclude``: the items on screen or prefetched), else now and then a gold item they have not
+    seen (:func:`_gold_candidates`), else the best queue entry nobody holds, else
     a random unlabelled pool item (labelling can start before any queue exists). A caller that
     commits right after this (the annotator view does) holds the SQLite write lock only for the
     lease itself, not while the item card is read and rendered.
@@ -270,6 +338,9 @@ def lease_next(
     if stop is not None:
         return stop
     ttl = timedelta(seconds=lease_seconds)
+    for item_id in _gold_candidates(db, project, user.id, exclude, now):
+        if _try_gold_lease(db, project, user.id, item_id, now, ttl):
+            return Leased(item_id, now + ttl)
     for source in (_queue_candidates, _pool_candidates):
         for item_id in source(db, project, user.id, exclude, now):
             if _try_lease(db, project, user.id, item_id, now, ttl):
