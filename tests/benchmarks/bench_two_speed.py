@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-features", default="auto")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.10, 0.20]
+    )
+    parser.add_argument(
         "--time-limit", type=float, help="seconds per data set; then runs stop after the round"
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-two-speed"))
@@ -195,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             live_features=args.live_features,
             device=args.device,
             time_limit_s=args.time_limit,
+            budget_fractions=tuple(args.fractions),
         )
         log(f"{dataset}: {config.summary_line()}")
         started = time.perf_counter()
