@@ -87,7 +87,6 @@ def test_baselines_are_added_once() -> None:
         ({"reserve_fraction": 0.9}, "reserve_fraction"),
         ({"arms": ("lora-r8:entropy", "lora-r8:entropy")}, "only once"),
         ({"polish_strategy": "nope"}, "polish_strategy"),
-        ({"reserve_fraction": 0.15, "dev_size": 0}, "dev set"),
     ],
 )
 def test_config_rejects_impossible_runs(kwargs: dict, message: str) -> None:

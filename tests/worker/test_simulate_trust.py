@@ -85,6 +85,7 @@ def small_config(data: Path, tmp_path: Path, base: Path, **kwargs: object) -> Si
         "add_ceiling": False,
         "cheap_baselines": ("tfidf-lr",),
         "work_dir": tmp_path / "work",
+        "embed_cache": tmp_path / "embed-cache",
     }
     defaults.update(kwargs)
     return SimulationConfig(**defaults)  # type: ignore[arg-type]
@@ -315,3 +316,29 @@ def test_n_a_where_a_figure_cannot_exist_and_a_given_ceiling_fills_it() -> None:
     assert cells[5:8] == ["30", "30", "30"]  # 0.9 >= 0.95 x 0.9 first at 30 labels
     assert cells[8:10] == ["n/a", "n/a"]  # still no random twin (--no-baselines)
     assert "Ceiling (given with --ceiling): 0.9000" in given
+
+
+# -- 1. --dev-size 0: cross-validation instead of a dev set ----------------------------------------
+def test_dev_size_0_uses_cross_validation_on_the_labelled_items(tmp_path: Path) -> None:
+    base = make_tiny_bert(tmp_path / "bert")
+    data = write_csv(tmp_path / "train.csv", 60, seed=5)
+    config = small_config(
+        data,
+        tmp_path,
+        base,
+        seeds=(0,),
+        dev_size=0,
+        budget=24,
+        reserve_fraction=0.25,  # the polish phase weighs classes by cross-validated F1
+        add_baselines=False,
+        cheap_baselines=(),
+        out_dir=tmp_path / "out",
+    )
+    (run,) = run_simulation(config).runs
+    assert [p.labels for p in run.points] == [6, 12, 18, 24]  # no dev labels to count
+    assert all(p.dev_labels == 0 for p in run.points)
+    assert all(p.dev_macro_f1 is not None for p in run.points)  # the CV stand-in
+    assert run.points[-1].strategy == "minority_focus"
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Dev set: none (--dev-size 0); cross-validation" in summary
+    assert "0% (no dev set)" in summary

@@ -85,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--polish-strategy", default="minority_focus")
     p.add_argument("--pool-size", type=int, help="subsample the train split to this pool size")
     p.add_argument("--test-size", type=int, help="subsample the test split")
-    p.add_argument("--dev-size", type=int, default=200)
+    p.add_argument(
+        "--dev-size",
+        type=int,
+        default=200,
+        help="labelled dev items, counted on the labels axis; 0: cross-validation on the "
+        "labelled items instead",
+    )
     p.add_argument("--stop-set-size", type=int, default=500)
     p.add_argument("--score-sample", type=int, help="score this many unlabelled items per round")
     p.add_argument("--dedup", type=float, help="drop picks above this cosine similarity")

@@ -52,7 +52,8 @@ class ArmJob:
     deadline: float | None = None
     """``time.time()`` after which no new round starts (the curve then ends early)."""
     embeddings: Any = None
-    """``live:`` arms: frozen embeddings of pool, dev and test (``two_speed.Embeddings``)."""
+    """``live:`` arms, and every arm when there is no dev set (cross-validation): frozen
+    embeddings of pool, dev and test (``two_speed.Embeddings``)."""
 
 
 def train_config(config: SimulationConfig, seed: int) -> TrainConfig:
@@ -197,6 +198,20 @@ class ArmLoop:
         )
 
     # -- the whole run -----------------------------------------------------------------------
+    def cv_metrics(self, labeled: np.ndarray) -> dict[str, Any] | None:
+        """Without a dev set: metrics of the live head's out-of-fold predictions on the labelled
+        items (``live_head.cv_probs``), standing in for dev metrics (None when impossible)."""
+        if self.dev is not None or self.job.embeddings is None:
+            return None
+        from worker.ml.live_head import cv_probs
+
+        y = self.data.pool_labels[labeled]
+        if np.unique(y).shape[0] < 2:
+            return None
+        k = len(self.data.label_names)
+        probs = cv_probs(self.job.embeddings.pool[labeled], y, k)
+        return evaluate(y, probs, list(self.data.label_names))
+
     def timed_measure(
         self, labels: int, dev_metrics: dict[str, Any] | None
     ) -> tuple[dict[str, Any], list[str]]:
@@ -218,6 +233,11 @@ class ArmLoop:
         phase, strategy, round_ = SEED_PHASE, self.cfg.seed_strategy, 0
         while True:
             result = self.train(labeled, round_)
+            cv_started = time.perf_counter()
+            cv = self.cv_metrics(labeled)
+            if cv is not None:
+                cv_s = time.perf_counter() - cv_started
+                result = replace(result, dev_metrics=cv, seconds=result.seconds + cv_s)
             test, fired = self.timed_measure(labeled.shape[0], result.dev_metrics)
             batch = plan.next_batch(labeled.shape[0])
             score_s = acquire_s = 0.0

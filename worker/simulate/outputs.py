@@ -101,12 +101,27 @@ def _saving(summary: ArmSummary, target: float, ceiling: float | None) -> str:
     return summary.saving_vs_random.get(target, NA)
 
 
+def _dev_line(report: SimulationReport) -> str:
+    dev = report.config.get("dev_size")
+    if not dev:
+        return (
+            "Dev set: none (--dev-size 0); cross-validation of the live head on the labelled "
+            "items stands in for it. Labels = seed + queried."
+        )
+    return (
+        f"Dev set: {dev} labelled items, counted on the labels axis (labels = seed + queried + "
+        "dev); the budget table gives the dev share."
+    )
+
+
 def summary_markdown(report: SimulationReport) -> str:
     lines = [
         f"## {report.dataset}",
         "",
         f"{report.data}. {report.config.get('budget')} label "
         f"budget; run took {report.seconds / 60:.1f} min.",
+        "",
+        _dev_line(report),
         "",
     ]
     for metric, rows in report.summaries.items():

@@ -186,7 +186,7 @@ def make_jobs(
             seed_indices=seeds[seed],
             stop_indices=stop,
             deadline=deadline,
-            embeddings=embeddings if arm.live else None,
+            embeddings=embeddings if arm.live or not data.dev_texts else None,
         )
         for arm in sorted(config.arm_specs, key=lambda a: not a.is_ceiling)  # long ones first
         for seed in config.seeds
@@ -243,6 +243,7 @@ def frozen_embeddings(config: SimulationConfig, data: SplitData, base: str, log:
     """Frozen base-encoder embeddings of pool, dev and test (one cached call), when a live: arm
     or the embed-lr baseline needs them; None otherwise."""
     wanted = config.seed_strategy == "diverse" or "embed-lr" in config.cheap_baselines
+    wanted = wanted or config.dev_size == 0  # cross-validation stands in for the dev set
     if not wanted and not any(a.live for a in config.arm_specs):
         return None
     from worker.simulate.embed import cached_embedder
