@@ -342,3 +342,27 @@ def test_dev_size_0_uses_cross_validation_on_the_labelled_items(tmp_path: Path) 
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Dev set: none (--dev-size 0); cross-validation" in summary
     assert "0% (no dev set)" in summary
+
+
+def test_cli_prints_the_estimate_first_then_progress_lines_when_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.simulate import main
+
+    base = make_tiny_bert(tmp_path / "bert")
+    data = write_csv(tmp_path / "train.csv", 40, seed=6)
+    argv = [str(data), "--profile", "cpu", "--arm", "lora-r4:entropy", "--no-baselines"]
+    argv += ["--no-cheap-baselines", "--seeds", "0", "--seed-size", "6", "--batch-size", "6"]
+    argv += ["--budget", "12", "--dev-size", "0", "--reserve", "0", "--max-length", "32"]
+    argv += ["--epochs", "1", "--base-model", str(base), "--device", "cpu"]
+    argv += ["--embed-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("estimated total:"))
+    scoring = [i for i, line in enumerate(lines) if line.startswith("scoring (embeddings):")]
+    rounds = [i for i, line in enumerate(lines) if line.startswith("[1/1] lora-r4:entropy seed 0")]
+    warm_up = next(i for i, line in enumerate(lines) if line.startswith("warm-up:"))
+    assert warm_up < estimate < min(scoring) < min(rounds)  # the estimate before any cost
+    assert lines[max(scoring)] == "scoring (embeddings): 40/40"  # pool + test, no dev set
+    assert lines[max(rounds)].startswith("[1/1] lora-r4:entropy seed 0 labels: 12/12 ")
+    assert (tmp_path / "out" / "runs.jsonl").read_text().count("\n") == 1
