@@ -229,6 +229,12 @@ def test_an_interrupted_run_resumes_to_the_same_results(tmp_path: Path) -> None:
     ]
     journal = tmp_path / "whole" / RUNS_FILE
     assert len(journal.read_text().splitlines()) == 6
+    from worker.simulate.journal import Journal
+
+    logs: list[str] = []
+    Journal(tmp_path / "whole", "k", resume=False, log=logs.append)  # a new run, same --out
+    (moved,) = (tmp_path / "whole").glob("runs-before-*.jsonl")
+    assert len(moved.read_text().splitlines()) == 6 and "moved to" in logs[0]
 
     out = tmp_path / "cut"
 

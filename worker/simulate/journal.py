@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,10 @@ class Journal:
             self._rewrite()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and self.path.stat().st_size:  # keep, never overwrite
+                kept = self.path.with_name(f"runs-before-{int(time.time())}.jsonl")
+                self.path.replace(kept)
+                log(f"{self.path} held an earlier run (no --resume): moved to {kept.name}")
             self.path.write_text("", encoding="utf-8")
 
     def _rewrite(self) -> None:
