@@ -87,7 +87,6 @@ def test_baselines_are_added_once() -> None:
         ({"reserve_fraction": 0.9}, "reserve_fraction"),
         ({"arms": ("lora-r8:entropy", "lora-r8:entropy")}, "only once"),
         ({"polish_strategy": "nope"}, "polish_strategy"),
-        ({"reserve_fraction": 0.15, "dev_size": 0}, "dev set"),
     ],
 )
 def test_config_rejects_impossible_runs(kwargs: dict, message: str) -> None:
@@ -240,9 +239,10 @@ def test_tiny_end_to_end_simulation_writes_curves_and_summary(tmp_path: Path) ->
     assert len(report.runs) == 10
     for run in report.runs:
         if run.arm == "full:all":
-            assert [p.labels for p in run.points] == [report.pool_size]
+            assert [p.labels for p in run.points] == [report.pool_size + 9]  # dev counted
             continue
-        assert [p.labels for p in run.points] == [6, 12, 18, 24]
+        assert [p.labels for p in run.points] == [15, 21, 27, 33]  # 6 seed + 9 dev, then +6
+        assert all(p.dev_labels == 9 and p.test_s > 0 for p in run.points)
         assert [p.phase for p in run.points] == ["seed", "acquire", "acquire", "polish"]
         expected = run.arm.split(":")[-1]
         polish = "random" if expected == "random" else "minority_focus"
@@ -250,19 +250,26 @@ def test_tiny_end_to_end_simulation_writes_curves_and_summary(tmp_path: Path) ->
         assert "budget" in run.points[-1].stop_rules_fired
     assert report.tapt is not None and report.tapt["steps"] == 4
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "curves-toy.svg",
-        "curves.csv",
-        "results.json",
-        "summary.md",
-    ]
+    name = report.dataset
+    assert name.startswith("toy-") and len(name) == len("toy-") + 10  # content hash
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            f"curves-{name}.svg",
+            f"curves-{name}-accuracy.svg",
+            "curves.csv",
+            "results.json",
+            "runs.jsonl",
+            "summary.md",
+        ]
+    )
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert len(rows) == 8 * 4 + 2
     saved = json.loads((out / "results.json").read_text())["reports"][0]
     assert ArmRun.from_dict(saved["runs"][0]).points == report.runs[0].points
     summary = (out / "summary.md").read_text()
     assert "| tapt:lora-r4:cluster_uncertain | 2 |" in summary and "Ceiling" in summary
-    ET.fromstring((out / "curves-toy.svg").read_text())
+    ET.fromstring((out / f"curves-{name}.svg").read_text())
+    ET.fromstring((out / f"curves-{name}-accuracy.svg").read_text())
 
 
 def test_cli_reports_configuration_errors_with_exit_code_2(

@@ -9,7 +9,7 @@ from pathlib import Path
 from worker.ml.acquisition import STRATEGIES
 from worker.ml.errors import ConfigError, MLError
 from worker.simulate.baselines import BASELINE_ARMS
-from worker.simulate.config import SEED_STRATEGIES, SimulationConfig
+from worker.simulate.config import PROFILES, SEED_STRATEGIES, SimulationConfig, default_profile
 from worker.simulate.runner import run_simulation
 
 EXAMPLES = """examples:
@@ -18,9 +18,6 @@ EXAMPLES = """examples:
       --arm lora-r8-mlp:entropy
   tapestry simulate 20ng --arm lora-r8+lora-r16:ensemble_disagreement --budget 2000 --device cuda
 """
-
-
-DEFAULT_ARM = SimulationConfig.__dataclass_fields__["arms"].default[0]  # type: ignore[index]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not add each arm's random twin and the full fine-tuning ceiling",
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        help="defaults sized for the machine: 'cpu' (default without a GPU: no full fine-tuning "
+        "ceiling, 2 seeds, TAPT off in the default arm / 50 steps, adapter retrained when labels "
+        "double) or 'gpu' (default with one: TAPT 200 steps, full FT ceiling, 3 seeds)",
+    )
+    p.add_argument("--ceiling", type=float, help="a known macro-F1 ceiling (the 100%% mark)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (skips finished runs)"
+    )
+    p.add_argument("--no-estimate", action="store_true", help="skip the warm-up time estimate")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (cpu) or 0 1 2 (gpu)")
     p.add_argument("--seed-size", type=int, default=100)
     p.add_argument("--seed-strategy", choices=SEED_STRATEGIES, default="random")
     p.add_argument("--batch-size", type=int, default=100, help="query batch size")
@@ -76,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--polish-strategy", default="minority_focus")
     p.add_argument("--pool-size", type=int, help="subsample the train split to this pool size")
     p.add_argument("--test-size", type=int, help="subsample the test split")
-    p.add_argument("--dev-size", type=int, default=200)
+    p.add_argument(
+        "--dev-size",
+        type=int,
+        default=200,
+        help="labelled dev items, counted on the labels axis; 0: cross-validation on the "
+        "labelled items instead",
+    )
     p.add_argument("--stop-set-size", type=int, default=500)
     p.add_argument("--score-sample", type=int, help="score this many unlabelled items per round")
     p.add_argument("--dedup", type=float, help="drop picks above this cosine similarity")
@@ -85,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch-size", type=int, default=16)
     p.add_argument("--no-warm-start", action="store_true")
     p.add_argument("--base-model", default="minilm", help="model id or local directory")
-    p.add_argument("--tapt-steps", type=int, default=200)
+    p.add_argument("--tapt-steps", type=int, help="default: 50 (cpu profile) or 200 (gpu)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
@@ -99,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     if (args.dataset is None) == (args.train_file is None):
         raise ConfigError("give either DATASET or --train-file (not both)")
+    profile = args.profile or default_profile()
+    defaults = PROFILES[profile]
     if args.no_cheap_baselines:
         cheap: tuple[str, ...] = ()
     else:
@@ -107,13 +124,20 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         dataset=args.dataset or args.train_file,
         test_file=args.test_file,
         cheap_baselines=cheap,
-        adapter_growth=args.adapter_growth,
+        adapter_growth=(
+            args.adapter_growth if args.adapter_growth is not None else defaults["adapter_growth"]
+        ),
         min_train_steps=args.min_train_steps,
         live_features=args.live_features,
         embed_cache=args.embed_cache,
-        arms=tuple(args.arms or (DEFAULT_ARM,)),
+        arms=tuple(args.arms or defaults["arms"]),
         add_baselines=not args.no_baselines,
-        seeds=tuple(args.seeds),
+        add_ceiling=defaults["add_ceiling"] and args.ceiling is None,
+        ceiling=args.ceiling,
+        resume=args.resume,
+        estimate=not args.no_estimate,
+        profile=profile,
+        seeds=tuple(args.seeds if args.seeds is not None else defaults["seeds"]),
         seed_size=args.seed_size,
         seed_strategy=args.seed_strategy,
         batch_size=args.batch_size,
@@ -131,7 +155,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         train_batch_size=args.train_batch_size,
         warm_start=not args.no_warm_start,
         base_model=args.base_model,
-        tapt_steps=args.tapt_steps,
+        tapt_steps=args.tapt_steps if args.tapt_steps is not None else defaults["tapt_steps"],
         device=args.device,
         precision=args.precision,
         workers=args.workers,

@@ -180,7 +180,9 @@ class SimulationConfig:
     test_size: int | None = None
     """Subsample of the official test split used for the curves (None: all of it)."""
     dev_size: int = 200
-    """Labelled dev items held out of the pool (early stopping, per-class F1, stopping rules)."""
+    """Labelled dev items held out of the pool (early stopping, per-class F1, stopping rules);
+    counted on the labels axis. 0: no dev set; cross-validation of the live head on the
+    labelled items stands in for it (per-class F1 for the polish phase, the dev-gain rule)."""
     stop_set_size: int = 500
     score_sample: int | None = None
     """Score only this many random unlabelled items per round (None: the whole pool)."""
@@ -203,6 +205,16 @@ class SimulationConfig:
     """Where TAPT models go (default: a folder inside out_dir's parent temp space)."""
     label_column: str = "label"
     text_column: str = "text"
+    add_ceiling: bool = True
+    """With ``add_baselines``: also run full fine-tuning on every pool label ('full:all')."""
+    ceiling: float | None = None
+    """A known macro-F1 ceiling (e.g. published); replaces 'full:all' as the 100 % mark."""
+    resume: bool = False
+    """Continue the run recorded in ``out_dir/runs.jsonl`` (finished (arm, seed) are skipped)."""
+    estimate: bool = False
+    """Time a few real steps before the runs and log an estimate per arm (the CLI's default)."""
+    profile: str = "gpu"
+    """'cpu' or 'gpu': which defaults the command line chose (recorded, changes nothing here)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -230,19 +242,16 @@ class SimulationConfig:
                 raise ConfigError(f"{name} must be >= 1 or None (everything), got {value}")
         if self.dev_size < 0 or self.stop_set_size < 0:
             raise ConfigError("dev_size and stop_set_size must be >= 0")
-        if (
-            self.polish_strategy == "minority_focus"
-            and self.reserve_fraction > 0
-            and not self.dev_size
-        ):
-            raise ConfigError(
-                "the polish phase's minority focus weighs classes by dev-set F1: give a dev set "
-                "(dev_size > 0), set reserve_fraction to 0, or choose another polish_strategy"
-            )
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ConfigError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
+        if self.ceiling is not None and not 0 < self.ceiling <= 1:
+            raise ConfigError(f"ceiling is a macro-F1 in (0, 1], got {self.ceiling}")
+        if self.resume and self.out_dir is None:
+            raise ConfigError("--resume needs --out (the folder whose runs.jsonl it continues)")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}")
         if self.tapt_steps < 1:
             raise ConfigError(f"tapt_steps must be >= 1, got {self.tapt_steps}")
         self.cheap_baselines = tuple(self.cheap_baselines)
@@ -272,7 +281,7 @@ class SimulationConfig:
                 if not arm.is_ceiling and twin not in have:
                     arms.append(ArmSpec.parse(twin))
                     have.add(twin)
-            if "full:all" not in have:
+            if self.add_ceiling and "full:all" not in have:
                 arms.append(ArmSpec.parse("full:all"))
         return arms
 
@@ -296,6 +305,37 @@ class SimulationConfig:
             f"{self.batch_size}, reserve {self.reserve_fraction:.0%}, seeds {list(self.seeds)}, "
             f"max_length {self.max_length}, pool {self.pool_size or 'all'}"
         )
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "gpu": {
+        "arms": ("live:tapt:lora-r8:cluster_uncertain",),
+        "seeds": (0, 1, 2),
+        "tapt_steps": 200,
+        "add_ceiling": True,
+        "adapter_growth": 1.0,
+    },
+    "cpu": {
+        "arms": ("live:lora-r8:cluster_uncertain",),
+        "seeds": (0, 1),
+        "tapt_steps": 50,
+        "add_ceiling": False,
+        "adapter_growth": 2.0,
+    },
+}
+"""Command-line defaults per ``--profile``. 'cpu' (the default without a GPU) is sized for a
+2-core machine and a 2,000-item pool: no full fine-tuning ceiling (give --ceiling or ask for
+'full:all'), two seeds, TAPT off in the default arm (50 steps when an arm asks for it), the
+adapter retrained only when the labels double; the live head answers every batch."""
+
+
+def default_profile() -> str:
+    """'gpu' when torch sees a CUDA device, else 'cpu'."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def default_work_dir(config: SimulationConfig) -> Path:

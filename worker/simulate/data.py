@@ -8,6 +8,7 @@ and the training only (paired comparisons).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,6 +22,35 @@ from worker.ml.errors import ConfigError
 BENCHMARKS = ("20ng", "r8")
 DATA_SEED = 12345
 HOLDOUT_TEST_FRACTION = 0.2
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+"""Largest CSV field read (the app's import uses the same limit); the csv module's default,
+131,072 characters, is shorter than many real e-mails."""
+
+
+def raise_csv_field_limit(limit: int = CSV_FIELD_LIMIT) -> None:
+    """Raise ``csv.field_size_limit`` to ``limit`` (never lower it; a C long always holds it)."""
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+
+
+def file_digest(path: Path) -> str:
+    """First 10 hex digits of the file's sha256: data sets are named by content, not file name."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:10]
+
+
+def dataset_name(dataset: str, test_file: str | None = None) -> str:
+    """``20ng``/``r8`` as is; a file as ``<stem>-<content hash>`` (with the test file's hash when
+    one is given), so two ``train.csv`` files in different folders never share a name or cache."""
+    if dataset in BENCHMARKS:
+        return dataset
+    name = f"{Path(dataset).stem}-{file_digest(Path(dataset))}"
+    if test_file is not None and Path(test_file).is_file():
+        name += f"+{file_digest(Path(test_file))[:6]}"
+    return name
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,7 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
 
 
 def _read_csv(path: Path, delimiter: str) -> list[dict[str, object]]:
+    raise_csv_field_limit()
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter=delimiter))
 
@@ -126,6 +157,29 @@ def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
     rest = np.setdiff1d(np.arange(labels.shape[0]), chosen)
     extra = rng.choice(rest, size=n - len(chosen), replace=False)
     return np.sort(np.concatenate([np.asarray(chosen, dtype=np.int64), extra]))
+
+
+def stratified_subsample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sorted indices drawn per class in proportion to the class sizes (largest remainder),
+    every class kept when ``n`` allows it; all indices when ``n`` is not smaller than the data."""
+    total = labels.shape[0]
+    if n >= total:
+        return np.arange(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / total
+    take = np.floor(exact).astype(np.int64)
+    if n >= classes.shape[0]:
+        take = np.maximum(take, 1)
+    while take.sum() > n:  # the at-least-one rule overshot: trim the largest classes
+        take[int(np.argmax(take - exact))] -= 1
+    order = np.argsort(-(exact - take), kind="stable")
+    for i in order[: n - int(take.sum())]:
+        take[i] += 1
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False)
+        for c, k in zip(classes, take, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def prepare_splits(
@@ -164,11 +218,11 @@ def prepare_splits(
     dev_idx = stratified_take(y, dev_size, rng) if dev_size else np.empty(0, dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(train_x)), dev_idx)
     if pool_size is not None and pool_size < rest.shape[0]:
-        rest = np.sort(rng.choice(rest, size=pool_size, replace=False))
+        rest = rest[stratified_subsample(y[rest], pool_size, rng)]
     test_y = np.array([index[v] for v in test[1]], dtype=np.int64)
     test_idx = np.arange(len(test[0]))
     if test_size is not None and test_size < test_idx.shape[0]:
-        test_idx = np.sort(rng.choice(test_idx, size=test_size, replace=False))
+        test_idx = stratified_subsample(test_y, test_size, rng)
     return SplitData(
         label_names=names,
         pool_texts=_pick(train_x, rest),
@@ -177,7 +231,7 @@ def prepare_splits(
         dev_labels=y[dev_idx],
         test_texts=_pick(test[0], test_idx),
         test_labels=test_y[test_idx],
-        source=dataset if dataset in BENCHMARKS else Path(dataset).stem,
+        source=dataset_name(dataset, test_file),
     )
 
 

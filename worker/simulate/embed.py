@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,10 @@ def encode_texts(
     max_length: int = 128,
     batch_size: int = 32,
     device: str = "auto",
+    reporter: Any = None,
 ) -> np.ndarray:
-    """(n, d) float32 unit vectors: mean pool of the encoder's last layer over real tokens."""
+    """(n, d) float32 unit vectors: mean pool of the encoder's last layer over real tokens;
+    ``reporter`` (a ``ProgressReporter``) hears phase "score" after every batch."""
     import torch
     from transformers import AutoModel
 
@@ -50,12 +53,16 @@ def encode_texts(
     token_ids = encode(tokenizer, texts, max_length)
     pad_id = int(tokenizer.pad_token_id)  # type: ignore[arg-type]
     out = np.zeros((len(texts), int(model.config.hidden_size)), dtype=np.float32)
+    done = 0
     with torch.inference_mode():
         for indices in sorted_batches([len(t) for t in token_ids], batch_size):
             batch = collate(token_ids, indices, pad_id, None).to(torch_device)
             hidden = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
             pooled = mean_pool(hidden.last_hidden_state, batch.attention_mask)
             out[indices] = pooled.cpu().numpy()
+            done += len(indices)
+            if reporter is not None:
+                reporter.report(phase="score", step=done, total=len(texts))
     return out
 
 
@@ -85,7 +92,12 @@ def cached_embedder(
             return np.asarray(np.load(target, allow_pickle=False))
         if log:
             log(f"embedding {len(texts)} texts with {path} ({max_length} tokens)")
-        vectors = encode_texts(texts, path, max_length=max_length, device=device)
+        reporter = None
+        if log:
+            from worker.simulate.progress import progress_reporter
+
+            reporter = progress_reporter("scoring (embeddings)", len(texts), log, phase="score")
+        vectors = encode_texts(texts, path, max_length=max_length, device=device, reporter=reporter)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".partial.npy")

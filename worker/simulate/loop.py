@@ -52,7 +52,8 @@ class ArmJob:
     deadline: float | None = None
     """``time.time()`` after which no new round starts (the curve then ends early)."""
     embeddings: Any = None
-    """``live:`` arms: frozen embeddings of pool, dev and test (``two_speed.Embeddings``)."""
+    """``live:`` arms, and every arm when there is no dev set (cross-validation): frozen
+    embeddings of pool, dev and test (``two_speed.Embeddings``)."""
 
 
 def train_config(config: SimulationConfig, seed: int) -> TrainConfig:
@@ -82,6 +83,7 @@ class ArmLoop:
         self.history: list[RoundRecord] = []
         self.run = ArmRun(dataset=job.data.source, arm=job.arm.spec, seed=job.seed)
         self.dev = None
+        self.test_s = 0.0
         if self.data.dev_texts:
             self.dev = (self.data.dev_texts, self.data.dev_labels.tolist())
 
@@ -196,10 +198,32 @@ class ArmLoop:
         )
 
     # -- the whole run -----------------------------------------------------------------------
+    def cv_metrics(self, labeled: np.ndarray) -> dict[str, Any] | None:
+        """Without a dev set: metrics of the live head's out-of-fold predictions on the labelled
+        items (``live_head.cv_probs``), standing in for dev metrics (None when impossible)."""
+        if self.dev is not None or self.job.embeddings is None:
+            return None
+        from worker.ml.live_head import cv_probs
+
+        y = self.data.pool_labels[labeled]
+        if np.unique(y).shape[0] < 2:
+            return None
+        k = len(self.data.label_names)
+        probs = cv_probs(self.job.embeddings.pool[labeled], y, k)
+        return evaluate(y, probs, list(self.data.label_names))
+
+    def timed_measure(
+        self, labels: int, dev_metrics: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        started = time.perf_counter()
+        out = self.measure(labels, dev_metrics)
+        self.test_s = time.perf_counter() - started
+        return out
+
     def run_all_labels(self) -> ArmRun:
         labeled = np.arange(len(self.data.pool_texts))
         result = self.train(labeled, 0)
-        test, _ = self.measure(len(labeled), result.dev_metrics)
+        test, _ = self.timed_measure(len(labeled), result.dev_metrics)
         self.run.points.append(self._point(0, len(labeled), "all", "all", test, result, 0.0, 0.0))
         return self.run
 
@@ -209,7 +233,12 @@ class ArmLoop:
         phase, strategy, round_ = SEED_PHASE, self.cfg.seed_strategy, 0
         while True:
             result = self.train(labeled, round_)
-            test, fired = self.measure(labeled.shape[0], result.dev_metrics)
+            cv_started = time.perf_counter()
+            cv = self.cv_metrics(labeled)
+            if cv is not None:
+                cv_s = time.perf_counter() - cv_started
+                result = replace(result, dev_metrics=cv, seconds=result.seconds + cv_s)
+            test, fired = self.timed_measure(labeled.shape[0], result.dev_metrics)
             batch = plan.next_batch(labeled.shape[0])
             score_s = acquire_s = 0.0
             chosen = np.empty(0, dtype=np.int64)
@@ -258,9 +287,12 @@ class ArmLoop:
         fired: tuple[str, ...] = (),
     ) -> CurvePoint:
         dev = result.dev_metrics["macro_f1"] if result.dev_metrics else None
+        dev_n = len(self.data.dev_texts)
         return CurvePoint(
             round=round_,
-            labels=labels,
+            labels=labels + dev_n,  # every label a person makes: seed + queried + dev
+            dev_labels=dev_n,
+            test_s=self.test_s,
             phase=phase,
             accuracy=float(test["accuracy"]),
             macro_f1=float(test["macro_f1"]),

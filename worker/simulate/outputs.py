@@ -33,9 +33,10 @@ def write_outputs(reports: list[SimulationReport], out_dir: Path) -> list[str]:
     files[1].write_text(json.dumps({"reports": [report_dict(r) for r in reports]}, indent=1))
     files[2].write_text("\n".join(summary_markdown(r) for r in reports))
     for report in reports:
-        svg = out_dir / f"curves-{report.dataset}.svg"
-        svg.write_text(plot(report, "macro_f1"))
-        files.append(svg)
+        for metric, suffix in (("macro_f1", ""), ("accuracy", "-accuracy")):
+            svg = out_dir / f"curves-{report.dataset}{suffix}.svg"
+            svg.write_text(plot(report, metric))
+            files.append(svg)
     return [str(f) for f in files]
 
 
@@ -73,12 +74,45 @@ def plot(report: SimulationReport, metric: str) -> str:
         curves,
         metric=METRIC_NAMES[metric],
         ceiling=report.ceilings.get(metric),
-        ceiling_label=f"full FT, {report.pool_size} labels",
+        ceiling_label=_ceiling_label(report, metric),
+        x_label="labels (seed + queried + dev)",
     )
 
 
-def _labels(value: int | None) -> str:
+def _ceiling_label(report: SimulationReport, metric: str) -> str:
+    if metric == "macro_f1" and report.config.get("ceiling") is not None:
+        return "given ceiling (--ceiling)"
+    return f"full FT, {report.pool_size} labels"
+
+
+NA = "n/a"
+
+
+def _labels(value: int | None, ceiling: float | None) -> str:
+    """Labels to reach a share of the ceiling: n/a when there is no ceiling to reach."""
+    if ceiling is None:
+        return NA
     return "not reached" if value is None else str(value)
+
+
+def _saving(summary: ArmSummary, target: float, ceiling: float | None) -> str:
+    """n/a without a ceiling or without the arm's random twin (``--no-baselines``)."""
+    if ceiling is None:
+        return NA
+    return summary.saving_vs_random.get(target, NA)
+
+
+def _dev_line(report: SimulationReport) -> str:
+    dev = report.config.get("dev_size")
+    if not dev:
+        return (
+            "Dev set: none (--dev-size 0); cross-validation of the live head on the labelled "
+            "items stands in for it. Labels = seed + queried."
+        )
+    return (
+        f"Dev set: {dev} labelled items, counted on the labels axis (labels = seed + queried + "
+        "dev); the budget table gives the dev share."
+    )
 
 
 def summary_markdown(report: SimulationReport) -> str:
@@ -88,15 +122,20 @@ def summary_markdown(report: SimulationReport) -> str:
         f"{report.data}. {report.config.get('budget')} label "
         f"budget; run took {report.seconds / 60:.1f} min.",
         "",
+        _dev_line(report),
+        "",
     ]
     for metric, rows in report.summaries.items():
         ceiling = report.ceilings.get(metric)
         name = METRIC_NAMES[metric]
         lines += [f"### {name}", ""]
-        lines.append(
-            f"Ceiling (full fine-tuning on all {report.pool_size} pool labels): "
-            + (f"{ceiling:.4f}" if ceiling is not None else "not run")
-        )
+        if metric == "macro_f1" and report.config.get("ceiling") is not None:
+            lines.append(f"Ceiling (given with --ceiling): {ceiling:.4f}")
+        else:
+            lines.append(
+                f"Ceiling (full fine-tuning on all {report.pool_size} pool labels): "
+                + (f"{ceiling:.4f}" if ceiling is not None else "n/a (not run; give --ceiling)")
+            )
         lines += [
             "",
             "| arm | seeds | final (mean ± std) | labels | AULC | to 95% | to 98% | to 100% "
@@ -105,15 +144,17 @@ def summary_markdown(report: SimulationReport) -> str:
         ]
         for s in sorted(rows, key=lambda r: (ArmSpec.parse(r.arm).is_ceiling, -r.aulc)):
             share = s.share_of_full.get(0.98)
+            is_ceiling = ArmSpec.parse(s.arm).is_ceiling
             lines.append(
                 f"| {s.arm} | {s.seeds} | {s.final_mean:.4f} ± {s.final_std:.4f} | "
                 f"{s.final_labels} | {s.aulc:.4f} | "
                 + " | ".join(
-                    "-" if ArmSpec.parse(s.arm).is_ceiling else _labels(s.labels_to.get(t))
-                    for t in TARGETS
+                    "-" if is_ceiling else _labels(s.labels_to.get(t), ceiling) for t in TARGETS
                 )
-                + f" | {s.saving_vs_random.get(0.95, '-')} | {s.saving_vs_random.get(0.98, '-')} | "
-                + (f"{share:.1%}" if share is not None else "-")
+                + " | "
+                + " | ".join("-" if is_ceiling else _saving(s, t, ceiling) for t in (0.95, 0.98))
+                + " | "
+                + ("-" if is_ceiling else f"{share:.1%}" if share is not None else NA)
                 + " |"
             )
         lines.append("")
@@ -140,7 +181,7 @@ def budget_markdown(rows: list[dict[str, Any]]) -> list[str]:
         )
         gap = r["gap_to_best_baseline"]
         gap_text = "n/a" if gap is None else f"{gap:+.4f} vs {r['best_baseline']}"
-        share = f"{r['dev_share']:.0%}" if r["dev_labels"] else "-"
+        share = f"{r['dev_share']:.0%}" if r["dev_labels"] else "0% (no dev set)"
         lines.append(
             f"| {r['budget']} | {r['labels']} | {r['arm']} | {r['seeds']} | {mean} | {share} | "
             f"{gap_text} |"
@@ -155,16 +196,19 @@ def _timing_table(runs: list[ArmRun]) -> list[str]:
     lines = [
         "### Seconds per round (median over rounds and seeds)",
         "",
-        "| arm | retrain | score pool | acquire | round total |",
-        "|---|---:|---:|---:|---:|",
+        "| arm | retrain | score pool | score test | acquire | round total |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for arm, group in grouped.items():
         points = [p for r in group for p in r.points]
         train = float(np.median([p.train_s for p in points]))
         score = float(np.median([p.score_s for p in points]))
+        test = float(np.median([p.test_s for p in points]))
         acquire = float(np.median([p.acquire_s for p in points]))
-        total = float(np.median([p.train_s + p.score_s + p.acquire_s for p in points]))
-        lines.append(f"| {arm} | {train:.1f} | {score:.1f} | {acquire:.2f} | {total:.1f} |")
+        total = float(np.median([p.train_s + p.score_s + p.test_s + p.acquire_s for p in points]))
+        lines.append(
+            f"| {arm} | {train:.1f} | {score:.1f} | {test:.1f} | {acquire:.2f} | {total:.1f} |"
+        )
     return lines + [""]
 
 

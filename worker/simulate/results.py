@@ -29,6 +29,8 @@ class CurvePoint:
     """live: arms: the live head's own test macro-F1 (whatever was served)."""
     live_dev_macro_f1: float | None = None
     adapter_dev_macro_f1: float | None = None
+    test_s: float = 0.0
+    """Seconds spent scoring the test split (and the stop set) this round."""
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ArmRun:
             points=points,
             stop_evidence=dict(data.get("stop_evidence", {})),
             seconds=float(data["seconds"]),
+            truncated=bool(data.get("truncated", False)),
         )
 
 
@@ -80,6 +83,7 @@ CSV_COLUMNS = (
     "train_s",
     "score_s",
     "acquire_s",
+    "test_s",
     "stop_rules_fired",
     "dev_labels",
     "served",

@@ -19,6 +19,7 @@ from worker.ml.models import resolve_model_path
 from worker.simulate.config import SimulationConfig, default_work_dir
 from worker.simulate.data import DATA_SEED, SplitData, prepare_splits
 from worker.simulate.loop import ArmJob, run_arm
+from worker.simulate.progress import progress_reporter
 from worker.simulate.results import ArmRun
 from worker.simulate.summary import ArmSummary, budget_table, summarise
 
@@ -53,13 +54,15 @@ def num_encoder_layers(base_model: str) -> int:
     return int(AutoConfig.from_pretrained(base_model).num_hidden_layers)
 
 
-def run_tapt_once(
-    config: SimulationConfig, data: SplitData, base_model: str, log: Log
-) -> tuple[str, dict[str, Any]]:
-    """Continue MLM training on the pool's unlabelled text; returns the adapted base's path."""
-    from worker.ml.tapt import TaptConfig, run_tapt  # lazy: only arms that ask for TAPT need it
+def tapt_settings(config: SimulationConfig, data: SplitData, base_model: str) -> dict[str, Any]:
+    """Everything that changes a TAPT result: the pool's texts, the base's weights and every
+    TAPT hyperparameter (steps, lr, batch, max_length, masking, seed, ...); the device is not."""
+    from dataclasses import asdict
 
-    out = default_work_dir(config) / f"tapt-{data.source}"
+    from worker.ml.models import model_fingerprint
+    from worker.ml.tapt import TaptConfig
+    from worker.simulate.embed import texts_hash
+
     tapt_config = TaptConfig(
         max_steps=config.tapt_steps,
         batch_size=config.tapt_batch_size,
@@ -68,10 +71,59 @@ def run_tapt_once(
         precision=config.precision,
         seed=DATA_SEED,
     )
-    log(f"TAPT on {len(data.pool_texts)} pool texts, {config.tapt_steps} steps -> {out}")
-    result = run_tapt(data.pool_texts, base_model=base_model, config=tapt_config, out_dir=out)
-    summary = {k: v for k, v in vars(result).items() if isinstance(v, int | float | str)}
+    settings = {k: v for k, v in asdict(tapt_config).items() if k != "device"}
+    settings["texts"] = texts_hash(data.pool_texts)
+    settings["base_model"] = model_fingerprint(base_model)
+    return settings
+
+
+def tapt_dir(config: SimulationConfig, data: SplitData, settings: dict[str, Any]) -> Path:
+    """``<work>/tapt-<data set>-<hash of the settings>``: a changed setting trains afresh."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return default_work_dir(config) / f"tapt-{data.source}-{key}"
+
+
+def run_tapt_once(
+    config: SimulationConfig, data: SplitData, base_model: str, log: Log
+) -> tuple[str, dict[str, Any]]:
+    """Continue MLM training on the pool's unlabelled text; returns the adapted base's path.
+
+    A finished TAPT with exactly the same settings (``tapt_settings``) is reused, and the log
+    says so; any changed setting gets a folder of its own and trains."""
+    from worker.ml.tapt import TaptConfig, run_tapt  # lazy: only arms that ask for TAPT need it
+
+    settings = tapt_settings(config, data, base_model)
+    out = tapt_dir(config, data, settings)
+    tapt_config = TaptConfig(
+        max_steps=config.tapt_steps,
+        batch_size=config.tapt_batch_size,
+        max_length=config.max_length,
+        device=config.device,
+        precision=config.precision,
+        seed=DATA_SEED,
+    )
+    if (out / "tapt.json").is_file():
+        log(
+            f"reusing TAPT from {out} (same settings: {config.tapt_steps} steps, lr "
+            f"{tapt_config.lr}, max_length {config.max_length}, same pool texts and base)"
+        )
+    else:
+        log(f"TAPT on {len(data.pool_texts)} pool texts, {config.tapt_steps} steps -> {out}")
+    result = run_tapt(
+        data.pool_texts,
+        base_model=base_model,
+        config=tapt_config,
+        out_dir=out,
+        reporter=progress_reporter("TAPT steps", config.tapt_steps, log, phase="tapt"),
+    )
+    summary: dict[str, Any] = {
+        k: v for k, v in vars(result).items() if isinstance(v, int | float | str)
+    }
     summary["model_dir"] = str(result.model_dir)
+    summary["settings"] = settings
     return str(result.model_dir), summary
 
 
@@ -134,7 +186,7 @@ def make_jobs(
             seed_indices=seeds[seed],
             stop_indices=stop,
             deadline=deadline,
-            embeddings=embeddings if arm.live else None,
+            embeddings=embeddings if arm.live or not data.dev_texts else None,
         )
         for arm in sorted(config.arm_specs, key=lambda a: not a.is_ceiling)  # long ones first
         for seed in config.seeds
@@ -166,7 +218,8 @@ def execute(
 
     if workers == 1:
         for i, job in enumerate(jobs, start=1):
-            finished(i, run_arm(job))
+            label = f"[{i}/{len(jobs)}] {job.arm.spec} seed {job.seed} labels"
+            finished(i, run_arm(job, progress_reporter(label, 1, log, phase="simulate")))
         return runs
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
@@ -190,6 +243,7 @@ def frozen_embeddings(config: SimulationConfig, data: SplitData, base: str, log:
     """Frozen base-encoder embeddings of pool, dev and test (one cached call), when a live: arm
     or the embed-lr baseline needs them; None otherwise."""
     wanted = config.seed_strategy == "diverse" or "embed-lr" in config.cheap_baselines
+    wanted = wanted or config.dev_size == 0  # cross-validation stands in for the dev set
     if not wanted and not any(a.live for a in config.arm_specs):
         return None
     from worker.simulate.embed import cached_embedder
@@ -213,6 +267,7 @@ def run_cheap_baselines(
     embeddings: Any,
     log: Log,
     on_run: OnRun | None = None,
+    done: Callable[[str, int], ArmRun | None] | None = None,
 ) -> list[ArmRun]:
     """The cheap baseline arms on random labels, at the budget fractions and at every label
     count a product arm reported (so every gap compares equal numbers of labels)."""
@@ -229,6 +284,10 @@ def run_cheap_baselines(
         else:
             pool_x, test_x = baseline_features(name, data.pool_texts, data.test_texts, None)
         for seed in config.seeds:
+            previous = done(name, seed) if done is not None else None
+            if previous is not None:
+                out.append(previous)
+                continue
             run = run_baseline(
                 name,
                 dataset=data.source,
@@ -245,6 +304,10 @@ def run_cheap_baselines(
             if on_run is not None:
                 on_run(run)
     return out
+
+
+def _nothing_done(_arm: str, _seed: int) -> ArmRun | None:
+    return None
 
 
 def run_simulation(
@@ -272,7 +335,22 @@ def run_simulation(
         test_file=config.test_file,
     )
     log(data.describe())
+    journal = None
+    if config.out_dir is not None:  # opened first: a resume with other settings fails at once
+        from worker.simulate.journal import Journal, settings_key
+
+        journal = Journal(
+            Path(config.out_dir),
+            settings_key(config, data.source),
+            resume=config.resume,
+            log=log,
+        )
+    done = journal.finished if journal is not None else _nothing_done
     base = resolve_model_path(config.base_model)
+    if config.estimate:  # before anything costly, so a lead can stop a run that will not fit
+        from worker.simulate.estimate import estimate_and_log
+
+        estimate_and_log(config, data, base, log)
     embeddings = frozen_embeddings(config, data, base, log)
     bases = {False: base, True: base}
     tapt_summary = None
@@ -291,8 +369,20 @@ def run_simulation(
         f"{len(jobs)} runs: {', '.join(a.spec for a in config.arm_specs)} x seeds "
         f"{list(config.seeds)}"
     )
-    runs = execute(jobs, config.workers, log, on_run)
-    runs += run_cheap_baselines(config, data, runs, embeddings, log, on_run)
+    kept = {(j.arm.spec, j.seed): done(j.arm.spec, j.seed) for j in jobs}
+    todo = [j for j in jobs if kept[(j.arm.spec, j.seed)] is None]
+    if len(todo) < len(jobs):
+        log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already in runs.jsonl")
+
+    def record(run: ArmRun) -> None:
+        if journal is not None:
+            journal.append(run)  # first on disk, then anything that may fail
+        if on_run is not None:
+            on_run(run)
+
+    fresh = {(r.arm, r.seed): r for r in execute(todo, config.workers, log, record)}
+    runs = [kept[key] or fresh[key] for key in kept]  # type: ignore[misc]
+    runs += run_cheap_baselines(config, data, runs, embeddings, log, record, done)
     report = SimulationReport(
         config=config.to_dict(),
         data=data.describe(),
@@ -302,7 +392,10 @@ def run_simulation(
         tapt=tapt_summary,
     )
     for metric in ("macro_f1", "accuracy"):
-        summaries, ceilings = summarise(runs, metric, {data.source: len(data.pool_texts)})
+        known = config.ceiling if metric == "macro_f1" else None
+        summaries, ceilings = summarise(
+            runs, metric, {data.source: len(data.pool_texts)}, known_ceiling=known
+        )
         report.summaries[metric] = summaries
         report.ceilings[metric] = ceilings.get(data.source)
     report.budgets = budget_table(

@@ -71,9 +71,14 @@ class ArmSummary:
 
 
 def summarise(
-    runs: list[ArmRun], metric: str, pool_sizes: dict[str, int]
+    runs: list[ArmRun],
+    metric: str,
+    pool_sizes: dict[str, int],
+    known_ceiling: float | None = None,
 ) -> tuple[list[ArmSummary], dict[str, float | None]]:
-    """Per (dataset, arm) summaries, and the ceiling per data set ('full:all', else best 'all')."""
+    """Per (dataset, arm) summaries, and the ceiling per data set: ``known_ceiling`` when given,
+    else 'full:all', else the best 'all' arm, else None (then the "labels to reach" figures
+    cannot exist and stay empty)."""
     grouped: dict[tuple[str, str], list[ArmRun]] = defaultdict(list)
     for run in runs:
         grouped[(run.dataset, run.arm)].append(run)
@@ -84,6 +89,8 @@ def summarise(
         others = [c for (d, a), c in curves.items() if d == dataset and ArmSpec.parse(a).is_ceiling]
         best = max((float(c.mean[-1]) for c in others), default=None)
         ceilings[dataset] = float(full.mean[-1]) if full is not None else best
+        if known_ceiling is not None:
+            ceilings[dataset] = known_ceiling
     summaries = []
     for (dataset, arm), curve in curves.items():
         summary = ArmSummary(

@@ -58,6 +58,7 @@ def learning_curve_svg(
     metric: str = "macro-F1",
     ceiling: float | None = None,
     ceiling_label: str = "ceiling",
+    x_label: str = "labels",
 ) -> str:
     """SVG text for ``curves`` (arm name -> mean curve)."""
     if not curves:
@@ -86,7 +87,7 @@ def learning_curve_svg(
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{LEFT}" y="22" font-size="14" font-weight="bold">{escape(title)}</text>',
     ]
-    out += _axes(px, py, x_low, x_high, y_low, y_high, metric)
+    out += _axes(px, py, x_low, x_high, y_low, y_high, metric, x_label)
     if ceiling is not None:
         out += _ceiling_lines(px, py, x_low, x_high, y_low, ceiling, ceiling_label)
     for i, (name, curve) in enumerate(curves.items()):
@@ -105,7 +106,14 @@ def learning_curve_svg(
 
 
 def _axes(
-    px: Scale, py: Scale, x_low: float, x_high: float, y_low: float, y_high: float, metric: str
+    px: Scale,
+    py: Scale,
+    x_low: float,
+    x_high: float,
+    y_low: float,
+    y_high: float,
+    metric: str,
+    x_label: str = "labels",
 ) -> list[str]:
     out = []
     bottom, right = py(y_low), px(x_high)
@@ -134,7 +142,8 @@ def _axes(
                 f'<text x="{LEFT - 8}" y="{_fmt(py(y) + 4)}" text-anchor="end">{y:.2f}</text>'
             )
     out.append(
-        f'<text x="{_fmt((LEFT + right) / 2)}" y="{HEIGHT - 12}" text-anchor="middle">labels</text>'
+        f'<text x="{_fmt((LEFT + right) / 2)}" y="{HEIGHT - 12}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
     )
     out.append(
         f'<text x="16" y="{_fmt((TOP + bottom) / 2)}" text-anchor="middle" '

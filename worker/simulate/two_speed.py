@@ -235,7 +235,8 @@ class TwoSpeedLoop:
                     if record["served"] == "live_head"
                     else record["adapter_dev_macro_f1"],
                     train_s=record["train_s"],
-                    score_s=score_s + record["test_s"],
+                    score_s=score_s,
+                    test_s=record["test_s"],
                     acquire_s=acquire_s,
                     strategy=strategy,
                     dev_labels=dev_n,
