@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from app.db.models import SPLIT_DEV, SPLIT_POOL, SPLIT_TEST, Annotation, Label, Project, User
 from app.domain import data_manager as dm
 from app.errors import InvalidInput
+from app.security.spreadsheet import safe_cell
 
 ExportFormat = Literal["csv", "jsonl", "label_studio", "prodigy", "hf"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl", "label_studio", "prodigy", "hf")
@@ -43,14 +44,8 @@ EXTENSIONS: dict[ExportFormat, str] = {
 CSV_COLUMNS = ("item_id", "external_id", "text", "label", "split", "excluded", "predicted",
                "confidence", "annotation_count", "annotations")
 HF_SPLITS = {SPLIT_POOL: "train", SPLIT_DEV: "validation", SPLIT_TEST: "test"}
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SPOOL_BYTES = 4 * 1024 * 1024
 CHUNK = 500  # items per read: the page size limit of browse
-
-
-def spreadsheet_safe(value: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet would read as a formula (OWASP CSV injection)."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 @dataclass(frozen=True)
@@ -180,7 +175,7 @@ def _write_csv(records: Iterator[ExportRecord], out: IO[str]) -> None:
             r.prediction.confidence if r.prediction else "", len(r.annotations),
             json.dumps([a.as_dict() for a in r.annotations], ensure_ascii=False),
         ]
-        writer.writerow([spreadsheet_safe(c) if isinstance(c, str) else c for c in cells])
+        writer.writerow([safe_cell(c) for c in cells])
 
 
 def _choices(label: str) -> list[dict[str, Any]]:
