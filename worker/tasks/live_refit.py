@@ -96,6 +96,19 @@ def live_dir(settings: Settings, project_id: int) -> Path:
 # --------------------------------------------------------------------- process-level caches
 _ENCODERS: dict[tuple[str, int], Any] = {}
 _EMBEDDINGS: dict[str, tuple[float, Any]] = {}
+_HEADS: dict[tuple[int, str], Any] = {}
+"""The last head fitted per (project, encoder key): the next refit warm-starts from it. A new
+encoder (TAPT) changes the key, so its embeddings never start from another encoder's weights."""
+
+
+def previous_head(project_id: int, key: str) -> Any:
+    return _HEADS.get((project_id, key))
+
+
+def remember_head(project_id: int, key: str, head: Any) -> None:
+    for old in [k for k in _HEADS if k[0] == project_id]:
+        del _HEADS[old]  # one head per project: the current encoder's
+    _HEADS[(project_id, key)] = head
 
 
 def encoder_for(path: str, max_length: int) -> Any:
@@ -146,7 +159,8 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
             choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled)
         else:
             choice = _fit_and_choose(
-                settings, snapshot, embeddings, queueable, labelled, dev, timings
+                settings, snapshot, embeddings, queueable, labelled, dev, timings,
+                head_key=_encoder_key(encoder),
             )
     timings["fit"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -166,6 +180,12 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
         timings={k: round(v, 4) for k, v in timings.items()},
         reason=choice.reason,
     )
+
+
+def _encoder_key(encoder: Any) -> str:
+    from worker.ml.embedding_store import encoder_key
+
+    return str(encoder_key(encoder.fingerprint, encoder.max_length))
 
 
 def _claim(session: Session, project_id: int) -> LiveHeadState | None:
@@ -328,7 +348,7 @@ def _zero_shot_order(pool: np.ndarray, best: np.ndarray, n: int, *, seed: int) -
 
 def _fit_and_choose(
     settings: Settings, snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int],
-    labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float],
+    labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float], *, head_key: str = "",
 ) -> _Choice:
     from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served, cv_probs
 
@@ -337,7 +357,8 @@ def _fit_and_choose(
     X = embeddings.take(labelled.item_ids)
     y = np.asarray(labelled.labels)
     t = time.perf_counter()
-    head = LiveHead(config).fit(X, y, k)
+    head = LiveHead(config).fit(X, y, k, warm_start=previous_head(snapshot.id, head_key))
+    remember_head(snapshot.id, head_key, head)
     timings["head_fit"] = time.perf_counter() - t
     adapter = _adapter_probs(settings, snapshot)
     served, reason, scores = SERVED_LIVE_HEAD, "", {}
