@@ -118,6 +118,7 @@ def main() -> None:
         cold: list[float] = []
         base: list[float] = []
         phases: list[dict[str, float]] = []
+        cold_phases: list[dict[str, float]] = []
         load_start = os.getloadavg()
         for _ in range(args.samples):
             add_label()
@@ -126,7 +127,9 @@ def main() -> None:
             phases.append(timings)
             add_label()
             live_refit._HEADS.clear()
-            cold.append(refit()[0])
+            seconds, timings = refit()
+            cold.append(seconds)
+            cold_phases.append(timings)
             base.append(baseline())
         engine.dispose()
     finally:
@@ -142,6 +145,9 @@ def main() -> None:
         "refit_warm_over_baseline": round(median(warm) / median(base), 3),
         "refit_cold_over_baseline": round(median(cold) / median(base), 3),
         "warm_phase_medians_s": {k: round(median(p[k] for p in phases), 4) for k in phases[0]},
+        "cold_phase_medians_s": {
+            k: round(median(p[k] for p in cold_phases), 4) for k in cold_phases[0]
+        },
         "refit_warm_s": [round(s, 4) for s in warm], "refit_cold_s": [round(s, 4) for s in cold],
         "baseline_s": [round(s, 4) for s in base],
     }
@@ -153,6 +159,7 @@ def main() -> None:
 
 def _markdown(r: dict[str, Any]) -> str:
     phases = ", ".join(f"{k} {v}" for k, v in r["warm_phase_medians_s"].items())
+    cold_phases = ", ".join(f"{k} {v}" for k, v in r["cold_phase_medians_s"].items())
     return "\n".join([
         "# Live head: one refit in-process",
         "",
@@ -172,6 +179,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['baseline_lr_fit_median_s']} | 1 |",
         "",
         f"Phases of the warm refit (medians, s): {phases}.",
+        "",
+        f"Phases of the cold refit (medians, s): {cold_phases}.",
         "",
     ])
 
