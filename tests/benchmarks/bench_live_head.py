@@ -104,6 +104,11 @@ def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int, le
     import random
 
     random.Random(0).shuffle(rows)  # the corpus is sorted by class
+    base = list(rows)
+    copy = 1
+    while len(rows) < pool + dev:  # pools beyond the corpus: numbered copies of its texts
+        rows += [(f"{t} (copy {copy})", g) for t, g in base]
+        copy += 1
     rows = rows[: pool + dev]
     names = sorted({g for _, g in rows})
     engine = create_engine(database_url)

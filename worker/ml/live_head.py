@@ -192,7 +192,10 @@ class _Linear:
     b: np.ndarray
 
     def logits(self, X: Any) -> np.ndarray:
-        return np.asarray(X @ self.W.T) + self.b
+        """Float64 logits; a float32 ``X`` is multiplied in float32 (no float64 copy of a
+        100,000-row pool: the logits differ by ~1e-6, far below any decision)."""
+        W = self.W.astype(X.dtype) if X.dtype == np.float32 else self.W
+        return np.asarray(X @ W.T, dtype=np.float64) + self.b
 
 
 UNSEEN_BIAS_GAP = math.log(1000.0)  # an unseen class gets ~1/1000 of the weakest seen class's odds
@@ -270,8 +273,10 @@ def _hstack(embeddings: np.ndarray, tfidf_rows: Any, weight: float) -> Any:
     return np.hstack([embeddings, weight * np.asarray(tfidf_rows)])
 
 
-def _as_embeddings(embeddings: np.ndarray) -> np.ndarray:
-    X = np.asarray(embeddings, dtype=np.float64)
+def _as_embeddings(embeddings: np.ndarray, *, keep_float32: bool = False) -> np.ndarray:
+    X = np.asarray(embeddings)
+    if not (keep_float32 and X.dtype == np.float32):
+        X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ConfigError(f"embeddings must be a 2-D array (n, d), got shape {X.shape}")
     return X
@@ -367,7 +372,7 @@ class LiveHead:
         """(n, n_classes) probabilities; a hybrid head needs the items' texts too."""
         if self.embed is None:
             raise ConfigError("the live head is not fitted yet")
-        X = _as_embeddings(embeddings)
+        X = _as_embeddings(embeddings, keep_float32=True)
         if X.shape[1] != self.embed.W.shape[1]:
             raise ConfigError(
                 f"embeddings have {X.shape[1]} dimensions, the head was fitted on "

@@ -293,3 +293,15 @@ def test_warm_start_from_an_incompatible_head_is_a_cold_fit() -> None:
     for previous in (other_classes, other_width):
         warm = LiveHead(config).fit(X, y, 3, warm_start=previous)
         np.testing.assert_allclose(warm.linear_weights()[0], cold.linear_weights()[0])
+
+
+def test_float32_embeddings_predict_like_float64() -> None:
+    """A float32 pool is scored in float32 (no float64 copy) with the same probabilities."""
+    X, y = blobs(30, 3, d=16, seed=6)
+    head = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 3)
+    p64 = head.predict_proba(X)
+    p32 = head.predict_proba(X.astype(np.float32))
+    assert p32.dtype == np.float64
+    np.testing.assert_allclose(p32, head.predict_proba(X.astype(np.float32).astype(np.float64)),
+                               atol=1e-5)
+    assert (p32.argmax(axis=1) == p64.argmax(axis=1)).all()
