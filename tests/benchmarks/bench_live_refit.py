@@ -120,16 +120,16 @@ def main() -> None:
         phases: list[dict[str, float]] = []
         cold_phases: list[dict[str, float]] = []
         load_start = os.getloadavg()
-        for _ in range(args.samples):
-            add_label()
-            seconds, timings = refit()
-            warm.append(seconds)
-            phases.append(timings)
-            add_label()
-            live_refit._HEADS.clear()
-            seconds, timings = refit()
-            cold.append(seconds)
-            cold_phases.append(timings)
+        for sample in range(args.samples):
+            for kind in ("warm", "cold") if sample % 2 == 0 else ("cold", "warm"):
+                add_label()  # the order alternates: neither pays for the other's garbage
+                if kind == "cold":
+                    live_refit._HEADS.clear()
+                seconds, timings = refit()
+                (warm if kind == "warm" else cold).append(seconds)
+                (phases if kind == "warm" else cold_phases).append(timings)
+                if kind == "cold":
+                    refit()  # the next warm refit starts from a head one label old
             base.append(baseline())
         engine.dispose()
     finally:
