@@ -104,6 +104,11 @@ def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int, le
     import random
 
     random.Random(0).shuffle(rows)  # the corpus is sorted by class
+    base = list(rows)
+    copy = 1
+    while len(rows) < pool + dev:  # pools beyond the corpus: numbered copies of its texts
+        rows += [(f"{t} (copy {copy})", g) for t, g in base]
+        copy += 1
     rows = rows[: pool + dev]
     names = sorted({g for _, g in rows})
     engine = create_engine(database_url)
@@ -207,6 +212,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128,
                         help="tokens per text for the embeddings and the adapter round")
     parser.add_argument("--out", default="live_head")
+    parser.add_argument("--skip-adapter-round", action="store_true",
+                        help="stop after the quiet phase (phase 3 costs ~10 minutes on 2 CPUs)")
+    parser.add_argument("--ports", default="18300-18399", help="port range for the web server")
     args = parser.parse_args()
 
     import httpx
@@ -222,7 +230,8 @@ def main() -> None:
     url = f"sqlite:///{database}"
     seeded = seed(url, encoder, args.pool, args.labels, args.dev, args.length)
     pid = seeded["project_id"]
-    port = free_port()
+    low, high = (int(p) for p in args.ports.split("-"))
+    port = free_port(low, high + 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPESTRY_")}
     env |= {"TAPESTRY_DATA_DIR": str(work / "data"), "TAPESTRY_DATABASE_URL": url,
             "TAPESTRY_BROKER_URL": f"sqla+sqlite:///{work / 'broker.sqlite'}",
@@ -269,40 +278,42 @@ def main() -> None:
             report["quiet"] = _summary(quiet)
             report["quiet_samples"] = [round(s, 3) for s in quiet]
             report["load_average_after_quiet"] = os.getloadavg()
-            t_round = time.perf_counter()
-            r = client.post(f"{base}/runs", headers=headers,
-                            json={"kind": "retrain", "reason": "benchmark", "force": True})
-            r.raise_for_status()
-            during = []
+            if not args.skip_adapter_round:
+                t_round = time.perf_counter()
+                r = client.post(f"{base}/runs", headers=headers,
+                                json={"kind": "retrain", "reason": "benchmark", "force": True})
+                r.raise_for_status()
+                during = []
 
-            def adapter_queue_done() -> bool:
+                def adapter_queue_done() -> bool:
+                    with engine.connect() as c:
+                        version = c.execute(select(Project.current_model_version_id)
+                                            .where(Project.id == pid)).scalar()
+                        if version is None:
+                            return False
+                        done = c.execute(text(
+                            "select count(*) from training_runs where project_id=:p and "
+                            "kind='recompute_queue' and status='succeeded' and "
+                            "model_version_id=:v"),
+                            {"p": pid, "v": version}).scalar()
+                    return bool(done)
+
+                while not adapter_queue_done():
+                    n += 1
+                    during.append(label_one(client, n))
+                    if len(during) > 400:
+                        break
+                report["adapter_round_seconds"] = round(time.perf_counter() - t_round, 3)
+                report["during_adapter_round"] = _summary(during)
+                report["during_samples"] = [round(s, 3) for s in during]
+                report["load_average_end"] = os.getloadavg()
                 with engine.connect() as c:
-                    version = c.execute(select(Project.current_model_version_id)
-                                        .where(Project.id == pid)).scalar()
-                    if version is None:
-                        return False
-                    done = c.execute(text(
-                        "select count(*) from training_runs where project_id=:p and "
-                        "kind='recompute_queue' and status='succeeded' and model_version_id=:v"),
-                        {"p": pid, "v": version}).scalar()
-                return bool(done)
-
-            while not adapter_queue_done():
-                n += 1
-                during.append(label_one(client, n))
-                if len(during) > 400:
-                    break
-            report["adapter_round_seconds"] = round(time.perf_counter() - t_round, 3)
-            report["during_adapter_round"] = _summary(during)
-            report["during_samples"] = [round(s, 3) for s in during]
-            report["load_average_end"] = os.getloadavg()
-            with engine.connect() as c:
-                state = c.execute(select(LiveHeadState.served, LiveHeadState.served_reason,
-                                         LiveHeadState.scores)
-                                  .where(LiveHeadState.project_id == pid)).first()
-            assert state is not None
-            report["served_after_round"] = {"served": state[0], "reason": state[1],
-                                            "scores": state[2]}
+                    state = c.execute(select(LiveHeadState.served, LiveHeadState.served_reason,
+                                             LiveHeadState.scores)
+                                      .where(LiveHeadState.project_id == pid)).first()
+                assert state is not None
+                report["served_after_round"] = {"served": state[0], "reason": state[1],
+                                                "scores": state[2]}
     finally:
         stack.down()
         engine.dispose()
@@ -310,7 +321,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     q = report["quiet"]["median"]
-    report["adapter_round_over_quiet_median"] = round(report["adapter_round_seconds"] / q, 1)
+    if "adapter_round_seconds" in report:
+        report["adapter_round_over_quiet_median"] = round(report["adapter_round_seconds"] / q, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(_markdown(report))
@@ -356,6 +368,15 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| first refit (embeds every item) | 1 | {r['first_refit_seconds']} | | | |",
         f"| label -> queue, quiet | {q['n']} | {q['median']} | {q['p90']} | {q['min']} | "
         f"{q['max']} |",
+        *_round_rows(r, d),
+        "",
+    ])
+
+
+def _round_rows(r: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    if "adapter_round_seconds" not in r:
+        return ["", "Phase 3 (adapter round) skipped in this run (`--skip-adapter-round`)."]
+    return [
         f"| label -> queue, while the adapter trains | {d['n']} | {d.get('median', '')} | "
         f"{d.get('p90', '')} | {d.get('min', '')} | {d.get('max', '')} |",
         f"| adapter round (request -> queue from the new adapter) | 1 | "
@@ -364,8 +385,7 @@ def _markdown(r: dict[str, Any]) -> str:
         f"The adapter round took {r['adapter_round_over_quiet_median']}x the quiet median "
         f"label -> queue latency. Served after the round: "
         f"**{r['served_after_round']['served']}** ({r['served_after_round']['reason']}).",
-        "",
-    ])
+    ]
 
 
 if __name__ == "__main__":

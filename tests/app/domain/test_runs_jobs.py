@@ -86,6 +86,12 @@ def test_embedded_broker_gets_no_engine_breaking_transport_options(settings: Set
     embedded = settings.model_copy(update={"broker_url": "sqla+sqlite:////tmp/broker.sqlite"})
     redis = settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/0"})
     assert broker_transport_options(embedded) == {}  # kombu passes them to create_engine()
+    # the embedded broker polls an empty queue every SQLA_POLLING_INTERVAL s, not kombu's 1 s
+    from kombu.transport.sqlalchemy import Transport
+
+    from worker.celery_app import SQLA_POLLING_INTERVAL
+
+    assert Transport.polling_interval == SQLA_POLLING_INTERVAL < 1.0
     assert broker_transport_options(redis)["visibility_timeout"] == (
         settings.visibility_timeout_seconds
     )

@@ -264,3 +264,44 @@ def test_choose_served_picks_the_better_model_and_ties_go_to_the_live_head() -> 
     assert choose_served({"live_head": bad, "adapter": good}, y, min_gain=0.5).name == "live_head"
     with pytest.raises(ConfigError, match="unknown candidates"):
         choose_served({"svm": good}, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_warm_start_reaches_the_cold_fit(n_classes: int) -> None:
+    """A refit warm-started from the previous head (one label fewer) lands on the cold fit's
+    optimum within the solver's tolerance: same predictions, probabilities within 0.05."""
+    X, y = blobs(40, n_classes, d=32, seed=3)
+    config = LiveHeadConfig(features="embed")
+    previous = LiveHead(config).fit(X[:-5], y[:-5], n_classes)
+    cold = LiveHead(config).fit(X, y, n_classes)
+    warm = LiveHead(config).fit(X, y, n_classes, warm_start=previous)
+    probe, _ = blobs(30, n_classes, d=32, seed=4)
+    pc, pw = cold.predict_proba(probe), warm.predict_proba(probe)
+    assert np.abs(pc - pw).max() < 0.05
+    assert (pc.argmax(axis=1) == pw.argmax(axis=1)).mean() >= 0.95
+    assert not np.array_equal(warm.linear_weights()[0], previous.linear_weights()[0])
+
+
+def test_warm_start_from_an_incompatible_head_is_a_cold_fit() -> None:
+    """Another number of classes or another embedding width: the previous head is ignored."""
+    X, y = blobs(20, 3, d=16, seed=5)
+    config = LiveHeadConfig(features="embed")
+    cold = LiveHead(config).fit(X, y, 3)
+    other_classes = LiveHead(config).fit(X, np.minimum(y, 1), 2)
+    X8, _ = blobs(20, 3, d=8, seed=5)
+    other_width = LiveHead(config).fit(X8, y, 3)
+    for previous in (other_classes, other_width):
+        warm = LiveHead(config).fit(X, y, 3, warm_start=previous)
+        np.testing.assert_allclose(warm.linear_weights()[0], cold.linear_weights()[0])
+
+
+def test_float32_embeddings_predict_like_float64() -> None:
+    """A float32 pool is scored in float32 (no float64 copy) with the same probabilities."""
+    X, y = blobs(30, 3, d=16, seed=6)
+    head = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 3)
+    p64 = head.predict_proba(X)
+    p32 = head.predict_proba(X.astype(np.float32))
+    assert p32.dtype == np.float64
+    np.testing.assert_allclose(p32, head.predict_proba(X.astype(np.float32).astype(np.float64)),
+                               atol=1e-5)
+    assert (p32.argmax(axis=1) == p64.argmax(axis=1)).all()

@@ -177,3 +177,27 @@ def test_promotion_keeps_the_head_when_the_adapter_is_worse(
     assert s.scores["adapter"] == 0.0
     assert result.served == SERVED_LIVE_HEAD, s.served_reason
     assert all(e.model_version_id is None for e in queue(file_db, seeded))
+
+
+def test_refit_warm_starts_from_the_head_of_the_same_encoder_only(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    from worker.tasks import live_refit
+
+    label(file_db, seeded, seeded.pool_ids[:12])
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_LIVE_HEAD
+    key = state(file_db, seeded).encoder_key
+    assert key
+    head = live_refit.previous_head(seeded.project_id, key)
+    assert head is not None and head.n_labels == 12
+    # a new encoder version (TAPT) has another key: nothing to start from, and the old head goes
+    assert live_refit.previous_head(seeded.project_id, key + "-tapt") is None
+    live_refit.remember_head(seeded.project_id, key + "-tapt", head)
+    assert live_refit.previous_head(seeded.project_id, key) is None
+    # the next refit on the original encoder fits cold and records its own head under its key
+    label(file_db, seeded, seeded.pool_ids[12:14])
+    assert refit(file_db, seeded).labels_used == 14
+    again = live_refit.previous_head(seeded.project_id, key)
+    assert again is not None and again.n_labels == 14
+    assert live_refit.previous_head(seeded.project_id, key + "-tapt") is None

@@ -1,0 +1,189 @@
+"""In-process cost of one live-head refit (the ``live.refit_head`` task body), next to a baseline.
+
+A seeded SQLite database (the 20 Newsgroups project of ``bench_live_head``: ``--pool`` items,
+``--labels`` of them labelled, ``--dev`` dev items) whose stored embeddings are written directly
+(float16, width 384, unit vectors around one random direction per gold class, so the head has
+real structure to fit) instead of being computed by an encoder. Each sample adds one label and
+calls :func:`worker.tasks.live_refit.refit_live_head` (read labels, fit, choose the served model,
+rebuild the queue, swap it in). Three interleaved measurements per sample:
+
+- ``refit (warm)``: the refit as the worker runs it (warm-started from the previous head);
+- ``refit (cold)``: the same with the warm-start cache emptied first;
+- ``baseline``: one cold scikit-learn ``LogisticRegression`` fit (the head's settings, library
+  default threads) on the same labelled embeddings: the ratio refit / baseline stays meaningful
+  on a loaded machine.
+
+Usage: ``.venv/bin/python -m tests.benchmarks.bench_live_refit [--pool 10000 --labels 1000]``
+Results: ``tests/benchmarks/results/live_refit.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.bench_live_head import RESULTS, make_encoder, seed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=10_000)
+    parser.add_argument("--labels", type=int, default=1_000)
+    parser.add_argument("--dev", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--out", default="live_refit")
+    args = parser.parse_args()
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sqlalchemy import create_engine, insert, select
+    from sqlalchemy.orm import sessionmaker
+
+    from app.config import Settings
+    from app.db.models import Annotation, Item, Label
+    from worker.ml.embedding_store import EmbeddingStore, encoder_key
+    from worker.ml.live_head import LiveHeadConfig
+    from worker.tasks import live_refit
+
+    work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
+    try:
+        encoder_dir = make_encoder("random-384", work / "encoder", 1)
+        url = f"sqlite:///{work / 'tapestry.sqlite'}"
+        seeded = seed(url, encoder_dir, args.pool, args.labels, args.dev, 32)
+        pid = seeded["project_id"]
+        settings = Settings(data_dir=work / "data", database_url=url, live_embed_max_length=32)
+        engine = create_engine(url)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        names: list[str] = seeded["labels"]
+        with sessions() as s:
+            items = [int(i) for i in s.scalars(
+                select(Item.id).where(Item.project_id == pid).order_by(Item.id))]
+            label_ids = {n: int(i) for n, i in s.execute(
+                select(Label.name, Label.id).where(Label.project_id == pid))}
+            annotator = s.scalars(select(Annotation.annotator_id)).first()
+            dev_gold = {int(i): names.index(n) for i, n in s.execute(
+                select(Annotation.item_id, Label.name).join(Label, Label.id == Annotation.label_id)
+                .where(Annotation.item_id.in_(items[args.pool:])))}
+        gold = {i: names.index(g) for i, g in seeded["gold"].items()} | dev_gold
+        rng = np.random.default_rng(0)
+        centres = rng.normal(size=(len(names), 384))
+        y = np.array([gold[i] for i in items])
+        vectors = 0.25 * centres[y] + rng.normal(size=(len(items), 384))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        encoder = live_refit.encoder_for(encoder_dir, settings.live_embed_max_length)
+        key = encoder_key(encoder.fingerprint, encoder.max_length)
+        store = EmbeddingStore(live_refit.live_dir(settings, pid) / "embeddings" / key)
+        store.add(items, vectors)
+        unlabelled: list[int] = list(seeded["unlabelled"])
+        row_of = {item: r for r, item in enumerate(items)}
+        labelled: list[int] = list(items[: args.labels])
+        config = LiveHeadConfig()
+
+        def add_label() -> None:
+            item = unlabelled.pop(0)
+            labelled.append(item)
+            with sessions() as s:
+                s.execute(insert(Annotation), [{
+                    "project_id": pid, "item_id": item, "label_id": label_ids[names[gold[item]]],
+                    "annotator_id": annotator, "source": "bench", "deleted": False}])
+                s.commit()
+
+        def refit() -> tuple[float, dict[str, float]]:
+            t = time.perf_counter()
+            result = live_refit.refit_live_head(pid, settings, sessions)
+            assert result is not None and result.embedded == 0, result
+            return time.perf_counter() - t, result.timings
+
+        def baseline() -> float:
+            rows = [row_of[i] for i in labelled]
+            X = vectors[rows].astype(np.float32)
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                LogisticRegression(C=config.C, class_weight=config.class_weight,
+                                   max_iter=config.max_iter).fit(X, y[rows])
+            return time.perf_counter() - t
+
+        add_label()
+        refit()  # warm-up: memory-maps the store, imports, first (cold) head
+        warm: list[float] = []
+        cold: list[float] = []
+        base: list[float] = []
+        phases: list[dict[str, float]] = []
+        cold_phases: list[dict[str, float]] = []
+        load_start = os.getloadavg()
+        for sample in range(args.samples):
+            for kind in ("warm", "cold") if sample % 2 == 0 else ("cold", "warm"):
+                add_label()  # the order alternates: neither pays for the other's garbage
+                if kind == "cold":
+                    live_refit._HEADS.clear()
+                seconds, timings = refit()
+                (warm if kind == "warm" else cold).append(seconds)
+                (phases if kind == "warm" else cold_phases).append(timings)
+                if kind == "cold":
+                    refit()  # the next warm refit starts from a head one label old
+            base.append(baseline())
+        engine.dispose()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    median = statistics.median
+    report: dict[str, Any] = {
+        "pool": args.pool, "labels": args.labels, "dev": args.dev, "samples": args.samples,
+        "cpus": os.cpu_count(), "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+        "refit_warm_median_s": round(median(warm), 4),
+        "refit_cold_median_s": round(median(cold), 4),
+        "baseline_lr_fit_median_s": round(median(base), 4),
+        "refit_warm_over_baseline": round(median(warm) / median(base), 3),
+        "refit_cold_over_baseline": round(median(cold) / median(base), 3),
+        "warm_phase_medians_s": {k: round(median(p[k] for p in phases), 4) for k in phases[0]},
+        "cold_phase_medians_s": {
+            k: round(median(p[k] for p in cold_phases), 4) for k in cold_phases[0]
+        },
+        "refit_warm_s": [round(s, 4) for s in warm], "refit_cold_s": [round(s, 4) for s in cold],
+        "baseline_s": [round(s, 4) for s in base],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(_markdown(report))
+    print(_markdown(report))
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    phases = ", ".join(f"{k} {v}" for k, v in r["warm_phase_medians_s"].items())
+    cold_phases = ", ".join(f"{k} {v}" for k, v in r["cold_phase_medians_s"].items())
+    return "\n".join([
+        "# Live head: one refit in-process",
+        "",
+        f"`refit_live_head` on a seeded SQLite project ({r['pool']:,} pool items, "
+        f"{r['labels']:,}+ labels, {r['dev']} dev items, stored float16 embeddings of width 384, "
+        f"20 classes); {r['samples']} samples, one new label each; {r['cpus']} CPUs shared with "
+        f"other jobs (load average {r['load_average_start'][0]:.1f} at the start, "
+        f"{r['load_average_end'][0]:.1f} at the end).",
+        "",
+        "| measurement | median s | x baseline |",
+        "|---|---:|---:|",
+        f"| refit, warm-started (as the worker runs it) | {r['refit_warm_median_s']} | "
+        f"{r['refit_warm_over_baseline']} |",
+        f"| refit, cold head fit | {r['refit_cold_median_s']} | "
+        f"{r['refit_cold_over_baseline']} |",
+        f"| baseline: one cold scikit-learn LogisticRegression fit, default threads | "
+        f"{r['baseline_lr_fit_median_s']} | 1 |",
+        "",
+        f"Phases of the warm refit (medians, s): {phases}.",
+        "",
+        f"Phases of the cold refit (medians, s): {cold_phases}.",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    main()
