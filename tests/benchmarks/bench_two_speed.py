@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter-growth", type=float, default=2.0)
     parser.add_argument("--min-train-steps", type=int, default=30)
     parser.add_argument("--live-features", default="auto")
+    parser.add_argument(
+        "--baselines", nargs="+", default=["embed-lr", "tfidf-svm"],
+        help="cheap baseline arms run side by side (the comparison needs embed-lr and tfidf-svm)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.10, 0.20]
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=dataset,
             arms=(args.arm,),
             add_baselines=False,
+            cheap_baselines=tuple(args.baselines),
             seeds=tuple(args.seeds),
             seed_size=2 * k,
             seed_strategy=args.seed_strategy,
