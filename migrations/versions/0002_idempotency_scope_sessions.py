@@ -1,6 +1,6 @@
 """Idempotency keys scoped by caller; a session generation per user (sign-out ends sessions).
 
-Revision ID: 0002_i11a
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0002_i11a'
+revision: str = '0002'
 down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """Model-version retention: ``pinned`` and ``artifact_deleted`` flags.
 
-Revision ID: 0002_i20b
-Revises: 0002_i11a
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 
 * ``model_versions.pinned``: a lead keeps this version's artifact whatever the retention setting.
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0002_i20b'
-down_revision: str | None = '0002_i16a'
+revision: str = '0005'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

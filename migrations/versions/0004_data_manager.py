@@ -1,7 +1,7 @@
 """Data manager: items.excluded, item_events, the filters' indexes and full-text search.
 
-Revision ID: 0002_i16a
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02
 
 Full-text search is not an ORM table (see app/db/fulltext.py): on SQLite an FTS5 table over
@@ -16,8 +16,8 @@ from alembic import op
 
 from app.db import fulltext
 
-revision: str = '0002_i16a'
-down_revision: str | None = '0002_i13a'
+revision: str = '0004'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

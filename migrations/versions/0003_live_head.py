@@ -1,7 +1,7 @@
 """Live head (two-speed learner): label descriptions and the per-project live-head state.
 
-Revision ID: 0002_i13a
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_i13a"
-down_revision: str | None = "0002_i11a"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Gold items and per-project gold settings (issue 16).
 
-Revision ID: 0002_i16b
-Revises: 0002_i11a (the lead re-chains at merge)
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 
 * ``gold_items``: an item whose answer a lead fixed (one row per item).
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0002_i16b'
-down_revision: str | None = '0002_i20b'
+revision: str = '0006'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
