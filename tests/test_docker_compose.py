@@ -39,7 +39,7 @@ def test_services_and_their_commands(compose: dict[str, Any]) -> None:
     gpu = _command(services["worker-gpu"])
     assert gpu.startswith("celery -A worker.celery_app worker") and "-Q gpu " in gpu
     default = _command(services["worker-default"])
-    assert "-Q default,inference" in default
+    assert "-Q live,default,inference" in default
 
 
 def test_gpu_worker_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:

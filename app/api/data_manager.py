@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
-from app.deps import ProjectLead, SessionDep
+from app.deps import MAX_DB_INT, ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
 
@@ -151,7 +151,7 @@ def item_history(
 
 class BulkIn(StrictInput):
     action: Literal["relabel", "move", "exclude", "include", "delete"]
-    item_ids: list[int] | None = Field(
+    item_ids: list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] | None = Field(
         None, max_length=dm.MAX_SELECTION,
         description="The selection; omit to act on every item matching `filters`.",
     )

@@ -12,15 +12,17 @@ from fastapi import Query, Response
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
-from app.deps import IdPath, ProjectLead, SessionDep
+from app.deps import MAX_DB_INT, IdPath, ProjectLead, SessionDep
 from app.domain import gold, label_issues
 
 router = write_api_router(tags=["gold"])
 
 
 class GoldIn(StrictInput):
-    item_id: int = Field(ge=1, description="The item to make gold (or whose answer changes).")
-    label: str | int = Field(description="The answer: a label name or a label id.")
+    item_id: int = Field(ge=1, le=MAX_DB_INT,
+                         description="The item to make gold (or whose answer changes).")
+    label: Annotated[str, Field(max_length=200)] | Annotated[int, Field(ge=1, le=MAX_DB_INT)] = (
+        Field(description="The answer: a label name or a label id."))
 
 
 class GoldItemOut(BaseModel):

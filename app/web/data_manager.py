@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from app.api.data_manager import stream_file
 from app.db.models import SPLITS
-from app.deps import ProjectLead, SessionDep
+from app.deps import MAX_DB_INT, ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
 from app.domain.annotation.common import project_labels
@@ -78,7 +78,8 @@ def data_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
 
 
 @router.get("/projects/{project_id}/data/rows")
-def more_rows(request: Request, db: SessionDep, access: ProjectLead, after: int = 0) -> Response:
+def more_rows(request: Request, db: SessionDep, access: ProjectLead,
+              after: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0) -> Response:
     """The next page's rows (htmx appends them in place of the "load more" row)."""
     context = _context(db, access, _raw_filters(request.query_params), after=max(after, 0))
     return render_page(request, "data/page.html", context, block="rows")

@@ -3,6 +3,7 @@ worker alive and nobody reading the run; reading a run writes nothing."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,8 @@ from tests.worker.tasks.waiting import wait_for
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", secret_key="m" * 8 + "y" * 40, **overrides)
+    settings = Settings(data_dir=tmp_path / "data", secret_key=secrets.token_urlsafe(48),
+                        **overrides)
     settings.ensure_dirs()
     return settings
 

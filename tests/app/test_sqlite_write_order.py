@@ -10,6 +10,7 @@ first takes the process lock.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ ROUNDS = 6
 
 @pytest.fixture()
 def sqlite_settings(tmp_path: Path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", secret_key="k" * 8 + "x" * 40,
+    settings = Settings(data_dir=tmp_path / "data", secret_key=secrets.token_urlsafe(48),
                         write_rate_limit_per_minute=100_000)
     settings.ensure_dirs()
     return settings

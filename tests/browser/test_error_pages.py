@@ -41,11 +41,11 @@ def probes(live: LiveStack) -> dict[str, list[tuple[str, int]]]:
     missing = "/projects/999999"
     bad_query = f"/projects/{topics}/annotate/next?exclude=abc"
     return {
-        "admin": [(missing, 404), (f"/admin/projects/{topics}/models/999999/download", 404)],
+        "admin": [(missing, 404), (f"/projects/{topics}/models/999999/download", 404)],
         "lead": [(missing, 404), ("/admin", 403), (f"/projects/{topics}/annotate/next?exclude=1,x",
                                                    422)],
         "other_lead": [(missing, 404), (f"/projects/{topics}/settings", 404),
-                       (f"/admin/projects/{topics}/models/1/download", 404)],
+                       (f"/projects/{topics}/models/1/download", 404)],
         "annotator": [(missing, 404), (f"/projects/{topics}/settings", 403),
                       (f"/projects/{tickets}/dashboard", 403), ("/admin", 403), (bad_query, 422)],
         "ann2": [(missing, 404), (f"/projects/{topics}/annotate", 404),

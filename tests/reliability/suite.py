@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -238,6 +239,13 @@ def migrate(env: dict[str, str], log: Path) -> None:
     with log.open("ab") as handle:
         subprocess.run([tapestry_bin(), "db", "upgrade"], cwd=REPO_ROOT, env=env, check=True,
                        stdout=handle, stderr=subprocess.STDOUT, timeout=300)
+
+
+def run_in_own_loop(coroutine: Any) -> Any:
+    """``asyncio.run`` in a fresh thread: inside pytest an earlier test (Playwright's sync API)
+    may have left an event loop set on the main thread, where ``asyncio.run`` refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def start_worker(deployment: Deployment) -> subprocess.Popen[bytes]:
@@ -635,7 +643,7 @@ def run_backend(name: str, profile: Profile, work: Path, base_model: Path, *,
         seeded = seed(database_url, base_model, pool)
         deployment.worker = start_worker(deployment)
         deployment.web = start_server(env, deployment.port, work / "web.log")
-        obs, faults, load_seconds = asyncio.run(
+        obs, faults, load_seconds = run_in_own_loop(
             drive(deployment, seeded, profile, seconds or profile.seconds))
         return summarise(name, obs, faults, load_seconds, database_url, seeded.project_id,
                          profile)
