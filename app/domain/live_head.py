@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -38,8 +39,12 @@ def request_live_refit(db: Session, project_id: int) -> bool:
         )
         if exists is not None:
             return False  # a refit is already pending; it will read this label
-        with db.begin_nested():
-            db.add(LiveHeadState(project_id=project_id, refit_pending=True, requested_at=now))
+        try:
+            with db.begin_nested():
+                db.add(LiveHeadState(project_id=project_id, refit_pending=True,
+                                     requested_at=now))
+        except IntegrityError:  # a concurrent label created the row first and sent the refit
+            return False
     enqueue_after_commit(db, Job(TASK_LIVE_REFIT, (project_id,)))
     return True
 

@@ -33,3 +33,24 @@ def test_set_descriptions_validates_and_requests_a_live_refit(db: Session) -> No
         set_label_descriptions(db, project.id, {"nope": "x"})
     with pytest.raises(InvalidInput, match="longer than 300"):
         set_label_descriptions(db, project.id, {names[0]: "x" * 301})
+
+
+@pytest.mark.db
+def test_a_concurrent_first_refit_request_is_not_an_error(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two labels of a new project race to create its live-head row: the loser's insert hits the
+    unique constraint, which must not fail the label (it was a 500 under load on Postgres)."""
+    from app.db.models import LiveHeadState
+    from app.domain import live_head
+
+    project = make_project(db)
+    db.add(LiveHeadState(project_id=project.id, refit_pending=True))
+    db.flush()
+    real_scalar = db.scalar
+    # The loser's existence check ran before the winner's row was visible.
+    monkeypatch.setattr(db, "scalar", lambda *a, **k: None)
+    assert live_head.request_live_refit(db, project.id) is False
+    monkeypatch.setattr(db, "scalar", real_scalar)
+    rows = db.query(LiveHeadState).filter_by(project_id=project.id).count()
+    assert rows == 1
