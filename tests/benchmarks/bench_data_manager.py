@@ -69,7 +69,7 @@ CASES: list[tuple[str, dict[str, str]]] = [
 
 
 def corpus(n: int) -> tuple[list[str], list[str]]:
-    from tests.benchmarks._data import load_dataset
+    from worker.simulate.benchmark_data import load_dataset
 
     texts: list[str] = []
     labels: list[str] = []

@@ -5,7 +5,7 @@ A real uvicorn web process and two real Celery workers (``-Q gpu`` for adapter r
 embedded defaults (SQLite database, kombu SQLAlchemy broker, local artifact directory).
 
 The project: a pool of ``--pool`` 20 Newsgroups training texts (real texts, from
-``tests/benchmarks/_data.py``) of which ``--labels`` carry their gold label, plus a labelled
+``worker/simulate/benchmark_data.py``) of which ``--labels`` carry their gold label, plus a labelled
 dev set.
 Phases, all in one run:
 
@@ -96,7 +96,7 @@ def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int, le
         User,
     )
     from app.domain.users import create_token
-    from tests.benchmarks._data import load_dataset
+    from worker.simulate.benchmark_data import load_dataset
 
     texts, gold = load_dataset("20ng", "train")
     seen: set[str] = set()

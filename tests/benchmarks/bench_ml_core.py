@@ -29,7 +29,6 @@ import numpy as np
 import psutil
 import torch
 
-from tests.benchmarks._data import load_dataset
 from worker.ml.adapters.config import AdapterConfig, AdapterKind
 from worker.ml.artifacts import save_artifact
 from worker.ml.layer_cache import LowerLayerCache
@@ -38,6 +37,7 @@ from worker.ml.runtime import make_precision, resolve_device
 from worker.ml.schedule import apply_lr
 from worker.ml.tapt import TaptConfig, _Corpus, _Tapt
 from worker.ml.training import TrainConfig, train_classifier
+from worker.simulate.benchmark_data import load_dataset
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = torch.get_num_threads()

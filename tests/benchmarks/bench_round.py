@@ -41,7 +41,7 @@ MAX_LENGTH = 128
 
 
 def load_data(pool: int, dev: int, seed: int) -> tuple[list[str], list[int], list[str]]:
-    from tests.benchmarks._data import load_dataset
+    from worker.simulate.benchmark_data import load_dataset
 
     texts, labels = load_dataset("20ng", "train")
     names = sorted(set(labels))

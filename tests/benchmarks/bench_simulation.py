@@ -217,11 +217,11 @@ def round_timing(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tests.benchmarks._data import load_dataset
     from worker.ml.acquisition import build_pool_view, get_strategy
     from worker.ml.adapters.config import AdapterConfig
     from worker.ml.layer_cache import LowerLayerCache
     from worker.ml.training import TrainConfig, train_classifier
+    from worker.simulate.benchmark_data import load_dataset
 
     torch.set_num_threads(os.cpu_count() or 1)
     texts, labels = load_dataset("20ng", "train")

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks._data import load_dataset
 from worker.ml.runtime import resolve_device
 from worker.ml.tapt import TaptConfig, run_tapt
+from worker.simulate.benchmark_data import load_dataset
 
 RESULTS = Path(__file__).parent / "results"
 

