@@ -8,6 +8,8 @@ classification head (and the pooler) go into ``modules_to_save`` so peft saves a
 
 from __future__ import annotations
 
+import warnings
+
 from peft import (
     IA3Config,
     LoraConfig,
@@ -23,6 +25,12 @@ from transformers import PreTrainedModel
 from worker.ml.adapters.config import AdapterConfig
 from worker.ml.architecture import encoder_layers, head_module_names, layer_layout, linear_names
 from worker.ml.errors import NotSupported
+
+# peft (0.21) reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads a
+# model, which printed a FutureWarning every adapter round; the message is peft's to fix.
+warnings.filterwarnings(
+    "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
 KEY_NAMES = ("key", "k_lin", "key_proj")
 VALUE_NAMES = ("value", "v_lin", "value_proj")
