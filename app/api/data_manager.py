@@ -24,7 +24,7 @@ from app.domain import data_export
 from app.domain import data_manager as dm
 
 router = write_api_router(tags=["data manager"])
-OWN_PARAMS = ("cursor", "limit", "count", "format")
+OWN_PARAMS = ("cursor", "limit", "count", "exact", "format")
 
 
 class VoteOut(BaseModel):
@@ -56,7 +56,14 @@ class ItemRowOut(BaseModel):
 class ItemRowsPage(BaseModel):
     items: list[ItemRowOut]
     next_cursor: str | None
-    total: int | None = Field(None, description="Matching items (only with count=true).")
+    total: int | None = Field(
+        None,
+        description=f"Matching items (only with count=true), counted up to {dm.COUNT_CAP:,} "
+        "unless exact=true.",
+    )
+    total_capped: bool | None = Field(
+        None, description="True when more items match than ``total`` (counting stopped there)."
+    )
 
 
 def _row(row: dm.Row) -> ItemRowOut:
@@ -80,15 +87,21 @@ def browse_items(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=dm.MAX_PAGE_SIZE)] = dm.PAGE_SIZE,
     count: bool = False,
+    exact: bool = False,
 ) -> ItemRowsPage:
     """Matching items in id order (keyset: pass ``next_cursor`` back as ``cursor``)."""
     filters = filters_from(request)
     page = dm.browse(db, access.project, filters, after_id=decode_cursor(cursor) or 0,
                      limit=limit, snippet_chars=None)
+    total = (
+        dm.count_matching(db, access.project, filters, cap=None if exact else dm.COUNT_CAP)
+        if count else None
+    )
     return ItemRowsPage(
         items=[_row(r) for r in page.rows],
         next_cursor=encode_cursor(page.next_after) if page.next_after is not None else None,
-        total=dm.count_matching(db, access.project, filters) if count else None,
+        total=total.value if total is not None else None,
+        total_capped=total.capped if total is not None else None,
     )
 
 

@@ -27,7 +27,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DDL, ColumnElement, Connection, Table, event, literal_column, select, text
+from sqlalchemy import (
+    DDL,
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    event,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Select
 
@@ -93,6 +104,22 @@ def install(items: Table) -> None:
         event.listen(items, "before_drop", DDL(statement).execute_if(dialect="sqlite"))
 
 
+def sqlite_match(query: str) -> str | None:
+    """The FTS5 expression for a search box entry: every word, the last one as a prefix (so
+    results follow typing); ``None`` when the entry has no words."""
+    terms = search_terms(query)
+    if not terms:
+        return None
+    return " AND ".join([f'"{t}"' for t in terms[:-1]] + [f'"{terms[-1]}"*'])
+
+
+def _sqlite_ids(expression: str) -> Select[Any]:
+    rowid = literal_column("rowid", type_=Integer())
+    return select(rowid).select_from(text(FTS_TABLE)).where(
+        text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=expression)
+    )
+
+
 def matching_ids(dialect: str, query: str, id_column: Any) -> ColumnElement[bool]:
     """A condition: the item's text contains every word of ``query`` (the last one as a prefix,
     so results follow typing). An entry without words matches nothing."""
@@ -100,17 +127,41 @@ def matching_ids(dialect: str, query: str, id_column: Any) -> ColumnElement[bool
     if not terms:
         return literal_column("1") == literal_column("0")
     if dialect == "sqlite":
-        words = [f'"{t}"' for t in terms[:-1]] + [f'"{terms[-1]}"*']
-        ids: Select[Any] = select(literal_column("rowid", type_=id_column.type)).select_from(
-            text(FTS_TABLE)
-        ).where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=" AND ".join(words)))
-        return id_column.in_(ids)
+        expression = sqlite_match(query)
+        assert expression is not None
+        return id_column.in_(_sqlite_ids(expression))
     tsquery = " & ".join(terms[:-1] + [f"{terms[-1]}:*"])
     vector: ColumnElement[Any] = literal_column(f"items.{PG_COLUMN}")
     condition: ColumnElement[bool] = vector.op("@@")(
         text("to_tsquery('simple'::regconfig, :ts_query)").bindparams(ts_query=tsquery)
     )
     return condition
+
+
+def sqlite_window_end(db: Session, expression: str, *, after: int, size: int) -> int | None:
+    """The id of the ``size``-th match after id ``after`` (or of the last one); ``None`` when no
+    match follows. FTS5 walks its matches in rowid order from ``after`` without building them
+    all."""
+    rowid: ColumnElement[int] = literal_column("rowid", type_=Integer())
+    window = (
+        _sqlite_ids(expression)
+        .where(rowid > after)
+        .order_by(rowid)
+        .limit(size)
+        .subquery()
+    )
+    end = db.scalar(select(func.max(window.c.rowid)))
+    return int(end) if end is not None else None
+
+
+def sqlite_window(
+    expression: str, id_column: Any, *, after: int, through: int
+) -> ColumnElement[bool]:
+    """A condition: the item matches and its id lies in ``(after, through]``."""
+    rowid: ColumnElement[int] = literal_column("rowid", type_=Integer())
+    return id_column.in_(
+        _sqlite_ids(expression).where(rowid > after, rowid <= through)
+    )
 
 
 _PLANNER_SETTINGS = ("enable_seqscan", "enable_indexscan")

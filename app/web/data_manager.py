@@ -60,7 +60,7 @@ def _context(db: SessionDep, access: ProjectLead, raw: dict[str, str], after: in
         "query": urlencode(raw),
         "filter_error": error,
         "page": page,
-        "total": dm.count_matching(db, project, filters),
+        "total": dm.count_matching(db, project, filters, cap=dm.COUNT_CAP),
         "labels": project_labels(db, project.id),
         "annotators": dm.annotators(db, project),
         "splits": SPLITS,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, Annotation, Item, Label, Project, User
+from app.domain import data_manager as dm
 from tests.app.api.support import Caller, caller, lead_with_project
 from tests.factories import add_member, login_client, make_items, make_project, make_user
 
@@ -115,7 +116,9 @@ def test_access_leads_only_annotators_and_strangers_cannot(
     assert not foreign.excluded
 
 
-def test_bulk_relabel_on_a_filter_and_confirmed_delete(app: FastAPI, db: Session) -> None:
+def test_bulk_relabel_on_a_filter_and_confirmed_delete(
+    app: FastAPI, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lead, project, items = _setup(app, db)
     base = f"/api/v1/projects/{project.id}/data"
     done = lead.post(f"{base}/bulk", json={
@@ -132,7 +135,13 @@ def test_bulk_relabel_on_a_filter_and_confirmed_delete(app: FastAPI, db: Session
     refused = lead.post(f"{base}/bulk", json=delete)
     assert refused.status_code == 409
     assert refused.json()["error"]["details"]["annotations"] == 4  # superseded ones too
-    assert lead.get(f"{base}/items", params={"count": "true"}).json()["total"] == 5
+    counted = lead.get(f"{base}/items", params={"count": "true"}).json()
+    assert (counted["total"], counted["total_capped"]) == (5, False)
+    monkeypatch.setattr(dm, "COUNT_CAP", 3)
+    counted = lead.get(f"{base}/items", params={"count": "true"}).json()
+    assert (counted["total"], counted["total_capped"]) == (3, True)  # "3+": counting stopped
+    counted = lead.get(f"{base}/items", params={"count": "true", "exact": "true"}).json()
+    assert (counted["total"], counted["total_capped"]) == (5, False)
     confirmed = lead.post(f"{base}/bulk", json={**delete, "confirm": True})
     assert confirmed.status_code == 200 and confirmed.json()["items"] == 4
     assert [r["id"] for r in lead.get(f"{base}/items").json()["items"]] == [items[3].id]
@@ -216,7 +225,9 @@ def test_hugging_face_folder_layout_parses_and_loads(app: FastAPI, db: Session, 
 # --------------------------------------------------------------------------- web pages
 
 
-def test_web_pages_for_leads_only(app: FastAPI, db: Session) -> None:
+def test_web_pages_for_leads_only(
+    app: FastAPI, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lead_user = make_user(db, role=ROLE_LEAD)
     project = make_project(db, lead=lead_user)
     items = make_items(db, project, ["<b>bold</b> market text", "another text"])
@@ -233,6 +244,8 @@ def test_web_pages_for_leads_only(app: FastAPI, db: Session) -> None:
                        headers={"HX-Request": "true", "HX-Target": "data-results"})
     assert partial.text.lstrip().startswith('<section id="data-results">')
     assert 'id="match-count">1<' in partial.text and "another text" not in partial.text
+    monkeypatch.setattr(dm, "COUNT_CAP", 1)
+    assert 'id="match-count">1+<' in lead.get(f"/projects/{project.id}/data").text
     item_page = lead.get(f"/projects/{project.id}/data/items/{items[0].id}")
     assert item_page.status_code == 200
     for path in ("", f"/items/{items[0].id}", "/export", "/rows"):

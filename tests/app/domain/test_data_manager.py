@@ -108,7 +108,7 @@ def test_each_filter_matches_exactly_its_items(db: Session, world: World) -> Non
     assert world.ids(db, excluded="no") == i + [world.dev[0].id]
     assert world.ids(db, excluded="yes") == []
     assert world.ids(db, q="market", labelled="no") == [i[5], world.dev[0].id]
-    assert dm.count_matching(db, world.project, {"q": "market"}) == 3
+    assert dm.count_matching(db, world.project, {"q": "market"}) == dm.MatchCount(3)
 
 
 def test_rows_carry_votes_label_and_current_prediction(db: Session, world: World) -> None:
@@ -151,6 +151,41 @@ def test_keyset_pages_have_no_duplicates_or_gaps_while_rows_are_inserted(
     assert expected <= set(seen), "a row that existed before paging was skipped"
     assert seen == sorted(seen)
     assert set(seen) - expected <= set(inserted)
+
+
+def test_search_pages_and_capped_counts_agree_with_one_pass(
+    db: Session, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny search windows (SQLite walks the matches window by window) and a tiny count cap:
+    every page and count equals what one pass over all matches gives."""
+    monkeypatch.setattr(dm, "SEARCH_WINDOW", 2)
+    monkeypatch.setattr(dm, "MAX_SEARCH_WINDOW", 4)
+    extra = make_items(db, world.project, [
+        f"alpha report {n}" if n % 3 else f"alpha beta {n}" for n in range(40)
+    ])
+    for item in extra[::4]:
+        _annotate(db, world.project, item, world.ann1, "positive")
+    for raw in ({"q": "alpha"}, {"q": "alpha", "labelled": "yes"}, {"q": "beta"},
+                {"q": "alpha", "labelled": "no", "split": "pool"}, {"q": "al"}, {"q": "zzz"}):
+        filters = dm.parse_filters(raw, strict=True)
+        expected = dm.target_ids(db, world.project, dm.Target(filters=filters))
+        for limit in (1, 3, 500):
+            seen, after = [], 0
+            while True:
+                page = dm.browse(db, world.project, filters, after_id=after, limit=limit)
+                seen.extend(row.id for row in page.rows)
+                if page.next_after is None:
+                    break
+                after = page.next_after
+            assert seen == expected, (raw, limit)
+        assert dm.count_matching(db, world.project, filters, cap=None) == dm.MatchCount(
+            len(expected))
+        capped = dm.count_matching(db, world.project, filters, cap=5)
+        if len(expected) > 5:
+            assert capped == dm.MatchCount(5, capped=True) and str(capped) == "5+"
+        else:
+            assert capped == dm.MatchCount(len(expected))
+    assert len(dm.target_ids(db, world.project, dm.Target(filters={"q": "alpha"}))) == 40
 
 
 def test_search_index_follows_updates_and_deletes(db: Session, world: World) -> None:
