@@ -53,7 +53,9 @@ from app.db.models import (
     QueueEntry,
     User,
 )
+from app.domain import audit
 from app.domain.annotation.common import live, take_write_lock
+from app.domain.review import clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50
@@ -62,6 +64,8 @@ MAX_SELECTION = 10_000
 CHUNK = 1_000
 LEAD_SOURCE = "lead"
 SNIPPET_CHARS = 300
+AUDIT_LISTED_IDS = 1_000
+"""A relabel's audit row lists this many of its item ids (and counts them all)."""
 
 
 class ConfirmationRequired(Conflict):
@@ -633,7 +637,7 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
         db.execute(insert(Annotation), [
             {"project_id": project.id, "item_id": i, "annotator_id": actor.id,
              "label_id": label_id, "source": LEAD_SOURCE, "deleted": False, "batch_id": batch,
-             "created_at": now}
+             "guideline_version": project.guidelines_version, "created_at": now}
             for i in chunk
         ])
         new = aliased(Annotation)
@@ -652,7 +656,12 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
         )
         superseded += int(result.rowcount or 0)  # type: ignore[attr-defined]
         _events(db, project, actor, chunk, "relabel", {"label": label_name, "batch": batch})
+        clear_adjudications(db, project.id, chunk)  # the lead's label is the item's label now
     if ids:
+        audit.record(db, project.id, audit.RELABEL, actor=actor,
+                     item_id=ids[0] if len(ids) == 1 else None,
+                     detail={"label": label_name, "items": len(ids), "batch": batch,
+                             "item_ids": list(ids[:AUDIT_LISTED_IDS])})
         _bump_data_version(db, project)
     db.flush()
     return BulkResult("relabel", len(ids), annotations_added=len(ids),
