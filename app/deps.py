@@ -292,6 +292,8 @@ class ProjectContext:
     project: Project
     principal: Principal
     level: Level
+    role_level: Level | None = None
+    """The level the user's roles give, before any token cap (None: same as ``level``)."""
 
     @property
     def user(self) -> User:
@@ -299,6 +301,13 @@ class ProjectContext:
 
     def can(self, level: Level) -> bool:
         return self.level >= level
+
+    @property
+    def sees_others_labels(self) -> bool:
+        """Reviewers, leads and admins read every annotator's labels; an annotator only their
+        own (so nobody is swayed by a teammate's label before giving theirs). Decided by the
+        user's roles: a lead's read-only token still exports the whole project."""
+        return (self.role_level or self.level) >= Level.REVIEW
 
 
 MAX_DB_INT = 2_147_483_647
@@ -346,7 +355,9 @@ class ProjectAccess:
         if level < self.level:
             needed = self.level.name.lower()
             raise PermissionDenied(f"This needs the {needed} level on the project.")
-        return ProjectContext(project=project, principal=caller, level=level)
+        role_level = _effective_level(Principal(user=caller.user), role)
+        return ProjectContext(project=project, principal=caller, level=level,
+                              role_level=role_level)
 
 
 def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:

@@ -116,7 +116,7 @@ def _latest_decisions(db: Session, project_id: int, item_ids: Sequence[int]) -> 
         .where(ReviewDecision.project_id == project_id, ReviewDecision.item_id.in_(item_ids))
         .group_by(ReviewDecision.item_id)
     ).tuples()
-    return dict(rows)
+    return {item_id: when for item_id, when in rows}
 
 
 def _live_votes(db: Session, project_id: int, item_ids: Sequence[int]
