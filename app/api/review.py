@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Body, Query
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
 from app.deps import MAX_DB_INT, IdPath, Level, ProjectLead, ProjectReviewer, SessionDep
 from app.domain import audit, guidelines, review
+from app.domain.annotation.common import project_item
+from app.errors import InvalidInput
 
 router = write_api_router(tags=["review"])
 
@@ -101,9 +103,15 @@ def review_queue(db: SessionDep, access: ProjectReviewer,
 
 
 @router.post("/projects/{project_id}/review/items/{item_id}", response_model=DecisionOut)
-def decide(item_id: IdPath, body: DecisionIn, db: SessionDep,
-           access: ProjectReviewer) -> DecisionOut:
-    """Accept the item's label, change it, or send the item back to annotators with a note."""
+def decide(item_id: IdPath, db: SessionDep, access: ProjectReviewer,
+           body: Annotated[DecisionIn | None, Body()] = None) -> DecisionOut:
+    """Accept the item's label, change it, or send the item back to annotators with a note.
+
+    The item is checked first (another project's item: 404), then the body (422)."""
+    project_item(db, access.project, item_id)
+    if body is None:
+        raise InvalidInput("Send a JSON body with an action: accept, change or send_back.",
+                           details={"field": "action"})
     decision = review.decide(
         db, access.project, access.user, item_id=item_id, action=body.action,
         label_id=body.label_id, note=body.note, reason=body.reason,

@@ -336,6 +336,8 @@ def decide(
 ) -> Decision:
     """Record a reviewer's decision on an item (see the module docstring); all checks come
     before any write."""
+    take_write_lock(db, project.id)
+    item = project_item(db, project, item_id)  # another project's item: 404 before anything
     if action not in REVIEW_ACTIONS:
         raise InvalidInput(f"Action must be one of {', '.join(REVIEW_ACTIONS)}.",
                            details={"field": "action"})
@@ -346,8 +348,6 @@ def decide(
     if len(note) > MAX_NOTE_CHARS:
         raise InvalidInput(f"A note is at most {MAX_NOTE_CHARS} characters.",
                            details={"field": "note"})
-    take_write_lock(db, project.id)
-    item = project_item(db, project, item_id)
     is_gold_item = db.scalar(select(GoldItem.id).where(GoldItem.item_id == item.id)) is not None
     chosen: Label | None = None
     detail: dict[str, object] = {"action": action, "reason": reason}

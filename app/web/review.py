@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.deps import MAX_DB_INT, IdPath, Level, ProjectLead, ProjectReviewer, SessionDep
 from app.domain import audit, guidelines, review
-from app.domain.annotation.common import project_labels
+from app.domain.annotation.common import project_item, project_labels
 from app.errors import DomainError
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
@@ -41,6 +41,7 @@ def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Re
 @router.post("/projects/{project_id}/review/items/{item_id}")
 def decide(request: Request, item_id: IdPath, db: SessionDep, access: ProjectReviewer,
            form: FormDep) -> Response:
+    project_item(db, access.project, item_id)  # another project's item: a 404 page, no flash
     label_id = form_int(form, "label_id", 0)
     try:
         decision = review.decide(
