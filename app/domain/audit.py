@@ -83,8 +83,14 @@ def audit_page(
         query = query.where(AuditEvent.id < before)
     found = db.execute(query).all()
     rows = [
-        AuditRow(e.id, e.created_at, (email or "(deleted user)") if e.actor_id else "system",
-                 e.action, e.item_id, dict(e.detail or {}))
+        AuditRow(
+            e.id,
+            e.created_at,
+            (email or "(deleted user)") if e.actor_id else "system",
+            e.action,
+            e.item_id,
+            dict(e.detail or {}),
+        )
         for e, email in found[:limit]
     ]
     more = len(found) > limit

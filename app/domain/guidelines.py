@@ -19,8 +19,14 @@ MAX_VERSIONS_LISTED = 200
 def start_versions(db: Session, project: Project, *, by: User | None) -> None:
     """Version 1: the guidelines a project is created with."""
     project.guidelines_version = 1
-    db.add(GuidelineVersion(project_id=project.id, version=1, text=project.guidelines or "",
-                            created_by_id=by.id if by is not None else None))
+    db.add(
+        GuidelineVersion(
+            project_id=project.id,
+            version=1,
+            text=project.guidelines or "",
+            created_by_id=by.id if by is not None else None,
+        )
+    )
 
 
 def set_guidelines(db: Session, project: Project, text: str, *, by: User | None) -> bool:
@@ -35,12 +41,19 @@ def set_guidelines(db: Session, project: Project, text: str, *, by: User | None)
         .limit(1)
     )
     version = max(latest or 0, project.guidelines_version or 0) + 1
-    db.add(GuidelineVersion(project_id=project.id, version=version, text=text,
-                            created_by_id=by.id if by is not None else None))
+    db.add(
+        GuidelineVersion(
+            project_id=project.id,
+            version=version,
+            text=text,
+            created_by_id=by.id if by is not None else None,
+        )
+    )
     project.guidelines = text
     project.guidelines_version = version
-    audit.record(db, project.id, audit.GUIDELINES, actor=by,
-                 detail={"version": version, "chars": len(text)})
+    audit.record(
+        db, project.id, audit.GUIDELINES, actor=by, detail={"version": version, "chars": len(text)}
+    )
     return True
 
 
@@ -63,7 +76,8 @@ def guideline_history(db: Session, project: Project) -> list[VersionRow]:
         .limit(MAX_VERSIONS_LISTED)
     ).all()
     return [
-        VersionRow(v.version, v.created_at, email or "", v.text,
-                   v.version == project.guidelines_version)
+        VersionRow(
+            v.version, v.created_at, email or "", v.text, v.version == project.guidelines_version
+        )
         for v, email in rows
     ]

@@ -119,14 +119,20 @@ def _latest_decisions(db: Session, project_id: int, item_ids: Sequence[int]) -> 
     return {item_id: when for item_id, when in rows}
 
 
-def _live_votes(db: Session, project_id: int, item_ids: Sequence[int]
-                ) -> dict[int, list[tuple[int, int, str, datetime]]]:
+def _live_votes(
+    db: Session, project_id: int, item_ids: Sequence[int]
+) -> dict[int, list[tuple[int, int, str, datetime]]]:
     """item -> [(annotation id, label id, annotator e-mail, created)] of live annotations."""
     if not item_ids:
         return {}
     rows = db.execute(
-        select(Annotation.item_id, Annotation.id, Annotation.label_id, User.email,
-               Annotation.created_at)
+        select(
+            Annotation.item_id,
+            Annotation.id,
+            Annotation.label_id,
+            User.email,
+            Annotation.created_at,
+        )
         .outerjoin(User, User.id == Annotation.annotator_id)
         .where(Annotation.project_id == project_id, Annotation.item_id.in_(item_ids), live())
         .order_by(Annotation.id)
@@ -148,8 +154,11 @@ def _disagreement_ids(project_id: int, limit: int) -> Select[int]:
     return (
         select(Annotation.item_id)
         .join(Item, Item.id == Annotation.item_id)
-        .where(Annotation.project_id == project_id, live(),
-               ~exists().where(GoldItem.item_id == Item.id))
+        .where(
+            Annotation.project_id == project_id,
+            live(),
+            ~exists().where(GoldItem.item_id == Item.id),
+        )
         .group_by(Annotation.item_id)
         .having(func.count(func.distinct(Annotation.label_id)) > 1)
         .order_by(Annotation.item_id)
@@ -157,8 +166,9 @@ def _disagreement_ids(project_id: int, limit: int) -> Select[int]:
     )
 
 
-def _disagreements(db: Session, project: Project, names: dict[int, str], limit: int
-                   ) -> list[ReviewEntry]:
+def _disagreements(
+    db: Session, project: Project, names: dict[int, str], limit: int
+) -> list[ReviewEntry]:
     ids = list(db.scalars(_disagreement_ids(project.id, limit * 2)))
     votes = _live_votes(db, project.id, ids)
     decided = _latest_decisions(db, project.id, ids)
@@ -172,27 +182,43 @@ def _disagreements(db: Session, project: Project, names: dict[int, str], limit: 
         if item_id in decided and decided[item_id] >= newest:
             continue
         current = _majority([label_id for _, label_id, _, _ in item_votes])
-        out.append(ReviewEntry(
-            item_id=item_id, text=texts.get(item_id, ""), reason=REASON_DISAGREEMENT,
-            label=names.get(current), label_id=current,
-            votes=tuple(Vote(email, names.get(lab, "?"), lab) for _, lab, email, _ in item_votes),
-        ))
+        out.append(
+            ReviewEntry(
+                item_id=item_id,
+                text=texts.get(item_id, ""),
+                reason=REASON_DISAGREEMENT,
+                label=names.get(current),
+                label_id=current,
+                votes=tuple(
+                    Vote(email, names.get(lab, "?"), lab) for _, lab, email, _ in item_votes
+                ),
+            )
+        )
         if len(out) >= limit:
             break
     return out
 
 
-def _gold_misses(db: Session, project: Project, names: dict[int, str], limit: int
-                 ) -> list[ReviewEntry]:
-    rows = db.execute(
-        select(GoldItem.item_id, GoldItem.label_id)
-        .join(Annotation, Annotation.item_id == GoldItem.item_id)
-        .where(GoldItem.project_id == project.id, Annotation.project_id == project.id, live(),
-               Annotation.label_id != GoldItem.label_id)
-        .group_by(GoldItem.item_id, GoldItem.label_id)
-        .order_by(GoldItem.item_id)
-        .limit(limit * 2)
-    ).tuples().all()
+def _gold_misses(
+    db: Session, project: Project, names: dict[int, str], limit: int
+) -> list[ReviewEntry]:
+    rows = (
+        db.execute(
+            select(GoldItem.item_id, GoldItem.label_id)
+            .join(Annotation, Annotation.item_id == GoldItem.item_id)
+            .where(
+                GoldItem.project_id == project.id,
+                Annotation.project_id == project.id,
+                live(),
+                Annotation.label_id != GoldItem.label_id,
+            )
+            .group_by(GoldItem.item_id, GoldItem.label_id)
+            .order_by(GoldItem.item_id)
+            .limit(limit * 2)
+        )
+        .tuples()
+        .all()
+    )
     ids = [item_id for item_id, _ in rows]
     votes = _live_votes(db, project.id, ids)
     decided = _latest_decisions(db, project.id, ids)
@@ -204,42 +230,68 @@ def _gold_misses(db: Session, project: Project, names: dict[int, str], limit: in
             continue
         if item_id in decided and decided[item_id] >= max(v[3] for v in misses):
             continue
-        out.append(ReviewEntry(
-            item_id=item_id, text=texts.get(item_id, ""), reason=REASON_GOLD_MISS,
-            label=names.get(answer), label_id=answer,
-            votes=tuple(Vote(email, names.get(lab, "?"), lab)
-                        for _, lab, email, _ in votes.get(item_id, [])),
-        ))
+        out.append(
+            ReviewEntry(
+                item_id=item_id,
+                text=texts.get(item_id, ""),
+                reason=REASON_GOLD_MISS,
+                label=names.get(answer),
+                label_id=answer,
+                votes=tuple(
+                    Vote(email, names.get(lab, "?"), lab)
+                    for _, lab, email, _ in votes.get(item_id, [])
+                ),
+            )
+        )
         if len(out) >= limit:
             break
     return out
 
 
-def _likely_errors(db: Session, project: Project, names: dict[int, str], limit: int
-                   ) -> list[ReviewEntry]:
+def _likely_errors(
+    db: Session, project: Project, names: dict[int, str], limit: int
+) -> list[ReviewEntry]:
     latest = (
         select(func.max(ReviewDecision.created_at))
-        .where(ReviewDecision.project_id == project.id,
-               ReviewDecision.item_id == LabelIssue.item_id)
+        .where(
+            ReviewDecision.project_id == project.id, ReviewDecision.item_id == LabelIssue.item_id
+        )
         .scalar_subquery()
     )
-    rows = db.execute(
-        select(LabelIssue.item_id, LabelIssue.given_label_id, LabelIssue.suggested_label_id,
-               LabelIssue.score, Item.text)
-        .join(Item, Item.id == LabelIssue.item_id)
-        .where(LabelIssue.project_id == project.id, LabelIssue.flagged.is_(True),
-               (latest.is_(None)) | (latest < LabelIssue.created_at))
-        .order_by(LabelIssue.score.desc(), LabelIssue.item_id)
-        .limit(limit)
-    ).tuples().all()
+    rows = (
+        db.execute(
+            select(
+                LabelIssue.item_id,
+                LabelIssue.given_label_id,
+                LabelIssue.suggested_label_id,
+                LabelIssue.score,
+                Item.text,
+            )
+            .join(Item, Item.id == LabelIssue.item_id)
+            .where(
+                LabelIssue.project_id == project.id,
+                LabelIssue.flagged.is_(True),
+                (latest.is_(None)) | (latest < LabelIssue.created_at),
+            )
+            .order_by(LabelIssue.score.desc(), LabelIssue.item_id)
+            .limit(limit)
+        )
+        .tuples()
+        .all()
+    )
     votes = _live_votes(db, project.id, [r[0] for r in rows])
     return [
         ReviewEntry(
-            item_id=item_id, text=text[:TEXT_CHARS], reason=REASON_LIKELY_ERROR,
-            label=names.get(given), label_id=given, suggested=names.get(suggested),
+            item_id=item_id,
+            text=text[:TEXT_CHARS],
+            reason=REASON_LIKELY_ERROR,
+            label=names.get(given),
+            label_id=given,
+            suggested=names.get(suggested),
             score=float(score),
-            votes=tuple(Vote(email, names.get(lab, "?"), lab)
-                        for _, lab, email, _ in votes.get(item_id, [])),
+            votes=tuple(
+                Vote(email, names.get(lab, "?"), lab) for _, lab, email, _ in votes.get(item_id, [])
+            ),
         )
         for item_id, given, suggested, score, text in rows
     ]
@@ -278,8 +330,11 @@ def _label(db: Session, project: Project, label_id: int | None) -> Label:
 def _deactivate(db: Session, project_id: int, item_ids: Sequence[int]) -> None:
     db.execute(
         update(ReviewDecision)
-        .where(ReviewDecision.project_id == project_id, ReviewDecision.item_id.in_(item_ids),
-               ReviewDecision.active.is_(True))
+        .where(
+            ReviewDecision.project_id == project_id,
+            ReviewDecision.item_id.in_(item_ids),
+            ReviewDecision.active.is_(True),
+        )
         .values(active=False)
         .execution_options(synchronize_session=False)
     )
@@ -295,14 +350,18 @@ def _current_label(db: Session, project: Project, item: Item) -> int:
     answer = db.scalar(select(GoldItem.label_id).where(GoldItem.item_id == item.id))
     if answer is not None:
         return int(answer)
-    labels = list(db.scalars(
-        select(Annotation.label_id)
-        .where(Annotation.project_id == project.id, Annotation.item_id == item.id, live())
-        .order_by(Annotation.id)
-    ))
+    labels = list(
+        db.scalars(
+            select(Annotation.label_id)
+            .where(Annotation.project_id == project.id, Annotation.item_id == item.id, live())
+            .order_by(Annotation.id)
+        )
+    )
     if not labels:
-        raise InvalidInput(f"Item {item.id} has no label to accept; change it or send it back.",
-                           details={"item_id": item.id})
+        raise InvalidInput(
+            f"Item {item.id} has no label to accept; change it or send it back.",
+            details={"item_id": item.id},
+        )
     return _majority(labels)
 
 
@@ -314,11 +373,14 @@ def _send_back(db: Session, project: Project, item: Item) -> int:
     if answer is not None:
         conditions.append(Annotation.label_id != answer)
     result = db.execute(
-        update(Annotation).where(*conditions).values(deleted=True)
+        update(Annotation)
+        .where(*conditions)
+        .values(deleted=True)
         .execution_options(synchronize_session=False)
     )
-    db.execute(delete(Lease).where(Lease.item_id == item.id)
-               .execution_options(synchronize_session=False))
+    db.execute(
+        delete(Lease).where(Lease.item_id == item.id).execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -339,22 +401,26 @@ def decide(
     take_write_lock(db, project.id)
     item = project_item(db, project, item_id)  # another project's item: 404 before anything
     if action not in REVIEW_ACTIONS:
-        raise InvalidInput(f"Action must be one of {', '.join(REVIEW_ACTIONS)}.",
-                           details={"field": "action"})
+        raise InvalidInput(
+            f"Action must be one of {', '.join(REVIEW_ACTIONS)}.", details={"field": "action"}
+        )
     if reason and reason not in REASONS:
-        raise InvalidInput(f"Reason must be one of {', '.join(REASONS)}.",
-                           details={"field": "reason"})
+        raise InvalidInput(
+            f"Reason must be one of {', '.join(REASONS)}.", details={"field": "reason"}
+        )
     note = (note or "").strip()
     if len(note) > MAX_NOTE_CHARS:
-        raise InvalidInput(f"A note is at most {MAX_NOTE_CHARS} characters.",
-                           details={"field": "note"})
+        raise InvalidInput(
+            f"A note is at most {MAX_NOTE_CHARS} characters.", details={"field": "note"}
+        )
     is_gold_item = db.scalar(select(GoldItem.id).where(GoldItem.item_id == item.id)) is not None
     chosen: Label | None = None
     detail: dict[str, object] = {"action": action, "reason": reason}
     if action == REVIEW_SEND_BACK:
         if not note:
-            raise InvalidInput("Say why the item goes back: annotators see the note.",
-                               details={"field": "note"})
+            raise InvalidInput(
+                "Say why the item goes back: annotators see the note.", details={"field": "note"}
+            )
     elif action == REVIEW_CHANGE:
         chosen = _label(db, project, label_id)
         if is_gold_item and not may_change_gold:
@@ -364,8 +430,13 @@ def decide(
     before = _before_label(db, project, item)
     _deactivate(db, project.id, [item.id])
     decision = ReviewDecision(
-        project_id=project.id, item_id=item.id, reviewer_id=reviewer.id, action=action,
-        label_id=chosen.id if chosen is not None else None, note=note, reason=reason,
+        project_id=project.id,
+        item_id=item.id,
+        reviewer_id=reviewer.id,
+        action=action,
+        label_id=chosen.id if chosen is not None else None,
+        note=note,
+        reason=reason,
         active=True,
     )
     db.add(decision)
@@ -377,9 +448,14 @@ def decide(
     detail["from"] = before
     detail["to"] = chosen.name if chosen is not None else None
     db.flush()
-    audit.record(db, project.id, audit.SEND_BACK if action == REVIEW_SEND_BACK
-                 else audit.ADJUDICATE, actor=reviewer, item_id=item.id,
-                 detail={**detail, "decision_id": decision.id})
+    audit.record(
+        db,
+        project.id,
+        audit.SEND_BACK if action == REVIEW_SEND_BACK else audit.ADJUDICATE,
+        actor=reviewer,
+        item_id=item.id,
+        detail={**detail, "decision_id": decision.id},
+    )
     project.data_version = project.data_version + 1  # the training data changed
     db.flush()
     request_live_refit(db, project.id)

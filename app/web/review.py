@@ -26,28 +26,39 @@ def _url(project_id: int) -> str:
 @router.get("/projects/{project_id}/review")
 def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Response:
     project = access.project
-    return render_page(request, "review/page.html", {
-        "project": project,
-        "active": "review",
-        "can_lead": access.can(Level.LEAD),
-        "can_review": True,
-        "labels": project_labels(db, project.id),
-        "queue": review.review_queue(db, project),
-        "recent": review.recent_decisions(db, project, limit=10),
-        "max_note": review.MAX_NOTE_CHARS,
-    })
+    return render_page(
+        request,
+        "review/page.html",
+        {
+            "project": project,
+            "active": "review",
+            "can_lead": access.can(Level.LEAD),
+            "can_review": True,
+            "labels": project_labels(db, project.id),
+            "queue": review.review_queue(db, project),
+            "recent": review.recent_decisions(db, project, limit=10),
+            "max_note": review.MAX_NOTE_CHARS,
+        },
+    )
 
 
 @router.post("/projects/{project_id}/review/items/{item_id}")
-def decide(request: Request, item_id: IdPath, db: SessionDep, access: ProjectReviewer,
-           form: FormDep) -> Response:
+def decide(
+    request: Request, item_id: IdPath, db: SessionDep, access: ProjectReviewer, form: FormDep
+) -> Response:
     project_item(db, access.project, item_id)  # another project's item: a 404 page, no flash
     label_id = form_int(form, "label_id", 0)
     try:
         decision = review.decide(
-            db, access.project, access.user, item_id=item_id, action=form_str(form, "action"),
-            label_id=label_id or None, note=form_str(form, "note"),
-            reason=form_str(form, "reason"), may_change_gold=access.can(Level.LEAD),
+            db,
+            access.project,
+            access.user,
+            item_id=item_id,
+            action=form_str(form, "action"),
+            label_id=label_id or None,
+            note=form_str(form, "note"),
+            reason=form_str(form, "reason"),
+            may_change_gold=access.can(Level.LEAD),
         )
     except DomainError as exc:  # every check runs before anything is written
         flash(request, exc.message, "error")
@@ -59,18 +70,36 @@ def decide(request: Request, item_id: IdPath, db: SessionDep, access: ProjectRev
 
 
 @router.get("/projects/{project_id}/audit")
-def audit_page(request: Request, db: SessionDep, access: ProjectLead,
-               before: int | None = Query(default=None, ge=1, le=MAX_DB_INT)) -> Response:
+def audit_page(
+    request: Request,
+    db: SessionDep,
+    access: ProjectLead,
+    before: int | None = Query(default=None, ge=1, le=MAX_DB_INT),
+) -> Response:
     page = audit.audit_page(db, access.project.id, before=before)
-    return render_page(request, "review/audit.html", {
-        "project": access.project, "active": "audit", "can_lead": True, "can_review": True,
-        "page": page,
-    })
+    return render_page(
+        request,
+        "review/audit.html",
+        {
+            "project": access.project,
+            "active": "audit",
+            "can_lead": True,
+            "can_review": True,
+            "page": page,
+        },
+    )
 
 
 @router.get("/projects/{project_id}/guidelines")
 def guidelines_page(request: Request, db: SessionDep, access: ProjectLead) -> Response:
-    return render_page(request, "review/guidelines.html", {
-        "project": access.project, "active": "guidelines", "can_lead": True, "can_review": True,
-        "versions": guidelines.guideline_history(db, access.project),
-    })
+    return render_page(
+        request,
+        "review/guidelines.html",
+        {
+            "project": access.project,
+            "active": "guidelines",
+            "can_lead": True,
+            "can_review": True,
+            "versions": guidelines.guideline_history(db, access.project),
+        },
+    )

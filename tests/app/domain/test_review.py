@@ -42,12 +42,14 @@ from worker.tasks.project_data import labelled_set, load_snapshot
 LEASE = 600
 
 
-def _world(db: Session, n_pool: int, n_gold: int
-           ) -> tuple[Project, User, User, User, list[Item], dict[int, Label], list[Label]]:
+def _world(
+    db: Session, n_pool: int, n_gold: int
+) -> tuple[Project, User, User, User, list[Item], dict[int, Label], list[Label]]:
     careful, noisy = (make_user(db, role=ROLE_ANNOTATOR) for _ in range(2))
     lead = make_user(db, role=ROLE_LEAD)
-    project = make_project(db, lead=lead, labels=("sports", "finance", "science"),
-                           annotators=[careful, noisy])
+    project = make_project(
+        db, lead=lead, labels=("sports", "finance", "science"), annotators=[careful, noisy]
+    )
     project.annotations_per_item = 2  # both annotators label every item: disagreements show
     labels = get_labels(db, project.id)
     items = make_items(db, project, [f"pool text {i}" for i in range(n_pool)])
@@ -57,9 +59,15 @@ def _world(db: Session, n_pool: int, n_gold: int
     return project, lead, careful, noisy, items, truth, labels
 
 
-def _label_until_done(db: Session, project: Project, people: list[User],
-                      truth: dict[int, Label], labels: list[Label], flip: dict[int, float],
-                      rng: Random) -> dict[tuple[int, int], int]:
+def _label_until_done(
+    db: Session,
+    project: Project,
+    people: list[User],
+    truth: dict[int, Label],
+    labels: list[Label],
+    flip: dict[int, float],
+    rng: Random,
+) -> dict[tuple[int, int], int]:
     """Annotators take turns until nothing is left; returns (annotator, item) -> label id."""
     given: dict[tuple[int, int], int] = {}
     active = list(people)
@@ -80,8 +88,10 @@ def _label_until_done(db: Session, project: Project, people: list[User],
 def _train(db: Session, project: Project) -> dict[int, str]:
     snapshot = load_snapshot(db, project.id, Settings())
     data = labelled_set(db, snapshot, "pool")
-    return {item_id: snapshot.label_names[y] for item_id, y in zip(data.item_ids, data.labels,
-                                                                    strict=True)}
+    return {
+        item_id: snapshot.label_names[y]
+        for item_id, y in zip(data.item_ids, data.labels, strict=True)
+    }
 
 
 def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_trains(
@@ -90,11 +100,13 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
     monkeypatch.setattr(leases, "_random", Random(16))
     project, lead, careful, noisy, items, truth, labels = _world(db, n_pool=120, n_gold=20)
     gold.update_gold_settings(project, rate=0.3)
-    given = _label_until_done(db, project, [careful, noisy], truth, labels,
-                              {careful.id: 0.0, noisy.id: 0.2}, Random(3))
+    given = _label_until_done(
+        db, project, [careful, noisy], truth, labels, {careful.id: 0.0, noisy.id: 0.2}, Random(3)
+    )
     gold_ids = {i.id for i in items[:20]}
-    noisy_wrong = {item for (who, item), lab in given.items()
-                   if who == noisy.id and lab != truth[item].id}
+    noisy_wrong = {
+        item for (who, item), lab in given.items() if who == noisy.id and lab != truth[item].id
+    }
     assert 10 <= len(noisy_wrong) <= 45  # about 20 % of ~140 hand-outs
 
     queue = review.review_queue(db, project, limit=200)
@@ -103,7 +115,8 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
     # Every disagreement is one of the noisy annotator's mistakes (the careful one is always
     # right), and each of their mistakes on an item both labelled is listed.
     both = {item for (who, item) in given if who == careful.id} & {
-        item for (who, item) in given if who == noisy.id}
+        item for (who, item) in given if who == noisy.id
+    }
     assert disagreement_ids == (noisy_wrong & both) - gold_ids
     assert disagreement_ids  # the simulation produced some
     assert miss_ids == noisy_wrong & gold_ids
@@ -124,11 +137,25 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
     first = ordered[0]
     chosen = {lab for (who, item), lab in given.items() if item == first}
     unused = next(lbl for lbl in labels if lbl.id not in chosen)
-    review.decide(db, project, reviewer, item_id=first, action="change", label_id=unused.id,
-                  reason="disagreement")
+    review.decide(
+        db,
+        project,
+        reviewer,
+        item_id=first,
+        action="change",
+        label_id=unused.id,
+        reason="disagreement",
+    )
     for item_id in ordered[1:]:
-        review.decide(db, project, reviewer, item_id=item_id, action="change",
-                      label_id=truth[item_id].id, reason="disagreement")
+        review.decide(
+            db,
+            project,
+            reviewer,
+            item_id=item_id,
+            action="change",
+            label_id=truth[item_id].id,
+            reason="disagreement",
+        )
 
     trained = _train(db, project)
     assert trained[first] == unused.name
@@ -141,8 +168,11 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
     # Decided items left the queue; each decision has its audit row.
     after = review.review_queue(db, project, limit=200)
     assert not {e.item_id for e in after.disagreements} & disagreement_ids
-    rows = db.scalars(select(AuditEvent).where(AuditEvent.project_id == project.id,
-                                               AuditEvent.action == audit.ADJUDICATE)).all()
+    rows = db.scalars(
+        select(AuditEvent).where(
+            AuditEvent.project_id == project.id, AuditEvent.action == audit.ADJUDICATE
+        )
+    ).all()
     assert sorted(r.item_id for r in rows if r.item_id is not None) == ordered
     assert all(r.actor_id == reviewer.id for r in rows)
     first_row = next(r for r in rows if r.item_id == first)
@@ -154,6 +184,9 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
 
     dm.relabel(db, project, lead, dm.Target(item_ids=(first,)), truth[first].name)
     assert _train(db, project)[first] == truth[first].name
+    relabel = db.scalars(select(AuditEvent).where(AuditEvent.action == audit.RELABEL)).one()
+    assert (relabel.item_id, relabel.actor_id) == (first, lead.id)
+    assert relabel.detail["label"] == truth[first].name and relabel.detail["items"] == 1
 
 
 def test_accept_keeps_the_majority_and_send_back_returns_the_item_with_its_note(
@@ -185,8 +218,12 @@ def test_accept_keeps_the_majority_and_send_back_returns_the_item_with_its_note(
         review.decide(db, project, lead, item_id=b.id, action="change", label_id=999_999)
     with pytest.raises(InvalidInput):
         review.decide(db, project, lead, item_id=b.id, action="delete")
-    assert db.scalar(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action.like("review.%"))) == 1
+    assert (
+        db.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action.like("review.%"))
+        )
+        == 1
+    )
 
     note = "Finance news about a sports club is <b>finance</b>; see the guidelines."
     review.decide(db, project, lead, item_id=b.id, action="send_back", note=note)
@@ -219,8 +256,9 @@ def test_gold_misses_a_reviewer_may_not_change_the_answer_a_lead_may(db: Session
     set_member_role(db, project.id, reviewer, ROLE_REVIEWER, by=lead)
     with pytest.raises(PermissionDenied):
         review.decide(db, project, reviewer, item_id=g.id, action="change", label_id=wrong.id)
-    review.decide(db, project, lead, item_id=g.id, action="change", label_id=wrong.id,
-                  may_change_gold=True)
+    review.decide(
+        db, project, lead, item_id=g.id, action="change", label_id=wrong.id, may_change_gold=True
+    )
     assert db.scalar(select(GoldItem.label_id).where(GoldItem.item_id == g.id)) == wrong.id
     actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.item_id == g.id)))
     assert {audit.GOLD_SET, audit.ADJUDICATE} <= actions
@@ -230,16 +268,32 @@ def test_likely_errors_come_from_the_stored_label_issues_ranked_by_score(db: Ses
     project, lead, alice, _, items, truth, labels = _world(db, n_pool=4, n_gold=0)
     for item in items:
         ann.record_label(db, project, alice, item_id=item.id, label_id=labels[0].id)
-    for item, score, flagged in zip(items, (0.4, 0.9, 0.7, 0.95), (True, True, True, False),
-                                    strict=True):
-        db.add(LabelIssue(project_id=project.id, item_id=item.id, given_label_id=labels[0].id,
-                          suggested_label_id=labels[1].id, score=score, flagged=flagged))
+    for item, score, flagged in zip(
+        items, (0.4, 0.9, 0.7, 0.95), (True, True, True, False), strict=True
+    ):
+        db.add(
+            LabelIssue(
+                project_id=project.id,
+                item_id=item.id,
+                given_label_id=labels[0].id,
+                suggested_label_id=labels[1].id,
+                score=score,
+                flagged=flagged,
+            )
+        )
     db.flush()
     queue = review.review_queue(db, project)
     assert [e.item_id for e in queue.likely_errors] == [items[1].id, items[2].id, items[0].id]
     assert queue.likely_errors[0].suggested == labels[1].name
-    review.decide(db, project, lead, item_id=items[1].id, action="change",
-                  label_id=labels[1].id, reason="likely_error")
+    review.decide(
+        db,
+        project,
+        lead,
+        item_id=items[1].id,
+        action="change",
+        label_id=labels[1].id,
+        reason="likely_error",
+    )
     queue = review.review_queue(db, project)
     assert [e.item_id for e in queue.likely_errors] == [items[2].id, items[0].id]
     assert _train(db, project)[items[1].id] == labels[1].name
@@ -255,14 +309,15 @@ def test_reviewer_is_a_project_role_and_the_last_lead_rule_still_holds(db: Sessi
         set_member_role(db, project.id, lead, ROLE_REVIEWER, by=lead)
     with pytest.raises(InvalidInput):
         set_member_role(db, project.id, annotator, "owner", by=lead)
-    roles = db.scalars(select(AuditEvent).where(AuditEvent.project_id == project.id,
-                                                AuditEvent.action == audit.ROLE_SET)).all()
+    roles = db.scalars(
+        select(AuditEvent).where(
+            AuditEvent.project_id == project.id, AuditEvent.action == audit.ROLE_SET
+        )
+    ).all()
     assert [(r.detail["to"], r.actor_id) for r in roles] == [(ROLE_REVIEWER, lead.id)]
 
 
-def test_editing_guidelines_creates_version_2_and_labels_record_their_version(
-    db: Session
-) -> None:
+def test_editing_guidelines_creates_version_2_and_labels_record_their_version(db: Session) -> None:
     lead = make_user(db, role=ROLE_LEAD)
     annotator = make_user(db, role=ROLE_ANNOTATOR)
     project = make_project(db, lead=lead, annotators=[annotator])
@@ -270,18 +325,23 @@ def test_editing_guidelines_creates_version_2_and_labels_record_their_version(
     label = get_labels(db, project.id)[0]
     ann.record_label(db, project, annotator, item_id=first.id, label_id=label.id)
 
-    settings = ProjectSettings(name=project.name, labels=("positive", "negative"),
-                               guidelines="Sarcasm counts as negative.")
+    settings = ProjectSettings(
+        name=project.name, labels=("positive", "negative"), guidelines="Sarcasm counts as negative."
+    )
     update_project(db, project, settings, by=lead)
     update_project(db, project, settings, by=lead)  # the same text: no new version
     assert project.guidelines_version == 2
     ann.record_label(db, project, annotator, item_id=second.id, label_id=label.id)
-    versions = {a.item_id: a.guideline_version for a in db.scalars(
-        select(Annotation).where(Annotation.project_id == project.id))}
+    versions = {
+        a.item_id: a.guideline_version
+        for a in db.scalars(select(Annotation).where(Annotation.project_id == project.id))
+    }
     assert versions == {first.id: 1, second.id: 2}
     history = guidelines.guideline_history(db, project)
     assert [(v.version, v.text, v.current) for v in history] == [
-        (2, "Sarcasm counts as negative.", True), (1, "", False)]
+        (2, "Sarcasm counts as negative.", True),
+        (1, "", False),
+    ]
     assert history[0].author == lead.email
     edits = db.scalars(select(AuditEvent).where(AuditEvent.action == audit.GUIDELINES)).all()
     assert [e.detail["version"] for e in edits] == [2]

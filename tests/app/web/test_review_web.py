@@ -24,14 +24,16 @@ def _world(app: FastAPI, db: Session) -> dict[str, Any]:
     bob = make_user(db, role=ROLE_ANNOTATOR)
     reviewer = make_user(db, role=ROLE_ANNOTATOR)  # a global annotator may review a project
     lead = make_user(db, role=ROLE_LEAD)
-    project = make_project(db, lead=lead, labels=("sports", "finance", "science"),
-                           annotators=[alice, bob])
+    project = make_project(
+        db, lead=lead, labels=("sports", "finance", "science"), annotators=[alice, bob]
+    )
     project.annotations_per_item = 2
     project.gold_rate = 0.0
     add_member(db, project, reviewer, ROLE_REVIEWER)
     labels = {lbl.name: lbl for lbl in get_labels(db, project.id)}
-    disputed, golden, fresh = make_items(db, project, [f"disputed {EVIL}", "a gold text",
-                                                       "nobody labelled this yet"])
+    disputed, golden, fresh = make_items(
+        db, project, [f"disputed {EVIL}", "a gold text", "nobody labelled this yet"]
+    )
     gold.mark_gold(db, project, golden.id, "science", by=lead)
     ann.record_label(db, project, alice, item_id=disputed.id, label_id=labels["sports"].id)
     ann.record_label(db, project, bob, item_id=disputed.id, label_id=labels["finance"].id)
@@ -39,9 +41,15 @@ def _world(app: FastAPI, db: Session) -> dict[str, Any]:
     ann.record_label(db, project, alice, item_id=fresh.id, label_id=labels["finance"].id)
     db.commit()
     return {
-        "project": project, "labels": labels, "disputed": disputed, "golden": golden,
-        "fresh": fresh, "alice": login_client(app, user=alice), "bob": login_client(app, user=bob),
-        "reviewer": login_client(app, user=reviewer), "lead": login_client(app, user=lead),
+        "project": project,
+        "labels": labels,
+        "disputed": disputed,
+        "golden": golden,
+        "fresh": fresh,
+        "alice": login_client(app, user=alice),
+        "bob": login_client(app, user=bob),
+        "reviewer": login_client(app, user=reviewer),
+        "lead": login_client(app, user=lead),
     }
 
 
@@ -70,10 +78,18 @@ def test_an_annotator_cannot_open_the_review_queue_nor_decide(app: FastAPI, db: 
     page = w["alice"].get(f"/projects/{pid}/review")
     assert page.status_code == 403 and "text/html" in page.headers["content-type"]
     assert w["alice"].get(f"/api/v1/projects/{pid}/review").status_code == 403
-    assert w["alice"].post(f"/api/v1/projects/{pid}/review/items/{item}",
-                           json={"action": "accept"}).status_code == 403
-    assert w["alice"].post(f"/projects/{pid}/review/items/{item}",
-                           data={"action": "accept"}).status_code == 403
+    assert (
+        w["alice"]
+        .post(f"/api/v1/projects/{pid}/review/items/{item}", json={"action": "accept"})
+        .status_code
+        == 403
+    )
+    assert (
+        w["alice"]
+        .post(f"/projects/{pid}/review/items/{item}", data={"action": "accept"})
+        .status_code
+        == 403
+    )
     tabs = w["alice"].get(f"/projects/{pid}/annotate").text
     assert f'href="/projects/{pid}/review"' not in tabs
     assert db.scalar(select(AuditEvent.id).where(AuditEvent.action.like("review.%"))) is None
@@ -89,15 +105,14 @@ def test_a_reviewer_of_another_project_gets_404(app: FastAPI, db: Session) -> No
     pid = w["project"].id
     assert client.get(f"/projects/{pid}/review").status_code == 404
     assert client.get(f"/api/v1/projects/{pid}/review").status_code == 404
-    answer = client.post(f"/api/v1/projects/{pid}/review/items/{w['disputed'].id}",
-                         json={"action": "accept"})
+    answer = client.post(
+        f"/api/v1/projects/{pid}/review/items/{w['disputed'].id}", json={"action": "accept"}
+    )
     assert answer.status_code == 404
     assert client.get(f"/projects/{other.id}/review").status_code == 200
 
 
-def test_an_annotator_sees_no_gold_answer_and_no_teammates_label(
-    app: FastAPI, db: Session
-) -> None:
+def test_an_annotator_sees_no_gold_answer_and_no_teammates_label(app: FastAPI, db: Session) -> None:
     w = _world(app, db)
     pid = w["project"].id
     bob = w["bob"]
@@ -105,8 +120,9 @@ def test_an_annotator_sees_no_gold_answer_and_no_teammates_label(
     own = bob.get(f"/api/v1/projects/{pid}/annotations").json()["annotations"]
     assert {a["annotator"] for a in own} <= {bob.user.email}
     assert w["fresh"].id not in {a["item_id"] for a in own}
-    by_item = bob.get(f"/api/v1/projects/{pid}/annotations",
-                      params={"item_id": w["fresh"].id}).json()["annotations"]
+    by_item = bob.get(
+        f"/api/v1/projects/{pid}/annotations", params={"item_id": w["fresh"].id}
+    ).json()["annotations"]
     assert by_item == []
     exported = bob.get(f"/api/v1/projects/{pid}/annotations/export").text
     assert w["alice"].user.email not in exported
@@ -115,8 +131,11 @@ def test_an_annotator_sees_no_gold_answer_and_no_teammates_label(
     assert w["fresh"].text in page.text
     assert w["alice"].user.email not in page.text and "was-chosen" not in page.text
     # Gold answers stay with reviewers and leads.
-    for path in (f"/api/v1/projects/{pid}/gold", f"/projects/{pid}/gold",
-                 f"/api/v1/projects/{pid}/review"):
+    for path in (
+        f"/api/v1/projects/{pid}/gold",
+        f"/projects/{pid}/gold",
+        f"/api/v1/projects/{pid}/review",
+    ):
         assert bob.get(path).status_code == 403, path
     # A lead sees every label.
     everything = w["lead"].get(f"/api/v1/projects/{pid}/annotations").json()["annotations"]
@@ -127,28 +146,40 @@ def test_decisions_through_page_and_api_write_the_audit_log(app: FastAPI, db: Se
     w = _world(app, db)
     pid, item = w["project"].id, w["disputed"].id
     science = w["labels"]["science"].id
-    reply = w["reviewer"].post(f"/projects/{pid}/review/items/{item}",
-                               data={"action": "change", "label_id": str(science),
-                                     "reason": "disagreement"})
+    reply = w["reviewer"].post(
+        f"/projects/{pid}/review/items/{item}",
+        data={"action": "change", "label_id": str(science), "reason": "disagreement"},
+    )
     assert reply.status_code == 200 and f"Item {item} relabelled as science." in reply.text
-    bad = w["reviewer"].post(f"/api/v1/projects/{pid}/review/items/{w['fresh'].id}",
-                             json={"action": "send_back", "note": ""})
+    bad = w["reviewer"].post(
+        f"/api/v1/projects/{pid}/review/items/{w['fresh'].id}",
+        json={"action": "send_back", "note": ""},
+    )
     assert bad.status_code == 422
-    sent = w["reviewer"].post(f"/api/v1/projects/{pid}/review/items/{w['fresh'].id}",
-                              json={"action": "send_back", "note": f"re-read {EVIL}"})
+    sent = w["reviewer"].post(
+        f"/api/v1/projects/{pid}/review/items/{w['fresh'].id}",
+        json={"action": "send_back", "note": f"re-read {EVIL}"},
+    )
     assert sent.status_code == 200 and sent.json()["action"] == "send_back"
     foreign = make_items(db, make_project(db), ["elsewhere"])[0]
     db.commit()
-    assert w["reviewer"].post(f"/api/v1/projects/{pid}/review/items/{foreign.id}",
-                              json={"action": "accept"}).status_code == 404
+    assert (
+        w["reviewer"]
+        .post(f"/api/v1/projects/{pid}/review/items/{foreign.id}", json={"action": "accept"})
+        .status_code
+        == 404
+    )
 
     log = w["lead"].get(f"/api/v1/projects/{pid}/audit", params={"limit": 1}).json()
     assert [(e["action"], e["item_id"]) for e in log["events"]] == [
-        ("review.send_back", w["fresh"].id)]
-    older = w["lead"].get(f"/api/v1/projects/{pid}/audit",
-                          params={"before": log["next_before"], "limit": 1}).json()
-    assert [(e["action"], e["item_id"]) for e in older["events"]] == [
-        ("review.adjudicate", item)]
+        ("review.send_back", w["fresh"].id)
+    ]
+    older = (
+        w["lead"]
+        .get(f"/api/v1/projects/{pid}/audit", params={"before": log["next_before"], "limit": 1})
+        .json()
+    )
+    assert [(e["action"], e["item_id"]) for e in older["events"]] == [("review.adjudicate", item)]
     assert older["events"][0]["detail"]["to"] == "science"
     assert older["events"][0]["actor"] == w["reviewer"].user.email
     page = w["lead"].get(f"/projects/{pid}/audit")
@@ -162,19 +193,19 @@ def test_decisions_through_page_and_api_write_the_audit_log(app: FastAPI, db: Se
     assert len(kept) == 1 and kept[0].deleted
 
 
-def test_guideline_history_and_roles_through_the_settings_pages(
-    app: FastAPI, db: Session
-) -> None:
+def test_guideline_history_and_roles_through_the_settings_pages(app: FastAPI, db: Session) -> None:
     w = _world(app, db)
     pid = w["project"].id
     lead = w["lead"]
     newcomer = make_user(db, role=ROLE_ANNOTATOR)
     db.commit()
-    added = lead.post(f"/projects/{pid}/members", data={"email": newcomer.email,
-                                                         "role": "reviewer"})
+    added = lead.post(
+        f"/projects/{pid}/members", data={"email": newcomer.email, "role": "reviewer"}
+    )
     assert added.status_code == 200 and "is now a reviewer" in added.text
     settings_page = lead.get(f"/projects/{pid}/settings").text
     assert '<option value="reviewer"' in settings_page
+    assert "Version 1;" in settings_page
     patched = lead.patch(f"/api/v1/projects/{pid}", json={"guidelines": f"Rule 2 {EVIL}"})
     assert patched.status_code == 200, patched.text
     versions = lead.get(f"/api/v1/projects/{pid}/guidelines").json()
