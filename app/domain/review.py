@@ -28,8 +28,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
@@ -161,15 +162,28 @@ def _disagreement_ids(project_id: int, limit: int) -> Select[int]:
         )
         .group_by(Annotation.item_id)
         .having(func.count(func.distinct(Annotation.label_id)) > 1)
+        .having(_undecided(project_id, Annotation.item_id))
         .order_by(Annotation.item_id)
         .limit(limit)
     )
 
 
+def _undecided(project_id: int, item_id: Any) -> ColumnElement[bool]:
+    """HAVING condition (grouped by item, over live annotations): no decision on the item is as
+    new as its newest annotation in the group. Decided items drop out in SQL, so a long list of
+    decided items never hides undecided ones behind the page limit."""
+    decided_at = (
+        select(func.max(ReviewDecision.created_at))
+        .where(ReviewDecision.project_id == project_id, ReviewDecision.item_id == item_id)
+        .scalar_subquery()
+    )
+    return or_(decided_at.is_(None), decided_at < func.max(Annotation.created_at))
+
+
 def _disagreements(
     db: Session, project: Project, names: dict[int, str], limit: int
 ) -> list[ReviewEntry]:
-    ids = list(db.scalars(_disagreement_ids(project.id, limit * 2)))
+    ids = list(db.scalars(_disagreement_ids(project.id, limit)))
     votes = _live_votes(db, project.id, ids)
     decided = _latest_decisions(db, project.id, ids)
     texts = _texts(db, ids)
@@ -213,8 +227,9 @@ def _gold_misses(
                 Annotation.label_id != GoldItem.label_id,
             )
             .group_by(GoldItem.item_id, GoldItem.label_id)
+            .having(_undecided(project.id, GoldItem.item_id))
             .order_by(GoldItem.item_id)
-            .limit(limit * 2)
+            .limit(limit)
         )
         .tuples()
         .all()
