@@ -8,8 +8,9 @@ on ``items``. Every condition is indexed: the item's own columns (``ix_items_pro
 _rank``), and full-text search (:mod:`app.db.fulltext`). A later feature (gold items,
 likely-error scores) adds its filter with :func:`register_filter`; the pages and the API pick it up.
 
-**Labels.** An item's *label* is the one the worker trains on: the majority of its live
-annotations, ties to the most recent (``worker/tasks/project_data.py``). The ``label`` filter
+**Labels.** An item's *label* is the one the worker trains on: a reviewer's adjudication if
+there is one, else the majority of its live annotations, ties to the most recent
+(``worker/tasks/project_data.py``). The ``label`` filter
 matches items with a live annotation of that label, which is the same thing unless annotators
 disagree (then the ``disagreement`` filter finds them).
 
@@ -55,7 +56,7 @@ from app.db.models import (
 )
 from app.domain import audit
 from app.domain.annotation.common import live, take_write_lock
-from app.domain.review import clear_adjudications
+from app.domain.review import adjudicated_names, clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50
@@ -316,10 +317,12 @@ class Row:
     excluded: bool
     votes: tuple[Vote, ...] = ()
     prediction: Prediction | None = None
+    adjudicated: str | None = None
+    """A reviewer's accepted or changed label (:mod:`app.domain.review`): it wins."""
 
     @property
     def label(self) -> str | None:
-        return resolved_label([vote.label for vote in self.votes])
+        return self.adjudicated or resolved_label([vote.label for vote in self.votes])
 
     @property
     def disagreement(self) -> bool:
@@ -369,9 +372,11 @@ def browse(
     ids = [row[0] for row in found]
     votes = live_votes(db, project.id, ids)
     predictions = current_predictions(db, project, ids)
+    decided = adjudicated_names(db, project.id, ids)
     rows = [
         Row(id=i, external_id=ext, text=text, split=split, excluded=excluded,
-            votes=tuple(votes.get(i, ())), prediction=predictions.get(i))
+            votes=tuple(votes.get(i, ())), prediction=predictions.get(i),
+            adjudicated=decided.get(i))
         for i, ext, text, split, excluded in found
     ]
     return Page(rows=rows, next_after=ids[-1] if more and ids else None)
@@ -531,7 +536,9 @@ def item_detail(db: Session, project: Project, item_id: int) -> ItemDetail:
         )
     ]
     live_labels = [a.label for a in annotations if a.status == "live"]
-    return ItemDetail(item=item, label=resolved_label(live_labels), annotations=annotations,
+    label = adjudicated_names(db, project.id, [item.id]).get(item.id) or resolved_label(
+        live_labels)
+    return ItemDetail(item=item, label=label, annotations=annotations,
                       predictions=predictions, events=events)
 
 

@@ -510,6 +510,25 @@ def adjudicated_labels(db: Session, project_id: int) -> dict[int, int]:
     return out
 
 
+def adjudicated_names(db: Session, project_id: int, item_ids: Sequence[int]) -> dict[int, str]:
+    """item id -> adjudicated label name, for these items (the data manager and its exports
+    show the label training uses)."""
+    if not item_ids:
+        return {}
+    rows = db.execute(
+        select(ReviewDecision.item_id, Label.name)
+        .join(Label, Label.id == ReviewDecision.label_id)
+        .where(
+            ReviewDecision.project_id == project_id,
+            ReviewDecision.item_id.in_(item_ids),
+            ReviewDecision.active.is_(True),
+            ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
+        )
+        .order_by(ReviewDecision.id)
+    ).tuples()
+    return {item_id: name for item_id, name in rows}
+
+
 _NOTE = (
     select(ReviewDecision.note)
     .where(

@@ -187,9 +187,14 @@ def test_a_noisy_annotators_mistakes_reach_the_review_queue_and_adjudication_tra
     first_row = next(r for r in rows if r.item_id == first)
     assert first_row.detail["to"] == unused.name and first_row.detail["action"] == "change"
 
-    # A later annotation brings an item back; a lead's relabel in the data manager replaces
-    # the adjudication.
+    # The data manager (and its exports) show the label training uses.
     from app.domain import data_manager as dm
+
+    rows = {r.id: r for r in dm.browse(db, project, {}, limit=500).rows}
+    assert rows[first].label == unused.name
+    assert dm.item_detail(db, project, first).label == unused.name
+
+    # A lead's relabel in the data manager replaces the adjudication.
 
     dm.relabel(db, project, lead, dm.Target(item_ids=(first,)), truth[first].name)
     assert _train(db, project)[first] == truth[first].name
