@@ -185,7 +185,12 @@ def test_decisions_through_page_and_api_write_the_audit_log(app: FastAPI, db: Se
     page = w["lead"].get(f"/projects/{pid}/audit")
     assert page.status_code == 200 and "review.adjudicate" in page.text
     assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
-    # The note reaches the annotator's item card, escaped.
+    # The note reaches API annotators with the item, and the item card, escaped.
+    leased = w["alice"].post(f"/api/v1/projects/{pid}/queue/lease", json={"n": 1}).json()
+    assert [(i["item_id"], i["review_note"]) for i in leased["items"]] == [
+        (w["fresh"].id, f"re-read {EVIL}")
+    ]
+    w["alice"].post(f"/api/v1/projects/{pid}/queue/release", json={"item_ids": [w["fresh"].id]})
     card = w["bob"].get(f"/projects/{pid}/annotate").text
     assert "data-review-note" in card and "&lt;script&gt;alert" in card
     assert "<script>alert" not in card
