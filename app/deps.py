@@ -5,13 +5,14 @@ what the route-access test reads (``access_rule`` on the dependency):
 
 * ``OptionalUser`` — public route (login page, health); knows the user when there is one.
 * ``CurrentUser`` / ``LeadUser`` / ``AdminUser`` — signed in, with a minimum *global* role.
-* ``ProjectReader`` / ``ProjectAnnotator`` / ``ProjectLead`` / ``ProjectAdmin`` — loads the project
+* ``ProjectReader`` / ``ProjectAnnotator`` / ``ProjectReviewer`` / ``ProjectLead`` /
+  ``ProjectAdmin`` — loads the project
   from the ``project_id`` path parameter and checks membership. Admins see every project. A
   project the caller cannot see answers 404 exactly like a missing one (no existence leak); a
   member below the required level gets 403.
 
-API tokens cap what their user may do: scope ``read`` < ``annotate`` < ``admin``; a token bound
-to one project sees only that project. Routes never repeat these checks.
+API tokens cap what their user may do: scope ``read`` < ``annotate`` (labelling and reviewing) <
+``admin``; a token bound to one project sees only that project. Routes never repeat these checks.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from app.db.models import (
     ROLE_ADMIN,
     ROLE_ANNOTATOR,
     ROLE_LEAD,
+    ROLE_REVIEWER,
     SCOPE_ADMIN,
     SCOPE_ANNOTATE,
     SCOPE_READ,
@@ -53,17 +55,23 @@ class Level(IntEnum):
 
     READ = 1
     ANNOTATE = 2
-    LEAD = 3
-    ADMIN = 4
+    REVIEW = 3
+    """Adjudicate labels in the review queue (project role ``reviewer``; leads and admins too)."""
+    LEAD = 4
+    ADMIN = 5
 
 
 GLOBAL_ROLE_LEVEL = {ROLE_ANNOTATOR: Level.ANNOTATE, ROLE_LEAD: Level.LEAD, ROLE_ADMIN: Level.ADMIN}
-PROJECT_ROLE_LEVEL = {ROLE_ANNOTATOR: Level.ANNOTATE, ROLE_LEAD: Level.LEAD}
-SCOPE_LEVEL = {SCOPE_READ: Level.READ, SCOPE_ANNOTATE: Level.ANNOTATE, SCOPE_ADMIN: Level.ADMIN}
+PROJECT_ROLE_LEVEL = {
+    ROLE_ANNOTATOR: Level.ANNOTATE, ROLE_REVIEWER: Level.REVIEW, ROLE_LEAD: Level.LEAD
+}
+SCOPE_LEVEL = {SCOPE_READ: Level.READ, SCOPE_ANNOTATE: Level.REVIEW, SCOPE_ADMIN: Level.ADMIN}
 LEVEL_NAMES: dict[str, Level] = {
     "read": Level.READ,
     "annotate": Level.ANNOTATE,
     "annotator": Level.ANNOTATE,
+    "review": Level.REVIEW,
+    "reviewer": Level.REVIEW,
     "lead": Level.LEAD,
     "admin": Level.ADMIN,
 }
@@ -284,6 +292,8 @@ class ProjectContext:
     project: Project
     principal: Principal
     level: Level
+    role_level: Level | None = None
+    """The level the user's roles give, before any token cap (None: same as ``level``)."""
 
     @property
     def user(self) -> User:
@@ -291,6 +301,13 @@ class ProjectContext:
 
     def can(self, level: Level) -> bool:
         return self.level >= level
+
+    @property
+    def sees_others_labels(self) -> bool:
+        """Reviewers, leads and admins read every annotator's labels; an annotator only their
+        own (so nobody is swayed by a teammate's label before giving theirs). Decided by the
+        user's roles: a lead's read-only token still exports the whole project."""
+        return (self.role_level or self.level) >= Level.REVIEW
 
 
 MAX_DB_INT = 2_147_483_647
@@ -338,7 +355,9 @@ class ProjectAccess:
         if level < self.level:
             needed = self.level.name.lower()
             raise PermissionDenied(f"This needs the {needed} level on the project.")
-        return ProjectContext(project=project, principal=caller, level=level)
+        role_level = _effective_level(Principal(user=caller.user), role)
+        return ProjectContext(project=project, principal=caller, level=level,
+                              role_level=role_level)
 
 
 def _effective_level(principal: Principal, membership_role: str | None) -> Level | None:
@@ -355,6 +374,10 @@ def _effective_level(principal: Principal, membership_role: str | None) -> Level
     if base is None:
         return None
     global_cap = GLOBAL_ROLE_LEVEL.get(principal.user.role, Level.READ)
+    if membership_role == ROLE_REVIEWER:
+        # Reviewing is project work any active account can be given; the global role caps lead
+        # powers only (a demoted lead with a lead membership still drops to annotator).
+        global_cap = max(global_cap, Level.REVIEW)
     return min(base, global_cap, principal.token_cap)
 
 
@@ -374,5 +397,6 @@ AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 
 ProjectReader = Annotated[ProjectContext, Depends(ProjectAccess("read"))]
 ProjectAnnotator = Annotated[ProjectContext, Depends(ProjectAccess("annotate"))]
+ProjectReviewer = Annotated[ProjectContext, Depends(ProjectAccess("review"))]
 ProjectLead = Annotated[ProjectContext, Depends(ProjectAccess("lead"))]
 ProjectAdmin = Annotated[ProjectContext, Depends(ProjectAccess("admin"))]

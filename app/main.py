@@ -39,6 +39,7 @@ ROUTERS: tuple[str, ...] = (
     "app.web.project_models",
     "app.web.data_manager",
     "app.web.gold",
+    "app.web.review",
     "app.api.projects",
     "app.api.items",
     "app.api.adapters",
@@ -53,6 +54,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.live_head",
     "app.api.data_manager",
     "app.api.gold",
+    "app.api.review",
 )
 
 

@@ -135,7 +135,11 @@ def list_annotations(
     item_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
     annotator_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> AnnotationPage:
-    """Live annotations in id order; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Live annotations in id order; pass ``next_cursor`` back as ``cursor`` for the next page.
+
+    An annotator (project role) gets only their own; reviewers, leads and admins get all."""
+    if not access.sees_others_labels:
+        annotator_id = access.user.id
     rows = list(
         exports.annotation_rows(
             db, access.project.id, only=only, after_id=decode_cursor(cursor), limit=limit + 1,
@@ -163,8 +167,13 @@ def export_annotations(
     format: Annotated[exports.ExportFormat, Query()] = "jsonl",
     only: Annotated[exports.ExportFilter, Query()] = "all",
 ) -> StreamingResponse:
-    """Labels as JSONL or CSV (text, label, annotator, time, model version); importable as is."""
-    spool = exports.write_export(db, access.project.id, fmt=format, only=only)
+    """Labels as JSONL or CSV (text, label, annotator, time, model version); importable as is.
+
+    An annotator (project role) exports only their own labels."""
+    spool = exports.write_export(
+        db, access.project.id, fmt=format, only=only,
+        annotator_id=None if access.sees_others_labels else access.user.id,
+    )
     name = exports.export_filename(access.project.id, format, only)
 
     def chunks() -> Any:

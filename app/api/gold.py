@@ -91,7 +91,7 @@ def mark_gold(body: GoldIn, db: SessionDep, access: ProjectLead) -> GoldItemOut:
 
 @router.delete("/projects/{project_id}/gold/{item_id}", status_code=204)
 def delete_gold(item_id: IdPath, db: SessionDep, access: ProjectLead) -> Response:
-    gold.unmark_gold(db, access.project, item_id)
+    gold.unmark_gold(db, access.project, item_id, by=access.user)
     return Response(status_code=204)
 
 

@@ -58,7 +58,7 @@ def update_project(body: ProjectUpdate, db: SessionDep, access: ProjectLead) -> 
     if "labels" in changes:
         changes["labels"] = tuple(changes["labels"])
     settings = project_service.ProjectSettings(**{**asdict(current), **changes})
-    project_service.update_project(db, project, settings)
+    project_service.update_project(db, project, settings, by=access.user)
     if descriptions is not None:
         set_label_descriptions(db, project.id, descriptions)
     return project_detail(db, project)

@@ -54,6 +54,9 @@ class LeasedItemOut(BaseModel):
     queue_version: int
     predicted: list[PredictionOut]
     neighbours: list[NeighbourOut]
+    review_note: str | None = Field(
+        default=None, description="A reviewer sent the item back with this note."
+    )
 
 
 class NoItemOut(BaseModel):
@@ -106,6 +109,7 @@ def _leased(view: annotation.ItemView) -> LeasedItemOut:
                          snippet=n.snippet)
             for n in why.neighbours
         ],
+        review_note=view.review_note,
     )
 
 

@@ -26,12 +26,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.db import fulltext
 from app.db.base import Base, CreatedMixin, IdMixin
 
-# Roles. Global user role; project memberships carry a project role (lead or annotator).
+# Roles. Global user role; project memberships carry a project role (lead, reviewer or
+# annotator). A reviewer annotates and adjudicates (the review queue); leads are reviewers too.
 ROLE_ADMIN = "admin"
 ROLE_LEAD = "lead"
+ROLE_REVIEWER = "reviewer"
 ROLE_ANNOTATOR = "annotator"
 ROLES = (ROLE_ADMIN, ROLE_LEAD, ROLE_ANNOTATOR)
-PROJECT_ROLES = (ROLE_LEAD, ROLE_ANNOTATOR)
+PROJECT_ROLES = (ROLE_LEAD, ROLE_REVIEWER, ROLE_ANNOTATOR)
 
 SCOPE_READ = "read"
 SCOPE_ANNOTATE = "annotate"
@@ -95,6 +97,8 @@ class Project(IdMixin, CreatedMixin, Base):
     """Share of hand-outs that are gold items (issue 16; see :mod:`app.domain.gold`)."""
     gold_min_accuracy: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
     gold_min_count: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    guidelines_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """The current version of ``guidelines`` (every edit adds a :class:`GuidelineVersion`)."""
     data_version: Mapped[int] = mapped_column(Integer, default=0)
     queue_version: Mapped[int] = mapped_column(Integer, default=0)
     tapt_model_path: Mapped[str | None] = mapped_column(String(1000), default=None)
@@ -212,6 +216,8 @@ class Annotation(IdMixin, CreatedMixin, Base):
     queue_version: Mapped[int | None] = mapped_column(Integer, default=None)
     batch_id: Mapped[str | None] = mapped_column(String(64), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    guideline_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The project's guidelines version when the label was given (None: before versions)."""
     idempotency_scope: Mapped[str | None] = mapped_column(String(40), default=None)
     """Whose key it is: ``u<user id>`` for a browser session, ``u<user id>.t<token id>`` for a
     token (see :func:`app.domain.annotation.labels.idempotency_scope`)."""
@@ -421,3 +427,68 @@ class ItemEvent(IdMixin, CreatedMixin, Base):
     )
     action: Mapped[str] = mapped_column(String(30))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+REVIEW_ACCEPT = "accept"
+REVIEW_CHANGE = "change"
+REVIEW_SEND_BACK = "send_back"
+REVIEW_ACTIONS = (REVIEW_ACCEPT, REVIEW_CHANGE, REVIEW_SEND_BACK)
+
+
+class ReviewDecision(IdMixin, CreatedMixin, Base):
+    """A reviewer's decision on an item (issue 16): accept or change its label, or send it back.
+
+    The item's latest ``active`` accept/change decision is its adjudicated label: it overrides the
+    individual annotations in the worker's labelled set (they are all kept). A send-back takes
+    the item's live annotations out of play (marked ``deleted``, kept) and hands it out again
+    with ``note`` shown to annotators.
+    """
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (
+        Index("ix_review_decisions_project_item_active", "project_id", "item_id", "active"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(20))
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), default=None
+    )
+    note: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(String(20), default="")
+    """Why the item was in the review queue: disagreement, gold_miss or likely_error."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AuditEvent(IdMixin, CreatedMixin, Base):
+    """Who changed what in a project: adjudications, relabels, gold and role changes, guidelines."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_project_id", "project_id", "id"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(40))
+    item_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The item concerned, if any (no foreign key: the record outlives the item)."""
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class GuidelineVersion(IdMixin, CreatedMixin, Base):
+    """One version of a project's guidelines; every edit adds one, none is ever changed."""
+
+    __tablename__ = "guideline_versions"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )

@@ -171,7 +171,8 @@ def memberships_of(db: Session, user_id: int) -> list[MembershipRow]:
     return [MembershipRow(pid, name, role) for pid, name, role in rows]
 
 
-def set_membership(db: Session, *, user_id: int, project_id: int, role: str) -> Membership:
+def set_membership(db: Session, *, user_id: int, project_id: int, role: str,
+                   by: User | None = None) -> Membership:
     """Add the user to a project, or change their role there."""
     if role not in PROJECT_ROLES:
         raise InvalidInput(f"Project role must be one of {', '.join(PROJECT_ROLES)}.",
@@ -179,17 +180,18 @@ def set_membership(db: Session, *, user_id: int, project_id: int, role: str) -> 
     user = get_user(db, user_id)
     if db.get(Project, project_id) is None:
         raise NotFound(f"Project {project_id} does not exist.")
-    return set_member_role(db, project_id, user, role)
+    return set_member_role(db, project_id, user, role, by=by)
 
 
-def remove_membership(db: Session, *, user_id: int, project_id: int) -> None:
+def remove_membership(db: Session, *, user_id: int, project_id: int,
+                      by: User | None = None) -> None:
     membership = db.scalars(
         select(Membership).where(Membership.user_id == user_id,
                                  Membership.project_id == project_id)
     ).first()
     if membership is None:
         raise NotFound("That user is not a member of that project.")
-    remove_member(db, project_id, user_id)
+    remove_member(db, project_id, user_id, by=by)
 
 
 def list_projects(db: Session) -> list[Project]:

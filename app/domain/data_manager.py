@@ -8,8 +8,9 @@ on ``items``. Every condition is indexed: the item's own columns (``ix_items_pro
 _rank``), and full-text search (:mod:`app.db.fulltext`). A later feature (gold items,
 likely-error scores) adds its filter with :func:`register_filter`; the pages and the API pick it up.
 
-**Labels.** An item's *label* is the one the worker trains on: the majority of its live
-annotations, ties to the most recent (``worker/tasks/project_data.py``). The ``label`` filter
+**Labels.** An item's *label* is the one the worker trains on: a reviewer's adjudication if
+there is one, else the majority of its live annotations, ties to the most recent
+(``worker/tasks/project_data.py``). The ``label`` filter
 matches items with a live annotation of that label, which is the same thing unless annotators
 disagree (then the ``disagreement`` filter finds them).
 
@@ -53,7 +54,9 @@ from app.db.models import (
     QueueEntry,
     User,
 )
+from app.domain import audit
 from app.domain.annotation.common import live, take_write_lock
+from app.domain.review import adjudicated_names, clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50
@@ -65,6 +68,8 @@ SNIPPET_CHARS = 300
 COUNT_CAP = 10_000
 SEARCH_WINDOW = 1_000
 MAX_SEARCH_WINDOW = 64_000
+AUDIT_LISTED_IDS = 1_000
+"""A relabel's audit row lists this many of its item ids (and counts them all)."""
 
 
 class ConfirmationRequired(Conflict):
@@ -315,10 +320,12 @@ class Row:
     excluded: bool
     votes: tuple[Vote, ...] = ()
     prediction: Prediction | None = None
+    adjudicated: str | None = None
+    """A reviewer's accepted or changed label (:mod:`app.domain.review`): it wins."""
 
     @property
     def label(self) -> str | None:
-        return resolved_label([vote.label for vote in self.votes])
+        return self.adjudicated or resolved_label([vote.label for vote in self.votes])
 
     @property
     def disagreement(self) -> bool:
@@ -373,9 +380,11 @@ def browse(
     ids = [row[0] for row in found]
     votes = live_votes(db, project.id, ids)
     predictions = current_predictions(db, project, ids)
+    decided = adjudicated_names(db, project.id, ids)
     rows = [
         Row(id=i, external_id=ext, text=text, split=split, excluded=excluded,
-            votes=tuple(votes.get(i, ())), prediction=predictions.get(i))
+            votes=tuple(votes.get(i, ())), prediction=predictions.get(i),
+            adjudicated=decided.get(i))
         for i, ext, text, split, excluded in found
     ]
     return Page(rows=rows, next_after=ids[-1] if more and ids else None)
@@ -592,7 +601,9 @@ def item_detail(db: Session, project: Project, item_id: int) -> ItemDetail:
         )
     ]
     live_labels = [a.label for a in annotations if a.status == "live"]
-    return ItemDetail(item=item, label=resolved_label(live_labels), annotations=annotations,
+    label = adjudicated_names(db, project.id, [item.id]).get(item.id) or resolved_label(
+        live_labels)
+    return ItemDetail(item=item, label=label, annotations=annotations,
                       predictions=predictions, events=events)
 
 
@@ -698,7 +709,7 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
         db.execute(insert(Annotation), [
             {"project_id": project.id, "item_id": i, "annotator_id": actor.id,
              "label_id": label_id, "source": LEAD_SOURCE, "deleted": False, "batch_id": batch,
-             "created_at": now}
+             "guideline_version": project.guidelines_version, "created_at": now}
             for i in chunk
         ])
         new = aliased(Annotation)
@@ -717,7 +728,12 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
         )
         superseded += int(result.rowcount or 0)  # type: ignore[attr-defined]
         _events(db, project, actor, chunk, "relabel", {"label": label_name, "batch": batch})
+        clear_adjudications(db, project.id, chunk)  # the lead's label is the item's label now
     if ids:
+        audit.record(db, project.id, audit.RELABEL, actor=actor,
+                     item_id=ids[0] if len(ids) == 1 else None,
+                     detail={"label": label_name, "items": len(ids), "batch": batch,
+                             "item_ids": list(ids[:AUDIT_LISTED_IDS])})
         _bump_data_version(db, project)
     db.flush()
     return BulkResult("relabel", len(ids), annotations_added=len(ids),

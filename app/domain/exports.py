@@ -129,7 +129,8 @@ def annotation_rows(
 
 
 def write_export(
-    db: Session, project_id: int, *, fmt: ExportFormat, only: ExportFilter = "all"
+    db: Session, project_id: int, *, fmt: ExportFormat, only: ExportFilter = "all",
+    annotator_id: int | None = None,
 ) -> IO[bytes]:
     """The export as a rewound (spooled) binary file; the caller streams and closes it."""
     if fmt not in MEDIA_TYPES:
@@ -139,7 +140,7 @@ def write_export(
     writer = csv.DictWriter(text, fieldnames=COLUMNS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
-    for row in annotation_rows(db, project_id, only=only):
+    for row in annotation_rows(db, project_id, only=only, annotator_id=annotator_id):
         record = row.export_record()
         if writer is not None:
             writer.writerow(safe_row({k: "" if v is None else v for k, v in record.items()}))

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, Label, Project, User
+from app.domain import audit
 from app.domain.annotation.common import live, project_item, project_labels
 from app.errors import InvalidInput
 
@@ -69,6 +70,10 @@ def mark_gold(
         )
     answer = _label_by_name_or_id(db, project, label)
     gold = db.scalars(select(GoldItem).where(GoldItem.item_id == item.id)).first()
+    before = gold.label_id if gold is not None else None
+    if before != answer.id:
+        audit.record(db, project.id, audit.GOLD_SET, actor=by, item_id=item.id,
+                     detail={"from_label_id": before, "to": answer.name})
     if gold is None:
         gold = GoldItem(
             project_id=project.id,
@@ -84,7 +89,7 @@ def mark_gold(
     return gold
 
 
-def unmark_gold(db: Session, project: Project, item_id: int) -> bool:
+def unmark_gold(db: Session, project: Project, item_id: int, *, by: User | None = None) -> bool:
     """The item is an ordinary item again; True when it was gold."""
     item = project_item(db, project, item_id)
     result = db.execute(
@@ -92,7 +97,10 @@ def unmark_gold(db: Session, project: Project, item_id: int) -> bool:
         .where(GoldItem.project_id == project.id, GoldItem.item_id == item.id)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    removed = bool(getattr(result, "rowcount", 0))
+    if removed:
+        audit.record(db, project.id, audit.GOLD_REMOVE, actor=by, item_id=item.id)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -715,6 +715,7 @@ def _insert_batch(
             "source": SEED_SOURCE,
             "deleted": False,
             "batch_id": report.batch_id,
+            "guideline_version": project.guidelines_version,
             "created_at": now,
         })
     if annotations:
@@ -806,6 +807,7 @@ def _existing_labels(
                 "deleted": False,
                 # Not this import's batch: the dev-set carve-out takes new rows only.
                 "batch_id": f"{report.batch_id}:existing",
+                "guideline_version": project.guidelines_version,
                 "created_at": now,
             },
         ).scalar_one()

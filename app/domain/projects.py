@@ -24,7 +24,9 @@ from app.db.models import (
     Project,
     User,
 )
+from app.domain import audit
 from app.domain.annotation.common import project_labels
+from app.domain.guidelines import set_guidelines, start_versions
 from app.errors import Conflict, InvalidInput, NotFound
 
 MIN_LABELS = 2
@@ -120,16 +122,20 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
     for position, name in enumerate(settings.labels):
         db.add(_new_label(project.id, name, position))
     db.add(Membership(project_id=project.id, user_id=creator.id, role=ROLE_LEAD))
+    start_versions(db, project, by=creator)
     db.flush()
     return project
 
 
-def update_project(db: Session, project: Project, settings: ProjectSettings) -> Project:
-    """Apply settings; the label change goes first because it is the part that can be refused."""
+def update_project(db: Session, project: Project, settings: ProjectSettings,
+                   *, by: User | None = None) -> Project:
+    """Apply settings; the label change goes first because it is the part that can be refused.
+
+    Changed guidelines become a new version (:mod:`app.domain.guidelines`)."""
     set_labels(db, project.id, settings.labels)
     project.name = settings.name
     project.description = settings.description
-    project.guidelines = settings.guidelines
+    set_guidelines(db, project, settings.guidelines, by=by)
     project.label_budget = settings.label_budget
     project.batch_size = settings.batch_size
     project.stop_threshold = settings.stop_threshold
@@ -270,23 +276,32 @@ def check_can_lead(user: User) -> None:
         )
 
 
-def add_member(db: Session, project_id: int, *, email: str, role: str) -> Membership:
-    """Add a user (by e-mail) to a project, or change their project role."""
+def add_member(db: Session, project_id: int, *, email: str, role: str,
+               by: User | None = None) -> Membership:
+    """Add a user (by e-mail) to a project, or change their project role (``by``: who, for the
+    audit log)."""
     if role not in PROJECT_ROLES:
         raise InvalidInput(f"Project role must be one of {', '.join(PROJECT_ROLES)}.",
                            details={"field": "role"})
     user = db.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise NotFound(f"No user with e-mail {email.strip()!r}; an admin creates accounts first.")
-    return set_member_role(db, project_id, user, role)
+    return set_member_role(db, project_id, user, role, by=by)
 
 
-def set_member_role(db: Session, project_id: int, user: User, role: str) -> Membership:
-    """Make ``user`` a member with ``role``; a lead stays a lead while they are the last one."""
+def set_member_role(db: Session, project_id: int, user: User, role: str,
+                    *, by: User | None = None) -> Membership:
+    """Make ``user`` a member with ``role``; a lead stays a lead while they are the last one.
+
+    Reviewers (``reviewer``) annotate and adjudicate; any active account can be one."""
+    if role not in PROJECT_ROLES:
+        raise InvalidInput(f"Project role must be one of {', '.join(PROJECT_ROLES)}.",
+                           details={"field": "role"})
     if role == ROLE_LEAD:
         check_can_lead(user)
     membership = db.scalar(select(Membership).where(
         Membership.project_id == project_id, Membership.user_id == user.id))
+    before = membership.role if membership is not None else None
     if membership is None:
         membership = Membership(project_id=project_id, user_id=user.id, role=role)
         db.add(membership)
@@ -294,17 +309,22 @@ def set_member_role(db: Session, project_id: int, user: User, role: str) -> Memb
         if membership.role == ROLE_LEAD and role != ROLE_LEAD:
             ensure_lead_remains(db, project_id, user.id)
         membership.role = role
+    if before != role:
+        audit.record(db, project_id, audit.ROLE_SET, actor=by,
+                     detail={"user_id": user.id, "email": user.email, "from": before, "to": role})
     db.flush()
     return membership
 
 
-def remove_member(db: Session, project_id: int, user_id: int) -> None:
+def remove_member(db: Session, project_id: int, user_id: int, *, by: User | None = None) -> None:
     membership = db.scalar(select(Membership).where(
         Membership.project_id == project_id, Membership.user_id == user_id))
     if membership is None:
         raise NotFound("That user is not a member of this project.")
     if membership.role == ROLE_LEAD:
         ensure_lead_remains(db, project_id, user_id)
+    audit.record(db, project_id, audit.MEMBER_REMOVE, actor=by,
+                 detail={"user_id": user_id, "from": membership.role})
     db.delete(membership)
     db.flush()
 

@@ -121,12 +121,12 @@ def reset_password(request: Request, db: SessionDep, _caller: AdminUser,
 
 
 @router.post("/admin/users/{user_id}/memberships")
-def set_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: IdPath,
+def set_membership(request: Request, db: SessionDep, caller: AdminUser, user_id: IdPath,
                    form: FormDep) -> Response:
     try:
         admin_service.set_membership(db, user_id=user_id,
                                      project_id=form_int(form, "project_id", 0),
-                                     role=form_str(form, "role"))
+                                     role=form_str(form, "role"), by=caller.user)
     except DomainError as exc:
         return _user_page(request, db, user_id, error=exc.message, status_code=exc.status_code)
     flash(request, "Membership saved.", "success")
@@ -134,9 +134,9 @@ def set_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id
 
 
 @router.post("/admin/users/{user_id}/memberships/{project_id}/remove")
-def remove_membership(request: Request, db: SessionDep, _caller: AdminUser, user_id: IdPath,
+def remove_membership(request: Request, db: SessionDep, caller: AdminUser, user_id: IdPath,
                       project_id: IdPath) -> Response:
-    admin_service.remove_membership(db, user_id=user_id, project_id=project_id)
+    admin_service.remove_membership(db, user_id=user_id, project_id=project_id, by=caller.user)
     flash(request, "Membership removed.", "success")
     return RedirectResponse(f"/admin/users/{user_id}#memberships", status_code=303)
 

@@ -124,6 +124,7 @@ def annotator_page(
         "status": annotation.queue_status(db, project),
         "seen_version": project.queue_version,
         "can_lead": access.can(Level.LEAD),
+        "can_review": access.can(Level.REVIEW),
     } | _label_context(db, project)
     return render_page(request, "annotate/page.html", context)
 

@@ -49,7 +49,7 @@ def add_gold(request: Request, db: SessionDep, access: ProjectLead, form: FormDe
 @router.post("/projects/{project_id}/gold/{item_id}/remove")
 def remove_gold(request: Request, item_id: IdPath, db: SessionDep,
                 access: ProjectLead) -> Response:
-    gold.unmark_gold(db, access.project, item_id)
+    gold.unmark_gold(db, access.project, item_id, by=access.user)
     flash(request, f"Item {item_id} is no longer gold.", "success")
     return RedirectResponse(_url(access.project.id), status_code=303)
 

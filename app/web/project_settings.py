@@ -86,7 +86,8 @@ def save_general(request: Request, db: SessionDep, access: ProjectLead,
                  form: FormDep) -> Response:
     try:
         project_service.update_project(db, access.project,
-                                       general_settings_from_form(form, access.project))
+                                       general_settings_from_form(form, access.project),
+                                       by=access.user)
         if "label_descriptions" in form:
             set_label_descriptions(db, access.project.id, parse_label_descriptions(
                 str(form.get("label_descriptions") or "")))
@@ -141,7 +142,8 @@ def add_member(
 ) -> Response:
     """Add a member by e-mail, or change the role of one already in the project."""
     try:
-        project_service.add_member(db, access.project.id, email=email, role=role)
+        project_service.add_member(db, access.project.id, email=email, role=role,
+                                   by=access.user)
     except DomainError as exc:
         return _page(request, db, access, section="members", error=exc)
     flash(request, f"{email} is now a {role} of this project.", "success")
@@ -152,7 +154,7 @@ def add_member(
 def remove_member(request: Request, db: SessionDep, access: ProjectLead,
                   user_id: IdPath) -> Response:
     try:
-        project_service.remove_member(db, access.project.id, user_id)
+        project_service.remove_member(db, access.project.id, user_id, by=access.user)
     except DomainError as exc:
         return _page(request, db, access, section="members", error=exc)
     flash(request, "Member removed.", "success")

@@ -49,5 +49,6 @@ def project_overview(request: Request, db: SessionDep, access: ProjectReader) ->
         "counts": project_service.project_counts(db, project.id),
         "labels": project_service.get_labels(db, project.id),
         "can_lead": access.can(Level.LEAD),
+        "can_review": access.can(Level.REVIEW),
     }
     return render_page(request, "projects/detail.html", context)

@@ -24,7 +24,8 @@ def _pages(live: LiveStack) -> dict[str, tuple[str, list[str]]]:
     return {
         "annotator": ("annotator", [f"/projects/{topics}/annotate"]),
         "lead": ("lead", [f"/projects/{tickets}/{page}"
-                          for page in ("dashboard", "runs", "models", "settings")]),
+                          for page in ("dashboard", "runs", "models", "settings", "review",
+                                       "audit", "guidelines")]),
         "admin": ("admin", ["/admin/users", "/admin/tokens", "/admin/projects"]),
     }
 

@@ -1,7 +1,9 @@
 """Read what a task needs from the database into plain values (no ORM objects leave here).
 
 Label resolution: an item's label is the majority of its *active* annotations (not deleted, not
-superseded); ties go to the most recent annotation. Training uses labelled ``pool`` items, the dev
+superseded); ties go to the most recent annotation. A reviewer's adjudication (the latest active
+accept or change in the review queue, :mod:`app.domain.review`) overrides the annotations; they
+are all kept. Training uses labelled ``pool`` items, the dev
 set is labelled ``dev`` items, ``test`` items are never touched by the worker. Items a lead
 excluded from training (``Item.excluded``) are in neither.
 """
@@ -30,6 +32,7 @@ from app.db.models import (
     Project,
 )
 from app.domain.model_versions import resolve_artifact
+from app.domain.review import adjudicated_labels
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,33 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         if label_id in index:
             votes.setdefault(item_id, []).append(index[label_id])
             texts[item_id] = text
+    decided = {
+        item_id: index[label_id]
+        for item_id, label_id in adjudicated_labels(session, snapshot.id).items()
+        if label_id in index
+    }
+    _add_adjudicated_texts(session, snapshot, split, conditions[:3], decided, texts)
     result = LabelledSet()
-    for item_id in sorted(votes):
+    for item_id in sorted(set(votes) | (set(decided) & set(texts))):
         result.item_ids.append(item_id)
         result.texts.append(texts[item_id])
-        result.labels.append(majority(votes[item_id]))
+        result.labels.append(decided[item_id] if item_id in decided else majority(votes[item_id]))
     return result
+
+
+def _add_adjudicated_texts(
+    session: Session, snapshot: ProjectSnapshot, split: str, item_conditions: list[Any],
+    decided: dict[int, int], texts: dict[int, str],
+) -> None:
+    """Adjudicated items of ``split`` whose annotations were all undone still carry their label."""
+    missing = [item_id for item_id in decided if item_id not in texts]
+    if not missing:
+        return
+    conditions = [*item_conditions, Item.id.in_(missing)]
+    if split == SPLIT_POOL:
+        conditions.append(~exists().where(GoldItem.item_id == Item.id))
+    for item_id, text in session.execute(select(Item.id, Item.text).where(*conditions)):
+        texts[item_id] = text
 
 
 def majority(labels: list[int]) -> int:

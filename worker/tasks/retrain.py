@@ -3,8 +3,8 @@
 Idempotent per (project, labelled-data version): a model for the run's data version already
 exists -> nothing to do (unless the request was forced, e.g. after a TAPT refresh). The slow
 part (training, writing files) happens outside transactions; everything that becomes visible
-(version row, current pointer, round metrics, queue rebuild request) is written by ``publish``
-in the transaction that ends the run.
+(version row, current pointer, round metrics, queue rebuild request, the likely-label-errors job)
+is written by ``publish`` in the transaction that ends the run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.domain.model_versions import (
     relative_artifact_path,
 )
 from app.domain.runs import request_queue_recompute
+from app.jobs import TASK_LABEL_ISSUES, Job, enqueue_after_commit
 from worker.tasks.artifact_store import (
     sweep_temporary,
     tree_sha256,
@@ -336,6 +337,9 @@ class _Publisher:
         session.add(metric)
         session.flush()
         evaluate_round(session, project, metric)
+        # Likely label errors are recomputed after every published round, in their own task:
+        # sent only once this transaction commits, and the round never waits for it.
+        enqueue_after_commit(session, Job(TASK_LABEL_ISSUES, (project_id,)))
         self.orphan = False
         pause_point("promotion_commit")
         return version.id

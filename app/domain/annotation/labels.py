@@ -163,6 +163,7 @@ def record_label(
         source=UI_SOURCE,
         model_version_id=project.current_model_version_id,
         queue_version=project.queue_version,
+        guideline_version=project.guidelines_version,
         batch_id=batch_id_for(project.data_version),
         idempotency_key=key,
         idempotency_scope=scope,
@@ -282,6 +283,7 @@ def edit_annotation(
         source=UI_SOURCE,
         model_version_id=project.current_model_version_id,
         queue_version=project.queue_version,
+        guideline_version=project.guidelines_version,
         batch_id=batch_id_for(project.data_version),
         created_at=now,
     )

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import (
+    REVIEW_SEND_BACK,
     SPLIT_POOL,
     Annotation,
     GoldItem,
@@ -43,6 +44,7 @@ from app.db.models import (
     Lease,
     Project,
     QueueEntry,
+    ReviewDecision,
     User,
 )
 from app.domain.annotation.common import (
@@ -123,6 +125,25 @@ def _queue_query(shared: bool) -> Select[int]:
             _available(shared),
         )
         .order_by(QueueEntry.rank)
+        .limit(CANDIDATES_PER_TRY)
+    )
+
+
+@cache
+def _returned_query(shared: bool) -> Select[int]:
+    """Items a reviewer sent back (an open send-back decision) that this annotator may take."""
+    return (
+        select(ReviewDecision.item_id)
+        .join(Item, Item.id == ReviewDecision.item_id)
+        .where(
+            ReviewDecision.project_id == bindparam("a_project"),
+            ReviewDecision.action == REVIEW_SEND_BACK,
+            ReviewDecision.active.is_(True),
+            Item.split == SPLIT_POOL,
+            ReviewDecision.item_id.not_in(bindparam("exclude", expanding=True)),
+            _available(shared),
+        )
+        .order_by(ReviewDecision.id)
         .limit(CANDIDATES_PER_TRY)
     )
 
@@ -241,6 +262,13 @@ def _queue_candidates(
     return list(db.scalars(_queue_query(_is_shared(project)), params))
 
 
+def _returned_candidates(
+    db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> list[int]:
+    params = _hand_out_params(project, user_id, exclude, now)
+    return list(dict.fromkeys(db.scalars(_returned_query(_is_shared(project)), params)))
+
+
 def _pool_candidates(
     db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
 ) -> list[int]:
@@ -323,7 +351,8 @@ def lease_next(
 
     First an item they already hold (a reload must not lose it) that the page does not show yet
     (``exclude``: the items on screen or prefetched), else now and then a gold item they have not
-    seen (:func:`_gold_candidates`), else the best queue entry nobody holds, else
+    seen (:func:`_gold_candidates`), else an item a reviewer sent back, else the best queue
+    entry nobody holds, else
     a random unlabelled pool item (labelling can start before any queue exists). A caller that
     commits right after this (the annotator view does) holds the SQLite write lock only for the
     lease itself, not while the item card is read and rendered.
@@ -341,7 +370,7 @@ def lease_next(
     for item_id in _gold_candidates(db, project, user.id, exclude, now):
         if _try_gold_lease(db, project, user.id, item_id, now, ttl):
             return Leased(item_id, now + ttl)
-    for source in (_queue_candidates, _pool_candidates):
+    for source in (_returned_candidates, _queue_candidates, _pool_candidates):
         for item_id in source(db, project, user.id, exclude, now):
             if _try_lease(db, project, user.id, item_id, now, ttl):
                 return Leased(item_id, now + ttl)
@@ -437,7 +466,21 @@ def item_view(
         lease_expires_at=expires_at,
         why=_why(db, project, item.id),
         previous_label_id=previous_label_id,
+        review_note=db.scalar(_REVIEW_NOTE, {"a_project": project.id, "item": item.id}) or None,
     )
+
+
+_REVIEW_NOTE = (
+    select(ReviewDecision.note)
+    .where(
+        ReviewDecision.project_id == bindparam("a_project"),
+        ReviewDecision.item_id == bindparam("item"),
+        ReviewDecision.active.is_(True),
+        ReviewDecision.action == REVIEW_SEND_BACK,
+    )
+    .order_by(ReviewDecision.id.desc())
+    .limit(1)
+)
 
 
 def _why(db: Session, project: Project, item_id: int) -> WhyThisItem:

@@ -66,6 +66,8 @@ class ItemView:
     why: WhyThisItem
     previous_label_id: int | None = None
     """After an undo: the label the annotator had chosen, shown as a hint."""
+    review_note: str | None = None
+    """A reviewer sent the item back with this note (issue 16); shown above the labels."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from app.db.models import (
 )
 from app.domain.model_versions import ARTIFACT_MARKER, list_versions, resolve_artifact
 from app.domain.runs import cancel_run, list_runs
-from app.jobs import TASK_RECOMPUTE_QUEUE, Job
+from app.jobs import TASK_LABEL_ISSUES, TASK_RECOMPUTE_QUEUE, Job
 from tests.app.domain.runs_support import Db
 from tests.worker.ml.tiny import LABEL_NAMES
 from tests.worker.tasks.seed import Seeded, seed_project, submit_batch
@@ -75,6 +75,8 @@ def test_a_round_writes_promotes_and_measures_a_version(
     assert run.metrics["labels_used"] == 12 and run.timings["train_seconds"] > 0
     assert [j.name for j in sent if j.name == TASK_RECOMPUTE_QUEUE] == [TASK_RECOMPUTE_QUEUE]
     assert len(queue_runs) == 1
+    # Publishing a round enqueues the likely-label-errors job (after the commit, not awaited).
+    assert [j.args for j in sent if j.name == TASK_LABEL_ISSUES] == [(seeded.project_id,)]
 
 
 def test_same_data_version_is_not_trained_twice(
@@ -115,6 +117,7 @@ def test_one_class_only_waits_for_more_labels(file_db: Db, seeded: Seeded, sent:
     assert run.status == RUN_SUCCEEDED and run.model_version_id is None
     assert "at least two classes" in run.message
     assert [j.name for j in sent].count(TASK_RECOMPUTE_QUEUE) == 1
+    assert TASK_LABEL_ISSUES not in [j.name for j in sent]  # nothing published, nothing to check
 
 
 def test_an_unsupported_adapter_fails_with_an_admin_traceback(
