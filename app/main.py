@@ -53,6 +53,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.live_head",
     "app.api.data_manager",
     "app.api.gold",
+    "app.api.agreement",
 )
 
 

@@ -12,10 +12,12 @@ from typing import Annotated, Any
 from fastapi import Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import ColumnElement
 
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
-from app.deps import ProjectAnnotator, ProjectReader, SessionDep, SettingsDep
+from app.deps import Level, ProjectAnnotator, ProjectContext, ProjectReader, SessionDep, SettingsDep
 from app.domain import exports
+from app.domain.annotation.overlap import visible_to
 from app.domain.label_submissions import MAX_KEY_CHARS, LabelRequest, submit_labels
 
 router = write_api_router(tags=["annotations"])
@@ -125,6 +127,11 @@ def submit_annotations(
     )
 
 
+def _visible(access: ProjectContext) -> ColumnElement[bool] | None:
+    """Below lead, others' labels on an overlap item the caller still has to label stay hidden."""
+    return None if access.can(Level.LEAD) else visible_to(access.project, access.user.id)
+
+
 @router.get("/projects/{project_id}/annotations", response_model=AnnotationPage)
 def list_annotations(
     db: SessionDep,
@@ -139,7 +146,7 @@ def list_annotations(
     rows = list(
         exports.annotation_rows(
             db, access.project.id, only=only, after_id=decode_cursor(cursor), limit=limit + 1,
-            item_id=item_id, annotator_id=annotator_id,
+            item_id=item_id, annotator_id=annotator_id, visible=_visible(access),
         )  # fmt: skip
     )
     page = rows[:limit]
@@ -164,7 +171,8 @@ def export_annotations(
     only: Annotated[exports.ExportFilter, Query()] = "all",
 ) -> StreamingResponse:
     """Labels as JSONL or CSV (text, label, annotator, time, model version); importable as is."""
-    spool = exports.write_export(db, access.project.id, fmt=format, only=only)
+    spool = exports.write_export(db, access.project.id, fmt=format, only=only,
+                                 visible=_visible(access))
     name = exports.export_filename(access.project.id, format, only)
 
     def chunks() -> Any:

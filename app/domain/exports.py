@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any, Literal
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Annotation, Item, Label, ModelVersion, User
@@ -113,9 +113,14 @@ def annotation_rows(
     limit: int | None = None,
     item_id: int | None = None,
     annotator_id: int | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> Iterator[AnnotationRow]:
-    """Live annotations in id order (keyset pagination with ``after_id``), streamed in chunks."""
+    """Live annotations in id order (keyset pagination with ``after_id``), streamed in chunks.
+    ``visible``: what the caller may read (an annotator: not others' labels on an overlap item
+    they still have to label, :func:`app.domain.annotation.overlap.visible_to`)."""
     query = _rows_query(project_id, only).order_by(Annotation.id)
+    if visible is not None:
+        query = query.where(visible)
     if after_id is not None:
         query = query.where(Annotation.id > after_id)
     if item_id is not None:
@@ -129,7 +134,8 @@ def annotation_rows(
 
 
 def write_export(
-    db: Session, project_id: int, *, fmt: ExportFormat, only: ExportFilter = "all"
+    db: Session, project_id: int, *, fmt: ExportFormat, only: ExportFilter = "all",
+    visible: ColumnElement[bool] | None = None,
 ) -> IO[bytes]:
     """The export as a rewound (spooled) binary file; the caller streams and closes it."""
     if fmt not in MEDIA_TYPES:
@@ -139,7 +145,7 @@ def write_export(
     writer = csv.DictWriter(text, fieldnames=COLUMNS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
-    for row in annotation_rows(db, project_id, only=only):
+    for row in annotation_rows(db, project_id, only=only, visible=visible):
         record = row.export_record()
         if writer is not None:
             writer.writerow(safe_row({k: "" if v is None else v for k, v in record.items()}))

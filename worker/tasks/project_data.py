@@ -1,7 +1,10 @@
 """Read what a task needs from the database into plain values (no ORM objects leave here).
 
 Label resolution: an item's label is the majority of its *active* annotations (not deleted, not
-superseded); ties go to the most recent annotation. Training uses labelled ``pool`` items, the dev
+superseded); ties go to the most recent annotation. Overlap items (issue 16, routed to several
+annotators to measure agreement) are the exception: a tie there is a disagreement nobody has
+settled, so the item stays out of the labelled set until a majority exists (another annotator, or
+an adjudicating label, breaks the tie). Training uses labelled ``pool`` items, the dev
 set is labelled ``dev`` items, ``test`` items are never touched by the worker. Items a lead
 excluded from training (``Item.excluded``) are in neither.
 """
@@ -27,6 +30,7 @@ from app.db.models import (
     Label,
     Lease,
     ModelVersion,
+    OverlapItem,
     Project,
 )
 from app.domain.model_versions import resolve_artifact
@@ -147,12 +151,23 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         if label_id in index:
             votes.setdefault(item_id, []).append(index[label_id])
             texts[item_id] = text
+    overlap = set(session.scalars(
+        select(OverlapItem.item_id).where(OverlapItem.project_id == snapshot.id)
+    )) if split == SPLIT_POOL else set()
     result = LabelledSet()
     for item_id in sorted(votes):
+        if item_id in overlap and not has_majority(votes[item_id]):
+            continue  # an unsettled disagreement on an overlap item: not a label yet
         result.item_ids.append(item_id)
         result.texts.append(texts[item_id])
         result.labels.append(majority(votes[item_id]))
     return result
+
+
+def has_majority(labels: list[int]) -> bool:
+    """One label has more votes than any other (a single vote is a majority)."""
+    top = Counter(labels).most_common(2)
+    return len(top) == 1 or top[0][1] > top[1][1]
 
 
 def majority(labels: list[int]) -> int:
