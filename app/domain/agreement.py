@@ -7,7 +7,7 @@ lead reads it next to the list of disagreeing items, which is where guidelines g
 
 Issue 16 adds, over the same items: Krippendorff's alpha (nominal), both statistics per class
 (one class against the rest), Cohen's kappa per annotator pair, and each annotator's kappa against
-everyone they share items with (all (mine, theirs) pairs pooled), which flags an annotator below
+the others' majority label on the items they share, which flags an annotator below
 ``Project.agreement_min_kappa`` once they share ``agreement_min_items`` items. Gold items are left
 out: they are measured against their answer (:mod:`app.domain.gold`), and since every annotator
 gets each of them they would otherwise swamp the overlap sample.
@@ -93,6 +93,14 @@ def one_vs_rest(units: Sequence[Sequence[Hashable]], cls: Hashable) -> list[list
     return [[v == cls for v in unit] for unit in units]
 
 
+def _others_majority(by: Mapping[int, Hashable], annotator: int) -> Hashable | None:
+    """The label most of the *other* annotators gave the item; None on a tie among them."""
+    top = Counter(label for other, label in by.items() if other != annotator).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return top[0][0]
+
+
 @dataclass(frozen=True)
 class ClassAgreement:
     label: str
@@ -113,7 +121,10 @@ class PairAgreement:
 
 @dataclass(frozen=True)
 class AnnotatorAgreement:
-    """One annotator's agreement with everyone they share items with."""
+    """One annotator against the others: Cohen's kappa of (their label, the label most of the
+    others gave) over the items they share; an item the others split evenly on is left out.
+    With two annotators per item that is plain pairwise kappa; with more, a careful annotator is
+    not dragged down by a noisy one, since the noisy one is outvoted."""
 
     user_id: int
     name: str
@@ -168,13 +179,13 @@ def agreement_detail(
             ))
     annotators = []
     for a in raters:
-        mine = [(by[a], label) for by in shared.values() if a in by
-                for other, label in by.items() if other != a]
+        mine = [(by[a], consensus) for by in shared.values() if a in by
+                if (consensus := _others_majority(by, a)) is not None]
         items = sum(1 for by in shared.values() if a in by)
         kappa = cohen_kappa(mine)
         annotators.append(AnnotatorAgreement(
             user_id=a, name=name(a, f"user {a}"), items=items, kappa=kappa,
-            percent=sum(x == y for x, y in mine) / len(mine),
+            percent=sum(x == y for x, y in mine) / len(mine) if mine else 0.0,
             flagged=items >= min_items and kappa is not None and kappa < min_kappa,
         ))
     annotators.sort(key=lambda r: (not r.flagged, r.kappa if r.kappa is not None else 2.0,
