@@ -65,18 +65,41 @@ def _out(report: agreement.AgreementReport) -> AgreementOut:
     detail = report.detail
     assert detail is not None  # agreement_report always fills it
     return AgreementOut(
-        items=report.items, raters=report.raters, method=report.method, kappa=report.kappa,
-        fleiss_kappa=detail.fleiss_kappa, alpha=detail.alpha,
-        percent_agreement=report.percent_agreement, overlap_items=report.overlap_items,
-        overlap_rate=report.overlap_rate, overlap_k=report.overlap_k,
-        min_kappa=report.min_kappa, min_items=report.min_items,
-        per_class=[ClassAgreementOut(label=c.label, fleiss_kappa=c.fleiss_kappa, alpha=c.alpha,
-                                     votes=c.votes) for c in detail.per_class],
-        pairs=[PairAgreementOut(first=p.first, second=p.second, items=p.items, kappa=p.kappa,
-                                percent=p.percent) for p in detail.pairs],
-        annotators=[AnnotatorAgreementOut(user_id=a.user_id, name=a.name, items=a.items,
-                                          kappa=a.kappa, percent=a.percent, flagged=a.flagged)
-                    for a in detail.annotators],
+        items=report.items,
+        raters=report.raters,
+        method=report.method,
+        kappa=report.kappa,
+        fleiss_kappa=detail.fleiss_kappa,
+        alpha=detail.alpha,
+        percent_agreement=report.percent_agreement,
+        overlap_items=report.overlap_items,
+        overlap_rate=report.overlap_rate,
+        overlap_k=report.overlap_k,
+        min_kappa=report.min_kappa,
+        min_items=report.min_items,
+        per_class=[
+            ClassAgreementOut(
+                label=c.label, fleiss_kappa=c.fleiss_kappa, alpha=c.alpha, votes=c.votes
+            )
+            for c in detail.per_class
+        ],
+        pairs=[
+            PairAgreementOut(
+                first=p.first, second=p.second, items=p.items, kappa=p.kappa, percent=p.percent
+            )
+            for p in detail.pairs
+        ],
+        annotators=[
+            AnnotatorAgreementOut(
+                user_id=a.user_id,
+                name=a.name,
+                items=a.items,
+                kappa=a.kappa,
+                percent=a.percent,
+                flagged=a.flagged,
+            )
+            for a in detail.annotators
+        ],
     )
 
 
@@ -86,9 +109,15 @@ def get_agreement(db: SessionDep, access: ProjectLead) -> AgreementOut:
 
 
 @router.patch("/projects/{project_id}/agreement-settings", response_model=AgreementOut)
-def agreement_settings(body: OverlapSettingsIn, db: SessionDep,
-                       access: ProjectLead) -> AgreementOut:
-    agreement.update_overlap_settings(access.project, rate=body.overlap_rate, k=body.overlap_k,
-                                      min_kappa=body.min_kappa, min_items=body.min_items)
+def agreement_settings(
+    body: OverlapSettingsIn, db: SessionDep, access: ProjectLead
+) -> AgreementOut:
+    agreement.update_overlap_settings(
+        access.project,
+        rate=body.overlap_rate,
+        k=body.overlap_k,
+        min_kappa=body.min_kappa,
+        min_items=body.min_items,
+    )
     db.flush()
     return _out(agreement.agreement_report(db, access.project.id))

@@ -15,49 +15,57 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0007'
-down_revision: str | None = '0006'
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('projects', schema=None) as batch_op:
+    with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column('overlap_rate', sa.Float(), server_default='0.1', nullable=False)
+            sa.Column("overlap_rate", sa.Float(), server_default="0.1", nullable=False)
         )
         batch_op.add_column(
-            sa.Column('overlap_k', sa.Integer(), server_default='2', nullable=False)
+            sa.Column("overlap_k", sa.Integer(), server_default="2", nullable=False)
         )
         batch_op.add_column(
-            sa.Column('agreement_min_kappa', sa.Float(), server_default='0.6', nullable=False)
+            sa.Column("agreement_min_kappa", sa.Float(), server_default="0.6", nullable=False)
         )
         batch_op.add_column(
-            sa.Column('agreement_min_items', sa.Integer(), server_default='20', nullable=False)
+            sa.Column("agreement_min_items", sa.Integer(), server_default="20", nullable=False)
         )
     op.create_table(
-        'overlap_items',
-        sa.Column('project_id', sa.Integer(), nullable=False),
-        sa.Column('item_id', sa.Integer(), nullable=False),
-        sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(['item_id'], ['items.id'],
-                                name=op.f('fk_overlap_items_item_id_items'), ondelete='CASCADE'),
-        sa.ForeignKeyConstraint(['project_id'], ['projects.id'],
-                                name=op.f('fk_overlap_items_project_id_projects'),
-                                ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('id', name=op.f('pk_overlap_items')),
-        sa.UniqueConstraint('item_id', name=op.f('uq_overlap_items_item_id')),
+        "overlap_items",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"],
+            ["items.id"],
+            name=op.f("fk_overlap_items_item_id_items"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_overlap_items_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_overlap_items")),
+        sa.UniqueConstraint("item_id", name=op.f("uq_overlap_items_item_id")),
     )
-    op.create_index('ix_overlap_items_project_id', 'overlap_items', ['project_id', 'id'],
-                    unique=False)
+    op.create_index(
+        "ix_overlap_items_project_id", "overlap_items", ["project_id", "id"], unique=False
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_overlap_items_project_id', table_name='overlap_items')
-    op.drop_table('overlap_items')
-    with op.batch_alter_table('projects', schema=None) as batch_op:
-        batch_op.drop_column('agreement_min_items')
-        batch_op.drop_column('agreement_min_kappa')
-        batch_op.drop_column('overlap_k')
-        batch_op.drop_column('overlap_rate')
+    op.drop_index("ix_overlap_items_project_id", table_name="overlap_items")
+    op.drop_table("overlap_items")
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_column("agreement_min_items")
+        batch_op.drop_column("agreement_min_kappa")
+        batch_op.drop_column("overlap_k")
+        batch_op.drop_column("overlap_rate")

@@ -72,8 +72,11 @@ def _open_to_user() -> ColumnElement[bool]:
     annotations = select(func.count()).where(*_of_item()).scalar_subquery()
     leases = (
         select(func.count())
-        .where(Lease.item_id == Item.id, Lease.expires_at > bindparam("a_now"),
-               Lease.annotator_id != user_id)
+        .where(
+            Lease.item_id == Item.id,
+            Lease.expires_at > bindparam("a_now"),
+            Lease.annotator_id != user_id,
+        )
         .scalar_subquery()
     )
     return (
@@ -123,7 +126,9 @@ _QUEUE_FRESH = (
     _fresh(),
 )
 _QUEUE_FRESH_COUNT = (
-    select(func.count()).select_from(QueueEntry).join(Item, Item.id == QueueEntry.item_id)
+    select(func.count())
+    .select_from(QueueEntry)
+    .join(Item, Item.id == QueueEntry.item_id)
     .where(*_QUEUE_FRESH)
 )
 _QUEUE_FRESH_AT = (
@@ -153,10 +158,16 @@ def _pool_fresh(from_pivot: bool) -> Select[int]:
     )
 
 
-def _params(project: Project, user_id: int, exclude: Collection[int], now: datetime
-            ) -> dict[str, Any]:
-    return {"a_project": project.id, "a_user": user_id, "a_now": now,
-            "per_item": target_annotators(project), "exclude": list(exclude)}
+def _params(
+    project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> dict[str, Any]:
+    return {
+        "a_project": project.id,
+        "a_user": user_id,
+        "a_now": now,
+        "per_item": target_annotators(project),
+        "exclude": list(exclude),
+    }
 
 
 def marked_count(db: Session, project_id: int) -> int:
@@ -171,14 +182,16 @@ def due(db: Session, project: Project) -> bool:
     return marked + 1 <= project.overlap_rate * (labelled_items(db, project.id) + 1)
 
 
-def open_candidates(db: Session, project: Project, user_id: int, exclude: Collection[int],
-                    now: datetime) -> list[int]:
+def open_candidates(
+    db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> list[int]:
     """Overlap items short of ``k`` annotators that this annotator may take, oldest first."""
     return list(db.scalars(_OPEN, _params(project, user_id, exclude, now)))
 
 
-def fresh_candidates(db: Session, project: Project, user_id: int, exclude: Collection[int],
-                     now: datetime) -> list[int]:
+def fresh_candidates(
+    db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime
+) -> list[int]:
     """Items to mark as the next overlap item: queue entries around the next score quantile."""
     params = _params(project, user_id, exclude, now)
     params["queue_version"] = project.queue_version
@@ -188,8 +201,9 @@ def fresh_candidates(db: Session, project: Project, user_id: int, exclude: Colle
         params["offset"] = max(0, min(available - CANDIDATES, int(position * available)))
         return list(db.scalars(_QUEUE_FRESH_AT, params))
     low, high = db.execute(
-        select(func.min(Item.id), func.max(Item.id))
-        .where(Item.project_id == project.id, Item.split == SPLIT_POOL)
+        select(func.min(Item.id), func.max(Item.id)).where(
+            Item.project_id == project.id, Item.split == SPLIT_POOL
+        )
     ).one()
     if low is None:
         return []
@@ -200,8 +214,9 @@ def fresh_candidates(db: Session, project: Project, user_id: int, exclude: Colle
     return found[:CANDIDATES]
 
 
-def still_available(db: Session, project: Project, user_id: int, item_id: int, now: datetime,
-                    *, fresh: bool) -> bool:
+def still_available(
+    db: Session, project: Project, user_id: int, item_id: int, now: datetime, *, fresh: bool
+) -> bool:
     """The re-check after the row lock (Postgres): sees leases committed meanwhile."""
     params = _params(project, user_id, (), now)
     params["item"] = item_id
@@ -218,23 +233,29 @@ def _hidden_items(project: Project, user_id: int | None) -> Select[int]:
     whoever asks): another annotator's label on them must not reach this user yet."""
     annotations = (
         select(func.count())
-        .where(Annotation.project_id == project.id, Annotation.item_id == OverlapItem.item_id,
-               live())
+        .where(
+            Annotation.project_id == project.id, Annotation.item_id == OverlapItem.item_id, live()
+        )
         .scalar_subquery()
     )
     query = select(OverlapItem.item_id).where(
         OverlapItem.project_id == project.id, annotations < target_annotators(project)
     )
     if user_id is not None:
-        query = query.where(~exists().where(
-            Annotation.project_id == project.id, Annotation.item_id == OverlapItem.item_id,
-            Annotation.annotator_id == user_id, live(),
-        ))
+        query = query.where(
+            ~exists().where(
+                Annotation.project_id == project.id,
+                Annotation.item_id == OverlapItem.item_id,
+                Annotation.annotator_id == user_id,
+                live(),
+            )
+        )
     return query
 
 
-def hidden_from(db: Session, project: Project, user_id: int | None,
-                item_ids: Collection[int]) -> set[int]:
+def hidden_from(
+    db: Session, project: Project, user_id: int | None, item_ids: Collection[int]
+) -> set[int]:
     """Of ``item_ids``, those whose labels this user may not see yet (:func:`_hidden_items`)."""
     if not item_ids:
         return set()

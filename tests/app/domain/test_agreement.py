@@ -45,8 +45,18 @@ def test_cohen_kappa_textbook_two_by_two() -> None:
 
 def test_fleiss_kappa_textbook_example() -> None:
     # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 categories -> 0.210.
-    rows = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-            [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    rows = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     units = [[c for c, n in enumerate(row) for _ in range(n)] for row in rows]
     assert fleiss_kappa(units) == pytest.approx(0.2099, abs=1e-4)
 
@@ -78,8 +88,7 @@ def test_small_tables_by_hand() -> None:
     # Fleiss: P = 3/4, p_T = 3/8 -> P_e = 34/64 -> kappa = 7/15.
     # alpha: o_TT 2, o_TF = o_FT 1, o_FF 4, n 8, n_T 3, n_F 5 -> 1 - (2/8)/(30/56) = 8/15.
     three = [["a", "a"], ["a", "b"], ["c", "c"], ["b", "c"]]
-    assert one_vs_rest(three, "a") == [[True, True], [True, False], [False, False],
-                                       [False, False]]
+    assert one_vs_rest(three, "a") == [[True, True], [True, False], [False, False], [False, False]]
     assert fleiss_kappa(one_vs_rest(three, "a")) == pytest.approx(7 / 15)
     assert krippendorff_alpha(one_vs_rest(three, "a")) == pytest.approx(8 / 15)
 
@@ -93,8 +102,9 @@ def test_detail_per_pair_per_class_and_per_annotator_by_hand() -> None:
         13: {a: "y", c: "x"},
         14: {c: "x"},  # one label only: not shared, counts nowhere
     }
-    detail = agreement_detail(votes, classes=["x", "y"], names={a: "A", b: "B", c: "C"},
-                              min_kappa=0.0, min_items=3)
+    detail = agreement_detail(
+        votes, classes=["x", "y"], names={a: "A", b: "B", c: "C"}, min_kappa=0.0, min_items=3
+    )
     pairs = {(p.first, p.second): p for p in detail.pairs}
     assert pairs[("A", "B")].items == 3 and pairs[("A", "B")].kappa == pytest.approx(1.0)
     # A-C on 10, 11, 13: (x,y) (y,y) (y,x): p_o 1/3, p_e 5/9 -> kappa -1/2.
@@ -124,7 +134,14 @@ def test_detail_per_pair_per_class_and_per_annotator_by_hand() -> None:
 
 def test_van_der_corput_quantiles_spread_over_the_range() -> None:
     assert [overlap.quantile(n) for n in range(1, 8)] == [
-        0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875]
+        0.5,
+        0.25,
+        0.75,
+        0.125,
+        0.625,
+        0.375,
+        0.875,
+    ]
     with pytest.raises(ValueError):
         overlap.quantile(0)
 
@@ -135,14 +152,25 @@ def test_van_der_corput_quantiles_spread_over_the_range() -> None:
 def test_settings_defaults_and_bounds(db: Session) -> None:
     project = make_project(db)
     assert (project.overlap_rate, project.overlap_k) == (pytest.approx(0.1), 2)
-    for bad in ({"rate": -0.1}, {"rate": 1.01}, {"k": 1}, {"k": 6}, {"min_kappa": 1.5},
-                {"min_items": 0}, {"rate": float("nan")}):
+    for bad in (
+        {"rate": -0.1},
+        {"rate": 1.01},
+        {"k": 1},
+        {"k": 6},
+        {"min_kappa": 1.5},
+        {"min_items": 0},
+        {"rate": float("nan")},
+    ):
         with pytest.raises(InvalidInput):
             update_overlap_settings(project, **{"rate": 0.5, "k": 3, **bad})
         assert (project.overlap_rate, project.overlap_k) == (pytest.approx(0.1), 2)
     update_overlap_settings(project, rate=1.0, k=5, min_kappa=0.5, min_items=3)
-    assert (project.overlap_rate, project.overlap_k, project.agreement_min_kappa,
-            project.agreement_min_items) == (1.0, 5, 0.5, 3)
+    assert (
+        project.overlap_rate,
+        project.overlap_k,
+        project.agreement_min_kappa,
+        project.agreement_min_items,
+    ) == (1.0, 5, 0.5, 3)
 
 
 # --- routing --------------------------------------------------------------------------------
@@ -159,9 +187,11 @@ def _label(db: Session, project: Project, person: User, item_id: int, label: Lab
 def _annotators_by_item(db: Session, project: Project) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for item_id, annotator_id in db.execute(
-        select(Annotation.item_id, Annotation.annotator_id)
-        .where(Annotation.project_id == project.id, Annotation.deleted.is_(False),
-               Annotation.superseded_by_id.is_(None))
+        select(Annotation.item_id, Annotation.annotator_id).where(
+            Annotation.project_id == project.id,
+            Annotation.deleted.is_(False),
+            Annotation.superseded_by_id.is_(None),
+        )
     ):
         out.setdefault(item_id, []).append(annotator_id)
     return out
@@ -186,8 +216,7 @@ def test_an_overlap_item_goes_to_k_distinct_annotators_and_never_twice_to_one(
                 continue
             handed.append((got.item_id, person.id))
             # Asking again while holding it (another tab, the prefetch) never yields it again.
-            again = ann.next_item(db, project, person, lease_seconds=LEASE,
-                                  exclude=[got.item_id])
+            again = ann.next_item(db, project, person, lease_seconds=LEASE, exclude=[got.item_id])
             assert not isinstance(again, ann.ItemView) or again.item_id != got.item_id
             if isinstance(again, ann.ItemView):
                 ann.release_leases(db, project, person, [again.item_id])
@@ -265,8 +294,11 @@ def test_labelled_set_keeps_a_majority_and_leaves_out_an_unsettled_overlap_tie(
     votes = {tie: (a, b), majority_item: (a, b, a), plain_tie: (a, b)}
     for item, labels in votes.items():
         for person, lbl in zip(people, labels, strict=False):
-            db.add(Annotation(project_id=project.id, item_id=item.id, annotator_id=person.id,
-                              label_id=lbl.id))
+            db.add(
+                Annotation(
+                    project_id=project.id, item_id=item.id, annotator_id=person.id, label_id=lbl.id
+                )
+            )
     db.flush()
     snapshot = load_snapshot(db, project.id, Settings())
     result = labelled_set(db, snapshot, "pool")
@@ -304,8 +336,9 @@ def test_a_noisy_annotator_is_flagged_by_gold_and_by_agreement(
 ) -> None:
     monkeypatch.setattr(leases, "_random", Random(16))
     careful, second, noisy = _people(db, 3)
-    project = make_project(db, labels=("sports", "finance", "science"),
-                           annotators=[careful, second, noisy])
+    project = make_project(
+        db, labels=("sports", "finance", "science"), annotators=[careful, second, noisy]
+    )
     labels = get_labels(db, project.id)
     items = make_items(db, project, [f"pool text {i}" for i in range(360)])
     truth = {item.id: labels[i % 3] for i, item in enumerate(items)}
