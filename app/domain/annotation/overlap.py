@@ -1,8 +1,10 @@
 """Overlap routing: a share of the items goes to several annotators, so that their agreement is
 measured all the time (:mod:`app.domain.agreement`).
 
-* **Which items.** ``Project.overlap_rate`` of the labelled items are overlap items: a new one is
-  marked whenever ``marked + 1 <= rate * (labelled items + 1)`` (every tenth item at 10 %), so the
+* **Which items.** ``Project.overlap_rate`` of the items people labelled here (imported seed
+  labels do not count: a large seed set must not make the next hundred hand-outs all overlap) are
+  overlap items: a new one is marked whenever ``marked + 1 <= rate * (labelled + 1)`` (every
+  tenth item at 10 %), so the
   share holds at any count and does not depend on chance. The item is taken from the current
   queue *across its score range*, not from its head: the n-th overlap item sits at the score
   quantile given by the van der Corput sequence (0.5, 0.25, 0.75, 0.125, ...), which spreads the
@@ -39,7 +41,7 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
-from app.domain.annotation.common import labelled_items, live
+from app.domain.annotation.common import live
 
 CANDIDATES = 16
 _random = Random()
@@ -174,12 +176,32 @@ def marked_count(db: Session, project_id: int) -> int:
     return int(db.scalar(_MARKED, {"a_project": project_id}) or 0)
 
 
+SEED_SOURCE = "seed"  # app.domain.imports.SEED_SOURCE: labels that came with an import
+_LABELLED_HERE = (
+    select(func.count(func.distinct(Annotation.item_id)))
+    .join(Item, Item.id == Annotation.item_id)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Item.split == SPLIT_POOL,
+        Annotation.source != SEED_SOURCE,
+        live(),
+        ~exists().where(GoldItem.item_id == Item.id),
+    )
+)
+
+
+def labelled_here(db: Session, project_id: int) -> int:
+    """Pool items people labelled in Tapestry (in the browser or through the API), gold and
+    imported seed labels left out: what the overlap share is a share of."""
+    return int(db.scalar(_LABELLED_HERE, {"a_project": project_id}) or 0)
+
+
 def due(db: Session, project: Project) -> bool:
     """A new overlap item is due: marking one keeps the share at or below ``overlap_rate``."""
     if project.overlap_rate <= 0:
         return False
     marked = marked_count(db, project.id)
-    return marked + 1 <= project.overlap_rate * (labelled_items(db, project.id) + 1)
+    return marked + 1 <= project.overlap_rate * (labelled_here(db, project.id) + 1)
 
 
 def open_candidates(

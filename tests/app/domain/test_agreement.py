@@ -282,6 +282,31 @@ def test_overlap_items_come_from_across_the_queue_score_range(db: Session) -> No
     assert rest == list(range(len(rest)))
 
 
+def test_imported_seed_labels_do_not_call_for_overlap_items(db: Session) -> None:
+    (alice,) = _people(db, 1)
+    project = make_project(db, labels=("a", "b"), annotators=[alice])
+    gold.update_gold_settings(project, rate=0.0)
+    label = get_labels(db, project.id)[0]
+    items = make_items(db, project, [f"text {i}" for i in range(130)])
+    for item in items[:100]:  # a large labelled import
+        db.add(
+            Annotation(
+                project_id=project.id,
+                item_id=item.id,
+                annotator_id=alice.id,
+                label_id=label.id,
+                source=overlap.SEED_SOURCE,
+            )
+        )
+    db.flush()
+    assert not overlap.due(db, project)
+    for _ in range(20):
+        got = ann.next_item(db, project, alice, lease_seconds=LEASE)
+        assert isinstance(got, ann.ItemView)
+        _label(db, project, alice, got.item_id, label)
+    assert overlap.marked_count(db, project.id) == 2  # 10 % of the 20 labelled here
+
+
 def test_labelled_set_keeps_a_majority_and_leaves_out_an_unsettled_overlap_tie(
     db: Session,
 ) -> None:
