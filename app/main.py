@@ -55,6 +55,7 @@ ROUTERS: tuple[str, ...] = (
     "app.api.data_manager",
     "app.api.gold",
     "app.api.review",
+    "app.api.agreement",
 )
 
 

@@ -99,6 +99,11 @@ class Project(IdMixin, CreatedMixin, Base):
     gold_min_count: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     guidelines_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     """The current version of ``guidelines`` (every edit adds a :class:`GuidelineVersion`)."""
+    overlap_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    """Share of labelled items routed to ``overlap_k`` annotators (:mod:`app.domain.agreement`)."""
+    overlap_k: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    agreement_min_kappa: Mapped[float] = mapped_column(Float, default=0.6, server_default="0.6")
+    agreement_min_items: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
     data_version: Mapped[int] = mapped_column(Integer, default=0)
     queue_version: Mapped[int] = mapped_column(Integer, default=0)
     tapt_model_path: Mapped[str | None] = mapped_column(String(1000), default=None)
@@ -239,6 +244,22 @@ class GoldItem(IdMixin, CreatedMixin, Base):
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
+class OverlapItem(IdMixin, CreatedMixin, Base):
+    """An item routed to ``Project.overlap_k`` annotators so their agreement can be measured.
+
+    Marked when it is first handed out (see :mod:`app.domain.annotation.overlap`); done once that
+    many annotators labelled it.
+    """
+
+    __tablename__ = "overlap_items"
+    __table_args__ = (Index("ix_overlap_items_project_id", "project_id", "id"),)
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), unique=True
     )
 
 

@@ -5,6 +5,13 @@ with at least two labels (the per-item agreement averaged over items, which allo
 number of raters per item). Kappa corrects the raw agreement for what chance alone would give; a
 lead reads it next to the list of disagreeing items, which is where guidelines get fixed.
 
+Issue 16 adds, over the same items: Krippendorff's alpha (nominal), both statistics per class
+(one class against the rest), Cohen's kappa per annotator pair, and each annotator's kappa against
+the others' majority label on the items they share, which flags an annotator below
+``Project.agreement_min_kappa`` once they share ``agreement_min_items`` items. Gold items are left
+out: they are measured against their answer (:mod:`app.domain.gold`), and since every annotator
+gets each of them they would otherwise swamp the overlap sample.
+
 The statistics are pure functions over plain values (tested against textbook examples); the
 database part only collects who said what about which item.
 """
@@ -14,11 +21,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Annotation, Item, Label, User
+from app.db.models import Annotation, GoldItem, Item, Label, Project, User
+from app.domain.annotation.overlap import marked_count
+from app.errors import InvalidInput
 
 MAX_DISAGREEMENTS = 25
 
@@ -58,6 +68,137 @@ def fleiss_kappa(ratings: Sequence[Sequence[Hashable]]) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
+def krippendorff_alpha(units: Sequence[Sequence[Hashable]]) -> float | None:
+    """Krippendorff's alpha, nominal, over units (each: the labels given to one item, by any
+    number of coders); units with fewer than two labels are not pairable and do not count.
+    None when undefined (nothing pairable, or a single value: no disagreement is possible)."""
+    import numpy as np  # the krippendorff package works on arrays
+    from krippendorff import alpha
+
+    pairable = [list(u) for u in units if len(u) >= 2]
+    values = sorted({v for u in pairable for v in u}, key=repr)
+    if len(values) < 2:
+        return None
+    index = {v: i for i, v in enumerate(values)}
+    data = np.full((max(len(u) for u in pairable), len(pairable)), np.nan)
+    for column, unit in enumerate(pairable):  # nominal alpha only sees each unit's values
+        for row, value in enumerate(unit):
+            data[row, column] = index[value]
+    return float(alpha(reliability_data=data, level_of_measurement="nominal",
+                       value_domain=list(range(len(values)))))
+
+
+def one_vs_rest(units: Sequence[Sequence[Hashable]], cls: Hashable) -> list[list[bool]]:
+    """Each unit's labels as "is ``cls``" or not: agreement on one class."""
+    return [[v == cls for v in unit] for unit in units]
+
+
+def _others_majority(by: Mapping[int, Hashable], annotator: int) -> Hashable | None:
+    """The label most of the *other* annotators gave the item; None on a tie among them."""
+    top = Counter(label for other, label in by.items() if other != annotator).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return top[0][0]
+
+
+@dataclass(frozen=True)
+class ClassAgreement:
+    label: str
+    fleiss_kappa: float | None
+    alpha: float | None
+    votes: int
+    """Labels of this class given on shared items."""
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    first: str
+    second: str
+    items: int
+    kappa: float | None
+    percent: float
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    """One annotator against the others: Cohen's kappa of (their label, the label most of the
+    others gave) over the items they share; an item the others split evenly on is left out.
+    With two annotators per item that is plain pairwise kappa; with more, a careful annotator is
+    not dragged down by a noisy one, since the noisy one is outvoted."""
+
+    user_id: int
+    name: str
+    items: int
+    kappa: float | None
+    percent: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class AgreementDetail:
+    """Issue 16's statistics over items labelled by two or more annotators (gold left out)."""
+
+    fleiss_kappa: float | None
+    alpha: float | None
+    per_class: tuple[ClassAgreement, ...]
+    pairs: tuple[PairAgreement, ...]
+    annotators: tuple[AnnotatorAgreement, ...]
+
+
+def agreement_detail(
+    votes: Mapping[int, Mapping[int, Hashable]],
+    *,
+    classes: Sequence[Hashable] = (),
+    class_names: Mapping[Hashable, str] | None = None,
+    names: Mapping[int, str] | None = None,
+    min_kappa: float = 0.6,
+    min_items: int = 20,
+) -> AgreementDetail:
+    """Overall, per class, per pair and per annotator, from {item: {annotator: label}}."""
+    shared = {item: by for item, by in votes.items() if len(by) >= 2}
+    units = [list(by.values()) for by in shared.values()]
+    seen = {v for unit in units for v in unit}
+    per_class = tuple(
+        ClassAgreement(
+            label=(class_names or {}).get(cls, str(cls)),
+            fleiss_kappa=fleiss_kappa(one_vs_rest(units, cls)),
+            alpha=krippendorff_alpha(one_vs_rest(units, cls)),
+            votes=sum(unit.count(cls) for unit in units),
+        )
+        for cls in (list(classes) or sorted(seen, key=repr))
+    )
+    name = (names or {}).get
+    raters = sorted({a for by in shared.values() for a in by})
+    pairs = []
+    for a, b in combinations(raters, 2):
+        both = [(by[a], by[b]) for by in shared.values() if a in by and b in by]
+        if both:
+            pairs.append(PairAgreement(
+                first=name(a, f"user {a}"), second=name(b, f"user {b}"), items=len(both),
+                kappa=cohen_kappa(both), percent=sum(x == y for x, y in both) / len(both),
+            ))
+    annotators = []
+    for a in raters:
+        mine = [(by[a], consensus) for by in shared.values() if a in by
+                if (consensus := _others_majority(by, a)) is not None]
+        items = sum(1 for by in shared.values() if a in by)
+        kappa = cohen_kappa(mine)
+        annotators.append(AnnotatorAgreement(
+            user_id=a, name=name(a, f"user {a}"), items=items, kappa=kappa,
+            percent=sum(x == y for x, y in mine) / len(mine) if mine else 0.0,
+            flagged=items >= min_items and kappa is not None and kappa < min_kappa,
+        ))
+    annotators.sort(key=lambda r: (not r.flagged, r.kappa if r.kappa is not None else 2.0,
+                                   r.name))
+    return AgreementDetail(
+        fleiss_kappa=fleiss_kappa(units),
+        alpha=krippendorff_alpha(units),
+        per_class=per_class,
+        pairs=tuple(pairs),
+        annotators=tuple(annotators),
+    )
+
+
 @dataclass(frozen=True)
 class Vote:
     annotator: str
@@ -82,6 +223,18 @@ class AgreementReport:
     percent_agreement: float | None
     disagreements: tuple[Disagreement, ...]
     disagreement_count: int
+    detail: AgreementDetail | None = None
+    """Issue 16: alpha, per class, per pair, per annotator (with flags)."""
+    overlap_items: int = 0
+    """Items routed to several annotators so far (:mod:`app.domain.annotation.overlap`)."""
+    overlap_rate: float = 0.0
+    overlap_k: int = 2
+    min_kappa: float = 0.6
+    min_items: int = 20
+
+    @property
+    def flagged(self) -> tuple[AnnotatorAgreement, ...]:
+        return tuple(a for a in self.detail.annotators if a.flagged) if self.detail else ()
 
     @property
     def interpretation(self) -> str:
@@ -115,7 +268,11 @@ def compute_agreement(
 
 
 def agreement_report(db: Session, project_id: int) -> AgreementReport:
-    """Agreement over live annotations; each annotator's latest label per item counts."""
+    """Agreement over live annotations; each annotator's latest label per item counts. Gold
+    items are left out (see the module docstring)."""
+    project = db.get(Project, project_id)
+    if project is None:
+        raise LookupError(f"project {project_id} does not exist")
     rows = db.execute(
         select(Annotation.item_id, Annotation.annotator_id, Annotation.label_id)
         .where(
@@ -123,6 +280,7 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
             Annotation.deleted.is_(False),
             Annotation.superseded_by_id.is_(None),
             Annotation.annotator_id.is_not(None),
+            ~exists().where(GoldItem.item_id == Annotation.item_id),
         )
         .order_by(Annotation.id)
     ).tuples()
@@ -136,6 +294,14 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
         reverse=True,
     )
     listed = _describe(db, project_id, {i: votes[i] for i in disputed[:MAX_DISAGREEMENTS]})
+    labels = db.execute(
+        select(Label.id, Label.name).where(Label.project_id == project_id).order_by(Label.position)
+    ).tuples().all()
+    detail = agreement_detail(
+        votes, classes=[i for i, _ in labels], class_names=dict(labels),
+        names=_names(db, {a for by in votes.values() if len(by) >= 2 for a in by}),
+        min_kappa=project.agreement_min_kappa, min_items=project.agreement_min_items,
+    )
     return AgreementReport(
         method=method,
         kappa=kappa,
@@ -144,7 +310,56 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
         percent_agreement=percent,
         disagreements=tuple(listed),
         disagreement_count=len(disputed),
+        detail=detail,
+        overlap_items=marked_count(db, project_id),
+        overlap_rate=project.overlap_rate,
+        overlap_k=project.overlap_k,
+        min_kappa=project.agreement_min_kappa,
+        min_items=project.agreement_min_items,
     )
+
+
+def _names(db: Session, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    return {
+        uid: (name or email)
+        for uid, name, email in db.execute(
+            select(User.id, User.name, User.email).where(User.id.in_(list(user_ids)))
+        ).tuples()
+    }
+
+
+def update_overlap_settings(
+    project: Project,
+    *,
+    rate: float | None = None,
+    k: int | None = None,
+    min_kappa: float | None = None,
+    min_items: int | None = None,
+) -> None:
+    """Change the overlap share, how many annotators an overlap item goes to, and when an
+    annotator's agreement flags them (all checked before anything changes)."""
+    if rate is not None and not 0.0 <= rate <= 1.0:
+        raise InvalidInput("The overlap rate must be between 0 and 1 (0 % to 100 %).",
+                           details={"overlap_rate": rate})
+    if k is not None and not 2 <= k <= 5:
+        raise InvalidInput("An overlap item goes to between 2 and 5 annotators.",
+                           details={"overlap_k": k})
+    if min_kappa is not None and not -1.0 <= min_kappa <= 1.0:
+        raise InvalidInput("The agreement threshold (kappa) must be between -1 and 1.",
+                           details={"agreement_min_kappa": min_kappa})
+    if min_items is not None and not 1 <= min_items <= 10_000:
+        raise InvalidInput("The minimum number of shared items must be between 1 and 10000.",
+                           details={"agreement_min_items": min_items})
+    if rate is not None:
+        project.overlap_rate = rate
+    if k is not None:
+        project.overlap_k = k
+    if min_kappa is not None:
+        project.agreement_min_kappa = min_kappa
+    if min_items is not None:
+        project.agreement_min_items = min_items
 
 
 def _describe(db: Session, project_id: int, votes: dict[int, dict[int, int]]

@@ -18,6 +18,7 @@ from app.db.models import PROJECT_ROLES
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep, SettingsDep
 from app.domain import project_setup as setup
 from app.domain import projects as project_service
+from app.domain.agreement import update_overlap_settings
 from app.domain.live_head import (
     label_descriptions_text,
     parse_label_descriptions,
@@ -28,6 +29,8 @@ from app.web.forms import (
     FormDep,
     budget_settings_from_form,
     echo_form,
+    form_float,
+    form_int,
     general_settings_from_form,
     label_styles_from_form,
     model_settings_from_form,
@@ -106,6 +109,25 @@ def save_budget(request: Request, db: SessionDep, access: ProjectLead,
         return _page(request, db, access, section="budget", error=exc)
     flash(request, "Budget and stop rule saved.", "success")
     return RedirectResponse(_url(access, "budget"), status_code=303)
+
+
+@router.post("/projects/{project_id}/settings/overlap")
+def save_overlap(request: Request, db: SessionDep, access: ProjectLead,
+                 form: FormDep) -> Response:
+    """Overlap routing and the agreement flag (issue 16); percent fields on the page."""
+    project = access.project
+    try:
+        update_overlap_settings(
+            project,
+            rate=form_float(form, "overlap_percent", project.overlap_rate * 100) / 100,
+            k=form_int(form, "overlap_k", project.overlap_k),
+            min_kappa=form_float(form, "agreement_min_kappa", project.agreement_min_kappa),
+            min_items=form_int(form, "agreement_min_items", project.agreement_min_items),
+        )
+    except DomainError as exc:  # checked before anything changes
+        return _page(request, db, access, section="overlap", error=exc)
+    flash(request, "Overlap and agreement settings saved.", "success")
+    return RedirectResponse(_url(access, "overlap"), status_code=303)
 
 
 @router.post("/projects/{project_id}/settings/model")

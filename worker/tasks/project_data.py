@@ -3,7 +3,10 @@
 Label resolution: an item's label is the majority of its *active* annotations (not deleted, not
 superseded); ties go to the most recent annotation. A reviewer's adjudication (the latest active
 accept or change in the review queue, :mod:`app.domain.review`) overrides the annotations; they
-are all kept. Training uses labelled ``pool`` items, the dev
+are all kept. Overlap items (routed to several annotators to measure agreement) are the other
+exception: a tie there is a disagreement nobody has settled, so the item stays out of the
+labelled set until a majority exists (another annotator breaks the tie) or a reviewer decides it.
+Training uses labelled ``pool`` items, the dev
 set is labelled ``dev`` items, ``test`` items are never touched by the worker. Items a lead
 excluded from training (``Item.excluded``) are in neither.
 """
@@ -29,6 +32,7 @@ from app.db.models import (
     Label,
     Lease,
     ModelVersion,
+    OverlapItem,
     Project,
 )
 from app.domain.model_versions import resolve_artifact
@@ -156,8 +160,13 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         if label_id in index
     }
     _add_adjudicated_texts(session, snapshot, split, conditions[:3], decided, texts)
+    overlap = set(session.scalars(
+        select(OverlapItem.item_id).where(OverlapItem.project_id == snapshot.id)
+    )) if split == SPLIT_POOL else set()
     result = LabelledSet()
     for item_id in sorted(set(votes) | (set(decided) & set(texts))):
+        if item_id not in decided and item_id in overlap and not has_majority(votes[item_id]):
+            continue  # an unsettled disagreement on an overlap item: not a label yet
         result.item_ids.append(item_id)
         result.texts.append(texts[item_id])
         result.labels.append(decided[item_id] if item_id in decided else majority(votes[item_id]))
@@ -177,6 +186,12 @@ def _add_adjudicated_texts(
         conditions.append(~exists().where(GoldItem.item_id == Item.id))
     for item_id, text in session.execute(select(Item.id, Item.text).where(*conditions)):
         texts[item_id] = text
+
+
+def has_majority(labels: list[int]) -> bool:
+    """One label has more votes than any other (a single vote is a majority)."""
+    top = Counter(labels).most_common(2)
+    return len(top) == 1 or top[0][1] > top[1][1]
 
 
 def majority(labels: list[int]) -> int:

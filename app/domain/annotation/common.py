@@ -14,6 +14,7 @@ from app.db.models import (
     GoldItem,
     Item,
     Label,
+    OverlapItem,
     Project,
 )
 from app.db.session import hold_sqlite_write_lock
@@ -78,15 +79,37 @@ _LABELS_USED = (
 )
 
 
+# Labels beyond the first on overlap items (issue 16): each is a label a person made, so the
+# budget counts it (an item labelled by 2 annotators counts 2).
+_OVERLAP_EXTRA_LABELS = (
+    select(func.count(Annotation.id) - func.count(func.distinct(Annotation.item_id)))
+    .join(OverlapItem, OverlapItem.item_id == Annotation.item_id)
+    .join(Item, Item.id == Annotation.item_id)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        OverlapItem.project_id == bindparam("a_project"),
+        Item.split == SPLIT_POOL,
+        live(),
+        ~exists().where(GoldItem.item_id == Item.id),
+    )
+)
+
+
 def project_labels(db: Session, project_id: int) -> list[Label]:
     """The project's labels in display order."""
     return list(db.scalars(_PROJECT_LABELS, {"a_project": project_id}))
 
 
-def labels_used(db: Session, project_id: int) -> int:
-    """Distinct labelled pool items, gold items left out: what the label budget counts (as the
-    worker does)."""
+def labelled_items(db: Session, project_id: int) -> int:
+    """Distinct labelled pool items, gold items left out (what the worker's budget phase counts)."""
     return int(db.scalar(_LABELS_USED, {"a_project": project_id}) or 0)
+
+
+def labels_used(db: Session, project_id: int) -> int:
+    """What the label budget counts: every label a person made on a pool item, gold answers left
+    out. An item counts once, except an overlap item, which counts once per annotator."""
+    params = {"a_project": project_id}
+    return labelled_items(db, project_id) + int(db.scalar(_OVERLAP_EXTRA_LABELS, params) or 0)
 
 
 def project_item(db: Session, project: Project, item_id: int) -> Item:

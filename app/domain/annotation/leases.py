@@ -47,6 +47,7 @@ from app.db.models import (
     ReviewDecision,
     User,
 )
+from app.domain.annotation import overlap
 from app.domain.annotation.common import (
     is_postgres,
     labels_used,
@@ -318,6 +319,35 @@ def _try_lease(
     return True
 
 
+def _lease_overlap(
+    db: Session, project: Project, user_id: int, exclude: Collection[int], now: datetime,
+    ttl: timedelta,
+) -> Leased | None:
+    """An overlap item for this annotator (:mod:`.overlap`): one that still needs annotators,
+    else, when the share calls for one, a new one from across the queue's score range."""
+    if project.overlap_rate <= 0:
+        return None
+    for fresh in (False, True):
+        if fresh and not overlap.due(db, project):
+            return None
+        find = overlap.fresh_candidates if fresh else overlap.open_candidates
+        for item_id in find(db, project, user_id, exclude, now):
+            if is_postgres(db) and (
+                db.scalar(_LOCK_ITEM, {"item": item_id}) is None
+                or not overlap.still_available(db, project, user_id, item_id, now, fresh=fresh)
+            ):
+                continue
+            db.execute(
+                _INSERT_LEASE,
+                {"project_id": project.id, "item_id": item_id, "annotator_id": user_id,
+                 "expires_at": now + ttl, "created_at": now},
+            )
+            if fresh:
+                overlap.mark(db, project, item_id)
+            return Leased(item_id, now + ttl)
+    return None
+
+
 def _stop_reason(db: Session, project: Project) -> NoItem | None:
     if project.stopped:
         return NoItem("stopped", "The project lead has stopped labelling for this project.")
@@ -351,8 +381,9 @@ def lease_next(
 
     First an item they already hold (a reload must not lose it) that the page does not show yet
     (``exclude``: the items on screen or prefetched), else now and then a gold item they have not
-    seen (:func:`_gold_candidates`), else an item a reviewer sent back, else the best queue
-    entry nobody holds, else
+    seen (:func:`_gold_candidates`), else an item a reviewer sent back, else an overlap item
+    short of annotators or due to be marked (:func:`_lease_overlap`), else the best queue entry
+    nobody holds, else
     a random unlabelled pool item (labelling can start before any queue exists). A caller that
     commits right after this (the annotator view does) holds the SQLite write lock only for the
     lease itself, not while the item card is read and rendered.
@@ -370,7 +401,13 @@ def lease_next(
     for item_id in _gold_candidates(db, project, user.id, exclude, now):
         if _try_gold_lease(db, project, user.id, item_id, now, ttl):
             return Leased(item_id, now + ttl)
-    for source in (_returned_candidates, _queue_candidates, _pool_candidates):
+    for item_id in _returned_candidates(db, project, user.id, exclude, now):
+        if _try_lease(db, project, user.id, item_id, now, ttl):
+            return Leased(item_id, now + ttl)
+    overlap_lease = _lease_overlap(db, project, user.id, exclude, now, ttl)
+    if overlap_lease is not None:
+        return overlap_lease
+    for source in (_queue_candidates, _pool_candidates):
         for item_id in source(db, project, user.id, exclude, now):
             if _try_lease(db, project, user.id, item_id, now, ttl):
                 return Leased(item_id, now + ttl)
@@ -501,7 +538,7 @@ def _why(db: Session, project: Project, item_id: int) -> WhyThisItem:
         rank=entry.rank,
         queue_version=entry.queue_version,
         predicted=tuple(_predictions(entry.predicted)),
-        neighbours=tuple(_neighbours(db, project.id, entry.neighbours)),
+        neighbours=tuple(_neighbours(db, project, entry.neighbours)),
     )
 
 
@@ -516,12 +553,17 @@ def _predictions(raw: list[Any]) -> list[Prediction]:
     return out
 
 
-def _neighbours(db: Session, project_id: int, raw: list[Any]) -> list[Neighbour]:
+def _neighbours(db: Session, project: Project, raw: list[Any]) -> list[Neighbour]:
+    """The labelled exemplars the worker stored, less any overlap item still short of annotators
+    (its label must not reach an annotator who may yet be handed it)."""
     rows = [n for n in raw or [] if isinstance(n, dict) and isinstance(n.get("item_id"), int)]
     if not rows:
         return []
     ids = [n["item_id"] for n in rows]
-    texts = dict(db.execute(_TEXTS, {"a_project": project_id, "ids": ids}).tuples().all())
+    blind = overlap.hidden_from(db, project, None, ids)
+    rows = [n for n in rows if n["item_id"] not in blind]
+    ids = [n["item_id"] for n in rows]
+    texts = dict(db.execute(_TEXTS, {"a_project": project.id, "ids": ids}).tuples().all())
     return [
         Neighbour(
             item_id=n["item_id"],

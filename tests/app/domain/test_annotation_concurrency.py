@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db import session as db_session
@@ -197,5 +197,83 @@ def test_sqlite_write_lock_times_out_with_a_clear_error(
             holder.rollback()
             ann.take_write_lock(waiter, project_id)  # free again once the holder is done
             waiter.commit()
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- overlap routing
+
+
+def _label_all(engine: Engine, project_id: int, user_id: int, out: dict[int, list[int]],
+               errors: list[BaseException]) -> None:
+    sessions = session_factory(engine)
+    done: list[int] = []
+    try:
+        while True:
+            with sessions() as db:
+                project = db.get(Project, project_id)
+                user = db.get(User, user_id)
+                assert project is not None and user is not None
+                view = ann.next_item(db, project, user, lease_seconds=600)
+                if isinstance(view, ann.NoItem):
+                    db.commit()
+                    break
+                label_id = ann.project_labels(db, project_id)[len(done) % 2].id
+                ann.record_label(db, project, user, item_id=view.item_id, label_id=label_id)
+                db.commit()
+            done.append(view.item_id)
+    except BaseException as exc:  # surfaced by the test
+        errors.append(exc)
+    out[user_id] = done
+
+
+def _overlap_race(engine: Engine) -> None:
+    """Issue 16: with every item an overlap item (rate 1, k 2), racing annotators that label what
+    they get never label one item twice, and no item goes to more than two of them."""
+    from app.db.models import OverlapItem
+
+    project_id, user_ids = _seed(engine)
+    with Session(engine) as db:
+        project = db.get(Project, project_id)
+        assert project is not None
+        project.overlap_rate, project.overlap_k, project.gold_rate = 1.0, 2, 0.0
+        db.commit()
+    out: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_label_all, args=(engine, project_id, uid, out, errors))
+               for uid in user_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    with Session(engine) as db:
+        marked = set(db.scalars(select(OverlapItem.item_id)))
+    counts: dict[int, int] = {}
+    for done in out.values():
+        assert len(done) == len(set(done))  # nobody labelled an item twice
+        for item in done:
+            counts[item] = counts.get(item, 0) + 1
+    assert len(counts) == ITEMS
+    assert all(counts[i] == 1 for i in counts if i not in marked)
+    assert all(counts[i] in (1, 2) for i in marked)
+    assert sum(1 for i in marked if counts[i] == 2) >= ITEMS // 4
+
+
+def test_sqlite_overlap_race(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'overlap.sqlite'}")
+    Base.metadata.create_all(engine)
+    try:
+        _overlap_race(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_overlap_race(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    Base.metadata.create_all(engine)
+    try:
+        _overlap_race(engine)
     finally:
         engine.dispose()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from random import Random
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.models import ROLE_ANNOTATOR, SPLIT_DEV, Item, Label, Project, User
+from app.db.models import ROLE_ANNOTATOR, SPLIT_DEV, Item, Label, OverlapItem, Project, User
 from app.domain import annotation as ann
 from app.domain import gold
 from app.domain.annotation import leases
@@ -91,8 +92,11 @@ def test_noisy_annotator_is_flagged_by_gold_and_the_careful_one_is_not(
     assert noisy_row.low <= 0.8 <= noisy_row.high  # the interval covers the true 80 %
     assert [a.user_id for a in report.flagged] == [noisy.id]
 
-    # Every non-gold pool item went to exactly one annotator; the budget counts those only.
-    assert labels_used(db, project.id) == 400 - 60
+    # Every non-gold pool item was labelled: overlap items (issue 16, 10 % by default) by both
+    # annotators, the others by one. The budget counts every human label, gold answers left out.
+    overlap_ids = set(db.scalars(select(OverlapItem.item_id)))
+    assert 0.08 * 340 <= len(overlap_ids) <= 0.1 * 340 + 1
+    assert labels_used(db, project.id) == 400 - 60 + len(overlap_ids)
 
 
 def test_default_rate_is_five_percent_and_zero_disables_gold(
