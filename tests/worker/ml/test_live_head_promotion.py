@@ -43,7 +43,9 @@ def test_cross_validation_is_stratified_out_of_fold_and_skips_single_label_class
     assert cv.scored.tolist() == [True] * 15 + [False]
     assert np.isnan(cv.probs[15]).all()
     np.testing.assert_allclose(cv.probs[:15].sum(axis=1), 1.0)
-    assert cv.describe() == "3-fold CV over 15 labels (+1 of classes with one label, never held out)"
+    assert cv.describe() == (
+        "3-fold CV over 15 labels (+1 of classes with one label, never held out)"
+    )
     assert cv.macro_f1(y) == macro_f1(y[:15], cv.probs[:15].argmax(axis=1))
     # out of fold: a duplicate with a flipped label is predicted as its twin's class
     Xd = np.vstack([X[:15], X[:1]])
@@ -83,8 +85,11 @@ def test_the_held_out_slice_is_stratified_and_stable_as_labels_grow() -> None:
     later = holdout_slice(more_ids, more_y, seed=7)
     before = dict(zip(ids.tolist(), mask.tolist(), strict=True))
     big = more_y < 3
-    moved = [i for i, held, b in zip(more_ids, later, big, strict=True)
-             if b and held and before.get(int(i)) is False]
+    moved = [
+        i
+        for i, held, b in zip(more_ids, later, big, strict=True)
+        if b and held and before.get(int(i)) is False
+    ]
     assert moved == []
     with pytest.raises(ConfigError, match="fraction"):
         holdout_slice(ids, y, fraction=0.0)
