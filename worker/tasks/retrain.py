@@ -13,9 +13,9 @@ next to the version (``held_out.npz``) and the live refit compares them with the
 out-of-fold probabilities on the same items to choose the served model. The slice is not trained
 on afterwards either: retraining on it would serve a model the evidence never measured, and on a
 CPU worker a round takes minutes. Its labels still train the live head, which serves whenever it
-is at least as good, so they are not lost to the served path; and because membership is a fixed
-function of the item id, a later (warm-started) round never trains on an item an earlier round
-was measured on.
+is at least as good, so they are not lost to the served path. Membership is a fixed function of
+the item id, so a (warm-started) round is not measured on items an earlier round trained on (only
+the first slice item of a class that just reached 2 labels can be one).
 """
 
 from __future__ import annotations
