@@ -413,7 +413,14 @@ def _choose_without_dev(
     except ConfigError:
         cv = None  # too few labels of any one class
     timings["cv"] = time.perf_counter() - t
-    return promote_without_dev(cv, labelled.item_ids, y, load_held_out(snapshot.current_artifact))
+    held_out = load_held_out(snapshot.current_artifact)
+    picked = promote_without_dev(cv, labelled.item_ids, y, held_out)
+    if held_out is None and snapshot.current_version_id is not None:
+        picked.reason += (
+            f"; adapter v{snapshot.current_version_number} held no slice out (trained while the "
+            "project had a dev set, or before holding out existed), so it is not compared"
+        )
+    return picked
 
 
 def load_held_out(artifact: str | None) -> Any:

@@ -282,3 +282,19 @@ def test_without_a_dev_set_or_adapter_the_head_is_served_on_cross_validation(
     assert s.served_reason.startswith("no dev set: serving the live head")
     assert "5-fold CV over 24 labels" in s.served_reason
     assert set(s.scores) == {"live_head"}
+
+
+def test_without_a_dev_set_an_adapter_without_a_held_out_slice_is_not_compared(
+    file_db: Db, tiny_model: object
+) -> None:
+    from tests.worker.tasks.seed import seed_project
+
+    with file_db.session() as session:
+        seeded = seed_project(session, base_model=str(tiny_model), dev_size=0)
+        session.commit()
+    label(file_db, seeded, seeded.pool_ids[:24])
+    _adapter_version(file_db, seeded)  # no held_out.npz next to it
+    assert refit(file_db, seeded).served == SERVED_LIVE_HEAD
+    s = state(file_db, seeded)
+    assert "5-fold CV over 24 labels" in s.served_reason
+    assert "adapter v1 held no slice out" in s.served_reason
