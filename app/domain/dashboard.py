@@ -76,6 +76,9 @@ class CurvePoint:
     created_at: datetime
     dev_n: int | None = None
     """How many dev items the round was evaluated on (None: not recorded)."""
+    held_out_macro_f1: float | None = None
+    """No dev set: the adapter's macro-F1 on the slice of labels its round held out."""
+    held_out_n: int | None = None
 
 
 SMALL_DEV_SET = 50
@@ -93,6 +96,8 @@ class Gain:
     macro_f1: float | None
     points_per_100: float | None
     dev_n: int | None
+    held_out_macro_f1: float | None = None
+    held_out_n: int | None = None
 
     @property
     def small_dev(self) -> bool:
@@ -108,7 +113,8 @@ def gains_per_100(curve: list[CurvePoint]) -> list[Gain]:
         if (prev is not None and prev.macro_f1 is not None and point.macro_f1 is not None
                 and point.labels > prev.labels):
             gain = (point.macro_f1 - prev.macro_f1) * 100 * 100 / (point.labels - prev.labels)
-        out.append(Gain(i + 1, point.labels, point.accuracy, point.macro_f1, gain, point.dev_n))
+        out.append(Gain(i + 1, point.labels, point.accuracy, point.macro_f1, gain, point.dev_n,
+                        point.held_out_macro_f1, point.held_out_n))
     return out
 
 
@@ -121,9 +127,17 @@ def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
     )
     return [
         CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at,
-                   _dev_n(r))
+                   _dev_n(r), *_held_out(r))
         for r in rows
     ]
+
+
+def _held_out(row: RoundMetric) -> tuple[float | None, int | None]:
+    held = (row.details or {}).get("held_out")
+    if not isinstance(held, dict) or not isinstance(held.get("macro_f1"), int | float):
+        return None, None
+    n = held.get("n")
+    return float(held["macro_f1"]), n if isinstance(n, int) else None
 
 
 def _dev_n(row: RoundMetric) -> int | None:

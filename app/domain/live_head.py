@@ -134,6 +134,8 @@ class ServedSummary:
     scores: dict[str, float]
     labels_used: int
     curve: list[tuple[int, float]]
+    live_evidence: str = "dev set"
+    """What the live head's curve is measured on: "dev set" or "cross-validation"."""
 
 
 MAX_CURVE_POINTS = 120
@@ -154,4 +156,7 @@ def served_summary(db: Session, project_id: int) -> ServedSummary | None:
         served=state.served, reason=state.served_reason,
         scores={k: float(v) for k, v in (state.scores or {}).items()},
         labels_used=state.labels_used, curve=curve,
+        live_evidence=(
+            "cross-validation" if state.served_reason.startswith("no dev set") else "dev set"
+        ),
     )

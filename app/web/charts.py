@@ -76,15 +76,19 @@ def learning_curve_chart(
     points: Sequence[CurvePoint], live_head: Sequence[tuple[int, float]] = ()
 ) -> LineChart:
     """Dev macro-F1 (solid) and accuracy (dashed) against labels used, one dot per round; the
-    live head's dev macro-F1 (``(labels, score)`` per refit) as a third line."""
+    live head's macro-F1 (``(labels, score)`` per refit: on the dev set, or by cross-validation
+    without one) as a third line; without a dev set, the adapter's macro-F1 on the slice its
+    round held out as a fourth (one dot per round)."""
     right = WIDTH - PAD_RIGHT
     bottom = HEIGHT - PAD_BOTTOM
+    held = [p for p in points if p.held_out_macro_f1 is not None]
     xs = [p.labels for p in points] + [x for x, _ in live_head] or [0, 100]
     x_low = 0 if min(xs) < 50 or min(xs) == max(xs) else min(xs)
     x_ticks_values = nice_ticks(x_low, max(xs), 6)
     x_lo, x_hi = x_ticks_values[0], x_ticks_values[-1]
     values = [v for p in points for v in (p.macro_f1, p.accuracy) if v is not None]
     values += [y for _, y in live_head]
+    values += [p.held_out_macro_f1 for p in held if p.held_out_macro_f1 is not None]
     y_lo = max(0.0, math.floor((min(values) if values else 0.0) * 10) / 10 - 0.1)
     y_ticks_values = nice_ticks(y_lo, 1.0, 5)
     y_lo, y_hi = y_ticks_values[0], max(1.0, y_ticks_values[-1])
@@ -108,6 +112,15 @@ def learning_curve_chart(
         dots = tuple(Dot(sx(x), sy(y), f"live head macro-F1 {y:.3f} at {x} labels")
                      for x, y in live_head)
         series.append(Series("live head macro-F1", "live",
+                             " ".join(f"{d.x},{d.y}" for d in dots), dots))
+    if held:
+        dots = tuple(
+            Dot(sx(p.labels), sy(float(p.held_out_macro_f1 or 0.0)),
+                f"adapter macro-F1 {p.held_out_macro_f1:.3f} on a held-out slice of "
+                f"{p.held_out_n if p.held_out_n is not None else '?'} labels, at {p.labels} labels")
+            for p in held
+        )
+        series.append(Series("adapter macro-F1 (held-out slice)", "held",
                              " ".join(f"{d.x},{d.y}" for d in dots), dots))
     return LineChart(
         width=WIDTH,

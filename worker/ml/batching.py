@@ -29,14 +29,65 @@ class Batch:
         return Batch(self.indices, self.input_ids.to(device), self.attention_mask.to(device))
 
 
+CUT_CHARS_PER_TOKEN = 8
+"""Texts longer than ``max_length`` x this many characters are cut (at a whitespace) before
+tokenising; see :func:`encode`."""
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
 ) -> list[list[int]]:
-    """Token ids per text, with special tokens, truncated to ``max_length``, unpadded."""
+    """Token ids per text, with special tokens, truncated to ``max_length``, unpadded.
+
+    Tokenising a whole 20 Newsgroups post to keep its first 32 tokens costs a third of those
+    tokens' forward pass through a 1-layer encoder (measured: 0.8 ms of CPU per text whole,
+    0.2 ms cut, 2.4 ms forward), which matters when a pool of 100,000 is embedded. A fast
+    tokenizer therefore first sees each long text cut just before a space at most
+    ``max_length * CUT_CHARS_PER_TOKEN`` characters in:
+    normalisation works per character and pre-tokenisation splits at whitespace, so every word
+    before the cut tokenises as in the whole text, and when the cut text still overflows
+    ``max_length`` its truncated ids are exactly the whole text's. A cut text that does not
+    overflow (very long tokens) is tokenised again whole. Slow tokenizers see whole texts.
+    """
     if not texts:
         return []
+    texts = list(texts)
+    limit = max_length * CUT_CHARS_PER_TOKEN
+    cut = {i: _cut_at_space(t, limit) for i, t in enumerate(texts) if len(t) > limit}
+    cut = {i: c for i, c in cut.items() if c is not None}
+    if not getattr(tokenizer, "is_fast", False) or not cut:
+        return _encode(tokenizer, texts, max_length)
+    shortened = [cut.get(i, t) for i, t in enumerate(texts)]
     encoded = tokenizer(
-        list(texts),
+        shortened,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        return_overflowing_tokens=True,
+        stride=0,
+    )
+    first: dict[int, list[int]] = {}
+    overflowed: set[int] = set()
+    for row, sample in enumerate(encoded["overflow_to_sample_mapping"]):
+        if sample in first:
+            overflowed.add(sample)
+        else:
+            first[sample] = list(encoded["input_ids"][row])
+    redo = [i for i in cut if i not in overflowed]
+    if redo:
+        for i, ids in zip(redo, _encode(tokenizer, [texts[i] for i in redo], max_length),
+                          strict=True):
+            first[i] = ids
+    return [first[i] for i in range(len(texts))]
+
+
+def _encode(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+) -> list[list[int]]:
+    encoded = tokenizer(
+        texts,
         truncation=True,
         max_length=max_length,
         padding=False,
@@ -44,6 +95,18 @@ def encode(
         return_token_type_ids=False,
     )
     return [list(ids) for ids in encoded["input_ids"]]
+
+
+def _cut_at_space(text: str, limit: int) -> str | None:
+    """``text`` up to (not including) the last run of spaces at or before ``limit``, or None
+    when there is none. Only U+0020 counts: every pre-tokenizer in use (BERT, byte-level BPE,
+    SentencePiece's Metaspace) starts a new word there, while some keep newlines in a word."""
+    end = limit
+    while end > 0 and text[end] != " ":
+        end -= 1
+    while end > 0 and text[end - 1] == " ":
+        end -= 1
+    return text[:end] if end > 0 else None
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

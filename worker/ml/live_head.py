@@ -22,6 +22,7 @@ Defaults and why:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -477,20 +478,89 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- cross-validation
 
 
-def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds; classes with fewer items than folds spread over as many as they can."""
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(len(y), dtype=np.int64)
-    offset = 0
-    for cls in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == cls))
-        assignment[members] = (np.arange(len(members)) + offset) % folds
-        offset += len(members)
-    return [
-        (np.flatnonzero(assignment != f), np.flatnonzero(assignment == f))
-        for f in range(folds)
-        if (assignment == f).any()
-    ]
+@dataclass
+class CrossValidation:
+    """Out-of-fold probabilities of the live head over the labelled items.
+
+    ``scored`` marks the items that got out-of-fold probabilities: items of a class with fewer
+    than 2 labels are never held out (a fold without its class could only get it wrong, and a
+    fold with it would leave none to learn from); they stay in every training fold so the head
+    still knows the class. Their rows of ``probs`` are NaN."""
+
+    probs: np.ndarray
+    scored: np.ndarray
+    folds: int
+
+    @property
+    def n_scored(self) -> int:
+        return int(self.scored.sum())
+
+    def describe(self) -> str:
+        """What the evidence is, e.g. ``"5-fold CV over 120 labels"``."""
+        skipped = len(self.scored) - self.n_scored
+        extra = f" (+{skipped} of classes with one label, never held out)" if skipped else ""
+        return f"{self.folds}-fold CV over {self.n_scored} labels{extra}"
+
+    def macro_f1(self, labels: np.ndarray | Sequence[int]) -> float:
+        y = np.asarray(labels, dtype=np.int64)
+        return macro_f1(y[self.scored], self.probs[self.scored].argmax(axis=1))
+
+
+def cv_folds_for(labels: np.ndarray, folds: int) -> int:
+    """``k`` for stratified k-fold: ``min(folds, smallest class count)`` over the classes with 2+
+    labels (0 when no class has 2 labels): every fold then holds every such class."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    counts = counts[counts >= 2]
+    return int(min(folds, counts.min())) if len(counts) else 0
+
+
+def cross_validate(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    texts: Sequence[str] | None = None,
+    tfidf: PoolTfidf | None = None,
+    *,
+    config: LiveHeadConfig | None = None,
+    features: str | None = None,
+) -> CrossValidation:
+    """Stratified k-fold cross-validation of the live head (scikit-learn's ``StratifiedKFold``,
+    shuffled with ``config.seed``), ``k = min(config.cv_folds, smallest class count)`` over the
+    classes with 2+ labels; see :class:`CrossValidation` for the classes with one label.
+
+    Raises ``ConfigError`` when fewer than 2 items can be scored."""
+    from sklearn.model_selection import StratifiedKFold
+
+    config = config or LiveHeadConfig()
+    X = _as_embeddings(embeddings)
+    y = _check_labels(labels, n_classes, len(X))
+    wanted = features or config.features
+    if wanted == "auto":
+        wanted = "embed"  # never select features on the folds we score (no double dipping)
+    counts = np.bincount(y, minlength=n_classes)
+    scored = counts[y] >= 2
+    k = cv_folds_for(y, config.cv_folds)
+    if k < 2 or scored.sum() < 2:
+        raise ConfigError(
+            f"cross-validation needs a class with at least 2 labels, got {len(y)} labels"
+        )
+    always = np.flatnonzero(~scored)
+    rows = np.flatnonzero(scored)
+    out = np.full((len(y), n_classes), np.nan)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    for train_part, test_part in splitter.split(rows, y[rows]):
+        train = np.concatenate([rows[train_part], always])
+        test = rows[test_part]
+        head = LiveHead(config).fit(
+            X[train],
+            y[train],
+            n_classes,
+            None if texts is None else [texts[i] for i in train],
+            tfidf,
+            features=wanted,
+        )
+        out[test] = head.predict_proba(X[test], None if texts is None else [texts[i] for i in test])
+    return CrossValidation(out, scored, k)
 
 
 def cv_probs(
@@ -503,28 +573,40 @@ def cv_probs(
     config: LiveHeadConfig | None = None,
     features: str | None = None,
 ) -> np.ndarray:
-    """Out-of-fold probabilities of the live head over the labelled items (stratified k-fold):
-    the live head's stand-in for a dev set in projects without one."""
+    """Out-of-fold probabilities of the live head for every labelled item: the live head's
+    stand-in for a dev set in projects without one. Items of a class with one label (never held
+    out by :func:`cross_validate`) get the probabilities of a head fitted on the other items."""
     config = config or LiveHeadConfig()
     X = _as_embeddings(embeddings)
     y = _check_labels(labels, n_classes, len(X))
-    wanted = features or config.features
-    if wanted == "auto":
-        wanted = "embed"  # never select features on the folds we score (no double dipping)
     if len(y) < 2:
         raise ConfigError("cross-validation needs at least 2 labelled items")
-    out = np.zeros((len(y), n_classes))
-    for train, test in _folds(y, min(config.cv_folds, len(y)), config.seed):
-        head = LiveHead(config).fit(
-            X[train],
-            y[train],
-            n_classes,
-            None if texts is None else [texts[i] for i in train],
-            tfidf,
-            features=wanted,
-        )
-        out[test] = head.predict_proba(X[test], None if texts is None else [texts[i] for i in test])
+    wanted = "embed" if (features or config.features) == "auto" else (features or config.features)
+    if cv_folds_for(y, config.cv_folds) < 2:  # every class has one label: leave one out
+        out = np.zeros((len(y), n_classes))
+        for i in range(len(y)):
+            rest = np.flatnonzero(np.arange(len(y)) != i)
+            out[i] = _fit_rest(X, y, n_classes, texts, tfidf, config, wanted, rest, [i])[0]
+        return out
+    cv = cross_validate(X, y, n_classes, texts, tfidf, config=config, features=wanted)
+    out = cv.probs
+    lonely = np.flatnonzero(~cv.scored)
+    if len(lonely):
+        rest = np.flatnonzero(cv.scored)
+        out[lonely] = _fit_rest(X, y, n_classes, texts, tfidf, config, wanted, rest, lonely)
     return out
+
+
+def _fit_rest(
+    X: np.ndarray, y: np.ndarray, n_classes: int, texts: Sequence[str] | None,
+    tfidf: PoolTfidf | None, config: LiveHeadConfig, features: str, train: np.ndarray,
+    test: Sequence[int] | np.ndarray,
+) -> np.ndarray:
+    head = LiveHead(config).fit(
+        X[train], y[train], n_classes,
+        None if texts is None else [texts[i] for i in train], tfidf, features=features,
+    )
+    return head.predict_proba(X[test], None if texts is None else [texts[i] for i in test])
 
 
 def select_features(
@@ -546,8 +628,8 @@ def select_features(
         }
     scores = {}
     for name in ("embed", "hybrid"):
-        probs = cv_probs(X, y, n_classes, texts, tfidf, config=config, features=name)
-        scores[name] = macro_f1(y, probs.argmax(axis=1))
+        cv = cross_validate(X, y, n_classes, texts, tfidf, config=config, features=name)
+        scores[name] = cv.macro_f1(y)
     chosen = "hybrid" if scores["hybrid"] > scores["embed"] + config.auto_margin else "embed"
     return chosen, {
         "features": chosen,
@@ -642,8 +724,12 @@ def choose_served(
     *,
     add_average: bool = True,
     min_gain: float = 0.0,
+    evidence: str | None = None,
 ) -> ServedChoice:
     """The candidate ("live_head", "adapter", "average") with the best dev macro-F1.
+
+    ``evidence`` names what the labels are when they are not a dev set (e.g. "a held-out slice
+    of 18 labels"); it goes into the reason.
 
     "average" (the mean of the live head's and the adapter's probabilities) is added when both are
     given. A costlier candidate (order: live_head, adapter, average) must beat every cheaper one
@@ -673,4 +759,117 @@ def choose_served(
             best = name
     assert best is not None
     listed = ", ".join(f"{n} {s:.3f}" for n, s in scores.items())
+    if evidence is not None:
+        return ServedChoice(best, scores, f"best macro-F1 on {evidence} ({listed})")
     return ServedChoice(best, scores, f"best dev macro-F1 on {len(y)} items ({listed})")
+
+
+# --------------------------------------------------------------------------- promotion, no dev set
+
+HOLDOUT_FRACTION = 0.15
+MIN_SLICE = 2
+"""Fewer held-out items than this compare nothing: the live head is served."""
+
+
+def _unit_hash(seed: int, item_id: int) -> float:
+    digest = hashlib.blake2b(f"{seed}:{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def holdout_slice(
+    item_ids: Sequence[int], labels: Sequence[int] | np.ndarray, *,
+    fraction: float = HOLDOUT_FRACTION, seed: int = 0,
+) -> np.ndarray:
+    """Which labelled items an adapter round holds out when the project has no dev set (a bool
+    mask over ``item_ids``): the adapter does not train on them and is scored on them.
+
+    Stratified by class: every class is sampled separately at ``fraction``; a class with 2+
+    labels always has at least one item in the slice and at least one left to train on; a class
+    with one label is never held out. Membership is a fixed function of ``(seed, item id)``: an
+    item with ``u(seed, id) < fraction`` is held out for as long as there are enough labels of its
+    class, so the slice grows with the labels and an item an earlier (warm-started) adapter
+    trained on does not become evidence later (only the top-up of a class that just reached 2
+    labels can move a trained item into the slice).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"fraction must lie in (0, 1), got {fraction}")
+    ids = [int(i) for i in item_ids]
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(y) != len(ids):
+        raise ConfigError(f"{len(ids)} item ids but {len(y)} labels")
+    u = np.fromiter((_unit_hash(seed, i) for i in ids), dtype=np.float64, count=len(ids))
+    mask = np.zeros(len(ids), dtype=bool)
+    for cls in np.unique(y):
+        members = np.flatnonzero(y == cls)
+        if len(members) < 2:
+            continue
+        ranked = members[np.argsort(u[members], kind="stable")]
+        take = int((u[members] < fraction).sum())
+        take = min(max(take, 1), len(members) - 1)
+        mask[ranked[:take]] = True
+    return mask
+
+
+@dataclass
+class HeldOut:
+    """An adapter version's probabilities on the slice its round held out."""
+
+    item_ids: np.ndarray
+    probs: np.ndarray
+
+
+def promote_without_dev(
+    cv: CrossValidation | None,
+    item_ids: Sequence[int],
+    labels: Sequence[int] | np.ndarray,
+    held_out: HeldOut | None,
+    *,
+    min_gain: float = 0.0,
+) -> ServedChoice:
+    """The served model of a project without a dev set.
+
+    ``cv``: the live head's cross-validation over the labelled items (``item_ids``, ``labels``
+    in the same order; None when too few labels). ``held_out``: the current adapter's
+    probabilities on the slice its round held out (None when there is no adapter, or its round
+    had a dev set). The adapter, the live head's out-of-fold probabilities on the same items and
+    their average are compared by :func:`choose_served` on the slice items that are still
+    labelled (with their current labels); otherwise the live head is served on its CV score.
+    The scores keep the live head's CV macro-F1 under ``"live_head"`` (its learning curve) and
+    the slice scores under ``"slice_<candidate>"``.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if cv is None:
+        reason = "no dev set and too few labels to cross-validate: serving the live head"
+        return ServedChoice("live_head", {}, reason)
+    cv_f1 = cv.macro_f1(y)
+    scores = {"live_head": cv_f1}
+    head_note = f"live head macro-F1 {cv_f1:.3f} by {cv.describe()}"
+    if held_out is None:
+        return ServedChoice("live_head", scores, f"no dev set: serving the live head ({head_note})")
+    position = {int(i): r for r, i in enumerate(item_ids)}
+    rows, slice_rows = [], []
+    for s_row, item_id in enumerate(np.asarray(held_out.item_ids).tolist()):
+        r = position.get(int(item_id))
+        if r is not None and cv.scored[r]:
+            rows.append(r)
+            slice_rows.append(s_row)
+    if len(rows) < MIN_SLICE:
+        return ServedChoice("live_head", scores, (
+            f"no dev set: serving the live head ({head_note}); {len(rows)} item(s) of the "
+            "adapter's held-out slice are still labelled, too few to compare"
+        ))
+    adapter = np.asarray(held_out.probs, dtype=np.float64)[slice_rows]
+    if adapter.shape[1] != cv.probs.shape[1]:
+        return ServedChoice("live_head", scores, (
+            f"no dev set: serving the live head ({head_note}); the adapter's held-out "
+            "probabilities are over another label set"
+        ))
+    picked = choose_served(
+        {"live_head": cv.probs[rows], "adapter": adapter}, y[rows], min_gain=min_gain,
+        evidence=f"a held-out slice of {len(rows)} labels",
+    )
+    scores.update({f"slice_{name}": value for name, value in picked.scores.items()})
+    return ServedChoice(
+        picked.name, scores,
+        f"no dev set: {picked.reason}, the live head's out of fold; {head_note}",
+    )

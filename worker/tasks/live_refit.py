@@ -9,10 +9,13 @@ One refit (task ``live.refit_head``, queue ``live``):
 3. before two classes have labels: zero-shot scores against the label names (plus their one-line
    descriptions), the queue being a diverse seed set (k-means centres) ordered by similarity;
    after: fits the live head (logistic regression on the stored embeddings);
-4. chooses the served model by evidence (live head, adapter, or their average; dev macro-F1, or
-   the live head's cross-validation when there is no dev set) and rebuilds the queue from the
-   served model's probabilities with the project's strategy, reasons and nearest labelled items
-   coming from the stored embeddings;
+4. chooses the served model by evidence (live head, adapter, or their average) and rebuilds the
+   queue from the served model's probabilities with the project's strategy, reasons and nearest
+   labelled items coming from the stored embeddings. The evidence is the dev set's macro-F1; a
+   project without a dev set compares the adapter's probabilities on the slice of labels its
+   round held out with the live head's out-of-fold probabilities (stratified k-fold CV over all
+   labelled items) on the same items, and serves the live head on its CV score alone while no
+   adapter with a held-out slice exists;
 5. swaps the queue in and records the head, its scores and the served choice in one transaction.
 
 The encoder and the memory-mapped embeddings stay loaded in the worker process between refits.
@@ -61,6 +64,9 @@ QUEUE_OVERFILL = 2
 HISTORY_POINTS = 500
 ZERO_SHOT_STRATEGY = "zero_shot"
 LIVE_DIR = "live"
+HELD_OUT_FILE = "held_out.npz"
+"""In an adapter version's artifact directory: its probabilities on the labelled items its round
+held out (projects without a dev set; written by the retrain, read by the refit's promotion)."""
 ZERO_SHOT_SEEDS = 32
 """Diverse seeds (k-means centres) at the head of a zero-shot queue; the rest go by similarity."""
 ZERO_SHOT_SAMPLE = 4000
@@ -350,7 +356,7 @@ def _fit_and_choose(
     settings: Settings, snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float], *, head_key: str = "",
 ) -> _Choice:
-    from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served, cv_probs
+    from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served
 
     k = len(snapshot.label_names)
     config = LiveHeadConfig(features="embed")
@@ -362,28 +368,22 @@ def _fit_and_choose(
     timings["head_fit"] = time.perf_counter() - t
     adapter = _adapter_probs(settings, snapshot)
     served, reason, scores = SERVED_LIVE_HEAD, "", {}
+    t = time.perf_counter()
     if len(dev):
         candidates = {"live_head": head.predict_proba(embeddings.take(dev.item_ids))}
         if adapter is not None and adapter.covers(dev.item_ids):
             candidates["adapter"] = adapter.probs_of(dev.item_ids)
         picked = choose_served(candidates, dev.labels)
         served, reason, scores = picked.name, picked.reason, dict(picked.scores)
-    elif len(labelled) >= 4:
-        from worker.ml.live_head import macro_f1
-
-        oof = cv_probs(X, y, k, config=config)
-        scores = {"live_head": macro_f1(y, oof.argmax(axis=1))}
-        reason = (f"no dev set: serving the live head (cross-validated macro-F1 "
-                  f"{scores['live_head']:.3f} on {len(y)} labels); the adapter needs a dev set "
-                  "to be compared")
     else:
-        reason = "no dev set and too few labels to cross-validate: serving the live head"
+        picked = _choose_without_dev(snapshot, X, y, labelled, config, timings)
+        served, reason, scores = picked.name, picked.reason, dict(picked.scores)
     pool = embeddings.take(queueable)
     probs = head.predict_proba(pool)
-    timings["choose_and_predict"] = time.perf_counter() - t - timings["head_fit"]
+    timings["choose_and_predict"] = time.perf_counter() - t
     version_id = None
-    if served in (SERVED_ADAPTER, SERVED_AVERAGE) and adapter is not None:
-        if adapter.covers(queueable):
+    if served in (SERVED_ADAPTER, SERVED_AVERAGE):
+        if adapter is not None and adapter.covers(queueable):
             a = adapter.probs_of(queueable)
             probs = a if served == SERVED_ADAPTER else 0.5 * (a + probs)
             version_id = adapter.version_id
@@ -396,6 +396,52 @@ def _fit_and_choose(
     choice.head = head
     choice.model_version_id = version_id
     return choice
+
+
+def _choose_without_dev(
+    snapshot: ProjectSnapshot, X: np.ndarray, y: np.ndarray, labelled: LabelledSet,
+    config: Any, timings: dict[str, float],
+) -> Any:
+    """No dev set: the live head's stratified k-fold CV over the labelled items, compared with
+    the current adapter on the slice its round held out (``held_out.npz`` in its artifact)."""
+    from worker.ml.errors import ConfigError
+    from worker.ml.live_head import cross_validate, promote_without_dev
+
+    t = time.perf_counter()
+    try:
+        cv = cross_validate(X, y, len(snapshot.label_names), config=config)
+    except ConfigError:
+        cv = None  # too few labels of any one class
+    timings["cv"] = time.perf_counter() - t
+    held_out = load_held_out(snapshot.current_artifact)
+    picked = promote_without_dev(cv, labelled.item_ids, y, held_out)
+    if held_out is None and snapshot.current_version_id is not None:
+        picked.reason += (
+            f"; adapter v{snapshot.current_version_number} held no slice out (trained while the "
+            "project had a dev set, or before holding out existed), so it is not compared"
+        )
+    return picked
+
+
+def load_held_out(artifact: str | None) -> Any:
+    """The adapter's probabilities on the labelled items its round held out (no dev set), or
+    None (no adapter, a round with a dev set, or an unreadable file)."""
+    from worker.ml.live_head import HeldOut
+
+    if artifact is None:
+        return None
+    path = Path(artifact) / HELD_OUT_FILE
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, probs = np.asarray(data["item_ids"]), np.asarray(data["probs"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("held-out probabilities unreadable at %s: %s", path, exc)
+        return None
+    if probs.ndim != 2 or len(ids) != len(probs):
+        return None
+    return HeldOut(ids, probs)
 
 
 def _select(

@@ -5,6 +5,17 @@ exists -> nothing to do (unless the request was forced, e.g. after a TAPT refres
 part (training, writing files) happens outside transactions; everything that becomes visible
 (version row, current pointer, round metrics, queue rebuild request, the likely-label-errors job)
 is written by ``publish`` in the transaction that ends the run.
+
+Without a dev set, a round holds out a stratified slice of the labelled pool items
+(:func:`worker.ml.live_head.holdout_slice`, 15 %, at least one item of every class with 2+
+labels, fixed per item id): the adapter does not train on it, its probabilities on it are written
+next to the version (``held_out.npz``) and the live refit compares them with the live head's
+out-of-fold probabilities on the same items to choose the served model. The slice is not trained
+on afterwards either: retraining on it would serve a model the evidence never measured, and on a
+CPU worker a round takes minutes. Its labels still train the live head, which serves whenever it
+is at least as good, so they are not lost to the served path. Membership is a fixed function of
+the item id, so a (warm-started) round is not measured on items an earlier round trained on (only
+the first slice item of a class that just reached 2 labels can be one).
 """
 
 from __future__ import annotations
@@ -12,10 +23,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from app.db.models import Project, RoundMetric, TrainingRun
@@ -66,6 +78,21 @@ class RoundInputs:
     stop_texts: list[str]
     covered_by: int | None
     """Version number of a model already trained on this data version, if any."""
+    holdout: LabelledSet = field(default_factory=LabelledSet)
+    """Labelled pool items held out of training to measure the adapter (no dev set only)."""
+
+    @property
+    def fit_set(self) -> LabelledSet:
+        """The labelled pool items the adapter trains on (``train`` minus ``holdout``)."""
+        if not len(self.holdout):
+            return self.train
+        held = set(self.holdout.item_ids)
+        rows = [i for i, item_id in enumerate(self.train.item_ids) if item_id not in held]
+        return LabelledSet(
+            [self.train.item_ids[i] for i in rows],
+            [self.train.texts[i] for i in rows],
+            [self.train.labels[i] for i in rows],
+        )
 
 
 def load_round_inputs(session: Session, ctx: RunContext) -> RoundInputs:
@@ -76,7 +103,23 @@ def load_round_inputs(session: Session, ctx: RunContext) -> RoundInputs:
     stop_ids, stop_texts = stop_set(session, snapshot, 0 if len(dev) else STOP_SET_SIZE)
     existing = find_by_data_version(session, snapshot.id, ctx.claim.data_version)
     return RoundInputs(
-        snapshot, train, dev, stop_ids, stop_texts, existing.version if existing else None
+        snapshot, train, dev, stop_ids, stop_texts, existing.version if existing else None,
+        holdout=LabelledSet() if len(dev) else held_out_slice(train, seed=snapshot.id),
+    )
+
+
+def held_out_slice(train: LabelledSet, *, seed: int) -> LabelledSet:
+    """The stratified slice a round without a dev set holds out (see the module docstring)."""
+    from worker.ml.live_head import holdout_slice
+
+    if train.classes_present < 2:
+        return LabelledSet()
+    mask = holdout_slice(train.item_ids, train.labels, seed=seed)
+    rows = [i for i, held in enumerate(mask) if held]
+    return LabelledSet(
+        [train.item_ids[i] for i in rows],
+        [train.texts[i] for i in rows],
+        [train.labels[i] for i in rows],
     )
 
 
@@ -144,10 +187,15 @@ def _growth_wait(ctx: RunContext, inputs: RoundInputs, force: bool) -> str | Non
 
 
 def _lpft(
-    ctx: RunContext, snapshot: ProjectSnapshot, base: str, adapter: dict[str, Any]
+    ctx: RunContext, snapshot: ProjectSnapshot, base: str, adapter: dict[str, Any],
+    holdout: LabelledSet | None = None, fit: LabelledSet | None = None,
 ) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
     """Mean pooling (the live head's input) by default on BERT-family bases, and the head's
-    initial weights from the project's live head when it was fitted on this encoder (LP-FT)."""
+    initial weights from the project's live head when it was fitted on this encoder (LP-FT).
+
+    With a held-out slice (``holdout``), the saved live head has seen it; the initial weights
+    then come from a head refitted on the stored embeddings of ``fit`` alone, so the adapter's
+    score on the slice stays out of sample."""
     from worker.ml.pooling import supports_mean_pooling
 
     if "pooling" not in adapter and supports_mean_pooling(base):
@@ -175,7 +223,34 @@ def _lpft(
         return adapter, None, "head from scratch (the live head belongs to another encoder)"
     if head.n_classes != len(snapshot.label_names):
         return adapter, None, "head from scratch (the label set changed)"
+    if holdout is not None and len(holdout) and fit is not None:
+        return _lpft_without_slice(ctx, snapshot, adapter, head, fit)
     return adapter, head.linear_weights(), f"head from the live head ({head.n_labels} labels)"
+
+
+def _lpft_without_slice(
+    ctx: RunContext, snapshot: ProjectSnapshot, adapter: dict[str, Any], head: Any,
+    fit: LabelledSet,
+) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
+    from worker.ml.embedding_store import EmbeddingStore, encoder_key
+    from worker.ml.errors import MLError
+    from worker.ml.live_head import LiveHead
+    from worker.tasks.live_refit import live_dir
+
+    try:
+        key = encoder_key(str(head.extra["encoder_fingerprint"]), int(head.extra["max_length"]))
+        store = EmbeddingStore(live_dir(ctx.settings, snapshot.id) / "embeddings" / key)
+        X = store.load().take(fit.item_ids)
+        refit = LiveHead(head.config).fit(
+            X, np.asarray(fit.labels), head.n_classes, features="embed"
+        )
+    except (MLError, OSError, ValueError, KeyError) as exc:
+        return adapter, None, f"head from scratch (no live head without the held-out slice: {exc})"
+    return (
+        adapter,
+        refit.linear_weights(),
+        f"head from a live head refitted without the held-out slice ({len(fit)} labels)",
+    )
 
 
 @dataclass
@@ -189,13 +264,33 @@ class Trained:
     base_model: str
     warm_start: bool
     stop_predictions: list[int]
+    held_out_ids: list[int] = field(default_factory=list)
+    held_out_probs: np.ndarray | None = None
+    held_out_metrics: dict[str, Any] | None = None
+    """No dev set: ``n``, ``macro_f1``, ``accuracy`` on the held-out slice, ``trained_on``."""
 
     def run_metrics(self, labels_used: int) -> dict[str, Any]:
         metrics: dict[str, Any] = {"labels_used": labels_used, "warm_start": self.warm_start}
         if self.dev_metrics:
             metrics["dev_accuracy"] = self.dev_metrics["accuracy"]
             metrics["dev_macro_f1"] = self.dev_metrics["macro_f1"]
+        if self.held_out_metrics:
+            metrics["held_out_macro_f1"] = self.held_out_metrics["macro_f1"]
+            metrics["held_out_n"] = self.held_out_metrics["n"]
         return metrics
+
+    def save_held_out(self, directory: Path) -> None:
+        """``held_out.npz`` (item ids, probabilities) next to the adapter, for the live refit."""
+        from worker.tasks.live_refit import HELD_OUT_FILE
+
+        if self.held_out_probs is None:
+            return
+        with (directory / HELD_OUT_FILE).open("wb") as handle:
+            np.savez(
+                handle,
+                item_ids=np.asarray(self.held_out_ids, dtype=np.int64),
+                probs=self.held_out_probs.astype(np.float32),
+            )
 
 
 def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
@@ -204,20 +299,24 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
 
     snapshot = inputs.snapshot
     base = snapshot.tapt_model_path or snapshot.base_model
-    adapter_dict, head_init, head_note = _lpft(ctx, snapshot, base, snapshot.adapter_config)
+    fit = inputs.fit_set
+    adapter_dict, head_init, head_note = _lpft(
+        ctx, snapshot, base, snapshot.adapter_config, inputs.holdout, fit
+    )
     adapter = AdapterConfig.from_dict(adapter_dict)
     config = TrainConfig.from_dict({"min_steps": MIN_STEPS, **snapshot.train_config})
     init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
+    held = f", {len(inputs.holdout)} held out" if len(inputs.holdout) else ""
     ctx.reporter.set_message(
-        f"training a {adapter.kind} adapter on {len(inputs.train)} labels "
+        f"training a {adapter.kind} adapter on {len(fit)} labels{held} "
         f"({len(inputs.dev)} dev items), base {Path(base).name}, "
         f"{'warm start from v' + str(snapshot.current_version_number) if init_from else 'cold'}, "
         f"{head_note}"
     )
     dev = (inputs.dev.texts, inputs.dev.labels) if len(inputs.dev) else None
     result = train_classifier(
-        inputs.train.texts,
-        inputs.train.labels,
+        fit.texts,
+        fit.labels,
         label_names=list(snapshot.label_names),
         base_model=base,
         adapter=adapter,
@@ -232,6 +331,19 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         ctx.reporter.report(phase="evaluate", step=0, total=1, message="stop-set predictions")
         probs = result.classifier.predict_proba(inputs.stop_texts)
         predictions = [int(p) for p in probs.argmax(axis=1)]
+    held_out_probs, held_out_metrics = None, None
+    if len(inputs.holdout):
+        from worker.ml.evaluation import evaluate
+
+        ctx.reporter.report(phase="evaluate", step=0, total=1, message="held-out slice")
+        held_out_probs = np.asarray(result.classifier.predict_proba(inputs.holdout.texts))
+        full = evaluate(inputs.holdout.labels, held_out_probs, list(snapshot.label_names))
+        held_out_metrics = {
+            "n": len(inputs.holdout),
+            "macro_f1": full["macro_f1"],
+            "accuracy": full["accuracy"],
+            "trained_on": len(fit),
+        }
     return Trained(
         classifier=result.classifier,
         dev_metrics=result.dev_metrics,
@@ -242,6 +354,9 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         base_model=result.classifier.base_model,
         warm_start=init_from is not None,
         stop_predictions=predictions,
+        held_out_ids=list(inputs.holdout.item_ids),
+        held_out_probs=held_out_probs,
+        held_out_metrics=held_out_metrics,
     )
 
 
@@ -282,12 +397,16 @@ def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Pa
     card = build_card(
         trained.classifier,
         dev_metrics=trained.dev_metrics,
-        training_examples=len(inputs.train),
+        training_examples=len(inputs.fit_set),
         project_id=inputs.snapshot.id,
         run_id=ctx.claim.run_id,
         data_version=ctx.claim.data_version,
     )
-    write_directory_atomically(final, lambda tmp: save_artifact(trained.classifier, tmp, card=card))
+    def write(tmp: Path) -> None:
+        save_artifact(trained.classifier, tmp, card=card)
+        trained.save_held_out(tmp)
+
+    write_directory_atomically(final, write)
     return final
 
 
@@ -368,6 +487,8 @@ class _Publisher:
                 "base_model": self.trained.base_model,
                 "stop_item_ids": self.inputs.stop_ids,
                 "stop_predictions": self.trained.stop_predictions,
+                **({"held_out": self.trained.held_out_metrics}
+                   if self.trained.held_out_metrics else {}),
             },
         )
 

@@ -169,3 +169,47 @@ def test_adapter_card_summary_shows_only_the_adapters_kind(
     raw = page[page.index('class="more raw-card"'):]
     assert "adapter_config.r" in raw and "adapter_config.bottleneck_size" not in raw
     assert "adapter_config.num_virtual_tokens" not in page and "defaults of other adapter" in raw
+
+
+def test_without_a_dev_set_both_curves_are_drawn_and_the_served_model_is_explained(
+    app: FastAPI, db: Session
+) -> None:
+    from datetime import timedelta
+
+    from app.db.base import utcnow
+    from app.db.models import LiveHeadState, RoundMetric
+
+    project, client = _lead(app, db)
+    start = utcnow() - timedelta(hours=3)
+    for i, (used, f1) in enumerate([(60, 0.55), (120, 0.71)]):
+        db.add(RoundMetric(
+            project_id=project.id, labels_used=used, dev_accuracy=None, macro_f1=None,
+            per_class_f1={}, confusion=[], stop_recommendations=[],
+            details={"held_out": {"n": used // 6, "macro_f1": f1, "accuracy": f1,
+                                  "trained_on": used - used // 6}},
+            created_at=start + timedelta(hours=i),
+        ))
+    reason = ("no dev set: best macro-F1 on a held-out slice of 20 labels (live_head 0.600, "
+              "adapter 0.710, average 0.650), the live head's out of fold; live head macro-F1 "
+              "0.640 by 5-fold CV over 121 labels <b>x</b>")
+    db.add(LiveHeadState(
+        project_id=project.id, served="adapter", served_reason=reason, labels_used=121,
+        fitted_at=utcnow(), scores={"live_head": 0.64, "slice_adapter": 0.71},
+        history=[{"labels": n, "live_head": s, "served": "live_head"}
+                 for n, s in ((40, 0.5), (80, 0.58), (121, 0.64))],
+    ))
+    db.flush()
+    page = client.get(f"/projects/{project.id}/dashboard")  # type: ignore[attr-defined]
+    assert page.status_code == 200
+    series = dict(re.findall(r'<polyline class="line-(\w+)" points="([^"]+)"', page.text))
+    assert "f1" not in series and "acc" not in series  # no dev metrics: empty lines
+    assert len(series["live"].split()) == 3  # the live head per refit
+    assert len(series["held"].split()) == 2  # the adapter per round, on its held-out slice
+    assert 'data-testid="legend-live"' in page.text and "(cross-validation)" in page.text
+    assert "adapter macro-F1 (held-out slice)" in page.text
+    served = re.search(r'data-testid="served-model">(.*?)</span>', page.text, re.S)
+    assert served is not None
+    assert "<strong>adapter</strong>" in served.group(1)
+    assert "a held-out slice of 20 labels" in served.group(1)
+    assert "5-fold CV over 121 labels &lt;b&gt;x&lt;/b&gt;" in served.group(1)  # escaped
+    assert "0.710 <span class=\"sub\">(held-out slice of 20)</span>" in page.text

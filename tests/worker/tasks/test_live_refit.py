@@ -201,3 +201,100 @@ def test_refit_warm_starts_from_the_head_of_the_same_encoder_only(
     again = live_refit.previous_head(seeded.project_id, key)
     assert again is not None and again.n_labels == 14
     assert live_refit.previous_head(seeded.project_id, key + "-tapt") is None
+
+
+def _no_dev_project_with_adapter_slice(
+    file_db: Db, tiny_model: object, *, adapter_right: bool
+) -> tuple[Seeded, int, list[int]]:
+    """A project without a dev set; 30 labels, a third of them contradicting the texts (so the
+    live head's out-of-fold guesses are imperfect); an adapter version whose held-out slice
+    probabilities match the stored labels exactly (or always name another class)."""
+    from tests.worker.tasks.seed import seed_project
+    from worker.ml.live_head import holdout_slice
+    from worker.tasks.live_refit import HELD_OUT_FILE
+
+    with file_db.session() as session:
+        seeded = seed_project(session, base_model=str(tiny_model), dev_size=0)
+        session.commit()
+    chosen = seeded.pool_ids[:30]
+    label(file_db, seeded, chosen[:20])
+    label(file_db, seeded, chosen[20:], wrong=True)
+    k = len(LABEL_NAMES)
+    stored = [seeded.pool_gold[i] for i in chosen[:20]]
+    stored += [(seeded.pool_gold[i] + 1) % k for i in chosen[20:]]
+    mask = holdout_slice(chosen, stored, seed=seeded.project_id)
+    held = [i for i, m in zip(chosen, mask, strict=True) if m]
+    target = [y if adapter_right else (y + 1) % k for y, m in zip(stored, mask, strict=True) if m]
+    version_id = _adapter_version(file_db, seeded)
+    artifact = file_db.settings.artifacts / "adapters" / "v1"
+    artifact.mkdir(parents=True)
+    probs = np.full((len(held), k), 0.1 / (k - 1), dtype=np.float32)
+    probs[np.arange(len(held)), target] = 0.9
+    np.savez(artifact / HELD_OUT_FILE, item_ids=np.asarray(held, dtype=np.int64), probs=probs)
+    pool = [i for i in seeded.pool_ids if i not in set(chosen)]
+    pool_probs = np.full((len(pool), k), 1.0 / k)
+    pool_probs[:, 0] = 0.5
+    save_adapter_probs(file_db.settings, seeded.project_id, version_id, pool, pool_probs)
+    return seeded, version_id, held
+
+
+def test_without_a_dev_set_the_adapter_is_served_when_it_wins_on_its_held_out_slice(
+    file_db: Db, tiny_model: object
+) -> None:
+    seeded, version_id, held = _no_dev_project_with_adapter_slice(
+        file_db, tiny_model, adapter_right=True
+    )
+    result = refit(file_db, seeded)
+    s = state(file_db, seeded)
+    assert result.served == SERVED_ADAPTER, s.served_reason
+    assert s.scores["slice_adapter"] == 1.0 > s.scores["slice_live_head"]
+    assert f"a held-out slice of {len(held)} labels" in s.served_reason
+    assert "-fold CV over 30 labels" in s.served_reason
+    entries = queue(file_db, seeded)
+    assert entries and all(e.model_version_id == version_id for e in entries)
+
+
+def test_without_a_dev_set_the_head_stays_when_the_adapter_loses_on_its_slice(
+    file_db: Db, tiny_model: object
+) -> None:
+    seeded, _version_id, _held = _no_dev_project_with_adapter_slice(
+        file_db, tiny_model, adapter_right=False
+    )
+    result = refit(file_db, seeded)
+    s = state(file_db, seeded)
+    assert result.served == SERVED_LIVE_HEAD, s.served_reason
+    assert s.scores["slice_adapter"] == 0.0
+    assert s.history[-1]["live_head"] == s.scores["live_head"]  # the CV curve point
+    assert all(e.model_version_id is None for e in queue(file_db, seeded))
+
+
+def test_without_a_dev_set_or_adapter_the_head_is_served_on_cross_validation(
+    file_db: Db, tiny_model: object
+) -> None:
+    from tests.worker.tasks.seed import seed_project
+
+    with file_db.session() as session:
+        seeded = seed_project(session, base_model=str(tiny_model), dev_size=0)
+        session.commit()
+    label(file_db, seeded, seeded.pool_ids[:24])
+    assert refit(file_db, seeded).served == SERVED_LIVE_HEAD
+    s = state(file_db, seeded)
+    assert s.served_reason.startswith("no dev set: serving the live head")
+    assert "5-fold CV over 24 labels" in s.served_reason
+    assert set(s.scores) == {"live_head"}
+
+
+def test_without_a_dev_set_an_adapter_without_a_held_out_slice_is_not_compared(
+    file_db: Db, tiny_model: object
+) -> None:
+    from tests.worker.tasks.seed import seed_project
+
+    with file_db.session() as session:
+        seeded = seed_project(session, base_model=str(tiny_model), dev_size=0)
+        session.commit()
+    label(file_db, seeded, seeded.pool_ids[:24])
+    _adapter_version(file_db, seeded)  # no held_out.npz next to it
+    assert refit(file_db, seeded).served == SERVED_LIVE_HEAD
+    s = state(file_db, seeded)
+    assert "5-fold CV over 24 labels" in s.served_reason
+    assert "adapter v1 held no slice out" in s.served_reason
