@@ -36,6 +36,16 @@ class AnnotatorAgreementOut(BaseModel):
     flagged: bool
 
 
+class VersionAgreementOut(BaseModel):
+    version: int | None = Field(description="Guidelines version; null: before versions existed.")
+    method: str | None
+    kappa: float | None
+    alpha: float | None
+    items: int
+    raters: int
+    percent_agreement: float | None
+
+
 class AgreementOut(BaseModel):
     items: int = Field(description="Items labelled by two or more annotators (gold left out).")
     raters: int
@@ -52,6 +62,13 @@ class AgreementOut(BaseModel):
     per_class: list[ClassAgreementOut]
     pairs: list[PairAgreementOut]
     annotators: list[AnnotatorAgreementOut]
+    by_version: list[VersionAgreementOut] = Field(
+        description="Agreement per guidelines version, over items whose labels were all made "
+        "under that version."
+    )
+    mixed_version_items: int = Field(
+        description="Items labelled under more than one guidelines version (in no version row)."
+    )
 
 
 class OverlapSettingsIn(StrictInput):
@@ -100,6 +117,14 @@ def _out(report: agreement.AgreementReport) -> AgreementOut:
             )
             for a in detail.annotators
         ],
+        by_version=[
+            VersionAgreementOut(
+                version=v.version, method=v.method, kappa=v.kappa, alpha=v.alpha, items=v.items,
+                raters=v.raters, percent_agreement=v.percent_agreement,
+            )
+            for v in report.by_version
+        ],
+        mixed_version_items=report.mixed_version_items,
     )
 
 

@@ -213,6 +213,49 @@ class Disagreement:
 
 
 @dataclass(frozen=True)
+class VersionAgreement:
+    """Agreement over the items whose every counted label was made under one guidelines version."""
+
+    version: int | None
+    """None: labels made before versions were recorded."""
+    method: str | None
+    kappa: float | None
+    items: int
+    raters: int
+    percent_agreement: float | None
+    alpha: float | None
+
+
+def agreement_by_version(
+    votes: Mapping[int, Mapping[int, Hashable]],
+    versions: Mapping[tuple[int, int], int | None],
+) -> tuple[tuple[VersionAgreement, ...], int]:
+    """Split agreement by the guidelines version the labels were made under.
+
+    ``versions`` maps (item, annotator) to the version of that annotator's counted label. An item
+    whose labels span several versions belongs to none of them (it is counted as mixed, the
+    second value): a disagreement across a guidelines change says little about either version.
+    """
+    split: dict[int | None, dict[int, Mapping[int, Hashable]]] = {}
+    mixed = 0
+    for item, by in votes.items():
+        if len(by) < 2:
+            continue
+        seen = {versions.get((item, annotator)) for annotator in by}
+        if len(seen) > 1:
+            mixed += 1
+            continue
+        split.setdefault(seen.pop(), {})[item] = by
+    rows = []
+    for version in sorted(split, key=lambda v: (v is not None, v or 0)):
+        method, kappa, items, raters, percent = compute_agreement(split[version])
+        units = [list(by.values()) for by in split[version].values()]
+        rows.append(VersionAgreement(version, method, kappa, items, raters, percent,
+                                     krippendorff_alpha(units)))
+    return tuple(rows), mixed
+
+
+@dataclass(frozen=True)
 class AgreementReport:
     method: str | None
     """"cohen", "fleiss", or None when no item has two labels yet."""
@@ -231,6 +274,9 @@ class AgreementReport:
     overlap_k: int = 2
     min_kappa: float = 0.6
     min_items: int = 20
+    by_version: tuple[VersionAgreement, ...] = ()
+    """Agreement per guidelines version (issue 16); items labelled across versions are left out."""
+    mixed_version_items: int = 0
 
     @property
     def flagged(self) -> tuple[AnnotatorAgreement, ...]:
@@ -274,7 +320,8 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
     if project is None:
         raise LookupError(f"project {project_id} does not exist")
     rows = db.execute(
-        select(Annotation.item_id, Annotation.annotator_id, Annotation.label_id)
+        select(Annotation.item_id, Annotation.annotator_id, Annotation.label_id,
+               Annotation.guideline_version)
         .where(
             Annotation.project_id == project_id,
             Annotation.deleted.is_(False),
@@ -285,10 +332,13 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
         .order_by(Annotation.id)
     ).tuples()
     votes: dict[int, dict[int, int]] = {}
-    for item_id, annotator_id, label_id in rows:
+    versions: dict[tuple[int, int], int | None] = {}
+    for item_id, annotator_id, label_id, version in rows:
         assert annotator_id is not None
         votes.setdefault(item_id, {})[annotator_id] = label_id
+        versions[(item_id, annotator_id)] = version
     method, kappa, items, raters, percent = compute_agreement(votes)
+    by_version, mixed = agreement_by_version(votes, versions)
     disputed = sorted(
         (item for item, by in votes.items() if len(by) >= 2 and len(set(by.values())) > 1),
         reverse=True,
@@ -316,6 +366,8 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
         overlap_k=project.overlap_k,
         min_kappa=project.agreement_min_kappa,
         min_items=project.agreement_min_items,
+        by_version=by_version,
+        mixed_version_items=mixed,
     )
 
 

@@ -44,9 +44,11 @@ from app.db import fulltext
 from app.db.models import (
     SPLITS,
     Annotation,
+    GoldItem,
     Item,
     ItemEvent,
     Label,
+    LabelIssue,
     Lease,
     Membership,
     ModelVersion,
@@ -248,6 +250,21 @@ def _excluded(_ctx: FilterContext, wanted: bool) -> ColumnElement[bool]:
     return Item.excluded.is_(wanted)
 
 
+def _gold(ctx: FilterContext, wanted: bool) -> ColumnElement[bool]:
+    is_gold = exists().where(GoldItem.project_id == ctx.project.id, GoldItem.item_id == Item.id)
+    return is_gold if wanted else ~is_gold
+
+
+def _min_error_score(ctx: FilterContext, value: float) -> ColumnElement[bool]:
+    """Labelled items the likely-label-errors job scored at least ``value``
+    (:mod:`worker.tasks.label_errors`; ``p(suggested) - p(given)`` out of fold)."""
+    return Item.id.in_(
+        select(LabelIssue.item_id).where(
+            LabelIssue.project_id == ctx.project.id, LabelIssue.score >= value
+        )
+    )
+
+
 def _top_label() -> ColumnElement[str]:
     return QueueEntry.predicted[(0, "label")].as_string()
 
@@ -283,6 +300,9 @@ for _spec in (
     FilterSpec("labelled", "Labelled", _yes_no("labelled"), _labelled),
     FilterSpec("disagreement", "Disagreement", _yes_no("disagreement"), _disagreement),
     FilterSpec("excluded", "Excluded from training", _yes_no("excluded"), _excluded),
+    FilterSpec("gold", "Gold item", _yes_no("gold"), _gold),
+    FilterSpec("min_error_score", "Likely-error score at least", _probability("min_error_score"),
+               _min_error_score),
     FilterSpec("predicted", "Model prediction", _text("predicted", 200), _predicted),
     FilterSpec("min_confidence", "Confidence at least", _probability("min_confidence"),
                _min_confidence),

@@ -15,6 +15,7 @@ from app.db.models import ROLE_ANNOTATOR, Annotation, Item, Label, OverlapItem, 
 from app.domain import annotation as ann
 from app.domain import gold
 from app.domain.agreement import (
+    agreement_by_version,
     agreement_detail,
     agreement_report,
     cohen_kappa,
@@ -405,3 +406,27 @@ def test_a_noisy_annotator_is_flagged_by_gold_and_by_agreement(
     assert with_noisy < careful_pair - 0.15  # the third, careful annotator agrees less with noisy
     assert report.detail.alpha is not None and 0.5 < report.detail.alpha < 0.95
     assert len(report.detail.per_class) == 3
+
+
+def test_agreement_splits_by_guidelines_version_and_leaves_mixed_items_out() -> None:
+    votes = {
+        1: {10: "a", 11: "a"},  # version 1, agree
+        2: {10: "a", 11: "b"},  # version 1, disagree
+        3: {10: "b", 11: "b"},  # version 2, agree
+        4: {10: "a", 11: "a"},  # version 2, agree
+        5: {10: "a", 11: "b"},  # mixed: one label under each version
+        6: {10: "a"},  # one label: no agreement to measure
+    }
+    versions = {(1, 10): 1, (1, 11): 1, (2, 10): 1, (2, 11): 1, (3, 10): 2, (3, 11): 2,
+                (4, 10): 2, (4, 11): 2, (5, 10): 1, (5, 11): 2, (6, 10): 2}
+    rows, mixed = agreement_by_version(votes, versions)
+    assert mixed == 1
+    assert [(r.version, r.items, r.percent_agreement) for r in rows] == [(1, 2, 0.5), (2, 2, 1.0)]
+    # Version 1 by hand: observed 1/2; rater 10 says a, a and rater 11 a, b, so chance agreement
+    # is 1 * 1/2 + 0 * 1/2 = 1/2 and kappa = (1/2 - 1/2) / (1 - 1/2) = 0.
+    first, second = rows
+    assert first.method == "cohen"
+    assert first.kappa is not None and abs(first.kappa) < 1e-9
+    assert second.kappa is not None and second.percent_agreement == 1.0
+    unversioned, _ = agreement_by_version({1: {10: "a", 11: "a"}}, {})
+    assert [r.version for r in unversioned] == [None]  # labels from before versions existed

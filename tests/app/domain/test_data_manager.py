@@ -13,9 +13,11 @@ from app.db.models import (
     SPLIT_DEV,
     SPLIT_TEST,
     Annotation,
+    GoldItem,
     Item,
     ItemEvent,
     Label,
+    LabelIssue,
     Project,
     QueueEntry,
     User,
@@ -295,3 +297,22 @@ def test_annotators_lists_members_and_importers(db: Session, world: World) -> No
     _annotate(db, world.project, world.items[5], admin, "negative")
     emails = {a.email for a in dm.annotators(db, world.project)}
     assert {world.lead.email, world.ann1.email, world.ann2.email, admin.email} == emails
+
+
+def test_gold_and_likely_error_filters(db: Session, world: World) -> None:
+    i = world.items
+    positive = _label(db, world.project, "positive")
+    negative = _label(db, world.project, "negative")
+    db.add(GoldItem(project_id=world.project.id, item_id=i[4].id, label_id=positive.id))
+    for item, score in ((i[0], 0.9), (i[2], 0.35)):
+        db.add(LabelIssue(project_id=world.project.id, item_id=item.id,
+                          given_label_id=positive.id, suggested_label_id=negative.id,
+                          score=score))
+    db.flush()
+    assert world.ids(db, gold="yes") == [i[4].id]
+    assert i[4].id not in world.ids(db, gold="no") and i[0].id in world.ids(db, gold="no")
+    assert world.ids(db, min_error_score="0.3") == [i[0].id, i[2].id]
+    assert world.ids(db, min_error_score="0.5") == [i[0].id]
+    assert world.ids(db, min_error_score="0.5", label="positive") == [i[0].id]
+    with pytest.raises(InvalidInput):
+        dm.parse_filters({"min_error_score": "1.5"}, strict=True)

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, Annotation, Project
+from app.domain import annotation as ann
+from app.domain import guidelines
 from app.domain.annotation import overlap
 from app.domain.projects import get_labels
 from tests.factories import login_client, make_items, make_project, make_user
@@ -196,3 +198,29 @@ def test_an_annotator_cannot_read_others_labels_on_an_open_overlap_item(
     assert shared.id in {i for i, _ in seen(lead)}  # the lead sees everything
     _vote(db, project, second, shared, "finance")  # Second labelled it: done (2 of 2)
     assert shared.id in {i for i, _ in seen(second_client)}
+
+
+def test_agreement_is_split_by_the_guidelines_version_labels_were_made_under(
+    app: FastAPI, db: Session
+) -> None:
+    project, lead, _, _, (first, second, *items) = _world(app, db)
+    labels = {lbl.name: lbl for lbl in get_labels(db, project.id)}
+
+    def both(item: Any, a: str, b: str) -> None:
+        for user, name in ((first, a), (second, b)):
+            ann.record_label(db, project, user, item_id=item.id, label_id=labels[name].id)
+
+    both(items[0], "sports", "sports")
+    both(items[1], "sports", "finance")
+    assert guidelines.set_guidelines(db, project, "Finance wins ties.", by=None)
+    both(items[2], "finance", "finance")
+    both(items[3], "sports", "sports")
+    body = lead.get(f"/api/v1/projects/{project.id}/agreement").json()
+    rows = {row["version"]: row for row in body["by_version"]}
+    assert project.guidelines_version in rows and len(rows) == 2
+    before, after = sorted(rows)
+    assert (rows[before]["items"], rows[before]["percent_agreement"]) == (2, 0.5)
+    assert (rows[after]["items"], rows[after]["percent_agreement"]) == (2, 1.0)
+    assert body["mixed_version_items"] == 0
+    page = lead.get(f"/projects/{project.id}/dashboard").text
+    assert "agreement-versions" in page
