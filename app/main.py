@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from app.api.common import enforce_write_rate_limit
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
-from app.errors import install_error_handlers
+from app.error_handlers import install_error_handlers
 from app.maintenance import lifespan
 from app.security.csrf import verify_csrf
 from app.security.headers import SecuredFastAPI

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep
 from app.domain import model_versions, runs, tapt
-from app.errors import InvalidInput, is_htmx_request
+from app.error_handlers import is_htmx_request
+from app.errors import InvalidInput
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
 
