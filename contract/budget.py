@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_RESERVE_FRACTION = 0.15

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
 from app.domain.annotation import UI_SOURCE, labels_used
-from worker.ml.budget import BudgetPlan  # pure Python: one definition of reserve and phases
+from contract.budget import BudgetPlan  # pure Python: one definition of reserve and phases
 
 
 @dataclass(frozen=True)

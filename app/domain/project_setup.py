@@ -2,7 +2,7 @@
 and how labels look and which key picks them.
 
 Validated here so that the dashboard form, the API and the CLI agree. The adapter settings are
-checked by the worker's own :class:`~worker.ml.adapters.config.AdapterConfig` (pure Python, no
+checked by the worker's own :class:`~contract.adapter_config.AdapterConfig` (pure Python, no
 torch), so a setting the worker would refuse is refused when the lead saves it, not minutes into a
 training run.
 """
@@ -21,25 +21,13 @@ from app.domain.annotation import RESERVED_KEYS
 from app.domain.base_models import check_base_model
 from app.domain.projects import get_labels
 from app.errors import InvalidInput
-from worker.ml.adapters.config import KINDS as ADAPTER_KINDS
-from worker.ml.adapters.config import AdapterConfig
-from worker.ml.errors import MLError
+from contract.adapter_config import KINDS as ADAPTER_KINDS
+from contract.adapter_config import AdapterConfig
+from contract.errors import MLError
+from contract.strategies import PROJECT_STRATEGIES, PROJECT_STRATEGY_CHOICES
 
-STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
-    ("cluster_uncertain", "Hybrid: k-means clusters, smallest-margin item per cluster (default)"),
-    ("entropy", "Highest predictive entropy"),
-    ("margin", "Smallest margin between the top two classes"),
-    ("least_confidence", "Least confidence"),
-    ("badge", "BADGE: diverse gradient embeddings (uncertain and diverse)"),
-    ("coreset", "Core-set: cover the embedding space (greedy k-center)"),
-    ("ensemble_disagreement", "Disagreement between two adapter variants"),
-    ("minority_focus", "Minority focus: classes with the worst dev F1"),
-    ("random", "Random sampling (baseline)"),
-)
-"""The worker's strategies (``worker.ml.acquisition.registry.STRATEGIES`` minus the cold-start
-pick, which the worker applies by itself). Duplicated because importing the registry pulls in
-NumPy; ``tests/app/domain/test_project_setup.py`` keeps both lists equal."""
-STRATEGIES = tuple(name for name, _ in STRATEGY_CHOICES)
+STRATEGY_CHOICES = PROJECT_STRATEGY_CHOICES
+STRATEGIES = PROJECT_STRATEGIES
 ADAPTER_SIZE_FIELD = {"lora": "r", "bottleneck": "bottleneck_size", "prompt": "num_virtual_tokens"}
 """Which AdapterConfig field the one "size" box sets, per adapter kind (IA3 and full have none)."""
 ADAPTER_DESCRIPTIONS = {

@@ -35,7 +35,8 @@ from app.db.models import (
     User,
 )
 from app.errors import Conflict, NotFound, ProjectNotFound
-from app.jobs import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT, Job, enqueue_after_commit
+from app.jobs import Job, enqueue_after_commit
+from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT
 
 KIND_TASKS: Mapping[str, str] = {
     RUN_RETRAIN: TASK_RETRAIN,

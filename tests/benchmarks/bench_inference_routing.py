@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.adapter_config import AdapterConfig
 from tests.worker.ml.tiny import make_corpus, make_tiny_bert
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.artifacts import load_artifact, write_artifact
 from worker.ml.models import offline_default_path
 from worker.ml.training import TrainConfig, train_classifier

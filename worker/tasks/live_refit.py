@@ -47,6 +47,7 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
+from contract.strategies import resolve_strategy
 from worker.tasks.project_data import (
     LabelledSet,
     ProjectSnapshot,
@@ -276,7 +277,7 @@ class _Choice:
 
 
 def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int:
-    from worker.ml.budget import Phase, plan_next_batch
+    from contract.budget import Phase, plan_next_batch
 
     if snapshot.stopped:
         return 0
@@ -293,7 +294,7 @@ def _zero_shot(
     queueable: list[int], labelled: LabelledSet,
 ) -> _Choice:
     from worker.ml.live_head import zero_shot_scores
-    from worker.tasks.queue_build import nearest_labelled, top_predictions
+    from worker.ml.queue_view import nearest_labelled, top_predictions
 
     n = _queue_size(snapshot, len(labelled), len(queueable))
     empty = _Choice(SERVED_ZERO_SHOT, "", [], [], [], [], [], ZERO_SHOT_STRATEGY)
@@ -403,10 +404,10 @@ def _select(
     labelled: LabelledSet, labelled_emb: np.ndarray, served: str, reason: str,
 ) -> _Choice:
     from worker.ml.acquisition import PoolView, get_strategy
-    from worker.tasks.queue_build import STRATEGY_ALIASES, nearest_labelled, top_predictions
+    from worker.ml.queue_view import nearest_labelled, top_predictions
 
     n = _queue_size(snapshot, len(labelled), len(queueable))
-    name = STRATEGY_ALIASES.get(snapshot.strategy, snapshot.strategy)
+    name = resolve_strategy(snapshot.strategy)
     strategy = get_strategy(name)
     if not strategy.requires <= _LIVE_VIEWS:
         name = FALLBACK_STRATEGY

@@ -156,7 +156,7 @@ def _lpft(
     from sqlalchemy import select
 
     from app.db.models import LiveHeadState
-    from worker.ml.errors import MLError
+    from contract.errors import MLError
     from worker.ml.live_head import LiveHead
     from worker.ml.models import model_fingerprint
 
@@ -198,7 +198,7 @@ class Trained:
 
 
 def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
-    from worker.ml.adapters.config import AdapterConfig
+    from contract.adapter_config import AdapterConfig
     from worker.ml.training import TrainConfig, train_classifier
 
     snapshot = inputs.snapshot
@@ -253,8 +253,8 @@ def warm_start_source(
     """
     if not enabled or snapshot.current_artifact is None:
         return None
+    from contract.errors import MLError
     from worker.ml.artifacts import read_meta
-    from worker.ml.errors import MLError
     from worker.ml.models import resolve_model_path
 
     try:

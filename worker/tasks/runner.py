@@ -111,7 +111,7 @@ def execute_run(
 
 def _run_body(context: RunContext, body: Body) -> str:
     claim, sessions = context.claim, context.sessions
-    from worker.ml.errors import Cancelled  # the ML core's error; imported lazily (torch-free)
+    from contract.errors import Cancelled  # the ML core's error; imported lazily (torch-free)
 
     try:
         outcome = body(context)

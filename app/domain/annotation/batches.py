@@ -21,7 +21,7 @@ from app.domain.annotation.common import batch_id_for, labels_used, live
 from app.domain.annotation.views import UI_SOURCE, BatchProgress, QueueStatus
 from app.domain.runs import lock_project, request_retrain
 from app.errors import Conflict
-from worker.ml.budget import BudgetPlan  # pure Python: the web shares the worker's budget plan
+from contract.budget import BudgetPlan  # pure Python: the web shares the worker's budget plan
 
 # Built once with bind parameters: the progress bar is re-read after every label (see .leases).
 _IN_BATCH = (

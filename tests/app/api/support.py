@@ -137,8 +137,8 @@ def trained_version(
     make_current: bool = True,
 ) -> ModelVersion:
     """Train a real adapter on the tiny BERT for the project's labels and register it."""
+    from contract.adapter_config import AdapterConfig
     from tests.worker.ml.tiny import make_corpus
-    from worker.ml.adapters.config import AdapterConfig
     from worker.ml.artifacts import write_artifact
     from worker.ml.training import TrainConfig, train_classifier
     from worker.tasks.artifact_store import tree_sha256

@@ -39,7 +39,8 @@ from app.domain.runs import (
     run_progress,
 )
 from app.errors import ProjectNotFound
-from app.jobs import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT, Job, recording_jobs
+from app.jobs import Job, recording_jobs
+from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT
 from tests.app.domain.runs_support import Db, file_db, make_project
 
 __all__ = ["file_db"]

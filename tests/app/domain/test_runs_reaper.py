@@ -22,7 +22,8 @@ from app.db.models import (
 from app.domain.run_lifecycle import Claim, LostOwnership, beat, claim_run, succeed_run
 from app.domain.run_reaper import reap_stale_runs
 from app.domain.runs import cancel_run, request_retrain
-from app.jobs import TASK_RETRAIN, Job, recording_jobs
+from app.jobs import Job, recording_jobs
+from contract.tasks import TASK_RETRAIN
 from tests.app.domain.runs_support import make_project
 
 

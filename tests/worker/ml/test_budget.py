@@ -1,7 +1,7 @@
 import pytest
 
-from worker.ml.budget import BatchPlan, BudgetPlan, Phase, plan_next_batch
-from worker.ml.errors import ConfigError
+from contract.budget import BatchPlan, BudgetPlan, Phase, plan_next_batch
+from contract.errors import ConfigError
 
 
 def test_defaults_hold_back_fifteen_percent_for_polish() -> None:

@@ -25,7 +25,8 @@ from app.db.models import (
 )
 from app.domain.model_versions import ARTIFACT_MARKER, list_versions, resolve_artifact
 from app.domain.runs import cancel_run, list_runs
-from app.jobs import TASK_RECOMPUTE_QUEUE, Job
+from app.jobs import Job
+from contract.tasks import TASK_RECOMPUTE_QUEUE
 from tests.app.domain.runs_support import Db
 from tests.worker.ml.tiny import LABEL_NAMES
 from tests.worker.tasks.seed import Seeded, seed_project, submit_batch

@@ -19,8 +19,8 @@ from app.db.models import (
 from app.domain.run_reaper import reap_stale_runs
 from app.domain.runs import cancel_run, request_retrain
 from app.jobs import Job
+from contract.errors import Cancelled
 from tests.app.domain.runs_support import Db, make_project
-from worker.ml.errors import Cancelled
 from worker.tasks.runner import Outcome, RunContext, execute_run
 
 

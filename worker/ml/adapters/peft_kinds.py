@@ -20,9 +20,9 @@ from peft import (
 from torch import nn
 from transformers import PreTrainedModel
 
-from worker.ml.adapters.config import AdapterConfig
+from contract.adapter_config import AdapterConfig
+from contract.errors import NotSupported
 from worker.ml.architecture import encoder_layers, head_module_names, layer_layout, linear_names
-from worker.ml.errors import NotSupported
 
 KEY_NAMES = ("key", "k_lin", "key_proj")
 VALUE_NAMES = ("value", "v_lin", "value_proj")
