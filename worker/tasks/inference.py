@@ -37,7 +37,7 @@ def shared_router() -> Any:
     global _router
     with _router_lock:
         if _router is None:
-            from worker.tasks.adapter_router import AdapterRouter
+            from worker.ml.adapter_router import AdapterRouter
 
             _router = AdapterRouter()
         return _router

@@ -160,8 +160,8 @@ def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
 def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str) -> Selection:
     from worker.ml.acquisition import build_pool_view, get_strategy
     from worker.ml.artifacts import load_artifact
+    from worker.ml.scoring import ChunkedScorer
     from worker.ml.stopping import topk_agreement
-    from worker.tasks.scoring import ChunkedScorer
 
     snapshot = inputs.snapshot
     assert snapshot.current_artifact is not None

@@ -176,7 +176,7 @@ class InProcessInference:
     """Runs the real ``inference.predict`` body in this process (no broker, no worker)."""
 
     def __init__(self, settings: Settings) -> None:
-        from worker.tasks.adapter_router import AdapterRouter
+        from worker.ml.adapter_router import AdapterRouter
 
         self.settings = settings
         self.router = AdapterRouter(device="cpu")

@@ -1,6 +1,6 @@
 """The inference worker's adapter router: every adapter kind, LRU eviction, exact swapping.
 
-(It lives in ``worker/tasks/adapter_router.py``; it is tested here, next to ``/predict``, because
+(It lives in ``worker/ml/adapter_router.py``; it is tested here, next to ``/predict``, because
 its answers are what that endpoint returns.)
 """
 
@@ -13,9 +13,9 @@ import pytest
 
 from contract.adapter_config import AdapterConfig
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus
+from worker.ml.adapter_router import AdapterRouter, RouterLimits, is_shareable
 from worker.ml.artifacts import load_artifact, write_artifact
 from worker.ml.training import TrainConfig, train_classifier
-from worker.tasks.adapter_router import AdapterRouter, RouterLimits, is_shareable
 
 TEXTS = ["goal team win", "bank loan price", "gene orbit lab", "the new report today"]
 
