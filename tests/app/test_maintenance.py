@@ -26,7 +26,7 @@ from app.db.models import (
     TrainingRun,
 )
 from app.db.session import make_engine
-from app.domain.run_reaper import reaper_interval
+from app.domain.runs.reaper import reaper_interval
 from app.jobs import recording_jobs
 from app.main import create_app
 from contract.tasks import TASK_RETRAIN

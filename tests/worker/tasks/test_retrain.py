@@ -151,7 +151,7 @@ def test_cancel_mid_training_keeps_the_previous_version(
     worker.start()
     wait_for(lambda: (tmp_path / "training.reached").exists(), "training to pause")
     with file_db.session() as session:
-        cancel_run(session, run.id)
+        cancel_run(session, seeded.project_id, run.id)
         session.commit()
     cancelled_at = utcnow()
     wait_for(lambda: _heartbeat_after(file_db, run.id, cancelled_at), "a heartbeat after cancel")
