@@ -22,9 +22,9 @@ from app.db.models import Project, RoundMetric, TrainingRun
 from app.domain.model_versions import (
     find_by_data_version,
     next_version_number,
-    promote,
     register_version,
     relative_artifact_path,
+    switch_current,
 )
 from app.domain.runs import request_queue_recompute
 from worker.tasks.artifact_store import (
@@ -329,7 +329,9 @@ class _Publisher:
             labels_used=len(self.inputs.train),
             metrics=self.trained.run_metrics(len(self.inputs.train)),
         )
-        promote(session, project_id, version.id, settings=self.ctx.settings)
+        switch_current(session, project_id, version.id, settings=self.ctx.settings)
+        # The hand-off to the queue: annotators get items picked by the new version.
+        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
         project = session.get(Project, project_id)
         assert project is not None
         metric = self._round_metric(version.id, run.id)

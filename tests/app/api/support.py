@@ -25,9 +25,9 @@ from app.config import Settings
 from app.db.models import ROLE_ADMIN, ROLE_LEAD, ModelVersion, Project, User
 from app.domain.model_versions import (
     next_version_number,
-    promote,
     register_version,
     relative_artifact_path,
+    switch_current,
 )
 from app.domain.projects import get_labels
 from tests.factories import make_project, make_token, make_user
@@ -121,7 +121,7 @@ def fake_version(
         adapter_kind="lora",
     )
     if make_current:
-        promote(db, project.id, row.id, settings=settings, recompute_queue=False)
+        switch_current(db, project.id, row.id, settings=settings)
     db.commit()
     return row
 
@@ -167,7 +167,7 @@ def trained_version(
         adapter_kind=kind,
     )
     if make_current:
-        promote(db, project.id, row.id, settings=settings, recompute_queue=False)
+        switch_current(db, project.id, row.id, settings=settings)
     db.commit()
     return row
 
