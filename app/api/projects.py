@@ -10,6 +10,17 @@ from app.api.common import write_api_router
 from app.db.models import Project
 from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
 from app.domain import projects as project_service
+from app.domain.policy import BudgetSettings
+from contract.budget import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LABEL_BUDGET,
+    DEFAULT_RESERVE_FRACTION,
+    DEFAULT_STOP_THRESHOLD,
+    MAX_BATCH_SIZE,
+    MAX_LABEL_BUDGET,
+    MAX_RESERVE_FRACTION,
+    MAX_STOP_THRESHOLD,
+)
 
 router = write_api_router(tags=["projects"])
 
@@ -35,7 +46,9 @@ class ProjectOut(BaseModel):
     strategy: str
     label_budget: int
     batch_size: int
+    reserve_fraction: float
     stop_threshold: float
+    auto_stop: bool
     annotations_per_item: int
     data_version: int
     current_model_version_id: int | None
@@ -60,9 +73,14 @@ class ProjectCreate(BaseModel):
     labels: list[str] = Field(min_length=2, max_length=200)
     description: str = ""
     guidelines: str = ""
-    label_budget: int = Field(default=1000, ge=1, le=10_000_000)
-    batch_size: int = Field(default=100, ge=1, le=10_000)
-    stop_threshold: float = Field(default=0.2, ge=0, le=100)
+    label_budget: int = Field(default=DEFAULT_LABEL_BUDGET, ge=1, le=MAX_LABEL_BUDGET)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    reserve_fraction: float = Field(
+        default=DEFAULT_RESERVE_FRACTION, ge=0, le=MAX_RESERVE_FRACTION,
+        description="Share of the budget held back for the polish phase (0.10-0.20 suggested).",
+    )
+    stop_threshold: float = Field(default=DEFAULT_STOP_THRESHOLD, ge=0, le=MAX_STOP_THRESHOLD)
+    auto_stop: bool = Field(default=False, description="Stop labelling when the stop rule fires.")
     annotations_per_item: int = Field(default=1, ge=1, le=10)
 
 
@@ -98,9 +116,13 @@ def create_project(body: ProjectCreate, db: SessionDep, caller: LeadUser) -> Pro
         labels=tuple(body.labels),
         description=body.description,
         guidelines=body.guidelines,
-        label_budget=body.label_budget,
-        batch_size=body.batch_size,
-        stop_threshold=body.stop_threshold,
+        budget=BudgetSettings(
+            label_budget=body.label_budget,
+            batch_size=body.batch_size,
+            reserve_fraction=body.reserve_fraction,
+            stop_threshold=body.stop_threshold,
+            auto_stop=body.auto_stop,
+        ),
         annotations_per_item=body.annotations_per_item,
     )
     project = project_service.create_project(db, creator=caller.user, settings=settings)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
 from app.domain.annotation import UI_SOURCE, labels_used
-from contract.budget import BudgetPlan  # pure Python: one definition of reserve and phases
+from app.domain.policy import budget_plan
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,7 @@ class BudgetSummary:
 
 
 def budget_summary(db: Session, project: Project) -> BudgetSummary:
-    plan = BudgetPlan(
-        budget=max(1, project.label_budget),
-        batch_size=max(1, project.batch_size),
-        reserve_fraction=min(max(project.reserve_fraction, 0.0), 0.5),
-    )
+    plan = budget_plan(project)
     used = labels_used(db, project.id)
     nxt = plan.next_batch(used)
     return BudgetSummary(

@@ -25,6 +25,7 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.common import project_labels
+from app.domain.policy import BudgetSettings
 from app.errors import Conflict, InvalidInput, NotFound
 
 MIN_LABELS = 2
@@ -53,9 +54,8 @@ class ProjectSettings:
     labels: tuple[str, ...]
     description: str = ""
     guidelines: str = ""
-    label_budget: int = 1000
-    batch_size: int = 100
-    stop_threshold: float = 0.2
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
+    """Budget and stop settings, validated by their own object (the same one everywhere)."""
     annotations_per_item: int = 1
 
     def __post_init__(self) -> None:
@@ -80,15 +80,6 @@ class ProjectSettings:
                 raise InvalidInput(f"Label {label!r} appears twice.", details={"field": "labels"})
             seen.add(label.casefold())
         object.__setattr__(self, "labels", labels)
-        if not 1 <= self.label_budget <= 10_000_000:
-            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
-                               details={"field": "label_budget"})
-        if not 1 <= self.batch_size <= 10_000:
-            raise InvalidInput("The batch size must be between 1 and 10000.",
-                               details={"field": "batch_size"})
-        if not 0.0 <= self.stop_threshold <= 100.0:
-            raise InvalidInput("The stop threshold is a gain in percentage points, 0 to 100.",
-                               details={"field": "stop_threshold"})
         if not 1 <= self.annotations_per_item <= 10:
             raise InvalidInput("Annotations per item must be between 1 and 10.",
                                details={"field": "annotations_per_item"})
@@ -109,12 +100,10 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
         name=settings.name,
         description=settings.description,
         guidelines=settings.guidelines,
-        label_budget=settings.label_budget,
-        batch_size=settings.batch_size,
-        stop_threshold=settings.stop_threshold,
         annotations_per_item=settings.annotations_per_item,
         created_by_id=creator.id,
     )
+    settings.budget.apply(project)
     db.add(project)
     db.flush()
     for position, name in enumerate(settings.labels):
@@ -130,9 +119,7 @@ def update_project(db: Session, project: Project, settings: ProjectSettings) -> 
     project.name = settings.name
     project.description = settings.description
     project.guidelines = settings.guidelines
-    project.label_budget = settings.label_budget
-    project.batch_size = settings.batch_size
-    project.stop_threshold = settings.stop_threshold
+    settings.budget.apply(project)
     project.annotations_per_item = settings.annotations_per_item
     db.flush()
     return project

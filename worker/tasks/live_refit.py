@@ -47,6 +47,8 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
+from app.domain.policy import budget_plan
+from contract.budget import Phase
 from contract.strategies import resolve_strategy
 from worker.tasks.project_data import (
     LabelledSet,
@@ -277,16 +279,12 @@ class _Choice:
 
 
 def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int:
-    from contract.budget import Phase, plan_next_batch
-
     if snapshot.stopped:
         return 0
-    size, phase = plan_next_batch(
-        labelled, snapshot.label_budget, snapshot.batch_size, snapshot.reserve_fraction
-    )
-    if phase is Phase.DONE:
+    plan = budget_plan(snapshot).next_batch(labelled)
+    if plan.phase is Phase.DONE:
         return 0
-    return min(available, size * QUEUE_OVERFILL)
+    return min(available, plan.size * QUEUE_OVERFILL)
 
 
 def _zero_shot(

@@ -29,6 +29,8 @@ from app.db.models import (
     RoundMetric,
     TrainingRun,
 )
+from app.domain.policy import budget_plan
+from contract.budget import Phase
 from contract.strategies import resolve_strategy
 from worker.ml.queue_view import nearest_labelled, top_predictions
 from worker.tasks.project_data import (
@@ -142,14 +144,11 @@ def _load_inputs(session: Session, ctx: RunContext) -> QueueInputs:
 
 
 def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
-    from contract.budget import Phase, plan_next_batch
-
     snapshot = inputs.snapshot
     if snapshot.stopped:
         return 0, Phase.DONE.value, "the project is stopped; the queue is empty"
-    size, phase = plan_next_batch(
-        len(inputs.labelled), snapshot.label_budget, snapshot.batch_size, snapshot.reserve_fraction
-    )
+    plan = budget_plan(snapshot).next_batch(len(inputs.labelled))
+    size, phase = plan.size, plan.phase
     if phase is Phase.DONE:
         return 0, phase.value, f"the label budget of {snapshot.label_budget} is spent"
     if not inputs.item_ids:

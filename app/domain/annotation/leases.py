@@ -60,6 +60,7 @@ from app.domain.annotation.views import (
     WhyThisItem,
     snippet,
 )
+from app.domain.policy import budget_plan
 from app.errors import NotFound
 
 CANDIDATES_PER_TRY = 16
@@ -293,7 +294,7 @@ def _try_lease(
 def _stop_reason(db: Session, project: Project) -> NoItem | None:
     if project.stopped:
         return NoItem("stopped", "The project lead has stopped labelling for this project.")
-    if labels_used(db, project.id) >= project.label_budget:
+    if budget_plan(project).spent(labels_used(db, project.id)):
         return NoItem(
             "budget_spent",
             f"The label budget of {project.label_budget} is spent. Ask the project lead to "

@@ -1,0 +1,93 @@
+"""The project's budget rules in one place: the settings object and the plan derived from it.
+
+:class:`BudgetSettings` is the one object through which budget and stop settings are written: the
+settings page, the new-project form and the API all build one, so the bounds (from
+:mod:`contract.budget`, shared with the worker) and their messages are the same everywhere.
+:func:`budget_plan` is the one reading of a project's stored settings: the batch the annotators
+work towards, the dashboard's budget panel, the "budget spent" stop and the worker's queue size
+all come from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.db.models import Project
+from app.errors import InvalidInput
+from contract.budget import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LABEL_BUDGET,
+    DEFAULT_RESERVE_FRACTION,
+    DEFAULT_STOP_THRESHOLD,
+    MAX_BATCH_SIZE,
+    MAX_LABEL_BUDGET,
+    MAX_RESERVE_FRACTION,
+    MAX_STOP_THRESHOLD,
+    BudgetPlan,
+)
+
+
+class BudgetFields(Protocol):
+    """What a project row (or the worker's snapshot of one) stores about its budget."""
+
+    @property
+    def label_budget(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def reserve_fraction(self) -> float: ...
+
+
+def budget_plan(project: BudgetFields) -> BudgetPlan:
+    """The budget plan of a project's stored settings (clamped into range, never refused)."""
+    return BudgetPlan.for_project(project.label_budget, project.batch_size,
+                                  project.reserve_fraction)
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The lead's dials: how many labels, in what batches, how much held back, when to stop."""
+
+    label_budget: int = DEFAULT_LABEL_BUDGET
+    batch_size: int = DEFAULT_BATCH_SIZE
+    reserve_fraction: float = DEFAULT_RESERVE_FRACTION
+    stop_threshold: float = DEFAULT_STOP_THRESHOLD
+    auto_stop: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.label_budget <= MAX_LABEL_BUDGET:
+            raise InvalidInput(f"The label budget must be between 1 and {MAX_LABEL_BUDGET:,} "
+                               "labels.", details={"field": "label_budget"})
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise InvalidInput(f"The batch size must be between 1 and {MAX_BATCH_SIZE:,} (the "
+                               "playbook suggests 50-200).", details={"field": "batch_size"})
+        if not 0.0 <= self.reserve_fraction <= MAX_RESERVE_FRACTION:
+            raise InvalidInput("The polish reserve is a share of the budget between 0 and "
+                               f"{MAX_RESERVE_FRACTION} (the playbook suggests 0.10-0.20).",
+                               details={"field": "reserve_fraction"})
+        if not 0.0 <= self.stop_threshold <= MAX_STOP_THRESHOLD:
+            raise InvalidInput("The stop threshold is a dev gain in percentage points per 100 "
+                               f"labels, between 0 and {MAX_STOP_THRESHOLD:g} (e.g. 0.2).",
+                               details={"field": "stop_threshold"})
+
+    @classmethod
+    def of(cls, project: Project) -> BudgetSettings:
+        """The settings a project has now (to change some of them with ``dataclasses.replace``)."""
+        return cls(
+            label_budget=project.label_budget,
+            batch_size=project.batch_size,
+            reserve_fraction=project.reserve_fraction,
+            stop_threshold=project.stop_threshold,
+            auto_stop=project.auto_stop,
+        )
+
+    def apply(self, project: Project) -> None:
+        """Write these settings onto the project row (the caller flushes)."""
+        project.label_budget = self.label_budget
+        project.batch_size = self.batch_size
+        project.reserve_fraction = self.reserve_fraction
+        project.stop_threshold = self.stop_threshold
+        project.auto_stop = self.auto_stop
