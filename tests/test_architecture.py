@@ -180,16 +180,51 @@ def test_the_web_reaches_the_worker_only_through_the_celery_app() -> None:
     assert crossings == set()
 
 
-def test_the_ml_core_imports_no_app_database_or_celery() -> None:
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    # layer -> what it must not import (docs/architecture.md, "Layers")
+    "app.db": ("app.domain", "app.web", "app.api", "worker", "numpy", "torch"),
+    "app.errors": ("app", "worker", "fastapi", "starlette"),
+    "app.domain": ("app.web", "app.api", "worker", "numpy", "torch"),
+    "worker.celery_app": ("worker.tasks", "worker.ml"),
+    "worker.ml": ("app", "celery", "sqlalchemy", "worker.tasks", "worker.simulate"),
+    "worker.simulate": ("app.db", "app.domain", "sqlalchemy", "worker.tasks"),
+}
+
+
+def _is_under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_each_layer_keeps_out_of_what_it_must_not_import() -> None:
     crossings = {
         (module, name)
+        for layer, forbidden in FORBIDDEN.items()
         for module, names in _raw_imports().items()
-        if module.startswith("worker.ml")
+        if _is_under(module, layer)
         for name in names
-        if name.partition(".")[0] in {"app", "celery", "sqlalchemy"}
-        or name.startswith("worker.tasks")
+        if any(_is_under(name, prefix) for prefix in forbidden)
     }
     assert crossings == set()
+
+
+def test_the_architecture_page_names_only_modules_that_exist() -> None:
+    """Every dotted name of ours in docs/architecture.md is a module or a name in one."""
+    import importlib
+    import re
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    names = set(re.findall(r"`((?:app|worker|contract)\.[A-Za-z_.]+)`", text))
+    assert len(names) > 20
+    missing = []
+    for name in sorted(names):
+        module = _own(name)
+        if module is None:
+            missing.append(name)
+            continue
+        rest = name[len(module) + 1:] if name != module else ""
+        if rest and "." not in rest and not hasattr(importlib.import_module(module), rest):
+            missing.append(name)
+    assert missing == []
 
 
 def test_importing_the_web_app_loads_no_worker_module_numpy_or_torch(tmp_path: Path) -> None:
