@@ -7,7 +7,7 @@ Only the fields sent change; the rest keep their values. The same validation as 
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from pydantic import Field
 
@@ -17,16 +17,10 @@ from app.api.projects import _detail as project_detail  # the one detail view (s
 from app.deps import ProjectLead, SessionDep
 from app.domain import projects as project_service
 from app.domain.live_head import set_label_descriptions
-from app.domain.policy import BudgetSettings
-from contract.budget import (
-    MAX_BATCH_SIZE,
-    MAX_LABEL_BUDGET,
-    MAX_RESERVE_FRACTION,
-    MAX_STOP_THRESHOLD,
-)
+from app.domain.policy import BUDGET_FIELDS, BudgetSettings
+from contract import budget as limits
 
 router = write_api_router(tags=["projects"])
-BUDGET_FIELDS = tuple(f.name for f in fields(BudgetSettings))
 
 
 class ProjectUpdate(StrictInput):
@@ -37,13 +31,13 @@ class ProjectUpdate(StrictInput):
     )
     description: str | None = Field(default=None, max_length=20_000)
     guidelines: str | None = Field(default=None, max_length=100_000)
-    label_budget: int | None = Field(default=None, ge=1, le=MAX_LABEL_BUDGET)
-    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    label_budget: int | None = Field(default=None, ge=1, le=limits.MAX_LABEL_BUDGET)
+    batch_size: int | None = Field(default=None, ge=1, le=limits.MAX_BATCH_SIZE)
     reserve_fraction: float | None = Field(
-        default=None, ge=0, le=MAX_RESERVE_FRACTION,
+        default=None, ge=0, le=limits.MAX_RESERVE_FRACTION,
         description="Share of the budget held back for the polish phase (0.10-0.20 suggested).",
     )
-    stop_threshold: float | None = Field(default=None, ge=0, le=MAX_STOP_THRESHOLD)
+    stop_threshold: float | None = Field(default=None, ge=0, le=limits.MAX_STOP_THRESHOLD)
     auto_stop: bool | None = Field(default=None, description="Stop labelling when the stop "
                                    "rule fires.")
     annotations_per_item: int | None = Field(default=None, ge=1, le=10)

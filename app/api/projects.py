@@ -10,17 +10,8 @@ from app.api.common import write_api_router
 from app.db.models import Project
 from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
 from app.domain import projects as project_service
-from app.domain.policy import BudgetSettings
-from contract.budget import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_LABEL_BUDGET,
-    DEFAULT_RESERVE_FRACTION,
-    DEFAULT_STOP_THRESHOLD,
-    MAX_BATCH_SIZE,
-    MAX_LABEL_BUDGET,
-    MAX_RESERVE_FRACTION,
-    MAX_STOP_THRESHOLD,
-)
+from app.domain.policy import BUDGET_FIELDS, BudgetSettings
+from contract import budget as limits
 
 router = write_api_router(tags=["projects"])
 
@@ -73,13 +64,15 @@ class ProjectCreate(BaseModel):
     labels: list[str] = Field(min_length=2, max_length=200)
     description: str = ""
     guidelines: str = ""
-    label_budget: int = Field(default=DEFAULT_LABEL_BUDGET, ge=1, le=MAX_LABEL_BUDGET)
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    label_budget: int = Field(default=limits.DEFAULT_LABEL_BUDGET, ge=1, le=limits.MAX_LABEL_BUDGET)
+    batch_size: int = Field(default=limits.DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
     reserve_fraction: float = Field(
-        default=DEFAULT_RESERVE_FRACTION, ge=0, le=MAX_RESERVE_FRACTION,
+        default=limits.DEFAULT_RESERVE_FRACTION, ge=0, le=limits.MAX_RESERVE_FRACTION,
         description="Share of the budget held back for the polish phase (0.10-0.20 suggested).",
     )
-    stop_threshold: float = Field(default=DEFAULT_STOP_THRESHOLD, ge=0, le=MAX_STOP_THRESHOLD)
+    stop_threshold: float = Field(
+        default=limits.DEFAULT_STOP_THRESHOLD, ge=0, le=limits.MAX_STOP_THRESHOLD
+    )
     auto_stop: bool = Field(default=False, description="Stop labelling when the stop rule fires.")
     annotations_per_item: int = Field(default=1, ge=1, le=10)
 
@@ -116,13 +109,7 @@ def create_project(body: ProjectCreate, db: SessionDep, caller: LeadUser) -> Pro
         labels=tuple(body.labels),
         description=body.description,
         guidelines=body.guidelines,
-        budget=BudgetSettings(
-            label_budget=body.label_budget,
-            batch_size=body.batch_size,
-            reserve_fraction=body.reserve_fraction,
-            stop_threshold=body.stop_threshold,
-            auto_stop=body.auto_stop,
-        ),
+        budget=BudgetSettings(**body.model_dump(include=set(BUDGET_FIELDS))),
         annotations_per_item=body.annotations_per_item,
     )
     project = project_service.create_project(db, creator=caller.user, settings=settings)

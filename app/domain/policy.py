@@ -10,7 +10,7 @@ all come from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 from app.db.models import Project
@@ -76,18 +76,13 @@ class BudgetSettings:
     @classmethod
     def of(cls, project: Project) -> BudgetSettings:
         """The settings a project has now (to change some of them with ``dataclasses.replace``)."""
-        return cls(
-            label_budget=project.label_budget,
-            batch_size=project.batch_size,
-            reserve_fraction=project.reserve_fraction,
-            stop_threshold=project.stop_threshold,
-            auto_stop=project.auto_stop,
-        )
+        return cls(**{name: getattr(project, name) for name in BUDGET_FIELDS})
 
     def apply(self, project: Project) -> None:
         """Write these settings onto the project row (the caller flushes)."""
-        project.label_budget = self.label_budget
-        project.batch_size = self.batch_size
-        project.reserve_fraction = self.reserve_fraction
-        project.stop_threshold = self.stop_threshold
-        project.auto_stop = self.auto_stop
+        for name in BUDGET_FIELDS:
+            setattr(project, name, getattr(self, name))
+
+
+BUDGET_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(BudgetSettings))
+"""The project columns :class:`BudgetSettings` owns."""
