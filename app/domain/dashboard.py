@@ -21,6 +21,7 @@ from app.db.base import utcnow
 from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
 from app.domain.annotation import UI_SOURCE, labels_used
 from app.domain.policy import budget_plan
+from app.domain.rounds import latest_round, round_history
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,7 @@ def gains_per_100(curve: list[CurvePoint]) -> list[Gain]:
 
 def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
     """One point per round (RoundMetric), in the order the rounds happened."""
-    rows = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project_id)
-        .order_by(RoundMetric.created_at, RoundMetric.id)
-    )
+    rows = round_history(db, project_id)
     return [
         CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at,
                    _dev_n(r))
@@ -161,12 +158,7 @@ class Evaluation:
 
 
 def latest_evaluation(db: Session, project: Project) -> Evaluation | None:
-    row = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project.id)
-        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
-        .limit(1)
-    ).first()
+    row = latest_round(db, project.id)
     if row is None:
         return None
     labels = list(
@@ -299,12 +291,7 @@ class StopAdvice:
 
 def stop_advice(db: Session, project: Project) -> StopAdvice | None:
     """The stop rules as evaluated after the newest round (the worker stores them there)."""
-    row = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project.id)
-        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
-        .limit(1)
-    ).first()
+    row = latest_round(db, project.id)
     if row is None:
         return None
     rules = tuple(
