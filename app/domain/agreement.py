@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Annotation, Item, Label, User
+from app.domain.policy import live
 
 MAX_DISAGREEMENTS = 25
 
@@ -120,8 +121,7 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
         select(Annotation.item_id, Annotation.annotator_id, Annotation.label_id)
         .where(
             Annotation.project_id == project_id,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
             Annotation.annotator_id.is_not(None),
         )
         .order_by(Annotation.id)

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
-from app.domain.annotation import UI_SOURCE, labels_used
-from app.domain.policy import budget_plan
+from app.domain.annotation import UI_SOURCE
+from app.domain.policy import budget_plan, labels_used, live
 from app.domain.rounds import latest_round, round_history
 
 
@@ -239,8 +239,7 @@ def label_distribution(db: Session, project_id: int) -> list[LabelCount]:
             .where(
                 Annotation.project_id == project_id,
                 Item.split == SPLIT_POOL,
-                Annotation.deleted.is_(False),
-                Annotation.superseded_by_id.is_(None),
+                live(),
             )
             .group_by(Annotation.label_id)
         ).tuples().all()
@@ -341,8 +340,7 @@ def throughput(db: Session, project_id: int, *, now: datetime | None = None
         .where(
             Annotation.project_id == project_id,
             Annotation.source == UI_SOURCE,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
             Annotation.annotator_id.is_not(None),
         )
     ).tuples()

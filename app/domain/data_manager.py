@@ -53,7 +53,8 @@ from app.db.models import (
     QueueEntry,
     User,
 )
-from app.domain.annotation.common import live, take_write_lock
+from app.domain.annotation.common import take_write_lock
+from app.domain.policy import live
 from app.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50

@@ -1,4 +1,7 @@
-"""The project's budget rules in one place: the settings object and the plan derived from it.
+"""The counting rules in one place: live annotations, labels used, the budget plan and settings.
+
+:func:`live` is the one definition of an annotation that counts (neither undone nor superseded);
+:func:`labels_used` is what the label budget counts (distinct labelled pool items, gold left out).
 
 :class:`BudgetSettings` is the one object through which budget and stop settings are written: the
 settings page, the new-project form and the API all build one, so the bounds (from
@@ -13,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from app.db.models import Project
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, Project
 from app.errors import InvalidInput
 from contract.budget import (
     DEFAULT_BATCH_SIZE,
@@ -26,6 +32,34 @@ from contract.budget import (
     MAX_STOP_THRESHOLD,
     BudgetPlan,
 )
+
+_LIVE = and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
+
+
+def live() -> ColumnElement[bool]:
+    """Neither undone nor superseded. Built once: SQL expressions are immutable and reusable."""
+    return _LIVE
+
+
+_LABELS_USED = (
+    select(func.count(func.distinct(Annotation.item_id)))
+    .join(Item, Item.id == Annotation.item_id)
+    .where(
+        Annotation.project_id == bindparam("a_project"),
+        Item.split == SPLIT_POOL,
+        live(),
+        ~exists().where(GoldItem.item_id == Item.id),  # gold answers are not labels
+    )
+)
+
+
+def labels_used(db: Session, project_id: int) -> int:
+    """Distinct labelled pool items, gold items left out: what the label budget counts.
+
+    The worker counts its labelled training set (``worker.tasks.project_data.labelled_set``),
+    which also leaves out items a lead excluded from training in the data manager.
+    """
+    return int(db.scalar(_LABELS_USED, {"a_project": project_id}) or 0)
 
 
 class BudgetFields(Protocol):

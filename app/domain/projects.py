@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -25,7 +25,7 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.common import project_labels
-from app.domain.policy import BudgetSettings
+from app.domain.policy import BudgetSettings, live
 from app.errors import Conflict, InvalidInput, NotFound
 
 MIN_LABELS = 2
@@ -186,15 +186,15 @@ def project_counts(db: Session, project_id: int) -> ProjectCounts:
         select(Item.split, func.count()).where(Item.project_id == project_id).group_by(Item.split)
     ):
         by_split[split] = count
-    live = (Annotation.project_id == project_id) & (Annotation.deleted.is_(False)) & (
-        Annotation.superseded_by_id.is_(None)
+    of_project = and_(Annotation.project_id == project_id, live())
+    labelled = (
+        db.scalar(select(func.count(func.distinct(Annotation.item_id))).where(of_project)) or 0
     )
-    labelled = db.scalar(select(func.count(func.distinct(Annotation.item_id))).where(live)) or 0
-    annotations = db.scalar(select(func.count()).select_from(Annotation).where(live)) or 0
+    annotations = db.scalar(select(func.count()).select_from(Annotation).where(of_project)) or 0
     per_label = {name: 0 for name in (label.name for label in get_labels(db, project_id))}
     for name, count in db.execute(
         select(Label.name, func.count()).join(Annotation, Annotation.label_id == Label.id)
-        .where(live).group_by(Label.name)
+        .where(of_project).group_by(Label.name)
     ):
         per_label[name] = count
     return ProjectCounts(

@@ -17,9 +17,9 @@ from app.db.models import (
     TrainingRun,
     User,
 )
-from app.domain.annotation.common import batch_id_for, labels_used, live
+from app.domain.annotation.common import batch_id_for
 from app.domain.annotation.views import UI_SOURCE, BatchProgress, QueueStatus
-from app.domain.policy import budget_plan
+from app.domain.policy import budget_plan, labels_used, live
 from app.domain.runs import lock_project, request_retrain
 from app.errors import Conflict
 

@@ -47,8 +47,6 @@ from app.db.models import (
 )
 from app.domain.annotation.common import (
     is_postgres,
-    labels_used,
-    live,
     project_item,
     take_write_lock,
 )
@@ -60,7 +58,7 @@ from app.domain.annotation.views import (
     WhyThisItem,
     snippet,
 )
-from app.domain.policy import budget_plan
+from app.domain.policy import budget_plan, labels_used, live
 from app.errors import NotFound
 
 CANDIDATES_PER_TRY = 16
