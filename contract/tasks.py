@@ -25,8 +25,19 @@ TASK_LABEL_ISSUES = "quality.label_issues"
 TASK_PREDICT = "inference.predict"
 TASK_PING = "system.ping"
 TASK_SWEEP_ARTIFACTS = "maintenance.sweep_artifacts"
-TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP, TASK_LIVE_REFIT,
-                        TASK_LABEL_ISSUES, TASK_PREDICT, TASK_PING, TASK_SWEEP_ARTIFACTS})
+TASK_NAMES = frozenset(
+    {
+        TASK_RETRAIN,
+        TASK_TAPT,
+        TASK_RECOMPUTE_QUEUE,
+        TASK_REAP,
+        TASK_LIVE_REFIT,
+        TASK_LABEL_ISSUES,
+        TASK_PREDICT,
+        TASK_PING,
+        TASK_SWEEP_ARTIFACTS,
+    }
+)
 """Every task the worker registers (``tests/test_architecture.py`` checks the worker's list)."""
 
 TASK_ROUTES = {

@@ -133,20 +133,26 @@ def _cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
-    graph = {"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}),
-             "d": frozenset({"a"})}
+    graph = {
+        "a": frozenset({"b"}),
+        "b": frozenset({"c"}),
+        "c": frozenset({"a"}),
+        "d": frozenset({"a"}),
+    }
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": frozenset({"b"}), "b": frozenset()}) == []
 
 
 def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones() -> None:
-    tree = ast.parse(textwrap.dedent("""
+    tree = ast.parse(
+        textwrap.dedent("""
         from typing import TYPE_CHECKING
         if TYPE_CHECKING:
             from app.db.models import Project
         def f():
             from app.errors import Conflict
-    """))
+    """)
+    )
     reached = set().union(*(_targets("app.main", node) for node in _imports(tree)))
     assert "app.errors.Conflict" in reached and "app.db.models" not in reached
 
@@ -158,8 +164,11 @@ def test_there_is_no_import_cycle_in_app_worker_or_contract() -> None:
 
 def test_the_contract_imports_only_the_standard_library() -> None:
     outside = {
-        module: sorted(name for name in names
-                       if name.partition(".")[0] not in {*sys.stdlib_module_names, "contract"})
+        module: sorted(
+            name
+            for name in names
+            if name.partition(".")[0] not in {*sys.stdlib_module_names, "contract"}
+        )
         for module, names in _raw_imports().items()
         if module.partition(".")[0] == "contract"
     }
@@ -220,7 +229,7 @@ def test_the_architecture_page_names_only_modules_that_exist() -> None:
         if module is None:
             missing.append(name)
             continue
-        rest = name[len(module) + 1:] if name != module else ""
+        rest = name[len(module) + 1 :] if name != module else ""
         if rest and "." not in rest and not hasattr(importlib.import_module(module), rest):
             missing.append(name)
     assert missing == []

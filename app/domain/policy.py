@@ -77,8 +77,9 @@ class BudgetFields(Protocol):
 
 def budget_plan(project: BudgetFields) -> BudgetPlan:
     """The budget plan of a project's stored settings (clamped into range, never refused)."""
-    return BudgetPlan.for_project(project.label_budget, project.batch_size,
-                                  project.reserve_fraction)
+    return BudgetPlan.for_project(
+        project.label_budget, project.batch_size, project.reserve_fraction
+    )
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,28 @@ class BudgetSettings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.label_budget <= MAX_LABEL_BUDGET:
-            raise InvalidInput(f"The label budget must be between 1 and {MAX_LABEL_BUDGET:,} "
-                               "labels.", details={"field": "label_budget"})
+            raise InvalidInput(
+                f"The label budget must be between 1 and {MAX_LABEL_BUDGET:,} labels.",
+                details={"field": "label_budget"},
+            )
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise InvalidInput(f"The batch size must be between 1 and {MAX_BATCH_SIZE:,} (the "
-                               "playbook suggests 50-200).", details={"field": "batch_size"})
+            raise InvalidInput(
+                f"The batch size must be between 1 and {MAX_BATCH_SIZE:,} (the "
+                "playbook suggests 50-200).",
+                details={"field": "batch_size"},
+            )
         if not 0.0 <= self.reserve_fraction <= MAX_RESERVE_FRACTION:
-            raise InvalidInput("The polish reserve is a share of the budget between 0 and "
-                               f"{MAX_RESERVE_FRACTION} (the playbook suggests 0.10-0.20).",
-                               details={"field": "reserve_fraction"})
+            raise InvalidInput(
+                "The polish reserve is a share of the budget between 0 and "
+                f"{MAX_RESERVE_FRACTION} (the playbook suggests 0.10-0.20).",
+                details={"field": "reserve_fraction"},
+            )
         if not 0.0 <= self.stop_threshold <= MAX_STOP_THRESHOLD:
-            raise InvalidInput("The stop threshold is a dev gain in percentage points per 100 "
-                               f"labels, between 0 and {MAX_STOP_THRESHOLD:g} (e.g. 0.2).",
-                               details={"field": "stop_threshold"})
+            raise InvalidInput(
+                "The stop threshold is a dev gain in percentage points per 100 "
+                f"labels, between 0 and {MAX_STOP_THRESHOLD:g} (e.g. 0.2).",
+                details={"field": "stop_threshold"},
+            )
 
     @classmethod
     def of(cls, project: Project) -> BudgetSettings:

@@ -25,9 +25,7 @@ class RunNotFound(NotFound):
         super().__init__(f"Training run {run_id} not found.", details={"run_id": run_id})
 
 
-def get_run(
-    session: Session, project_id: int, run_id: int, *, fresh: bool = False
-) -> TrainingRun:
+def get_run(session: Session, project_id: int, run_id: int, *, fresh: bool = False) -> TrainingRun:
     """The project's run row (another project's run is "not found"); ``fresh`` re-reads it even
     if the session already holds it (progress polls)."""
     run = session.get(TrainingRun, run_id, populate_existing=fresh)
