@@ -23,6 +23,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY worker ./worker
+COPY contract ./contract
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static

@@ -6,8 +6,8 @@ calls :func:`enqueue_after_commit`, which only records the job on the session; a
 ``after_commit`` hook sends the recorded jobs, and ``after_rollback`` drops them.
 
 The web process sends by task *name* through ``worker.celery_app.celery_app.send_task``: it never
-imports the task modules (and so never imports torch). Queue routing lives in the Celery app's
-``task_routes``.
+imports the task modules (and so never imports torch). Task names and queue routing live in
+:mod:`contract.tasks`.
 
 If sending fails after the commit (broker down), nothing is lost: the run row stays ``queued`` and
 the stale-run reaper re-sends jobs for queued runs that nobody picked up.
@@ -25,15 +25,6 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 log = logging.getLogger(__name__)
-
-TASK_RETRAIN = "training.retrain_adapter"
-TASK_TAPT = "training.run_tapt"
-TASK_RECOMPUTE_QUEUE = "queue.recompute"
-TASK_REAP = "runs.reap_stale"
-TASK_LIVE_REFIT = "live.refit_head"
-TASK_LABEL_ISSUES = "quality.label_issues"
-TASK_NAMES = frozenset({TASK_RETRAIN, TASK_TAPT, TASK_RECOMPUTE_QUEUE, TASK_REAP, TASK_LIVE_REFIT,
-                        TASK_LABEL_ISSUES})
 
 _PENDING_KEY = "tapestry.pending_jobs"
 _SENDER_KEY = "tapestry.job_sender"

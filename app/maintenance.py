@@ -4,13 +4,13 @@ token-use writer.
 A run whose worker was killed must look dead within two minutes even when no worker is alive to
 notice (the workers' own reaper loop dies with them) and even when nobody reads the run. So the web
 process runs one maintenance pass at start-up and then every
-:func:`~app.domain.run_reaper.reaper_interval` seconds (15 s by default), as an asyncio task in the
+:func:`~app.domain.runs.reaper.reaper_interval` seconds (15 s by default), as an asyncio task in the
 FastAPI lifespan that hands the database work to a thread. A pass:
 
 1. writes the remembered API-token uses (``last_used_at``; see
    :func:`app.domain.users.flush_token_touches`), so authenticating never writes;
 2. reaps: a running run silent for ``stale_run_seconds`` is re-queued or failed, and a lost queued
-   run is re-sent (:func:`app.domain.run_reaper.reap_stale_runs`).
+   run is re-sent (:func:`app.domain.runs.reaper.reap_stale_runs`).
 
 Several web processes (``--workers 4``) do not fight: on Postgres a pass takes a transaction-level
 advisory lock first and skips the reap when another process holds it; on SQLite a pass only reads
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.domain.run_reaper import ReapReport, reap_stale_runs, reaper_interval
+from app.domain.runs.reaper import ReapReport, reap_stale_runs, reaper_interval
 from app.domain.users import flush_token_touches
 
 log = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ def celery_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subpro
 def test_worker_runs_a_ping_sent_with_delay(
     celery_worker: subprocess.Popen[bytes], worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from worker.tasks.system import ping_path
+    from contract.tasks import ping_path
 
     nonce = f"smoke-{secrets.token_hex(6)}"
     # Sent from a separate process configured only by the environment, exactly like the web

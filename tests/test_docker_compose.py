@@ -89,5 +89,5 @@ def test_dockerfile_installs_the_project_and_serves_the_factory() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert 'pip install ".[demo]"' in dockerfile  # not editable: assets ship in the wheel
     assert "app.main:create_app" in dockerfile and "--factory" in dockerfile
-    for path in ("app", "worker", "migrations", "templates", "static", "alembic.ini"):
+    for path in ("app", "worker", "contract", "migrations", "templates", "static", "alembic.ini"):
         assert path in dockerfile

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("app", "worker", "templates", "static", "migrations", "alembic.ini", "pyproject.toml",
-           "README.md")
+SOURCES = ("app", "worker", "contract", "templates", "static", "migrations", "alembic.ini",
+           "pyproject.toml", "README.md")
 
 
 def _free_port() -> int:
@@ -74,8 +74,8 @@ def test_wheel_installs_in_a_fresh_venv_and_serves_login_and_healthz(tmp_path: P
 
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import app.assets, worker; print(app.assets.asset_path('templates')); "
-         "print(worker.__file__)"],
+         "import app.assets, contract, worker; print(app.assets.asset_path('templates')); "
+         "print(worker.__file__); print(contract.__file__)"],
         check=True, capture_output=True, text=True, cwd=elsewhere, env=env).stdout.split()
     assert all(path.startswith(str(venv)) for path in where), where
     assert not any(path.startswith(str(REPO)) for path in where), where

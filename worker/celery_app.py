@@ -14,22 +14,7 @@ from kombu import Queue
 
 from app.config import Settings, get_settings
 from app.security.files import restrict_new_files
-
-QUEUE_GPU = "gpu"
-QUEUE_DEFAULT = "default"
-QUEUE_INFERENCE = "inference"
-QUEUE_LIVE = "live"
-QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE, QUEUE_LIVE)
-
-# Routing by task-name prefix, so a sender that only knows the name (the web process) reaches
-# the right queue: training and pool scoring need the accelerator, bookkeeping does not.
-TASK_ROUTES = {
-    "training.*": {"queue": QUEUE_GPU},
-    "queue.*": {"queue": QUEUE_GPU},
-    "runs.*": {"queue": QUEUE_DEFAULT},
-    "inference.*": {"queue": QUEUE_INFERENCE},
-    "live.*": {"queue": QUEUE_LIVE},  # live-head refits: light, never behind an adapter round
-}
+from contract.tasks import QUEUE_DEFAULT, QUEUES, TASK_ROUTES
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from app.config import Settings, get_settings
-from app.domain.run_reaper import ReapReport
+from app.domain.runs.reaper import ReapReport
 
 
 def build_parser() -> argparse.ArgumentParser:

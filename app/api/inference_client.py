@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import Request
 
 from app.errors import Conflict, DomainError
+from contract.tasks import QUEUE_INFERENCE, TASK_PREDICT
 
 if TYPE_CHECKING:
     from celery import Celery
 
-TASK_PREDICT = "inference.predict"
-QUEUE_INFERENCE = "inference"
 POLL_SECONDS = 0.05
 
 

@@ -7,7 +7,7 @@ Only the fields sent change; the rest keep their values. The same validation as 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 
 from pydantic import Field
 
@@ -17,6 +17,8 @@ from app.api.projects import _detail as project_detail  # the one detail view (s
 from app.deps import ProjectLead, SessionDep
 from app.domain import projects as project_service
 from app.domain.live_head import set_label_descriptions
+from app.domain.policy import BUDGET_FIELDS, BudgetSettings
+from contract import budget as limits
 
 router = write_api_router(tags=["projects"])
 
@@ -29,9 +31,15 @@ class ProjectUpdate(StrictInput):
     )
     description: str | None = Field(default=None, max_length=20_000)
     guidelines: str | None = Field(default=None, max_length=100_000)
-    label_budget: int | None = Field(default=None, ge=1, le=10_000_000)
-    batch_size: int | None = Field(default=None, ge=1, le=10_000)
-    stop_threshold: float | None = Field(default=None, ge=0, le=100)
+    label_budget: int | None = Field(default=None, ge=1, le=limits.MAX_LABEL_BUDGET)
+    batch_size: int | None = Field(default=None, ge=1, le=limits.MAX_BATCH_SIZE)
+    reserve_fraction: float | None = Field(
+        default=None, ge=0, le=limits.MAX_RESERVE_FRACTION,
+        description="Share of the budget held back for the polish phase (0.10-0.20 suggested).",
+    )
+    stop_threshold: float | None = Field(default=None, ge=0, le=limits.MAX_STOP_THRESHOLD)
+    auto_stop: bool | None = Field(default=None, description="Stop labelling when the stop "
+                                   "rule fires.")
     annotations_per_item: int | None = Field(default=None, ge=1, le=10)
     label_descriptions: dict[str, str] | None = Field(
         default=None,
@@ -48,16 +56,15 @@ def update_project(body: ProjectUpdate, db: SessionDep, access: ProjectLead) -> 
         labels=tuple(label.name for label in project_service.get_labels(db, project.id)),
         description=project.description,
         guidelines=project.guidelines,
-        label_budget=project.label_budget,
-        batch_size=project.batch_size,
-        stop_threshold=project.stop_threshold,
+        budget=BudgetSettings.of(project),
         annotations_per_item=project.annotations_per_item,
     )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     descriptions = changes.pop("label_descriptions", None)
     if "labels" in changes:
         changes["labels"] = tuple(changes["labels"])
-    settings = project_service.ProjectSettings(**{**asdict(current), **changes})
+    budget = {name: changes.pop(name) for name in BUDGET_FIELDS if name in changes}
+    settings = replace(current, budget=replace(current.budget, **budget), **changes)
     project_service.update_project(db, project, settings, by=access.user)
     if descriptions is not None:
         set_label_descriptions(db, project.id, descriptions)

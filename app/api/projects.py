@@ -10,6 +10,8 @@ from app.api.common import write_api_router
 from app.db.models import Project
 from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
 from app.domain import projects as project_service
+from app.domain.policy import BUDGET_FIELDS, BudgetSettings
+from contract import budget as limits
 
 router = write_api_router(tags=["projects"])
 
@@ -35,7 +37,9 @@ class ProjectOut(BaseModel):
     strategy: str
     label_budget: int
     batch_size: int
+    reserve_fraction: float
     stop_threshold: float
+    auto_stop: bool
     annotations_per_item: int
     data_version: int
     current_model_version_id: int | None
@@ -60,9 +64,16 @@ class ProjectCreate(BaseModel):
     labels: list[str] = Field(min_length=2, max_length=200)
     description: str = ""
     guidelines: str = ""
-    label_budget: int = Field(default=1000, ge=1, le=10_000_000)
-    batch_size: int = Field(default=100, ge=1, le=10_000)
-    stop_threshold: float = Field(default=0.2, ge=0, le=100)
+    label_budget: int = Field(default=limits.DEFAULT_LABEL_BUDGET, ge=1, le=limits.MAX_LABEL_BUDGET)
+    batch_size: int = Field(default=limits.DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
+    reserve_fraction: float = Field(
+        default=limits.DEFAULT_RESERVE_FRACTION, ge=0, le=limits.MAX_RESERVE_FRACTION,
+        description="Share of the budget held back for the polish phase (0.10-0.20 suggested).",
+    )
+    stop_threshold: float = Field(
+        default=limits.DEFAULT_STOP_THRESHOLD, ge=0, le=limits.MAX_STOP_THRESHOLD
+    )
+    auto_stop: bool = Field(default=False, description="Stop labelling when the stop rule fires.")
     annotations_per_item: int = Field(default=1, ge=1, le=10)
 
 
@@ -98,9 +109,7 @@ def create_project(body: ProjectCreate, db: SessionDep, caller: LeadUser) -> Pro
         labels=tuple(body.labels),
         description=body.description,
         guidelines=body.guidelines,
-        label_budget=body.label_budget,
-        batch_size=body.batch_size,
-        stop_threshold=body.stop_threshold,
+        budget=BudgetSettings(**body.model_dump(include=set(BUDGET_FIELDS))),
         annotations_per_item=body.annotations_per_item,
     )
     project = project_service.create_project(db, creator=caller.user, settings=settings)

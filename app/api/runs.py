@@ -86,13 +86,6 @@ def _out(run: TrainingRun, access: ProjectContext) -> RunOut:
     return RunOut(**data, requests=int(run.params.get("requests", 1)))
 
 
-def _project_run(db: SessionDep, access: ProjectContext, run_id: int) -> TrainingRun:
-    run = run_service.get_run(db, run_id, fresh=True)
-    if run.project_id != access.project.id:
-        raise run_service.RunNotFound(run_id)
-    return run
-
-
 @router.post("/projects/{project_id}/runs", response_model=RunOut, status_code=202)
 def launch_run(body: RunIn, db: SessionDep, access: ProjectLead) -> RunOut:
     project, user = access.project, access.user
@@ -132,12 +125,10 @@ def list_runs(
 @router.get("/projects/{project_id}/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: RunId, db: SessionDep, access: ProjectReader) -> RunOut:
     """One run's progress (a read only: the web process's scheduled reaper notices dead workers)."""
-    run = _project_run(db, access, run_id)
-    return _out(run_service.get_run(db, run.id, fresh=True), access)
+    return _out(run_service.get_run(db, access.project.id, run_id, fresh=True), access)
 
 
 @router.post("/projects/{project_id}/runs/{run_id}/cancel", response_model=RunOut)
 def cancel_run(run_id: RunId, db: SessionDep, access: ProjectLead) -> RunOut:
     """Cancel a queued run at once, or ask a running one to stop at its next step."""
-    run = _project_run(db, access, run_id)
-    return _out(run_service.cancel_run(db, run.id), access)
+    return _out(run_service.cancel_run(db, access.project.id, run_id), access)

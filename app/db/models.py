@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import fulltext
 from app.db.base import Base, CreatedMixin, IdMixin
+from contract.strategies import DEFAULT_STRATEGY
 
 # Roles. Global user role; project memberships carry a project role (lead, reviewer or
 # annotator). A reviewer annotates and adjudicates (the review queue); leads are reviewers too.
@@ -85,7 +86,7 @@ class Project(IdMixin, CreatedMixin, Base):
     base_model: Mapped[str] = mapped_column(String(500), default="minilm")
     adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     train_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    strategy: Mapped[str] = mapped_column(String(50), default="cluster_uncertain")
+    strategy: Mapped[str] = mapped_column(String(50), default=DEFAULT_STRATEGY)
     label_budget: Mapped[int] = mapped_column(Integer, default=1000)
     batch_size: Mapped[int] = mapped_column(Integer, default=100)
     reserve_fraction: Mapped[float] = mapped_column(Float, default=0.15)

@@ -78,8 +78,8 @@ def _wait_for_health(base_url: str, supervisor: Supervisor) -> bool:
 
 def _worker_state(settings: Settings, grace: float | None = None) -> str:
     """Ping the worker through the broker; wait at most ``grace`` seconds for its answer."""
+    from contract.tasks import TASK_PING, ping_path
     from worker.celery_app import celery_app
-    from worker.tasks.system import TASK_PING, ping_path
 
     grace = WORKER_PING_GRACE if grace is None else grace
     nonce = f"demo-{secrets.token_hex(6)}"

@@ -17,6 +17,7 @@ from app.db.models import ROLE_ADMIN, ROLE_ANNOTATOR, ROLE_LEAD, Project, User
 from app.db.session import get_engine, session_scope
 from app.demo.generate import LABELS, TICKETS_CSV
 from app.domain.imports import ColumnMapping, ImportOptions, ImportReport, import_items
+from app.domain.policy import BudgetSettings
 from app.domain.projects import ProjectSettings, add_member, create_project
 from app.domain.runs import request_retrain
 from app.domain.users import create_user, get_user_by_email, set_password
@@ -86,8 +87,7 @@ def _create_project(session: Session, lead: User, annotator: User
         description="Synthetic support tickets of a SaaS product, 12 categories "
                     "(bundled demo data: app/demo/tickets.csv).",
         guidelines=GUIDELINES,
-        label_budget=600,
-        batch_size=50,
+        budget=BudgetSettings(label_budget=600, batch_size=50),
     ))
     add_member(session, project.id, email=annotator.email, role=ROLE_ANNOTATOR)
     options = ImportOptions(

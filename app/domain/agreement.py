@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Annotation, GoldItem, Item, Label, Project, User
 from app.domain.annotation.overlap import marked_count
+from app.domain.policy import live
 from app.errors import InvalidInput
 
 MAX_DISAGREEMENTS = 25
@@ -324,8 +325,7 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
                Annotation.guideline_version)
         .where(
             Annotation.project_id == project_id,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
             Annotation.annotator_id.is_not(None),
             ~exists().where(GoldItem.item_id == Annotation.item_id),
         )

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
-from app.domain.annotation import UI_SOURCE, labels_used
-from worker.ml.budget import BudgetPlan  # pure Python: one definition of reserve and phases
+from app.domain.annotation import UI_SOURCE
+from app.domain.policy import budget_plan, labels_used, live
+from app.domain.rounds import latest_round, round_history
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,7 @@ class BudgetSummary:
 
 
 def budget_summary(db: Session, project: Project) -> BudgetSummary:
-    plan = BudgetPlan(
-        budget=max(1, project.label_budget),
-        batch_size=max(1, project.batch_size),
-        reserve_fraction=min(max(project.reserve_fraction, 0.0), 0.5),
-    )
+    plan = budget_plan(project)
     used = labels_used(db, project.id)
     nxt = plan.next_batch(used)
     return BudgetSummary(
@@ -120,11 +117,7 @@ def gains_per_100(curve: list[CurvePoint]) -> list[Gain]:
 
 def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
     """One point per round (RoundMetric), in the order the rounds happened."""
-    rows = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project_id)
-        .order_by(RoundMetric.created_at, RoundMetric.id)
-    )
+    rows = round_history(db, project_id)
     return [
         CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at,
                    _dev_n(r), *_held_out(r))
@@ -179,12 +172,7 @@ class Evaluation:
 
 
 def latest_evaluation(db: Session, project: Project) -> Evaluation | None:
-    row = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project.id)
-        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
-        .limit(1)
-    ).first()
+    row = latest_round(db, project.id)
     if row is None:
         return None
     labels = list(
@@ -265,8 +253,7 @@ def label_distribution(db: Session, project_id: int) -> list[LabelCount]:
             .where(
                 Annotation.project_id == project_id,
                 Item.split == SPLIT_POOL,
-                Annotation.deleted.is_(False),
-                Annotation.superseded_by_id.is_(None),
+                live(),
             )
             .group_by(Annotation.label_id)
         ).tuples().all()
@@ -317,12 +304,7 @@ class StopAdvice:
 
 def stop_advice(db: Session, project: Project) -> StopAdvice | None:
     """The stop rules as evaluated after the newest round (the worker stores them there)."""
-    row = db.scalars(
-        select(RoundMetric)
-        .where(RoundMetric.project_id == project.id)
-        .order_by(RoundMetric.created_at.desc(), RoundMetric.id.desc())
-        .limit(1)
-    ).first()
+    row = latest_round(db, project.id)
     if row is None:
         return None
     rules = tuple(
@@ -372,8 +354,7 @@ def throughput(db: Session, project_id: int, *, now: datetime | None = None
         .where(
             Annotation.project_id == project_id,
             Annotation.source == UI_SOURCE,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
             Annotation.annotator_id.is_not(None),
         )
     ).tuples()

@@ -57,7 +57,8 @@ from app.db.models import (
     User,
 )
 from app.domain import audit
-from app.domain.annotation.common import live, take_write_lock
+from app.domain.annotation.common import take_write_lock
+from app.domain.policy import live
 from app.domain.review import adjudicated_names, clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound
 

@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any, Literal
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Annotation, Item, Label, ModelVersion, User
 from app.domain.imports import SEED_SOURCE
+from app.domain.policy import live
 from app.security.spreadsheet import safe_row
 
 ExportFilter = Literal["all", "agreed", "gold"]
@@ -71,7 +72,7 @@ class AnnotationRow:
 
 
 def _live() -> object:
-    return and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
+    return live()
 
 
 def _rows_query(project_id: int, only: ExportFilter) -> Select[*tuple[Any, ...]]:

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, Label, Project, User
 from app.domain import audit
-from app.domain.annotation.common import live, project_item, project_labels
+from app.domain.annotation.common import project_item, project_labels
+from app.domain.policy import live
 from app.errors import InvalidInput
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %

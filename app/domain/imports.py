@@ -46,6 +46,7 @@ from app.db.models import (
     User,
 )
 from app.domain.json_input import JsonInputError, parse_json
+from app.domain.policy import live
 from app.errors import ImportRejected, InvalidInput
 
 ImportFormat = Literal["csv", "tsv", "jsonl"]
@@ -769,18 +770,17 @@ def _existing_labels(
     annotation by the importer and supersedes the importer's own earlier live label on the item;
     other annotators' labels stay as they are.
     """
-    live = db.execute(
+    live_rows = db.execute(
         select(Annotation.id, Annotation.item_id, Annotation.label_id, Annotation.annotator_id)
         .where(
             Annotation.project_id == project.id,
             Annotation.item_id.in_(list(rows)),
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
         )
     ).all()
     labels_of: dict[int, set[int]] = {}
     mine: dict[int, list[int]] = {}
-    for annotation_id, item_id, label_id, annotator_id in live:
+    for annotation_id, item_id, label_id, annotator_id in live_rows:
         labels_of.setdefault(item_id, set()).add(label_id)
         if annotator_id == user.id:
             mine.setdefault(item_id, []).append(annotation_id)

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Item, Label, LabelIssue, Project
-from app.jobs import TASK_LABEL_ISSUES, Job, enqueue_after_commit
+from app.jobs import Job, enqueue_after_commit
+from contract.tasks import TASK_LABEL_ISSUES
 
 MAX_LIST = 500
 

@@ -19,7 +19,8 @@ from app.config import get_settings
 from app.db.base import utcnow
 from app.db.models import Label, LiveHeadState
 from app.errors import InvalidInput
-from app.jobs import TASK_LIVE_REFIT, Job, enqueue_after_commit
+from app.jobs import Job, enqueue_after_commit
+from contract.tasks import TASK_LIVE_REFIT
 
 
 def request_live_refit(db: Session, project_id: int) -> bool:

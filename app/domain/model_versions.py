@@ -185,24 +185,34 @@ def register_version(
 
 
 def promote(
-    session: Session,
-    project_id: int,
-    version_id: int,
-    *,
-    settings: Settings | None = None,
-    recompute_queue: bool = True,
+    session: Session, project_id: int, version_id: int, *, settings: Settings | None = None
 ) -> ModelVersion:
-    """Make ``version_id`` the project's current version (one pointer switch in this transaction).
+    """Make ``version_id`` current and rebuild the annotation queue with it (after commit).
 
-    Refuses a version whose artifact is incomplete. With ``recompute_queue`` the annotation queue
-    is rebuilt with the new version after commit.
+    The two steps are spelled out here and in the retrain's publish step
+    (``worker.tasks.retrain``): :func:`switch_current` and
+    :func:`~app.domain.runs.request_queue_recompute`.
+    """
+    version, switched = switch_current(session, project_id, version_id, settings=settings)
+    if switched:
+        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
+    return version
+
+
+def switch_current(
+    session: Session, project_id: int, version_id: int, *, settings: Settings | None = None
+) -> tuple[ModelVersion, bool]:
+    """Make ``version_id`` the project's current version (one pointer switch in this transaction);
+    the flag says whether the pointer moved (False: it already was current). Requests no job.
+
+    Refuses a version whose artifact is incomplete.
     """
     project = lock_project(session, project_id)
     version = get_version(session, project_id, version_id)
     if not artifact_is_complete(version, settings):
         raise ArtifactMissing(version, resolve_artifact(version.artifact_path, settings))
     if project.current_model_version_id == version.id:
-        return version
+        return version, False
     previous = (
         session.get(ModelVersion, project.current_model_version_id)
         if project.current_model_version_id is not None
@@ -214,9 +224,7 @@ def promote(
     version.promoted_at = utcnow()
     project.current_model_version_id = version.id
     session.flush()
-    if recompute_queue:
-        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
-    return version
+    return version, True
 
 
 def rollback(

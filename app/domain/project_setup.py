@@ -2,7 +2,7 @@
 and how labels look and which key picks them.
 
 Validated here so that the dashboard form, the API and the CLI agree. The adapter settings are
-checked by the worker's own :class:`~worker.ml.adapters.config.AdapterConfig` (pure Python, no
+checked by the worker's own :class:`~contract.adapter_config.AdapterConfig` (pure Python, no
 torch), so a setting the worker would refuse is refused when the lead saves it, not minutes into a
 training run.
 """
@@ -19,27 +19,16 @@ from sqlalchemy.orm import Session
 from app.db.models import Label, Project
 from app.domain.annotation import RESERVED_KEYS
 from app.domain.base_models import check_base_model
+from app.domain.policy import BudgetSettings
 from app.domain.projects import get_labels
 from app.errors import InvalidInput
-from worker.ml.adapters.config import KINDS as ADAPTER_KINDS
-from worker.ml.adapters.config import AdapterConfig
-from worker.ml.errors import MLError
+from contract.adapter_config import KINDS as ADAPTER_KINDS
+from contract.adapter_config import AdapterConfig
+from contract.errors import MLError
+from contract.strategies import PROJECT_STRATEGIES, PROJECT_STRATEGY_CHOICES
 
-STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
-    ("cluster_uncertain", "Hybrid: k-means clusters, smallest-margin item per cluster (default)"),
-    ("entropy", "Highest predictive entropy"),
-    ("margin", "Smallest margin between the top two classes"),
-    ("least_confidence", "Least confidence"),
-    ("badge", "BADGE: diverse gradient embeddings (uncertain and diverse)"),
-    ("coreset", "Core-set: cover the embedding space (greedy k-center)"),
-    ("ensemble_disagreement", "Disagreement between two adapter variants"),
-    ("minority_focus", "Minority focus: classes with the worst dev F1"),
-    ("random", "Random sampling (baseline)"),
-)
-"""The worker's strategies (``worker.ml.acquisition.registry.STRATEGIES`` minus the cold-start
-pick, which the worker applies by itself). Duplicated because importing the registry pulls in
-NumPy; ``tests/app/domain/test_project_setup.py`` keeps both lists equal."""
-STRATEGIES = tuple(name for name, _ in STRATEGY_CHOICES)
+STRATEGY_CHOICES = PROJECT_STRATEGY_CHOICES
+STRATEGIES = PROJECT_STRATEGIES
 ADAPTER_SIZE_FIELD = {"lora": "r", "bottleneck": "bottleneck_size", "prompt": "num_virtual_tokens"}
 """Which AdapterConfig field the one "size" box sets, per adapter kind (IA3 and full have none)."""
 ADAPTER_DESCRIPTIONS = {
@@ -50,33 +39,6 @@ ADAPTER_DESCRIPTIONS = {
     "full": "Full fine-tuning baseline (nothing frozen)",
 }
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-@dataclass(frozen=True)
-class BudgetSettings:
-    """The lead's dials on the dashboard: how many labels, in what batches, when to stop."""
-
-    label_budget: int
-    batch_size: int
-    reserve_fraction: float
-    stop_threshold: float
-    auto_stop: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.label_budget <= 10_000_000:
-            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
-                               details={"field": "label_budget"})
-        if not 1 <= self.batch_size <= 10_000:
-            raise InvalidInput("The batch size must be between 1 and 10,000 (the playbook "
-                               "suggests 50-200).", details={"field": "batch_size"})
-        if not 0.0 <= self.reserve_fraction <= 0.5:
-            raise InvalidInput("The polish reserve is a share of the budget between 0 and 0.5 "
-                               "(the playbook suggests 0.10-0.20).",
-                               details={"field": "reserve_fraction"})
-        if not 0.0 <= self.stop_threshold <= 100.0:
-            raise InvalidInput("The stop threshold is a dev gain in percentage points per 100 "
-                               "labels, between 0 and 100 (e.g. 0.2).",
-                               details={"field": "stop_threshold"})
 
 
 @dataclass(frozen=True)
@@ -156,11 +118,7 @@ def adapter_size(config: dict[str, Any]) -> int | None:
 
 
 def update_budget(db: Session, project: Project, settings: BudgetSettings) -> Project:
-    project.label_budget = settings.label_budget
-    project.batch_size = settings.batch_size
-    project.reserve_fraction = settings.reserve_fraction
-    project.stop_threshold = settings.stop_threshold
-    project.auto_stop = settings.auto_stop
+    settings.apply(project)
     db.flush()
     return project
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -27,6 +27,7 @@ from app.db.models import (
 from app.domain import audit
 from app.domain.annotation.common import project_labels
 from app.domain.guidelines import set_guidelines, start_versions
+from app.domain.policy import BudgetSettings, live
 from app.errors import Conflict, InvalidInput, NotFound
 
 MIN_LABELS = 2
@@ -55,9 +56,8 @@ class ProjectSettings:
     labels: tuple[str, ...]
     description: str = ""
     guidelines: str = ""
-    label_budget: int = 1000
-    batch_size: int = 100
-    stop_threshold: float = 0.2
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
+    """Budget and stop settings, validated by their own object (the same one everywhere)."""
     annotations_per_item: int = 1
 
     def __post_init__(self) -> None:
@@ -82,15 +82,6 @@ class ProjectSettings:
                 raise InvalidInput(f"Label {label!r} appears twice.", details={"field": "labels"})
             seen.add(label.casefold())
         object.__setattr__(self, "labels", labels)
-        if not 1 <= self.label_budget <= 10_000_000:
-            raise InvalidInput("The label budget must be between 1 and 10,000,000 labels.",
-                               details={"field": "label_budget"})
-        if not 1 <= self.batch_size <= 10_000:
-            raise InvalidInput("The batch size must be between 1 and 10000.",
-                               details={"field": "batch_size"})
-        if not 0.0 <= self.stop_threshold <= 100.0:
-            raise InvalidInput("The stop threshold is a gain in percentage points, 0 to 100.",
-                               details={"field": "stop_threshold"})
         if not 1 <= self.annotations_per_item <= 10:
             raise InvalidInput("Annotations per item must be between 1 and 10.",
                                details={"field": "annotations_per_item"})
@@ -111,12 +102,10 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
         name=settings.name,
         description=settings.description,
         guidelines=settings.guidelines,
-        label_budget=settings.label_budget,
-        batch_size=settings.batch_size,
-        stop_threshold=settings.stop_threshold,
         annotations_per_item=settings.annotations_per_item,
         created_by_id=creator.id,
     )
+    settings.budget.apply(project)
     db.add(project)
     db.flush()
     for position, name in enumerate(settings.labels):
@@ -136,9 +125,7 @@ def update_project(db: Session, project: Project, settings: ProjectSettings,
     project.name = settings.name
     project.description = settings.description
     set_guidelines(db, project, settings.guidelines, by=by)
-    project.label_budget = settings.label_budget
-    project.batch_size = settings.batch_size
-    project.stop_threshold = settings.stop_threshold
+    settings.budget.apply(project)
     project.annotations_per_item = settings.annotations_per_item
     db.flush()
     return project
@@ -205,15 +192,15 @@ def project_counts(db: Session, project_id: int) -> ProjectCounts:
         select(Item.split, func.count()).where(Item.project_id == project_id).group_by(Item.split)
     ):
         by_split[split] = count
-    live = (Annotation.project_id == project_id) & (Annotation.deleted.is_(False)) & (
-        Annotation.superseded_by_id.is_(None)
+    of_project = and_(Annotation.project_id == project_id, live())
+    labelled = (
+        db.scalar(select(func.count(func.distinct(Annotation.item_id))).where(of_project)) or 0
     )
-    labelled = db.scalar(select(func.count(func.distinct(Annotation.item_id))).where(live)) or 0
-    annotations = db.scalar(select(func.count()).select_from(Annotation).where(live)) or 0
+    annotations = db.scalar(select(func.count()).select_from(Annotation).where(of_project)) or 0
     per_label = {name: 0 for name in (label.name for label in get_labels(db, project_id))}
     for name, count in db.execute(
         select(Label.name, func.count()).join(Annotation, Annotation.label_id == Label.id)
-        .where(live).group_by(Label.name)
+        .where(of_project).group_by(Label.name)
     ):
         per_label[name] = count
     return ProjectCounts(

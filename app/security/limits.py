@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, render_error
+from app.error_handlers import render_error
+from app.errors import PayloadTooLarge
 
 
 def too_large_message(limit: int) -> str:

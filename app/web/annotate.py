@@ -32,7 +32,8 @@ from app.deps import (
 )
 from app.domain import annotation
 from app.domain.projects import get_labels
-from app.errors import InvalidInput, is_htmx_request
+from app.error_handlers import is_htmx_request
+from app.errors import InvalidInput
 from app.web.templating import render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False, dependencies=[AnnotatorSlot])

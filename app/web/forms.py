@@ -11,9 +11,11 @@ from starlette.datastructures import FormData
 
 from app.db.models import Label, Project
 from app.deps import MAX_DB_INT
-from app.domain.project_setup import BudgetSettings, LabelStyle, ModelSettings
+from app.domain.policy import BudgetSettings
+from app.domain.project_setup import LabelStyle, ModelSettings
 from app.domain.projects import ProjectSettings
 from app.errors import InvalidInput
+from contract.budget import DEFAULT_BATCH_SIZE, DEFAULT_LABEL_BUDGET, DEFAULT_STOP_THRESHOLD
 
 
 async def read_form(request: Request) -> FormData:
@@ -61,9 +63,11 @@ def project_settings_from_form(form: Mapping[str, Any]) -> ProjectSettings:
         labels=tuple(form_str(form, "labels").splitlines()),
         description=form_str(form, "description").strip(),
         guidelines=form_str(form, "guidelines").strip(),
-        label_budget=form_int(form, "label_budget", 1000),
-        batch_size=form_int(form, "batch_size", 100),
-        stop_threshold=form_float(form, "stop_threshold", 0.2),
+        budget=BudgetSettings(
+            label_budget=form_int(form, "label_budget", DEFAULT_LABEL_BUDGET),
+            batch_size=form_int(form, "batch_size", DEFAULT_BATCH_SIZE),
+            stop_threshold=form_float(form, "stop_threshold", DEFAULT_STOP_THRESHOLD),
+        ),
         annotations_per_item=form_int(form, "annotations_per_item", 1),
     )
 
@@ -94,9 +98,7 @@ def general_settings_from_form(form: Mapping[str, Any], project: Project) -> Pro
         labels=tuple(form_str(form, "labels").splitlines()),
         description=form_str(form, "description").strip(),
         guidelines=form_str(form, "guidelines").strip(),
-        label_budget=project.label_budget,
-        batch_size=project.batch_size,
-        stop_threshold=project.stop_threshold,
+        budget=BudgetSettings.of(project),
         annotations_per_item=form_int(form, "annotations_per_item",
                                       project.annotations_per_item),
     )

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep
 from app.domain import model_versions, runs, tapt
-from app.errors import InvalidInput, is_htmx_request
+from app.error_handlers import is_htmx_request
+from app.errors import InvalidInput
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
 
@@ -40,10 +41,7 @@ def _estimate_context(db: Session, project: Project, steps: int | None) -> dict[
 
 
 def _project_run(db: Session, access: ProjectContext, run_id: int) -> runs.RunProgress:
-    progress = runs.run_progress(db, run_id, include_error=True)
-    if progress.project_id != access.project.id:
-        raise runs.RunNotFound(run_id)
-    return progress
+    return runs.run_progress(db, access.project.id, run_id, include_error=True)
 
 
 def _steps(raw: int) -> int | None:
@@ -125,8 +123,7 @@ def run_progress(request: Request, db: SessionDep, access: ProjectLead, run_id: 
 @router.post("/projects/{project_id}/runs/{run_id}/cancel")
 def cancel_run(request: Request, db: SessionDep, access: ProjectLead, run_id: IdPath,
                detail: bool = False) -> Response:
-    _project_run(db, access, run_id)
-    runs.cancel_run(db, run_id)
+    runs.cancel_run(db, access.project.id, run_id)
     if is_htmx_request(request):
         return run_progress(request, db, access, run_id, detail=detail)
     flash(request, f"Cancel requested for run {run_id}.", "success")

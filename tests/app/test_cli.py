@@ -191,7 +191,8 @@ def test_from_another_directory_the_checkouts_demo_data_is_used(
 def test_tapt_prints_its_measured_estimate_then_queues(cli_db: str) -> None:
     from app.db.models import RUN_SUCCEEDED, RUN_TAPT, Project, TrainingRun
     from app.domain.tapt import tapt_timings
-    from app.jobs import TASK_TAPT, recording_jobs
+    from app.jobs import recording_jobs
+    from contract.tasks import TASK_TAPT
 
     invoke("db", "upgrade")
     with Session(create_engine(cli_db)) as session:

@@ -41,8 +41,9 @@ def test_dry_run_lists_then_sweep_removes(cli_db: str) -> None:  # noqa: F811
 
 
 def test_the_celery_task_sweeps_with_the_worker_settings(cli_db: str) -> None:  # noqa: F811
+    from contract.tasks import TASK_SWEEP_ARTIFACTS
     from worker.celery_app import celery_app
-    from worker.tasks.artifact_sweep import TASK_SWEEP_ARTIFACTS, sweep_artifacts_task
+    from worker.tasks.artifact_sweep import sweep_artifacts_task
 
     invoke("db", "upgrade")
     leftover = _failed_run_directory(cli_db)

@@ -26,9 +26,10 @@ from app.db.models import (
     TrainingRun,
 )
 from app.db.session import make_engine
-from app.domain.run_reaper import reaper_interval
-from app.jobs import TASK_RETRAIN, recording_jobs
+from app.domain.runs.reaper import reaper_interval
+from app.jobs import recording_jobs
 from app.main import create_app
+from contract.tasks import TASK_RETRAIN
 from tests.factories import make_project, make_token, make_user
 from tests.worker.tasks.waiting import wait_for
 

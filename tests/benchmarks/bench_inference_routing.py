@@ -6,7 +6,7 @@ Run: ``python -m tests.benchmarks.bench_inference_routing [--projects 8] [--base
 
 Both sides serve the same LoRA artifacts, side by side in one process:
 
-* **router** — ``worker.tasks.adapter_router.AdapterRouter`` (what the inference worker runs):
+* **router** — ``worker.ml.adapter_router.AdapterRouter`` (what the inference worker runs):
   one base, adapters added with peft ``add_adapter`` and switched with ``set_adapter``, per-project
   heads swapped in;
 * **baseline** — ``worker.ml.artifacts.load_artifact`` once per project, every model resident
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.adapter_config import AdapterConfig
 from tests.worker.ml.tiny import make_corpus, make_tiny_bert
-from worker.ml.adapters.config import AdapterConfig
+from worker.ml.adapter_router import AdapterRouter, RouterLimits
 from worker.ml.artifacts import load_artifact, write_artifact
 from worker.ml.models import offline_default_path
 from worker.ml.training import TrainConfig, train_classifier
-from worker.tasks.adapter_router import AdapterRouter, RouterLimits
 
 RESULTS = Path(__file__).parent / "results"
 

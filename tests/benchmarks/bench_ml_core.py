@@ -29,7 +29,7 @@ import numpy as np
 import psutil
 import torch
 
-from worker.ml.adapters.config import AdapterConfig, AdapterKind
+from contract.adapter_config import AdapterConfig, AdapterKind
 from worker.ml.artifacts import save_artifact
 from worker.ml.layer_cache import LowerLayerCache
 from worker.ml.models import load_masked_lm, load_tokenizer, resolve_model_path

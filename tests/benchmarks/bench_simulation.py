@@ -217,8 +217,8 @@ def round_timing(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from contract.adapter_config import AdapterConfig
     from worker.ml.acquisition import build_pool_view, get_strategy
-    from worker.ml.adapters.config import AdapterConfig
     from worker.ml.layer_cache import LowerLayerCache
     from worker.ml.training import TrainConfig, train_classifier
     from worker.simulate.benchmark_data import load_dataset
@@ -424,8 +424,8 @@ def proxy_run(
     """One active-learning run of the proxy; returns the learning curve."""
     import numpy as np
 
+    from contract.budget import BudgetPlan, Phase
     from worker.ml.acquisition import PoolView, get_strategy
-    from worker.ml.budget import BudgetPlan, Phase
     from worker.ml.evaluation import evaluate
 
     name, reserve, dedup = variant.strategy, variant.reserve, variant.dedup

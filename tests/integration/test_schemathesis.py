@@ -37,7 +37,7 @@ from app.db.models import (
     TrainingRun,
 )
 from app.db.session import make_engine, session_factory
-from app.domain.model_versions import promote, register_version
+from app.domain.model_versions import register_version, switch_current
 from app.main import create_app
 from tests.factories import make_items, make_project, make_token, make_user
 
@@ -87,7 +87,7 @@ def _build() -> tuple[Any, str]:
         version = register_version(db, project.id, version=1, run_id=None, data_version=0,
                                    artifact_path="projects/1/versions/v0001", sha256="ab" * 32,
                                    adapter_kind="lora")
-        promote(db, project.id, version.id, settings=app_settings, recompute_queue=False)
+        switch_current(db, project.id, version.id, settings=app_settings)
         db.add(QueueEntry(project_id=project.id, queue_version=project.queue_version,
                           item_id=items[1].id, rank=0, score=0.9, reason="uncertain"))
         db.add(TrainingRun(project_id=project.id, kind="retrain"))

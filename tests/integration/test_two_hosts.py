@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.api.inference_client import TASK_PREDICT
 from app.db.base import Base
 from app.db.models import (
     RUN_QUEUED,
@@ -35,13 +34,14 @@ from app.db.models import (
 )
 from app.db.session import make_engine, session_factory
 from app.jobs import recording_jobs, set_default_sender
+from contract.tasks import QUEUE_DEFAULT, QUEUE_GPU, QUEUE_INFERENCE, QUEUE_LIVE, TASK_PREDICT
 from tests.app.domain.runs_support import Db
 from tests.conftest import TEST_POSTGRES_URL, TEST_REDIS_URL, FreshPostgres
 from tests.integration.conftest import _redis_broker
 from tests.integration.workers import BrokerSender, Stack, WorkerProcess
 from tests.worker.tasks.seed import seed_project, submit_batch
 from tests.worker.tasks.waiting import wait_for
-from worker.celery_app import QUEUE_DEFAULT, QUEUE_GPU, QUEUE_INFERENCE, QUEUE_LIVE, make_celery
+from worker.celery_app import make_celery
 from worker.tasks.artifact_store import versions_dir
 from worker.tasks.retrain import retrain_body
 from worker.tasks.runner import execute_run

@@ -21,8 +21,9 @@ from celery import Celery
 
 from app.config import Settings
 from app.jobs import Job
+from contract.tasks import QUEUES
 from tests.worker.tasks.waiting import wait_for
-from worker.celery_app import QUEUES, make_celery
+from worker.celery_app import make_celery
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_SECONDS = 0.5

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from contract.errors import ConfigError
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus, make_tiny_bert
-from worker.ml.errors import ConfigError
 from worker.simulate import ArmSpec, SimulationConfig, main, parse_adapter, run_simulation
 from worker.simulate.data import prepare_splits, stratified_take
 from worker.simulate.results import ArmRun, CurvePoint

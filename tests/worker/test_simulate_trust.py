@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from contract.errors import ConfigError
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus, make_tiny_bert
-from worker.ml.errors import ConfigError
 from worker.simulate import SimulationConfig, run_simulation
 from worker.simulate.cli import build_parser, config_from_args
 from worker.simulate.config import PROFILES

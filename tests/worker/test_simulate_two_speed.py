@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from contract.errors import ConfigError
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus, make_tiny_bert
-from worker.ml.errors import ConfigError
 from worker.simulate import ArmSpec, SimulationConfig, main, run_simulation
 from worker.simulate.baselines import (
     BASELINE_ARMS,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from worker.ml.errors import NotSupported
+from contract.errors import NotSupported
 
 LAYER_LIST_PATHS = ("encoder.layer", "transformer.layer")
 

@@ -28,11 +28,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
+from contract.adapter_config import AdapterConfig
+from contract.errors import MLError
 from worker.ml.adapters.build import PEFT_KINDS, AdaptedModel, build_adapted_model
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.cards import AdapterCard, parse_card, tapt_summary
 from worker.ml.classifier import TextClassifier
-from worker.ml.errors import MLError
 from worker.ml.models import load_sequence_classifier, load_tokenizer, model_fingerprint
 
 FORMAT_VERSION = 1

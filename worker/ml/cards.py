@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from worker.ml.errors import MLError
+from contract.errors import MLError
 
 LIBRARIES = ("torch", "transformers", "peft", "safetensors", "numpy", "tokenizers")
 

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from contract.errors import ConfigError
 from worker.ml.adapters.build import AdaptedModel
 from worker.ml.architecture import encoder_layers, encoder_of, head_module_names, unwrap
 from worker.ml.batching import Batch, collate, encode, sorted_batches
-from worker.ml.errors import ConfigError
 from worker.ml.layer_cache import LowerLayerCache, encoder_input_override, layer_slice
+from worker.ml.pooling import mean_pool
 from worker.ml.runtime import make_precision, resolve_device
 
 CACHEABLE_KINDS = ("lora", "ia3", "bottleneck")
@@ -41,19 +42,6 @@ class _Outputs:
     logits: torch.Tensor
     embeddings: torch.Tensor
     penultimate: torch.Tensor | None
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """L2-normalised mean of the hidden states over real (non-padding) tokens.
-
-    Prompt tuning prepends virtual tokens; those leading positions are dropped first.
-    """
-    extra = hidden.shape[1] - attention_mask.shape[1]
-    if extra > 0:
-        hidden = hidden[:, extra:]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
 def final_head_linear(model: nn.Module, num_labels: int) -> nn.Linear:

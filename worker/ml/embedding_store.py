@@ -2,7 +2,7 @@
 
 The live head, the zero-shot cold start, acquisition and nearest neighbours all read the same
 vectors: the encoder's last hidden states mean-pooled over the attention mask and L2-normalised
-(:func:`worker.ml.classifier.mean_pool`). They are computed once per encoder (keyed by its weight
+(:func:`worker.ml.pooling.mean_pool`). They are computed once per encoder (keyed by its weight
 fingerprint and the truncation length) and stored as float16 ``.npy`` files with an ``int64`` item
 id index, read back memory-mapped.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 DTYPE = np.float16
 CONSOLIDATED = "embeddings"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 ECE_BINS = 15
 

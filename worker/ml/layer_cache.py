@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from contract.errors import ConfigError, NotSupported
 from worker.ml.architecture import layer_list_path
-from worker.ml.errors import ConfigError, NotSupported
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 

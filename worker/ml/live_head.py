@@ -35,7 +35,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 FEATURES = ("embed", "hybrid", "auto")
 HYBRID_MODES = ("concat", "ensemble")

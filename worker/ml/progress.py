@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-from worker.ml.errors import Cancelled
+from contract.errors import Cancelled
 
 
 @runtime_checkable

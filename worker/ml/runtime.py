@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worker.ml.config_base import PRECISIONS
-from worker.ml.errors import ConfigError, NotSupported
+from contract.config_base import PRECISIONS
+from contract.errors import ConfigError, NotSupported
 
 DeviceChoice = Literal["auto", "cpu", "cuda"] | str
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]

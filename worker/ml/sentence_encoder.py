@@ -1,7 +1,7 @@
 """The frozen encoder as a sentence embedder: mean-pooled, L2-normalised last hidden states.
 
 The same representation as :class:`worker.ml.classifier.TextClassifier` computes for its
-embeddings (:func:`worker.ml.classifier.mean_pool`), from the base or the TAPT'd encoder without
+embeddings (:func:`worker.ml.pooling.mean_pool`), from the base or the TAPT'd encoder without
 any adapter. The live head is a linear model on these vectors.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
+from contract.errors import ConfigError
 from worker.ml.batching import collate, encode
-from worker.ml.classifier import mean_pool
-from worker.ml.errors import ConfigError
 from worker.ml.models import load_tokenizer, model_fingerprint, resolve_model_path
+from worker.ml.pooling import mean_pool
 from worker.ml.runtime import resolve_device
 
 DEFAULT_MAX_LENGTH = 128

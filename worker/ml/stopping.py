@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 
 @dataclass(frozen=True)

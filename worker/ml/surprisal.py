@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from contract.errors import ConfigError
 from worker.ml.batching import collate, encode, sorted_batches
-from worker.ml.errors import ConfigError
 from worker.ml.masking import special_mask
 from worker.ml.mlm_loss import token_losses
 from worker.ml.models import load_masked_lm, load_tokenizer, resolve_model_path

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from contract.config_base import OptimConfig
+from contract.errors import ConfigError
 from worker.ml.architecture import mlm_head
 from worker.ml.batching import collate, shuffled_bucket_batches
-from worker.ml.config_base import OptimConfig
-from worker.ml.errors import ConfigError
 from worker.ml.masking import encode_with_words, mask_batch, pad_word_ids
 from worker.ml.mlm_loss import masked_lm_loss_sum
 from worker.ml.models import load_masked_lm, load_tokenizer, model_fingerprint, resolve_model_path
@@ -389,7 +389,7 @@ def _loop(
             progress.scaler = run.scaler.state_dict() if run.scaler is not None else None
             save_checkpoint(work, run.model, run.optimizer, progress)
         if cancel:
-            from worker.ml.errors import Cancelled
+            from contract.errors import Cancelled
 
             raise Cancelled(f"TAPT cancelled at step {progress.step}; resume continues from there")
         if evaluate_now and progress.stale_evals >= config.patience:

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.adapter_config import AdapterConfig
+from contract.config_base import OptimConfig
+from contract.errors import ConfigError
 from worker.ml.adapters.build import AdaptedModel, build_adapted_model
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.batching import collate, encode, shuffled_bucket_batches
 from worker.ml.classifier import TextClassifier
-from worker.ml.config_base import OptimConfig
-from worker.ml.errors import ConfigError
 from worker.ml.evaluation import evaluate
 from worker.ml.models import (
     load_sequence_classifier,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.simulate.results import ArmRun, CurvePoint
 
 BASELINE_ARMS = ("tfidf-lr", "tfidf-svm", "embed-lr")

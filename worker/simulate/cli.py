@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from contract.errors import ConfigError, MLError
 from worker.ml.acquisition import STRATEGIES
-from worker.ml.errors import ConfigError, MLError
 from worker.simulate.baselines import BASELINE_ARMS
 from worker.simulate.config import PROFILES, SEED_STRATEGIES, SimulationConfig, default_profile
 from worker.simulate.runner import run_simulation

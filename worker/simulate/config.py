@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.adapter_config import KINDS, AdapterConfig
+from contract.budget import BudgetPlan
+from contract.errors import ConfigError
 from worker.ml.acquisition import STRATEGIES
-from worker.ml.adapters.config import KINDS, AdapterConfig
-from worker.ml.budget import BudgetPlan
-from worker.ml.errors import ConfigError
 from worker.simulate.baselines import BASELINE_ARMS, BUDGET_FRACTIONS
 
 ALL_LABELS = "all"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 BENCHMARKS = ("20ng", "r8")
 DATA_SEED = 12345

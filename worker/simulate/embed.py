@@ -41,8 +41,8 @@ def encode_texts(
     from transformers import AutoModel
 
     from worker.ml.batching import collate, encode, sorted_batches
-    from worker.ml.classifier import mean_pool
     from worker.ml.models import load_tokenizer, resolve_model_path
+    from worker.ml.pooling import mean_pool
     from worker.ml.runtime import resolve_device
 
     path = resolve_model_path(base_model)

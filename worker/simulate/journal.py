@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.simulate.config import SimulationConfig
 from worker.simulate.results import ArmRun
 

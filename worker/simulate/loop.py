@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.budget import BudgetPlan, Phase
 from worker.ml.acquisition import (
     Entropy,
     Margin,
@@ -23,7 +24,6 @@ from worker.ml.acquisition import (
     get_strategy,
 )
 from worker.ml.acquisition.base import LABELED_EMBEDDINGS
-from worker.ml.budget import BudgetPlan, Phase
 from worker.ml.classifier import TextClassifier
 from worker.ml.evaluation import evaluate
 from worker.ml.layer_cache import LowerLayerCache
@@ -303,18 +303,3 @@ class ArmLoop:
             strategy=strategy,
             stop_rules_fired=fired,
         )
-
-
-def run_arm(job: ArmJob, reporter: ProgressReporter | None = None) -> ArmRun:
-    """Run one (arm, seed) to the budget (or once on all labels for a ceiling arm)."""
-    started = time.perf_counter()
-    if job.arm.live:
-        from worker.simulate.two_speed import TwoSpeedLoop
-
-        run = TwoSpeedLoop(job, reporter).run_rounds()
-        run.seconds = time.perf_counter() - started
-        return run
-    loop = ArmLoop(job, reporter)
-    run = loop.run_all_labels() if job.arm.is_ceiling else loop.run_rounds()
-    run.seconds = time.perf_counter() - started
-    return run

@@ -14,8 +14,7 @@ import numpy as np
 from app.security.spreadsheet import safe_row
 from worker.simulate.config import ArmSpec
 from worker.simulate.results import CSV_COLUMNS, ArmRun, csv_rows
-from worker.simulate.runner import SimulationReport
-from worker.simulate.summary import TARGETS, ArmSummary, mean_curve
+from worker.simulate.summary import TARGETS, ArmSummary, SimulationReport, mean_curve
 from worker.simulate.svg import learning_curve_svg
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}

@@ -7,45 +7,38 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition import PoolView, get_strategy
-from worker.ml.errors import ConfigError
 from worker.ml.models import resolve_model_path
+from worker.ml.progress import ProgressReporter
 from worker.simulate.config import SimulationConfig, default_work_dir
 from worker.simulate.data import DATA_SEED, SplitData, prepare_splits
-from worker.simulate.loop import ArmJob, run_arm
+from worker.simulate.loop import ArmJob, ArmLoop
 from worker.simulate.progress import progress_reporter
 from worker.simulate.results import ArmRun
-from worker.simulate.summary import ArmSummary, budget_table, summarise
+from worker.simulate.summary import SimulationReport, budget_table, summarise
+from worker.simulate.two_speed import TwoSpeedLoop
 
 Log = Callable[[str], None]
 OnRun = Callable[[ArmRun], None]
 
 
-@dataclass
-class SimulationReport:
-    """Everything a run measured; ``worker.simulate.outputs`` turns it into files."""
-
-    config: dict[str, Any]
-    data: str
-    dataset: str
-    pool_size: int
-    runs: list[ArmRun]
-    summaries: dict[str, list[ArmSummary]] = field(default_factory=dict)
-    """metric -> one summary per arm."""
-    ceilings: dict[str, float | None] = field(default_factory=dict)
-    """metric -> ceiling score (full fine-tuning on all pool labels)."""
-    tapt: dict[str, Any] | None = None
-    seconds: float = 0.0
-    files: list[str] = field(default_factory=list)
-    budgets: list[dict[str, Any]] = field(default_factory=list)
-    """Each arm's mean +- std macro-F1 at the budget fractions and the seed-set point, with the
-    gap to the best cheap baseline at the same number of labels."""
+def run_arm(job: ArmJob, reporter: ProgressReporter | None = None) -> ArmRun:
+    """Run one (arm, seed) to the budget (or once on all labels for a ceiling arm)."""
+    started = time.perf_counter()
+    if job.arm.live:
+        run = TwoSpeedLoop(job, reporter).run_rounds()
+        run.seconds = time.perf_counter() - started
+        return run
+    loop = ArmLoop(job, reporter)
+    run = loop.run_all_labels() if job.arm.is_ceiling else loop.run_rounds()
+    run.seconds = time.perf_counter() - started
+    return run
 
 
 def num_encoder_layers(base_model: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -199,3 +200,24 @@ def budget_table(
                 }
             )
     return rows
+
+
+@dataclass
+class SimulationReport:
+    """Everything a run measured; ``worker.simulate.outputs`` turns it into files."""
+
+    config: dict[str, Any]
+    data: str
+    dataset: str
+    pool_size: int
+    runs: list[ArmRun]
+    summaries: dict[str, list[ArmSummary]] = field(default_factory=dict)
+    """metric -> one summary per arm."""
+    ceilings: dict[str, float | None] = field(default_factory=dict)
+    """metric -> ceiling score (full fine-tuning on all pool labels)."""
+    tapt: dict[str, Any] | None = None
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    """Each arm's mean +- std macro-F1 at the budget fractions and the seed-set point, with the
+    gap to the best cheap baseline at the same number of labels."""

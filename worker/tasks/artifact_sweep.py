@@ -17,11 +17,11 @@ from celery.signals import worker_ready, worker_shutdown
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.domain.artifact_hygiene import SweepReport, sweep_artifacts
+from contract.tasks import TASK_SWEEP_ARTIFACTS
 from worker.celery_app import celery_app
 
 log = logging.getLogger(__name__)
 
-TASK_SWEEP_ARTIFACTS = "maintenance.sweep_artifacts"
 
 _loop_stop = threading.Event()
 

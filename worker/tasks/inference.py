@@ -19,9 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.api.inference_client import TASK_PREDICT
 from app.config import Settings, get_settings
 from app.domain.model_versions import resolve_artifact
+from contract.tasks import TASK_PREDICT
 from worker.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def shared_router() -> Any:
     global _router
     with _router_lock:
         if _router is None:
-            from worker.tasks.adapter_router import AdapterRouter
+            from worker.ml.adapter_router import AdapterRouter
 
             _router = AdapterRouter()
         return _router
@@ -49,7 +49,7 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
     ``request``: ``artifact_path`` (as stored on the model version), ``sha256``,
     ``model_version_id``, ``version``, ``texts``.
     """
-    from worker.ml.errors import MLError
+    from contract.errors import MLError
 
     if "live_head" in request:
         return _predict_live(request, router, settings)
@@ -79,7 +79,7 @@ def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> d
     """The live head (embed with its encoder, apply the head), or its average with the adapter."""
     import numpy as np
 
-    from worker.ml.errors import MLError
+    from contract.errors import MLError
     from worker.ml.live_head import LiveHead
     from worker.tasks.live_refit import encoder_for
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.db.models import SPLIT_POOL, LabelIssue
 from app.db.session import get_engine, session_factory
-from app.jobs import TASK_LABEL_ISSUES
+from contract.tasks import TASK_LABEL_ISSUES
 from worker.celery_app import celery_app
 from worker.tasks.project_data import labelled_set, load_snapshot
 

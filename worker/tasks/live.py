@@ -11,7 +11,7 @@ import logging
 
 from app.config import get_settings
 from app.db.session import get_engine, session_factory
-from app.jobs import TASK_LIVE_REFIT
+from contract.tasks import TASK_LIVE_REFIT
 from worker.celery_app import celery_app
 
 log = logging.getLogger(__name__)

@@ -50,6 +50,9 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
+from app.domain.policy import budget_plan
+from contract.budget import Phase
+from contract.strategies import resolve_strategy
 from worker.tasks.project_data import (
     LabelledSet,
     ProjectSnapshot,
@@ -282,16 +285,12 @@ class _Choice:
 
 
 def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int:
-    from worker.ml.budget import Phase, plan_next_batch
-
     if snapshot.stopped:
         return 0
-    size, phase = plan_next_batch(
-        labelled, snapshot.label_budget, snapshot.batch_size, snapshot.reserve_fraction
-    )
-    if phase is Phase.DONE:
+    plan = budget_plan(snapshot).next_batch(labelled)
+    if plan.phase is Phase.DONE:
         return 0
-    return min(available, size * QUEUE_OVERFILL)
+    return min(available, plan.size * QUEUE_OVERFILL)
 
 
 def _zero_shot(
@@ -299,7 +298,7 @@ def _zero_shot(
     queueable: list[int], labelled: LabelledSet,
 ) -> _Choice:
     from worker.ml.live_head import zero_shot_scores
-    from worker.tasks.queue_build import nearest_labelled, top_predictions
+    from worker.ml.queue_view import nearest_labelled, top_predictions
 
     n = _queue_size(snapshot, len(labelled), len(queueable))
     empty = _Choice(SERVED_ZERO_SHOT, "", [], [], [], [], [], ZERO_SHOT_STRATEGY)
@@ -404,7 +403,7 @@ def _choose_without_dev(
 ) -> Any:
     """No dev set: the live head's stratified k-fold CV over the labelled items, compared with
     the current adapter on the slice its round held out (``held_out.npz`` in its artifact)."""
-    from worker.ml.errors import ConfigError
+    from contract.errors import ConfigError
     from worker.ml.live_head import cross_validate, promote_without_dev
 
     t = time.perf_counter()
@@ -449,10 +448,10 @@ def _select(
     labelled: LabelledSet, labelled_emb: np.ndarray, served: str, reason: str,
 ) -> _Choice:
     from worker.ml.acquisition import PoolView, get_strategy
-    from worker.tasks.queue_build import STRATEGY_ALIASES, nearest_labelled, top_predictions
+    from worker.ml.queue_view import nearest_labelled, top_predictions
 
     n = _queue_size(snapshot, len(labelled), len(queueable))
-    name = STRATEGY_ALIASES.get(snapshot.strategy, snapshot.strategy)
+    name = resolve_strategy(snapshot.strategy)
     strategy = get_strategy(name)
     if not strategy.requires <= _LIVE_VIEWS:
         name = FALLBACK_STRATEGY

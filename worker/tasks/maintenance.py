@@ -16,8 +16,8 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
-from app.domain.run_reaper import ReapReport, reap_stale_runs
-from app.jobs import TASK_REAP
+from app.domain.runs.reaper import ReapReport, reap_stale_runs
+from contract.tasks import TASK_REAP
 from worker.celery_app import celery_app
 
 log = logging.getLogger(__name__)

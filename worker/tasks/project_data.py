@@ -36,6 +36,7 @@ from app.db.models import (
     Project,
 )
 from app.domain.model_versions import resolve_artifact
+from app.domain.policy import live
 from app.domain.review import adjudicated_labels
 
 
@@ -137,8 +138,7 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         Item.split == split,
         Item.excluded.is_(False),  # a lead excluded it from training in the data manager
         Annotation.project_id == snapshot.id,
-        Annotation.deleted.is_(False),
-        Annotation.superseded_by_id.is_(None),
+        live(),
     ]
     if split == SPLIT_POOL:
         conditions.append(~exists().where(GoldItem.item_id == Item.id))
@@ -235,8 +235,7 @@ def blocked_item_ids(
         select(Annotation.item_id)
         .where(
             Annotation.project_id == snapshot.id,
-            Annotation.deleted.is_(False),
-            Annotation.superseded_by_id.is_(None),
+            live(),
         )
         .group_by(Annotation.item_id)
         .having(func.count(Annotation.id) >= snapshot.annotations_per_item)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.models import RUN_QUEUE
-from app.jobs import TASK_RECOMPUTE_QUEUE
+from contract.tasks import TASK_RECOMPUTE_QUEUE
 from worker.celery_app import celery_app
 from worker.tasks.runner import execute_run
 

@@ -29,6 +29,10 @@ from app.db.models import (
     RoundMetric,
     TrainingRun,
 )
+from app.domain.policy import budget_plan
+from contract.budget import Phase
+from contract.strategies import resolve_strategy
+from worker.ml.queue_view import nearest_labelled, top_predictions
 from worker.tasks.project_data import (
     LabelledSet,
     ProjectSnapshot,
@@ -44,13 +48,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_OVERFILL = 2
 """Queue twice the next batch: leases and skips consume items before the next rebuild."""
-NEIGHBOURS = 3
-"""Nearest labelled exemplars shown next to each queued item."""
-TOP_PREDICTIONS = 3
 AGREEMENT_STRATEGY = "entropy"
 """Second acquisition function whose overlap with the project's picks feeds the stop rule."""
-STRATEGY_ALIASES = {"hybrid": "cluster_uncertain"}
-"""Projects created before the data model named the registry's default stored ``hybrid``."""
 
 
 @dataclass
@@ -145,14 +144,11 @@ def _load_inputs(session: Session, ctx: RunContext) -> QueueInputs:
 
 
 def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
-    from worker.ml.budget import Phase, plan_next_batch
-
     snapshot = inputs.snapshot
     if snapshot.stopped:
         return 0, Phase.DONE.value, "the project is stopped; the queue is empty"
-    size, phase = plan_next_batch(
-        len(inputs.labelled), snapshot.label_budget, snapshot.batch_size, snapshot.reserve_fraction
-    )
+    plan = budget_plan(snapshot).next_batch(len(inputs.labelled))
+    size, phase = plan.size, plan.phase
     if phase is Phase.DONE:
         return 0, phase.value, f"the label budget of {snapshot.label_budget} is spent"
     if not inputs.item_ids:
@@ -163,14 +159,14 @@ def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
 def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str) -> Selection:
     from worker.ml.acquisition import build_pool_view, get_strategy
     from worker.ml.artifacts import load_artifact
+    from worker.ml.scoring import ChunkedScorer
     from worker.ml.stopping import topk_agreement
-    from worker.tasks.scoring import ChunkedScorer
 
     snapshot = inputs.snapshot
     assert snapshot.current_artifact is not None
     ctx.reporter.report(phase="load", step=0, total=1, message="loading the current model")
     classifier = load_artifact(Path(snapshot.current_artifact))
-    name = STRATEGY_ALIASES.get(snapshot.strategy, snapshot.strategy)
+    name = resolve_strategy(snapshot.strategy)
     if phase == "polish" and inputs.class_error is not None:
         name = "minority_focus"  # the reserve goes to the classes the dev set finds worst
     strategy = get_strategy(name)
@@ -245,49 +241,6 @@ def _select_cold_start(ctx: RunContext, inputs: QueueInputs, n: int) -> Selectio
         neighbours=[[] for _ in picks],
         strategy=strategy.name,
     )
-
-
-def top_predictions(probs: np.ndarray, label_names: tuple[str, ...]) -> list[list[dict[str, Any]]]:
-    """The most likely labels per row, best first: ``[{"label", "prob"}, ...]``."""
-    k = min(TOP_PREDICTIONS, probs.shape[1]) if probs.ndim == 2 else 0
-    out = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")[:k]
-        out.append([{"label": label_names[i], "prob": round(float(row[i]), 4)} for i in order])
-    return out
-
-
-def nearest_labelled(
-    embeddings: np.ndarray,
-    labelled_embeddings: np.ndarray | None,
-    labelled: LabelledSet,
-    label_names: tuple[str, ...],
-    k: int = NEIGHBOURS,
-) -> list[list[dict[str, Any]]]:
-    """For each row, the ``k`` most similar labelled items by cosine similarity."""
-    if labelled_embeddings is None or len(labelled) == 0 or len(embeddings) == 0:
-        return [[] for _ in range(len(embeddings))]
-    a = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    b = labelled_embeddings / np.maximum(
-        np.linalg.norm(labelled_embeddings, axis=1, keepdims=True), 1e-12
-    )
-    sims = a @ b.T
-    k = min(k, sims.shape[1])
-    out = []
-    for row in sims:
-        top = np.argpartition(-row, k - 1)[:k]
-        top = top[np.argsort(-row[top], kind="stable")]
-        out.append(
-            [
-                {
-                    "item_id": labelled.item_ids[j],
-                    "label": label_names[labelled.labels[j]],
-                    "similarity": round(float(row[j]), 4),
-                }
-                for j in top
-            ]
-        )
-    return out
 
 
 def _round_metric_of(session: Session, model_version_id: int) -> RoundMetric | None:

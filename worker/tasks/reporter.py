@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.domain.run_lifecycle import LOG_TAIL_LINES, Claim, ProgressSnapshot, beat
+from app.domain.runs.lifecycle import LOG_TAIL_LINES, Claim, ProgressSnapshot, beat
 from worker.tasks.pause_points import pause_point
 
 log = logging.getLogger(__name__)

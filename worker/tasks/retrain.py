@@ -34,12 +34,13 @@ from app.db.models import Project, RoundMetric, TrainingRun
 from app.domain.model_versions import (
     find_by_data_version,
     next_version_number,
-    promote,
     register_version,
     relative_artifact_path,
+    switch_current,
 )
 from app.domain.runs import request_queue_recompute
-from app.jobs import TASK_LABEL_ISSUES, Job, enqueue_after_commit
+from app.jobs import Job, enqueue_after_commit
+from contract.tasks import TASK_LABEL_ISSUES
 from worker.tasks.artifact_store import (
     sweep_temporary,
     tree_sha256,
@@ -205,7 +206,7 @@ def _lpft(
     from sqlalchemy import select
 
     from app.db.models import LiveHeadState
-    from worker.ml.errors import MLError
+    from contract.errors import MLError
     from worker.ml.live_head import LiveHead
     from worker.ml.models import model_fingerprint
 
@@ -232,8 +233,8 @@ def _lpft_without_slice(
     ctx: RunContext, snapshot: ProjectSnapshot, adapter: dict[str, Any], head: Any,
     fit: LabelledSet,
 ) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
+    from contract.errors import MLError
     from worker.ml.embedding_store import EmbeddingStore, encoder_key
-    from worker.ml.errors import MLError
     from worker.ml.live_head import LiveHead
     from worker.tasks.live_refit import live_dir
 
@@ -294,7 +295,7 @@ class Trained:
 
 
 def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
-    from worker.ml.adapters.config import AdapterConfig
+    from contract.adapter_config import AdapterConfig
     from worker.ml.training import TrainConfig, train_classifier
 
     snapshot = inputs.snapshot
@@ -369,8 +370,8 @@ def warm_start_source(
     """
     if not enabled or snapshot.current_artifact is None:
         return None
+    from contract.errors import MLError
     from worker.ml.artifacts import read_meta
-    from worker.ml.errors import MLError
     from worker.ml.models import resolve_model_path
 
     try:
@@ -449,7 +450,9 @@ class _Publisher:
             labels_used=len(self.inputs.train),
             metrics=self.trained.run_metrics(len(self.inputs.train)),
         )
-        promote(session, project_id, version.id, settings=self.ctx.settings)
+        switch_current(session, project_id, version.id, settings=self.ctx.settings)
+        # The hand-off to the queue: annotators get items picked by the new version.
+        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
         project = session.get(Project, project_id)
         assert project is not None
         metric = self._round_metric(version.id, run.id)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db.models import TrainingRun
 from app.db.session import get_engine, session_factory
-from app.domain.run_lifecycle import (
+from app.domain.runs.lifecycle import (
     Claim,
     LostOwnership,
     cancel_claimed_run,
@@ -34,7 +34,7 @@ from app.domain.run_lifecycle import (
     owned_run,
     succeed_run,
 )
-from app.domain.run_reaper import reap_stale_runs
+from app.domain.runs.reaper import reap_stale_runs
 from worker.tasks.reporter import Heartbeat, RunReporter, capture_logs
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def execute_run(
 
 def _run_body(context: RunContext, body: Body) -> str:
     claim, sessions = context.claim, context.sessions
-    from worker.ml.errors import Cancelled  # the ML core's error; imported lazily (torch-free)
+    from contract.errors import Cancelled  # the ML core's error; imported lazily (torch-free)
 
     try:
         outcome = body(context)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Project, RoundMetric
+from app.domain.rounds import round_history
 from worker.ml.stopping import RoundRecord, StoppingConfig, evaluate_stopping
 
 STOP_SET_SIZE = 200
@@ -22,16 +22,6 @@ STOP_SET_SIZE = 200
 
 def stopping_config(project: Project) -> StoppingConfig:
     return StoppingConfig(min_gain_points=project.stop_threshold, budget=project.label_budget)
-
-
-def round_history(session: Session, project_id: int) -> list[RoundMetric]:
-    return list(
-        session.scalars(
-            select(RoundMetric)
-            .where(RoundMetric.project_id == project_id)
-            .order_by(RoundMetric.created_at, RoundMetric.id)
-        )
-    )
 
 
 def to_records(rows: list[RoundMetric]) -> list[RoundRecord]:

@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
 from app.config import get_settings
+from contract.tasks import TASK_PING, ping_path
 from worker.celery_app import celery_app
-
-TASK_PING = "system.ping"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def ping_path(data_dir: Path, nonce: str) -> Path:
-    if not _NONCE.match(nonce):
-        raise ValueError("A ping nonce is 1-64 characters of A-Z, a-z, 0-9, '_' or '-'.")
-    return data_dir / "pings" / nonce
 
 
 @celery_app.task(name=TASK_PING)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.models import RUN_RETRAIN, RUN_TAPT
-from app.jobs import TASK_RETRAIN, TASK_TAPT
+from contract.tasks import TASK_RETRAIN, TASK_TAPT
 from worker.celery_app import celery_app
 from worker.tasks.runner import execute_run
 

@@ -19,7 +19,6 @@ from app.domain.annotation.batches import (
 )
 from app.domain.annotation.common import (
     batch_id_for,
-    labels_used,
     project_labels,
     take_write_lock,
 )
@@ -50,6 +49,7 @@ from app.domain.annotation.views import (
     label_keys,
     snippet,
 )
+from app.domain.policy import labels_used
 
 __all__ = [
     "MAX_DURATION_MS",

@@ -17,11 +17,11 @@ from app.db.models import (
     TrainingRun,
     User,
 )
-from app.domain.annotation.common import batch_id_for, labels_used, live
+from app.domain.annotation.common import batch_id_for
 from app.domain.annotation.views import UI_SOURCE, BatchProgress, QueueStatus
+from app.domain.policy import budget_plan, labels_used, live
 from app.domain.runs import lock_project, request_retrain
 from app.errors import Conflict
-from worker.ml.budget import BudgetPlan  # pure Python: the web shares the worker's budget plan
 
 # Built once with bind parameters: the progress bar is re-read after every label (see .leases).
 _IN_BATCH = (
@@ -64,12 +64,7 @@ def batch_target(project: Project, used: int, done: int) -> int:
     started, so the last batch before the polish reserve (and the very last one) is smaller.
     """
     start = max(0, used - done)
-    plan = BudgetPlan(
-        budget=max(1, project.label_budget),
-        batch_size=max(1, project.batch_size),
-        reserve_fraction=min(max(project.reserve_fraction, 0.0), 0.5),
-    ).next_batch(start)
-    return plan.size
+    return budget_plan(project).next_batch(start).size
 
 
 def batch_progress(db: Session, project: Project, user: User) -> BatchProgress:

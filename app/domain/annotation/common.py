@@ -5,32 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import (
-    SPLIT_POOL,
-    Annotation,
-    GoldItem,
-    Item,
-    Label,
-    OverlapItem,
-    Project,
-)
+from app.db.models import Item, Label, Project
 from app.db.session import hold_sqlite_write_lock
+from app.domain.policy import labelled_items as labelled_items  # re-exported: rules live in policy
+from app.domain.policy import labels_used as labels_used
+from app.domain.policy import live as live
 from app.errors import NotFound
 
 
 def batch_id_for(data_version: int) -> str:
     return f"round-{data_version}"
-
-
-_LIVE = and_(Annotation.deleted.is_(False), Annotation.superseded_by_id.is_(None))
-
-
-def live() -> ColumnElement[bool]:
-    """Neither undone nor superseded. Built once: SQL expressions are immutable and reusable."""
-    return _LIVE
 
 
 # Hot statements are built once with bind parameters (see :mod:`.leases`).
@@ -67,49 +54,11 @@ def is_postgres(db: Session) -> bool:
 _PROJECT_LABELS = (
     select(Label).where(Label.project_id == bindparam("a_project")).order_by(Label.position)
 )
-_LABELS_USED = (
-    select(func.count(func.distinct(Annotation.item_id)))
-    .join(Item, Item.id == Annotation.item_id)
-    .where(
-        Annotation.project_id == bindparam("a_project"),
-        Item.split == SPLIT_POOL,
-        live(),
-        ~exists().where(GoldItem.item_id == Item.id),  # gold answers are not labels
-    )
-)
-
-
-# Labels beyond the first on overlap items (issue 16): each is a label a person made, so the
-# budget counts it (an item labelled by 2 annotators counts 2).
-_OVERLAP_EXTRA_LABELS = (
-    select(func.count(Annotation.id) - func.count(func.distinct(Annotation.item_id)))
-    .join(OverlapItem, OverlapItem.item_id == Annotation.item_id)
-    .join(Item, Item.id == Annotation.item_id)
-    .where(
-        Annotation.project_id == bindparam("a_project"),
-        OverlapItem.project_id == bindparam("a_project"),
-        Item.split == SPLIT_POOL,
-        live(),
-        ~exists().where(GoldItem.item_id == Item.id),
-    )
-)
 
 
 def project_labels(db: Session, project_id: int) -> list[Label]:
     """The project's labels in display order."""
     return list(db.scalars(_PROJECT_LABELS, {"a_project": project_id}))
-
-
-def labelled_items(db: Session, project_id: int) -> int:
-    """Distinct labelled pool items, gold items left out (what the worker's budget phase counts)."""
-    return int(db.scalar(_LABELS_USED, {"a_project": project_id}) or 0)
-
-
-def labels_used(db: Session, project_id: int) -> int:
-    """What the label budget counts: every label a person made on a pool item, gold answers left
-    out. An item counts once, except an overlap item, which counts once per annotator."""
-    params = {"a_project": project_id}
-    return labelled_items(db, project_id) + int(db.scalar(_OVERLAP_EXTRA_LABELS, params) or 0)
 
 
 def project_item(db: Session, project: Project, item_id: int) -> Item:

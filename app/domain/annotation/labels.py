@@ -19,7 +19,7 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.batches import close_batch_if_full
-from app.domain.annotation.common import batch_id_for, live, take_write_lock
+from app.domain.annotation.common import batch_id_for, take_write_lock
 from app.domain.annotation.leases import item_view
 from app.domain.annotation.views import (
     UI_SOURCE,
@@ -30,6 +30,7 @@ from app.domain.annotation.views import (
     snippet,
 )
 from app.domain.live_head import request_live_refit
+from app.domain.policy import live
 from app.errors import Conflict, InvalidInput, NotFound
 
 

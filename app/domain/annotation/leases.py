@@ -50,8 +50,6 @@ from app.db.models import (
 from app.domain.annotation import overlap
 from app.domain.annotation.common import (
     is_postgres,
-    labels_used,
-    live,
     project_item,
     take_write_lock,
 )
@@ -63,6 +61,7 @@ from app.domain.annotation.views import (
     WhyThisItem,
     snippet,
 )
+from app.domain.policy import budget_plan, labels_used, live
 from app.errors import NotFound
 
 CANDIDATES_PER_TRY = 16
@@ -351,7 +350,7 @@ def _lease_overlap(
 def _stop_reason(db: Session, project: Project) -> NoItem | None:
     if project.stopped:
         return NoItem("stopped", "The project lead has stopped labelling for this project.")
-    if labels_used(db, project.id) >= project.label_budget:
+    if budget_plan(project).spent(labels_used(db, project.id)):
         return NoItem(
             "budget_spent",
             f"The label budget of {project.label_budget} is spent. Ask the project lead to "

@@ -25,9 +25,9 @@ from app.config import Settings
 from app.db.models import ROLE_ADMIN, ROLE_LEAD, ModelVersion, Project, User
 from app.domain.model_versions import (
     next_version_number,
-    promote,
     register_version,
     relative_artifact_path,
+    switch_current,
 )
 from app.domain.projects import get_labels
 from tests.factories import make_project, make_token, make_user
@@ -121,7 +121,7 @@ def fake_version(
         adapter_kind="lora",
     )
     if make_current:
-        promote(db, project.id, row.id, settings=settings, recompute_queue=False)
+        switch_current(db, project.id, row.id, settings=settings)
     db.commit()
     return row
 
@@ -137,8 +137,8 @@ def trained_version(
     make_current: bool = True,
 ) -> ModelVersion:
     """Train a real adapter on the tiny BERT for the project's labels and register it."""
+    from contract.adapter_config import AdapterConfig
     from tests.worker.ml.tiny import make_corpus
-    from worker.ml.adapters.config import AdapterConfig
     from worker.ml.artifacts import write_artifact
     from worker.ml.training import TrainConfig, train_classifier
     from worker.tasks.artifact_store import tree_sha256
@@ -167,7 +167,7 @@ def trained_version(
         adapter_kind=kind,
     )
     if make_current:
-        promote(db, project.id, row.id, settings=settings, recompute_queue=False)
+        switch_current(db, project.id, row.id, settings=settings)
     db.commit()
     return row
 
@@ -176,7 +176,7 @@ class InProcessInference:
     """Runs the real ``inference.predict`` body in this process (no broker, no worker)."""
 
     def __init__(self, settings: Settings) -> None:
-        from worker.tasks.adapter_router import AdapterRouter
+        from worker.ml.adapter_router import AdapterRouter
 
         self.settings = settings
         self.router = AdapterRouter(device="cpu")

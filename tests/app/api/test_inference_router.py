@@ -1,6 +1,6 @@
 """The inference worker's adapter router: every adapter kind, LRU eviction, exact swapping.
 
-(It lives in ``worker/tasks/adapter_router.py``; it is tested here, next to ``/predict``, because
+(It lives in ``worker/ml/adapter_router.py``; it is tested here, next to ``/predict``, because
 its answers are what that endpoint returns.)
 """
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.adapter_config import AdapterConfig
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus
-from worker.ml.adapters.config import AdapterConfig
+from worker.ml.adapter_router import AdapterRouter, RouterLimits, is_shareable
 from worker.ml.artifacts import load_artifact, write_artifact
 from worker.ml.training import TrainConfig, train_classifier
-from worker.tasks.adapter_router import AdapterRouter, RouterLimits, is_shareable
 
 TEXTS = ["goal team win", "bank loan price", "gene orbit lab", "the new report today"]
 
@@ -82,7 +82,7 @@ def test_interleaved_projects_do_not_leak_into_each_other(
 def test_an_artifact_on_another_base_is_refused(tiny_base: Path, tmp_path: Path) -> None:
     import json
 
-    from worker.ml.errors import MLError
+    from contract.errors import MLError
 
     path = _artifact(tiny_base, tmp_path, "moved", "lora", LABEL_NAMES, seed=4)
     meta_file = path / "tapestry.json"

@@ -175,6 +175,37 @@ def test_project_update_changes_only_what_is_sent(app: FastAPI, db: Session) -> 
     assert member.request("PATCH", url, json={"name": "mine now"}).status_code == 403
 
 
+def test_the_api_sets_every_budget_setting_with_the_settings_page_bounds(
+    app: FastAPI, db: Session
+) -> None:
+    from app.domain.policy import BudgetSettings
+    from app.errors import InvalidInput
+
+    lead, project = lead_with_project(app, db)
+    url = f"/api/v1/projects/{project.id}"
+    response = lead.request("PATCH", url, json={"reserve_fraction": 0.1, "auto_stop": True})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["reserve_fraction"], body["auto_stop"]) == (0.1, True)
+    assert body["label_budget"] == project.label_budget  # unsent settings keep their values
+    db.refresh(project)
+    assert (project.reserve_fraction, project.auto_stop) == (0.1, True)
+    edges = {"label_budget": (10_000_000, 10_000_001), "batch_size": (10_000, 10_001),
+             "reserve_fraction": (0.5, 0.51), "stop_threshold": (100, 100.5)}
+    for field, (highest, too_high) in edges.items():
+        assert lead.request("PATCH", url, json={field: highest}).status_code == 200, field
+        refused = lead.request("PATCH", url, json={field: too_high})
+        assert refused.status_code == 422, field
+        assert refused.json()["error"]["details"]["errors"][0]["loc"] == ["body", field]
+        BudgetSettings(**{field: highest})  # the settings page takes the same highest value
+        with pytest.raises(InvalidInput):
+            BudgetSettings(**{field: too_high})
+    created = lead.post("/api/v1/projects", json={"name": "p2", "labels": ["a", "b"],
+                                                  "reserve_fraction": 0.2, "auto_stop": True})
+    assert created.status_code == 201, created.text
+    assert (created.json()["reserve_fraction"], created.json()["auto_stop"]) == (0.2, True)
+
+
 def test_a_lease_that_waits_too_long_for_sqlite_writes_is_a_clear_503(
     app: FastAPI, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:

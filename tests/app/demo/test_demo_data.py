@@ -14,8 +14,9 @@ from app.config import Settings
 from app.db.models import Item, Project
 from app.demo.generate import DEV_PER_LABEL, LABELS, POOL_SIZE, TICKETS_CSV, generate, write_csv
 from app.demo.seed import DEMO_PROJECT, seed_demo
-from app.jobs import TASK_LIVE_REFIT, TASK_RETRAIN, recording_jobs
+from app.jobs import recording_jobs
 from app.security.passwords import verify_password
+from contract.tasks import TASK_LIVE_REFIT, TASK_RETRAIN
 
 
 def test_committed_csv_matches_the_generator(tmp_path: Path) -> None:

@@ -77,8 +77,8 @@ def test_a_busy_worker_does_not_hold_back_the_banner(
 def test_an_answering_worker_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from contract.tasks import ping_path
     from worker.celery_app import celery_app
-    from worker.tasks.system import ping_path
 
     def answer(name: str, args: list[str]) -> None:
         path = ping_path(tmp_path, args[0])

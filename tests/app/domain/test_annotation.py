@@ -25,7 +25,8 @@ from app.db.models import (
 from app.domain import annotation as ann
 from app.domain.projects import get_labels
 from app.errors import Conflict, InvalidInput, NotFound
-from app.jobs import TASK_LIVE_REFIT, TASK_RETRAIN, Job, pending_jobs, recording_jobs
+from app.jobs import Job, pending_jobs, recording_jobs
+from contract.tasks import TASK_LIVE_REFIT, TASK_RETRAIN
 from tests.app.domain.annotation_data import add_queue
 from tests.factories import make_items, make_project, make_user
 

@@ -122,9 +122,9 @@ def test_retention_keeps_the_newest_n_pinned_and_current_and_marks_the_rest(
     project = make_project(db)
     versions = [fake_version(db, settings, project) for _ in range(6)]  # v6 current
     set_pinned(db, versions[0], True)  # v1 pinned
-    from app.domain.model_versions import promote
+    from app.domain.model_versions import switch_current
 
-    promote(db, project.id, versions[1].id, settings=settings, recompute_queue=False)  # v2 current
+    switch_current(db, project.id, versions[1].id, settings=settings)  # v2 current
     db.commit()
 
     report = sweep_artifacts(db, settings)

@@ -14,14 +14,16 @@ from tests.factories import make_project
 
 
 def test_strategy_list_matches_the_worker_registry() -> None:
-    from worker.ml.acquisition.registry import DESCRIPTIONS, STRATEGIES
+    from contract.strategies import COLD_START_STRATEGY, DESCRIPTIONS, STRATEGIES
+    from worker.ml.acquisition import get_strategy
 
-    assert set(setup.STRATEGIES) == set(STRATEGIES) - {"alps"}
+    assert set(setup.STRATEGIES) == set(STRATEGIES) - {COLD_START_STRATEGY}
     assert dict(setup.STRATEGY_CHOICES).keys() <= DESCRIPTIONS.keys()
+    assert [get_strategy(name).name for name in STRATEGIES] == list(STRATEGIES)
 
 
 def test_a_new_project_uses_the_registry_default_strategy(db: Session) -> None:
-    from worker.ml.acquisition.registry import DEFAULT_STRATEGY
+    from contract.strategies import DEFAULT_STRATEGY
 
     project = make_project(db)
     db.flush()

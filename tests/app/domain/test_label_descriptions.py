@@ -11,7 +11,8 @@ from app.domain.live_head import (
     set_label_descriptions,
 )
 from app.errors import InvalidInput
-from app.jobs import TASK_LIVE_REFIT, pending_jobs
+from app.jobs import pending_jobs
+from contract.tasks import TASK_LIVE_REFIT
 from tests.app.domain.runs_support import make_project
 
 

@@ -26,7 +26,8 @@ from app.domain.model_versions import (
     rollback,
 )
 from app.domain.runs import list_runs
-from app.jobs import TASK_RECOMPUTE_QUEUE, Job, recording_jobs
+from app.jobs import Job, recording_jobs
+from contract.tasks import TASK_RECOMPUTE_QUEUE
 from tests.app.domain.runs_support import add_version, make_project
 
 

@@ -19,14 +19,6 @@ from app.db.models import (
     RUN_TAPT,
     TrainingRun,
 )
-from app.domain.run_lifecycle import (
-    ProgressSnapshot,
-    beat,
-    cancel_claimed_run,
-    claim_run,
-    fail_run,
-    succeed_run,
-)
 from app.domain.runs import (
     RunAlreadyFinished,
     RunNotFound,
@@ -38,8 +30,17 @@ from app.domain.runs import (
     request_tapt,
     run_progress,
 )
+from app.domain.runs.lifecycle import (
+    ProgressSnapshot,
+    beat,
+    cancel_claimed_run,
+    claim_run,
+    fail_run,
+    succeed_run,
+)
 from app.errors import ProjectNotFound
-from app.jobs import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT, Job, recording_jobs
+from app.jobs import Job, recording_jobs
+from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT
 from tests.app.domain.runs_support import Db, file_db, make_project
 
 __all__ = ["file_db"]
@@ -143,14 +144,18 @@ def test_a_duplicate_message_does_not_claim_twice(db: Session, sent: list[Job]) 
 def test_cancel_queued_run_ends_it_at_once(db: Session, sent: list[Job]) -> None:
     run = request_retrain(db, make_project(db))
     db.commit()
-    cancel_run(db, run.id)
+    cancel_run(db, run.project_id, run.id)
     db.commit()
     assert run.status == RUN_CANCELLED
     assert claim_run(db, run.id, kind=RUN_RETRAIN).claim is None
     with pytest.raises(RunAlreadyFinished):
-        cancel_run(db, run.id)
+        cancel_run(db, run.project_id, run.id)
     with pytest.raises(RunNotFound):
-        cancel_run(db, 4242)
+        cancel_run(db, run.project_id, 4242)
+    other = make_project(db)
+    db.flush()
+    with pytest.raises(RunNotFound):  # a run is only found through its own project
+        cancel_run(db, other.id, run.id)
 
 
 def test_cancel_running_run_is_seen_by_the_heartbeat(db: Session, sent: list[Job]) -> None:
@@ -161,7 +166,7 @@ def test_cancel_running_run_is_seen_by_the_heartbeat(db: Session, sent: list[Job
     db.commit()
     assert beat(db, claim).cancel_requested is False
     db.commit()
-    cancel_run(db, run.id)
+    cancel_run(db, run.project_id, run.id)
     db.commit()
     assert run.status == RUN_RUNNING and run.cancel_requested
     result = beat(db, claim)
@@ -188,12 +193,12 @@ def test_progress_snapshot_and_read(db: Session, sent: list[Job]) -> None:
     )
     beat(db, claim, snapshot=snapshot)
     db.commit()
-    progress = run_progress(db, run.id)
-    admin = run_progress(db, run.id, include_error=True)
+    progress = run_progress(db, run.project_id, run.id)
+    admin = run_progress(db, run.project_id, run.id, include_error=True)
     fail_run(db, claim, error="Traceback: boom", message="failed: boom")
     db.commit()
-    failed_public = run_progress(db, run.id)
-    failed_admin = run_progress(db, run.id, include_error=True)
+    failed_public = run_progress(db, run.project_id, run.id)
+    failed_admin = run_progress(db, run.project_id, run.id, include_error=True)
     assert isinstance(progress, RunProgress)
     assert (progress.phase, progress.step, progress.total) == ("train", 3, 12)
     assert progress.fraction == pytest.approx(0.25)

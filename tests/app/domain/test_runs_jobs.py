@@ -9,21 +9,10 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import Project
-from app.jobs import (
-    TASK_RETRAIN,
-    Job,
-    enqueue_after_commit,
-    pending_jobs,
-    recording_jobs,
-    use_sender,
-)
+from app.jobs import Job, enqueue_after_commit, pending_jobs, recording_jobs, use_sender
+from contract.tasks import QUEUE_DEFAULT, QUEUE_GPU, TASK_RETRAIN
 from tests.app.domain.runs_support import Db, file_db
-from worker.celery_app import (
-    QUEUE_DEFAULT,
-    QUEUE_GPU,
-    broker_transport_options,
-    celery_app,
-)
+from worker.celery_app import broker_transport_options, celery_app
 
 __all__ = ["file_db"]
 

@@ -19,10 +19,11 @@ from app.db.models import (
     RUN_RUNNING,
     TrainingRun,
 )
-from app.domain.run_lifecycle import Claim, LostOwnership, beat, claim_run, succeed_run
-from app.domain.run_reaper import reap_stale_runs
 from app.domain.runs import cancel_run, request_retrain
-from app.jobs import TASK_RETRAIN, Job, recording_jobs
+from app.domain.runs.lifecycle import Claim, LostOwnership, beat, claim_run, succeed_run
+from app.domain.runs.reaper import reap_stale_runs
+from app.jobs import Job, recording_jobs
+from contract.tasks import TASK_RETRAIN
 from tests.app.domain.runs_support import make_project
 
 
@@ -110,7 +111,7 @@ def test_stale_run_that_was_asked_to_cancel_ends_cancelled(
     db: Session, sent: list[Job], settings: Settings
 ) -> None:
     run, _ = start_run(db, sent)
-    cancel_run(db, run.id)
+    cancel_run(db, run.project_id, run.id)
     db.commit()
     report = reap_stale_runs(db, settings=settings, now=utcnow() + later(settings))
     db.commit()

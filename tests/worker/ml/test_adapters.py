@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from worker.ml.adapters.config import AdapterConfig
+from contract.adapter_config import AdapterConfig
 from worker.ml.artifacts import (
     load_artifact,
     read_card,

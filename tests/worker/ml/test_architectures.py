@@ -21,8 +21,8 @@ from transformers import (
     RobertaConfig,
 )
 
+from contract.adapter_config import AdapterConfig
 from tests.worker.ml.tiny import make_tokenizer, vocabulary
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.artifacts import load_artifact, save_artifact
 from worker.ml.layer_cache import LowerLayerCache
 from worker.ml.masking import corrupt, select_positions

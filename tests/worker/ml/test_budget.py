@@ -1,18 +1,18 @@
 import pytest
 
-from worker.ml.budget import BatchPlan, BudgetPlan, Phase, plan_next_batch
-from worker.ml.errors import ConfigError
+from contract.budget import BatchPlan, BudgetPlan, Phase
+from contract.errors import ConfigError
 
 
 def test_defaults_hold_back_fifteen_percent_for_polish() -> None:
     plan = BudgetPlan(2000)
     assert (plan.batch_size, plan.reserve, plan.main_budget) == (100, 300, 1700)
-    assert plan_next_batch(100, 2000) == (100, Phase.ACQUIRE)
-    assert plan_next_batch(1650, 2000) == (50, Phase.ACQUIRE)  # never crosses into the reserve
-    assert plan_next_batch(1700, 2000) == (100, Phase.POLISH)
-    assert plan_next_batch(1950, 2000) == (50, Phase.POLISH)
-    assert plan_next_batch(2000, 2000) == (0, Phase.DONE)
-    assert plan_next_batch(2300, 2000) == (0, Phase.DONE)
+    assert plan.next_batch(100) == BatchPlan(100, Phase.ACQUIRE)
+    assert plan.next_batch(1650) == BatchPlan(50, Phase.ACQUIRE)  # never crosses into the reserve
+    assert plan.next_batch(1700) == BatchPlan(100, Phase.POLISH)
+    assert plan.next_batch(1950) == BatchPlan(50, Phase.POLISH)
+    assert plan.next_batch(2000) == BatchPlan(0, Phase.DONE)
+    assert plan.next_batch(2300) == BatchPlan(0, Phase.DONE)
 
 
 def test_schedule_spends_the_budget_exactly() -> None:
@@ -49,4 +49,12 @@ def test_advice_flags_settings_outside_the_playbook_ranges() -> None:
 
 def test_negative_usage_is_an_error() -> None:
     with pytest.raises(ConfigError):
-        plan_next_batch(-1, 100)
+        BudgetPlan(100).next_batch(-1)
+
+
+def test_a_projects_stored_settings_are_clamped_into_range() -> None:
+    assert BudgetPlan.for_project(0, 0, 0.9) == BudgetPlan(1, 1, 0.5)
+    assert BudgetPlan.for_project(500, 40, -0.1) == BudgetPlan(500, 40, 0.0)
+    assert BudgetPlan.for_project(500, 40, 0.2) == BudgetPlan(500, 40, 0.2)
+    plan = BudgetPlan.for_project(10, 5, 0.0)
+    assert not plan.spent(9) and plan.spent(10) and plan.spent(11)

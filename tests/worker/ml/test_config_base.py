@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.ml.tapt import TaptConfig
 from worker.ml.training import TrainConfig
 

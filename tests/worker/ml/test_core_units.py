@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.ml.adapters.config import AdapterConfig
+from contract.adapter_config import AdapterConfig
+from contract.errors import ConfigError, NotSupported
 from worker.ml.batching import collate, padding_ratio, shuffled_bucket_batches, sorted_batches
-from worker.ml.errors import ConfigError, NotSupported
 from worker.ml.evaluation import evaluate, expected_calibration_error
 from worker.ml.layer_cache import LowerLayerCache
 from worker.ml.models import model_fingerprint, resolve_model_path

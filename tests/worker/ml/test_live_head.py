@@ -12,7 +12,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.ml.live_head import (
     LiveHead,
     LiveHeadConfig,

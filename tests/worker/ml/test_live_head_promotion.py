@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.ml.live_head import (
     HeldOut,
     LiveHeadConfig,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from contract.adapter_config import AdapterConfig
+from contract.errors import ConfigError
 from tests.worker.ml.tiny import LABEL_NAMES, make_corpus, make_tiny_bert
 from worker.ml.adapters.build import build_adapted_model
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.classifier import final_head_linear
-from worker.ml.errors import ConfigError
 from worker.ml.live_head import LiveHead
 from worker.ml.models import load_sequence_classifier, load_tokenizer
 from worker.ml.sentence_encoder import SentenceEncoder

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.ml.sentence_encoder import SentenceEncoder, token_budget_batches
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 from worker.ml.stopping import (
     RoundRecord,
     StoppingConfig,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from contract.adapter_config import AdapterConfig
+from contract.errors import Cancelled, ConfigError
 from tests.worker.ml.tiny import make_corpus
-from worker.ml.adapters.config import AdapterConfig
-from worker.ml.errors import Cancelled, ConfigError
 from worker.ml.masking import corrupt, select_positions
 from worker.ml.mlm_loss import masked_lm_loss_sum
 from worker.ml.models import load_masked_lm

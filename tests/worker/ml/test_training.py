@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.ml.adapters.config import AdapterConfig
-from worker.ml.errors import Cancelled, ConfigError
+from contract.adapter_config import AdapterConfig
+from contract.errors import Cancelled, ConfigError
 from worker.ml.evaluation import evaluate
 from worker.ml.progress import RecordingReporter
 from worker.ml.training import TrainConfig, _class_weights, min_steps_sampler, train_classifier

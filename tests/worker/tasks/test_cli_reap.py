@@ -10,10 +10,11 @@ from sqlalchemy import update
 
 from app.db.base import utcnow
 from app.db.models import RUN_QUEUED, RUN_RETRAIN, TrainingRun
-from app.domain.run_lifecycle import claim_run
-from app.domain.run_reaper import ReapReport
 from app.domain.runs import request_retrain
-from app.jobs import TASK_RETRAIN, Job
+from app.domain.runs.lifecycle import claim_run
+from app.domain.runs.reaper import ReapReport
+from app.jobs import Job
+from contract.tasks import TASK_RETRAIN
 from tests.app.domain.runs_support import Db, make_project
 from worker.cli_support import reap_main
 

@@ -14,7 +14,8 @@ from app.db.models import Annotation, LabelIssue
 from app.domain import gold
 from app.domain.label_issues import likely_errors, request_recompute
 from app.domain.projects import get_labels
-from app.jobs import TASK_LABEL_ISSUES, pending_jobs
+from app.jobs import pending_jobs
+from contract.tasks import TASK_LABEL_ISSUES
 from tests.factories import make_items, make_project, make_user
 from worker.tasks.label_errors import compute_label_issues
 

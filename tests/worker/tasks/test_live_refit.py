@@ -16,7 +16,8 @@ from app.db.models import (
     QueueEntry,
 )
 from app.domain.live_head import request_live_refit
-from app.jobs import TASK_LIVE_REFIT, Job
+from app.jobs import Job
+from contract.tasks import TASK_LIVE_REFIT
 from tests.app.domain.runs_support import Db
 from tests.worker.ml.tiny import LABEL_NAMES
 from tests.worker.tasks.seed import Seeded

@@ -23,7 +23,8 @@ from app.jobs import Job
 from tests.app.domain.runs_support import Db, make_user
 from tests.worker.ml.tiny import LABEL_NAMES
 from tests.worker.tasks.seed import Seeded, submit_batch
-from worker.tasks.queue_build import nearest_labelled, recompute_queue_body, top_predictions
+from worker.ml.queue_view import nearest_labelled, top_predictions
+from worker.tasks.queue_build import recompute_queue_body
 from worker.tasks.retrain import retrain_body
 from worker.tasks.runner import Outcome, RunContext, execute_run
 

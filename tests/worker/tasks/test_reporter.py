@@ -6,8 +6,8 @@ import logging
 from dataclasses import replace
 
 from app.db.models import RUN_RETRAIN, TrainingRun
-from app.domain.run_lifecycle import LOG_TAIL_LINES, Claim, claim_run
 from app.domain.runs import request_retrain
+from app.domain.runs.lifecycle import LOG_TAIL_LINES, Claim, claim_run
 from app.jobs import Job
 from tests.app.domain.runs_support import Db, make_project
 from tests.worker.tasks.waiting import wait_for

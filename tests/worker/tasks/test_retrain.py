@@ -25,7 +25,8 @@ from app.db.models import (
 )
 from app.domain.model_versions import ARTIFACT_MARKER, list_versions, resolve_artifact
 from app.domain.runs import cancel_run, list_runs
-from app.jobs import TASK_LABEL_ISSUES, TASK_RECOMPUTE_QUEUE, Job
+from app.jobs import Job
+from contract.tasks import TASK_LABEL_ISSUES, TASK_RECOMPUTE_QUEUE
 from tests.app.domain.runs_support import Db
 from tests.worker.ml.tiny import LABEL_NAMES
 from tests.worker.tasks.seed import Seeded, seed_project, submit_batch
@@ -153,7 +154,7 @@ def test_cancel_mid_training_keeps_the_previous_version(
     worker.start()
     wait_for(lambda: (tmp_path / "training.reached").exists(), "training to pause")
     with file_db.session() as session:
-        cancel_run(session, run.id)
+        cancel_run(session, seeded.project_id, run.id)
         session.commit()
     cancelled_at = utcnow()
     wait_for(lambda: _heartbeat_after(file_db, run.id, cancelled_at), "a heartbeat after cancel")

@@ -16,11 +16,11 @@ from app.db.models import (
     Project,
     TrainingRun,
 )
-from app.domain.run_reaper import reap_stale_runs
 from app.domain.runs import cancel_run, request_retrain
+from app.domain.runs.reaper import reap_stale_runs
 from app.jobs import Job
+from contract.errors import Cancelled
 from tests.app.domain.runs_support import Db, make_project
-from worker.ml.errors import Cancelled
 from worker.tasks.runner import Outcome, RunContext, execute_run
 
 
@@ -88,12 +88,12 @@ def test_cancelled_from_the_ml_core_ends_cancelled(file_db: Db, sent: list[Job])
 
 
 def test_a_cancel_seen_after_the_body_prevents_publication(file_db: Db, sent: list[Job]) -> None:
-    _, run_id = queued_run(file_db)
+    project_id, run_id = queued_run(file_db)
     published: list[int] = []
 
     def body(ctx: RunContext) -> Outcome:
         with file_db.session() as session:
-            cancel_run(session, run_id)
+            cancel_run(session, project_id, run_id)
             session.commit()
         ctx.reporter.flush()  # the heartbeat would do this within a period
         return Outcome("done", publish=lambda s, r: published.append(r.id))  # type: ignore[arg-type, func-returns-value]

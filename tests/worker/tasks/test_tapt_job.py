@@ -9,7 +9,8 @@ import pytest
 from app.db.models import RUN_QUEUE, RUN_RETRAIN, RUN_SUCCEEDED, RUN_TAPT, Project, TrainingRun
 from app.domain.model_versions import current_version, resolve_artifact
 from app.domain.runs import list_runs, request_tapt
-from app.jobs import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT, Job
+from app.jobs import Job
+from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT
 from tests.app.domain.runs_support import Db
 from tests.worker.tasks.seed import Seeded, submit_batch
 from worker.tasks.queue_build import recompute_queue_body

@@ -8,6 +8,7 @@ Typical use in the worker::
     picks = strategy.select(view, 100)   # [Pick(index, score, reason), ...] best first
 """
 
+from contract.strategies import DEFAULT_STRATEGY, DESCRIPTIONS, STRATEGIES
 from worker.ml.acquisition.badge import Badge
 from worker.ml.acquisition.base import Pick, PoolView, QueryStrategy, ScoreStrategy, top_k
 from worker.ml.acquisition.cold_start import AlpsColdStart
@@ -15,12 +16,7 @@ from worker.ml.acquisition.diversity import ClusterThenUncertain, CoreSet
 from worker.ml.acquisition.ensemble import EnsembleDisagreement
 from worker.ml.acquisition.minority import MinorityFocus
 from worker.ml.acquisition.pool import ScoringModel, build_pool_view
-from worker.ml.acquisition.registry import (
-    DEFAULT_STRATEGY,
-    DESCRIPTIONS,
-    STRATEGIES,
-    get_strategy,
-)
+from worker.ml.acquisition.registry import get_strategy
 from worker.ml.acquisition.uncertainty import Entropy, LeastConfidence, Margin, RandomSampling
 from worker.ml.acquisition.wrappers import Deduplicated, Subsampled
 

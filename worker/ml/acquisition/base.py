@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 FloatArray = np.ndarray
 IntArray = np.ndarray

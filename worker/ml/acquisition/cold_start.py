@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import (
     EMBEDDINGS,
     SURPRISAL_EMBEDDINGS,
@@ -16,7 +17,6 @@ from worker.ml.acquisition.base import (
 )
 from worker.ml.acquisition.diversity import round_robin
 from worker.ml.acquisition.geometry import kmeans, l2_normalise
-from worker.ml.errors import ConfigError
 
 
 @dataclass(frozen=True)

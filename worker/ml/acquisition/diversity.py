@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import (
     EMBEDDINGS,
     LABELED_EMBEDDINGS,
@@ -18,7 +19,6 @@ from worker.ml.acquisition.base import (
 )
 from worker.ml.acquisition.geometry import DenseSpace, greedy_k_center, kmeans, min_sqdist_to_set
 from worker.ml.acquisition.uncertainty import describe_uncertainty, entropy, top_two
-from worker.ml.errors import ConfigError
 
 UncertaintyMeasure = Literal["entropy", "margin", "least_confidence"]
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import (
     VARIANT_PROBS,
     FloatArray,
@@ -15,7 +16,6 @@ from worker.ml.acquisition.base import (
     QueryStrategy,
     top_k,
 )
-from worker.ml.errors import ConfigError
 
 
 def vote_entropy(variant_probs: tuple[FloatArray, ...]) -> FloatArray:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import (
     CLASS_ERROR,
     PROBS,
@@ -15,7 +16,6 @@ from worker.ml.acquisition.base import (
     QueryStrategy,
     top_k,
 )
-from worker.ml.errors import ConfigError
 
 
 def largest_remainder(weights: FloatArray, n: int) -> np.ndarray:

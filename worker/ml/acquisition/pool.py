@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import (
     EMBEDDINGS,
     GRAD_EMBEDDINGS,
@@ -16,7 +17,6 @@ from worker.ml.acquisition.base import (
     FloatArray,
     PoolView,
 )
-from worker.ml.errors import ConfigError
 
 
 @runtime_checkable

@@ -1,10 +1,12 @@
-"""Strategy names for the UI dropdown and a factory that builds one from a name and params."""
+"""The factory that builds a strategy from a name and params (names: ``contract.strategies``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from contract.errors import ConfigError
+from contract.strategies import STRATEGIES
 from worker.ml.acquisition.badge import Badge
 from worker.ml.acquisition.base import QueryStrategy
 from worker.ml.acquisition.cold_start import AlpsColdStart
@@ -13,7 +15,6 @@ from worker.ml.acquisition.ensemble import EnsembleDisagreement
 from worker.ml.acquisition.minority import MinorityFocus
 from worker.ml.acquisition.uncertainty import Entropy, LeastConfidence, Margin, RandomSampling
 from worker.ml.acquisition.wrappers import Deduplicated, Subsampled
-from worker.ml.errors import ConfigError
 
 _CLASSES: dict[str, type[QueryStrategy]] = {
     cls.name: cls
@@ -31,26 +32,10 @@ _CLASSES: dict[str, type[QueryStrategy]] = {
     )
 }
 
-STRATEGIES: tuple[str, ...] = tuple(_CLASSES)
-"""Every strategy name, in the order the UI lists them."""
-
-DESCRIPTIONS: dict[str, str] = {
-    "random": "Random sampling (baseline)",
-    "least_confidence": "Least confidence",
-    "margin": "Smallest margin between the top two classes",
-    "entropy": "Highest predictive entropy",
-    "coreset": "Core-set: cover the embedding space (greedy k-center)",
-    "cluster_uncertain": "Hybrid: k-means clusters, smallest-margin item per cluster (default)",
-    "ensemble_disagreement": "Disagreement between two adapter variants",
-    "badge": "BADGE: diverse gradient embeddings (uncertain and diverse)",
-    "minority_focus": "Minority focus: classes with the worst dev F1 (polish phase)",
-    "alps": "Cold start (ALPS): representative items before any label",
-}
-
-DEFAULT_STRATEGY = "cluster_uncertain"
-"""k-means clusters, then the smallest-margin item per cluster: the best area under the learning
-curve on both R8 (imbalanced, 8 classes) and 20NG (balanced, 20 classes) in the strategy study,
-where every single-criterion strategy lost on at least one of them (docs/results.md)."""
+if tuple(_CLASSES) != STRATEGIES:  # the catalogue the web lists is exactly what is built here
+    raise ImportError(
+        f"contract.strategies lists {STRATEGIES}, the registry builds {tuple(_CLASSES)}"
+    )
 
 
 def get_strategy(

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.errors import ConfigError
 from worker.ml.acquisition.base import EMBEDDINGS, LABELED_EMBEDDINGS, Pick, PoolView, QueryStrategy
 from worker.ml.acquisition.geometry import l2_normalise
-from worker.ml.errors import ConfigError
 
 
 @dataclass(frozen=True)

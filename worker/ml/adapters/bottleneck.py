@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from worker.ml.adapters.config import AdapterConfig
+from contract.adapter_config import AdapterConfig
 from worker.ml.architecture import encoder_layers, layer_layout, submodule
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from torch import nn
 from transformers import PreTrainedModel
 
+from contract.adapter_config import AdapterConfig
 from worker.ml.adapters.bottleneck import MODULE_NAME, BottleneckAdapters
-from worker.ml.adapters.config import AdapterConfig
 from worker.ml.adapters.peft_kinds import wrap_with_peft
 from worker.ml.architecture import encoder_layers, head_module_names, unwrap
 

@@ -22,9 +22,9 @@ from peft import (
 from torch import nn
 from transformers import PreTrainedModel
 
-from worker.ml.adapters.config import AdapterConfig
+from contract.adapter_config import AdapterConfig
+from contract.errors import NotSupported
 from worker.ml.architecture import encoder_layers, head_module_names, layer_layout, linear_names
-from worker.ml.errors import NotSupported
 
 # peft (0.21) reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads a
 # model, which printed a FutureWarning every adapter round; the message is peft's to fix.

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from contract.errors import ConfigError
 from tests.worker.ml.acquisition.synthetic import blobs
 from worker.ml.acquisition import AlpsColdStart, MinorityFocus, PoolView
 from worker.ml.acquisition.minority import largest_remainder
-from worker.ml.errors import ConfigError
 
 
 def test_largest_remainder_sums_to_n_and_is_proportional() -> None:

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from contract.errors import ConfigError
 from worker.ml.acquisition import PoolView, build_pool_view, get_strategy
-from worker.ml.errors import ConfigError
 
 
 def test_rows_must_agree_across_views() -> None:

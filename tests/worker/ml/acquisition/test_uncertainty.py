@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from contract.errors import ConfigError
 from tests.worker.ml.acquisition.synthetic import probs_with_confidence
 from worker.ml.acquisition import Entropy, LeastConfidence, Margin, PoolView, RandomSampling, top_k
 from worker.ml.acquisition.uncertainty import entropy
-from worker.ml.errors import ConfigError
 
 
 def test_entropy_picks_the_most_uncertain_rows_in_order() -> None:

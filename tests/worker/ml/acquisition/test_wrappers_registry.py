@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from contract.errors import ConfigError
 from tests.worker.ml.acquisition.synthetic import blobs, probs_with_confidence
 from worker.ml.acquisition import (
     STRATEGIES,
@@ -10,7 +11,6 @@ from worker.ml.acquisition import (
     Subsampled,
     get_strategy,
 )
-from worker.ml.errors import ConfigError
 
 
 def test_dedup_drops_near_duplicates_of_earlier_picks() -> None:

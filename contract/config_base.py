@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Self
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 

@@ -36,8 +36,8 @@ from app.db.models import (
     RUN_RUNNING,
     TrainingRun,
 )
-from app.domain.run_lifecycle import send_follow_up
-from app.domain.runs import lock_project, schedule_send
+from app.domain.runs.lifecycle import send_follow_up
+from app.domain.runs.locks import lock_project, schedule_send
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from worker.ml.errors import ConfigError, NotSupported
+from contract.errors import ConfigError, NotSupported
 
 AdapterKind = Literal["lora", "bottleneck", "ia3", "prompt", "full"]
 KINDS: tuple[str, ...] = ("lora", "bottleneck", "ia3", "prompt", "full")

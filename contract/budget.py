@@ -10,13 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.ml.errors import ConfigError
+from contract.errors import ConfigError
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_RESERVE_FRACTION = 0.15
 RECOMMENDED_BATCH_SIZE = (50, 200)
 RECOMMENDED_RESERVE_FRACTION = (0.10, 0.20)
 MAX_RESERVE_FRACTION = 0.5
+DEFAULT_LABEL_BUDGET = 1000
+MAX_LABEL_BUDGET = 10_000_000
+MAX_BATCH_SIZE = 10_000
+DEFAULT_STOP_THRESHOLD = 0.2
+MAX_STOP_THRESHOLD = 100.0
+"""The stop threshold is a dev gain in percentage points per 100 labels."""
 
 
 class Phase(StrEnum):
@@ -57,6 +63,21 @@ class BudgetPlan:
                 f"reserve_fraction must be in [0, {MAX_RESERVE_FRACTION}], got "
                 f"{self.reserve_fraction} (the playbook suggests 0.10-0.20)"
             )
+
+    @classmethod
+    def for_project(cls, label_budget: int, batch_size: int, reserve_fraction: float) -> BudgetPlan:
+        """The plan for a project's stored settings, clamped into the valid ranges (settings are
+        validated when saved; the clamp keeps an old or hand-edited row from breaking a page or
+        a worker)."""
+        return cls(
+            budget=max(1, label_budget),
+            batch_size=max(1, batch_size),
+            reserve_fraction=min(max(reserve_fraction, 0.0), MAX_RESERVE_FRACTION),
+        )
+
+    def spent(self, labels_used: int) -> bool:
+        """No label is left to ask for."""
+        return labels_used >= self.budget
 
     @property
     def reserve(self) -> int:
@@ -101,14 +122,3 @@ class BudgetPlan:
                 "budget held back for the polish phase"
             )
         return notes
-
-
-def plan_next_batch(
-    labels_used: int,
-    budget: int,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    reserve_fraction: float = DEFAULT_RESERVE_FRACTION,
-) -> tuple[int, Phase]:
-    """``(size, phase)`` of the next query batch; size 0 with ``Phase.DONE`` when spent."""
-    plan = BudgetPlan(budget, batch_size, reserve_fraction).next_batch(labels_used)
-    return plan.size, plan.phase

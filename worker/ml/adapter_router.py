@@ -181,7 +181,7 @@ class AdapterRouter:
     def _new_base(self, base_key: tuple[str, str, str], config: Any, name: str) -> _SharedBase:
         from peft import PeftModel
 
-        from worker.ml.errors import MLError
+        from contract.errors import MLError
         from worker.ml.models import load_sequence_classifier, model_fingerprint
 
         base_path, sha256, _ = base_key
@@ -209,7 +209,7 @@ class AdapterRouter:
     ) -> dict[str, nn.Module]:
         from peft import set_peft_model_state_dict
 
-        from worker.ml.errors import MLError
+        from contract.errors import MLError
 
         head_state: dict[str, dict[str, torch.Tensor]] = {}
         adapter_state: dict[str, torch.Tensor] = {}

@@ -26,7 +26,7 @@ from app.db.models import (
     RUN_SUCCEEDED,
     TrainingRun,
 )
-from app.domain.runs import lock_project, schedule_send
+from app.domain.runs.locks import lock_project, schedule_send
 
 LOG_TAIL_LINES = 50
 
