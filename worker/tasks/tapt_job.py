@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import SPLIT_POOL, Annotation, Item, Project, TrainingRun
 from app.domain.model_versions import relative_artifact_path
+from app.domain.policy import live
 from app.domain.runs import request_queue_recompute, request_retrain
 from app.domain.tapt import CPU_DEFAULTS, GPU_DEFAULTS, default_tapt_config, tapt_timings
 from worker.tasks.artifact_store import tapt_dir
@@ -85,7 +86,7 @@ def _switch_base(session: Session, run: TrainingRun, stored_path: str) -> int | 
         .join(Item, Item.id == Annotation.item_id)
         .where(
             Annotation.project_id == project.id,
-            Annotation.deleted.is_(False),
+            live(),
             Item.split == SPLIT_POOL,
         )
     )
