@@ -73,20 +73,22 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable]]) -> float | None:
     """Krippendorff's alpha, nominal, over units (each: the labels given to one item, by any
     number of coders); units with fewer than two labels are not pairable and do not count.
     None when undefined (nothing pairable, or a single value: no disagreement is possible)."""
-    import numpy as np  # the krippendorff package works on arrays
-    from krippendorff import alpha
-
-    pairable = [list(u) for u in units if len(u) >= 2]
-    values = sorted({v for u in pairable for v in u}, key=repr)
-    if len(values) < 2:
+    # The coincidence-matrix form (Krippendorff 2011), nominal distance: every ordered pair of
+    # values within a unit of m values adds 1 / (m - 1) to the coincidences; alpha is one minus
+    # observed over expected disagreement. Pure Python: the web app imports no numpy.
+    pairable = [Counter(u) for u in units if len(u) >= 2]
+    totals: Counter[Hashable] = Counter()
+    for counts in pairable:
+        totals.update(counts)
+    n = sum(totals.values())
+    expected = n * n - sum(c * c for c in totals.values())
+    if not pairable or expected == 0:
         return None
-    index = {v: i for i, v in enumerate(values)}
-    data = np.full((max(len(u) for u in pairable), len(pairable)), np.nan)
-    for column, unit in enumerate(pairable):  # nominal alpha only sees each unit's values
-        for row, value in enumerate(unit):
-            data[row, column] = index[value]
-    return float(alpha(reliability_data=data, level_of_measurement="nominal",
-                       value_domain=list(range(len(values)))))
+    observed = 0.0
+    for counts in pairable:
+        m = sum(counts.values())
+        observed += (m * m - sum(c * c for c in counts.values())) / (m - 1)
+    return 1.0 - (n - 1) * observed / expected
 
 
 def one_vs_rest(units: Sequence[Sequence[Hashable]], cls: Hashable) -> list[list[bool]]:

@@ -47,11 +47,18 @@ from app.db.models import (
     ReviewDecision,
     User,
 )
-from app.domain.annotation import overlap
 from app.domain.annotation.common import (
     is_postgres,
     project_item,
     take_write_lock,
+)
+from app.domain.annotation.overlap import (
+    due,
+    fresh_candidates,
+    hidden_from,
+    mark,
+    open_candidates,
+    still_available,
 )
 from app.domain.annotation.views import (
     ItemView,
@@ -327,13 +334,13 @@ def _lease_overlap(
     if project.overlap_rate <= 0:
         return None
     for fresh in (False, True):
-        if fresh and not overlap.due(db, project):
+        if fresh and not due(db, project):
             return None
-        find = overlap.fresh_candidates if fresh else overlap.open_candidates
+        find = fresh_candidates if fresh else open_candidates
         for item_id in find(db, project, user_id, exclude, now):
             if is_postgres(db) and (
                 db.scalar(_LOCK_ITEM, {"item": item_id}) is None
-                or not overlap.still_available(db, project, user_id, item_id, now, fresh=fresh)
+                or not still_available(db, project, user_id, item_id, now, fresh=fresh)
             ):
                 continue
             db.execute(
@@ -342,7 +349,7 @@ def _lease_overlap(
                  "expires_at": now + ttl, "created_at": now},
             )
             if fresh:
-                overlap.mark(db, project, item_id)
+                mark(db, project, item_id)
             return Leased(item_id, now + ttl)
     return None
 
@@ -559,7 +566,7 @@ def _neighbours(db: Session, project: Project, raw: list[Any]) -> list[Neighbour
     if not rows:
         return []
     ids = [n["item_id"] for n in rows]
-    blind = overlap.hidden_from(db, project, None, ids)
+    blind = hidden_from(db, project, None, ids)
     rows = [n for n in rows if n["item_id"] not in blind]
     ids = [n["item_id"] for n in rows]
     texts = dict(db.execute(_TEXTS, {"a_project": project.id, "ids": ids}).tuples().all())
