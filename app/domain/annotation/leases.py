@@ -69,7 +69,6 @@ from app.domain.annotation.views import (
     snippet,
 )
 from app.domain.policy import budget_plan, labels_used, live
-from app.domain.review import review_note
 from app.errors import NotFound
 
 CANDIDATES_PER_TRY = 16
@@ -510,8 +509,21 @@ def item_view(
         lease_expires_at=expires_at,
         why=_why(db, project, item.id),
         previous_label_id=previous_label_id,
-        review_note=review_note(db, project.id, item.id),
+        review_note=db.scalar(_REVIEW_NOTE, {"a_project": project.id, "item": item.id}) or None,
     )
+
+
+_REVIEW_NOTE = (
+    select(ReviewDecision.note)
+    .where(
+        ReviewDecision.project_id == bindparam("a_project"),
+        ReviewDecision.item_id == bindparam("item"),
+        ReviewDecision.active.is_(True),
+        ReviewDecision.action == REVIEW_SEND_BACK,
+    )
+    .order_by(ReviewDecision.id.desc())
+    .limit(1)
+)
 
 
 def _why(db: Session, project: Project, item_id: int) -> WhyThisItem:
