@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.deps import MAX_DB_INT, IdPath, Level, ProjectLead, ProjectReviewer, SessionDep
 from app.domain import audit, guidelines, review
+from app.domain.annotation import label_keys
 from app.domain.annotation.common import project_item, project_labels
 from app.errors import DomainError
 from app.web.forms import FormDep, form_int, form_str
@@ -26,6 +27,7 @@ def _url(project_id: int) -> str:
 @router.get("/projects/{project_id}/review")
 def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Response:
     project = access.project
+    labels = project_labels(db, project.id)
     return render_page(
         request,
         "review/page.html",
@@ -34,7 +36,8 @@ def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Re
             "active": "review",
             "can_lead": access.can(Level.LEAD),
             "can_review": True,
-            "labels": project_labels(db, project.id),
+            "labels": labels,
+            "key_of": {label_id: key for key, label_id in label_keys(labels).items()},
             "queue": review.review_queue(db, project),
             "recent": review.recent_decisions(db, project, limit=10),
             "max_note": review.MAX_NOTE_CHARS,

@@ -48,9 +48,14 @@
     if (event.key === "j") { select(current + 1); return; }
     if (event.key === "k") { select(current - 1); return; }
     if (!entry) { return; }
-    if (changing && /^[1-9]$/.test(event.key)) {
+    var labelButton = changing && event.key.length === 1 ? Array.prototype.find.call(
+      entry.querySelectorAll('form[data-action="change"] button[data-key]'),
+      function (button) { return button.getAttribute("data-key") === event.key; }) : null;
+    if (labelButton) {  // after "c" a key is a label's key (the project's shortcuts) first
       event.preventDefault();
-      press(entry, 'form[data-action="change"] button[data-key="' + event.key + '"]');
+      changing = false;
+      entry.classList.remove("changing");
+      labelButton.click();
     } else if (event.key === "Escape") {
       changing = false;
       entry.classList.remove("changing");

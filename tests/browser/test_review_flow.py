@@ -24,7 +24,9 @@ from tests.browser.conftest import BrowserPage, LiveStack, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser]
 
-LABELS = ("billing", "bug", "account")
+# Eleven labels: the last one, "account", has the key "q" (1-9, 0, then q), as when annotating.
+LABELS = ("billing", "bug", "shipping", "refund", "privacy", "outage", "pricing", "feature",
+          "docs", "spam", "account")
 TEXTS = (
     "Refund the duplicate charge on invoice 12, please.",
     'The export button crashes the page <img src=x onerror="alert(1)">',
@@ -116,14 +118,14 @@ def test_reviewer_accepts_changes_and_sends_back_with_the_keyboard(
     )
     expect(entries).to_have_count(2)
 
-    # c then 3: change the (now first) second item to the third label.
+    # c then q: change the (now first) second item to the eleventh label, "account".
     expect(page.locator("article.review-entry.current")).to_have_attribute(
         "data-item-id", str(second)
     )
     page.keyboard.press("c")
     current = page.locator("article.review-entry.current")
     expect(current).to_have_class("review-entry current changing")
-    page.keyboard.press("3")
+    page.keyboard.press("q")
     expect(page.get_by_text(f"Item {second} relabelled as account.")).to_be_visible()
     decision = _decision(live, second)
     assert decision is not None and decision.action == "change"

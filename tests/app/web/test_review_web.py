@@ -220,3 +220,23 @@ def test_guideline_history_and_roles_through_the_settings_pages(app: FastAPI, db
     assert w["reviewer"].get(f"/projects/{pid}/guidelines").status_code == 403
     actions = [e["action"] for e in lead.get(f"/api/v1/projects/{pid}/audit").json()["events"]]
     assert actions[:2] == ["guidelines.edit", "member.role"]
+
+
+def test_every_label_has_its_annotation_key_in_the_review_queue(app: FastAPI, db: Session) -> None:
+    """A dozen labels (the playbook's case): keys 1-9, then 0, q, w, ... as when annotating, not
+    only the first nine."""
+    first, second = make_user(db, role=ROLE_ANNOTATOR), make_user(db, role=ROLE_ANNOTATOR)
+    lead = make_user(db, role=ROLE_LEAD)
+    names = tuple(f"class{n:02d}" for n in range(12))
+    project = make_project(db, lead=lead, labels=names, annotators=[first, second])
+    project.annotations_per_item = 2
+    labels = {lbl.name: lbl for lbl in get_labels(db, project.id)}
+    (item,) = make_items(db, project, ["disputed between the last two classes"])
+    ann.record_label(db, project, first, item_id=item.id, label_id=labels["class10"].id)
+    ann.record_label(db, project, second, item_id=item.id, label_id=labels["class11"].id)
+    db.commit()
+    page = login_client(app, user=lead).get(f"/projects/{project.id}/review").text
+    keys = ann.label_keys(get_labels(db, project.id))
+    assert len(keys) == 12
+    for key, label_id in keys.items():
+        assert f'value="{label_id}" class="small" data-key="{key}"' in page, key
