@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -62,11 +62,13 @@ from app.db.models import (
     Item,
     Label,
     Membership,
+    OverlapItem,
     Project,
     TrainingRun,
     User,
 )
 from app.db.session import make_engine
+from app.domain.annotation.overlap import target_annotators
 from app.domain.imports import content_hash
 from app.domain.users import create_token
 from app.security.passwords import hash_password
@@ -465,8 +467,26 @@ async def drive(deployment: Deployment, seeded: Seeded, profile: Profile,
 # --------------------------------------------------------------------------- checks and figures
 
 
-def stored_labels(database_url: str, project_id: int) -> tuple[set[tuple[int, int]], int]:
-    """(annotator, item) of every stored label, and items labelled by more than one annotator."""
+@dataclass(frozen=True)
+class Stored:
+    pairs: set[tuple[int, int]]
+    """(annotator, item) of every stored label."""
+    per_item: dict[int, int]
+    """Distinct annotators per labelled item."""
+    overlap: frozenset[int]
+    """Items routed to several annotators on purpose (overlap routing, to measure agreement)."""
+    overlap_k: int
+
+    def allowed(self, item_id: int) -> int:
+        """How many annotators may label the item: ``k`` for an overlap item, else one."""
+        return self.overlap_k if item_id in self.overlap else 1
+
+    def over_assigned(self) -> list[int]:
+        return sorted(i for i, n in self.per_item.items() if n > self.allowed(i))
+
+
+def stored_labels(database_url: str, project_id: int) -> Stored:
+    """Every stored label, annotators per item, and the project's overlap items."""
     engine = make_engine(database_url)
     try:
         with Session(engine) as db:
@@ -476,24 +496,25 @@ def stored_labels(database_url: str, project_id: int) -> tuple[set[tuple[int, in
                 .where(Annotation.project_id == project_id, Item.split == SPLIT_POOL,
                        Annotation.deleted.is_(False)))
             pairs = {(int(u), int(i)) for u, i in rows if u is not None}
-            doubled = db.scalar(select(func.count()).select_from(
-                select(Annotation.item_id)
-                .join(Item, Item.id == Annotation.item_id)
-                .where(Annotation.project_id == project_id, Item.split == SPLIT_POOL,
-                       Annotation.deleted.is_(False))
-                .group_by(Annotation.item_id)
-                .having(func.count(func.distinct(Annotation.annotator_id)) > 1)
-                .subquery()))
-        return pairs, int(doubled or 0)
+            overlap = frozenset(db.scalars(
+                select(OverlapItem.item_id).where(OverlapItem.project_id == project_id)))
+            project = db.get(Project, project_id)
+            assert project is not None
+            k = target_annotators(project)
+        per_item = Counter(item for _, item in pairs)
+        return Stored(pairs, dict(per_item), overlap, k)
     finally:
         engine.dispose()
 
 
 def summarise(name: str, obs: Observed, faults: Faults, load_seconds: float,
               database_url: str, project_id: int, profile: Profile) -> dict[str, Any]:
-    stored, doubled_in_db = stored_labels(database_url, project_id)
-    lost = sorted(obs.acknowledged - stored)
-    handed_twice = sorted(item for item, users in obs.handed.items() if len(users) > 1)
+    stored = stored_labels(database_url, project_id)
+    lost = sorted(obs.acknowledged - stored.pairs)
+    # An item may go to one annotator, an overlap item to k of them (agreement is measured there).
+    handed_twice = sorted(item for item, users in obs.handed.items()
+                          if len(users) > stored.allowed(item))
+    doubled_in_db = len(stored.over_assigned())
     outside = [s for s in obs.samples if not faults.in_kill_window(s)]
     inside = [s for s in obs.samples if faults.in_kill_window(s)]
     server_errors = Counter(f"{s.route}: {s.kind}" for s in outside
@@ -519,7 +540,8 @@ def summarise(name: str, obs: Observed, faults: Faults, load_seconds: float,
         "load_seconds": round(load_seconds, 1),
         "requests": len(obs.samples),
         "labels_acknowledged": len(obs.acknowledged),
-        "labels_stored": len(stored),
+        "labels_stored": len(stored.pairs),
+        "overlap_items": len(stored.overlap),
         "labels_per_second": round(len(obs.acknowledged) / load_seconds, 2),
         "acknowledged_but_lost": len(lost),
         "items_handed_to_two_annotators": len(handed_twice),
@@ -552,8 +574,8 @@ def problems(result: dict[str, Any]) -> list[str]:
                      f"(e.g. {result['examples']['lost']})")
     if result["items_handed_to_two_annotators"] or result["items_labelled_by_two_annotators"]:
         found.append(f"double assignment: {result['items_handed_to_two_annotators']} items "
-                     f"handed out twice, {result['items_labelled_by_two_annotators']} labelled "
-                     "by two annotators")
+                     f"handed to more annotators than allowed (one; k for an overlap item), "
+                     f"{result['items_labelled_by_two_annotators']} labelled by more")
     if result["server_errors_outside_kill_window"]:
         found.append(f"5xx outside the kill window: {result['server_errors_outside_kill_window']}")
     if result["killed_run_id"] is None:
