@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.domain.runs.lifecycle import LOG_TAIL_LINES, Claim, ProgressSnapshot, beat
@@ -91,7 +92,15 @@ class RunReporter:
                 self._lines.append(f"[{phase}] {message}")
             due = changed or now - self._last_write >= self._min_interval
         if due:
-            self.flush()
+            try:
+                self.flush()
+            except OperationalError as error:
+                # Progress is best-effort, like the heartbeat thread's beats: on SQLite a stream
+                # of short writes (labels, live-head refits) can keep this process's write
+                # waiting past the busy timeout. Failing the run for a progress line lost a
+                # finished adapter round's queue rebuild; the next flush writes the newer state.
+                log.warning("progress of run %s not written (%s); the next flush retries",
+                            self.claim.run_id, str(error).splitlines()[0][:200])
         if phase == "train" and step >= 1 and not self._paused_in_training:
             self._paused_in_training = True
             pause_point("training")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import pytest
+
 from app.db.models import RUN_RETRAIN, TrainingRun
 from app.domain.runs import request_retrain
 from app.domain.runs.lifecycle import LOG_TAIL_LINES, Claim, claim_run
@@ -85,3 +87,33 @@ def test_heartbeat_thread_beats_without_any_progress(file_db: Db, sent: list[Job
     with Heartbeat(reporter, interval=0.05):
         wait_for(lambda: row(file_db, claim).heartbeat_at != before, "a heartbeat", timeout=10)
     assert not reporter.cancelled()
+
+
+def test_a_busy_sqlite_database_skips_a_progress_write_instead_of_failing_the_run(
+    file_db: Db, sent: list[Job]
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout (a stream of labels and
+    live-head refits did this to a queue rebuild): the progress line is skipped, not raised."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    if file_db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's whole-database write lock; Postgres locks rows")
+    claim = claimed(file_db)
+    path = file_db.engine.url.database
+    assert path
+    impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    reporter = RunReporter(claim, sessionmaker(impatient), min_interval=0.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+        reporter.report(phase="score", step=1, total=10)  # must not raise
+        assert row(file_db, claim).phase != "score"  # nothing written while locked
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    reporter.report(phase="score", step=2, total=10)
+    assert (row(file_db, claim).phase, row(file_db, claim).step) == ("score", 2)
+    impatient.dispose()
