@@ -9,6 +9,7 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from tests.conftest import skip_or_fail
 from worker.ml import batching
 from worker.ml.batching import _encode, encode
 
@@ -19,7 +20,7 @@ def _texts() -> list[str]:
     try:
         texts, _ = load_dataset("20ng", "train")
     except Exception as exc:  # noqa: BLE001 - the data set is optional here
-        pytest.skip(f"20 Newsgroups not available: {exc}")
+        skip_or_fail(f"20 Newsgroups not available: {exc}")
     rng = random.Random(0)
     sample = rng.sample(list(texts), 400)
     words = ["x" * 300, "supercalifragilistic" * 9, "naïve", "日本語のテキスト", "a\n b", "\t"]
@@ -63,7 +64,7 @@ def test_cut_texts_tokenise_exactly_like_whole_texts(kind: str) -> None:
         try:
             tokenizer = load_tokenizer(str(offline_default_path()))
         except Exception as exc:  # noqa: BLE001
-            pytest.skip(f"MiniLM tokenizer not installed: {exc}")
+            skip_or_fail(f"MiniLM tokenizer not installed: {exc}")
     else:
         tokenizer = _trained(kind, texts)
     assert tokenizer.is_fast
