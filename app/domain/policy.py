@@ -1,8 +1,16 @@
-"""The counting rules in one place: live annotations, labels used, the budget plan and settings.
+"""The counting rules in one place: live annotations, labels used, item availability, the budget
+plan and settings.
 
 :func:`live` is the one definition of an annotation that counts (neither undone nor superseded);
 :func:`labels_used` is what the label budget counts (every label a person made on a pool item:
-distinct labelled items, plus the extra labels on overlap items; gold answers left out).
+distinct labelled items, plus the extra labels on overlap items; gold answers left out). The web's
+"budget spent" stop and the worker's next batch size both read it.
+
+Item availability: a pool item is *open* while its live annotations plus its unexpired leases are
+fewer than the annotations it wants (``annotations_per_item``) and it is not gold (gold items are
+handed out on their own). :func:`open_item` is that rule as SQL (the annotator's hand-out adds
+"not labelled or leased by me" to it), :func:`taken_item_ids` the same rule as the set of items
+that are not open (the worker leaves them out of the queue); a test holds the two equal.
 
 :class:`BudgetSettings` is the one object through which budget and stop settings are written: the
 settings page, the new-project form and the API all build one, so the bounds (from
@@ -14,13 +22,15 @@ all come from it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, select
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, OverlapItem, Project
+from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, Lease, OverlapItem, Project
 from app.errors import InvalidInput
 from contract.budget import (
     DEFAULT_BATCH_SIZE,
@@ -84,6 +94,47 @@ def labels_used(db: Session, project_id: int) -> int:
     out. An item counts once, except an overlap item, which counts once per annotator."""
     params = {"a_project": project_id}
     return labelled_items(db, project_id) + int(db.scalar(_OVERLAP_EXTRA_LABELS, params) or 0)
+
+
+def open_item(shared: bool) -> ColumnElement[bool]:
+    """SQL condition on ``Item``: the item is open (see the module docstring).
+
+    Bind parameters: ``a_project``, ``a_now`` and, when ``shared`` (the project wants more than
+    one annotation per item), ``per_item``. Unshared, the rule is written as two ``EXISTS``
+    probes, which SQLite answers faster than counts on the annotator's every keystroke; every
+    subquery names the project so it probes the ``(project_id, item_id)`` index.
+    """
+    project_id: BindParameter[int] = bindparam("a_project")
+    now: BindParameter[datetime] = bindparam("a_now")
+    of_item = (Annotation.project_id == project_id, Annotation.item_id == Item.id, live())
+    leased = (Lease.item_id == Item.id, Lease.expires_at > now)
+    not_gold = ~exists().where(GoldItem.item_id == Item.id)
+    if not shared:
+        return not_gold & ~exists().where(*of_item) & ~exists().where(*leased)
+    annotations = select(func.count()).where(*of_item).scalar_subquery()
+    leases = select(func.count()).where(*leased).scalar_subquery()
+    return not_gold & ((annotations + leases) < bindparam("per_item"))
+
+
+def taken_item_ids(db: Session, project_id: int, per_item: int, now: datetime) -> set[int]:
+    """Pool items that are not open: gold, or ``per_item`` live annotations and unexpired
+    leases between them. The set form of :func:`open_item`, counted with two grouped queries
+    (labelled and leased items only) instead of one probe per pool item."""
+    taken: Counter[int] = Counter()
+    for item_id, count in db.execute(
+        select(Annotation.item_id, func.count())
+        .where(Annotation.project_id == project_id, live())
+        .group_by(Annotation.item_id)
+    ):
+        taken[item_id] += count
+    for item_id, count in db.execute(
+        select(Lease.item_id, func.count())
+        .where(Lease.project_id == project_id, Lease.expires_at > now)
+        .group_by(Lease.item_id)
+    ):
+        taken[item_id] += count
+    gold = db.scalars(select(GoldItem.item_id).where(GoldItem.project_id == project_id))
+    return {item_id for item_id, count in taken.items() if count >= per_item} | set(gold)
 
 
 class BudgetFields(Protocol):

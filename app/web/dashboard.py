@@ -1,6 +1,8 @@
 """The lead dashboard: budget and stop rule, learning curve, evaluation, agreement, throughput,
-current model and its adapter card. Settings are changed on the settings page
-(:mod:`app.web.project_settings`); only stop/resume labelling is a button here."""
+current model and its adapter card. Every setting is on the settings page
+(:mod:`app.web.project_settings`); the dashboard also renders the budget and stop-rule form (the
+same template and the same :class:`~app.domain.policy.BudgetSettings`, so the same bounds), next
+to the budget it changes, and the stop/resume labelling button."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from app.domain.agreement import agreement_report
 from app.domain.dashboard import SMALL_DEV_SET, gains_per_100, top_confusions
 from app.domain.gold import gold_report
 from app.domain.live_head import served_summary
+from app.errors import DomainError
 from app.web.charts import heat_style, learning_curve_chart
-from app.web.forms import FormDep, form_str
+from app.web.forms import FormDep, budget_settings_from_form, form_str
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -30,7 +33,8 @@ def _url(project: Project) -> str:
     return f"/projects/{project.id}/dashboard"
 
 
-def _context(db: Session, settings: Settings, access: ProjectContext) -> dict[str, Any]:
+def _context(db: Session, settings: Settings, access: ProjectContext, *,
+             budget_error: str = "") -> dict[str, Any]:
     project = access.project
     current = model_versions.current_version(db, project.id)
     curve = dashboard.learning_curve(db, project.id)
@@ -55,6 +59,7 @@ def _context(db: Session, settings: Settings, access: ProjectContext) -> dict[st
         "top_confusions": top_confusions,
         "small_dev": SMALL_DEV_SET,
         "heat_style": heat_style,
+        "budget_error": budget_error,
     }
 
 
@@ -70,3 +75,18 @@ def toggle_stop(request: Request, db: SessionDep, access: ProjectLead, form: For
     setup.set_stopped(db, access.project, stopped)
     flash(request, "Labelling stopped." if stopped else "Labelling resumed.", "success")
     return RedirectResponse(_url(access.project) + "#stop", status_code=303)
+
+
+@router.post("/projects/{project_id}/dashboard/budget")
+def save_budget(request: Request, db: SessionDep, settings: SettingsDep, access: ProjectLead,
+                form: FormDep) -> Response:
+    """The settings page's budget form, posted from the dashboard: a refusal re-renders the
+    dashboard with the message (nothing written), a success comes back to the budget panel."""
+    try:
+        setup.update_budget(db, access.project, budget_settings_from_form(form, access.project))
+    except DomainError as exc:  # raised before anything is written
+        context = _context(db, settings, access, budget_error=exc.message)
+        return render_page(request, "dashboard/page.html", context,
+                           status_code=exc.status_code)
+    flash(request, "Budget and stop rule saved.", "success")
+    return RedirectResponse(_url(access.project) + "#budget", status_code=303)

@@ -18,6 +18,7 @@ from app.assets import asset_path
 from app.deps import PRINCIPAL_VIEW_STATE
 from app.security.csrf import CSRF_FORM_FIELD, CSRF_HEADER, csrf_token
 from app.security.headers import NONCE_SCOPE_KEY
+from contract import budget
 
 TEMPLATES_DIR = asset_path("templates")
 STATIC_DIR = asset_path("static")
@@ -35,7 +36,16 @@ def environment() -> Environment:
     )
     env.globals["csrf_field_name"] = CSRF_FORM_FIELD
     env.globals["csrf_header_name"] = CSRF_HEADER
+    env.globals["budget_bounds"] = budget_bounds()
     return env
+
+
+def budget_bounds() -> dict[str, float]:
+    """The budget form's input bounds, the ones :class:`app.domain.policy.BudgetSettings` checks
+    (the settings page and the dashboard render the same form)."""
+    return {"label_budget": budget.MAX_LABEL_BUDGET, "batch_size": budget.MAX_BATCH_SIZE,
+            "reserve_percent": budget.MAX_RESERVE_FRACTION * 100,
+            "stop_threshold": budget.MAX_STOP_THRESHOLD}
 
 
 def flash(request: Request, message: str, level: str = "info") -> None:

@@ -50,7 +50,7 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
-from app.domain.policy import budget_plan
+from app.domain.policy import budget_plan, labels_used
 from contract.budget import Phase
 from contract.strategies import resolve_strategy
 from worker.tasks.project_data import (
@@ -158,6 +158,7 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
         labelled = labelled_set(session, snapshot, SPLIT_POOL)
         dev = labelled_set(session, snapshot, SPLIT_DEV)
         blocked = blocked_item_ids(session, snapshot)
+        used = labels_used(session, project_id)  # what the budget counts, as the web's stop does
     timings = {"read": time.perf_counter() - t0}
 
     embeddings, encoder, embedded = _embeddings(settings, sessions, snapshot, items, timings)
@@ -165,11 +166,12 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
     t = time.perf_counter()
     with threadpool_limits(limits=BLAS_THREADS):
         if labelled.classes_present < 2:
-            choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled)
+            choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled,
+                                budget_used=used)
         else:
             choice = _fit_and_choose(
                 settings, snapshot, embeddings, queueable, labelled, dev, timings,
-                head_key=_encoder_key(encoder),
+                head_key=_encoder_key(encoder), budget_used=used,
             )
     timings["fit"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -284,10 +286,12 @@ class _Choice:
     model_version_id: int | None = None
 
 
-def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int:
+def _queue_size(snapshot: ProjectSnapshot, used: int, available: int) -> int:
+    """The queue's length: the next batch of the budget plan (``used``: what the budget counts,
+    :func:`app.domain.policy.labels_used`), overfilled, within what is available."""
     if snapshot.stopped:
         return 0
-    plan = budget_plan(snapshot).next_batch(labelled)
+    plan = budget_plan(snapshot).next_batch(used)
     if plan.phase is Phase.DONE:
         return 0
     return min(available, plan.size * QUEUE_OVERFILL)
@@ -295,12 +299,12 @@ def _queue_size(snapshot: ProjectSnapshot, labelled: int, available: int) -> int
 
 def _zero_shot(
     snapshot: ProjectSnapshot, descriptions: list[str], encoder: Any, embeddings: Any,
-    queueable: list[int], labelled: LabelledSet,
+    queueable: list[int], labelled: LabelledSet, *, budget_used: int,
 ) -> _Choice:
     from worker.ml.live_head import zero_shot_scores
     from worker.ml.queue_view import nearest_labelled, top_predictions
 
-    n = _queue_size(snapshot, len(labelled), len(queueable))
+    n = _queue_size(snapshot, budget_used, len(queueable))
     empty = _Choice(SERVED_ZERO_SHOT, "", [], [], [], [], [], ZERO_SHOT_STRATEGY)
     if n == 0 or not descriptions:
         return empty
@@ -354,6 +358,7 @@ def _zero_shot_order(pool: np.ndarray, best: np.ndarray, n: int, *, seed: int) -
 def _fit_and_choose(
     settings: Settings, snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float], *, head_key: str = "",
+    budget_used: int,
 ) -> _Choice:
     from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served
 
@@ -389,7 +394,8 @@ def _fit_and_choose(
         else:
             reason += "; the adapter has not scored the whole pool yet, so the queue uses the head"
     t = time.perf_counter()
-    choice = _select(snapshot, probs, pool, queueable, labelled, X, served, reason)
+    choice = _select(snapshot, probs, pool, queueable, labelled, X, served, reason,
+                     budget_used=budget_used)
     timings["select"] = time.perf_counter() - t
     choice.model_scores = scores
     choice.head = head
@@ -445,12 +451,13 @@ def load_held_out(artifact: str | None) -> Any:
 
 def _select(
     snapshot: ProjectSnapshot, probs: np.ndarray, pool: np.ndarray, queueable: list[int],
-    labelled: LabelledSet, labelled_emb: np.ndarray, served: str, reason: str,
+    labelled: LabelledSet, labelled_emb: np.ndarray, served: str, reason: str, *,
+    budget_used: int,
 ) -> _Choice:
     from worker.ml.acquisition import PoolView, get_strategy
     from worker.ml.queue_view import nearest_labelled, top_predictions
 
-    n = _queue_size(snapshot, len(labelled), len(queueable))
+    n = _queue_size(snapshot, budget_used, len(queueable))
     name = resolve_strategy(snapshot.strategy)
     strategy = get_strategy(name)
     if not strategy.requires <= _LIVE_VIEWS:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -30,13 +30,12 @@ from app.db.models import (
     GoldItem,
     Item,
     Label,
-    Lease,
     ModelVersion,
     OverlapItem,
     Project,
 )
 from app.domain.model_versions import resolve_artifact
-from app.domain.policy import live
+from app.domain.policy import live, taken_item_ids
 from app.domain.review import adjudicated_labels
 
 
@@ -230,22 +229,9 @@ def queueable_items(
 def blocked_item_ids(
     session: Session, snapshot: ProjectSnapshot, *, now: datetime | None = None
 ) -> set[int]:
-    """Items labelled ``annotations_per_item`` times, or leased right now."""
-    labelled = session.scalars(
-        select(Annotation.item_id)
-        .where(
-            Annotation.project_id == snapshot.id,
-            live(),
-        )
-        .group_by(Annotation.item_id)
-        .having(func.count(Annotation.id) >= snapshot.annotations_per_item)
-    )
-    leased = session.scalars(
-        select(Lease.item_id).where(
-            Lease.project_id == snapshot.id, Lease.expires_at > (now or utcnow())
-        )
-    )
-    return set(labelled) | set(leased)
+    """Items that are not open to annotators (:func:`app.domain.policy.taken_item_ids`: labelled
+    ``annotations_per_item`` times and leased between them, or gold): the queue leaves them out."""
+    return taken_item_ids(session, snapshot.id, snapshot.annotations_per_item, now or utcnow())
 
 
 def stop_set(session: Session, snapshot: ProjectSnapshot, size: int) -> tuple[list[int], list[str]]:

@@ -29,7 +29,7 @@ from app.db.models import (
     RoundMetric,
     TrainingRun,
 )
-from app.domain.policy import budget_plan
+from app.domain.policy import budget_plan, labels_used
 from contract.budget import Phase
 from contract.strategies import resolve_strategy
 from worker.ml.queue_view import nearest_labelled, top_predictions
@@ -74,6 +74,7 @@ class QueueInputs:
     class_error: list[float] | None
     queue_version: int
     up_to_date: bool
+    labels_used: int  # what the budget counts (policy.labels_used), as the web's stop does
 
 
 def recompute_queue_body(ctx: RunContext) -> Outcome:
@@ -139,7 +140,8 @@ def _load_inputs(session: Session, ctx: RunContext) -> QueueInputs:
         and project.queue_version > 0
     )
     return QueueInputs(
-        snapshot, item_ids, texts, labelled, class_error, project.queue_version, up_to_date
+        snapshot, item_ids, texts, labelled, class_error, project.queue_version, up_to_date,
+        labels_used(session, snapshot.id),
     )
 
 
@@ -147,7 +149,7 @@ def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
     snapshot = inputs.snapshot
     if snapshot.stopped:
         return 0, Phase.DONE.value, "the project is stopped; the queue is empty"
-    plan = budget_plan(snapshot).next_batch(len(inputs.labelled))
+    plan = budget_plan(snapshot).next_batch(inputs.labels_used)
     size, phase = plan.size, plan.phase
     if phase is Phase.DONE:
         return 0, phase.value, f"the label budget of {snapshot.label_budget} is spent"

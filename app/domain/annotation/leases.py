@@ -28,7 +28,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
-    func,
     insert,
     select,
 )
@@ -68,7 +67,7 @@ from app.domain.annotation.views import (
     WhyThisItem,
     snippet,
 )
-from app.domain.policy import budget_plan, labels_used, live
+from app.domain.policy import budget_plan, labels_used, live, open_item
 from app.errors import NotFound
 
 CANDIDATES_PER_TRY = 16
@@ -89,34 +88,20 @@ _random = Random()
 def _available(shared: bool) -> ColumnElement[bool]:
     """SQL condition on ``Item``: this annotator may be handed the item now.
 
-    ``shared``: the project wants more than one annotation per item. Every annotation subquery
-    names the project, so it probes the ``(project_id, item_id)`` index instead of scanning all
-    annotations once per candidate.
+    The item is open (:func:`app.domain.policy.open_item`, the rule the worker's queue uses too),
+    and this annotator neither holds a lease on it (live, or a skip) nor, on a shared project,
+    labelled it already. Counting every unexpired lease in ``open_item`` equals counting the
+    other annotators' ones here: an item this annotator leases is refused anyway.
     """
-    project_id: BindParameter[int] = bindparam("a_project")
     user_id: BindParameter[int] = bindparam("a_user")
-    now: BindParameter[datetime] = bindparam("a_now")
-    of_item = (Annotation.project_id == project_id, Annotation.item_id == Item.id, live())
     mine_leased = exists().where(Lease.item_id == Item.id, Lease.annotator_id == user_id)
-    gold = exists().where(GoldItem.item_id == Item.id)  # handed out by _gold_candidates only
     if not shared:  # any live annotation takes the item, the annotator's own included
-        taken = exists().where(*of_item) | exists().where(
-            Lease.item_id == Item.id, Lease.expires_at > now
-        )
-        return ~mine_leased & ~taken & ~gold
-    mine_annotated = exists().where(*of_item, Annotation.annotator_id == user_id)
-    annotations = select(func.count()).where(*of_item).scalar_subquery()
-    leases = (
-        select(func.count())
-        .where(Lease.item_id == Item.id, Lease.expires_at > now, Lease.annotator_id != user_id)
-        .scalar_subquery()
+        return ~mine_leased & open_item(shared)
+    mine_annotated = exists().where(
+        Annotation.project_id == bindparam("a_project"), Annotation.item_id == Item.id, live(),
+        Annotation.annotator_id == user_id,
     )
-    return (
-        ~mine_annotated
-        & ~mine_leased
-        & ~gold
-        & ((annotations + leases) < bindparam("per_item"))
-    )
+    return ~mine_annotated & ~mine_leased & open_item(shared)
 
 
 @cache

@@ -200,7 +200,7 @@ def test_annotators_cannot_reach_the_workspace(app: FastAPI, db: Session, sent: 
     for path in ("runs", "models", "settings", "runs/tapt-estimate"):
         assert client.get(f"/projects/{project.id}/{path}").status_code == 403, path
     for path in ("runs", "models/rollback", "settings", "settings/budget", "settings/model",
-                 "settings/labels", "members"):
+                 "settings/labels", "members", "dashboard/budget"):
         response = client.post(f"/projects/{project.id}/{path}",
                                data={"kind": "retrain", "label_budget": "1", "email": "x@y.z"})
         assert response.status_code == 403, path
@@ -218,8 +218,41 @@ def test_one_settings_page_holds_every_setting(app: FastAPI, db: Session) -> Non
         assert f'name="color_{label.id}"' in page and f'name="shortcut_{label.id}"' in page
     assert f'action="/projects/{project.id}/members"' in page
     dashboard = lead.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
-    assert 'name="label_budget"' not in dashboard and 'name="base_model"' not in dashboard
-    assert f'href="/projects/{project.id}/settings#budget"' in dashboard
+    assert 'name="base_model"' not in dashboard  # model settings live on the settings page only
+
+
+def _budget_form(page: str) -> str:
+    start = page.index('id="budget-form"')
+    return page[page.index("<div", start):page.index("</form>", start)]
+
+
+def test_the_dashboard_changes_the_budget_through_the_same_form_and_bounds(
+    app: FastAPI, db: Session
+) -> None:
+    project, lead = _lead(app, db)
+    settings_page = lead.get(f"/projects/{project.id}/settings").text  # type: ignore[attr-defined]
+    dashboard = lead.get(f"/projects/{project.id}/dashboard").text  # type: ignore[attr-defined]
+    assert f'action="/projects/{project.id}/dashboard/budget"' in dashboard
+    assert _budget_form(dashboard) == _budget_form(settings_page)  # same fields, same bounds
+    form = {"label_budget": "700", "batch_size": "35", "reserve_percent": "20",
+            "stop_threshold": "0.3"}
+    response = lead.post(f"/projects/{project.id}/dashboard/budget", data=form,  # type: ignore[attr-defined]
+                         follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/projects/{project.id}/dashboard#budget"
+    assert (project.label_budget, project.batch_size, project.reserve_fraction,
+            project.stop_threshold, project.auto_stop) == (700, 35, 0.2, 0.3, False)
+    for field, value, message in (("batch_size", "0", "batch size"),
+                                  ("label_budget", "10000001", "label budget"),
+                                  ("reserve_percent", "80", "polish reserve")):
+        from_dashboard = lead.post(f"/projects/{project.id}/dashboard/budget",  # type: ignore[attr-defined]
+                                   data=form | {field: value})
+        from_settings = lead.post(f"/projects/{project.id}/settings/budget",  # type: ignore[attr-defined]
+                                  data=form | {field: value})
+        assert from_dashboard.status_code == from_settings.status_code == 422, field
+        assert message in from_dashboard.text and message in from_settings.text, field
+        assert 'role="alert"' in from_dashboard.text
+    assert (project.label_budget, project.batch_size) == (700, 35)  # nothing written
 
 
 def test_lead_changes_general_settings_without_touching_the_budget(

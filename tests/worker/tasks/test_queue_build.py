@@ -202,3 +202,36 @@ def test_projects_stored_with_the_old_hybrid_name_get_the_registry_hybrid(
     queue_run = rebuild(file_db, seeded)
     assert queue_run.status == RUN_SUCCEEDED, queue_run.error
     assert queue_run.metrics["strategy"] == "cluster_uncertain"
+
+
+def test_the_queue_counts_the_budget_as_the_web_does(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    """Every label a person made counts (policy.labels_used): the second label on an overlap
+    item spends the budget although the training set holds one item for it."""
+    from app.db.models import OverlapItem
+    from app.domain.policy import labels_used
+
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.label_budget = 6
+        submit_batch(session, seeded, 5)
+        session.commit()
+    run = rebuild(file_db, seeded)
+    assert "spent" not in run.message
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        first = session.scalars(
+            select(Annotation).where(Annotation.project_id == project.id)
+        ).first()
+        assert first is not None
+        session.add(OverlapItem(project_id=project.id, item_id=first.item_id))
+        session.add(Annotation(project_id=project.id, item_id=first.item_id,
+                               label_id=first.label_id, annotator_id=make_user(session).id))
+        project.data_version += 1
+        session.commit()
+        assert labels_used(session, project.id) == 6
+    run = rebuild(file_db, seeded)
+    assert "budget of 6 is spent" in run.message
