@@ -158,10 +158,11 @@ def test_keyset_pages_have_no_duplicates_or_gaps_while_rows_are_inserted(
 def test_search_pages_and_capped_counts_agree_with_one_pass(
     db: Session, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Tiny search windows (SQLite walks the matches window by window) and a tiny count cap:
-    every page and count equals what one pass over all matches gives."""
+    """Tiny search windows (SQLite walks the matches window by window, Postgres windows of ids)
+    and a tiny count cap: every page and count equals what one pass over all matches gives."""
     monkeypatch.setattr(dm, "SEARCH_WINDOW", 2)
     monkeypatch.setattr(dm, "MAX_SEARCH_WINDOW", 4)
+    monkeypatch.setattr(dm, "PG_SEARCH_WINDOW", 2)
     extra = make_items(db, world.project, [
         f"alpha report {n}" if n % 3 else f"alpha beta {n}" for n in range(40)
     ])
@@ -188,6 +189,14 @@ def test_search_pages_and_capped_counts_agree_with_one_pass(
         else:
             assert capped == dm.MatchCount(len(expected))
     assert len(dm.target_ids(db, world.project, dm.Target(filters={"q": "alpha"}))) == 40
+
+
+def test_the_last_word_is_a_prefix_from_two_characters(db: Session, world: World) -> None:
+    alpha, single = make_items(db, world.project, ["alpha centauri", "plan a and plan b"])
+    assert alpha.id in world.ids(db, q="al") and single.id not in world.ids(db, q="al")
+    one_letter = world.ids(db, q="a")  # one character: the word itself, not a prefix
+    assert single.id in one_letter and alpha.id not in one_letter
+    assert world.ids(db, q="plan a") == [single.id]
 
 
 def test_search_index_follows_updates_and_deletes(db: Session, world: World) -> None:
