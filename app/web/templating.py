@@ -42,8 +42,9 @@ def environment() -> Environment:
 
 def budget_bounds() -> dict[str, float]:
     """The budget form's input bounds, the ones :class:`app.domain.policy.BudgetSettings` checks
-    (the settings page and the dashboard render the same form)."""
-    return {"label_budget": budget.MAX_LABEL_BUDGET, "batch_size": budget.MAX_BATCH_SIZE,
+    (the settings page and the dashboard render the same form). The label budget's 10 million
+    is left to the server, whose message says what the bound is."""
+    return {"batch_size": budget.MAX_BATCH_SIZE,
             "reserve_percent": budget.MAX_RESERVE_FRACTION * 100,
             "stop_threshold": budget.MAX_STOP_THRESHOLD}
 

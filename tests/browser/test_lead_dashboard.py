@@ -40,18 +40,24 @@ def test_lead_changes_budget_and_sees_plots_with_data(
     screenshot(page, "dashboard")
     screenshot(page, "dashboard-full", full_page=True)
 
-    page.get_by_role("link", name="Change budget and stop rule").click()
-    page.wait_for_url(f"{live.url}/projects/{project_id}/settings#budget")
-    page.get_by_label("Label budget").fill("1200")
-    page.get_by_label("Batch size").fill("50")
-    page.get_by_role("button", name="Save budget").click()
+    budget = page.locator("#budget")
+    expect(budget.get_by_label("Label budget")).to_be_hidden()  # folded until asked for
+    budget.get_by_text("Change budget and stop rule").click()
+    budget.get_by_label("Label budget").fill("1200")
+    budget.get_by_label("Batch size").fill("50")
+    budget.get_by_role("button", name="Save budget").click()
+    page.wait_for_url(f"{live.url}/projects/{project_id}/dashboard#budget")
     expect(page.locator(".flash-success")).to_contain_text("Budget and stop rule saved")
     with live.sessions() as db:
         project = db.get(Project, project_id)
         assert project is not None and (project.label_budget, project.batch_size) == (1200, 50)
-    page.goto(f"{live.url}/projects/{project_id}/dashboard")
     expect(page.locator("#kpi-budget")).to_contain_text("/ 1,200")
     assert re.search(r"next batch 50", page.locator("#budget").inner_text())
+    budget.get_by_text("Change budget and stop rule").click()
+    budget.get_by_label("Label budget").fill("20000000")  # the browser allows it, the server not
+    budget.get_by_role("button", name="Save budget").click()
+    expect(page.locator("#budget .error")).to_contain_text("between 1 and 10,000,000")
+    expect(page.locator("#budget").get_by_label("Label budget")).to_be_visible()  # left open
 
     page.goto(f"{live.url}/projects/{project_id}/settings")
     page.get_by_label("Label budget").fill("20000000")  # the browser allows it, the server not
