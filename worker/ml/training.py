@@ -11,6 +11,13 @@ Defaults and why:
 - weight decay 0.01 except biases and LayerNorm weights; 3 % warmup then cosine decay.
 - ``batch_size`` is the effective batch (examples per optimizer step); ``grad_accum`` splits it
   into that many micro-batches, so memory scales with ``batch_size / grad_accum``.
+- ``cache_lower_layers=True``: when adapters (and unfrozen blocks) sit only in layers >= k, the
+  frozen layers below k compute the same hidden states every epoch and every round. They are
+  computed once per text (no gradient, no dropout) into a :class:`LowerLayerCache` and each
+  step runs only layers k.. forward and backward; with the worker's shared cache a round
+  computes them only for texts no earlier round or scoring pass saw. Gradients equal the
+  uncached path's with dropout off (``tests/worker/ml/test_training_cache.py``); with dropout
+  on, the frozen lower layers no longer drop units during training.
 - ``min_steps=0`` (off): with a handful of labels, epochs over them give only a few optimizer
   steps (34 labels at batch 16 = 3 a epoch), too few to move a head or an adapter. With
   ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches
@@ -35,9 +42,10 @@ from contract.adapter_config import AdapterConfig
 from contract.config_base import OptimConfig
 from contract.errors import ConfigError
 from worker.ml.adapters.build import AdaptedModel, build_adapted_model
-from worker.ml.batching import collate, encode, shuffled_bucket_batches
+from worker.ml.batching import collate, encode, shuffled_bucket_batches, sorted_batches
 from worker.ml.classifier import TextClassifier
 from worker.ml.evaluation import evaluate
+from worker.ml.layer_cache import LowerLayerCache, encoder_input_override, layer_slice
 from worker.ml.models import (
     load_sequence_classifier,
     load_tokenizer,
@@ -81,6 +89,10 @@ class TrainConfig(OptimConfig):
         },
     )
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
+    cache_lower_layers: bool = field(
+        default=True,
+        metadata={"help": "train from cached outputs of the frozen layers below the adapters"},
+    )
 
     def __post_init__(self) -> None:
         self.check_ints(("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"))
@@ -253,12 +265,16 @@ def train_classifier(
     init_from: TextClassifier | str | Path | None = None,
     reporter: ProgressReporter | None = None,
     head_init: tuple[np.ndarray, np.ndarray] | None = None,
+    layer_cache: LowerLayerCache | None = None,
 ) -> TrainResult:
     """Train ``adapter`` (plus head) on the labelled texts and return the best classifier.
 
     ``head_init``: ``(W, b)`` of a linear probe on the mean-pooled, L2-normalised embeddings (the
     live head); copied into the classifier before the first step (LP-FT). Needs
     ``adapter.pooling == "mean"`` so the head reads the vector the probe was fitted on.
+    ``layer_cache``: where frozen lower-layer outputs are kept (``config.cache_lower_layers``);
+    pass one that lives longer than the call (the worker's) to reuse them across rounds. The
+    returned classifier scores through it too.
     """
     started = time.perf_counter()
     _check_inputs(texts, labels, label_names)
@@ -288,6 +304,8 @@ def train_classifier(
         device=device,
         precision=precision.name,
     )
+    if config.cache_lower_layers and classifier.split_layer > 0:
+        classifier.use_layer_cache(layer_cache if layer_cache is not None else LowerLayerCache())
     loop = _Loop(adapted, classifier, config, precision, reporter, history)
     dev_metrics = loop.run(texts, labels, dev)
     classifier.metadata["train_config"] = config.to_dict()
@@ -333,6 +351,7 @@ class _Loop:
         dev: tuple[Sequence[str], Sequence[int]] | None,
     ) -> dict[str, Any] | None:
         config = self.config
+        self.texts = list(texts)
         token_ids = encode(self.classifier.tokenizer, texts, config.max_length)
         lengths = [len(ids) for ids in token_ids]
         targets = torch.tensor([int(y) for y in labels], dtype=torch.long)
@@ -355,6 +374,9 @@ class _Loop:
         clock = StepClock(total)
         rng = np.random.default_rng(config.seed)
         pad_id = int(self.classifier.tokenizer.pad_token_id)  # type: ignore[arg-type]
+        self.split = self.classifier.split_layer if self.classifier.layer_cache is not None else 0
+        if self.split:
+            self._fill_lower_cache(token_ids, lengths, pad_id)
         best: tuple[float, float] | None = None
         best_state: dict[str, torch.Tensor] | None = None
         best_metrics: dict[str, Any] | None = None
@@ -419,6 +441,39 @@ class _Loop:
         self.adapted.model.eval()
         return best_metrics
 
+    def _fill_lower_cache(self, token_ids: list[list[int]], lengths: list[int], pad_id: int
+                          ) -> None:
+        """Compute the frozen lower layers' outputs of every training text once (eval mode, no
+        gradient); texts already in the cache cost nothing."""
+        started = time.perf_counter()
+        multiple = 8 if self.device.type == "cuda" else None
+        model = self.adapted.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), self.precision.autocast():
+                for indices in sorted_batches(lengths, self.config.eval_batch_size):
+                    batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
+                    self.classifier._lower_hidden(batch, self.texts, self.split)
+        finally:
+            model.train(was_training)
+        self.history.append({"event": "lower_layer_cache", "split_layer": self.split,
+                             "seconds": round(time.perf_counter() - started, 3)})
+
+    def _logits(self, batch: Any) -> torch.Tensor:
+        if not self.split:
+            return self.adapted.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask
+            ).logits
+        with torch.no_grad():  # cache hits: the frozen layers ran in _fill_lower_cache
+            hidden = self.classifier._lower_hidden(batch, self.texts, self.split)
+        with layer_slice(self.adapted.model, self.split), encoder_input_override(
+            self.adapted.model, hidden
+        ):
+            return self.adapted.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask
+            ).logits
+
     def _step(
         self,
         group: list[list[int]],
@@ -433,9 +488,7 @@ class _Loop:
         for indices in group:
             batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
             with self.precision.autocast():
-                logits = self.adapted.model(
-                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
-                ).logits
+                logits = self._logits(batch)
             loss = loss_fn(logits.float(), targets[indices].to(self.device)) / count
             total_loss += float(loss.detach())
             if self.scaler is not None:
