@@ -18,6 +18,12 @@ TARGETS = ("attention", "attention+mlp")
 PLACEMENTS = ("serial", "parallel")
 POSITIONS = ("attention", "ffn")
 ACTIVATIONS = ("gelu", "relu", "tanh", "silu")
+DEFAULT_UPPER_LAYERS = 2
+"""Layers that get adapters when a project names none: the top two. Every round then trains and
+scores from cached outputs of the frozen layers below (``tests/benchmarks/bench_upper_layers.py``
+measures accuracy against round cost for the top 1, 2, 3 and all layers)."""
+CACHEABLE_KINDS = ("lora", "ia3", "bottleneck")
+
 REFUSED_KINDS = {
     "prefix": "prefix tuning is not supported: peft's prefix tuning fails on encoder "
     "classifiers with transformers 5 ('Model does not support past key values'); "
@@ -143,3 +149,14 @@ def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
 def _positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def with_default_layers(adapter: Mapping[str, Any], num_layers: int) -> dict[str, Any]:
+    """``adapter`` with ``layers`` set to the top :data:`DEFAULT_UPPER_LAYERS` of a
+    ``num_layers``-layer base when it names no layers (kinds that place adapters in layers only;
+    an explicit ``layers``, even None, is kept)."""
+    out = dict(adapter)
+    if "layers" in out or out.get("kind", "lora") not in CACHEABLE_KINDS:
+        return out
+    out["layers"] = list(range(max(0, num_layers - DEFAULT_UPPER_LAYERS), num_layers))
+    return out

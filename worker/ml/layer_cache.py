@@ -12,6 +12,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from contract.errors import ConfigError, NotSupported
 from worker.ml.architecture import layer_list_path
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+SHARED_MAX_BYTES_ENV = "TAPESTRY_LAYER_CACHE_MB"
 
 
 class LowerLayerCache:
@@ -103,3 +105,20 @@ def encoder_input_override(model: nn.Module, hidden: torch.Tensor) -> Iterator[N
         yield
     finally:
         handle.remove()
+
+
+@lru_cache(maxsize=1)
+def shared_cache() -> LowerLayerCache:
+    """The worker process's cache, shared by its training rounds and pool scoring: a round
+    computes the frozen layers only for texts no earlier round or scoring pass saw. Entries are
+    keyed by the base weights' fingerprint, so a TAPT refresh never reads stale ones. Stored in
+    float16 (half the memory; the upper layers run in float32 from them); the budget is
+    ``TAPESTRY_LAYER_CACHE_MB`` (default 2048), least recently used entries go first."""
+    import os
+
+    raw = os.environ.get(SHARED_MAX_BYTES_ENV, "").strip()
+    try:
+        max_bytes = int(float(raw) * 1024**2) if raw else DEFAULT_MAX_BYTES
+    except ValueError as exc:
+        raise ConfigError(f"{SHARED_MAX_BYTES_ENV}={raw!r} is not a number of megabytes") from exc
+    return LowerLayerCache(max_bytes=max_bytes, dtype=torch.float16)

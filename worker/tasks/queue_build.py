@@ -161,6 +161,7 @@ def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
 def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str) -> Selection:
     from worker.ml.acquisition import build_pool_view, get_strategy
     from worker.ml.artifacts import load_artifact
+    from worker.ml.layer_cache import shared_cache
     from worker.ml.scoring import ChunkedScorer
     from worker.ml.stopping import topk_agreement
 
@@ -168,6 +169,7 @@ def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str)
     assert snapshot.current_artifact is not None
     ctx.reporter.report(phase="load", step=0, total=1, message="loading the current model")
     classifier = load_artifact(Path(snapshot.current_artifact))
+    classifier.use_layer_cache(shared_cache())  # the frozen layers below the adapters, once a text
     name = resolve_strategy(snapshot.strategy)
     if phase == "polish" and inputs.class_error is not None:
         name = "minority_focus"  # the reserve goes to the classes the dev set finds worst

@@ -294,15 +294,30 @@ class Trained:
             )
 
 
+def _upper_layers(base: str, adapter: dict[str, Any]) -> dict[str, Any]:
+    """Adapters on the base's top layers unless the project names its layers
+    (:func:`contract.adapter_config.with_default_layers`), so rounds train and score from the
+    cached frozen layers below."""
+    from transformers import AutoConfig
+
+    from contract.adapter_config import with_default_layers
+    from worker.ml.models import resolve_model_path
+
+    config = AutoConfig.from_pretrained(resolve_model_path(base))
+    depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
+    return with_default_layers(adapter, int(depth)) if depth else dict(adapter)
+
+
 def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     from contract.adapter_config import AdapterConfig
+    from worker.ml.layer_cache import shared_cache
     from worker.ml.training import TrainConfig, train_classifier
 
     snapshot = inputs.snapshot
     base = snapshot.tapt_model_path or snapshot.base_model
     fit = inputs.fit_set
     adapter_dict, head_init, head_note = _lpft(
-        ctx, snapshot, base, snapshot.adapter_config, inputs.holdout, fit
+        ctx, snapshot, base, _upper_layers(base, snapshot.adapter_config), inputs.holdout, fit
     )
     adapter = AdapterConfig.from_dict(adapter_dict)
     config = TrainConfig.from_dict({"min_steps": MIN_STEPS, **snapshot.train_config})
@@ -326,6 +341,7 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         init_from=init_from,
         reporter=ctx.reporter,
         head_init=head_init,
+        layer_cache=shared_cache(),
     )
     predictions: list[int] = []
     if inputs.stop_texts:

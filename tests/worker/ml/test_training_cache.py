@@ -112,3 +112,23 @@ def test_adapters_on_every_layer_train_without_the_cache(deterministic_bert: Pat
     )
     assert result.classifier.layer_cache is None
     assert not [h for h in result.history if h.get("event") == "lower_layer_cache"]
+
+
+def test_the_shared_cache_reads_its_budget_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from contract.errors import ConfigError
+    from worker.ml.layer_cache import SHARED_MAX_BYTES_ENV, shared_cache
+
+    shared_cache.cache_clear()
+    monkeypatch.setenv(SHARED_MAX_BYTES_ENV, "64")
+    try:
+        cache = shared_cache()
+        assert cache.max_bytes == 64 * 1024**2 and cache.dtype == torch.float16
+        assert shared_cache() is cache  # one per process
+        shared_cache.cache_clear()
+        monkeypatch.setenv(SHARED_MAX_BYTES_ENV, "lots")
+        with pytest.raises(ConfigError, match="megabytes"):
+            shared_cache()
+    finally:
+        shared_cache.cache_clear()
