@@ -18,6 +18,11 @@ Defaults and why:
   computes them only for texts no earlier round or scoring pass saw. Gradients equal the
   uncached path's with dropout off (``tests/worker/ml/test_training_cache.py``); with dropout
   on, the frozen lower layers no longer drop units during training.
+- ``replay_ratio=1.0``: read by the worker's round, not by this loop. A warm-started round trains
+  on the labels added or changed since the previous version plus as many earlier ones, drawn at
+  random (at least ``REPLAY_MIN``), instead of all labels: the warm start carries what earlier
+  rounds learned, the replayed sample keeps it from drifting to the newest batch. 0 trains on
+  all labels every round.
 - ``min_steps=0`` (off): with a handful of labels, epochs over them give only a few optimizer
   steps (34 labels at batch 16 = 3 a epoch), too few to move a head or an adapter. With
   ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches
@@ -89,6 +94,11 @@ class TrainConfig(OptimConfig):
         },
     )
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
+    replay_ratio: float = field(
+        default=1.0,
+        metadata={"help": "a warm-started round trains on the labels that changed since the "
+                  "previous version plus this many times as many earlier ones (0: all labels)"},
+    )
     cache_lower_layers: bool = field(
         default=True,
         metadata={"help": "train from cached outputs of the frozen layers below the adapters"},
@@ -104,6 +114,8 @@ class TrainConfig(OptimConfig):
                 raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.replay_ratio <= 100:
+            raise ConfigError(f"replay_ratio must be in [0, 100], got {self.replay_ratio}")
         if not isinstance(self.min_steps, int) or self.min_steps < 0:
             raise ConfigError(f"min_steps must be an int >= 0, got {self.min_steps!r}")
         if self.patience < 1:

@@ -65,6 +65,10 @@ if TYPE_CHECKING:  # torch stays out of module import time
 log = logging.getLogger(__name__)
 
 TMP_SWEEP_SECONDS = 3600.0
+TRAINED_FILE = "trained.npz"
+"""Item ids and labels a version's adapter was fitted on (all of them, replayed or not), so the
+next warm-started round knows which labels changed."""
+REPLAY_MIN = 64
 MIN_STEPS = 30
 """Optimizer steps every round runs at least (class-balanced batches drawn with replacement), so
 a round on a few dozen labels still moves the weights; a project's train_config may override."""
@@ -254,6 +258,40 @@ def _lpft_without_slice(
     )
 
 
+def replay_subset(
+    fit: LabelledSet, previous: dict[int, int] | None, ratio: float, *, seed: int
+) -> tuple[LabelledSet, str]:
+    """What a warm-started round trains on: the labels added or changed since the previous
+    version (``previous``: its item id -> label), plus ``ratio`` times as many earlier ones (at
+    least :data:`REPLAY_MIN`) drawn at random. All of ``fit`` when there is no previous set, no
+    ratio, nothing changed (a forced retrain) or the subset would be most of it anyway."""
+    if previous is None or ratio <= 0:
+        return fit, "all labels"
+    changed = [i for i, (item_id, label) in enumerate(zip(fit.item_ids, fit.labels, strict=True))
+               if previous.get(item_id) != label]
+    earlier = [i for i in range(len(fit)) if previous.get(fit.item_ids[i]) == fit.labels[i]]
+    replayed = max(REPLAY_MIN, int(np.ceil(ratio * len(changed))))
+    if not changed or len(changed) + replayed >= 0.8 * len(fit):
+        return fit, "all labels"
+    rng = np.random.default_rng(seed)
+    rows = sorted(changed + rng.choice(earlier, size=replayed, replace=False).tolist())
+    subset = LabelledSet([fit.item_ids[i] for i in rows], [fit.texts[i] for i in rows],
+                         [fit.labels[i] for i in rows])
+    return subset, f"{len(changed)} new or changed labels + {replayed} replayed of {len(fit)}"
+
+
+def read_trained(artifact: str | None) -> dict[int, int] | None:
+    """The previous version's trained item ids and labels (None for versions without them)."""
+    if artifact is None:
+        return None
+    path = Path(artifact) / TRAINED_FILE
+    try:
+        with np.load(path) as data:
+            return dict(zip(data["item_ids"].tolist(), data["labels"].tolist(), strict=True))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 @dataclass
 class Trained:
     classifier: TextClassifier
@@ -269,9 +307,18 @@ class Trained:
     held_out_probs: np.ndarray | None = None
     held_out_metrics: dict[str, Any] | None = None
     """No dev set: ``n``, ``macro_f1``, ``accuracy`` on the held-out slice, ``trained_on``."""
+    fitted: LabelledSet = field(default_factory=LabelledSet)
+    """Every label the adapter now reflects (written as ``trained.npz``)."""
+    replay_note: str = "all labels"
+
+    def save_trained(self, directory: Path) -> None:
+        with (directory / TRAINED_FILE).open("wb") as handle:
+            np.savez(handle, item_ids=np.asarray(self.fitted.item_ids, dtype=np.int64),
+                     labels=np.asarray(self.fitted.labels, dtype=np.int64))
 
     def run_metrics(self, labels_used: int) -> dict[str, Any]:
-        metrics: dict[str, Any] = {"labels_used": labels_used, "warm_start": self.warm_start}
+        metrics: dict[str, Any] = {"labels_used": labels_used, "warm_start": self.warm_start,
+                                   "trained_on": self.replay_note}
         if self.dev_metrics:
             metrics["dev_accuracy"] = self.dev_metrics["accuracy"]
             metrics["dev_macro_f1"] = self.dev_metrics["macro_f1"]
@@ -322,9 +369,13 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     adapter = AdapterConfig.from_dict(adapter_dict)
     config = TrainConfig.from_dict({"min_steps": MIN_STEPS, **snapshot.train_config})
     init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
+    fitted = fit
+    fit, replay_note = replay_subset(
+        fitted, read_trained(init_from), config.replay_ratio, seed=ctx.claim.data_version
+    )
     held = f", {len(inputs.holdout)} held out" if len(inputs.holdout) else ""
     ctx.reporter.set_message(
-        f"training a {adapter.kind} adapter on {len(fit)} labels{held} "
+        f"training a {adapter.kind} adapter on {len(fit)} labels ({replay_note}){held} "
         f"({len(inputs.dev)} dev items), base {Path(base).name}, "
         f"{'warm start from v' + str(snapshot.current_version_number) if init_from else 'cold'}, "
         f"{head_note}"
@@ -374,6 +425,8 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         held_out_ids=list(inputs.holdout.item_ids),
         held_out_probs=held_out_probs,
         held_out_metrics=held_out_metrics,
+        fitted=fitted,
+        replay_note=replay_note,
     )
 
 
@@ -422,6 +475,7 @@ def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Pa
     def write(tmp: Path) -> None:
         save_artifact(trained.classifier, tmp, card=card)
         trained.save_held_out(tmp)
+        trained.save_trained(tmp)
 
     write_directory_atomically(final, write)
     return final
