@@ -46,8 +46,8 @@ def encode_with_words(
 
 
 def pack_blocks(
-    ids: Sequence[Sequence[int]],
-    words: Sequence[Sequence[int]],
+    ids: Sequence[Sequence[int] | np.ndarray],
+    words: Sequence[Sequence[int] | np.ndarray],
     order: Sequence[int],
     block_size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
