@@ -15,7 +15,9 @@ steps interleaved so that every arm sees the same machine load:
 Tokens/s counts real tokens only (padding excluded; special tokens and separators count, in
 every arm). Figures are medians over ``--repeats`` steps after one warm-up step per arm; the
 "pooled" figure (all tokens / all seconds of an arm) is given too, because per-text batches vary in
-size from step to step.
+size from step to step, and the "paired" ratio: the median over rounds of the arm's tokens/s over
+the baseline's in the same round (the arms of a round run back to back, so slow drifts in the
+machine's load cancel).
 
 Run:  python -m tests.benchmarks.bench_tapt_throughput [--repeats 7] [--dataset 20ng|r8]
 Writes tests/benchmarks/results/tapt_throughput.{json,md} (20ng; ``tapt_throughput_r8`` for R8).
@@ -153,8 +155,21 @@ def measure(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     return out
 
 
+def paired_ratios(arms: dict[str, Any]) -> dict[str, float]:
+    """Median over rounds of (arm tokens/s) / (baseline tokens/s) within the round."""
+    base = arms["hf_baseline"]["steps"]
+    return {
+        name: statistics.median(
+            (row["tokens"] / row["seconds"]) / (ref["tokens"] / ref["seconds"])
+            for row, ref in zip(arm["steps"], base, strict=True)
+        )
+        for name, arm in arms.items()
+    }
+
+
 def write_markdown(record: dict[str, Any]) -> str:
     arms = record["arms"]
+    paired = paired_ratios(arms)
     lines = [
         f"# TAPT throughput (offline MiniLM-L6, new MLM head, {record['dataset']} train texts)",
         "",
@@ -170,8 +185,8 @@ def write_markdown(record: dict[str, Any]) -> str:
         "`DataCollatorForLanguageModeling`.",
         "",
         "| arm | real tokens/step | s/step | tokens/s | ratio (wall) | ratio (CPU time) "
-        "| pooled tokens/s | ratio (pooled) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pooled tokens/s | ratio (pooled) | ratio (paired) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ARMS:
         arm = arms[name]
@@ -179,7 +194,7 @@ def write_markdown(record: dict[str, Any]) -> str:
             f"| {name} | {arm['real_tokens_per_step']:.0f} | {arm['seconds_per_step']:.2f} | "
             f"{arm['tokens_per_s']:.0f} | {arm['ratio_tokens_per_s']:.2f}x | "
             f"{arm['ratio_cpu_tokens_per_s']:.2f}x | {arm['pooled_tokens_per_s']:.0f} | "
-            f"{arm['ratio_pooled_tokens_per_s']:.2f}x |"
+            f"{arm['ratio_pooled_tokens_per_s']:.2f}x | {paired[name]:.2f}x |"
         )
     lines += ["", f"Command: `{record['command']}`", ""]
     return "\n".join(lines)
@@ -194,7 +209,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'cuda'")
+    parser.add_argument(
+        "--render", type=Path, help="only rewrite the .md of this results .json (no measuring)"
+    )
     args = parser.parse_args()
+    if args.render:
+        record = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(write_markdown(record))
+        print(write_markdown(record))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     texts, _ = load_dataset(args.dataset, "train")
     texts = [t for t in texts if t.strip()][: args.texts]
