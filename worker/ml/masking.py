@@ -1,14 +1,20 @@
-"""Masked-LM corruption: choose 15 % of tokens (optionally whole words), replace 80/10/10.
+"""Masked-LM inputs: sequence packing, and corruption of 15 % of tokens (optionally whole words).
 
 Own implementation (rather than a data collator) so masking is reproducible from a seed per
 micro-batch, which is what lets TAPT resume mid-run with identical batches, and so the held-out
 set is masked once and compared fairly across evaluations.
+
+Packing (:func:`pack_blocks`, the "group_texts" of Hugging Face's ``run_mlm``) concatenates whole
+tokenised texts, each still framed by its own special tokens (``[CLS] a [SEP] [CLS] b [SEP] ...``),
+and cuts the stream into blocks of exactly ``block_size`` tokens: no position is padding, so no
+compute is spent on it. Special tokens never become prediction targets (:func:`special_mask`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -16,22 +22,71 @@ IGNORE = -100
 
 
 def encode_with_words(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int | None
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids and word ids (-1 for special tokens) per text, truncated, unpadded."""
+    """Token ids and word ids (-1 for special tokens) per text, unpadded.
+
+    Truncated to ``max_length``; whole texts when it is ``None`` (for packing, where a long text
+    simply spans several blocks).
+    """
     if not texts:
         return [], []
     encoded = tokenizer(
         list(texts),
-        truncation=True,
+        truncation=max_length is not None,
         max_length=max_length,
         padding=False,
         return_attention_mask=False,
         return_token_type_ids=False,
+        verbose=max_length is not None,  # whole texts may exceed the model's length on purpose
     )
     ids = [list(row) for row in encoded["input_ids"]]
     words = [[-1 if w is None else int(w) for w in encoded.word_ids(i)] for i in range(len(ids))]
     return ids, words
+
+
+def pack_blocks(
+    ids: Sequence[Sequence[int] | np.ndarray],
+    words: Sequence[Sequence[int] | np.ndarray],
+    order: Sequence[int],
+    block_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Texts ``order`` concatenated and cut into rows of exactly ``block_size`` tokens.
+
+    Returns (input ids, word ids), both int64 of shape (n_blocks, block_size). Every token of
+    the selected texts lands in exactly one block, in order, except the final remainder shorter
+    than a block, which is dropped (a different one each epoch when ``order`` is reshuffled).
+    When the texts hold fewer than ``block_size`` tokens in all, the single short block is
+    returned as is (shape (1, n_tokens)); with no tokens, (0, block_size).
+
+    Word ids stay -1 on special tokens and are renumbered per block from 0, distinct across
+    texts, so whole-word masking never merges words of neighbouring texts.
+    """
+    if block_size <= 0:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    chosen = [i for i in order if len(ids[i])]
+    if not chosen:
+        empty = np.zeros((0, block_size), dtype=np.int64)
+        return empty, empty.copy()
+    stream = np.concatenate([np.asarray(ids[i], dtype=np.int64) for i in chosen])
+    word_parts = []
+    offset = 0
+    for i in chosen:
+        row = np.asarray(words[i], dtype=np.int64)
+        if len(row) != len(ids[i]):
+            raise ValueError("token ids and word ids differ in length")
+        word_parts.append(np.where(row >= 0, row + offset, -1))
+        offset += int(row.max()) + 1 if len(row) and row.max() >= 0 else 0
+    word_stream = np.concatenate(word_parts)
+    n_blocks = len(stream) // block_size
+    width = block_size if n_blocks else len(stream)
+    n_blocks = max(n_blocks, 1)
+    blocks = stream[: n_blocks * width].reshape(n_blocks, width)
+    block_words = word_stream[: n_blocks * width].reshape(n_blocks, width)
+    real = block_words >= 0
+    first = np.where(real, block_words, np.iinfo(np.int64).max).min(axis=1, keepdims=True)
+    block_words = np.where(real, block_words - np.where(real.any(1, keepdims=True), first, 0), -1)
+    return blocks, block_words
 
 
 def special_mask(tokenizer: PreTrainedTokenizerBase, input_ids: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,8 @@ class TaptProgress:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     scaler: dict[str, Any] | None = None
+    packing: bool | None = None
+    """The training layout the run started with; None in checkpoints from before packing."""
 
 
 def save_checkpoint(
