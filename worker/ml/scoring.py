@@ -6,8 +6,9 @@ for cancellation between chunks.
 
 The pool is put in order of text length before it is cut into chunks (and the results are put
 back in the caller's order), so every chunk, and every length-bucketed batch inside it, holds texts
-of about the same length: on 1,000 20 Newsgroups posts at 256 tokens, padding falls from 13 % of
-the positions (sorting within each chunk only) to 4 % (``tests/benchmarks/bench_scoring.py``).
+of about the same length: on 1,000 20 Newsgroups test posts at 256 tokens, padding falls from 13 %
+of the positions (sorting within each chunk only) to 4 % (32 % when padded to 256); the benchmark
+``tests/benchmarks/bench_scoring.py`` reports it for its own sample.
 Character length stands in for token length here; the classifier sorts each chunk by tokens.
 """
 
