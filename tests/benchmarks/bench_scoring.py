@@ -113,6 +113,7 @@ def main() -> None:
 
     product = make_classifier(base, labels, AdapterConfig())
     product_int8 = make_classifier(base, labels, AdapterConfig())
+    product_int8.model.load_state_dict(product.model.state_dict())  # same weights, for agreement
     product_int8.scoring_precision = "int8"
     upper = make_classifier(base, labels, AdapterConfig(layers=[4, 5]))
     scorer = ChunkedScorer(product, NullReporter())
