@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from contract.adapter_config import CACHEABLE_KINDS
 from contract.errors import ConfigError, NotSupported
 from worker.ml.adapters.build import AdaptedModel
 from worker.ml.architecture import encoder_layers, encoder_of, head_module_names, unwrap
@@ -32,7 +33,6 @@ from worker.ml.pooling import mean_pool
 from worker.ml.quantize import CALIBRATION_TEXTS, ScoringWeights, int8_supported
 from worker.ml.runtime import make_precision, resolve_device
 
-CACHEABLE_KINDS = ("lora", "ia3", "bottleneck")
 SCORING_PRECISIONS = ("auto", "fp32", "int8")
 """``scoring_precision`` choices: "auto" and "fp32" score with the autocast ``precision`` (fp32
 on a CPU); "int8" quantizes the encoder's linears on a CPU."""
