@@ -5,6 +5,8 @@ on the top two layers, lower layers cached, mean pooling, min 30 steps, warm sta
 previous round): a seed batch, then batches of new labels (random picks, so both arms see the
 same labels). Arm "all labels" trains every round on every label; arm "replay" trains on the
 new labels plus ``--ratio`` times as many earlier ones (``worker.tasks.retrain.replay_subset``).
+As in the product, every round's head starts from the live head fitted on all labels so far
+(a logistic regression on the frozen encoder's mean-pooled embeddings; LP-FT).
 Per round: test macro-F1 and training seconds, side by side.
 
     python -m tests.benchmarks.bench_replay [--dataset r8] [--seed-labels 200] [--step 100]
@@ -60,6 +62,14 @@ def main() -> None:
     test_x = [test_texts[i] for i in held]
     test_y = [names.index(test_labels[i]) for i in held]
     adapter = AdapterConfig(kind="lora", layers=[4, 5], pooling="mean")
+    import numpy as np
+
+    from worker.ml.live_head import LiveHead
+    from worker.ml.models import resolve_model_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    encoder = SentenceEncoder(resolve_model_path("minilm"), max_length=args.max_length)
+    embedded = encoder.embed([texts[i] for i in order])
     cache = LowerLayerCache()
     started_all = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -73,10 +83,13 @@ def main() -> None:
             subset, note = (replay_subset(fit, previous, args.ratio, seed=round_)
                             if arm == "replay" else (fit, "all labels"))
             config = TrainConfig(max_length=args.max_length, seed=round_, min_steps=30)
+            head_init = LiveHead().fit(embedded[:size], np.asarray(fit.labels),
+                                       len(names)).linear_weights()
             started = time.perf_counter()
             result = train_classifier(subset.texts, subset.labels, label_names=names,
                                       base_model="minilm", adapter=adapter, config=config,
-                                      init_from=previous_model, layer_cache=cache)
+                                      init_from=previous_model, layer_cache=cache,
+                                      head_init=head_init)
             seconds = time.perf_counter() - started
             metrics = evaluate(test_y, result.classifier.predict_proba(test_x), names)
             previous_model = result.classifier
@@ -106,7 +119,8 @@ def main() -> None:
         f"`python -m tests.benchmarks.bench_replay --dataset {args.dataset} --seed-labels "
         f"{args.seed_labels} --step {args.step} --rounds {args.rounds} --test {args.test} "
         f"--ratio {args.ratio}`. Offline MiniLM, LoRA r=8 on layers 4-5, lower layers cached, "
-        "warm start from the previous round, min 30 steps, 3 epochs; test macro-F1 on "
+        "warm start from the previous round, head from the live head on all labels so far "
+        "(LP-FT), min 30 steps, 3 epochs; test macro-F1 on "
         f"{args.test} held-out test texts. Labels count every label made (all are training "
         "labels here; no dev set).", "",
         "| round | labels | arm | trained on | macro-F1 | training s | load |",
