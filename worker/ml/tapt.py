@@ -241,6 +241,17 @@ class _PackedCorpus:
 TrainCorpus = _Corpus | _PackedCorpus
 
 
+def position_limit(model: Any, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest sequence the model has positions for (RoBERTa-style models offset theirs by
+    the padding index + 1) and the tokenizer allows."""
+    config = getattr(model, "config", None)
+    positions = int(getattr(config, "max_position_embeddings", 0) or 0)
+    if positions and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= 2
+    limits = [n for n in (positions, int(getattr(tokenizer, "model_max_length", 0) or 0)) if n > 0]
+    return min(limits) if limits else 1_000_000
+
+
 def training_corpus(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], config: TaptConfig
 ) -> TrainCorpus:
@@ -434,6 +445,11 @@ def run_tapt(
         if packing != config.packing:
             config = replace(config, packing=packing)
             run.config = config
+    limit = position_limit(model, tokenizer)
+    if config.packing and config.max_length > limit:
+        # a packed block is exactly max_length tokens: it must fit the model's positions
+        config = replace(config, max_length=limit)
+        run.config = config
     corpus = training_corpus(tokenizer, train_texts, config)
     held_batches = run.heldout_batches(_Corpus(tokenizer, held_texts, config))
     started = time.perf_counter()

@@ -178,3 +178,10 @@ def test_tapt_config_validation():
         TaptConfig(lr=5e-4)
     assert any("recommended" in str(w.message) for w in caught)
     assert TaptConfig.from_dict(TaptConfig(max_steps=7).to_dict()).max_steps == 7
+
+
+def test_packed_blocks_never_exceed_the_models_positions(tiny_bert, tapt_texts, tmp_path):
+    """The tiny BERT has 64 positions; packed blocks of max_length 128 would not fit."""
+    result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
+                      config=_config(max_steps=4, eval_every=2, max_length=128))
+    assert result.steps == 4
