@@ -156,7 +156,10 @@ def test_sparse_head_gives_the_dense_loss_and_gradients(minilm, tokenizer, news)
     assert sparse_loss == pytest.approx(dense_loss, rel=1e-5)
     assert sparse_grads.keys() == dense_grads.keys()
     for name, grad in dense_grads.items():
-        torch.testing.assert_close(sparse_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # Norm-relative: a gradient summed over every position (token-type embeddings) differs
+        # element-wise in float32 with the order of summation, not in substance.
+        error = float((sparse_grads[name] - grad).norm())
+        assert error <= 1e-4 * float(grad.norm()) + 1e-7, (name, error, float(grad.norm()))
     # an all-ones mask and no mask give the same loss (packed blocks pass None)
     with torch.no_grad():
         unmasked, _ = masked_lm_loss_sum(model, inputs, None, labels)
