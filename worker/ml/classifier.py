@@ -267,11 +267,11 @@ class TextClassifier:
         )
 
     def _forward_from_cache(self, batch: Batch, texts: Sequence[str], split: int) -> torch.Tensor:
-        hidden = self._lower_hidden(batch, texts, split)
+        hidden = self.lower_hidden(batch, texts, split)
         with layer_slice(self.model, split), encoder_input_override(self.model, hidden):
             return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
 
-    def _lower_hidden(self, batch: Batch, texts: Sequence[str], split: int) -> torch.Tensor:
+    def lower_hidden(self, batch: Batch, texts: Sequence[str], split: int) -> torch.Tensor:
         cache = self.layer_cache
         assert cache is not None
         lengths = batch.attention_mask.sum(dim=1).tolist()

@@ -468,7 +468,7 @@ class _Loop:
             with torch.no_grad(), self.precision.autocast():
                 for indices in sorted_batches(lengths, self.config.eval_batch_size):
                     batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
-                    self.classifier._lower_hidden(batch, self.texts, self.split)
+                    self.classifier.lower_hidden(batch, self.texts, self.split)
         finally:
             model.train(was_training)
         self.history.append({"event": "lower_layer_cache", "split_layer": self.split,
@@ -480,7 +480,7 @@ class _Loop:
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask
             ).logits
         with torch.no_grad():  # cache hits: the frozen layers ran in _fill_lower_cache
-            hidden = self.classifier._lower_hidden(batch, self.texts, self.split)
+            hidden = self.classifier.lower_hidden(batch, self.texts, self.split)
         with layer_slice(self.adapted.model, self.split), encoder_input_override(
             self.adapted.model, hidden
         ):
