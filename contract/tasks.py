@@ -19,6 +19,7 @@ QUEUES = (QUEUE_GPU, QUEUE_DEFAULT, QUEUE_INFERENCE, QUEUE_LIVE)
 TASK_RETRAIN = "training.retrain_adapter"
 TASK_TAPT = "training.run_tapt"
 TASK_RECOMPUTE_QUEUE = "queue.recompute"
+TASK_SCORE_POOL = "queue.score_pool"
 TASK_REAP = "runs.reap_stale"
 TASK_LIVE_REFIT = "live.refit_head"
 TASK_LABEL_ISSUES = "quality.label_issues"
@@ -30,6 +31,7 @@ TASK_NAMES = frozenset(
         TASK_RETRAIN,
         TASK_TAPT,
         TASK_RECOMPUTE_QUEUE,
+        TASK_SCORE_POOL,
         TASK_REAP,
         TASK_LIVE_REFIT,
         TASK_LABEL_ISSUES,

@@ -23,6 +23,7 @@ router = write_api_router(tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 RunKind = Literal["retrain", "tapt", "recompute_queue"]
+RunKindFilter = Literal["retrain", "tapt", "recompute_queue", "score_pool"]
 ConfigValue = (
     Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]
     | Annotated[float, Field(ge=-MAX_DB_INT, le=MAX_DB_INT, allow_inf_nan=False)]
@@ -113,7 +114,7 @@ def launch_run(body: RunIn, db: SessionDep, access: ProjectLead) -> RunOut:
 def list_runs(
     db: SessionDep,
     access: ProjectReader,
-    kind: Annotated[RunKind | None, Query()] = None,
+    kind: Annotated[RunKindFilter | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> list[RunOut]:
     """The project's runs, newest first."""

@@ -49,7 +49,11 @@ SPLITS = (SPLIT_POOL, SPLIT_DEV, SPLIT_TEST)
 RUN_TAPT = "tapt"
 RUN_RETRAIN = "retrain"
 RUN_QUEUE = "recompute_queue"
-RUN_KINDS = (RUN_TAPT, RUN_RETRAIN, RUN_QUEUE)
+RUN_SCORE = "score_pool"
+"""Background: the promoted adapter scores the pool items its queue rebuild left out."""
+RUN_KINDS = (RUN_TAPT, RUN_RETRAIN, RUN_QUEUE, RUN_SCORE)
+RUN_LAUNCHABLE = (RUN_TAPT, RUN_RETRAIN, RUN_QUEUE)
+"""The kinds a lead may launch by hand (pool scoring follows a promotion on its own)."""
 
 RUN_QUEUED = "queued"
 RUN_RUNNING = "running"

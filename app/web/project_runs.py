@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project
+from app.db.models import RUN_LAUNCHABLE, RUN_QUEUE, RUN_RETRAIN, RUN_SCORE, RUN_TAPT, Project
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep
 from app.domain import model_versions, runs, tapt
 from app.error_handlers import is_htmx_request
@@ -25,7 +25,7 @@ from app.web.templating import flash, render_page
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
-               RUN_QUEUE: "Recompute queue"}
+               RUN_QUEUE: "Recompute queue", RUN_SCORE: "Score the rest of the pool"}
 MAX_TAPT_STEPS = 100_000
 
 
@@ -85,8 +85,8 @@ def tapt_estimate_fragment(request: Request, db: SessionDep, access: ProjectLead
 @router.post("/projects/{project_id}/runs")
 def launch_run(request: Request, db: SessionDep, access: ProjectLead, form: FormDep) -> Response:
     kind = form_str(form, "kind")
-    if kind not in RUN_KINDS:
-        raise InvalidInput(f"Unknown run kind {kind!r}; use one of {', '.join(RUN_KINDS)}.")
+    if kind not in RUN_LAUNCHABLE:
+        raise InvalidInput(f"Unknown run kind {kind!r}; use one of {', '.join(RUN_LAUNCHABLE)}.")
     who = access.user
     reason = f"launched by {who.email}"
     if kind == RUN_TAPT:

@@ -10,9 +10,9 @@ As in the product, every round's head starts from the live head fitted on all la
 Per round: test macro-F1 and training seconds, side by side.
 
     python -m tests.benchmarks.bench_replay [--dataset r8] [--seed-labels 200] [--step 100]
-        [--rounds 4] [--test 800] [--ratio 1.0]
+        [--rounds 4] [--test 800] [--ratio 1.0] [--name replay]
 
-Writes ``tests/benchmarks/results/replay.{json,md}``.
+Writes ``tests/benchmarks/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=800)
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--name", default="replay", help="results file name (no extension)")
     args = parser.parse_args()
 
     from contract.adapter_config import AdapterConfig
@@ -112,13 +113,14 @@ def main() -> None:
               "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
               "seconds": round(time.perf_counter() - started_all, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "replay.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Train on what changed: replay against all labels", "",
         f"Run {report['date']} in {report['seconds']} s on this 2-core CPU (shared); "
         f"`python -m tests.benchmarks.bench_replay --dataset {args.dataset} --seed-labels "
         f"{args.seed_labels} --step {args.step} --rounds {args.rounds} --test {args.test} "
-        f"--ratio {args.ratio}`. Offline MiniLM, LoRA r=8 on layers 4-5, lower layers cached, "
+        f"--ratio {args.ratio} --name {args.name}`. Offline MiniLM, LoRA r=8 on layers 4-5, "
+        "lower layers cached, "
         "warm start from the previous round, head from the live head on all labels so far "
         "(LP-FT), min 30 steps, 3 epochs; test macro-F1 on "
         f"{args.test} held-out test texts. Labels count every label made (all are training "
@@ -132,7 +134,7 @@ def main() -> None:
     lines += ["", f"Median training seconds after the seed round: "
               f"{summary['median_train_seconds']}; mean macro-F1 after the seed round: "
               f"{summary['mean_macro_f1_after_seed']}."]
-    (RESULTS / "replay.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

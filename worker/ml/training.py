@@ -18,13 +18,16 @@ Defaults and why:
   computes them only for texts no earlier round or scoring pass saw. Gradients equal the
   uncached path's with dropout off (``tests/worker/ml/test_training_cache.py``); with dropout
   on, the frozen lower layers no longer drop units during training.
-- ``replay_ratio=0`` (off: every round trains on all labels): read by the worker's round, not by
-  this loop. With ``r > 0`` a warm-started round trains on the labels added or changed since the
-  previous version plus ``r`` times as many earlier ones, drawn at random (at least
-  ``REPLAY_MIN``). Off by default because it cost accuracy: on R8 (LP-FT, top-two-layer LoRA,
-  rounds of 100 labels) ``r = 1`` halved the training time of a round but lost about 2 points of
-  macro-F1 against retraining on all labels (``tests/benchmarks/results/replay.md``). A
-  project opts in through its ``train_config``.
+- ``replay_ratio=1`` with ``replay_from=1000``: read by the worker's round, not by this loop.
+  Once the project has ``replay_from`` labels, a warm-started round trains on the labels added or
+  changed since the previous version plus ``replay_ratio`` times as many earlier ones, drawn at
+  random (at least ``REPLAY_MIN``); below it, and with ``replay_ratio=0``, every round trains on
+  all labels. A round's cost then stops growing with the labels (a full retrain of 1,000 labels
+  is ~190 steps, a round of 100 new ones ~30). Not below 1,000: on R8 (LP-FT, top-two-layer
+  LoRA, rounds of 100 labels at 200-500 labels) ``r = 1`` halved the training time but lost
+  about 2 points of macro-F1 against retraining on all labels
+  (``tests/benchmarks/results/replay.md``), while a full retrain there takes under two minutes
+  on a CPU. ``docs/results.md`` has the measurement at 1,000 labels and more.
 - ``min_steps=0`` (off): with a handful of labels, epochs over them give only a few optimizer
   steps (34 labels at batch 16 = 3 a epoch), too few to move a head or an adapter. With
   ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches
@@ -97,9 +100,13 @@ class TrainConfig(OptimConfig):
     )
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for dev scoring"})
     replay_ratio: float = field(
-        default=0.0,
+        default=1.0,
         metadata={"help": "a warm-started round trains on the labels that changed since the "
                   "previous version plus this many times as many earlier ones (0: all labels)"},
+    )
+    replay_from: int = field(
+        default=1000,
+        metadata={"help": "rounds replay (replay_ratio) only once there are this many labels"},
     )
     cache_lower_layers: bool = field(
         default=True,
@@ -118,6 +125,8 @@ class TrainConfig(OptimConfig):
             raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
         if not 0 <= self.replay_ratio <= 100:
             raise ConfigError(f"replay_ratio must be in [0, 100], got {self.replay_ratio}")
+        if not isinstance(self.replay_from, int) or self.replay_from < 0:
+            raise ConfigError(f"replay_from must be an int >= 0, got {self.replay_from!r}")
         if not isinstance(self.min_steps, int) or self.min_steps < 0:
             raise ConfigError(f"min_steps must be an int >= 0, got {self.min_steps!r}")
         if self.patience < 1:

@@ -387,7 +387,21 @@ def _fit_and_choose(
     timings["choose_and_predict"] = time.perf_counter() - t
     version_id = None
     if served in (SERVED_ADAPTER, SERVED_AVERAGE):
-        if adapter is not None and adapter.covers(queueable):
+        covered = adapter.covered(queueable) if adapter is not None else np.zeros(0, bool)
+        enough = 2 * _queue_size(snapshot, budget_used, len(queueable))
+        if adapter is not None and len(covered) and covered.all():
+            a = adapter.probs_of(queueable)
+            probs = a if served == SERVED_ADAPTER else 0.5 * (a + probs)
+            version_id = adapter.version_id
+        elif adapter is not None and int(covered.sum()) >= max(enough, 1):
+            # A large pool's round scored candidates; the rest is being scored in the background.
+            rows = np.flatnonzero(covered)
+            reason += (
+                f"; the adapter has scored {len(rows):,} of {len(queueable):,} pool items so "
+                "far, and the queue comes from those"
+            )
+            queueable = [queueable[r] for r in rows]
+            pool, probs = pool[rows], probs[rows]
             a = adapter.probs_of(queueable)
             probs = a if served == SERVED_ADAPTER else 0.5 * (a + probs)
             version_id = adapter.version_id
@@ -507,7 +521,11 @@ class AdapterProbs:
     probs: np.ndarray
 
     def covers(self, item_ids: list[int]) -> bool:
-        return bool(len(item_ids)) and bool(np.isin(item_ids, self.ids).all())
+        return bool(len(item_ids)) and bool(self.covered(item_ids).all())
+
+    def covered(self, item_ids: list[int]) -> np.ndarray:
+        """Whether each of ``item_ids`` has stored probabilities."""
+        return np.isin(np.asarray(item_ids, dtype=np.int64), self.ids)
 
     def probs_of(self, item_ids: list[int]) -> np.ndarray:
         pos = np.searchsorted(self.ids, np.asarray(item_ids, dtype=np.int64))

@@ -7,6 +7,10 @@ out again inside the swap transaction.
 
 Without a model (cold start) the queue is the ALPS pick when a TAPT model exists (surprisal
 embeddings need no labels), else a seeded random draw, so annotators can start at once.
+
+On a pool larger than :func:`worker.tasks.candidates.candidate_budget` the new model scores a
+candidate set (the live head's least certain items plus a random sample) rather than the whole
+pool, and the swap asks for a background ``score_pool`` run to score the rest.
 """
 
 from __future__ import annotations
@@ -30,9 +34,18 @@ from app.db.models import (
     TrainingRun,
 )
 from app.domain.policy import budget_plan, labels_used
+from app.jobs import Job, enqueue_after_commit
 from contract.budget import Phase
 from contract.strategies import resolve_strategy
+from contract.tasks import TASK_LABEL_ISSUES
 from worker.ml.queue_view import nearest_labelled, top_predictions
+from worker.tasks.candidates import (
+    Candidates,
+    LiveSpace,
+    candidate_budget,
+    choose_candidates,
+    live_space,
+)
 from worker.tasks.project_data import (
     LabelledSet,
     ProjectSnapshot,
@@ -63,6 +76,7 @@ class Selection:
     neighbours: list[list[dict[str, Any]]] = field(default_factory=list)
     strategy: str = ""
     agreement: float | None = None
+    partial: str = ""  # set when only a candidate set was scored: what was scored, for the log
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,8 @@ def recompute_queue_body(ctx: RunContext) -> Outcome:
         f"model v{snapshot.current_version_number}" if snapshot.current_artifact else "cold start"
     )
     queued = f"{len(selection.item_ids)} items queued by {selection.strategy} ({source})"
+    if selection.partial:
+        queued += f"; {selection.partial}"
     message = why_empty or queued
     swap = _Swap(ctx, inputs, selection)
     return Outcome(
@@ -160,6 +176,7 @@ def _plan(inputs: QueueInputs) -> tuple[int, str, str | None]:
 
 def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str) -> Selection:
     from worker.ml.acquisition import build_pool_view, get_strategy
+    from worker.ml.acquisition.base import LABELED_EMBEDDINGS
     from worker.ml.artifacts import load_artifact
     from worker.ml.layer_cache import shared_cache
     from worker.ml.scoring import ChunkedScorer
@@ -175,36 +192,68 @@ def _select_with_model(ctx: RunContext, inputs: QueueInputs, n: int, phase: str)
         name = "minority_focus"  # the reserve goes to the classes the dev set finds worst
     strategy = get_strategy(name)
     class_error = np.asarray(inputs.class_error) if inputs.class_error is not None else None
+    with ctx.session() as session:
+        space = live_space(session, ctx.settings, snapshot.id, len(snapshot.label_names))
+    candidates = _candidates(ctx, inputs, n, space)
+    item_ids, texts = inputs.item_ids, inputs.texts
+    if candidates is not None:
+        item_ids = [inputs.item_ids[r] for r in candidates.rows]
+        texts = [inputs.texts[r] for r in candidates.rows]
     view = build_pool_view(
         ChunkedScorer(classifier, ctx.reporter),
-        inputs.texts,
+        texts,
         requires=strategy.requires,
-        labeled_texts=inputs.labelled.texts,
+        # labelled items through the adapter only for a strategy that reads them (neighbours
+        # come from the stored sentence embeddings when there are some: a round's cost should
+        # not grow with the labels)
+        labeled_texts=inputs.labelled.texts if LABELED_EMBEDDINGS in strategy.wants else (),
         class_error=class_error if name == "minority_focus" else None,
         label_names=snapshot.label_names,
     )
-    _keep_adapter_probs(ctx, inputs, classifier, view.probs)
+    _keep_adapter_probs(ctx, inputs, classifier, item_ids, view.probs)
     ctx.reporter.report(phase="select", step=0, total=1, message=f"selecting with {name}")
     picks = strategy.select(view, n, seed=inputs.queue_version + 1)
     rows = [p.index for p in picks]
     other = AGREEMENT_STRATEGY if name != AGREEMENT_STRATEGY else "margin"
     other_rows = [p.index for p in get_strategy(other).select(view, n)]
     assert view.probs is not None and view.embeddings is not None
+    picked = [item_ids[r] for r in rows]
+    pick_vectors = space.vectors(picked)
+    labelled_vectors = space.vectors(inputs.labelled.item_ids)
+    if pick_vectors is None or labelled_vectors is None:  # no live space: the adapter's own
+        pick_vectors = view.embeddings[rows]
+        labelled_vectors = view.labeled_embeddings
+        if labelled_vectors is None:
+            labelled_vectors = np.asarray(classifier.embed(inputs.labelled.texts))
     return Selection(
-        item_ids=[inputs.item_ids[r] for r in rows],
+        item_ids=[item_ids[r] for r in rows],
         scores=[p.score for p in picks],
         reasons=[p.reason[:300] for p in picks],
         predicted=top_predictions(view.probs[rows], snapshot.label_names),
         neighbours=nearest_labelled(
-            view.embeddings[rows], view.labeled_embeddings, inputs.labelled, snapshot.label_names
+            pick_vectors, labelled_vectors, inputs.labelled, snapshot.label_names
         ),
         strategy=name,
         agreement=topk_agreement(rows, other_rows),
+        partial=candidates.describe() if candidates is not None else "",
     )
 
 
+def _candidates(
+    ctx: RunContext, inputs: QueueInputs, n: int, space: LiveSpace
+) -> Candidates | None:
+    """The pool rows this round scores (None: all of them); see :mod:`worker.tasks.candidates`."""
+    size = len(inputs.item_ids)
+    if size <= candidate_budget(n):
+        return None
+    ctx.reporter.report(phase="select", step=0, total=1, message="choosing candidates")
+    margins = space.margins(inputs.item_ids, inputs.texts)
+    return choose_candidates(size, n, margins, seed=inputs.queue_version + 1)
+
+
 def _keep_adapter_probs(
-    ctx: RunContext, inputs: QueueInputs, classifier: Any, pool_probs: np.ndarray | None
+    ctx: RunContext, inputs: QueueInputs, classifier: Any, pool_ids: list[int],
+    pool_probs: np.ndarray | None,
 ) -> None:
     """Store this adapter version's pool and dev probabilities for the live refit, which compares
     it with the live head on the dev set and serves the better one (or their average)."""
@@ -215,7 +264,7 @@ def _keep_adapter_probs(
         return
     with ctx.session() as session:
         dev = labelled_set(session, snapshot, "dev")
-    ids, probs = list(inputs.item_ids), pool_probs
+    ids, probs = list(pool_ids), pool_probs
     if len(dev):
         ids += dev.item_ids
         probs = np.concatenate([pool_probs, classifier.predict_proba(dev.texts)])
@@ -298,6 +347,15 @@ class _Swap:
             from app.domain.live_head import request_live_refit
 
             request_live_refit(session, snapshot.id)  # compare the new adapter with the head
+            # Likely label errors, after every model's queue (never ahead of it on one worker).
+            enqueue_after_commit(session, Job(TASK_LABEL_ISSUES, (snapshot.id,)))
+            if sel.partial:
+                from app.domain.runs import request_pool_scoring
+
+                request_pool_scoring(
+                    session, snapshot.id, snapshot.current_version_id,
+                    reason=f"queue v{new_version} scored candidates only",
+                )
         session.flush()
         self.new_version = new_version
         return snapshot.current_version_id

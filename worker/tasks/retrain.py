@@ -39,8 +39,6 @@ from app.domain.model_versions import (
     switch_current,
 )
 from app.domain.runs import request_queue_recompute
-from app.jobs import Job, enqueue_after_commit
-from contract.tasks import TASK_LABEL_ISSUES
 from worker.tasks.artifact_store import (
     sweep_temporary,
     tree_sha256,
@@ -196,17 +194,40 @@ def _lpft(
     holdout: LabelledSet | None = None, fit: LabelledSet | None = None,
 ) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
     """Mean pooling (the live head's input) by default on BERT-family bases, and the head's
-    initial weights from the project's live head when it was fitted on this encoder (LP-FT).
+    initial weights from a logistic regression on the frozen encoder's embeddings (LP-FT).
 
-    With a held-out slice (``holdout``), the saved live head has seen it; the initial weights
-    then come from a head refitted on the stored embeddings of ``fit`` alone, so the adapter's
-    score on the slice stays out of sample."""
+    When the live refit has stored the embeddings of every item of ``fit`` for this encoder, the
+    regression is fitted on exactly ``fit`` (under a second for a thousand labels): it knows
+    every label of the round, even those submitted with it (the live refit runs beside the
+    round, and may not have finished), and never the held-out slice (``holdout``), so the
+    adapter's score on the slice stays out of sample. Otherwise the saved live head is used when
+    it was fitted on this encoder and label set, and without a slice to keep out."""
     from worker.ml.pooling import supports_mean_pooling
 
     if "pooling" not in adapter and supports_mean_pooling(base):
         adapter = {**adapter, "pooling": "mean"}
     if adapter.get("pooling") != "mean":
         return adapter, None, "head from scratch (pooling='cls')"
+    head, why_not = _saved_head(ctx, snapshot, base)
+    if fit is not None and len(fit):
+        refit = _head_on_stored_embeddings(ctx, snapshot, base, head, fit)
+        if refit is not None:
+            return (
+                adapter,
+                refit.linear_weights(),
+                f"head from a logistic regression on the stored embeddings of this round's "
+                f"{len(fit)} labels",
+            )
+    if head is None:
+        return adapter, None, f"head from scratch ({why_not})"
+    if holdout is not None and len(holdout):
+        return adapter, None, "head from scratch (the live head has seen the held-out slice)"
+    return adapter, head.linear_weights(), f"head from the live head ({head.n_labels} labels)"
+
+
+def _saved_head(ctx: RunContext, snapshot: ProjectSnapshot, base: str) -> tuple[Any, str]:
+    """The project's saved live head if it belongs to this encoder and label set, else (None,
+    why not)."""
     from sqlalchemy import select
 
     from app.db.models import LiveHeadState
@@ -219,53 +240,57 @@ def _lpft(
             select(LiveHeadState.artifact_path).where(LiveHeadState.project_id == snapshot.id)
         )
     if not path:
-        return adapter, None, "head from scratch (no live head yet)"
+        return None, "no live head yet"
     try:
         head = LiveHead.load(path)
     except (MLError, OSError, ValueError, KeyError) as exc:
-        return adapter, None, f"head from scratch (live head unreadable: {exc})"
+        return None, f"live head unreadable: {exc}"
     if head.extra.get("encoder_fingerprint") != model_fingerprint(base):
-        return adapter, None, "head from scratch (the live head belongs to another encoder)"
+        return None, "the live head belongs to another encoder"
     if head.n_classes != len(snapshot.label_names):
-        return adapter, None, "head from scratch (the label set changed)"
-    if holdout is not None and len(holdout) and fit is not None:
-        return _lpft_without_slice(ctx, snapshot, adapter, head, fit)
-    return adapter, head.linear_weights(), f"head from the live head ({head.n_labels} labels)"
+        return None, "the label set changed"
+    return head, ""
 
 
-def _lpft_without_slice(
-    ctx: RunContext, snapshot: ProjectSnapshot, adapter: dict[str, Any], head: Any,
-    fit: LabelledSet,
-) -> tuple[dict[str, Any], tuple[Any, Any] | None, str]:
+def _head_on_stored_embeddings(
+    ctx: RunContext, snapshot: ProjectSnapshot, base: str, head: Any, fit: LabelledSet
+) -> Any:
+    """A logistic regression on the stored embeddings of ``fit`` (the live head's settings), or
+    None when the live refit has not stored them all for this encoder."""
     from contract.errors import MLError
     from worker.ml.embedding_store import EmbeddingStore, encoder_key
-    from worker.ml.live_head import LiveHead
+    from worker.ml.live_head import LiveHead, LiveHeadConfig
+    from worker.ml.models import model_fingerprint
     from worker.tasks.live_refit import live_dir
 
+    max_length = int(head.extra["max_length"]) if head is not None else (
+        ctx.settings.live_embed_max_length
+    )
+    key = encoder_key(model_fingerprint(base), max_length)
+    directory = live_dir(ctx.settings, snapshot.id) / "embeddings" / key
+    if not directory.exists():
+        return None
     try:
-        key = encoder_key(str(head.extra["encoder_fingerprint"]), int(head.extra["max_length"]))
-        store = EmbeddingStore(live_dir(ctx.settings, snapshot.id) / "embeddings" / key)
-        X = store.load().take(fit.item_ids)
-        refit = LiveHead(head.config).fit(
-            X, np.asarray(fit.labels), head.n_classes, features="embed"
+        X = EmbeddingStore(directory).load().take(fit.item_ids)
+        config = head.config if head is not None else LiveHeadConfig(features="embed")
+        return LiveHead(config).fit(
+            X, np.asarray(fit.labels), len(snapshot.label_names), features="embed"
         )
     except (MLError, OSError, ValueError, KeyError) as exc:
-        return adapter, None, f"head from scratch (no live head without the held-out slice: {exc})"
-    return (
-        adapter,
-        refit.linear_weights(),
-        f"head from a live head refitted without the held-out slice ({len(fit)} labels)",
-    )
+        log.info("no head from the stored embeddings: %s", exc)
+        return None
 
 
 def replay_subset(
-    fit: LabelledSet, previous: dict[int, int] | None, ratio: float, *, seed: int
+    fit: LabelledSet, previous: dict[int, int] | None, ratio: float, *, seed: int,
+    from_labels: int = 0,
 ) -> tuple[LabelledSet, str]:
     """What a warm-started round trains on: the labels added or changed since the previous
     version (``previous``: its item id -> label), plus ``ratio`` times as many earlier ones (at
     least :data:`REPLAY_MIN`) drawn at random. All of ``fit`` when there is no previous set, no
-    ratio, nothing changed (a forced retrain) or the subset would be most of it anyway."""
-    if previous is None or ratio <= 0:
+    ratio, fewer than ``from_labels`` labels, nothing changed (a forced retrain) or the subset
+    would be most of it anyway."""
+    if previous is None or ratio <= 0 or len(fit) < from_labels:
         return fit, "all labels"
     changed = [i for i, (item_id, label) in enumerate(zip(fit.item_ids, fit.labels, strict=True))
                if previous.get(item_id) != label]
@@ -371,7 +396,8 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
     fitted = fit
     fit, replay_note = replay_subset(
-        fitted, read_trained(init_from), config.replay_ratio, seed=ctx.claim.data_version
+        fitted, read_trained(init_from), config.replay_ratio, seed=ctx.claim.data_version,
+        from_labels=config.replay_from,
     )
     held = f", {len(inputs.holdout)} held out" if len(inputs.holdout) else ""
     ctx.reporter.set_message(
@@ -529,9 +555,8 @@ class _Publisher:
         session.add(metric)
         session.flush()
         evaluate_round(session, project, metric)
-        # Likely label errors are recomputed after every published round, in their own task:
-        # sent only once this transaction commits, and the round never waits for it.
-        enqueue_after_commit(session, Job(TASK_LABEL_ISSUES, (project_id,)))
+        # Likely label errors are recomputed once the new version's queue is served (the queue
+        # swap sends that task): on a one-process worker the round never waits for them.
         self.orphan = False
         pause_point("promotion_commit")
         return version.id

@@ -27,6 +27,7 @@ from app.domain.runs.progress import (
 from app.domain.runs.requests import (
     RunAlreadyFinished,
     cancel_run,
+    request_pool_scoring,
     request_queue_recompute,
     request_retrain,
     request_tapt,
@@ -42,6 +43,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "lock_project",
+    "request_pool_scoring",
     "request_queue_recompute",
     "request_retrain",
     "request_tapt",

@@ -12,15 +12,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, Project, TrainingRun
+from app.db.models import RUN_QUEUE, RUN_RETRAIN, RUN_SCORE, RUN_TAPT, Project, TrainingRun
 from app.errors import ProjectNotFound
 from app.jobs import Job, enqueue_after_commit
-from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_TAPT
+from contract.tasks import TASK_RECOMPUTE_QUEUE, TASK_RETRAIN, TASK_SCORE_POOL, TASK_TAPT
 
 KIND_TASKS: Mapping[str, str] = {
     RUN_RETRAIN: TASK_RETRAIN,
     RUN_TAPT: TASK_TAPT,
     RUN_QUEUE: TASK_RECOMPUTE_QUEUE,
+    RUN_SCORE: TASK_SCORE_POOL,
 }
 
 

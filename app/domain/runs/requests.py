@@ -27,6 +27,7 @@ from app.db.models import (
     RUN_QUEUED,
     RUN_RETRAIN,
     RUN_RUNNING,
+    RUN_SCORE,
     RUN_TAPT,
     Project,
     TrainingRun,
@@ -91,6 +92,16 @@ def request_queue_recompute(
 ) -> TrainingRun:
     """Ask for the annotation queue to be rebuilt with the project's current model version."""
     return _request(session, _id_of(project), RUN_QUEUE, requested_by, reason, {})
+
+
+def request_pool_scoring(
+    session: Session, project: Project | int, model_version_id: int, *, reason: str
+) -> TrainingRun:
+    """Ask for model version ``model_version_id`` to score the pool items its queue rebuild left
+    out (a large pool's round scores a bounded candidate set; this fills in the rest in the
+    background). A queued request takes the newest version."""
+    params = {"model_version_id": int(model_version_id)}
+    return _request(session, _id_of(project), RUN_SCORE, None, reason, params)
 
 
 def _request(

@@ -82,6 +82,24 @@ def test_runs_launch_coalesce_read_and_cancel(app: FastAPI, db: Session) -> None
     assert lead.get(f"/api/v1/projects/{project.id}/runs/{run_id + 1000}").status_code == 404
 
 
+def test_background_pool_scoring_runs_are_listed_but_not_launched(
+    app: FastAPI, db: Session
+) -> None:
+    from app.domain.runs import request_pool_scoring
+
+    lead, project = lead_with_project(app, db)
+    url = f"/api/v1/projects/{project.id}/runs"
+    with recording_jobs() as sent:
+        run = request_pool_scoring(db, project.id, 7, reason="queue v3 scored candidates only")
+        db.commit()
+    assert [job.name for job in sent] == ["queue.score_pool"]
+    listed = lead.get(url, params={"kind": "score_pool"})
+    assert listed.status_code == 200
+    assert [(r["id"], r["kind"]) for r in listed.json()] == [(run.id, "score_pool")]
+    refused = lead.post(url, json={"kind": "score_pool"})
+    assert refused.status_code == 422
+
+
 def test_runs_of_another_project_are_not_visible_through_this_one(
     app: FastAPI, db: Session
 ) -> None:

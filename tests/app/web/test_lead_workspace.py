@@ -76,6 +76,21 @@ def test_lead_launches_a_retrain_and_watches_its_progress(
     assert f"#{run.id}" in lead.get(f"/projects/{project.id}/runs").text  # type: ignore[attr-defined]
 
 
+def test_background_pool_scoring_shows_on_the_runs_page_but_cannot_be_launched(
+    app: FastAPI, db: Session, sent: list[Job]
+) -> None:
+    from app.domain.runs import request_pool_scoring
+
+    project, lead = _lead(app, db)
+    run = request_pool_scoring(db, project.id, 3, reason="queue v2 scored candidates only")
+    db.commit()
+    page = lead.get(f"/projects/{project.id}/runs/{run.id}")  # type: ignore[attr-defined]
+    assert page.status_code == 200 and "Score the rest of the pool" in page.text
+    refused = lead.post(f"/projects/{project.id}/runs", data={"kind": "score_pool"})  # type: ignore[attr-defined]
+    assert refused.status_code == 422 and "Unknown run kind" in refused.text
+    assert db.scalars(select(TrainingRun)).all() == [run]
+
+
 def test_tapt_launch_records_its_steps_and_shows_a_measured_estimate(
     app: FastAPI, db: Session, sent: list[Job]
 ) -> None:

@@ -299,3 +299,44 @@ def test_without_a_dev_set_an_adapter_without_a_held_out_slice_is_not_compared(
     s = state(file_db, seeded)
     assert "5-fold CV over 24 labels" in s.served_reason
     assert "adapter v1 held no slice out" in s.served_reason
+
+
+def _partial_adapter_probs(file_db: Db, seeded: Seeded, version_id: int, pool: list[int]) -> None:
+    """A winning adapter (right on dev) that has scored only ``pool`` of the pool so far."""
+    with file_db.session() as session:
+        dev_gold = {a.item_id: seeded.label_ids.index(a.label_id) for a in session.scalars(
+            select(Annotation).where(Annotation.item_id.in_(seeded.dev_ids)))}
+    ids = list(pool) + seeded.dev_ids
+    gold = [seeded.pool_gold.get(i, dev_gold.get(i, 0)) for i in ids]
+    k = len(LABEL_NAMES)
+    probs = np.full((len(ids), k), 0.1 / (k - 1))
+    probs[np.arange(len(ids)), gold] = 0.9
+    save_adapter_probs(file_db.settings, seeded.project_id, version_id, ids, probs)
+
+
+def test_a_winning_adapter_that_scored_part_of_the_pool_queues_from_that_part(
+    file_db: Db, seeded: Seeded
+) -> None:
+    label(file_db, seeded, seeded.pool_ids[:6], wrong=True)
+    version_id = _adapter_version(file_db, seeded)
+    scored = seeded.pool_ids[20:50]  # 30 items: more than twice the queue of 12
+    _partial_adapter_probs(file_db, seeded, version_id, scored)
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_ADAPTER
+    reason = state(file_db, seeded).served_reason
+    assert "the adapter has scored 30 of 54 pool items so far" in reason
+    entries = queue(file_db, seeded)
+    assert len(entries) == 12 and {e.item_id for e in entries} <= set(scored)
+    assert all(e.model_version_id == version_id for e in entries)
+
+
+def test_a_winning_adapter_that_scored_too_little_of_the_pool_leaves_the_queue_to_the_head(
+    file_db: Db, seeded: Seeded
+) -> None:
+    label(file_db, seeded, seeded.pool_ids[:6], wrong=True)
+    version_id = _adapter_version(file_db, seeded)
+    _partial_adapter_probs(file_db, seeded, version_id, seeded.pool_ids[20:30])
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_ADAPTER
+    assert "has not scored the whole pool yet" in state(file_db, seeded).served_reason
+    assert all(e.model_version_id is None for e in queue(file_db, seeded))

@@ -25,6 +25,10 @@ def test_a_round_starts_from_the_live_head_and_cpu_rounds_wait_for_label_growth(
     assert waiting.model_version_id is None
     second = retrain(file_db, seeded, 9)  # 24 labels = 2 x 12
     assert second.status == RUN_SUCCEEDED, second.error
+    # the head starts from a regression on the stored embeddings of all 24 labels, the 12 the
+    # live refit has not seen yet included
+    assert "head from a logistic regression on the stored embeddings of this round's 24 labels" \
+        in second.log_tail
     with file_db.session() as session:
         project = session.get(Project, seeded.project_id)
         versions = list(session.scalars(select(ModelVersion).order_by(ModelVersion.version)))

@@ -44,6 +44,19 @@ def test_every_label_when_replay_would_not_save_much_or_there_is_no_previous_set
     assert len(subset) == 50 + REPLAY_MIN
 
 
+def test_replay_starts_once_the_labels_reach_replay_from() -> None:
+    from worker.ml.training import TrainConfig
+
+    default = TrainConfig()
+    assert (default.replay_ratio, default.replay_from) == (1.0, 1000)
+    previous = dict(zip(_set(900).item_ids, _set(900).labels, strict=True))
+    below = _set(999)
+    assert replay_subset(below, previous, 1.0, seed=0, from_labels=1000) == (below, "all labels")
+    at = _set(1000)
+    subset, note = replay_subset(at, previous, 1.0, seed=0, from_labels=1000)
+    assert len(subset) == 200 and note == "100 new or changed labels + 100 replayed of 1000"
+
+
 def test_a_version_records_every_label_it_reflects(tmp_path: Path) -> None:
     fitted = _set(7)
     trained = Trained(classifier=None, dev_metrics=None, history=[], seconds=0.0,  # type: ignore[arg-type]
