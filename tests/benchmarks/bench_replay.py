@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--name", default="replay", help="results file name (no extension)")
+    parser.add_argument("--arms", default="all labels,replay",
+                        help="comma-separated arms to run (both by default)")
     args = parser.parse_args()
 
     from contract.adapter_config import AdapterConfig
@@ -74,7 +76,8 @@ def main() -> None:
     cache = LowerLayerCache()
     started_all = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for arm in ("all labels", "replay"):
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    for arm in arms:
         previous_model = None
         previous: dict[int, int] | None = None
         for round_ in range(args.rounds + 1):
@@ -101,7 +104,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     later = [r for r in rows if r["round"] > 0]
-    by_arm = {arm: [r for r in later if r["arm"] == arm] for arm in ("all labels", "replay")}
+    by_arm = {arm: [r for r in later if r["arm"] == arm] for arm in arms}
     summary = {
         "median_train_seconds": {a: statistics.median(r["train_seconds"] for r in v)
                                  for a, v in by_arm.items()},
@@ -119,7 +122,9 @@ def main() -> None:
         f"Run {report['date']} in {report['seconds']} s on this 2-core CPU (shared); "
         f"`python -m tests.benchmarks.bench_replay --dataset {args.dataset} --seed-labels "
         f"{args.seed_labels} --step {args.step} --rounds {args.rounds} --test {args.test} "
-        f"--ratio {args.ratio} --name {args.name}`. Offline MiniLM, LoRA r=8 on layers 4-5, "
+        f"--ratio {args.ratio} --name {args.name}"
+        + (f" --arms '{args.arms}'" if args.arms != "all labels,replay" else "")
+        + "`. Offline MiniLM, LoRA r=8 on layers 4-5, "
         "lower layers cached, "
         "warm start from the previous round, head from the live head on all labels so far "
         "(LP-FT), min 30 steps, 3 epochs; test macro-F1 on "

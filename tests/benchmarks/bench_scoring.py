@@ -120,7 +120,9 @@ def main() -> None:
     product_int8 = make_classifier(base, labels, AdapterConfig())
     product_int8.model.load_state_dict(product.model.state_dict())  # same weights, for agreement
     product_int8.scoring_precision = "int8"
-    default = AdapterConfig.from_dict(with_default_layers(AdapterConfig().to_dict(), 6))
+    unplaced = {k: v for k, v in AdapterConfig().to_dict().items() if k != "layers"}
+    default = AdapterConfig.from_dict(with_default_layers(unplaced, 6))  # as a round places it
+    assert default.layers == [4, 5], default.layers
     upper = make_classifier(base, labels, default)
     upper_int8 = make_classifier(base, labels, default)
     upper_int8.model.load_state_dict(upper.model.state_dict())

@@ -27,7 +27,10 @@ Defaults and why:
   LoRA, rounds of 100 labels at 200-500 labels) ``r = 1`` halved the training time but lost
   about 2 points of macro-F1 against retraining on all labels
   (``tests/benchmarks/results/replay.md``), while a full retrain there takes under two minutes
-  on a CPU. ``docs/results.md`` has the measurement at 1,000 labels and more.
+  on a CPU. From 1,000 labels on 20NG it cost 1.6 points too but cut a round's training from
+  97 s to 15 s (``tests/benchmarks/results/replay_20ng_1000.md``), which is what keeps a
+  round under half a minute there; the dev set still picks between the live head and the
+  adapter.
 - ``min_steps=0`` (off): with a handful of labels, epochs over them give only a few optimizer
   steps (34 labels at batch 16 = 3 a epoch), too few to move a head or an adapter. With
   ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches

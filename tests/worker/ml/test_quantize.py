@@ -22,6 +22,7 @@ from worker.ml.training import TrainConfig, train_classifier
 R8_TRAIN = 200
 R8_DEV = 500
 R8_MIN_AGREEMENT = 0.98
+DEFAULT_MODEL_MIN_AGREEMENT = 0.99
 
 
 def _train(tiny_bert, corpus, label_names, adapter: AdapterConfig) -> TextClassifier:
@@ -81,6 +82,49 @@ def test_int8_agrees_with_fp32_on_r8_dev_set() -> None:
     assert cosines.min() >= 0.98, f"embedding cosine down to {cosines.min():.4f}"
     assert cosines.mean() >= 0.99, f"embedding cosine {cosines.mean():.4f} on average"
     assert not any(isinstance(m, Int8Linear) for m in classifier.model.modules())
+
+
+def test_int8_on_the_default_round_model_agrees_with_fp32_on_r8_dev_set() -> None:
+    """The model a round trains by default (LoRA on the top two layers, head from a logistic
+    regression on the frozen embeddings), scored through a float16 lower-layer cache as the
+    worker holds it: int8 against fp32 on 500 real R8 texts."""
+    from contract.adapter_config import with_default_layers
+    from worker.ml.live_head import LiveHead
+    from worker.ml.models import resolve_model_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+    from worker.simulate.benchmark_data import load_dataset
+
+    try:
+        train_x, train_y = load_dataset("r8", "train")
+        test_x, _ = load_dataset("r8", "test")
+        base = resolve_model_path("minilm")
+    except Exception as exc:  # noqa: BLE001 - the data set and base are optional here
+        skip_or_fail(f"R8 or the offline MiniLM base not available: {exc}")
+    names = sorted(set(train_y))
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(train_x), R8_TRAIN, replace=False)
+    texts = [train_x[i] for i in chosen]
+    labels = [names.index(train_y[i]) for i in chosen]
+    embedded = SentenceEncoder(base, max_length=128).embed(texts)
+    head = LiveHead().fit(embedded, np.asarray(labels), len(names)).linear_weights()
+    adapter = AdapterConfig.from_dict({**with_default_layers({"kind": "lora"}, 6),
+                                       "pooling": "mean"})
+    classifier = train_classifier(
+        texts, labels, label_names=names, base_model="minilm", adapter=adapter,
+        config=TrainConfig(epochs=1, max_length=128, device="cpu", min_steps=30),
+        head_init=head,
+    ).classifier
+    assert classifier.split_layer == 4
+    classifier.use_layer_cache(LowerLayerCache(dtype=torch.float16))
+    dev = list(test_x[:R8_DEV])
+    classifier.scoring_precision = "fp32"
+    fp32 = classifier.score(dev)
+    classifier.scoring_precision = "int8"
+    int8 = classifier.score(dev)
+    assert len(set(fp32.probs.argmax(axis=1).tolist())) >= 4  # not one class for everything
+    agreement = float((int8.probs.argmax(axis=1) == fp32.probs.argmax(axis=1)).mean())
+    print(f"int8 vs fp32, default round model, R8: {agreement:.2%} equal argmax labels")
+    assert agreement >= DEFAULT_MODEL_MIN_AGREEMENT, f"int8 agrees on {agreement:.1%} of labels"
 
 
 @pytest.mark.parametrize(
