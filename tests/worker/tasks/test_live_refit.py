@@ -138,11 +138,15 @@ def _adapter_version(file_db: Db, seeded: Seeded) -> int:
         return version.id
 
 
-def _adapter_probs(file_db: Db, seeded: Seeded, version_id: int, *, correct: bool) -> None:
+def _adapter_probs(
+    file_db: Db, seeded: Seeded, version_id: int, *, correct: bool, pool: list[int] | None = None
+) -> None:
+    """Adapter probabilities on the dev set and ``pool`` (all of it by default), right or always
+    one class off."""
     with file_db.session() as session:
         dev_gold = {a.item_id: seeded.label_ids.index(a.label_id) for a in session.scalars(
             select(Annotation).where(Annotation.item_id.in_(seeded.dev_ids)))}
-    ids = seeded.pool_ids + seeded.dev_ids
+    ids = list(seeded.pool_ids if pool is None else pool) + seeded.dev_ids
     gold = [seeded.pool_gold.get(i, dev_gold.get(i, 0)) for i in ids]
     k = len(LABEL_NAMES)
     target = [g if correct else (g + 1) % k for g in gold]
@@ -301,26 +305,13 @@ def test_without_a_dev_set_an_adapter_without_a_held_out_slice_is_not_compared(
     assert "adapter v1 held no slice out" in s.served_reason
 
 
-def _partial_adapter_probs(file_db: Db, seeded: Seeded, version_id: int, pool: list[int]) -> None:
-    """A winning adapter (right on dev) that has scored only ``pool`` of the pool so far."""
-    with file_db.session() as session:
-        dev_gold = {a.item_id: seeded.label_ids.index(a.label_id) for a in session.scalars(
-            select(Annotation).where(Annotation.item_id.in_(seeded.dev_ids)))}
-    ids = list(pool) + seeded.dev_ids
-    gold = [seeded.pool_gold.get(i, dev_gold.get(i, 0)) for i in ids]
-    k = len(LABEL_NAMES)
-    probs = np.full((len(ids), k), 0.1 / (k - 1))
-    probs[np.arange(len(ids)), gold] = 0.9
-    save_adapter_probs(file_db.settings, seeded.project_id, version_id, ids, probs)
-
-
 def test_a_winning_adapter_that_scored_part_of_the_pool_queues_from_that_part(
     file_db: Db, seeded: Seeded
 ) -> None:
     label(file_db, seeded, seeded.pool_ids[:6], wrong=True)
     version_id = _adapter_version(file_db, seeded)
     scored = seeded.pool_ids[20:50]  # 30 items: more than twice the queue of 12
-    _partial_adapter_probs(file_db, seeded, version_id, scored)
+    _adapter_probs(file_db, seeded, version_id, correct=True, pool=scored)
     result = refit(file_db, seeded)
     assert result.served == SERVED_ADAPTER
     reason = state(file_db, seeded).served_reason
@@ -335,7 +326,7 @@ def test_a_winning_adapter_that_scored_too_little_of_the_pool_leaves_the_queue_t
 ) -> None:
     label(file_db, seeded, seeded.pool_ids[:6], wrong=True)
     version_id = _adapter_version(file_db, seeded)
-    _partial_adapter_probs(file_db, seeded, version_id, seeded.pool_ids[20:30])
+    _adapter_probs(file_db, seeded, version_id, correct=True, pool=seeded.pool_ids[20:30])
     result = refit(file_db, seeded)
     assert result.served == SERVED_ADAPTER
     assert "has not scored the whole pool yet" in state(file_db, seeded).served_reason

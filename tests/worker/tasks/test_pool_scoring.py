@@ -92,6 +92,22 @@ def pool_state(file_db: Db, seeded: Seeded) -> tuple[int, list[int], list[int]]:
                 [i for i in seeded.pool_ids if i not in labelled], queued)
 
 
+def round_then_more_labels(
+    file_db: Db, seeded: Seeded
+) -> tuple[int, TrainingRun, TrainingRun]:
+    """A round on 12 labels, then 6 more submitted: (the round's version id, its queued
+    background scoring run, the retrain the new labels queued)."""
+    trained_round(file_db, seeded, 12)
+    version_id, _, _ = pool_state(file_db, seeded)
+    scoring = queued_scoring(file_db, seeded)
+    assert scoring is not None
+    with file_db.session() as session:  # an annotator submits: a retrain waits for the worker
+        retrain = submit_batch(session, seeded, 6)
+        session.commit()
+        session.expunge(retrain)
+    return version_id, scoring, retrain
+
+
 def test_a_large_pool_round_scores_candidates_and_the_background_run_scores_the_rest(
     file_db: Db, seeded: Seeded, sent: list[Job], small_budget: int
 ) -> None:
@@ -139,13 +155,7 @@ def test_a_large_pool_round_scores_candidates_and_the_background_run_scores_the_
 def test_the_background_run_yields_to_a_waiting_round_and_resumes_behind_it(
     file_db: Db, seeded: Seeded, sent: list[Job], small_budget: int
 ) -> None:
-    trained_round(file_db, seeded, 12)
-    version_id, _, _ = pool_state(file_db, seeded)
-    scoring = queued_scoring(file_db, seeded)
-    assert scoring is not None
-    with file_db.session() as session:  # an annotator submits: a retrain waits for the worker
-        submit_batch(session, seeded, 6)
-        session.commit()
+    version_id, scoring, _ = round_then_more_labels(file_db, seeded)
     stopped = run_kind(file_db, scoring.id, RUN_SCORE, score_pool_body)
     assert stopped.status == RUN_SUCCEEDED, stopped.error
     assert "a retrain run is waiting; scoring resumes after it" in stopped.message
@@ -160,13 +170,7 @@ def test_the_background_run_yields_to_a_waiting_round_and_resumes_behind_it(
 def test_the_background_run_of_a_superseded_version_scores_nothing(
     file_db: Db, seeded: Seeded, sent: list[Job], small_budget: int
 ) -> None:
-    trained_round(file_db, seeded, 12)
-    old, _, _ = pool_state(file_db, seeded)
-    scoring = queued_scoring(file_db, seeded)
-    assert scoring is not None
-    with file_db.session() as session:
-        retrain = submit_batch(session, seeded, 6)
-        session.commit()
+    old, scoring, retrain = round_then_more_labels(file_db, seeded)
     assert run_kind(file_db, retrain.id, RUN_RETRAIN, retrain_body).status == RUN_SUCCEEDED
     done = run_kind(file_db, scoring.id, RUN_SCORE, score_pool_body)
     assert done.status == RUN_SUCCEEDED
