@@ -201,3 +201,27 @@ def test_with_a_live_head_the_candidates_are_its_doubts_and_neighbours_its_embed
     best = labelled[int(np.argmax(sims))]
     assert first.neighbours[0]["item_id"] == best
     assert abs(first.neighbours[0]["similarity"] - float(sims.max())) < 1e-3
+
+
+@pytest.mark.parametrize(("save_seconds", "merges"), [(3600.0, 1), (0.0, 4)])
+def test_scored_chunks_are_merged_into_the_stored_file_at_most_every_few_seconds(
+    file_db: Db, seeded: Seeded, sent: list[Job], small_budget: int,
+    monkeypatch: pytest.MonkeyPatch, save_seconds: float, merges: int,
+) -> None:
+    from worker.tasks import live_refit
+
+    trained_round(file_db, seeded, 12)
+    scoring = queued_scoring(file_db, seeded)
+    assert scoring is not None
+    calls: list[int] = []
+    original = live_refit.save_adapter_probs
+
+    def counting(settings, project_id, version_id, item_ids, probs):  # type: ignore[no-untyped-def]
+        calls.append(len(item_ids))
+        original(settings, project_id, version_id, item_ids, probs)
+
+    monkeypatch.setattr(live_refit, "save_adapter_probs", counting)
+    monkeypatch.setattr(pool_scoring, "SAVE_SECONDS", save_seconds)
+    done = run_kind(file_db, scoring.id, RUN_SCORE, score_pool_body)
+    assert done.status == RUN_SUCCEEDED, done.error
+    assert len(calls) == merges and sum(calls) == 48 - small_budget
