@@ -18,7 +18,8 @@ Defaults and why:
   computes them only for texts no earlier round or scoring pass saw. Gradients equal the
   uncached path's with dropout off (``tests/worker/ml/test_training_cache.py``); with dropout
   on, the frozen lower layers no longer drop units during training.
-- ``replay_ratio=1`` with ``replay_from=1000``: read by the worker's round, not by this loop.
+- ``replay_ratio=1`` with ``replay_from=1000``: read by the worker's round on a CPU worker (a
+  GPU worker trains every round on every label), not by this loop.
   Once the project has ``replay_from`` labels, a warm-started round trains on the labels added or
   changed since the previous version plus ``replay_ratio`` times as many earlier ones, drawn at
   random (at least ``REPLAY_MIN``); below it, and with ``replay_ratio=0``, every round trains on

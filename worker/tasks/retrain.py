@@ -281,6 +281,14 @@ def _head_on_stored_embeddings(
         return None
 
 
+def _replay_ratio(config: Any) -> float:
+    """Replay is for CPU workers, where a full retrain of a thousand labels takes minutes; a GPU
+    worker trains every round on every label (as it retrains every batch, see ``_growth_wait``)."""
+    import torch
+
+    return 0.0 if torch.cuda.is_available() else float(config.replay_ratio)
+
+
 def replay_subset(
     fit: LabelledSet, previous: dict[int, int] | None, ratio: float, *, seed: int,
     from_labels: int = 0,
@@ -396,7 +404,7 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     init_from = warm_start_source(snapshot, base, adapter.to_dict(), config.warm_start)
     fitted = fit
     fit, replay_note = replay_subset(
-        fitted, read_trained(init_from), config.replay_ratio, seed=ctx.claim.data_version,
+        fitted, read_trained(init_from), _replay_ratio(config), seed=ctx.claim.data_version,
         from_labels=config.replay_from,
     )
     held = f", {len(inputs.holdout)} held out" if len(inputs.holdout) else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from worker.tasks.project_data import LabelledSet
 from worker.tasks.retrain import REPLAY_MIN, Trained, read_trained, replay_subset
 
@@ -55,6 +57,19 @@ def test_replay_starts_once_the_labels_reach_replay_from() -> None:
     at = _set(1000)
     subset, note = replay_subset(at, previous, 1.0, seed=0, from_labels=1000)
     assert len(subset) == 200 and note == "100 new or changed labels + 100 replayed of 1000"
+
+
+def test_only_a_cpu_worker_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from worker.ml.training import TrainConfig
+    from worker.tasks.retrain import _replay_ratio
+
+    config = TrainConfig(replay_ratio=2.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _replay_ratio(config) == 2.0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _replay_ratio(config) == 0.0  # a GPU retrains on every label: it takes seconds there
 
 
 def test_a_version_records_every_label_it_reflects(tmp_path: Path) -> None:
