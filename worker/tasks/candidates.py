@@ -103,6 +103,7 @@ class LiveSpace:
     def margins(self, item_ids: Sequence[int], texts: Sequence[str]) -> np.ndarray | None:
         """Top-1 minus top-2 probability of the live head for each item, or None."""
         from contract.errors import MLError
+        from worker.ml.acquisition.uncertainty import top_two
 
         vectors = self.vectors(item_ids) if self.head is not None else None
         if vectors is None:
@@ -112,8 +113,8 @@ class LiveSpace:
         except (MLError, ValueError) as exc:
             log.info("candidates without the live head: %s", exc)
             return None
-        top2 = np.partition(probs, -2, axis=1)[:, -2:]
-        return np.asarray(top2[:, 1] - top2[:, 0])
+        first, second = top_two(np.asarray(probs))
+        return np.asarray(first - second)
 
 
 def live_space(

@@ -506,9 +506,10 @@ def _candidates(probs: np.ndarray, n: int) -> np.ndarray:
     m = max(n * LIVE_CANDIDATES_PER_PICK, LIVE_MIN_CANDIDATES)
     if len(probs) <= m:
         return np.arange(len(probs))
-    top2 = np.partition(probs, -2, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    return np.sort(np.argpartition(margin, m - 1)[:m])
+    from worker.ml.acquisition.uncertainty import top_two
+
+    first, second = top_two(probs)
+    return np.sort(np.argpartition(first - second, m - 1)[:m])
 
 
 # --------------------------------------------------------------------- adapter probabilities
