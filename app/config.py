@@ -115,6 +115,19 @@ class Settings(BaseSettings):
         "every label and rebuild the queue from it between adapter rounds.",
     )
     live_embed_max_length: int = Field(default=128, ge=8, le=512)
+    live_embed_windows: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Windows of live_embed_max_length tokens the live head reads per text (the "
+        "mean of their embeddings); 0 chooses per project from the pool's text lengths: 1 for "
+        "short texts, up to 4 when three texts in four need them.",
+    )
+    live_self_training: bool = Field(
+        default=True,
+        description="The live head adds confident pool items as pseudo-labels unless that "
+        "loses on the dev set; they are never annotations, never exported, never in the budget.",
+    )
     adapter_growth_factor: float = Field(
         default=1.5,
         ge=1.0,

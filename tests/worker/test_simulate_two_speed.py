@@ -218,3 +218,38 @@ def test_budget_table_reports_n_a_before_a_curve_starts() -> None:
     seed = live["seed set (live:none:margin)"]
     assert seed["gap_to_best_baseline"] == pytest.approx(0.6 - 0.65)
     assert seed["best_baseline"] == "tfidf-svm" and seed["dev_share"] == pytest.approx(20 / 30)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_live_arms_self_train_the_head_as_the_product_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """When self-training wins on dev the served head is refit with dev and then self-trained
+    (served "live_head[embed+self-training]"); switched off, it is never tried."""
+    from worker.ml import self_training
+    from worker.simulate import two_speed
+
+    calls: list[int] = []
+
+    def always_wins(head, X, y, k, pool_X, pool_probs, dev_X, dev_y):  # type: ignore[no-untyped-def]
+        calls.append(len(y))
+        trained, n = self_training.with_pseudo_labels(head, X, y, k, pool_X, pool_probs)
+        assert n > 0 and trained.n_labels == len(y)
+        return self_training.SelfTrained(trained, True, n, {}, "stub: always kept")
+
+    monkeypatch.setattr(two_speed, "self_train", always_wins)
+    base = make_tiny_bert(tmp_path / "bert")
+    data = write_jsonl(tmp_path / "toy.jsonl", 120, seed=4)
+    config = SimulationConfig(
+        dataset=str(data), arms=("live:none:cluster_uncertain",), add_baselines=False,
+        cheap_baselines=(), seeds=(0,), seed_size=6, seed_strategy="diverse", batch_size=6,
+        budget=18, reserve_fraction=0.0, dev_size=9, stop_set_size=0, max_length=32,
+        base_model=str(base), device="cpu", live_features="embed",
+        live_self_training=enabled, embed_cache=tmp_path / "cache", out_dir=tmp_path / "out",
+    )
+    (run,) = run_simulation(config).runs
+    served = {p.served for p in run.points}
+    if enabled:
+        assert calls == [6, 12, 18] and served == {"live_head[embed+self-training]"}
+    else:
+        assert calls == [] and served == {"live_head[embed]"}

@@ -83,6 +83,53 @@ def encode(
     return [first[i] for i in range(len(texts))]
 
 
+def encode_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, max_windows: int
+) -> list[list[list[int]]]:
+    """Token ids per text split into consecutive windows of at most ``max_length`` tokens each
+    (special tokens included in every window), the first ``max_windows`` of them.
+
+    A text that fits one window gives exactly :func:`encode`'s ids. Windows do not overlap: the
+    first holds the text's first ``max_length - specials`` tokens, the next the following ones.
+    """
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+    if max_windows == 1:
+        return [[ids] for ids in encode(tokenizer, texts, max_length)]
+    specials = int(tokenizer.num_special_tokens_to_add(pair=False))
+    body = max_length - specials
+    if body < 1:
+        raise ValueError(f"max_length={max_length} leaves no room beside {specials} specials")
+    texts = list(texts)
+    limit = body * max_windows * CUT_CHARS_PER_TOKEN
+    shortened = [(_cut_at_space(t, limit) or t) if len(t) > limit else t for t in texts]
+    encoded = tokenizer(
+        shortened,
+        add_special_tokens=False,
+        truncation=True,
+        max_length=body * max_windows,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    prefix, suffix = _special_frame(tokenizer)
+    out: list[list[list[int]]] = []
+    for ids in encoded["input_ids"]:
+        pieces = [list(ids[start:start + body]) for start in range(0, len(ids), body)] or [[]]
+        out.append([prefix + piece + suffix for piece in pieces])
+    return out
+
+
+def _special_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The special tokens a single text gets before and after its own ids ([CLS] / [SEP])."""
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    framed = list(tokenizer("a")["input_ids"])
+    for start in range(len(framed) - len(bare) + 1):
+        if framed[start:start + len(bare)] == bare:
+            return framed[:start], framed[start + len(bare):]
+    raise ValueError(f"{type(tokenizer).__name__}: cannot find a text's ids among its specials")
+
+
 def _encode(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
 ) -> list[list[int]]:

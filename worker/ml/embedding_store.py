@@ -31,12 +31,16 @@ CONSOLIDATED = "embeddings"
 CHUNK_PREFIX = "chunk-"
 
 
-def encoder_key(fingerprint: str, max_length: int) -> str:
-    """Directory name of one encoder version's embeddings (fingerprint + truncation length)."""
+def encoder_key(fingerprint: str, max_length: int, windows: int = 1) -> str:
+    """Directory name of one encoder version's embeddings (fingerprint + truncation length, and
+    the number of windows a text is read in when more than one)."""
     if not fingerprint:
         raise ConfigError("an encoder fingerprint is needed to key stored embeddings")
-    digest = hashlib.sha256(f"{fingerprint}:{max_length}".encode()).hexdigest()[:20]
-    return f"enc-{digest}-L{max_length}"
+    if windows == 1:
+        digest = hashlib.sha256(f"{fingerprint}:{max_length}".encode()).hexdigest()[:20]
+        return f"enc-{digest}-L{max_length}"
+    digest = hashlib.sha256(f"{fingerprint}:{max_length}:{windows}".encode()).hexdigest()[:20]
+    return f"enc-{digest}-L{max_length}-W{windows}"
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,7 @@ half the iterations."""
 
 def _fit_linear(
     X: Any, y: np.ndarray, n_classes: int, config: LiveHeadConfig, C: float | None = None,
-    init: _Linear | None = None,
+    init: _Linear | None = None, sample_weight: np.ndarray | None = None,
 ) -> _Linear:
     """Multinomial logistic regression, expanded to all ``n_classes`` as softmax weights.
 
@@ -259,7 +259,7 @@ def _fit_linear(
             model.intercept_ = init.b[seen].copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on separable few-label problems
-        model.fit(X, y)
+        model.fit(X, y, sample_weight=sample_weight)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)
     classes = np.asarray(model.classes_)
@@ -339,13 +339,19 @@ class LiveHead:
         *,
         features: str | None = None,
         warm_start: LiveHead | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> LiveHead:
         """Fit on the labelled items. ``features`` overrides the config (e.g. a cached "auto"
         choice, so a refit after every label does not cross-validate every time).
         ``warm_start``: a previous head over the same classes and embeddings; its
-        embedding-only weights start the solver (same optimum, fewer iterations)."""
+        embedding-only weights start the solver (same optimum, fewer iterations).
+        ``sample_weight``: one weight per item (self-training gives pseudo-labels less)."""
         X = _as_embeddings(embeddings)
         y = _check_labels(labels, n_classes, len(X))
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (len(y),) or not (sample_weight > 0).all():
+                raise ConfigError(f"sample_weight must hold {len(y)} positive weights")
         wanted = features or self.config.features
         if wanted not in FEATURES:
             raise ConfigError(f"features={wanted!r}; choose one of {FEATURES}")
@@ -356,7 +362,7 @@ class LiveHead:
         if texts is not None and len(texts) != len(X):
             raise ConfigError(f"{len(X)} embeddings but {len(texts)} texts")
         self.n_classes = n_classes
-        self.n_labels = len(y)
+        self.n_labels = len(y) if sample_weight is None else int((sample_weight >= 1).sum())
         self.tfidf = tfidf if wanted != "embed" else None
         if wanted == "auto":
             assert texts is not None and tfidf is not None
@@ -370,16 +376,17 @@ class LiveHead:
         if (warm_start is not None and warm_start.embed is not None
                 and warm_start.n_classes == n_classes and warm_start.config == self.config):
             init = warm_start.embed
-        self.embed = _fit_linear(X, y, n_classes, self.config, init=init)
+        w = sample_weight
+        self.embed = _fit_linear(X, y, n_classes, self.config, init=init, sample_weight=w)
         self.tfidf_model = self.concat = None
         if wanted == "hybrid":
             assert texts is not None and self.tfidf is not None
             T = self.tfidf.transform(texts)
             if self.config.hybrid_mode == "ensemble":
-                self.tfidf_model = _fit_linear(T, y, n_classes, self.config)
+                self.tfidf_model = _fit_linear(T, y, n_classes, self.config, sample_weight=w)
             else:
                 joined = _hstack(X, T, self.config.tfidf_weight)
-                self.concat = _fit_linear(joined, y, n_classes, self.config)
+                self.concat = _fit_linear(joined, y, n_classes, self.config, sample_weight=w)
         return self
 
     # ---- prediction

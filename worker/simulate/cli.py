@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-cache", type=Path, help="folder for cached frozen embeddings")
     p.add_argument("--live-features", choices=("embed", "hybrid", "auto"), default="auto")
     p.add_argument(
+        "--no-self-training",
+        action="store_true",
+        help="live: arms: never add confident pool items as pseudo-labels to the live head",
+    )
+    p.add_argument(
         "--arm",
         action="append",
         dest="arms",
@@ -129,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         ),
         min_train_steps=args.min_train_steps,
         live_features=args.live_features,
+        live_self_training=not args.no_self_training,
         embed_cache=args.embed_cache,
         arms=tuple(args.arms or defaults["arms"]),
         add_baselines=not args.no_baselines,

@@ -30,6 +30,7 @@ from worker.ml.acquisition.base import CLASS_ERROR, EMBEDDINGS, LABELED_EMBEDDIN
 from worker.ml.classifier import TextClassifier
 from worker.ml.live_head import LiveHead, LiveHeadConfig, PoolTfidf, choose_served, macro_f1
 from worker.ml.progress import NullReporter, ProgressReporter
+from worker.ml.self_training import self_train, with_pseudo_labels
 from worker.simulate.results import ArmRun, CurvePoint
 
 SEED_PHASE = "seed"
@@ -149,6 +150,15 @@ class TwoSpeedLoop:
         features = selection_head.features_used
         if reselect and selection_head.selection.get("cv_macro_f1"):
             self.features, self.features_at = features, n  # keep a CV-backed choice a while
+        unlabelled = np.setdiff1d(np.arange(len(self.data.pool_texts)), labeled)
+        self_trained = False
+        if self.cfg.live_self_training and features == "embed" and len(dev_labels):
+            trained = self_train(
+                selection_head, self.emb.pool[labeled], self.data.pool_labels[labeled], self.k,
+                self.emb.pool[unlabelled], selection_head.predict_proba(self.emb.pool[unlabelled]),
+                self.emb.dev, dev_labels,
+            )
+            selection_head, self_trained = trained.head, trained.used
         record: dict[str, Any] = {"live_dev_macro_f1": None, "adapter_dev_macro_f1": None}
         if len(dev_labels):
             candidates = {
@@ -163,6 +173,12 @@ class TwoSpeedLoop:
         else:
             served = "live_head"  # no dev set: the live head (the adapter is never promoted)
         head = self.fit_head(labeled, with_dev=True, features=features)
+        if self_trained:  # the head served is refit with dev, then self-trained the same way
+            X = np.vstack([self.emb.pool[labeled], self.emb.dev])
+            y = np.concatenate([self.data.pool_labels[labeled], dev_labels])
+            head, _n = with_pseudo_labels(head, X, y, self.k, self.emb.pool[unlabelled],
+                                          head.predict_proba(self.emb.pool[unlabelled]))
+            features = f"{features}+self-training"
         live_test = head.predict_proba(self.emb.test, list(self.data.test_texts))
         train_s += time.perf_counter() - head_started
         score_started = time.perf_counter()

@@ -90,7 +90,8 @@ def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> d
     texts = [str(text) for text in request["texts"]]
     try:
         head = LiveHead.load(head_dir)
-        encoder = encoder_for(str(head.extra["encoder"]), int(head.extra["max_length"]))
+        encoder = encoder_for(str(head.extra["encoder"]), int(head.extra["max_length"]),
+                              int(head.extra.get("windows", 1)))
         probs = head.predict_proba(encoder.embed(texts), texts)
         if live.get("served") == "average" and "artifact_path" in request:
             adapter = predict_body({k: v for k, v in request.items() if k != "live_head"},

@@ -23,6 +23,7 @@ The encoder and the memory-mapped embeddings stay loaded in the worker process b
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -103,7 +104,7 @@ def live_dir(settings: Settings, project_id: int) -> Path:
 
 
 # --------------------------------------------------------------------- process-level caches
-_ENCODERS: dict[tuple[str, int], Any] = {}
+_ENCODERS: dict[tuple[str, int, int], Any] = {}
 _EMBEDDINGS: dict[str, tuple[float, Any]] = {}
 _HEADS: dict[tuple[int, str], Any] = {}
 """The last head fitted per (project, encoder key): the next refit warm-starts from it. A new
@@ -120,13 +121,13 @@ def remember_head(project_id: int, key: str, head: Any) -> None:
     _HEADS[(project_id, key)] = head
 
 
-def encoder_for(path: str, max_length: int) -> Any:
+def encoder_for(path: str, max_length: int, windows: int = 1) -> Any:
     from worker.ml.sentence_encoder import SentenceEncoder
 
-    key = (path, max_length)
+    key = (path, max_length, windows)
     if key not in _ENCODERS:
         _ENCODERS.clear()  # one encoder resident at a time keeps the worker small
-        _ENCODERS[key] = SentenceEncoder(path, max_length=max_length)
+        _ENCODERS[key] = SentenceEncoder(path, max_length=max_length, max_windows=windows)
     return _ENCODERS[key]
 
 
@@ -196,7 +197,7 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
 def _encoder_key(encoder: Any) -> str:
     from worker.ml.embedding_store import encoder_key
 
-    return str(encoder_key(encoder.fingerprint, encoder.max_length))
+    return str(encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows))
 
 
 def _claim(session: Session, project_id: int) -> LiveHeadState | None:
@@ -245,10 +246,12 @@ def _embeddings(
     from worker.ml.embedding_store import EmbeddingStore, embed_missing, encoder_key
 
     t = time.perf_counter()
-    encoder = encoder_for(encoder_path(snapshot), settings.live_embed_max_length)
+    path = encoder_path(snapshot)
+    windows = reading_windows(settings, sessions, snapshot, path, items[SPLIT_POOL])
+    encoder = encoder_for(path, settings.live_embed_max_length, windows)
     timings["encoder"] = time.perf_counter() - t
     t = time.perf_counter()
-    key = encoder_key(encoder.fingerprint, encoder.max_length)
+    key = encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows)
     store = EmbeddingStore(live_dir(settings, snapshot.id) / "embeddings" / key)
     wanted = items[SPLIT_POOL] + items[SPLIT_DEV]
     missing = store.missing(wanted)
@@ -257,6 +260,62 @@ def _embeddings(
         embed_missing(store, missing, [texts[i] for i in missing], encoder.embed)
     timings["embed"] = time.perf_counter() - t
     return _stored(store), encoder, len(missing)
+
+
+WINDOWS_FILE = "windows.json"
+WINDOWS_SAMPLE = 1000
+
+
+def reading_windows(
+    settings: Settings, sessions: Any, snapshot: ProjectSnapshot, path: str, pool_ids: list[int]
+) -> int:
+    """How many windows of ``live_embed_max_length`` tokens the live head reads per text: the
+    setting when fixed, else chosen once per project and encoder from the lengths of up to
+    ``WINDOWS_SAMPLE`` pool texts (:func:`worker.ml.sentence_encoder.choose_windows`) and kept
+    in ``embeddings/windows.json``, so later imports never re-key the stored embeddings."""
+    if settings.live_embed_windows:
+        return int(settings.live_embed_windows)
+    from worker.ml.models import load_tokenizer, model_fingerprint
+    from worker.ml.sentence_encoder import choose_windows
+
+    target = live_dir(settings, snapshot.id) / "embeddings" / WINDOWS_FILE
+    fingerprint = model_fingerprint(path)
+    entry = f"{fingerprint}:{settings.live_embed_max_length}"
+    chosen: dict[str, Any] = {}
+    if target.exists():
+        try:
+            chosen = json.loads(target.read_text())
+        except (OSError, ValueError):
+            chosen = {}
+    if entry in chosen:
+        return int(chosen[entry]["windows"])
+    if not pool_ids:
+        return 1  # nothing to measure yet; not remembered
+    step = max(1, len(pool_ids) // WINDOWS_SAMPLE)
+    sample = pool_ids[::step][:WINDOWS_SAMPLE]
+    texts = _texts(sessions, snapshot.id, sample)
+    lengths = text_lengths(load_tokenizer(path), [texts[i] for i in sample])
+    windows = choose_windows(lengths, settings.live_embed_max_length)
+    chosen[entry] = {
+        "windows": windows, "sampled": len(sample),
+        "median_tokens": float(np.median(lengths)),
+        "p75_tokens": float(np.quantile(lengths, 0.75)),
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{time.time_ns()}.tmp")
+    tmp.write_text(json.dumps(chosen, indent=1))
+    tmp.replace(target)
+    log.info("project %s: live embeddings read %d window(s) of %d tokens (%s)", snapshot.id,
+             windows, settings.live_embed_max_length, chosen[entry])
+    return windows
+
+
+def text_lengths(tokenizer: Any, texts: list[str], cap: int = 4096) -> list[int]:
+    """Tokens per text (special tokens in), counted up to ``cap`` (texts are cut first)."""
+    cut = [t[: cap * 8] for t in texts]
+    ids = tokenizer(cut, truncation=True, max_length=cap, padding=False,
+                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return [len(row) for row in ids]
 
 
 def _texts(sessions: Any, project_id: int, item_ids: list[int]) -> dict[int, str]:
@@ -370,6 +429,14 @@ def _fit_and_choose(
     head = LiveHead(config).fit(X, y, k, warm_start=previous_head(snapshot.id, head_key))
     remember_head(snapshot.id, head_key, head)
     timings["head_fit"] = time.perf_counter() - t
+    pool = embeddings.take(queueable)
+    probs = head.predict_proba(pool)
+    trained = None
+    if settings.live_self_training and len(dev):
+        t = time.perf_counter()
+        head, probs, trained = _self_train(head, X, y, k, pool, probs, queueable, labelled,
+                                           embeddings.take(dev.item_ids), dev)
+        timings["self_train"] = time.perf_counter() - t
     adapter = _adapter_probs(settings, snapshot)
     served, reason, scores = SERVED_LIVE_HEAD, "", {}
     t = time.perf_counter()
@@ -382,8 +449,8 @@ def _fit_and_choose(
     else:
         picked = _choose_without_dev(snapshot, X, y, labelled, config, timings)
         served, reason, scores = picked.name, picked.reason, dict(picked.scores)
-    pool = embeddings.take(queueable)
-    probs = head.predict_proba(pool)
+    if trained is not None:
+        reason = f"{reason}; {trained.reason}" if reason else trained.reason
     timings["choose_and_predict"] = time.perf_counter() - t
     version_id = None
     if served in (SERVED_ADAPTER, SERVED_AVERAGE):
@@ -415,6 +482,24 @@ def _fit_and_choose(
     choice.head = head
     choice.model_version_id = version_id
     return choice
+
+
+def _self_train(
+    head: Any, X: np.ndarray, y: np.ndarray, k: int, pool: np.ndarray, probs: np.ndarray,
+    queueable: list[int], labelled: LabelledSet, dev_X: np.ndarray, dev: LabelledSet,
+) -> tuple[Any, np.ndarray, Any]:
+    """The live head refit with confident pseudo-labels from the unlabelled pool unless that
+    loses on the dev set (``worker.ml.self_training``). Pseudo-labels live in the head only:
+    they are not annotations, so exports and the label budget never see them."""
+    from worker.ml.self_training import self_train
+
+    unlabelled = ~np.isin(np.asarray(queueable, dtype=np.int64),
+                          np.asarray(labelled.item_ids, dtype=np.int64))
+    rows = np.flatnonzero(unlabelled)
+    trained = self_train(head, X, y, k, pool[rows], probs[rows], dev_X, np.asarray(dev.labels))
+    if trained.used:
+        return trained.head, trained.head.predict_proba(pool), trained
+    return head, probs, trained
 
 
 def _choose_without_dev(
@@ -622,7 +707,7 @@ def _record(
     state.fitted_at = utcnow()
     state.refits += 1
     state.labels_used = len(labelled)
-    state.encoder_key = encoder_key(encoder.fingerprint, encoder.max_length)
+    state.encoder_key = encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows)
     state.served = choice.served
     state.served_reason = choice.reason
     state.scores = {k: round(float(v), 4) for k, v in choice.model_scores.items()}
@@ -645,7 +730,10 @@ def _save_head(
     ))
     head.save(tmp, extra={
         "encoder": encoder.path, "encoder_fingerprint": encoder.fingerprint,
-        "max_length": encoder.max_length, "pooling": "mean, L2-normalised",
+        "max_length": encoder.max_length, "windows": encoder.max_windows,
+        "pooling": "mean, L2-normalised" if encoder.max_windows == 1 else
+        f"mean over up to {encoder.max_windows} windows of {encoder.max_length} tokens, "
+        "L2-normalised",
         "label_names": names,
     })
     final = base / "head"

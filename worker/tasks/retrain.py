@@ -266,7 +266,8 @@ def _head_on_stored_embeddings(
     max_length = int(head.extra["max_length"]) if head is not None else (
         ctx.settings.live_embed_max_length
     )
-    key = encoder_key(model_fingerprint(base), max_length)
+    windows = int(head.extra.get("windows", 1)) if head is not None else 1
+    key = encoder_key(model_fingerprint(base), max_length, windows)
     directory = live_dir(ctx.settings, snapshot.id) / "embeddings" / key
     if not directory.exists():
         return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from app.db.models import (
     SERVED_ADAPTER,
@@ -331,3 +334,84 @@ def test_a_winning_adapter_that_scored_too_little_of_the_pool_leaves_the_queue_t
     assert result.served == SERVED_ADAPTER
     assert "has not scored the whole pool yet" in state(file_db, seeded).served_reason
     assert all(e.model_version_id is None for e in queue(file_db, seeded))
+
+
+def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
+    file_db: Db, seeded: Seeded
+) -> None:
+    from worker.ml.live_head import LiveHead
+
+    label(file_db, seeded, seeded.pool_ids[:12])
+    with file_db.session() as session:
+        before = session.scalar(select(func.count()).select_from(Annotation))
+    result = refit(file_db, seeded)
+    s = state(file_db, seeded)
+    assert "self-training on" in s.served_reason and "confident pool items" in s.served_reason
+    assert "dev macro-F1" in s.served_reason
+    assert "self_train" in result.timings
+    assert result.labels_used == 12 and s.labels_used == 12
+    assert LiveHead.load(s.artifact_path).n_labels == 12  # pseudo-labels are not counted
+    with file_db.session() as session:  # nor stored: no annotation was added
+        assert session.scalar(select(func.count()).select_from(Annotation)) == before
+
+    off = file_db.settings.model_copy(update={"live_self_training": False})
+    label(file_db, seeded, seeded.pool_ids[12:14])
+    result = refit_live_head(seeded.project_id, off, file_db.sessions)
+    assert result is not None and "self_train" not in result.timings
+    assert "self-training" not in state(file_db, seeded).served_reason
+
+
+def test_long_texts_are_read_in_windows_chosen_once_from_the_pool_and_predict_reads_them_too(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 8-token windows the tiny corpus' texts are "long": the refit measures the pool's
+    lengths once, keys the stored embeddings by the window count, saves it with the head, and
+    the live head's /predict path embeds new texts the same way."""
+    from app.db.models import Item
+    from worker.ml.embedding_store import EmbeddingStore
+    from worker.ml.live_head import LiveHead
+    from worker.ml.models import load_tokenizer
+    from worker.ml.sentence_encoder import choose_windows
+    from worker.tasks import live_refit
+    from worker.tasks.inference import _predict_live
+
+    settings = file_db.settings.model_copy(update={"live_embed_max_length": 8})
+    label(file_db, seeded, seeded.pool_ids[:12])
+    with file_db.session() as session:
+        pool = {i.id: i.text for i in session.scalars(
+            select(Item).where(Item.id.in_(seeded.pool_ids)))}
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        base = project.base_model
+    lengths = live_refit.text_lengths(load_tokenizer(base), [pool[i] for i in seeded.pool_ids])
+    expected = choose_windows(lengths, 8)
+    assert expected > 1
+    assert refit_live_head(seeded.project_id, settings, file_db.sessions) is not None
+    s = state(file_db, seeded)
+    assert s.encoder_key.endswith(f"-L8-W{expected}")
+    head = LiveHead.load(s.artifact_path)
+    assert head.extra["windows"] == expected
+    chosen = json.loads((live_refit.live_dir(settings, seeded.project_id) / "embeddings"
+                         / live_refit.WINDOWS_FILE).read_text())
+    (entry,) = chosen.values()
+    assert entry["windows"] == expected and entry["sampled"] == len(seeded.pool_ids)
+
+    encoder = SentenceEncoder(base, max_length=8, max_windows=expected)
+    stored = EmbeddingStore(live_refit.live_dir(settings, seeded.project_id) / "embeddings"
+                            / s.encoder_key).load()
+    some = seeded.pool_ids[:5]
+    np.testing.assert_allclose(stored.take(some), encoder.embed([pool[i] for i in some]),
+                               atol=2e-3)  # stored as float16
+    texts = ["goal team match " * 3, "bank stock market trade"]
+    answer = _predict_live({"live_head": {"path": s.artifact_path}, "texts": texts}, None,
+                           settings)
+    np.testing.assert_allclose(answer["probabilities"],
+                               head.predict_proba(encoder.embed(texts)), atol=1e-6)
+
+    def never(*_args: object, **_kwargs: object) -> int:
+        raise AssertionError("the window count is chosen once per project and encoder")
+
+    monkeypatch.setattr("worker.ml.sentence_encoder.choose_windows", never)
+    label(file_db, seeded, seeded.pool_ids[12:14])
+    assert refit_live_head(seeded.project_id, settings, file_db.sessions) is not None
+    assert state(file_db, seeded).encoder_key == s.encoder_key

@@ -1,0 +1,111 @@
+"""Self-training for the live head: confident pseudo-labels from the unlabelled pool.
+
+After a fit, the pool items the head is most confident about become extra training items with a
+lower weight (``PSEUDO_WEIGHT``), and the head is refit. Class-balanced: each class gets at most
+``PER_CLASS_RATIO`` times its share of the real labels (``len(labels) / k``), taken from the items
+predicted as that class in order of confidence, and only items whose top probability reaches
+``MIN_CONFIDENCE``. Pseudo-labels never leave the model: they are not annotations, they are not
+exported and they do not count against the label budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PSEUDO_WEIGHT = 0.5
+PER_CLASS_RATIO = 1.0
+MIN_CONFIDENCE = 0.0
+
+
+def pseudo_labels(
+    pool_probs: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    per_class_ratio: float = PER_CLASS_RATIO,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows of pool_probs chosen, their pseudo-labels)`` (class-balanced, most confident
+    first within each class)."""
+    probs = np.asarray(pool_probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ValueError(f"pool_probs must be (n, {n_classes}), got {probs.shape}")
+    if len(probs) == 0 or len(labels) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    cap = max(1, int(round(per_class_ratio * len(labels) / n_classes)))
+    predicted = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    rows: list[np.ndarray] = []
+    for c in np.unique(np.asarray(labels)):  # only classes a person has labelled
+        mine = np.flatnonzero((predicted == c) & (confidence >= min_confidence))
+        best = mine[np.argsort(-confidence[mine], kind="stable")[:cap]]
+        rows.append(best)
+    chosen = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return chosen.astype(np.int64), predicted[chosen].astype(np.int64)
+
+
+@dataclass
+class SelfTrained:
+    """The head to use, and whether self-training earned its place on the dev set."""
+
+    head: Any
+    used: bool
+    pseudo: int
+    dev_macro_f1: dict[str, float]
+    reason: str
+
+
+def self_train(
+    head: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    pool_X: np.ndarray,
+    pool_probs: np.ndarray,
+    dev_X: np.ndarray,
+    dev_y: np.ndarray,
+) -> SelfTrained:
+    """Refit ``head`` (a fitted embedding-only ``LiveHead``, probabilities ``pool_probs`` on
+    ``pool_X``) with confident pseudo-labels added, and keep the refit unless its dev macro-F1
+    is below the head fitted on the labels alone. A tie keeps it: on the dev sets of a few
+    hundred items measured (issue 18, ``tests/benchmarks/results/few_labels.md``) ties were
+    common and self-training helped on the test set in most of them."""
+    from worker.ml.live_head import macro_f1
+
+    if len(dev_y) == 0:
+        return SelfTrained(head, False, 0, {}, "no dev set to check self-training against")
+    trained, n_pseudo = with_pseudo_labels(head, X, y, n_classes, pool_X, pool_probs)
+    if n_pseudo == 0:
+        return SelfTrained(head, False, 0, {}, "no confident pool items to self-train on")
+    scores = {
+        "labels only": macro_f1(dev_y, head.predict_proba(dev_X).argmax(axis=1)),
+        "self-trained": macro_f1(dev_y, trained.predict_proba(dev_X).argmax(axis=1)),
+    }
+    used = scores["self-trained"] >= scores["labels only"]
+    verdict = "kept" if used else "not kept"
+    reason = (f"self-training on {n_pseudo:,} confident pool items {verdict}: dev macro-F1 "
+              f"{scores['self-trained']:.3f} vs {scores['labels only']:.3f} on the labels alone")
+    return SelfTrained(trained if used else head, used, n_pseudo, scores, reason)
+
+
+def with_pseudo_labels(
+    head: Any, X: np.ndarray, y: np.ndarray, n_classes: int, pool_X: np.ndarray,
+    pool_probs: np.ndarray,
+) -> tuple[Any, int]:
+    """``head`` (embedding-only, fitted on ``X``, ``y``) refit with the pseudo-labels of
+    ``pool_probs`` (its probabilities on the unlabelled ``pool_X``) at weight
+    ``PSEUDO_WEIGHT``; ``(head, 0)`` unchanged when there are none."""
+    from worker.ml.live_head import LiveHead
+
+    rows, pseudo = pseudo_labels(pool_probs, y, n_classes)
+    if len(rows) == 0:
+        return head, 0
+    weights = np.concatenate([np.ones(len(y)), np.full(len(rows), PSEUDO_WEIGHT)])
+    trained = LiveHead(head.config).fit(
+        np.vstack([X, pool_X[rows]]), np.concatenate([y, pseudo]), n_classes,
+        features="embed", warm_start=head, sample_weight=weights,
+    )
+    return trained, len(rows)
