@@ -116,12 +116,14 @@ class Settings(BaseSettings):
     )
     live_embed_max_length: int = Field(default=128, ge=8, le=512)
     live_embed_windows: int = Field(
-        default=0,
+        default=1,
         ge=0,
         le=16,
         description="Windows of live_embed_max_length tokens the live head reads per text (the "
         "mean of their embeddings); 0 chooses per project from the pool's text lengths: 1 for "
-        "short texts, up to 4 when three texts in four need them.",
+        "short texts, up to 4 when three texts in four need them. 1 by default: on 20 "
+        "Newsgroups and R8 more windows cost 2x the embedding time and did not pay "
+        "(tests/benchmarks/results/few_labels.md).",
     )
     live_self_training: bool = Field(
         default=True,

@@ -175,6 +175,9 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
                 head_key=_encoder_key(encoder), budget_used=used,
             )
     timings["fit"] = time.perf_counter() - t
+    note = reading_note(settings, project_id, encoder)
+    if note:
+        choice.reason = f"{choice.reason}; {note}" if choice.reason else note
     t = time.perf_counter()
     with sessions() as session:
         version = _swap(session, snapshot, choice, labelled, blocked_item_ids(session, snapshot))
@@ -296,10 +299,14 @@ def reading_windows(
     texts = _texts(sessions, snapshot.id, sample)
     lengths = text_lengths(load_tokenizer(path), [texts[i] for i in sample])
     windows = choose_windows(lengths, settings.live_embed_max_length)
+    body = settings.live_embed_max_length - 2
+    read = np.minimum(lengths, [windows * body + 2 * windows] * len(lengths))
+    first = np.minimum(lengths, [settings.live_embed_max_length] * len(lengths))
     chosen[entry] = {
         "windows": windows, "sampled": len(sample),
         "median_tokens": float(np.median(lengths)),
         "p75_tokens": float(np.quantile(lengths, 0.75)),
+        "token_ratio": round(float(np.sum(read) / max(1, np.sum(first))), 2),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{time.time_ns()}.tmp")
@@ -308,6 +315,23 @@ def reading_windows(
     log.info("project %s: live embeddings read %d window(s) of %d tokens (%s)", snapshot.id,
              windows, settings.live_embed_max_length, chosen[entry])
     return windows
+
+
+def reading_note(settings: Settings, project_id: int, encoder: Any) -> str:
+    """What the dashboard says about reading long texts in windows (and what it costs), or ""."""
+    if encoder.max_windows == 1:
+        return ""
+    note = (f"texts are read in up to {encoder.max_windows} windows of {encoder.max_length} "
+            "tokens")
+    target = live_dir(settings, project_id) / "embeddings" / WINDOWS_FILE
+    try:
+        entry = json.loads(target.read_text()).get(f"{encoder.fingerprint}:{encoder.max_length}")
+    except (OSError, ValueError):
+        entry = None
+    if entry:
+        note += (f" (three in four pool texts have at most {entry['p75_tokens']:.0f} tokens; "
+                 f"embedding reads {entry['token_ratio']:.1f}x the tokens of the first window)")
+    return note
 
 
 def text_lengths(tokenizer: Any, texts: list[str], cap: int = 4096) -> list[int]:

@@ -361,12 +361,13 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     assert "self-training" not in state(file_db, seeded).served_reason
 
 
-def test_long_texts_are_read_in_windows_chosen_once_from_the_pool_and_predict_reads_them_too(
+def test_windows_default_to_one_and_auto_is_chosen_once_from_the_pool_and_predict_reads_them(
     file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With 8-token windows the tiny corpus' texts are "long": the refit measures the pool's
-    lengths once, keys the stored embeddings by the window count, saves it with the head, and
-    the live head's /predict path embeds new texts the same way."""
+    """With 8-token windows the tiny corpus' texts are "long". By default the live head still
+    reads one window; on auto the refit measures the pool's lengths once, keys the stored
+    embeddings by the window count, saves it with the head, says so on the dashboard, and the
+    live head's /predict path embeds new texts the same way."""
     from app.db.models import Item
     from worker.ml.embedding_store import EmbeddingStore
     from worker.ml.live_head import LiveHead
@@ -375,8 +376,16 @@ def test_long_texts_are_read_in_windows_chosen_once_from_the_pool_and_predict_re
     from worker.tasks import live_refit
     from worker.tasks.inference import _predict_live
 
-    settings = file_db.settings.model_copy(update={"live_embed_max_length": 8})
     label(file_db, seeded, seeded.pool_ids[:12])
+    one = file_db.settings.model_copy(update={"live_embed_max_length": 8})
+    assert refit_live_head(seeded.project_id, one, file_db.sessions) is not None
+    assert state(file_db, seeded).encoder_key.endswith("-L8")
+    assert "windows" not in state(file_db, seeded).served_reason
+    assert not (live_refit.live_dir(one, seeded.project_id) / "embeddings"
+                / live_refit.WINDOWS_FILE).exists()
+
+    settings = file_db.settings.model_copy(
+        update={"live_embed_max_length": 8, "live_embed_windows": 0})  # 0: auto
     with file_db.session() as session:
         pool = {i.id: i.text for i in session.scalars(
             select(Item).where(Item.id.in_(seeded.pool_ids)))}
@@ -395,6 +404,10 @@ def test_long_texts_are_read_in_windows_chosen_once_from_the_pool_and_predict_re
                          / live_refit.WINDOWS_FILE).read_text())
     (entry,) = chosen.values()
     assert entry["windows"] == expected and entry["sampled"] == len(seeded.pool_ids)
+    read = sum(min(n, expected * 8) for n in lengths)  # 6 tokens + 2 specials a window
+    assert entry["token_ratio"] == round(read / sum(min(n, 8) for n in lengths), 2) > 1
+    assert f"texts are read in up to {expected} windows of 8 tokens" in s.served_reason
+    assert f"{entry['token_ratio']:.1f}x the tokens" in s.served_reason
 
     encoder = SentenceEncoder(base, max_length=8, max_windows=expected)
     stored = EmbeddingStore(live_refit.live_dir(settings, seeded.project_id) / "embeddings"
