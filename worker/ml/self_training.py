@@ -5,7 +5,8 @@ lower weight (``PSEUDO_WEIGHT``), and the head is refit. Class-balanced: each cl
 ``PER_CLASS_RATIO`` times its share of the real labels (``len(labels) / k``), taken from the items
 predicted as that class in order of confidence, and only items whose top probability reaches
 ``MIN_CONFIDENCE``. Pseudo-labels never leave the model: they are not annotations, they are not
-exported and they do not count against the label budget.
+exported and they do not count against the label budget. Off by default (see
+:func:`self_train` for what it measured).
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def self_train(
 ) -> SelfTrained:
     """Refit ``head`` (a fitted embedding-only ``LiveHead``, probabilities ``pool_probs`` on
     ``pool_X``) with confident pseudo-labels added, and keep the refit unless its dev macro-F1
-    is below the head fitted on the labels alone. A tie keeps it: on the dev sets of a few
-    hundred items measured (issue 18, ``tests/benchmarks/results/few_labels.md``) ties were
-    common and self-training helped on the test set in most of them."""
+    is below the head fitted on the labels alone (a tie keeps it: on dev sets of 100-200 items
+    ties were common). The dev gate is coarse: in ``tests/benchmarks/results/few_labels.md``
+    self-training (gate on) gained 1.1 points on R8 with MiniLM, nothing on 20 Newsgroups, and
+    lost 0.7 on R8 with all-mpnet-base-v2, which is why the product leaves it off unless
+    ``TAPESTRY_LIVE_SELF_TRAINING`` is set."""
     from worker.ml.live_head import macro_f1
 
     if len(dev_y) == 0:

@@ -53,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-cache", type=Path, help="folder for cached frozen embeddings")
     p.add_argument("--live-features", choices=("embed", "hybrid", "auto"), default="auto")
     p.add_argument(
-        "--no-self-training",
+        "--self-training",
         action="store_true",
-        help="live: arms: never add confident pool items as pseudo-labels to the live head",
+        help="live: arms: add confident pool items as pseudo-labels to the live head unless "
+        "that loses on dev (as TAPESTRY_LIVE_SELF_TRAINING=true does in the product)",
     )
     p.add_argument(
         "--arm",
@@ -134,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         ),
         min_train_steps=args.min_train_steps,
         live_features=args.live_features,
-        live_self_training=not args.no_self_training,
+        live_self_training=args.self_training,
         embed_cache=args.embed_cache,
         arms=tuple(args.arms or defaults["arms"]),
         add_baselines=not args.no_baselines,

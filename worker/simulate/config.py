@@ -162,9 +162,10 @@ class SimulationConfig:
     sampling with replacement when the labels are few)."""
     live_features: str = "auto"
     """The live head's features: 'embed', 'hybrid' (+ TF-IDF of the pool) or 'auto' (by CV)."""
-    live_self_training: bool = True
+    live_self_training: bool = False
     """live: arms self-train the (embedding) live head on confident pool items unless that loses on
-    the dev set, as the product's live refit does (``worker.ml.self_training``)."""
+    the dev set, as the product's live refit does when ``TAPESTRY_LIVE_SELF_TRAINING`` is on
+    (``worker.ml.self_training``; off by default in both)."""
     test_file: str | None = None
     """A CSV/JSONL file scored as the test split instead of a held-out share of ``dataset``."""
     embed_cache: Path | None = None

