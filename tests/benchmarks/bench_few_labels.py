@@ -65,10 +65,17 @@ class Features:
     test_t: Any
 
 
-def lr(C: float = 10.0) -> Any:
+def lr() -> Any:
+    """The live head's logistic regression (``LiveHeadConfig``'s C, class weights, iterations),
+    fitted on features computed once here rather than through ``LiveHead`` (whose hybrid would
+    re-transform the texts on every refit of the study)."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, class_weight="balanced", max_iter=1000, tol=1e-4)
+    from worker.ml.live_head import LiveHeadConfig
+
+    config = LiveHeadConfig()
+    return LogisticRegression(C=config.C, class_weight=config.class_weight,
+                              max_iter=config.max_iter, tol=1e-4)
 
 
 def fit_probs(X: Any, y: np.ndarray, k: int, targets: list[Any],
@@ -217,47 +224,42 @@ VARIANTS = [
 ]
 
 
-def embedding_cost(texts: list[str], windows: int, repeats: int = 3, n: int = 200
-                   ) -> dict[str, float]:
-    """Seconds to embed ``n`` of the texts (every k-th) with one window and with ``windows``,
-    side by side, median of ``repeats`` (alternating, after one warm-up)."""
-    from worker.ml.models import offline_default_path
-    from worker.ml.sentence_encoder import SentenceEncoder
-
+def time_encoders(texts: list[str], encoders: dict[str, Any], repeats: int = 3, n: int = 200
+                  ) -> dict[str, float]:
+    """Seconds for each encoder to embed the same ``n`` texts (every k-th), side by side,
+    medians of ``repeats`` (alternating, after one warm-up each)."""
     sample = texts[:: max(1, len(texts) // n)][:n]
-    one = SentenceEncoder(offline_default_path(), max_windows=1, device="cpu")
-    many = SentenceEncoder(offline_default_path(), max_windows=windows, device="cpu")
-    one.embed(sample[:20])
-    many.embed(sample[:20])
-    times: dict[str, list[float]] = {"one": [], "many": []}
-    for _ in range(repeats):
-        for key, encoder in (("one", one), ("many", many)):
-            started = time.perf_counter()
-            encoder.embed(sample)
-            times[key].append(time.perf_counter() - started)
-    a, b = statistics.median(times["one"]), statistics.median(times["many"])
-    return {"texts": len(sample), "one_window_s": a, "windows_s": b, "ratio": b / a}
-
-
-def base_cost(texts: list[str], base: str, repeats: int = 3, n: int = 200) -> dict[str, float]:
-    """Seconds to embed ``n`` of the texts (first 128 tokens) with the offline MiniLM and with
-    ``base``, side by side, median of ``repeats`` (alternating, after one warm-up)."""
-    from worker.ml.models import offline_default_path
-    from worker.ml.sentence_encoder import SentenceEncoder
-
-    sample = texts[:: max(1, len(texts) // n)][:n]
-    encoders = {"minilm": SentenceEncoder(offline_default_path(), device="cpu"),
-                "base": SentenceEncoder(base, device="cpu")}
-    times: dict[str, list[float]] = {key: [] for key in encoders}
     for encoder in encoders.values():
         encoder.embed(sample[:20])
+    times: dict[str, list[float]] = {key: [] for key in encoders}
     for _ in range(repeats):
         for key, encoder in encoders.items():
             started = time.perf_counter()
             encoder.embed(sample)
             times[key].append(time.perf_counter() - started)
-    a, b = statistics.median(times["minilm"]), statistics.median(times["base"])
-    return {"texts": len(sample), "minilm_s": a, "base_s": b, "ratio": b / a}
+    return {"texts": len(sample), **{f"{k}_s": statistics.median(v) for k, v in times.items()}}
+
+
+def embedding_cost(texts: list[str], windows: int) -> dict[str, float]:
+    """The offline MiniLM with one window against ``windows`` windows."""
+    from worker.ml.models import offline_default_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    out = time_encoders(texts, {
+        "one_window": SentenceEncoder(offline_default_path(), max_windows=1, device="cpu"),
+        "windows": SentenceEncoder(offline_default_path(), max_windows=windows, device="cpu"),
+    })
+    return {**out, "ratio": out["windows_s"] / out["one_window_s"]}
+
+
+def base_cost(texts: list[str], base: str) -> dict[str, float]:
+    """The offline MiniLM against the encoder at ``base`` (first 128 tokens both)."""
+    from worker.ml.models import offline_default_path
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    out = time_encoders(texts, {"minilm": SentenceEncoder(offline_default_path(), device="cpu"),
+                                "base": SentenceEncoder(base, device="cpu")})
+    return {**out, "ratio": out["base_s"] / out["minilm_s"]}
 
 
 def main() -> None:

@@ -150,9 +150,9 @@ class TwoSpeedLoop:
         features = selection_head.features_used
         if reselect and selection_head.selection.get("cv_macro_f1"):
             self.features, self.features_at = features, n  # keep a CV-backed choice a while
-        unlabelled = np.setdiff1d(np.arange(len(self.data.pool_texts)), labeled)
         self_trained = False
         if self.cfg.live_self_training and features == "embed" and len(dev_labels):
+            unlabelled = np.setdiff1d(np.arange(len(self.data.pool_texts)), labeled)
             trained = self_train(
                 selection_head, self.emb.pool[labeled], self.data.pool_labels[labeled], self.k,
                 self.emb.pool[unlabelled], selection_head.predict_proba(self.emb.pool[unlabelled]),

@@ -162,7 +162,8 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
         used = labels_used(session, project_id)  # what the budget counts, as the web's stop does
     timings = {"read": time.perf_counter() - t0}
 
-    embeddings, encoder, embedded = _embeddings(settings, sessions, snapshot, items, timings)
+    embeddings, encoder, embedded, note = _embeddings(settings, sessions, snapshot, items,
+                                                      timings)
     queueable = [i for i in items[SPLIT_POOL] if i not in blocked]
     t = time.perf_counter()
     with threadpool_limits(limits=BLAS_THREADS):
@@ -175,7 +176,6 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
                 head_key=_encoder_key(encoder), budget_used=used,
             )
     timings["fit"] = time.perf_counter() - t
-    note = reading_note(settings, project_id, encoder)
     if note:
         choice.reason = f"{choice.reason}; {note}" if choice.reason else note
     t = time.perf_counter()
@@ -245,13 +245,15 @@ def encoder_path(snapshot: ProjectSnapshot) -> str:
 def _embeddings(
     settings: Settings, sessions: Any, snapshot: ProjectSnapshot, items: dict[str, list[int]],
     timings: dict[str, float],
-) -> tuple[Any, Any, int]:
+) -> tuple[Any, Any, int, str]:
+    """The stored embeddings (the missing ones computed), the encoder, how many were computed,
+    and what the dashboard says about reading long texts ("" for one window)."""
     from worker.ml.embedding_store import EmbeddingStore, embed_missing, encoder_key
 
     t = time.perf_counter()
     path = encoder_path(snapshot)
-    windows = reading_windows(settings, sessions, snapshot, path, items[SPLIT_POOL])
-    encoder = encoder_for(path, settings.live_embed_max_length, windows)
+    reading = reading_windows(settings, sessions, snapshot, path, items[SPLIT_POOL])
+    encoder = encoder_for(path, settings.live_embed_max_length, reading.windows)
     timings["encoder"] = time.perf_counter() - t
     t = time.perf_counter()
     key = encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows)
@@ -262,84 +264,90 @@ def _embeddings(
         texts = _texts(sessions, snapshot.id, missing)
         embed_missing(store, missing, [texts[i] for i in missing], encoder.embed)
     timings["embed"] = time.perf_counter() - t
-    return _stored(store), encoder, len(missing)
+    return _stored(store), encoder, len(missing), reading.note(settings.live_embed_max_length)
 
 
 WINDOWS_FILE = "windows.json"
 WINDOWS_SAMPLE = 1000
+LENGTH_CAP = 4096
+"""Tokens counted per sampled text at most (beyond the 4 windows the choice can ask for)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How the live head reads a text: ``windows`` of ``live_embed_max_length`` tokens, and what
+    was measured on the pool when the count was chosen there (None when it was set)."""
+
+    windows: int
+    measured: dict[str, Any] | None = None
+
+    def note(self, max_length: int) -> str:
+        """What the dashboard says about it (and what it costs), or "" for one window."""
+        if self.windows == 1:
+            return ""
+        note = f"texts are read in up to {self.windows} windows of {max_length} tokens"
+        if self.measured:
+            note += (f" (three in four pool texts have at most "
+                     f"{self.measured['p75_tokens']:.0f} tokens; embedding reads "
+                     f"{self.measured['token_ratio']:.1f}x the tokens of the first window)")
+        return note
+
+
+_READINGS: dict[tuple[str, str, int], Reading] = {}
+"""The choice per (project's ``windows.json``, encoder path, max_length), so a refit after
+every label reads neither that file nor the encoder's files to find it again."""
 
 
 def reading_windows(
     settings: Settings, sessions: Any, snapshot: ProjectSnapshot, path: str, pool_ids: list[int]
-) -> int:
+) -> Reading:
     """How many windows of ``live_embed_max_length`` tokens the live head reads per text: the
     setting when fixed, else chosen once per project and encoder from the lengths of up to
     ``WINDOWS_SAMPLE`` pool texts (:func:`worker.ml.sentence_encoder.choose_windows`) and kept
     in ``embeddings/windows.json``, so later imports never re-key the stored embeddings."""
     if settings.live_embed_windows:
-        return int(settings.live_embed_windows)
+        return Reading(int(settings.live_embed_windows))
+    max_length = settings.live_embed_max_length
+    target = live_dir(settings, snapshot.id) / "embeddings" / WINDOWS_FILE
+    memo = (str(target), path, max_length)
+    if memo in _READINGS:
+        return _READINGS[memo]
+    from worker.ml.batching import encode
     from worker.ml.models import load_tokenizer, model_fingerprint
     from worker.ml.sentence_encoder import choose_windows
 
-    target = live_dir(settings, snapshot.id) / "embeddings" / WINDOWS_FILE
-    fingerprint = model_fingerprint(path)
-    entry = f"{fingerprint}:{settings.live_embed_max_length}"
+    entry = f"{model_fingerprint(path)}:{max_length}"
     chosen: dict[str, Any] = {}
     if target.exists():
         try:
             chosen = json.loads(target.read_text())
         except (OSError, ValueError):
             chosen = {}
-    if entry in chosen:
-        return int(chosen[entry]["windows"])
-    if not pool_ids:
-        return 1  # nothing to measure yet; not remembered
-    step = max(1, len(pool_ids) // WINDOWS_SAMPLE)
-    sample = pool_ids[::step][:WINDOWS_SAMPLE]
-    texts = _texts(sessions, snapshot.id, sample)
-    lengths = text_lengths(load_tokenizer(path), [texts[i] for i in sample])
-    windows = choose_windows(lengths, settings.live_embed_max_length)
-    body = settings.live_embed_max_length - 2
-    read = np.minimum(lengths, [windows * body + 2 * windows] * len(lengths))
-    first = np.minimum(lengths, [settings.live_embed_max_length] * len(lengths))
-    chosen[entry] = {
-        "windows": windows, "sampled": len(sample),
-        "median_tokens": float(np.median(lengths)),
-        "p75_tokens": float(np.quantile(lengths, 0.75)),
-        "token_ratio": round(float(np.sum(read) / max(1, np.sum(first))), 2),
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{time.time_ns()}.tmp")
-    tmp.write_text(json.dumps(chosen, indent=1))
-    tmp.replace(target)
-    log.info("project %s: live embeddings read %d window(s) of %d tokens (%s)", snapshot.id,
-             windows, settings.live_embed_max_length, chosen[entry])
-    return windows
-
-
-def reading_note(settings: Settings, project_id: int, encoder: Any) -> str:
-    """What the dashboard says about reading long texts in windows (and what it costs), or ""."""
-    if encoder.max_windows == 1:
-        return ""
-    note = (f"texts are read in up to {encoder.max_windows} windows of {encoder.max_length} "
-            "tokens")
-    target = live_dir(settings, project_id) / "embeddings" / WINDOWS_FILE
-    try:
-        entry = json.loads(target.read_text()).get(f"{encoder.fingerprint}:{encoder.max_length}")
-    except (OSError, ValueError):
-        entry = None
-    if entry:
-        note += (f" (three in four pool texts have at most {entry['p75_tokens']:.0f} tokens; "
-                 f"embedding reads {entry['token_ratio']:.1f}x the tokens of the first window)")
-    return note
-
-
-def text_lengths(tokenizer: Any, texts: list[str], cap: int = 4096) -> list[int]:
-    """Tokens per text (special tokens in), counted up to ``cap`` (texts are cut first)."""
-    cut = [t[: cap * 8] for t in texts]
-    ids = tokenizer(cut, truncation=True, max_length=cap, padding=False,
-                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-    return [len(row) for row in ids]
+    if entry not in chosen:
+        if not pool_ids:
+            return Reading(1)  # nothing to measure yet; not remembered
+        step = max(1, len(pool_ids) // WINDOWS_SAMPLE)
+        sample = pool_ids[::step][:WINDOWS_SAMPLE]
+        texts = _texts(sessions, snapshot.id, sample)
+        lengths = np.array([len(ids) for ids in encode(
+            load_tokenizer(path), [texts[i] for i in sample], LENGTH_CAP)])
+        windows = choose_windows(lengths, max_length)
+        read = np.minimum(lengths, windows * max_length)  # specials in every window
+        chosen[entry] = {
+            "windows": windows, "sampled": len(sample),
+            "median_tokens": float(np.median(lengths)),
+            "p75_tokens": float(np.quantile(lengths, 0.75)),
+            "token_ratio": round(float(read.sum() / np.minimum(lengths, max_length).sum()), 2),
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{time.time_ns()}.tmp")
+        tmp.write_text(json.dumps(chosen, indent=1))
+        tmp.replace(target)
+        log.info("project %s: live embeddings read %d window(s) of %d tokens (%s)", snapshot.id,
+                 windows, max_length, chosen[entry])
+    reading = Reading(int(chosen[entry]["windows"]), chosen[entry])
+    _READINGS[memo] = reading
+    return reading
 
 
 def _texts(sessions: Any, project_id: int, item_ids: list[int]) -> dict[int, str]:

@@ -370,6 +370,7 @@ def test_windows_default_to_one_and_auto_is_chosen_once_from_the_pool_and_predic
     embeddings by the window count, saves it with the head, says so on the dashboard, and the
     live head's /predict path embeds new texts the same way."""
     from app.db.models import Item
+    from worker.ml.batching import encode
     from worker.ml.embedding_store import EmbeddingStore
     from worker.ml.live_head import LiveHead
     from worker.ml.models import load_tokenizer
@@ -393,7 +394,8 @@ def test_windows_default_to_one_and_auto_is_chosen_once_from_the_pool_and_predic
         project = session.get(Project, seeded.project_id)
         assert project is not None
         base = project.base_model
-    lengths = live_refit.text_lengths(load_tokenizer(base), [pool[i] for i in seeded.pool_ids])
+    lengths = [len(ids) for ids in encode(load_tokenizer(base),
+                                          [pool[i] for i in seeded.pool_ids], 4096)]
     expected = choose_windows(lengths, 8)
     assert expected > 1
     assert refit_live_head(seeded.project_id, settings, file_db.sessions) is not None
