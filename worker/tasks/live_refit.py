@@ -313,7 +313,7 @@ def reading_windows(
     if memo in _READINGS:
         return _READINGS[memo]
     from worker.ml.batching import encode
-    from worker.ml.models import load_tokenizer, model_fingerprint
+    from worker.ml.models import load_tokenizer, model_fingerprint, resolve_model_path
     from worker.ml.sentence_encoder import choose_windows
 
     entry = f"{model_fingerprint(path)}:{max_length}"
@@ -330,7 +330,7 @@ def reading_windows(
         sample = pool_ids[::step][:WINDOWS_SAMPLE]
         texts = _texts(sessions, snapshot.id, sample)
         lengths = np.array([len(ids) for ids in encode(
-            load_tokenizer(path), [texts[i] for i in sample], LENGTH_CAP)])
+            load_tokenizer(resolve_model_path(path)), [texts[i] for i in sample], LENGTH_CAP)])
         windows = choose_windows(lengths, max_length)
         read = np.minimum(lengths, windows * max_length)  # specials in every window
         chosen[entry] = {

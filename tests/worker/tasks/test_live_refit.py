@@ -431,3 +431,25 @@ def test_windows_default_to_one_and_auto_is_chosen_once_from_the_pool_and_predic
     label(file_db, seeded, seeded.pool_ids[12:14])
     assert refit_live_head(seeded.project_id, settings, file_db.sessions) is not None
     assert state(file_db, seeded).encoder_key == s.encoder_key
+
+
+def test_auto_windows_resolve_a_base_model_alias_as_the_encoder_does(
+    file_db: Db, seeded: Seeded, tiny_model: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Projects store "minilm" (an alias), not a folder: measuring the pool's lengths must load
+    the tokenizer from the resolved folder, never ask a hub for "minilm"."""
+    from worker.tasks import live_refit
+
+    monkeypatch.setattr("worker.ml.models.offline_default_path", lambda: tiny_model)
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.base_model = "minilm"
+        session.commit()
+    label(file_db, seeded, seeded.pool_ids[:12])
+    settings = file_db.settings.model_copy(
+        update={"live_embed_max_length": 8, "live_embed_windows": 0})
+    assert refit_live_head(seeded.project_id, settings, file_db.sessions) is not None
+    assert (live_refit.live_dir(settings, seeded.project_id) / "embeddings"
+            / live_refit.WINDOWS_FILE).exists()
+    assert "-W" in state(file_db, seeded).encoder_key
