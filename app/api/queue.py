@@ -83,11 +83,24 @@ class SkipIn(StrictInput):
     item_id: ItemId
 
 
+class ReadingOut(BaseModel):
+    done: int
+    total: int
+    fraction: float
+    seconds_left: float | None
+    text: str
+
+
 class QueueStatusOut(BaseModel):
     queue_version: int
     retrain_status: str | None
     retrain_fraction: float | None
     retrain_phase: str
+    live_reading: ReadingOut | None = Field(
+        default=None,
+        description="While the live head reads (embeds) texts no refit has read yet, e.g. after "
+                    "a large import: how far it is and an estimate of the time left.",
+    )
 
 
 def _leased(view: annotation.ItemView) -> LeasedItemOut:
@@ -157,4 +170,7 @@ def queue_status(db: SessionDep, access: ProjectReader) -> QueueStatusOut:
         retrain_status=status.retrain_status,
         retrain_fraction=status.retrain_fraction,
         retrain_phase=status.retrain_phase,
+        live_reading=(
+            ReadingOut.model_validate(status.reading.as_dict()) if status.reading else None
+        ),
     )

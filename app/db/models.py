@@ -435,6 +435,9 @@ class LiveHeadState(IdMixin, Base):
     served_reason: Mapped[str] = mapped_column(Text, default="")
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     history: Mapped[list[Any]] = mapped_column(default=list)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """While a refit reads (embeds) texts no refit has read yet: ``done``, ``total``,
+    ``started_at`` and ``updated_at``; ``{}`` otherwise (:func:`app.domain.live_head.reading`)."""
 
 
 class ItemEvent(IdMixin, CreatedMixin, Base):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -54,6 +55,61 @@ def live_head_state(db: Session, project_id: int) -> LiveHeadState | None:
     return db.scalars(
         select(LiveHeadState).where(LiveHeadState.project_id == project_id)
     ).first()
+
+
+READING_STALE_SECONDS = 300.0
+"""A refit that has not reported for this long is no longer reading (its worker stopped); the
+refit writes at least once per chunk of texts, seconds apart."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How far the live head's refit has read (embedded) the texts no refit had read before."""
+
+    done: int
+    total: int
+    seconds_left: float | None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total > 0 else 1.0
+
+    @property
+    def text(self) -> str:
+        """e.g. "Reading 12,345 of 100,000 texts for the live head (12 %), about 25 min left"."""
+        from app.domain.tapt import format_duration
+
+        if self.done >= self.total:
+            return f"Read all {self.total:,} new texts; fitting the live head"
+        left = (
+            f", about {format_duration(self.seconds_left)} left"
+            if self.seconds_left is not None else ""
+        )
+        return (
+            f"Reading {self.done:,} of {self.total:,} texts for the live head "
+            f"({self.fraction * 100:.0f} %){left}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {"done": self.done, "total": self.total, "fraction": round(self.fraction, 4),
+                "seconds_left": self.seconds_left, "text": self.text}
+
+
+def reading(db: Session, project_id: int, now: datetime | None = None) -> Reading | None:
+    """The live refit's reading progress, or None when no refit is reading texts."""
+    state = live_head_state(db, project_id)
+    progress = dict(state.progress or {}) if state is not None else {}
+    try:
+        done, total = int(progress["done"]), int(progress["total"])
+        started = datetime.fromisoformat(str(progress["started_at"]))
+        updated = datetime.fromisoformat(str(progress["updated_at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if ((now or utcnow()) - updated).total_seconds() > READING_STALE_SECONDS:
+        return None
+    elapsed = (updated - started).total_seconds()
+    left = round(elapsed / done * (total - done), 1) if done > 0 and elapsed > 0 else None
+    return Reading(done=done, total=total, seconds_left=left)
 
 
 MAX_DESCRIPTION_CHARS = 300

@@ -20,7 +20,7 @@ from app.domain import project_setup as setup
 from app.domain.agreement import agreement_report
 from app.domain.dashboard import SMALL_DEV_SET, gains_per_100, top_confusions
 from app.domain.gold import gold_report
-from app.domain.live_head import served_summary
+from app.domain.live_head import reading, served_summary
 from app.errors import DomainError
 from app.web.charts import heat_style, learning_curve_chart
 from app.web.forms import FormDep, budget_settings_from_form, form_str
@@ -41,6 +41,7 @@ def _context(db: Session, settings: Settings, access: ProjectContext, *,
     served = served_summary(db, project.id)
     return {
         "served": served,
+        "reading": reading(db, project.id),
         "project": project,
         "active": "dashboard",
         "can_lead": True,
@@ -67,6 +68,13 @@ def _context(db: Session, settings: Settings, access: ProjectContext, *,
 def dashboard_page(request: Request, db: SessionDep, settings: SettingsDep,
                    access: ProjectLead) -> Response:
     return render_page(request, "dashboard/page.html", _context(db, settings, access))
+
+
+@router.get("/projects/{project_id}/dashboard/reading")
+def reading_fragment(request: Request, db: SessionDep, access: ProjectLead) -> Response:
+    """The live head's reading progress (polled by the dashboard while it reads)."""
+    context = {"project": access.project, "reading": reading(db, access.project.id)}
+    return render_page(request, "dashboard/_reading.html", context)
 
 
 @router.post("/projects/{project_id}/dashboard/stop")

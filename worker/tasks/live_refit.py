@@ -27,6 +27,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,9 +263,46 @@ def _embeddings(
     missing = store.missing(wanted)
     if missing:
         texts = _texts(sessions, snapshot.id, missing)
-        embed_missing(store, missing, [texts[i] for i in missing], encoder.embed)
+        progress = _reading_progress(sessions, snapshot.id)
+        progress(0, len(missing))
+        embed_missing(store, missing, [texts[i] for i in missing], encoder.embed,
+                      progress=progress)
     timings["embed"] = time.perf_counter() - t
     return _stored(store), encoder, len(missing), reading.note(settings.live_embed_max_length)
+
+
+PROGRESS_EVERY_SECONDS = 3.0
+"""Reading progress is written at most this often (and at the start and the end)."""
+
+
+def _reading_progress(sessions: Any, project_id: int) -> Callable[[int, int], None]:
+    """A progress callback for :func:`embed_missing` that writes ``LiveHeadState.progress``
+    (read by :func:`app.domain.live_head.reading`). Best-effort, as the runs' progress lines: a
+    write that finds the database busy is skipped, never the refit."""
+    from sqlalchemy import update
+    from sqlalchemy.exc import OperationalError
+
+    started = utcnow().isoformat()
+    last = -PROGRESS_EVERY_SECONDS
+
+    def write(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if 0 < done < total and now - last < PROGRESS_EVERY_SECONDS:
+            return
+        last = now
+        value = {"done": done, "total": total, "started_at": started,
+                 "updated_at": utcnow().isoformat()}
+        try:
+            with sessions() as session:
+                session.execute(update(LiveHeadState)
+                                .where(LiveHeadState.project_id == project_id)
+                                .values(progress=value))
+                session.commit()
+        except OperationalError as exc:
+            log.info("reading progress not written: %s", exc)
+
+    return write
 
 
 WINDOWS_FILE = "windows.json"
@@ -737,6 +775,7 @@ def _record(
         select(LiveHeadState).where(LiveHeadState.project_id == project_id)
     ).one()
     state.fitted_at = utcnow()
+    state.progress = {}
     state.refits += 1
     state.labels_used = len(labelled)
     state.encoder_key = encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows)

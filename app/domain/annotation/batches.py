@@ -133,8 +133,11 @@ def queue_status(db: Session, project: Project) -> QueueStatus:
         .order_by(TrainingRun.id)
         .limit(1)
     ).first()
+    from app.domain.live_head import reading
+
+    read = reading(db, project.id)
     if run is None:
-        return QueueStatus(project.queue_version, None, None)
+        return QueueStatus(project.queue_version, None, None, reading=read)
     fraction = min(1.0, run.step / run.total) if run.total > 0 else None
     phase = "rebuilding the queue" if run.kind == RUN_QUEUE else "retraining the model"
-    return QueueStatus(project.queue_version, run.status, fraction, phase)
+    return QueueStatus(project.queue_version, run.status, fraction, phase, reading=read)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from app.db.models import (
     Annotation,
     Label,
     TrainingRun,
 )
+
+if TYPE_CHECKING:
+    from app.domain.live_head import Reading
 
 UI_SOURCE = "ui"
 
@@ -119,6 +122,8 @@ class QueueStatus:
     """``queued`` or ``running`` while a retrain or queue rebuild is on its way, else None."""
     retrain_fraction: float | None
     retrain_phase: str = ""
+    reading: Reading | None = None
+    """The live head's refit reading texts no refit has read (a large import), else None."""
 
 
 def clamp_duration(duration_ms: int | None) -> int | None:

@@ -453,3 +453,41 @@ def test_auto_windows_resolve_a_base_model_alias_as_the_encoder_does(
     assert (live_refit.live_dir(settings, seeded.project_id) / "embeddings"
             / live_refit.WINDOWS_FILE).exists()
     assert "-W" in state(file_db, seeded).encoder_key
+
+
+def test_the_first_refit_reports_how_far_it_has_read_and_clears_it_when_done(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk of texts embedded is visible to the web (``reading``) while the refit runs,
+    with the whole count of texts no refit had read; the swap clears it."""
+    from app.domain.live_head import reading
+    from worker.ml import embedding_store
+    from worker.tasks import live_refit
+
+    seen: list[tuple[int, int] | None] = []
+    real = embedding_store.embed_missing
+
+    def small_chunks(store, item_ids, texts, embed, *, progress=None, **_):  # type: ignore[no-untyped-def]
+        def report(done: int, total: int) -> None:
+            assert progress is not None
+            progress(done, total)
+            with file_db.session() as session:
+                found = reading(session, seeded.project_id)
+                seen.append(None if found is None else (found.done, found.total))
+
+        return real(store, item_ids, texts, embed, chunk_size=8, progress=report)
+
+    monkeypatch.setattr(embedding_store, "embed_missing", small_chunks)
+    monkeypatch.setattr(live_refit, "PROGRESS_EVERY_SECONDS", 0.0)
+    refit(file_db, seeded)
+    total = len(seeded.pool_ids) + len(seeded.dev_ids)
+    assert seen and all(s is not None and s[1] == total for s in seen)
+    done = [s[0] for s in seen if s is not None]
+    assert done == sorted(done) and done[-1] == total and len(done) == -(-total // 8)
+    after = state(file_db, seeded)
+    assert after.progress == {}
+    with file_db.session() as session:
+        assert reading(session, seeded.project_id) is None
+    seen.clear()
+    refit(file_db, seeded)  # nothing new to read: nothing reported
+    assert seen == []
