@@ -364,6 +364,10 @@ def tapt(
     project: Annotated[int, typer.Option(help="Project id.")],
     steps: Annotated[int | None, typer.Option(
         min=1, max=100_000, help="TAPT steps (default: the worker's default budget).")] = None,
+    minutes: Annotated[int | None, typer.Option(
+        min=1, max=7 * 24 * 60,
+        help="Time budget: the steps are fitted to this machine's pace and the run stops by "
+             "then.")] = None,
     estimate_only: Annotated[bool, typer.Option(
         "--estimate-only", help="Only print how long it should take here.")] = False,
 ) -> None:
@@ -380,12 +384,14 @@ def tapt(
             if found is None:
                 _fail(f"no project {project}")
             assert found is not None
-            estimate = estimate_tapt_seconds(session, found, steps)
+            config = ({"max_steps": steps} if steps else {}) | (
+                {"max_minutes": minutes} if minutes else {})
+            estimate = estimate_tapt_seconds(session, found, steps, config)
             typer.echo(f"TAPT estimate: {estimate.text}")
             if estimate_only:
                 return
             run = request_tapt(session, found, reason="requested from the command line",
-                               config={"max_steps": steps} if steps else None)
+                               config=config or None)
             run_id = run.id
     except DomainError as exc:
         _fail(exc.message)

@@ -40,7 +40,8 @@ class RunIn(StrictInput):
     tapt_config: dict[str, ConfigValue] | None = Field(
         default=None,
         max_length=100,
-        description="tapt: overrides of TaptConfig fields (e.g. max_steps).",
+        description="tapt: overrides of TaptConfig fields (e.g. max_steps; max_minutes, a time "
+                    "budget the steps are fitted to).",
     )
 
 

@@ -106,13 +106,18 @@ def estimate_tapt_seconds(
     config = {**default_tapt_config(bool(on_gpu)), **overrides}
     if steps is None:
         steps = int(overrides.get("max_steps", config["max_steps"]))
+    minutes = float(overrides.get("max_minutes") or 0.0)
     if measurement is None:
+        fitted = (
+            f"; the run fits its steps to the {format_duration(minutes * 60)} budget from the "
+            "pace of its first steps" if minutes > 0 else ""
+        )
         return TaptEstimate(
             steps=steps,
             seconds=None,
             seconds_per_step=None,
             basis="no TAPT run has been measured on this installation yet; a running one shows "
-            "its own ETA after its first steps",
+            f"its own ETA after its first steps{fitted}",
         )
     per_step = measurement.seconds_per_step
     tokens = int(config["batch_size"]) * int(config["max_length"])
@@ -124,6 +129,9 @@ def estimate_tapt_seconds(
         f"measured on this machine's {device}: {measurement.seconds_per_step:.2f} s/step over "
         f"{measurement.steps} steps of run {measurement.run_id} ({where})"
     )
+    if minutes > 0 and per_step * steps > minutes * 60:
+        steps = max(1, int(minutes * 60 / per_step))
+        basis += f"; fitted to the {format_duration(minutes * 60)} budget"
     return TaptEstimate(
         steps=steps,
         seconds=round(per_step * steps, 1),

@@ -27,17 +27,25 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
                RUN_QUEUE: "Recompute queue", RUN_SCORE: "Score the rest of the pool"}
 MAX_TAPT_STEPS = 100_000
+MAX_TAPT_MINUTES = 7 * 24 * 60  # as worker.ml.tapt.MAX_MINUTES (the web does not import the worker)
 
 
 def _runs_url(project_id: int) -> str:
     return f"/projects/{project_id}/runs"
 
 
-def _estimate_context(db: Session, project: Project, steps: int | None) -> dict[str, Any]:
-    """``steps`` None: the worker's default budget for the device the estimate was measured on."""
-    overrides = {"max_steps": steps} if steps else None
-    estimate = tapt.estimate_tapt_seconds(db, project, steps, overrides)
-    return {"estimate": estimate, "duration": tapt.format_duration}
+def _overrides(steps: int | None, minutes: int | None) -> dict[str, Any] | None:
+    overrides = ({"max_steps": steps} if steps else {}) | (
+        {"max_minutes": minutes} if minutes else {})
+    return overrides or None
+
+
+def _estimate_context(db: Session, project: Project, steps: int | None,
+                      minutes: int | None = None) -> dict[str, Any]:
+    """``steps`` None: the worker's default budget for the device the estimate was measured on;
+    ``minutes``: the lead's time budget, which the steps are fitted to."""
+    estimate = tapt.estimate_tapt_seconds(db, project, steps, _overrides(steps, minutes))
+    return {"estimate": estimate, "duration": tapt.format_duration, "minutes": minutes}
 
 
 def _project_run(db: Session, access: ProjectContext, run_id: int) -> runs.RunProgress:
@@ -49,6 +57,14 @@ def _steps(raw: int) -> int | None:
     if not 0 <= raw <= MAX_TAPT_STEPS:
         raise InvalidInput(f"TAPT steps must be between 1 and {MAX_TAPT_STEPS:,}.",
                            details={"field": "max_steps"})
+    return raw or None
+
+
+def _minutes(raw: int) -> int | None:
+    """The lead's time budget in minutes; None (an empty box) for none."""
+    if not 0 <= raw <= MAX_TAPT_MINUTES:
+        raise InvalidInput(f"The TAPT time budget must be between 1 and {MAX_TAPT_MINUTES:,} "
+                           "minutes.", details={"field": "max_minutes"})
     return raw or None
 
 
@@ -69,16 +85,19 @@ def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "cpu_steps": tapt.CPU_DEFAULTS["max_steps"],
         "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
         "max_steps": MAX_TAPT_STEPS,
+        "max_minutes": MAX_TAPT_MINUTES,
     } | _estimate_context(db, project, None)
     return render_page(request, "runs/page.html", context)
 
 
 @router.get("/projects/{project_id}/runs/tapt-estimate")
 def tapt_estimate_fragment(request: Request, db: SessionDep, access: ProjectLead,
-                           max_steps: str = Query("", max_length=12)) -> Response:
-    """The estimate next to the steps box, re-asked by htmx as the lead types."""
+                           max_steps: str = Query("", max_length=12),
+                           max_minutes: str = Query("", max_length=12)) -> Response:
+    """The estimate next to the steps and minutes boxes, re-asked by htmx as the lead types."""
     steps = _steps(form_int({"max_steps": max_steps}, "max_steps", 0))
-    context = _estimate_context(db, access.project, steps)
+    minutes = _minutes(form_int({"max_minutes": max_minutes}, "max_minutes", 0))
+    context = _estimate_context(db, access.project, steps, minutes)
     return render_page(request, "runs/_tapt_estimate.html", context)
 
 
@@ -91,8 +110,9 @@ def launch_run(request: Request, db: SessionDep, access: ProjectLead, form: Form
     reason = f"launched by {who.email}"
     if kind == RUN_TAPT:
         steps = _steps(form_int(form, "max_steps", 0))
+        minutes = _minutes(form_int(form, "max_minutes", 0))
         run = runs.request_tapt(db, access.project, requested_by=who, reason=reason,
-                                config={"max_steps": steps} if steps else None)
+                                config=_overrides(steps, minutes))
     elif kind == RUN_RETRAIN:
         run = runs.request_retrain(db, access.project, requested_by=who, reason=reason,
                                    force=form_str(form, "force") == "on")

@@ -212,5 +212,11 @@ def test_tapt_prints_its_measured_estimate_then_queues(cli_db: str) -> None:
     assert "TAPT estimate: 40 steps ~ 2 min (measured on this machine's CPU: 2.50 s/step" in output
     assert "queued TAPT run" in output
     assert [job.name for job in sent] == [TASK_TAPT]
+    with recording_jobs():
+        timed = invoke("tapt", "--project", str(project_id), "--minutes", "1")
+    assert "24 steps ~ 60 s" in timed and "fitted to the 60 s budget" in timed
+    with Session(create_engine(cli_db)) as session:
+        newest = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
+        assert newest is not None and newest.params["tapt_config"] == {"max_minutes": 1}
     missing = runner.invoke(cli, ["tapt", "--project", "999"])
     assert missing.exit_code == 1 and "no project 999" in missing.output

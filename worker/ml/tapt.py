@@ -3,7 +3,10 @@
 15 % masking (80/10/10, whole words optional), logits only at masked positions (a sparse MLM
 head, :mod:`worker.ml.mlm_loss`), LR 1e-4 with 3 % warmup and cosine decay, gradient
 accumulation, a step budget, held-out perplexity every ``eval_every`` steps with early stopping
-and the best weights kept, and resumable checkpoints.
+and the best weights kept, and resumable checkpoints. With a time budget (``max_minutes``) the
+step budget is fitted once to the pace of the first steps (the held-out evaluations counted), so
+the learning-rate schedule completes within the time, and the run stops at the budget whatever
+the pace turns out to be (evaluated and saved, the best weights kept).
 
 Training sequences are packed by default (``packing``): each epoch the training texts are
 shuffled (seeded by epoch), tokenised whole, concatenated with their own special tokens as
@@ -71,6 +74,13 @@ WORK_DIR = ".tapt-work"
 RECOMMENDED_LR = (5e-5, 1e-4)
 
 
+MAX_MINUTES = 7 * 24 * 60.0
+"""The longest time budget a TAPT run accepts (a week)."""
+CALIBRATION_STEPS = 4
+"""With a time budget, the pace of steps 2..4 (the first carries one-off costs) fits the step
+budget to it, once per run."""
+
+
 @dataclass
 class TaptConfig(OptimConfig):
     """TAPT hyperparameters. ``batch_size`` is the effective batch (``grad_accum`` splits it)."""
@@ -99,11 +109,19 @@ class TaptConfig(OptimConfig):
     max_grad_norm: float = 1.0
     device: str = "auto"
     precision: str = "auto"
+    max_minutes: float = field(
+        default=0.0,
+        metadata={"help": "time budget (0: none): the step budget is fitted to the pace of the "
+                          "first steps, and the run stops at the budget whatever the pace"},
+    )
 
     def __post_init__(self) -> None:
         self.check_ints(("max_steps", "batch_size", "grad_accum", "eval_every", "patience",
                          "max_length", "max_heldout"))
         self.check_optimisation()
+        if not 0 <= self.max_minutes <= MAX_MINUTES:
+            raise ConfigError(f"max_minutes must be between 0 and {MAX_MINUTES:g} (0: no time "
+                              f"budget), got {self.max_minutes}")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
         low, high = RECOMMENDED_LR
@@ -132,6 +150,9 @@ class TaptResult:
     new_head: bool = False
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = ""
+    """Why it ended before ``max_steps``: "perplexity" (early stopping), "time" (the time
+    budget), or "" (it ran its step budget, fitted to the time budget when there was one)."""
 
 
 def split_heldout(
@@ -404,6 +425,7 @@ def _finished(out_dir: Path) -> TaptResult | None:
         new_head=data.get("new_head", False),
         stopped_early=data.get("stopped_early", False),
         history=data.get("history", []),
+        stop_reason=data.get("stop_reason", ""),
     )
 
 
@@ -460,12 +482,13 @@ def run_tapt(
             best_ppl=ppl,
             history=[{"step": 0, "ppl": ppl}],
             packing=config.packing,
+            eval_seconds=time.perf_counter() - started,
         )
         save_best(work, model)
     elif run.scaler is not None and progress.scaler:
         run.scaler.load_state_dict(progress.scaler)
     prior_seconds = progress.seconds
-    stopped_early = _loop(run, corpus, held_batches, progress, work, reporter, started)
+    stop_reason = _loop(run, corpus, held_batches, progress, work, reporter, started)
     load_best(work, model)
     progress.seconds = prior_seconds + time.perf_counter() - started
     return _finalise(
@@ -476,7 +499,7 @@ def run_tapt(
         base_path,
         config,
         new_head,
-        stopped_early,
+        stop_reason,
         work,
         train_texts,
         held_texts,
@@ -499,24 +522,43 @@ def _loop(
     work: Path,
     reporter: ProgressReporter,
     started: float,
-) -> bool:
+) -> str:
+    """Train to the step budget; returns why it stopped sooner ("perplexity", "time") or ""."""
     config = run.config
-    total = config.max_steps
+    budget = config.max_minutes * 60.0
+    total = progress.planned_steps or config.max_steps
     warmup = warmup_steps(total, config.warmup_ratio)
     clock = StepClock(total, start_step=progress.step)
     run.model.train()
     tokens, tokens_started = 0, time.perf_counter()
+    first_step = progress.step
+    pace_from: float | None = None
     while progress.step < total:
         apply_lr(run.optimizer, progress.step, total, warmup)
         loss = run.train_step(corpus, progress.step)
         tokens += run.last_tokens
         progress.step += 1
+        spent = progress.seconds + time.perf_counter() - started
+        if budget and progress.planned_steps is None:
+            if progress.step == first_step + 1:
+                pace_from = time.perf_counter()
+            elif progress.step == first_step + CALIBRATION_STEPS and pace_from is not None:
+                pace = (time.perf_counter() - pace_from) / (CALIBRATION_STEPS - 1)
+                total = progress.planned_steps = fit_steps(
+                    budget - spent, pace, progress.eval_seconds / config.eval_every,
+                    done=progress.step, most=config.max_steps,
+                )
+                warmup = warmup_steps(total, config.warmup_ratio)
+                clock = StepClock(total, start_step=first_step)
+        out_of_time = bool(budget) and spent >= budget and progress.step < total
         metrics: dict[str, float] = {
             "loss": loss,
             "eta_seconds": clock.eta_seconds(progress.step),
             "tokens_per_s": tokens / max(time.perf_counter() - tokens_started, 1e-9),
         }
-        evaluate_now = progress.step % config.eval_every == 0 or progress.step == total
+        evaluate_now = (
+            progress.step % config.eval_every == 0 or progress.step == total or out_of_time
+        )
         if evaluate_now:
             ppl = run.perplexity(held_batches)
             metrics["perplexity"] = ppl
@@ -537,9 +579,19 @@ def _loop(
             from contract.errors import Cancelled
 
             raise Cancelled(f"TAPT cancelled at step {progress.step}; resume continues from there")
+        if out_of_time:
+            return "time"
         if evaluate_now and progress.stale_evals >= config.patience:
-            return True
-    return False
+            return "perplexity"
+    return ""
+
+
+def fit_steps(seconds_left: float, step_seconds: float, eval_seconds_per_step: float, *,
+              done: int, most: int) -> int:
+    """The step budget that ends within ``seconds_left`` at the measured pace (a step plus its
+    share of the held-out evaluations), counted from ``done`` steps, at most ``most``."""
+    per_step = max(step_seconds + eval_seconds_per_step, 1e-9)
+    return max(done, min(most, done + int(max(seconds_left, 0.0) / per_step)))
 
 
 def _finalise(
@@ -550,7 +602,7 @@ def _finalise(
     base_path: str,
     config: TaptConfig,
     new_head: bool,
-    stopped_early: bool,
+    stop_reason: str,
     work: Path,
     train_texts: list[str],
     held_texts: list[str],
@@ -567,7 +619,9 @@ def _finalise(
         "base_model": base_path,
         "base_model_sha256": model_fingerprint(base_path),
         "new_head": new_head,
-        "stopped_early": stopped_early,
+        "stopped_early": bool(stop_reason),
+        "stop_reason": stop_reason,
+        "planned_steps": progress.planned_steps,
         "config": config.to_dict(),
         "train_texts": len(train_texts),
         "train_tokens_per_epoch": train_tokens,

@@ -35,6 +35,10 @@ class TaptProgress:
     scaler: dict[str, Any] | None = None
     packing: bool | None = None
     """The training layout the run started with; None in checkpoints from before packing."""
+    eval_seconds: float = 0.0
+    """What one held-out perplexity pass took (the first): part of a step's pace."""
+    planned_steps: int | None = None
+    """The step budget fitted to the time budget (``TaptConfig.max_minutes``) once measured."""
 
 
 def save_checkpoint(

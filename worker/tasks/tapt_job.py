@@ -47,9 +47,11 @@ def tapt_body(ctx: RunContext) -> Outcome:
     config = TaptConfig.from_dict({**default_tapt_config(on_gpu), **overrides})
     base = snapshot.tapt_model_path or snapshot.base_model
     out_dir = tapt_dir(ctx.settings.artifacts, snapshot.id, ctx.claim.run_id)
+    within = f" within {config.max_minutes:g} min" if config.max_minutes else ""
     ctx.reporter.set_message(
         f"TAPT on {len(texts)} pool texts from {Path(base).name}: up to {config.max_steps} steps "
-        f"of {config.batch_size} x {config.max_length} tokens on {'GPU' if on_gpu else 'CPU'}"
+        f"of {config.batch_size} x {config.max_length} tokens{within} on "
+        f"{'GPU' if on_gpu else 'CPU'}"
     )
     result = run_tapt(
         texts, base_model=base, out_dir=out_dir, config=config, reporter=ctx.reporter, resume=True
@@ -61,9 +63,11 @@ def tapt_body(ctx: RunContext) -> Outcome:
         "best_step": result.best_step,
         "stopped_early": result.stopped_early,
     }
+    why = {"time": " (stopped at the time budget)",
+           "perplexity": " (stopped early: held-out perplexity stopped improving)"}
     message = (
         f"TAPT done: held-out perplexity {result.ppl_before:.1f} -> {result.ppl_after:.1f} "
-        f"after {result.steps} steps"
+        f"after {result.steps} steps{why.get(result.stop_reason, '')}"
     )
     stored = relative_artifact_path(result.model_dir, ctx.settings)
     return Outcome(

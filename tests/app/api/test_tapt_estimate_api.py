@@ -30,5 +30,11 @@ def test_tapt_launch_carries_a_measured_estimate(app: FastAPI, db: Session) -> N
     assert (estimate["steps"], estimate["seconds_per_step"]) == (40, 3.0)
     assert estimate["seconds"] == 120.0
     assert estimate["measured_run_id"] == run.id and estimate["on_gpu"] is False
+    with recording_jobs():  # a one-minute budget at 3 s a step: 20 of the 40 steps
+        third = lead.post(url, json={"kind": "tapt",
+                                     "tapt_config": {"max_steps": 40, "max_minutes": 1}})
+    estimate = third.json()["tapt_estimate"]
+    assert (estimate["steps"], estimate["seconds"]) == (20, 60.0)
+    assert "fitted to the 60 s budget" in estimate["basis"]
     retrain = lead.post(url, json={"kind": "retrain"}).json()
     assert retrain["tapt_estimate"] is None and retrain["kind"] != RUN_TAPT

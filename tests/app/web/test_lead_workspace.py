@@ -125,6 +125,36 @@ def test_tapt_launch_records_its_steps_and_shows_a_measured_estimate(
                     headers=HTMX).status_code == 422
 
 
+def test_a_tapt_time_budget_fits_the_estimate_and_travels_with_the_run(
+    app: FastAPI, db: Session, sent: list[Job]
+) -> None:
+    project, lead = _lead(app, db)
+    url = f"/projects/{project.id}/runs/tapt-estimate"
+    unmeasured = lead.get(f"{url}?max_steps=&max_minutes=15", headers=HTMX)  # type: ignore[attr-defined]
+    assert "stopping within 15 min" in unmeasured.text
+    assert "fits its steps to the 15 min budget" in unmeasured.text
+    page = lead.get(f"/projects/{project.id}/runs").text  # type: ignore[attr-defined]
+    assert 'name="max_minutes"' in page and 'hx-include="#tapt-steps, #tapt-minutes"' in page
+    lead.post(f"/projects/{project.id}/runs",  # type: ignore[attr-defined]
+              data={"kind": "tapt", "max_steps": "", "max_minutes": "15"})
+    run = db.scalars(select(TrainingRun).where(TrainingRun.kind == RUN_TAPT)).one()
+    assert run.params["tapt_config"] == {"max_minutes": 15}
+    run.status = RUN_SUCCEEDED
+    run.timings = {"tapt_seconds": 100.0, "tapt_steps": 40, "tapt_tokens_per_step": 16 * 128,
+                   "tapt_on_gpu": False}
+    db.flush()
+    fitted = lead.get(f"{url}?max_steps=1000&max_minutes=10", headers=HTMX)  # type: ignore[attr-defined]
+    assert "About 240 steps ≈ <strong>10 min</strong>" in fitted.text  # 600 s at 2.5 s a step
+    assert "fitted to the 10 min budget" in fitted.text
+    short = lead.get(f"{url}?max_steps=100&max_minutes=10", headers=HTMX)  # type: ignore[attr-defined]
+    assert "100 steps ≈ <strong>4 min</strong>" in short.text  # the steps end first
+    for bad in ("-1", "20000", "soon"):
+        refused = lead.post(f"/projects/{project.id}/runs",  # type: ignore[attr-defined]
+                            data={"kind": "tapt", "max_minutes": bad})
+        assert refused.status_code == 422, bad
+    assert db.scalars(select(TrainingRun).where(TrainingRun.kind == RUN_TAPT)).all() == [run]
+
+
 def test_cancel_a_queued_run_and_show_its_error_log(
     app: FastAPI, db: Session, sent: list[Job]
 ) -> None:

@@ -185,3 +185,58 @@ def test_packed_blocks_never_exceed_the_models_positions(tiny_bert, tapt_texts, 
     result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
                       config=_config(max_steps=4, eval_every=2, max_length=128))
     assert result.steps == 4
+
+
+def test_fit_steps_counts_the_evaluations_and_never_plans_past_the_budget():
+    from worker.ml.tapt import fit_steps
+
+    # 100 s left at 1 s a step + 0.25 s of evaluation per step: 80 more steps
+    assert fit_steps(100.0, 1.0, 0.25, done=4, most=1000) == 84
+    assert fit_steps(100.0, 1.0, 0.25, done=4, most=50) == 50  # the step budget caps it
+    assert fit_steps(-3.0, 1.0, 0.0, done=4, most=1000) == 4  # already late: stop now
+    with pytest.raises(ConfigError, match="max_minutes"):
+        TaptConfig(max_minutes=-1)
+
+
+def _slow_steps(monkeypatch, seconds):
+    """Every TAPT step takes at least ``seconds`` (a slow machine, deterministically)."""
+    import time
+
+    from worker.ml import tapt
+
+    real = tapt._Tapt.train_step
+
+    def slow(self, corpus, step):
+        time.sleep(seconds)
+        return real(self, corpus, step)
+
+    monkeypatch.setattr(tapt._Tapt, "train_step", slow)
+
+
+def test_a_time_budget_fits_the_steps_to_the_measured_pace(
+    tiny_bert, tapt_texts, tmp_path, monkeypatch
+):
+    _slow_steps(monkeypatch, 0.05)
+    budget = 0.015  # minutes: 0.9 s at >= 0.05 s a step is at most 18 steps
+    result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
+                      config=_config(max_steps=5000, max_minutes=budget))
+    record = json.loads((tmp_path / "run" / "tapt.json").read_text())
+    assert result.stop_reason in ("", "time")
+    assert 1 <= result.steps <= 18
+    if record["planned_steps"] is not None:  # calibrated (not out of time before step 4)
+        assert 4 <= record["planned_steps"] <= 18 and result.steps <= record["planned_steps"]
+    assert record["history"][-1]["step"] == result.steps  # the last step was evaluated
+
+
+def test_the_time_budget_stops_the_run_even_when_the_pace_was_misjudged(
+    tiny_bert, tapt_texts, tmp_path, monkeypatch
+):
+    from worker.ml import tapt
+
+    _slow_steps(monkeypatch, 0.05)
+    monkeypatch.setattr(tapt, "fit_steps", lambda *_, most, **__: most)  # "plenty of time"
+    result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
+                      config=_config(max_steps=5000, max_minutes=0.015))
+    assert result.stop_reason == "time" and result.stopped_early
+    assert result.steps <= 18
+    assert result.ppl_after <= result.ppl_before  # the best weights so far are kept
