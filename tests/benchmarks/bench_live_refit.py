@@ -9,9 +9,15 @@ rebuild the queue, swap it in). Three interleaved measurements per sample:
 
 - ``refit (warm)``: the refit as the worker runs it (warm-started from the previous head);
 - ``refit (cold)``: the same with the warm-start cache emptied first;
+- ``refit (warm, embeddings only)``: the warm refit with the TF-IDF half switched off
+  (``live_hybrid=False``), the cost of the refit before it existed;
 - ``baseline``: one cold scikit-learn ``LogisticRegression`` fit (the head's settings, library
   default threads) on the same labelled embeddings: the ratio refit / baseline stays meaningful
   on a loaded machine.
+
+The TF-IDF half's one-off costs are reported apart: the first refit (fits the vocabulary on the
+pool, transforms every item, fits the TF-IDF LR) and a refit after 10 % more labels (refits the
+TF-IDF LR); every other refit reuses both.
 
 Usage: ``.venv/bin/python -m tests.benchmarks.bench_live_refit [--pool 10000 --labels 1000]``
 Results: ``tests/benchmarks/results/live_refit.json`` and ``.md``.
@@ -113,24 +119,32 @@ def main() -> None:
             return time.perf_counter() - t
 
         add_label()
-        refit()  # warm-up: memory-maps the store, imports, first (cold) head
+        first_seconds, first_timings = refit()  # warm-up: store, imports, TF-IDF half built
         warm: list[float] = []
         cold: list[float] = []
+        embed_only: list[float] = []
         base: list[float] = []
         phases: list[dict[str, float]] = []
         cold_phases: list[dict[str, float]] = []
         load_start = os.getloadavg()
+        kinds = ("warm", "cold", "embed")
         for sample in range(args.samples):
-            for kind in ("warm", "cold") if sample % 2 == 0 else ("cold", "warm"):
-                add_label()  # the order alternates: neither pays for the other's garbage
+            for kind in kinds[sample % 3:] + kinds[:sample % 3]:
+                add_label()  # the order rotates: none pays for another's garbage
                 if kind == "cold":
                     live_refit._HEADS.clear()
+                settings.live_hybrid = kind != "embed"
                 seconds, timings = refit()
-                (warm if kind == "warm" else cold).append(seconds)
-                (phases if kind == "warm" else cold_phases).append(timings)
+                settings.live_hybrid = True
+                {"warm": warm, "cold": cold, "embed": embed_only}[kind].append(seconds)
+                if kind != "embed":
+                    (phases if kind == "warm" else cold_phases).append(timings)
                 if kind == "cold":
                     refit()  # the next warm refit starts from a head one label old
             base.append(baseline())
+        for _ in range(len(labelled) // 10 + 1):
+            add_label()
+        grown_seconds, grown_timings = refit()  # 10 % more labels: the TF-IDF LR is refitted
         engine.dispose()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -141,14 +155,21 @@ def main() -> None:
         "load_average_end": os.getloadavg(),
         "refit_warm_median_s": round(median(warm), 4),
         "refit_cold_median_s": round(median(cold), 4),
+        "refit_warm_embeddings_only_median_s": round(median(embed_only), 4),
+        "first_refit_s": round(first_seconds, 3),
+        "first_refit_phases_s": first_timings,
+        "tfidf_refit_s": round(grown_seconds, 3),
+        "tfidf_refit_phases_s": grown_timings,
         "baseline_lr_fit_median_s": round(median(base), 4),
         "refit_warm_over_baseline": round(median(warm) / median(base), 3),
         "refit_cold_over_baseline": round(median(cold) / median(base), 3),
+        "refit_warm_embeddings_only_over_baseline": round(median(embed_only) / median(base), 3),
         "warm_phase_medians_s": {k: round(median(p[k] for p in phases), 4) for k in phases[0]},
         "cold_phase_medians_s": {
             k: round(median(p[k] for p in cold_phases), 4) for k in cold_phases[0]
         },
         "refit_warm_s": [round(s, 4) for s in warm], "refit_cold_s": [round(s, 4) for s in cold],
+        "refit_warm_embeddings_only_s": [round(s, 4) for s in embed_only],
         "baseline_s": [round(s, 4) for s in base],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -175,6 +196,9 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['refit_warm_over_baseline']} |",
         f"| refit, cold head fit | {r['refit_cold_median_s']} | "
         f"{r['refit_cold_over_baseline']} |",
+        f"| refit, warm, TF-IDF half off (embeddings only) | "
+        f"{r['refit_warm_embeddings_only_median_s']} | "
+        f"{r['refit_warm_embeddings_only_over_baseline']} |",
         f"| baseline: one cold scikit-learn LogisticRegression fit, default threads | "
         f"{r['baseline_lr_fit_median_s']} | 1 |",
         "",
@@ -182,7 +206,15 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         f"Phases of the cold refit (medians, s): {cold_phases}.",
         "",
+        f"One-off: the first refit took {r['first_refit_s']} s (phases: "
+        f"{_phases(r['first_refit_phases_s'])}); the refit after 10 % more labels took "
+        f"{r['tfidf_refit_s']} s ({_phases(r['tfidf_refit_phases_s'])}).",
+        "",
     ])
+
+
+def _phases(timings: dict[str, float]) -> str:
+    return ", ".join(f"{k} {round(v, 3)}" for k, v in timings.items())
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -388,6 +388,25 @@ class LiveHead:
                 joined = _hstack(X, T, self.config.tfidf_weight)
                 self.concat = _fit_linear(joined, y, n_classes, self.config, sample_weight=w)
         return self
+
+    @classmethod
+    def ensemble(cls, embed_head: LiveHead, tfidf_model: _Linear, tfidf: PoolTfidf,
+                 selection: Mapping[str, Any] | None = None) -> LiveHead:
+        """The hybrid head of ``embed_head``'s embedding LR and a TF-IDF LR fitted elsewhere
+        (the live refit keeps the TF-IDF LR between label-growth refits)."""
+        if embed_head.embed is None:
+            raise ConfigError("the embedding head is not fitted yet")
+        if tfidf_model.W.shape != (embed_head.n_classes, tfidf.n_features):
+            raise ConfigError(
+                f"the TF-IDF model has weights {tfidf_model.W.shape}, expected "
+                f"({embed_head.n_classes}, {tfidf.n_features})"
+            )
+        head = cls(replace(embed_head.config, features="hybrid", hybrid_mode="ensemble"))
+        head.n_classes, head.n_labels = embed_head.n_classes, embed_head.n_labels
+        head.embed, head.tfidf_model, head.tfidf = embed_head.embed, tfidf_model, tfidf
+        head.features_used = "hybrid"
+        head.selection = dict(selection or {"features": "hybrid"})
+        return head
 
     # ---- prediction
     def predict_proba(

@@ -175,6 +175,7 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
             choice = _fit_and_choose(
                 settings, snapshot, embeddings, queueable, labelled, dev, timings,
                 head_key=_encoder_key(encoder), budget_used=used,
+                texts=_TextSource(sessions, snapshot.id, items),
             )
     timings["fit"] = time.perf_counter() - t
     if note:
@@ -484,10 +485,22 @@ def _zero_shot_order(pool: np.ndarray, best: np.ndarray, n: int, *, seed: int) -
     return seeds + rest[: n - len(seeds)]
 
 
+@dataclass
+class _TextSource:
+    """Where the TF-IDF half reads the project's texts (only when it must transform new ones)."""
+
+    sessions: Any
+    project_id: int
+    items: dict[str, list[int]]
+
+    def __call__(self, item_ids: list[int]) -> dict[int, str]:
+        return _texts(self.sessions, self.project_id, item_ids)
+
+
 def _fit_and_choose(
     settings: Settings, snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, timings: dict[str, float], *, head_key: str = "",
-    budget_used: int,
+    budget_used: int, texts: _TextSource | None = None,
 ) -> _Choice:
     from worker.ml.live_head import LiveHead, LiveHeadConfig, choose_served
 
@@ -509,9 +522,17 @@ def _fit_and_choose(
         timings["self_train"] = time.perf_counter() - t
     adapter = _adapter_probs(settings, snapshot)
     served, reason, scores = SERVED_LIVE_HEAD, "", {}
+    dev_probs = head.predict_proba(embeddings.take(dev.item_ids)) if len(dev) else None
+    hybrid_note = ""
+    if (settings.live_hybrid and dev_probs is not None and texts is not None
+            and len(labelled) >= config.auto_min_labels):
+        t = time.perf_counter()
+        head, probs, dev_probs, hybrid_note = _hybrid(
+            settings, snapshot, head, probs, dev_probs, queueable, labelled, dev, texts, timings)
+        timings["hybrid"] = time.perf_counter() - t
     t = time.perf_counter()
-    if len(dev):
-        candidates = {"live_head": head.predict_proba(embeddings.take(dev.item_ids))}
+    if dev_probs is not None:
+        candidates = {"live_head": dev_probs}
         if adapter is not None and adapter.covers(dev.item_ids):
             candidates["adapter"] = adapter.probs_of(dev.item_ids)
         picked = choose_served(candidates, dev.labels)
@@ -521,6 +542,8 @@ def _fit_and_choose(
         served, reason, scores = picked.name, picked.reason, dict(picked.scores)
     if trained is not None:
         reason = f"{reason}; {trained.reason}" if reason else trained.reason
+    if hybrid_note:
+        reason = f"{reason}; {hybrid_note}" if reason else hybrid_note
     timings["choose_and_predict"] = time.perf_counter() - t
     version_id = None
     if served in (SERVED_ADAPTER, SERVED_AVERAGE):
@@ -570,6 +593,44 @@ def _self_train(
     if trained.used:
         return trained.head, trained.head.predict_proba(pool), trained
     return head, probs, trained
+
+
+def _hybrid(
+    settings: Settings, snapshot: ProjectSnapshot, head: Any, probs: np.ndarray,
+    dev_probs: np.ndarray, queueable: list[int], labelled: LabelledSet, dev: LabelledSet,
+    texts: _TextSource, timings: dict[str, float],
+) -> tuple[Any, np.ndarray, np.ndarray, str]:
+    """The embedding head, or its ensemble with a TF-IDF LR when that wins on dev by
+    ``auto_margin`` (:mod:`worker.tasks.live_tfidf`); returns (head, pool probabilities, dev
+    probabilities, what the dashboard says about it)."""
+    from worker.ml.live_head import LiveHead, macro_f1, softmax
+    from worker.tasks import live_tfidf
+
+    t = time.perf_counter()
+    space = live_tfidf.tfidf_space(
+        live_tfidf.space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
+        texts.items[SPLIT_DEV], texts)
+    timings["tfidf_space"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model, fitted = live_tfidf.tfidf_model(
+        live_tfidf.model_dir(settings, snapshot.id), space, labelled.item_ids,
+        np.asarray(labelled.labels), len(snapshot.label_names), head.config)
+    timings["tfidf_fit" if fitted else "tfidf_reuse"] = time.perf_counter() - t
+    dev_tfidf = softmax(model.linear.logits(space.take(dev.item_ids)))
+    both = 0.5 * (dev_probs + dev_tfidf)
+    gold = np.asarray(dev.labels)
+    alone = macro_f1(gold, dev_probs.argmax(axis=1))
+    joined = macro_f1(gold, both.argmax(axis=1))
+    scores = f"dev macro-F1 {joined:.3f} with TF-IDF, {alone:.3f} on embeddings alone"
+    if joined <= alone + head.config.auto_margin:
+        return head, probs, dev_probs, f"live head on sentence embeddings ({scores})"
+    hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
+        "features": "hybrid", "dev_macro_f1": {"hybrid": joined, "embed": alone},
+        "tfidf_labels": model.n_labels})
+    pool_tfidf = softmax(model.linear.logits(space.take(queueable)))
+    note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
+            f"TF-IDF model fitted on {model.n_labels:,} labels)")
+    return hybrid, 0.5 * (probs + pool_tfidf), both, note
 
 
 def _choose_without_dev(

@@ -491,3 +491,113 @@ def test_the_first_refit_reports_how_far_it_has_read_and_clears_it_when_done(
     seen.clear()
     refit(file_db, seeded)  # nothing new to read: nothing reported
     assert seen == []
+
+
+def _uninformative_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sentence embeddings that carry no topic (a fixed random vector per text), so that only
+    the words -- TF-IDF -- can tell the classes apart."""
+    import hashlib
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        out = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+            v = np.random.default_rng(seed).standard_normal(32)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+    monkeypatch.setattr(SentenceEncoder, "embed", embed)
+
+
+def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.ml.live_head import LiveHead, softmax
+
+    _uninformative_embeddings(monkeypatch)
+    label(file_db, seeded, seeded.pool_ids[:40])
+    result = refit(file_db, seeded)
+    assert "tfidf_fit" in result.timings
+    after = state(file_db, seeded)
+    assert after.served == SERVED_LIVE_HEAD
+    assert "sentence embeddings + TF-IDF of the project's texts" in after.served_reason
+    assert "TF-IDF model fitted on 40 labels" in after.served_reason
+    head = LiveHead.load(after.artifact_path)  # what /predict and the download read
+    assert head.features_used == "hybrid" and head.tfidf is not None
+    with file_db.session() as session:
+        from app.db.models import Item
+
+        texts = [t for (t,) in session.execute(
+            select(Item.text).where(Item.id.in_(seeded.dev_ids)).order_by(Item.id))]
+    e = SentenceEncoder.embed(None, texts)  # type: ignore[arg-type]
+    expected = 0.5 * (softmax(head.embed.logits(e))  # type: ignore[union-attr]
+                      + softmax(head.tfidf_model.logits(head.tfidf.transform(texts))))  # type: ignore[union-attr]
+    np.testing.assert_allclose(head.predict_proba(e, texts), expected, atol=1e-6)
+    with file_db.session() as session:
+        dev_gold = [seeded.label_ids.index(a.label_id) for a in session.scalars(
+            select(Annotation).where(Annotation.item_id.in_(seeded.dev_ids))
+            .order_by(Annotation.item_id))]
+    alone = softmax(head.embed.logits(e)).argmax(axis=1)  # type: ignore[union-attr]
+    gold = np.asarray(dev_gold)
+    assert (expected.argmax(axis=1) == gold).mean() > (alone == gold).mean()
+    # one more label: the TF-IDF model is reused; 20 more (10 % and 20): refitted
+    label(file_db, seeded, seeded.pool_ids[40:41])
+    assert "tfidf_reuse" in refit(file_db, seeded).timings
+    assert "fitted on 40 labels" in state(file_db, seeded).served_reason
+    label(file_db, seeded, seeded.pool_ids[41:60])
+    assert "tfidf_fit" in refit(file_db, seeded).timings
+    assert "fitted on 60 labels" in state(file_db, seeded).served_reason
+
+
+def test_the_live_head_stays_on_embeddings_when_tfidf_does_not_win_or_is_switched_off(
+    file_db: Db, seeded: Seeded
+) -> None:
+    from worker.ml.live_head import LiveHead
+
+    label(file_db, seeded, seeded.pool_ids[:39])
+    refit(file_db, seeded)  # 39 labels: below the 40 the comparison needs
+    assert "TF-IDF" not in state(file_db, seeded).served_reason
+    label(file_db, seeded, seeded.pool_ids[39:40])
+    refit(file_db, seeded)
+    after = state(file_db, seeded)
+    # the tiny corpus' embeddings already get every dev item right: no margin for TF-IDF
+    assert "live head on sentence embeddings (dev macro-F1" in after.served_reason
+    assert LiveHead.load(after.artifact_path).features_used == "embed"
+    file_db.settings.live_hybrid = False
+    label(file_db, seeded, seeded.pool_ids[40:45])
+    refit(file_db, seeded)
+    assert "TF-IDF" not in state(file_db, seeded).served_reason
+
+
+def test_the_tfidf_rows_grow_with_the_pool_and_the_vocabulary_is_refitted_at_half_again(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from worker.tasks import live_tfidf
+
+    texts = {i: f"word{i % 7} common text number {i % 3} topic{i % 5}" for i in range(1, 200)}
+    fits: list[int] = []
+    from worker.ml import live_head
+
+    original = live_head.PoolTfidf.fit.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, pool_texts, **kw):  # type: ignore[no-untyped-def]
+        fits.append(len(pool_texts))
+        return original(cls, pool_texts, **kw)
+
+    monkeypatch.setattr(live_head.PoolTfidf, "fit", classmethod(counting))
+
+    def texts_of(ids: list[int]) -> dict[int, str]:
+        return {i: texts[i] for i in ids}
+
+    directory = tmp_path / "tfidf"
+    first = live_tfidf.tfidf_space(directory, list(range(1, 81)), [150, 151], texts_of)
+    assert fits == [80] and first.rows.shape[0] == 82 and first.fitted_on == 80
+    grown = live_tfidf.tfidf_space(directory, list(range(1, 111)), [150, 151], texts_of)
+    assert fits == [80] and grown.rows.shape[0] == 112  # 30 new rows, same vocabulary
+    np.testing.assert_allclose(grown.take([5, 150]).toarray(), first.take([5, 150]).toarray())
+    assert grown.fingerprint == first.fingerprint
+    live_tfidf._SPACES.clear()  # a restarted worker reads the files
+    again = live_tfidf.tfidf_space(directory, list(range(1, 111)), [150, 151], texts_of)
+    assert fits == [80] and again.rows.shape[0] == 112
+    rebuilt = live_tfidf.tfidf_space(directory, list(range(1, 122)), [150, 151], texts_of)
+    assert fits == [80, 121] and rebuilt.fitted_on == 121  # more than 1.5 x 80 items
