@@ -410,9 +410,12 @@ class LiveHead:
 
     # ---- prediction
     def predict_proba(
-        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+        self, embeddings: np.ndarray, texts: Sequence[str] | None = None, *,
+        tfidf_rows: Any = None,
     ) -> np.ndarray:
-        """(n, n_classes) probabilities; a hybrid head needs the items' texts too."""
+        """(n, n_classes) probabilities; a hybrid head needs the items' texts too, or their
+        TF-IDF rows in this head's vocabulary (``tfidf_rows``: a cache of them, e.g. the live
+        refit's, saves transforming the texts again)."""
         if self.embed is None:
             raise ConfigError("the live head is not fitted yet")
         X = _as_embeddings(embeddings, keep_float32=True)
@@ -423,10 +426,15 @@ class LiveHead:
             )
         if self.features_used == "embed":
             return softmax(self.embed.logits(X))
-        if texts is None or len(texts) != len(X):
+        if tfidf_rows is not None:
+            if tfidf_rows.shape != (len(X), self.tfidf.n_features if self.tfidf else -1):
+                raise ConfigError(f"TF-IDF rows of shape {tfidf_rows.shape} for {len(X)} items")
+            T = tfidf_rows
+        elif texts is None or len(texts) != len(X):
             raise ConfigError("this live head uses TF-IDF features: pass one text per embedding")
-        assert self.tfidf is not None
-        T = self.tfidf.transform(texts)
+        else:
+            assert self.tfidf is not None
+            T = self.tfidf.transform(texts)
         if self.concat is not None:
             return softmax(self.concat.logits(_hstack(X, T, self.config.tfidf_weight)))
         assert self.tfidf_model is not None

@@ -90,6 +90,7 @@ class LiveSpace:
 
     head: Any = None
     stored: Any = None  # worker.ml.embedding_store.StoredEmbeddings
+    tfidf_dir: Path | None = None  # the live refit's TF-IDF rows (worker.tasks.live_tfidf)
 
     def vectors(self, item_ids: Sequence[int]) -> np.ndarray | None:
         """Stored embeddings of ``item_ids`` (None unless every one is stored)."""
@@ -100,6 +101,18 @@ class LiveSpace:
         except KeyError:
             return None
 
+    def _tfidf_rows(self, item_ids: Sequence[int]) -> Any:
+        """The cached TF-IDF rows of a hybrid head's items (None: the head transforms texts)."""
+        if self.head is None or self.head.features_used != "hybrid" or self.tfidf_dir is None:
+            return None
+        from worker.tasks.live_tfidf import load_space
+
+        space = load_space(self.tfidf_dir)
+        if (space is None or space.missing(list(item_ids))
+                or self.head.selection.get("tfidf_space") != space.fingerprint):
+            return None  # rebuilt since the head was fitted: its vocabulary differs
+        return space.take(list(item_ids))
+
     def margins(self, item_ids: Sequence[int], texts: Sequence[str]) -> np.ndarray | None:
         """Top-1 minus top-2 probability of the live head for each item, or None."""
         from contract.errors import MLError
@@ -109,7 +122,8 @@ class LiveSpace:
         if vectors is None:
             return None
         try:
-            probs = self.head.predict_proba(vectors, list(texts))
+            probs = self.head.predict_proba(vectors, list(texts),
+                                            tfidf_rows=self._tfidf_rows(item_ids))
         except (MLError, ValueError) as exc:
             log.info("candidates without the live head: %s", exc)
             return None
@@ -147,4 +161,6 @@ def live_space(
             log.info("live head unreadable: %s", exc)
         if head is not None and head.n_classes != n_classes:
             head = None  # fitted on another label set
-    return LiveSpace(head, stored)
+    from worker.tasks.live_tfidf import space_dir
+
+    return LiveSpace(head, stored, space_dir(settings, project_id))

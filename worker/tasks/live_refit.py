@@ -626,7 +626,7 @@ def _hybrid(
         return head, probs, dev_probs, f"live head on sentence embeddings ({scores})"
     hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
         "features": "hybrid", "dev_macro_f1": {"hybrid": joined, "embed": alone},
-        "tfidf_labels": model.n_labels})
+        "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint})
     pool_tfidf = softmax(model.linear.logits(space.take(queueable)))
     note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
             f"TF-IDF model fitted on {model.n_labels:,} labels)")

@@ -98,6 +98,11 @@ def tfidf_space(
     return space
 
 
+def load_space(directory: Path) -> TfidfSpace | None:
+    """The saved space (the worker's copy while its files are unchanged), or None."""
+    return _load(directory)
+
+
 def _load(directory: Path) -> TfidfSpace | None:
     from scipy import sparse
 

@@ -601,3 +601,31 @@ def test_the_tfidf_rows_grow_with_the_pool_and_the_vocabulary_is_refitted_at_hal
     assert fits == [80] and again.rows.shape[0] == 112
     rebuilt = live_tfidf.tfidf_space(directory, list(range(1, 122)), [150, 151], texts_of)
     assert fits == [80, 121] and rebuilt.fitted_on == 121  # more than 1.5 x 80 items
+
+
+def test_the_adapter_rounds_candidates_read_a_hybrid_heads_cached_tfidf_rows(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.ml.live_head import PoolTfidf
+    from worker.tasks.candidates import live_space
+
+    _uninformative_embeddings(monkeypatch)
+    label(file_db, seeded, seeded.pool_ids[:40])
+    refit(file_db, seeded)
+    with file_db.session() as session:
+        space = live_space(session, file_db.settings, seeded.project_id, len(LABEL_NAMES))
+        from app.db.models import Item
+
+        rows = session.execute(select(Item.id, Item.text).where(
+            Item.id.in_(seeded.pool_ids[40:])).order_by(Item.id)).all()
+    assert space.head is not None and space.head.features_used == "hybrid"
+    ids, texts = [r[0] for r in rows], [r[1] for r in rows]
+    from_texts = space.head.predict_proba(space.vectors(ids), texts)
+
+    def no_transform(self, texts):  # type: ignore[no-untyped-def]
+        raise AssertionError("the cached rows should have been used")
+
+    monkeypatch.setattr(PoolTfidf, "transform", no_transform)
+    margins = space.margins(ids, texts)
+    first = np.sort(from_texts, axis=1)
+    np.testing.assert_allclose(margins, first[:, -1] - first[:, -2], atol=1e-6)
