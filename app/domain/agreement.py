@@ -91,6 +91,52 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable]]) -> float | None:
     return 1.0 - (n - 1) * observed / expected
 
 
+def masi_distance(a: frozenset[Hashable], b: frozenset[Hashable]) -> float:
+    """MASI distance between two label sets (Passonneau 2006): ``1 - J * M`` with J the Jaccard
+    index and M 1 for equal sets, 0.67 when one contains the other, 0.33 when they only overlap,
+    0 when disjoint (NLTK's weights). Two empty sets ("none of these") agree: 0."""
+    if not a and not b:
+        return 0.0
+    common, union = len(a & b), len(a | b)
+    if a == b:
+        monotonicity = 1.0
+    elif common == min(len(a), len(b)):
+        monotonicity = 0.67
+    elif common:
+        monotonicity = 0.33
+    else:
+        monotonicity = 0.0
+    return 1.0 - common / union * monotonicity
+
+
+def krippendorff_alpha_sets(units: Sequence[Sequence[frozenset[Hashable]]]) -> float | None:
+    """Krippendorff's alpha for label sets (multi-label items) with the MASI distance; on
+    single-label sets it equals :func:`krippendorff_alpha`. Units with fewer than two sets do
+    not count; None when undefined (nothing pairable or no expected disagreement)."""
+    # alpha = 1 - D_o / D_e: D_o pairs values within units (each unit's pairs weighted
+    # 1 / (m - 1)), D_e pairs all pairable values; equal values are grouped, so the cost grows
+    # with the number of distinct sets, not of labels.
+    pairable = [Counter(u) for u in units if len(u) >= 2]
+    totals: Counter[frozenset[Hashable]] = Counter()
+    for counts in pairable:
+        totals.update(counts)
+    n = sum(totals.values())
+    if not pairable or n < 2:
+        return None
+    distinct = list(totals)
+    expected = sum(totals[a] * totals[b] * masi_distance(a, b)
+                   for a in distinct for b in distinct) / (n * (n - 1))
+    if expected == 0:
+        return None
+    observed = 0.0
+    for counts in pairable:
+        m = sum(counts.values())
+        values = list(counts)
+        observed += sum(counts[a] * counts[b] * masi_distance(a, b)
+                        for a in values for b in values) / (m - 1)
+    return 1.0 - (observed / n) / expected
+
+
 def one_vs_rest(units: Sequence[Sequence[Hashable]], cls: Hashable) -> list[list[bool]]:
     """Each unit's labels as "is ``cls``" or not: agreement on one class."""
     return [[v == cls for v in unit] for unit in units]

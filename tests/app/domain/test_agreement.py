@@ -21,6 +21,8 @@ from app.domain.agreement import (
     cohen_kappa,
     fleiss_kappa,
     krippendorff_alpha,
+    krippendorff_alpha_sets,
+    masi_distance,
     one_vs_rest,
     update_overlap_settings,
 )
@@ -430,3 +432,34 @@ def test_agreement_splits_by_guidelines_version_and_leaves_mixed_items_out() -> 
     assert second.kappa is not None and second.percent_agreement == 1.0
     unversioned, _ = agreement_by_version({1: {10: "a", 11: "a"}}, {})
     assert [r.version for r in unversioned] == [None]  # labels from before versions existed
+
+
+def test_masi_distance_follows_its_definition() -> None:
+    a, b, c = frozenset("a"), frozenset("ab"), frozenset("bc")
+    assert masi_distance(b, b) == 0.0 and masi_distance(frozenset(), frozenset()) == 0.0
+    assert masi_distance(a, b) == pytest.approx(1 - 0.5 * 0.67)  # subset: J 1/2, M 0.67
+    assert masi_distance(b, c) == pytest.approx(1 - (1 / 3) * 0.33)  # overlap: J 1/3, M 0.33
+    assert masi_distance(a, c) == 1.0 and masi_distance(a, frozenset()) == 1.0
+
+
+def test_alpha_for_label_sets_reduces_to_nominal_alpha_and_credits_partial_agreement() -> None:
+    table = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    units = [[row[j] for row in table if row[j] is not None] for j in range(12)]
+    singletons = [[frozenset([v]) for v in u] for u in units]
+    assert krippendorff_alpha_sets(singletons) == pytest.approx(krippendorff_alpha(units))
+    # [ab ab] [a ab] [c c]: D_o = (2 * 0.665) / 6; values ab x2+1, a x1, c x2, n = 6:
+    # D_e = 2 * (3*1*0.665 + 3*2*1 + 1*2*1) / 30
+    ab, a, c = frozenset("ab"), frozenset("a"), frozenset("c")
+    sets = [[ab, ab], [a, ab], [c, c]]
+    d_o = 2 * (1 - 0.5 * 0.67) / 6
+    d_e = 2 * (3 * 1 * (1 - 0.5 * 0.67) + 3 * 2 + 1 * 2) / 30
+    assert krippendorff_alpha_sets(sets) == pytest.approx(1 - d_o / d_e)
+    strict = krippendorff_alpha([["ab", "ab"], ["a", "ab"], ["c", "c"]])
+    assert strict is not None and krippendorff_alpha_sets(sets) > strict  # a ~ ab counts
+    assert krippendorff_alpha_sets([[ab, ab], [c, c]]) == 1.0
+    assert krippendorff_alpha_sets([[ab], [c]]) is None
