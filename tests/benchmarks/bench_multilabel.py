@@ -63,17 +63,9 @@ def embed(texts: list[str]) -> np.ndarray:
 
 def head_with_thresholds(X: np.ndarray, Y: np.ndarray, seed: int) -> Any:
     """The head on all labelled items, thresholds from 3-fold out-of-fold probabilities."""
-    from sklearn.model_selection import KFold
+    from worker.ml.multilabel import fit_with_thresholds
 
-    from worker.ml.multilabel import MultiLabelHead, tune_thresholds
-
-    head = MultiLabelHead.fit(X, Y)
-    if len(Y) >= 6:
-        oof = np.zeros(Y.shape)
-        for train, test in KFold(3, shuffle=True, random_state=seed).split(X):
-            oof[test] = MultiLabelHead.fit(X[train], Y[train]).predict_proba(X[test])
-        head.thresholds = tune_thresholds(oof, Y)
-    return head
+    return fit_with_thresholds(X, Y, folds=3, seed=seed)
 
 
 def scores(strategy: str, head: Any, P: np.ndarray, E: np.ndarray, labelled_P: np.ndarray,

@@ -136,6 +136,25 @@ class MultiLabelHead:
                    int(meta.get("n_labels_seen", 0)), float(meta.get("C", 10.0)))
 
 
+def fit_with_thresholds(X: np.ndarray, Y: np.ndarray, *, folds: int = 3, seed: int = 0,
+                        dev: tuple[np.ndarray, np.ndarray] | None = None,
+                        C: float = 10.0) -> MultiLabelHead:
+    """The head on every labelled item, its thresholds tuned on ``dev`` (embeddings, label
+    matrix) when given, else on ``folds``-fold out-of-fold probabilities of the labelled items
+    (no label spent on thresholds); ``DEFAULT_THRESHOLD`` with fewer than 2 items per fold."""
+    from sklearn.model_selection import KFold
+
+    head = MultiLabelHead.fit(X, Y, C=C)
+    if dev is not None:
+        head.thresholds = tune_thresholds(head.predict_proba(dev[0]), np.asarray(dev[1]))
+    elif len(Y) >= 2 * folds:
+        oof = np.zeros(np.asarray(Y).shape)
+        for train, test in KFold(folds, shuffle=True, random_state=seed).split(X):
+            oof[test] = MultiLabelHead.fit(X[train], Y[train], C=C).predict_proba(X[test])
+        head.thresholds = tune_thresholds(oof, Y)
+    return head
+
+
 def predict_sets(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     return (np.asarray(probs) >= np.asarray(thresholds)).astype(np.int8)
 

@@ -11,6 +11,7 @@ from worker.ml.multilabel import (
     DEFAULT_THRESHOLD,
     MultiLabelHead,
     co_occurrence,
+    fit_with_thresholds,
     label_matrix,
     labels_in_doubt,
     mean_binary_entropy,
@@ -115,3 +116,15 @@ def test_mmc_predicts_the_label_count_from_labelled_items() -> None:
     assert two == pytest.approx(1.1)
     # on = {0}: 0.5 + (1+(-0.1))/2 + 0.05 = 0.5 + 0.45 + 0.05
     assert one == pytest.approx(1.0)
+
+
+def test_thresholds_come_from_dev_when_given_else_out_of_fold() -> None:
+    X, Y = _data(n=300)
+    Y[:, 0] = (Y[:, 0] & (np.arange(300) % 3 == 0)).astype(np.int8)  # a rarer label
+    oof = fit_with_thresholds(X[:200], Y[:200], seed=1)
+    assert oof.thresholds.shape == (4,) and (oof.thresholds != DEFAULT_THRESHOLD).any()
+    with_dev = fit_with_thresholds(X[:200], Y[:200], dev=(X[200:], Y[200:]))
+    expected = tune_thresholds(with_dev.predict_proba(X[200:]), Y[200:])
+    np.testing.assert_allclose(with_dev.thresholds, expected)
+    few = fit_with_thresholds(X[:5], Y[:5])
+    assert (few.thresholds == DEFAULT_THRESHOLD).all()
