@@ -603,18 +603,23 @@ def _hybrid(
     """The embedding head, or its ensemble with a TF-IDF LR when that wins on dev by
     ``auto_margin`` (:mod:`worker.tasks.live_tfidf`); returns (head, pool probabilities, dev
     probabilities, what the dashboard says about it)."""
+    from contract.errors import MLError
     from worker.ml.live_head import LiveHead, macro_f1, softmax
     from worker.tasks import live_tfidf
 
     t = time.perf_counter()
-    space = live_tfidf.tfidf_space(
-        live_tfidf.space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
-        texts.items[SPLIT_DEV], texts)
-    timings["tfidf_space"] = time.perf_counter() - t
-    t = time.perf_counter()
-    model, fitted = live_tfidf.tfidf_model(
-        live_tfidf.model_dir(settings, snapshot.id), space, labelled.item_ids,
-        np.asarray(labelled.labels), len(snapshot.label_names), head.config)
+    try:
+        space = live_tfidf.tfidf_space(
+            live_tfidf.space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
+            texts.items[SPLIT_DEV], texts)
+        timings["tfidf_space"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model, fitted = live_tfidf.tfidf_model(
+            live_tfidf.model_dir(settings, snapshot.id), space, labelled.item_ids,
+            np.asarray(labelled.labels), len(snapshot.label_names), head.config)
+    except (MLError, ValueError, OSError) as exc:  # e.g. texts without a single word
+        log.warning("project %s: no TF-IDF half: %s", snapshot.id, exc)
+        return head, probs, dev_probs, f"live head on sentence embeddings (no TF-IDF: {exc})"
     timings["tfidf_fit" if fitted else "tfidf_reuse"] = time.perf_counter() - t
     dev_tfidf = softmax(model.linear.logits(space.take(dev.item_ids)))
     both = 0.5 * (dev_probs + dev_tfidf)

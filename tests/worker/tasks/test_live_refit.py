@@ -629,3 +629,19 @@ def test_the_adapter_rounds_candidates_read_a_hybrid_heads_cached_tfidf_rows(
     margins = space.margins(ids, texts)
     first = np.sort(from_texts, axis=1)
     np.testing.assert_allclose(margins, first[:, -1] - first[:, -2], atol=1e-6)
+
+
+def test_texts_tfidf_cannot_read_leave_the_head_on_embeddings(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contract.errors import ConfigError
+    from worker.ml.live_head import PoolTfidf
+
+    def no_terms(cls, texts, **_):  # type: ignore[no-untyped-def]
+        raise ConfigError("TF-IDF found no terms in the pool texts")
+
+    monkeypatch.setattr(PoolTfidf, "fit", classmethod(no_terms))
+    label(file_db, seeded, seeded.pool_ids[:40])
+    result = refit(file_db, seeded)
+    assert result.served == SERVED_LIVE_HEAD and result.queued > 0
+    assert "no TF-IDF: TF-IDF found no terms" in state(file_db, seeded).served_reason
