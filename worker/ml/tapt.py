@@ -549,7 +549,7 @@ def _loop(
                     done=progress.step, most=config.max_steps,
                 )
                 warmup = warmup_steps(total, config.warmup_ratio)
-                clock = StepClock(total, start_step=first_step)
+                clock = StepClock(total, start_step=progress.step)
         out_of_time = bool(budget) and spent >= budget and progress.step < total
         metrics: dict[str, float] = {
             "loss": loss,
