@@ -45,7 +45,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.bench_live_head import Stack, _healthy, _summary, free_port, wait
+from tests.benchmarks.bench_live_head import (
+    Stack,
+    _healthy,
+    _summary,
+    adapter_queue_done,
+    free_port,
+    wait,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "tests" / "benchmarks" / "results"
@@ -156,7 +163,7 @@ def run_cell(stack_name: str, size: int, texts: list[str], labels: list[str],
     from sqlalchemy import create_engine, select, text
 
     from app.db.migrate import upgrade
-    from app.db.models import LiveHeadState, Project
+    from app.db.models import LiveHeadState
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-case-{stack_name}-{size}-"))
     databases = Databases(stack_name, work)
@@ -239,22 +246,12 @@ def run_cell(stack_name: str, size: int, texts: list[str], labels: list[str],
             cell["label_to_queue"] = _summary(samples)
             cell["label_to_queue_samples"] = [round(s, 3) for s in samples]
 
-            def adapter_queue_done() -> bool:
-                with engine.connect() as c:
-                    version = c.execute(select(Project.current_model_version_id)
-                                        .where(Project.id == pid)).scalar()
-                    if version is None:
-                        return False
-                    return bool(c.execute(text(
-                        "select count(*) from training_runs where project_id=:p and "
-                        "kind='recompute_queue' and status='succeeded' and model_version_id=:v"),
-                        {"p": pid, "v": version}).scalar())
-
             t = time.perf_counter()
             client.post(f"{base}/runs", headers=headers, json={
                 "kind": "retrain", "reason": "case-study benchmark", "force": True},
             ).raise_for_status()
-            wait(adapter_queue_done, "the adapter round's queue", stack, args.round_timeout, 0.5)
+            wait(lambda: adapter_queue_done(engine, pid), "the adapter round's queue", stack,
+                 args.round_timeout, 0.5)
             cell["adapter_round_seconds"] = round(time.perf_counter() - t, 2)
             cell["round_note"] = _round_note(engine, pid)
         cell["peak_rss_mb"] = {name: peak_rss_mb(stack.processes[name].pid)

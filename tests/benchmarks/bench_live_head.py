@@ -232,9 +232,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import httpx
-    from sqlalchemy import create_engine, select, text
+    from sqlalchemy import create_engine, select
 
-    from app.db.models import LiveHeadState, Project
+    from app.db.models import LiveHeadState
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     started = time.perf_counter()
@@ -299,26 +299,16 @@ def main() -> None:
                 r.raise_for_status()
                 during = []
 
-                def adapter_queue_done() -> bool:
-                    with engine.connect() as c:
-                        version = c.execute(select(Project.current_model_version_id)
-                                            .where(Project.id == pid)).scalar()
-                        if version is None:
-                            return False
-                        done = c.execute(text(
-                            "select count(*) from training_runs where project_id=:p and "
-                            "kind='recompute_queue' and status='succeeded' and "
-                            "model_version_id=:v"),
-                            {"p": pid, "v": version}).scalar()
-                    return bool(done)
+                def round_done() -> bool:
+                    return adapter_queue_done(engine, pid)
 
-                while not adapter_queue_done() and len(during) < args.max_during:
+                while not round_done() and len(during) < args.max_during:
                     n += 1
                     during.append(label_one(client, n))
                     if time.perf_counter() - t_round > args.round_timeout:
                         raise TimeoutError("the adapter round did not finish in time")
                 # enough samples: wait for the round without labelling (the timing stays honest)
-                wait(adapter_queue_done, "the adapter round's queue", stack,
+                wait(round_done, "the adapter round's queue", stack,
                      max(1.0, args.round_timeout - (time.perf_counter() - t_round)), 0.2)
                 report["adapter_round_seconds"] = round(time.perf_counter() - t_round, 3)
                 report["during_adapter_round"] = _summary(during)
@@ -344,6 +334,24 @@ def main() -> None:
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(_markdown(report))
     print(_markdown(report))
+
+
+def adapter_queue_done(engine: Any, project_id: int) -> bool:
+    """Whether the project's current adapter version has rebuilt the queue (a round is over)."""
+    from sqlalchemy import select, text
+
+    from app.db.models import Project
+
+    with engine.connect() as c:
+        version = c.execute(select(Project.current_model_version_id)
+                            .where(Project.id == project_id)).scalar()
+        if version is None:
+            return False
+        done = c.execute(text(
+            "select count(*) from training_runs where project_id=:p and "
+            "kind='recompute_queue' and status='succeeded' and model_version_id=:v"),
+            {"p": project_id, "v": version}).scalar()
+    return bool(done)
 
 
 def _healthy(client: Any, port: int) -> bool:

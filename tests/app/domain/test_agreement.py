@@ -35,6 +35,15 @@ from tests.factories import make_items, make_project, make_user
 from worker.tasks.project_data import labelled_set, load_snapshot
 
 LEASE = 600
+# Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal data with missing
+# values: 4 coders (rows), 12 units (columns); alpha = 0.743.
+_TABLE = [
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+]
+KRIPPENDORFF_2011 = [[row[j] for row in _TABLE if row[j] is not None] for j in range(12)]
 
 
 # --- the statistics -------------------------------------------------------------------------
@@ -67,13 +76,7 @@ def test_fleiss_kappa_textbook_example() -> None:
 def test_krippendorff_alpha_published_nominal_example() -> None:
     # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal data with
     # missing values: 4 coders, 12 units -> alpha = 0.743.
-    table = [
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
-    ]
-    units = [[row[j] for row in table if row[j] is not None] for j in range(12)]
+    units = KRIPPENDORFF_2011
     assert krippendorff_alpha(units) == pytest.approx(0.743, abs=5e-4)
 
 
@@ -443,13 +446,7 @@ def test_masi_distance_follows_its_definition() -> None:
 
 
 def test_alpha_for_label_sets_reduces_to_nominal_alpha_and_credits_partial_agreement() -> None:
-    table = [
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
-    ]
-    units = [[row[j] for row in table if row[j] is not None] for j in range(12)]
+    units = KRIPPENDORFF_2011
     singletons = [[frozenset([v]) for v in u] for u in units]
     assert krippendorff_alpha_sets(singletons) == pytest.approx(krippendorff_alpha(units))
     # [ab ab] [a ab] [c c]: D_o = (2 * 0.665) / 6; values ab x2+1, a x1, c x2, n = 6:
