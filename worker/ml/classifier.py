@@ -6,9 +6,11 @@ and with a :class:`LowerLayerCache` only the layers above the frozen ones are re
 
 On a CPU, ``scoring_precision="int8"`` runs the encoder layers' linears in int8 (see
 :mod:`worker.ml.quantize`): int8 copies with the adapter merged are swapped in for the pass, the
-model that trains stays in float. It is not the default: on R8 dev texts it agreed with fp32 on
-98.8-99.2 % of argmax labels (``tests/worker/ml/test_quantize.py``), short of the 99 % asked
-of a default. On a GPU scoring keeps the autocast ``precision``.
+model that trains stays in float. It is not the default (it does not speed up the cached default
+round model, ``docs/results.md``); on the default round model it agrees with fp32 on 99.4 % of R8
+argmax labels with VNNI and 99.8 % without, where the down projections stay in float
+(``tests/worker/ml/test_quantize.py``, :data:`worker.ml.quantize.FLOAT_DOWN_PROJECTIONS`). On a
+GPU scoring keeps the autocast ``precision``.
 """
 
 from __future__ import annotations

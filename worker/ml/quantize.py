@@ -184,10 +184,19 @@ def _signature(sites: list[_Site]) -> tuple[tuple[int, int, int], ...]:
     )
 
 
+FLOAT_DOWN_PROJECTIONS = """Without VNNI, the down projections (more inputs than outputs: the
+feed-forward block's second linear, which reads the GELU's heavy-tailed output) stay in float.
+There activations are quantized to 7 bits (``reduce_range``), and on the default round model
+int8 agreed with fp32 on 98.0 % of R8 argmax labels with every linear in int8 against 99.8 %
+with the down projections in float (an AVX2-only CPU, 2026-12-03); with VNNI every linear is
+int8 (99.4 %). The down projections are a third of a BERT layer's linear FLOPs."""
+
+
 class ScoringWeights:
     """Scoring replacements for a model's encoder-layer linears, rebuilt when the weights change.
 
-    ``int8=True``: every linear of the encoder layers becomes an int8 one (adapter merged);
+    ``int8=True``: every linear of the encoder layers becomes an int8 one (adapter merged; on a CPU
+    without VNNI the down projections stay in float, :data:`FLOAT_DOWN_PROJECTIONS`);
     :meth:`build` runs a float calibration pass (given by the caller) to record each linear's
     largest input per channel, for the smoothing of :func:`smooth_and_quantize`.
     ``int8=False``: only the peft (LoRA / IA3) layers are replaced, by float linears with the
@@ -242,8 +251,12 @@ class ScoringWeights:
             for handle in handles:
                 handle.remove()
         replacements: list[nn.Module] = []
+        float_down = not cpu_has_vnni()
         for i, site in enumerate(self._sites):
             merged = _merged_linear(site.module)
+            if float_down and merged.in_features > merged.out_features:
+                replacements.append(merged)  # see FLOAT_DOWN_PROJECTIONS
+                continue
             seen = absmax.get(i)
             replacements.append(
                 quantize_linear(merged)

@@ -285,3 +285,27 @@ class RecordingReporter(NullReporter):
     ) -> None:
         assert metrics is not None
         self.items.append(int(metrics["items"]))
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_without_vnni_the_down_projections_stay_in_float(
+    tiny_bert, corpus, label_names, monkeypatch, vnni
+):
+    """With 7-bit activations (no VNNI) the feed-forward down projections stay float; with VNNI
+    every encoder linear is int8."""
+    from torch import nn
+
+    from worker.ml import quantize
+
+    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: vnni)
+    texts, _ = corpus
+    classifier = _train(tiny_bert, corpus, label_names, AdapterConfig(kind="lora"))
+    weights = quantize.ScoringWeights(int8=True)
+    weights.build(classifier.model, lambda: classifier.score(texts[:8]))
+    kinds = [(site.module.in_features > site.module.out_features if isinstance(site.module,
+              nn.Linear) else site.module.get_base_layer().in_features
+              > site.module.get_base_layer().out_features, type(rep).__name__)
+             for site, rep in zip(weights._sites, weights._replacements, strict=True)]
+    down = [name for is_down, name in kinds if is_down]
+    assert down and all(name == ("SmoothedInt8Linear" if vnni else "Linear") for name in down)
+    assert all(name == "SmoothedInt8Linear" for is_down, name in kinds if not is_down)
