@@ -605,17 +605,17 @@ def _hybrid(
     probabilities, what the dashboard says about it)."""
     from contract.errors import MLError
     from worker.ml.live_head import LiveHead, macro_f1, softmax
-    from worker.tasks import live_tfidf
+    from worker.tasks.live_tfidf import model_dir, space_dir, tfidf_model, tfidf_space
 
     t = time.perf_counter()
     try:
-        space = live_tfidf.tfidf_space(
-            live_tfidf.space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
+        space = tfidf_space(
+            space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
             texts.items[SPLIT_DEV], texts)
         timings["tfidf_space"] = time.perf_counter() - t
         t = time.perf_counter()
-        model, fitted = live_tfidf.tfidf_model(
-            live_tfidf.model_dir(settings, snapshot.id), space, labelled.item_ids,
+        model, fitted = tfidf_model(
+            model_dir(settings, snapshot.id), space, labelled.item_ids,
             np.asarray(labelled.labels), len(snapshot.label_names), head.config)
     except (MLError, ValueError, OSError) as exc:  # e.g. texts without a single word
         log.warning("project %s: no TF-IDF half: %s", snapshot.id, exc)

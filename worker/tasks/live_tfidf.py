@@ -200,14 +200,13 @@ def tfidf_model(
     return model, True
 
 
-def space_dir(settings: Settings, project_id: int) -> Path:
-    from worker.tasks.live_refit import live_dir
+LIVE_DIR = "live"  # as worker.tasks.live_refit.LIVE_DIR (not imported: live_refit imports us)
 
-    return live_dir(settings, project_id) / DIRECTORY
+
+def space_dir(settings: Settings, project_id: int) -> Path:
+    return settings.artifacts / LIVE_DIR / f"project-{project_id}" / DIRECTORY
 
 
 def model_dir(settings: Settings, project_id: int) -> Path:
     """Apart from the space, whose directory is replaced whenever items are added."""
-    from worker.tasks.live_refit import live_dir
-
-    return live_dir(settings, project_id) / f"{DIRECTORY}-model"
+    return settings.artifacts / LIVE_DIR / f"project-{project_id}" / f"{DIRECTORY}-model"
