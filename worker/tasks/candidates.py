@@ -163,4 +163,4 @@ def live_space(
             head = None  # fitted on another label set
     from worker.tasks.live_tfidf import space_dir
 
-    return LiveSpace(head, stored, space_dir(settings, project_id))
+    return LiveSpace(head, stored, space_dir(live_dir(settings, project_id)))

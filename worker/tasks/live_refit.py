@@ -610,12 +610,12 @@ def _hybrid(
     t = time.perf_counter()
     try:
         space = tfidf_space(
-            space_dir(settings, snapshot.id), texts.items[SPLIT_POOL],
+            space_dir(live_dir(settings, snapshot.id)), texts.items[SPLIT_POOL],
             texts.items[SPLIT_DEV], texts)
         timings["tfidf_space"] = time.perf_counter() - t
         t = time.perf_counter()
         model, fitted = tfidf_model(
-            model_dir(settings, snapshot.id), space, labelled.item_ids,
+            model_dir(live_dir(settings, snapshot.id)), space, labelled.item_ids,
             np.asarray(labelled.labels), len(snapshot.label_names), head.config)
     except (MLError, ValueError, OSError) as exc:  # e.g. texts without a single word
         log.warning("project %s: no TF-IDF half: %s", snapshot.id, exc)

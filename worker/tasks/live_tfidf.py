@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from app.config import Settings
-
 REBUILD_GROWTH = 1.5
 """The vocabulary is refitted when the project has this many times the items it was fitted on."""
 REFIT_GROWTH = 1.1
@@ -40,7 +38,7 @@ MIN_NEW_LABELS = 20
 """The TF-IDF LR is refitted once the labels grew by 10 % and by at least this many."""
 DIRECTORY = "tfidf"
 
-_SPACES: dict[int, tuple[int, TfidfSpace]] = {}
+_SPACES: dict[str, tuple[int, TfidfSpace]] = {}
 """The worker's copy of each project's TF-IDF rows, with the stamp of the files it came from."""
 
 
@@ -112,7 +110,7 @@ def _load(directory: Path) -> TfidfSpace | None:
     if not meta_file.exists():
         return None
     stamp = meta_file.stat().st_mtime_ns
-    key = hash(str(directory))
+    key = str(directory)
     cached = _SPACES.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -143,7 +141,7 @@ def _save(directory: Path, space: TfidfSpace) -> None:
         directory.rename(old)
     os.replace(temp, directory)
     shutil.rmtree(old, ignore_errors=True)
-    _SPACES[hash(str(directory))] = ((directory / "space.json").stat().st_mtime_ns, space)
+    _SPACES[str(directory)] = ((directory / "space.json").stat().st_mtime_ns, space)
 
 
 @dataclass
@@ -200,13 +198,11 @@ def tfidf_model(
     return model, True
 
 
-LIVE_DIR = "live"  # as worker.tasks.live_refit.LIVE_DIR (not imported: live_refit imports us)
+def space_dir(live: Path) -> Path:
+    """Under the project's live-head folder (``worker.tasks.live_refit.live_dir``)."""
+    return live / DIRECTORY
 
 
-def space_dir(settings: Settings, project_id: int) -> Path:
-    return settings.artifacts / LIVE_DIR / f"project-{project_id}" / DIRECTORY
-
-
-def model_dir(settings: Settings, project_id: int) -> Path:
+def model_dir(live: Path) -> Path:
     """Apart from the space, whose directory is replaced whenever items are added."""
-    return settings.artifacts / LIVE_DIR / f"project-{project_id}" / f"{DIRECTORY}-model"
+    return live / f"{DIRECTORY}-model"
