@@ -27,13 +27,16 @@ import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, cast
 
 from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
+from app.db import fulltext
 from app.db.models import (
     SPLIT_DEV,
     SPLIT_POOL,
@@ -600,17 +603,18 @@ def import_items(
     label_names = {label_id: name for name, label_id in labels.items()}
     first_new_id = (db.scalar(select(func.max(Item.id))) or 0) + 1
     batch: list[_Row] = []
-    for record in _read_records(source, options.format, options.mapping):
-        row, errors = validator.row(record)
-        if errors or row is None:  # the file changed between passes
-            raise _rejected(errors or [RowError(record.line, "changed during the import")], 1)
-        report.rows += 1
-        batch.append(row)
-        if len(batch) >= options.batch_size:
+    with _fresh_plans(db), fulltext.bulk_insert(db):
+        for record in _read_records(source, options.format, options.mapping):
+            row, errors = validator.row(record)
+            if errors or row is None:  # the file changed between passes
+                raise _rejected(errors or [RowError(record.line, "changed during the import")], 1)
+            report.rows += 1
+            batch.append(row)
+            if len(batch) >= options.batch_size:
+                _insert_batch(db, project, user, batch, report, first_new_id, label_names)
+                batch = []
+        if batch:
             _insert_batch(db, project, user, batch, report, first_new_id, label_names)
-            batch = []
-    if batch:
-        _insert_batch(db, project, user, batch, report, first_new_id, label_names)
     if options.dev_fraction > 0:
         _carve_dev_set(db, project, report, options)
     if report.annotations or report.carved_dev or report.existing_labels_applied:
@@ -623,6 +627,25 @@ def import_items(
 
         request_live_refit(db, project.id)  # embeds the new items, then zero-shot or head queue
     return report
+
+
+@contextmanager
+def _fresh_plans(db: Session) -> Iterator[None]:
+    """Plan each statement of the import for the table as it is now (Postgres).
+
+    The driver prepares a statement it has run five times, and Postgres then keeps one generic
+    plan for it. The duplicate lookup runs once a batch inside one transaction, while ``items``
+    grows from empty: the plan made for a near-empty table scans the table, so each lookup
+    compared its 2,000 hashes with every row so far (111 s of a 100,000-row import, 0.4 s of
+    it in the first quarter). Custom plans see the table's current size and use the
+    ``(project_id, content_hash)`` index: 1.8 s for all 50 lookups.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    db.execute(sql("SET LOCAL plan_cache_mode = force_custom_plan"))
+    yield
+    db.execute(sql("SET LOCAL plan_cache_mode TO DEFAULT"))
 
 
 def _validate_all(source: IO[bytes], options: ImportOptions, validator: _Validator) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from app.db import fulltext
+from app.db.migrate import upgrade
 from app.db.models import SPLIT_DEV, SPLIT_POOL, SPLIT_TEST, Annotation, Item, Project
+from app.db.session import make_engine
 from app.domain.imports import (
     ColumnMapping,
     ImportOptions,
@@ -375,3 +379,63 @@ def test_applying_again_as_the_same_user_supersedes_their_own_label(
 def test_on_existing_must_be_keep_or_apply() -> None:
     with pytest.raises(InvalidInput, match="on_existing"):
         ImportOptions(format="csv", on_existing="merge")  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_postgres_import_plans_every_lookup_afresh_and_merges_the_search_list(
+    postgres_url: str,
+) -> None:
+    """The duplicate lookups run with custom plans (a generic plan made while ``items`` was
+    near-empty scans the whole table: quadratic), and the import leaves no GIN pending list."""
+    upgrade(postgres_url)  # the migrated schema, with the index's storage options
+    engine = make_engine(postgres_url)
+    modes: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _mode(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("SELECT items.content_hash"):
+            modes.append(cursor.connection.execute("SHOW plan_cache_mode").fetchone()[0])
+
+    try:
+        with Session(engine) as db:
+            project = make_project(db, labels=LABELS)
+            rows = "\n".join(f"ticket {i} mentions word{i % 7}" for i in range(60))
+            report = run(db, project, "text\n" + rows, batch_size=10,
+                         mapping=ColumnMapping(text="text"))
+            db.commit()
+            assert report.created == 60
+            assert modes == ["force_custom_plan"] * 6
+            assert db.scalar(text("SHOW plan_cache_mode")) == "auto"
+            assert db.scalar(text("SHOW gin_pending_list_limit")) == "4MB"
+            options = db.scalar(text("SELECT reloptions FROM pg_class WHERE relname = :name"),
+                                {"name": fulltext.PG_INDEX})
+            assert "fastupdate=on" in options
+            pending = text(f"SELECT gin_clean_pending_list('{fulltext.PG_INDEX}'::regclass)")
+            assert db.scalar(pending) == 0, "the import merged its pending list"
+            found = db.scalar(select(func.count()).select_from(Item).where(
+                Item.project_id == project.id,
+                fulltext.matching_ids("postgresql", "word3", Item.id),
+            ))
+            assert found == len(range(3, 60, 7))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_without_the_merge_an_import_would_leave_a_pending_list(postgres_url: str) -> None:
+    """The check above can fail: the same rows inserted without :func:`fulltext.bulk_insert`
+    stay in the pending list."""
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        with Session(engine) as db:
+            project = make_project(db, labels=LABELS)
+            db.execute(insert(Item), [
+                {"project_id": project.id, "text": f"ticket {i}", "content_hash": f"h{i}",
+                 "meta": {}} for i in range(60)
+            ])
+            db.commit()
+            pending = text(f"SELECT gin_clean_pending_list('{fulltext.PG_INDEX}'::regclass)")
+            assert db.scalar(pending) > 0
+    finally:
+        engine.dispose()
