@@ -79,10 +79,12 @@ def make_project(
     name: str | None = None,
     labels: Sequence[str] = ("positive", "negative"),
     annotators: Iterable[User] = (),
+    task_type: str = "single_label",
 ) -> Project:
     """A project created through the domain service (so the lead is a member), plus annotators."""
     creator = lead or make_user(db, role=ROLE_LEAD)
-    settings = ProjectSettings(name=name or f"Project {next(_counter)}", labels=tuple(labels))
+    settings = ProjectSettings(name=name or f"Project {next(_counter)}", labels=tuple(labels),
+                               task_type=task_type)
     project = create_project(db, creator=creator, settings=settings)
     for annotator in annotators:
         add_member(db, project, annotator, ROLE_ANNOTATOR)

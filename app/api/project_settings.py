@@ -8,6 +8,7 @@ Only the fields sent change; the rest keep their values. The same validation as 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 from pydantic import Field
 
@@ -41,6 +42,9 @@ class ProjectUpdate(StrictInput):
     auto_stop: bool | None = Field(default=None, description="Stop labelling when the stop "
                                    "rule fires.")
     annotations_per_item: int | None = Field(default=None, ge=1, le=10)
+    task_type: Literal["single_label", "multi_label"] | None = Field(
+        default=None, description="Refused (409) once the project has labels."
+    )
     label_descriptions: dict[str, str] | None = Field(
         default=None,
         description="One-line descriptions by label name (others keep theirs); the zero-shot "
@@ -58,6 +62,7 @@ def update_project(body: ProjectUpdate, db: SessionDep, access: ProjectLead) -> 
         guidelines=project.guidelines,
         budget=BudgetSettings.of(project),
         annotations_per_item=project.annotations_per_item,
+        task_type=project.task_type,
     )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     descriptions = changes.pop("label_descriptions", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +42,7 @@ class ProjectOut(BaseModel):
     stop_threshold: float
     auto_stop: bool
     annotations_per_item: int
+    task_type: str
     data_version: int
     current_model_version_id: int | None
     created_at: datetime
@@ -75,6 +77,11 @@ class ProjectCreate(BaseModel):
     )
     auto_stop: bool = Field(default=False, description="Stop labelling when the stop rule fires.")
     annotations_per_item: int = Field(default=1, ge=1, le=10)
+    task_type: Literal["single_label", "multi_label"] = Field(
+        default="single_label",
+        description="One label per item, or a set of labels per item (possibly none); fixed "
+                    "once the project has labels.",
+    )
 
 
 def _detail(db: SessionDep, project: Project) -> ProjectDetailOut:
@@ -111,6 +118,7 @@ def create_project(body: ProjectCreate, db: SessionDep, caller: LeadUser) -> Pro
         guidelines=body.guidelines,
         budget=BudgetSettings(**body.model_dump(include=set(BUDGET_FIELDS))),
         annotations_per_item=body.annotations_per_item,
+        task_type=body.task_type,
     )
     project = project_service.create_project(db, creator=caller.user, settings=settings)
     return _detail(db, project)

@@ -41,6 +41,11 @@ SCOPE_ANNOTATE = "annotate"
 SCOPE_ADMIN = "admin"
 SCOPES = (SCOPE_READ, SCOPE_ANNOTATE, SCOPE_ADMIN)
 
+TASK_SINGLE_LABEL = "single_label"
+TASK_MULTI_LABEL = "multi_label"
+TASK_TYPES = (TASK_SINGLE_LABEL, TASK_MULTI_LABEL)
+"""A project's task: one label per item, or a set of labels per item (possibly empty)."""
+
 SPLIT_POOL = "pool"
 SPLIT_DEV = "dev"
 SPLIT_TEST = "test"
@@ -87,6 +92,10 @@ class Project(IdMixin, CreatedMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     guidelines: Mapped[str] = mapped_column(Text, default="")
+    task_type: Mapped[str] = mapped_column(
+        String(20), default=TASK_SINGLE_LABEL, server_default=TASK_SINGLE_LABEL
+    )
+    """:data:`TASK_SINGLE_LABEL` or :data:`TASK_MULTI_LABEL`; fixed once the project has labels."""
     base_model: Mapped[str] = mapped_column(String(500), default="minilm")
     adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     train_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -213,7 +222,11 @@ class Annotation(IdMixin, CreatedMixin, Base):
     annotator_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
-    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), default=None
+    )
+    """The label of a single-label project; ``None`` in a multi-label project, whose annotation
+    holds a set of labels in :class:`AnnotationLabel` (no row: "none of these")."""
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     source: Mapped[str] = mapped_column(String(20), default="ui")
     superseded_by_id: Mapped[int | None] = mapped_column(
@@ -231,6 +244,20 @@ class Annotation(IdMixin, CreatedMixin, Base):
     idempotency_scope: Mapped[str | None] = mapped_column(String(40), default=None)
     """Whose key it is: ``u<user id>`` for a browser session, ``u<user id>.t<token id>`` for a
     token (see :func:`app.domain.annotation.labels.idempotency_scope`)."""
+
+
+class AnnotationLabel(Base):
+    """One label of a multi-label annotation's set (the set is all rows of one annotation)."""
+
+    __tablename__ = "annotation_labels"
+    __table_args__ = (Index("ix_annotation_labels_label_id", "label_id"),)
+
+    annotation_id: Mapped[int] = mapped_column(
+        ForeignKey("annotations.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_id: Mapped[int] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class GoldItem(IdMixin, CreatedMixin, Base):

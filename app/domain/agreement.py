@@ -26,10 +26,10 @@ from itertools import combinations
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Annotation, GoldItem, Item, Label, Project, User
+from app.db.models import TASK_MULTI_LABEL, Annotation, GoldItem, Item, Label, Project, User
 from app.domain.annotation.overlap import marked_count
 from app.domain.policy import live
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotSupported
 
 MAX_DISAGREEMENTS = 25
 
@@ -375,6 +375,7 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
             Annotation.project_id == project_id,
             live(),
             Annotation.annotator_id.is_not(None),
+            Annotation.label_id.is_not(None),  # single-label answers (sets: not measured yet)
             ~exists().where(GoldItem.item_id == Annotation.item_id),
         )
         .order_by(Annotation.id)
@@ -382,7 +383,7 @@ def agreement_report(db: Session, project_id: int) -> AgreementReport:
     votes: dict[int, dict[int, int]] = {}
     versions: dict[tuple[int, int], int | None] = {}
     for item_id, annotator_id, label_id, version in rows:
-        assert annotator_id is not None
+        assert annotator_id is not None and label_id is not None
         votes.setdefault(item_id, {})[annotator_id] = label_id
         versions[(item_id, annotator_id)] = version
     method, kappa, items, raters, percent = compute_agreement(votes)
@@ -440,6 +441,11 @@ def update_overlap_settings(
 ) -> None:
     """Change the overlap share, how many annotators an overlap item goes to, and when an
     annotator's agreement flags them (all checked before anything changes)."""
+    if rate and project.task_type == TASK_MULTI_LABEL:
+        raise NotSupported(
+            "Overlap items are not supported for multi-label projects yet (agreement on label "
+            "sets is not measured in the product); keep the overlap rate at 0.",
+            details={"overlap_rate": rate})
     if rate is not None and not 0.0 <= rate <= 1.0:
         raise InvalidInput("The overlap rate must be between 0 and 1 (0 % to 100 %).",
                            details={"overlap_rate": rate})

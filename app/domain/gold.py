@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.db.models import SPLIT_POOL, Annotation, GoldItem, Item, Label, Project, User
 from app.domain import audit
 from app.domain.annotation.common import project_item, project_labels
+from app.domain.annotation.label_sets import require_single_label
 from app.domain.policy import live
 from app.errors import InvalidInput
 
@@ -63,6 +64,7 @@ def mark_gold(
     db: Session, project: Project, item_id: int, label: str | int, *, by: User | None
 ) -> GoldItem:
     """Make the item gold with this answer (or change the answer of a gold item)."""
+    require_single_label(project, "gold items")
     item = project_item(db, project, item_id)
     if item.split != SPLIT_POOL:
         raise InvalidInput(

@@ -804,7 +804,8 @@ def _existing_labels(
     labels_of: dict[int, set[int]] = {}
     mine: dict[int, list[int]] = {}
     for annotation_id, item_id, label_id, annotator_id in live_rows:
-        labels_of.setdefault(item_id, set()).add(label_id)
+        if label_id is not None:
+            labels_of.setdefault(item_id, set()).add(label_id)
         if annotator_id == user.id:
             mine.setdefault(item_id, []).append(annotation_id)
     report.existing_labelled += len(rows)

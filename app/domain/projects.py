@@ -17,7 +17,12 @@ from app.db.models import (
     ROLE_ADMIN,
     ROLE_LEAD,
     SPLITS,
+    TASK_MULTI_LABEL,
+    TASK_SINGLE_LABEL,
+    TASK_TYPES,
     Annotation,
+    AnnotationLabel,
+    GoldItem,
     Item,
     Label,
     Membership,
@@ -28,7 +33,7 @@ from app.domain import audit
 from app.domain.annotation.common import project_labels
 from app.domain.guidelines import set_guidelines, start_versions
 from app.domain.policy import BudgetSettings, live
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, NotSupported
 
 MIN_LABELS = 2
 MAX_LABELS = 200
@@ -59,6 +64,8 @@ class ProjectSettings:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     """Budget and stop settings, validated by their own object (the same one everywhere)."""
     annotations_per_item: int = 1
+    task_type: str = TASK_SINGLE_LABEL
+    """One label per item or a set (:data:`app.db.models.TASK_TYPES`); fixed once labels exist."""
 
     def __post_init__(self) -> None:
         name = self.name.strip()
@@ -85,6 +92,14 @@ class ProjectSettings:
         if not 1 <= self.annotations_per_item <= 10:
             raise InvalidInput("Annotations per item must be between 1 and 10.",
                                details={"field": "annotations_per_item"})
+        if self.task_type not in TASK_TYPES:
+            raise InvalidInput(f"The task type must be one of {', '.join(TASK_TYPES)}.",
+                               details={"field": "task_type"})
+        if self.task_type == TASK_MULTI_LABEL and self.annotations_per_item > 1:
+            raise NotSupported(
+                "Several annotations per item are not supported for multi-label projects yet "
+                "(agreement on label sets is not measured in the product). Use 1.",
+                details={"field": "annotations_per_item"})
 
 
 @dataclass(frozen=True)
@@ -103,9 +118,12 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
         description=settings.description,
         guidelines=settings.guidelines,
         annotations_per_item=settings.annotations_per_item,
+        task_type=settings.task_type,
         created_by_id=creator.id,
     )
     settings.budget.apply(project)
+    if settings.task_type == TASK_MULTI_LABEL:
+        project.overlap_rate = 0.0  # agreement on label sets is not measured yet
     db.add(project)
     db.flush()
     for position, name in enumerate(settings.labels):
@@ -120,15 +138,35 @@ def update_project(db: Session, project: Project, settings: ProjectSettings,
                    *, by: User | None = None) -> Project:
     """Apply settings; the label change goes first because it is the part that can be refused.
 
-    Changed guidelines become a new version (:mod:`app.domain.guidelines`)."""
+    Changed guidelines become a new version (:mod:`app.domain.guidelines`). The task type can
+    change only while the project has no labels (annotations or gold answers) at all."""
+    if settings.task_type != project.task_type:
+        _check_task_type_change(db, project)
     set_labels(db, project.id, settings.labels)
     project.name = settings.name
     project.description = settings.description
     set_guidelines(db, project, settings.guidelines, by=by)
     settings.budget.apply(project)
     project.annotations_per_item = settings.annotations_per_item
+    project.task_type = settings.task_type
+    if settings.task_type == TASK_MULTI_LABEL:
+        project.overlap_rate = 0.0
     db.flush()
     return project
+
+
+def _check_task_type_change(db: Session, project: Project) -> None:
+    labelled = db.scalar(select(func.count()).select_from(Annotation)
+                         .where(Annotation.project_id == project.id)) or 0
+    gold = db.scalar(select(func.count()).select_from(GoldItem)
+                     .where(GoldItem.project_id == project.id)) or 0
+    if labelled or gold:
+        raise Conflict(
+            "The task type cannot change once the project has labels "
+            f"({labelled} annotations, {gold} gold items, counting undone ones): single- and "
+            "multi-label answers do not convert into each other. Create a new project instead.",
+            details={"field": "task_type", "annotations": labelled, "gold": gold},
+        )
 
 
 def get_labels(db: Session, project_id: int) -> list[Label]:
@@ -140,8 +178,10 @@ def set_labels(db: Session, project_id: int, names: Sequence[str]) -> list[Label
     existing = {label.name: label for label in get_labels(db, project_id)}
     removed = [label for name, label in existing.items() if name not in names]
     for label in removed:
-        used = db.scalar(select(func.count()).select_from(Annotation)
-                         .where(Annotation.label_id == label.id))
+        used = (db.scalar(select(func.count()).select_from(Annotation)
+                          .where(Annotation.label_id == label.id)) or 0) + (
+            db.scalar(select(func.count()).select_from(AnnotationLabel)
+                      .where(AnnotationLabel.label_id == label.id)) or 0)
         if used:
             raise Conflict(
                 f"Label {label.name!r} has {used} annotations and cannot be removed.",
@@ -203,6 +243,12 @@ def project_counts(db: Session, project_id: int) -> ProjectCounts:
         .where(of_project).group_by(Label.name)
     ):
         per_label[name] = count
+    for name, count in db.execute(  # multi-label: every label of every live set
+        select(Label.name, func.count()).join(AnnotationLabel, AnnotationLabel.label_id == Label.id)
+        .join(Annotation, Annotation.id == AnnotationLabel.annotation_id)
+        .where(of_project).group_by(Label.name)
+    ):
+        per_label[name] += count
     return ProjectCounts(
         items=sum(by_split.values()),
         by_split=by_split,

@@ -50,6 +50,7 @@ from app.db.models import (
 )
 from app.domain import audit, gold
 from app.domain.annotation.common import live, project_item, project_labels, take_write_lock
+from app.domain.annotation.label_sets import require_single_label
 from app.domain.live_head import request_live_refit
 from app.errors import InvalidInput, PermissionDenied
 
@@ -140,6 +141,8 @@ def _live_votes(
     ).tuples()
     votes: dict[int, list[tuple[int, int, str, datetime]]] = {}
     for item_id, annotation_id, label_id, email, created in rows:
+        if label_id is None:  # a multi-label set: never reviewed here (decide() refuses)
+            continue
         votes.setdefault(item_id, []).append((annotation_id, label_id, email or "?", created))
     return votes
 
@@ -372,12 +375,13 @@ def _current_label(db: Session, project: Project, item: Item) -> int:
             .order_by(Annotation.id)
         )
     )
-    if not labels:
+    given = [label for label in labels if label is not None]
+    if not given:
         raise InvalidInput(
             f"Item {item.id} has no label to accept; change it or send it back.",
             details={"item_id": item.id},
         )
-    return _majority(labels)
+    return _majority(given)
 
 
 def _send_back(db: Session, project: Project, item: Item) -> int:
@@ -413,6 +417,7 @@ def decide(
 ) -> Decision:
     """Record a reviewer's decision on an item (see the module docstring); all checks come
     before any write."""
+    require_single_label(project, "review decisions")
     take_write_lock(db, project.id)
     item = project_item(db, project, item_id)  # another project's item: 404 before anything
     if action not in REVIEW_ACTIONS:

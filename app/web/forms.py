@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
-from app.db.models import Label, Project
+from app.db.models import TASK_SINGLE_LABEL, Label, Project
 from app.deps import MAX_DB_INT
 from app.domain.policy import BudgetSettings
 from app.domain.project_setup import LabelStyle, ModelSettings
@@ -69,6 +69,7 @@ def project_settings_from_form(form: Mapping[str, Any]) -> ProjectSettings:
             stop_threshold=form_float(form, "stop_threshold", DEFAULT_STOP_THRESHOLD),
         ),
         annotations_per_item=form_int(form, "annotations_per_item", 1),
+        task_type=form_str(form, "task_type") or TASK_SINGLE_LABEL,
     )
 
 
@@ -76,6 +77,7 @@ def blank_project_form() -> dict[str, Any]:
     return {
         "name": "", "description": "", "labels": "", "guidelines": "",
         "label_budget": 1000, "batch_size": 100, "stop_threshold": 0.2, "annotations_per_item": 1,
+        "task_type": TASK_SINGLE_LABEL,
     }
 
 
@@ -101,6 +103,7 @@ def general_settings_from_form(form: Mapping[str, Any], project: Project) -> Pro
         budget=BudgetSettings.of(project),
         annotations_per_item=form_int(form, "annotations_per_item",
                                       project.annotations_per_item),
+        task_type=form_str(form, "task_type") or project.task_type,
     )
 
 

@@ -52,6 +52,7 @@ def _general_form(db: Session, access: ProjectContext) -> dict[str, object]:
         "labels": "\n".join(label.name for label in project_service.get_labels(db, project.id)),
         "guidelines": project.guidelines,
         "annotations_per_item": project.annotations_per_item,
+        "task_type": project.task_type,
         "label_descriptions": label_descriptions_text(db, project.id),
     }
 

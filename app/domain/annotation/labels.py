@@ -4,6 +4,7 @@ retry) stores nothing new."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
@@ -20,6 +21,12 @@ from app.db.models import (
 )
 from app.domain.annotation.batches import close_batch_if_full
 from app.domain.annotation.common import batch_id_for, take_write_lock
+from app.domain.annotation.label_sets import (
+    check_answer,
+    label_sets,
+    project_label_set,
+    store_label_set,
+)
 from app.domain.annotation.leases import item_view
 from app.domain.annotation.views import (
     UI_SOURCE,
@@ -125,20 +132,24 @@ def record_label(
     user: User,
     *,
     item_id: int,
-    label_id: int,
+    label_id: int | None = None,
+    label_ids: Sequence[int] | None = None,
     duration_ms: int | None = None,
     idempotency_key: str | None = None,
     token_id: int | None = None,
     lease_seconds: int = 900,
     now: datetime | None = None,
 ) -> LabelResult:
-    """Store a label. The same ``idempotency_key`` twice stores it once (browser retries).
+    """Store a label (``label_id``), or in a multi-label project a set of labels (``label_ids``;
+    empty: none of them applies). The same ``idempotency_key`` twice stores it once (browser
+    retries).
 
     Keys belong to the caller: ``user`` through ``token_id`` (None: a browser session).
 
     Labelling an item the annotator already labelled supersedes their earlier annotation. The
     label is stored even when the lease has expired meanwhile: the person did the work.
     """
+    check_answer(project, label_id, label_ids)
     now = now or utcnow()
     key = (idempotency_key or "").strip()[:200] or None
     scope = idempotency_scope(user.id, token_id) if key is not None else None
@@ -149,7 +160,9 @@ def record_label(
             return LabelResult(annotation=seen, replayed=True)
     if db.scalar(_ITEM_IN_PROJECT, {"item": item_id, "a_project": project.id}) is None:
         raise NotFound(f"Item {item_id} is not in this project.", details={"item_id": item_id})
-    _project_label(db, project, label_id)
+    if label_id is not None:
+        _project_label(db, project, label_id)
+    label_set = project_label_set(db, project, label_ids or ())
     lease = db.execute(_MY_LEASE, {"item": item_id, "a_user": user.id}).first()
     duration = clamp_duration(duration_ms)
     if duration is None and lease is not None and lease.expires_at > now:
@@ -172,6 +185,8 @@ def record_label(
     )
     db.add(annotation)
     db.flush()
+    if label_ids is not None:
+        store_label_set(db, annotation.id, label_set)
     if previous is not None:
         previous.superseded_by_id = annotation.id
     if lease is not None:
@@ -255,10 +270,13 @@ def edit_annotation(
     user: User,
     *,
     annotation_id: int,
-    label_id: int,
+    label_id: int | None = None,
+    label_ids: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> Annotation:
-    """Change one of the annotator's own live labels: a new annotation supersedes the old one."""
+    """Change one of the annotator's own live labels (or label set, in a multi-label project): a
+    new annotation supersedes the old one."""
+    check_answer(project, label_id, label_ids)
     now = now or utcnow()
     take_write_lock(db, project.id)
     old = db.get(Annotation, annotation_id)
@@ -273,9 +291,15 @@ def edit_annotation(
             "That label is not one of your current labels.",
             details={"annotation_id": annotation_id},
         )
-    _project_label(db, project, label_id)
-    if old.label_id == label_id:
-        return old
+    if label_ids is not None:
+        label_set = project_label_set(db, project, label_ids)
+        if label_sets(db, [old.id])[old.id] == label_set:
+            return old
+    else:
+        assert label_id is not None
+        _project_label(db, project, label_id)
+        if old.label_id == label_id:
+            return old
     new = Annotation(
         project_id=project.id,
         item_id=old.item_id,
@@ -290,6 +314,8 @@ def edit_annotation(
     )
     db.add(new)
     db.flush()
+    if label_ids is not None:
+        store_label_set(db, new.id, label_set)
     old.superseded_by_id = new.id
     db.flush()
     request_live_refit(db, project.id)
@@ -302,10 +328,12 @@ def recent_labels(
     rows = db.execute(
         _RECENT, {"a_project": project.id, "a_user": user.id, "limit": limit}
     ).tuples()
+    listed = list(rows)
+    sets = label_sets(db, [a for a, _i, lab, _t, _c in listed if lab is None])
     return [
         RecentLabel(
             annotation_id=a, item_id=i, label_id=lab, snippet=snippet(text, RECENT_TEXT_CHARS),
-            created_at=created,
+            created_at=created, label_ids=sets.get(a),
         )
-        for a, i, lab, text, created in rows
+        for a, i, lab, text, created in listed
     ]

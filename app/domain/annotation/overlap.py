@@ -42,6 +42,7 @@ from app.db.models import (
     QueueEntry,
 )
 from app.domain.annotation.common import live
+from app.domain.annotation.label_sets import is_multi_label
 
 CANDIDATES = 16
 _random = Random()
@@ -198,7 +199,7 @@ def labelled_here(db: Session, project_id: int) -> int:
 
 def due(db: Session, project: Project) -> bool:
     """A new overlap item is due: marking one keeps the share at or below ``overlap_rate``."""
-    if project.overlap_rate <= 0:
+    if project.overlap_rate <= 0 or is_multi_label(project):  # agreement on sets: not yet
         return False
     marked = marked_count(db, project.id)
     return marked + 1 <= project.overlap_rate * (labelled_here(db, project.id) + 1)

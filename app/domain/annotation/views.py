@@ -110,9 +110,11 @@ class LabelResult:
 class RecentLabel:
     annotation_id: int
     item_id: int
-    label_id: int
+    label_id: int | None
     snippet: str
     created_at: datetime
+    label_ids: list[int] | None = None
+    """A multi-label annotation's set (``label_id`` is then ``None``)."""
 
 
 @dataclass(frozen=True)

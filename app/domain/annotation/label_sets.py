@@ -1,0 +1,88 @@
+"""Multi-label projects: an annotation's answer is a set of the project's labels, possibly empty
+("none of these"), stored as :class:`~app.db.models.AnnotationLabel` rows; the annotation's own
+``label_id`` stays ``None``. Single-label projects never have such rows.
+
+Features built for one label per item refuse multi-label projects through
+:func:`require_single_label` with a :class:`~app.errors.NotSupported` error that names them,
+rather than reading a missing ``label_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from app.db.models import TASK_MULTI_LABEL, AnnotationLabel, Label, Project
+from app.errors import InvalidInput, NotSupported
+
+
+def is_multi_label(project: Project) -> bool:
+    return project.task_type == TASK_MULTI_LABEL
+
+
+def require_single_label(project: Project, feature: str) -> None:
+    """Refuse ``feature`` (a phrase: "gold items") on a multi-label project."""
+    if is_multi_label(project):
+        raise NotSupported(
+            f"{feature[:1].upper()}{feature[1:]} are not supported for multi-label projects yet.",
+            details={"task_type": project.task_type, "feature": feature},
+        )
+
+
+def check_answer(project: Project, label_id: int | None, label_ids: Sequence[int] | None) -> None:
+    """The answer's shape must match the project's task: one ``label_id`` or a ``label_ids`` set."""
+    if is_multi_label(project):
+        if label_ids is None or label_id is not None:
+            raise InvalidInput(
+                "This project is multi-label: send label_ids, a list of the project's label "
+                "ids (an empty list means none of them applies).",
+                details={"task_type": project.task_type},
+            )
+    elif label_id is None or label_ids is not None:
+        raise InvalidInput(
+            "This project is single-label: send one label_id.",
+            details={"task_type": project.task_type},
+        )
+
+
+def project_label_set(db: Session, project: Project, label_ids: Iterable[int]) -> list[int]:
+    """The distinct ids, checked to be this project's labels, in the project's label order."""
+    wanted = {int(label_id) for label_id in label_ids}
+    if not wanted:
+        return []
+    positions = dict(db.execute(
+        select(Label.id, Label.position).where(Label.project_id == project.id,
+                                               Label.id.in_(wanted))
+    ).tuples().all())
+    unknown = sorted(wanted - set(positions))
+    if unknown:
+        raise InvalidInput(
+            f"Label {', '.join(map(str, unknown))} is not one of this project's labels.",
+            details={"label_ids": unknown},
+        )
+    return sorted(wanted, key=lambda label_id: positions[label_id])
+
+
+def store_label_set(db: Session, annotation_id: int, label_ids: Sequence[int]) -> None:
+    if label_ids:
+        db.execute(insert(AnnotationLabel), [
+            {"annotation_id": annotation_id, "label_id": label_id} for label_id in label_ids
+        ])
+
+
+def label_sets(db: Session, annotation_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Annotation id -> its label ids in the project's label order (``[]``: none of these)."""
+    ids = list(annotation_ids)
+    sets: dict[int, list[int]] = {annotation_id: [] for annotation_id in ids}
+    for start in range(0, len(ids), 5_000):
+        rows = db.execute(
+            select(AnnotationLabel.annotation_id, AnnotationLabel.label_id)
+            .join(Label, Label.id == AnnotationLabel.label_id)
+            .where(AnnotationLabel.annotation_id.in_(ids[start:start + 5_000]))
+            .order_by(AnnotationLabel.annotation_id, Label.position)
+        ).tuples()
+        for annotation_id, label_id in rows:
+            sets[annotation_id].append(label_id)
+    return sets
