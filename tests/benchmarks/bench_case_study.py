@@ -34,11 +34,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import os
 import re
 import secrets
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -210,6 +212,10 @@ def run_cell(stack_name: str, size: int, texts: list[str], labels: list[str],
             report = r.json()
             cell["import_report"] = {k: report.get(k)
                                      for k in ("rows", "created", "annotations", "by_split")}
+            if args.import_only:
+                cell["peak_rss_mb"] = {"web": peak_rss_mb(stack.processes["web"].pid)}
+                cell["load_average_end"] = os.getloadavg()
+                return cell
             with engine.connect() as c:
                 rows = c.execute(text(
                     "select id, text from items where project_id=:p and split='pool' "
@@ -281,15 +287,28 @@ def growth(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for stack in sorted({c["stack"] for c in cells}):
         mine = sorted((c for c in cells if c["stack"] == stack), key=lambda c: c["pool"])
-        if len(mine) < 2:
+        if len({c["pool"] for c in mine}) < 2:
             continue
-        small, large = mine[0], mine[-1]
+        small = _median_cell([c for c in mine if c["pool"] == mine[0]["pool"]])
+        large = _median_cell([c for c in mine if c["pool"] == mine[-1]["pool"]])
         row: dict[str, Any] = {"stack": stack, "from": small["pool"], "to": large["pool"]}
         for key, value in _figures(small).items():
             other = _figures(large).get(key)
             if value and other is not None:
                 row[key] = round(other / value, 2)
         out.append(row)
+    return out
+
+
+def _median_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell of repeats with the median of each timing (a single cell as it is)."""
+    if len(cells) == 1:
+        return cells[0]
+    out = dict(cells[0])
+    for key in ("import_seconds", "embed_seconds", "first_queue_seconds",
+                "adapter_round_seconds"):
+        values = [c[key] for c in cells if c.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
     return out
 
 
@@ -354,6 +373,10 @@ def main() -> None:
     parser.add_argument("--first-timeout", type=float, default=4 * 3600.0)
     parser.add_argument("--round-timeout", type=float, default=3600.0)
     parser.add_argument("--out", default="case_study")
+    parser.add_argument("--import-only", action="store_true",
+                        help="measure the import alone (each cell stops after it)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every cell this many times; growth uses the medians")
     args = parser.parse_args()
     from tests.benchmarks.case_study_data import case_study_rows
 
@@ -366,19 +389,20 @@ def main() -> None:
         "labels": args.labels, "dev": args.dev, "cpus": os.cpu_count(), "cells": [],
         "command": "python -m tests.benchmarks.bench_case_study " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k in ("sizes", "stacks", "labels", "dev", "samples")),
+            if k in ("sizes", "stacks", "labels", "dev", "samples", "repeats"))
+        + (" --import-only" if args.import_only else ""),
     }
     started = time.perf_counter()
-    for stack_name in args.stacks.split(","):
-        for size in sizes:
-            texts = corpus.texts[:size] + dev_texts
-            labels = corpus.labels[:size] + dev_labels
-            print(f"[case study] {stack_name} {size:,} ...", flush=True)
-            cell = run_cell(stack_name, size, texts, labels, args)
-            print(json.dumps(cell), flush=True)
-            report["cells"].append(cell)
-            report["growth"] = growth(report["cells"])
-            _write(report, args.out)
+    for stack_name, size, _repeat in itertools.product(
+            args.stacks.split(","), sizes, range(args.repeats)):
+        texts = corpus.texts[:size] + dev_texts
+        labels = corpus.labels[:size] + dev_labels
+        print(f"[case study] {stack_name} {size:,} ...", flush=True)
+        cell = run_cell(stack_name, size, texts, labels, args)
+        print(json.dumps(cell), flush=True)
+        report["cells"].append(cell)
+        report["growth"] = growth(report["cells"])
+        _write(report, args.out)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     _write(report, args.out)
     print(markdown(report))
