@@ -35,9 +35,12 @@ class NoLiveHeadYet(Conflict):
 def download_live_head(db: SessionDep, access: ProjectReader) -> Response:
     state = live_head_state(db, access.project.id)
     directory = Path(state.artifact_path) if state and state.artifact_path else None
-    if directory is None or not (directory / "live_head.json").is_file():
+    if directory is None or not any(
+        (directory / name).is_file() for name in ("live_head.json", "multilabel_head.json")
+    ):
         raise NoLiveHeadYet(
-            "This project has no live head yet: it is fitted once two classes have labels.",
+            "This project has no live head yet: it is fitted once two classes have labels "
+            "(in a multi-label project, once 10 items have label sets).",
             details={"project_id": access.project.id},
         )
     buffer = io.BytesIO()

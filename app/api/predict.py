@@ -51,7 +51,18 @@ class PredictOut(BaseModel):
     label_names: list[str]
     labels: list[str] = Field(description="The most probable label of each text, in order.")
     probabilities: list[list[float]] = Field(
-        description="Per text, the probability of each label in label_names order."
+        description="Per text, the probability of each label in label_names order (in a "
+        "multi-label project each label's own probability: they need not sum to 1)."
+    )
+    label_sets: list[list[str]] | None = Field(
+        default=None,
+        description="Multi-label projects: per text, the labels whose probability reaches "
+        "their threshold (possibly none).",
+    )
+    thresholds: list[float] | None = Field(
+        default=None,
+        description="Multi-label projects: each label's decision threshold, in label_names "
+        "order, tuned on the dev set (or out-of-fold) and stored with the head.",
     )
 
 
@@ -97,6 +108,8 @@ def predict(
             label_names=answer["label_names"],
             labels=answer["labels"],
             probabilities=answer["probabilities"],
+            label_sets=answer.get("label_sets"),
+            thresholds=answer.get("thresholds"),
         )
     except (KeyError, ValueError) as exc:
         raise InferenceFailed("The inference worker sent a malformed answer.") from exc

@@ -9,8 +9,10 @@ median.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -18,7 +20,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import SPLIT_POOL, Annotation, Item, Label, Project, RoundMetric, User
+from app.db.models import (
+    SPLIT_POOL,
+    TASK_MULTI_LABEL,
+    Annotation,
+    AnnotationLabel,
+    Item,
+    Label,
+    LiveHeadState,
+    Project,
+    RoundMetric,
+    User,
+)
 from app.domain.annotation import UI_SOURCE
 from app.domain.policy import budget_plan, labels_used, live
 from app.domain.rounds import latest_round, round_history
@@ -245,7 +258,11 @@ class LabelCount:
 
 
 def label_distribution(db: Session, project_id: int) -> list[LabelCount]:
-    """Live labels per class in the pool (what the model trains on)."""
+    """Live labels per class in the pool (what the model trains on); in a multi-label project,
+    the items carrying each label (shares of the labelled items: they need not sum to 1)."""
+    project = db.get(Project, project_id)
+    if project is not None and project.task_type == TASK_MULTI_LABEL:
+        return _set_distribution(db, project_id)
     counts = dict(
         db.execute(
             select(Annotation.label_id, func.count())
@@ -266,6 +283,117 @@ def label_distribution(db: Session, project_id: int) -> list[LabelCount]:
                    counts.get(label.id, 0) / total if total else 0.0)
         for label in labels
     ]
+
+
+def _live_pool_annotations(project_id: int) -> Any:
+    return (select(Annotation.id).join(Item, Item.id == Annotation.item_id)
+            .where(Annotation.project_id == project_id, Item.split == SPLIT_POOL, live()))
+
+
+def _set_distribution(db: Session, project_id: int) -> list[LabelCount]:
+    ids = _live_pool_annotations(project_id).subquery()
+    counts = dict(db.execute(
+        select(AnnotationLabel.label_id, func.count())
+        .where(AnnotationLabel.annotation_id.in_(select(ids.c.id)))
+        .group_by(AnnotationLabel.label_id)
+    ).tuples().all())
+    labelled = db.scalar(select(func.count()).select_from(ids)) or 0
+    labels = db.scalars(select(Label).where(Label.project_id == project_id)
+                        .order_by(Label.position))
+    return [
+        LabelCount(label.name, label.color, counts.get(label.id, 0),
+                   counts.get(label.id, 0) / labelled if labelled else 0.0)
+        for label in labels
+    ]
+
+
+@dataclass(frozen=True)
+class LabelF1:
+    label: str
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class MultiLabelSummary:
+    """A multi-label project's figures: the live head on the dev set (``None`` until it has
+    been measured there) and how often labels come together in the labelled pool."""
+
+    dev_n: int | None
+    micro_f1: float | None
+    macro_f1: float | None
+    subset_accuracy: float | None
+    hamming_loss: float | None
+    per_label: tuple[LabelF1, ...]
+    label_names: tuple[str, ...]
+    co_occurrence: tuple[tuple[int, ...], ...]
+    """Items whose live set has both labels (the diagonal: each label's items)."""
+    labelled_items: int
+    none_of_these: int
+    """Labelled pool items whose set is empty."""
+    mean_labels: float
+
+    @property
+    def max_cell(self) -> int:
+        return max((max(row) for row in self.co_occurrence), default=0)
+
+
+def multi_label_summary(db: Session, project: Project) -> MultiLabelSummary | None:
+    if project.task_type != TASK_MULTI_LABEL:
+        return None
+    labels = list(db.scalars(select(Label).where(Label.project_id == project.id)
+                             .order_by(Label.position)))
+    position = {label.id: i for i, label in enumerate(labels)}
+    ids = _live_pool_annotations(project.id).subquery()
+    first, second = AnnotationLabel.__table__.alias(), AnnotationLabel.__table__.alias()
+    matrix = [[0] * len(labels) for _ in labels]
+    for a, b, count in db.execute(
+        select(first.c.label_id, second.c.label_id, func.count())
+        .join(second, second.c.annotation_id == first.c.annotation_id)
+        .where(first.c.annotation_id.in_(select(ids.c.id)))
+        .group_by(first.c.label_id, second.c.label_id)
+    ).tuples():
+        if a in position and b in position:
+            matrix[position[a]][position[b]] = int(count)
+    labelled = db.scalar(select(func.count()).select_from(ids)) or 0
+    with_labels = db.scalar(select(func.count(func.distinct(AnnotationLabel.annotation_id)))
+                            .where(AnnotationLabel.annotation_id.in_(select(ids.c.id)))) or 0
+    evaluation = _head_evaluation(db, project.id)
+    per_label = tuple(
+        LabelF1(str(row.get("label", "")), float(row.get("f1", 0.0)), int(row.get("support", 0)))
+        for row in evaluation.get("per_label", []) if isinstance(row, dict)
+    )
+    return MultiLabelSummary(
+        dev_n=_int(evaluation.get("dev_n")),
+        micro_f1=_float(evaluation.get("micro_f1")),
+        macro_f1=_float(evaluation.get("macro_f1")),
+        subset_accuracy=_float(evaluation.get("subset_accuracy")),
+        hamming_loss=_float(evaluation.get("hamming_loss")),
+        per_label=per_label,
+        label_names=tuple(label.name for label in labels),
+        co_occurrence=tuple(tuple(row) for row in matrix),
+        labelled_items=labelled,
+        none_of_these=labelled - with_labels,
+        mean_labels=sum(matrix[i][i] for i in range(len(labels))) / labelled if labelled else 0.0,
+    )
+
+
+def _head_evaluation(db: Session, project_id: int) -> dict[str, Any]:
+    """The dev-set evaluation the worker stored with the multi-label live head ({} if none)."""
+    path = db.scalar(select(LiveHeadState.artifact_path)
+                     .where(LiveHeadState.project_id == project_id))
+    if not path:
+        return {}
+    try:
+        meta = json.loads((Path(path) / "multilabel_head.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    evaluation = meta.get("extra", {}).get("evaluation") if isinstance(meta, dict) else None
+    return evaluation if isinstance(evaluation, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)

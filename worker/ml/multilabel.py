@@ -1,7 +1,8 @@
 """Multi-label classification on sentence embeddings: a head, thresholds, metrics, acquisition.
 
 The building blocks of multi-label projects (issue 19), pure NumPy/scikit-learn and independent
-of the web: projects do not offer the task type yet.
+of the web (the live head of a multi-label project, :mod:`worker.tasks.live_multilabel`, uses
+them).
 
 * :class:`MultiLabelHead`: one logistic regression per label (one-vs-rest; sigmoid outputs and
   binary cross-entropy, class-balanced) on the L2-normalised embeddings the live head reads;
@@ -24,7 +25,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ class MultiLabelHead:
     thresholds: np.ndarray
     n_labels_seen: int = 0
     C: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What :meth:`save` was given as ``extra`` (the encoder, label names), after :meth:`load`."""
 
     @classmethod
     def fit(cls, X: np.ndarray, Y: np.ndarray, *, C: float = 10.0,
@@ -119,7 +122,7 @@ class MultiLabelHead:
                 "n_labels_seen": self.n_labels_seen, "C": self.C,
                 "probabilities": "sigmoid(e @ W.T + b) per label; a label is on when its "
                                  "probability >= its threshold",
-                "extra": dict(extra or {})}
+                "extra": {**self.extra, **dict(extra or {})}}
         (out / "multilabel_head.json").write_text(json.dumps(meta, indent=2))
         return out
 
@@ -133,7 +136,8 @@ class MultiLabelHead:
         arrays = {name: np.load(source / f"{name}.npy", allow_pickle=False).astype(np.float64)
                   for name in ("W", "b", "thresholds")}
         return cls(arrays["W"], arrays["b"], arrays["thresholds"],
-                   int(meta.get("n_labels_seen", 0)), float(meta.get("C", 10.0)))
+                   int(meta.get("n_labels_seen", 0)), float(meta.get("C", 10.0)),
+                   dict(meta.get("extra") or {}))
 
 
 def fit_with_thresholds(X: np.ndarray, Y: np.ndarray, *, folds: int = 3, seed: int = 0,

@@ -85,6 +85,8 @@ def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> d
 
     live = request["live_head"]
     head_dir = Path(str(live["path"]))
+    if (head_dir / "multilabel_head.json").is_file():
+        return _predict_multi_label(request, head_dir)
     if not (head_dir / "live_head.json").is_file():
         return _error("artifact_missing", f"the live head is not in this store ({head_dir})")
     texts = [str(text) for text in request["texts"]]
@@ -110,6 +112,37 @@ def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> d
         "label_names": names,
         "labels": [names[int(i)] for i in np.argmax(probs, axis=1)],
         "probabilities": rounded,
+        "shared_base": False,
+    }
+
+
+def _predict_multi_label(request: dict[str, Any], head_dir: Path) -> dict[str, Any]:
+    """A multi-label live head: per-label probabilities, and the set at the stored thresholds."""
+    import numpy as np
+
+    from contract.errors import MLError
+    from worker.ml.multilabel import MultiLabelHead
+    from worker.tasks.live_refit import encoder_for
+
+    texts = [str(text) for text in request["texts"]]
+    try:
+        head = MultiLabelHead.load(head_dir)
+        encoder = encoder_for(str(head.extra["encoder"]), int(head.extra["max_length"]),
+                              int(head.extra.get("windows", 1)))
+        probs = head.predict_proba(encoder.embed(texts))
+    except (MLError, KeyError, OSError, ValueError) as exc:
+        log.warning("multi-label inference failed for %s: %s", head_dir, exc)
+        return _error("inference_failed", str(exc))
+    names = list(head.extra.get("label_names", []))
+    on = probs >= head.thresholds
+    return {
+        "model_version_id": request.get("model_version_id"),
+        "version": request.get("version"),
+        "label_names": names,
+        "labels": [names[int(i)] for i in np.argmax(probs, axis=1)],
+        "label_sets": [[names[j] for j in np.flatnonzero(row)] for row in on],
+        "thresholds": np.round(head.thresholds, PREDICTION_DECIMALS).tolist(),
+        "probabilities": np.round(probs, PREDICTION_DECIMALS).tolist(),
         "shared_base": False,
     }
 

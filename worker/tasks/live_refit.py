@@ -57,9 +57,11 @@ from contract.budget import Phase
 from contract.strategies import resolve_strategy
 from worker.tasks.project_data import (
     LabelledSet,
+    LabelledSets,
     ProjectSnapshot,
     blocked_item_ids,
     labelled_set,
+    labelled_sets,
     load_snapshot,
 )
 
@@ -157,8 +159,12 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
         snapshot = load_snapshot(session, project_id, settings)
         descriptions = _label_descriptions(session, project_id)
         items = _item_ids(session, project_id)
-        labelled = labelled_set(session, snapshot, SPLIT_POOL)
-        dev = labelled_set(session, snapshot, SPLIT_DEV)
+        if snapshot.multi_label:
+            sets, dev_sets = (labelled_sets(session, snapshot, SPLIT_POOL),
+                              labelled_sets(session, snapshot, SPLIT_DEV))
+        else:
+            labelled = labelled_set(session, snapshot, SPLIT_POOL)
+            dev = labelled_set(session, snapshot, SPLIT_DEV)
         blocked = blocked_item_ids(session, snapshot)
         used = labels_used(session, project_id)  # what the budget counts, as the web's stop does
     timings = {"read": time.perf_counter() - t0}
@@ -168,7 +174,10 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
     queueable = [i for i in items[SPLIT_POOL] if i not in blocked]
     t = time.perf_counter()
     with threadpool_limits(limits=BLAS_THREADS):
-        if labelled.classes_present < 2:
+        if snapshot.multi_label:
+            choice = _multi_label(snapshot, embeddings, queueable, sets, dev_sets,
+                                  budget_used=used)
+        elif labelled.classes_present < 2:
             choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled,
                                 budget_used=used)
         else:
@@ -181,16 +190,17 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
     if note:
         choice.reason = f"{choice.reason}; {note}" if choice.reason else note
     t = time.perf_counter()
+    labels_used_here = len(sets) if snapshot.multi_label else len(labelled)
     with sessions() as session:
-        version = _swap(session, snapshot, choice, labelled, blocked_item_ids(session, snapshot))
-        _record(session, settings, project_id, choice, labelled, encoder)
+        version = _swap(session, snapshot, choice, blocked_item_ids(session, snapshot))
+        _record(session, settings, project_id, choice, labels_used_here, encoder)
         session.commit()
     _drop_old_queues(sessions, project_id, version)
     timings["swap"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return RefitResult(
         served=choice.served,
-        labels_used=len(labelled),
+        labels_used=labels_used_here,
         queued=len(choice.rows),
         queue_version=version,
         embedded=embedded,
@@ -577,6 +587,24 @@ def _fit_and_choose(
     return choice
 
 
+def _multi_label(
+    snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int], labelled: LabelledSets,
+    dev: LabelledSets, *, budget_used: int,
+) -> _Choice:
+    """A multi-label project's head and queue (:mod:`worker.tasks.live_multilabel`)."""
+    from worker.tasks.live_multilabel import choose
+
+    picked = choose(
+        snapshot.label_names, embeddings.take(queueable), queueable, labelled,
+        embeddings.take(labelled.item_ids), dev, embeddings.take(dev.item_ids),
+        _queue_size(snapshot, budget_used, len(queueable)))
+    return _Choice(  # no head yet (cold start): nothing served, items come at random
+        served=SERVED_LIVE_HEAD if picked.head is not None else SERVED_ZERO_SHOT,
+        reason=picked.reason, rows=picked.rows, scores=picked.scores,
+        reasons=picked.reasons, predicted=picked.predicted, neighbours=picked.neighbours,
+        strategy=picked.strategy, model_scores=picked.model_scores, head=picked.head)
+
+
 def _self_train(
     head: Any, X: np.ndarray, y: np.ndarray, k: int, pool: np.ndarray, probs: np.ndarray,
     queueable: list[int], labelled: LabelledSet, dev_X: np.ndarray, dev: LabelledSet,
@@ -803,8 +831,7 @@ def _adapter_probs(settings: Settings, snapshot: ProjectSnapshot) -> AdapterProb
 
 # --------------------------------------------------------------------- writing
 def _swap(
-    session: Session, snapshot: ProjectSnapshot, choice: _Choice, labelled: LabelledSet,
-    blocked: set[int],
+    session: Session, snapshot: ProjectSnapshot, choice: _Choice, blocked: set[int],
 ) -> int:
     from app.domain.annotation.common import take_write_lock
 
@@ -833,7 +860,7 @@ def _swap(
 
 def _record(
     session: Session, settings: Settings, project_id: int, choice: _Choice,
-    labelled: LabelledSet, encoder: Any,
+    labels_used: int, encoder: Any,
 ) -> None:
     from worker.ml.embedding_store import encoder_key
 
@@ -843,12 +870,12 @@ def _record(
     state.fitted_at = utcnow()
     state.progress = {}
     state.refits += 1
-    state.labels_used = len(labelled)
+    state.labels_used = labels_used
     state.encoder_key = encoder_key(encoder.fingerprint, encoder.max_length, encoder.max_windows)
     state.served = choice.served
     state.served_reason = choice.reason
     state.scores = {k: round(float(v), 4) for k, v in choice.model_scores.items()}
-    point = {"labels": len(labelled), **state.scores, "served": choice.served}
+    point = {"labels": labels_used, **state.scores, "served": choice.served}
     state.history = [*list(state.history or [])[-(HISTORY_POINTS - 1):], point]
     if choice.head is not None:
         state.artifact_path = str(_save_head(settings, project_id, choice.head, encoder, session))

@@ -26,7 +26,10 @@ from app.db.base import utcnow
 from app.db.models import (
     SPLIT_DEV,
     SPLIT_POOL,
+    TASK_MULTI_LABEL,
+    TASK_SINGLE_LABEL,
     Annotation,
+    AnnotationLabel,
     GoldItem,
     Item,
     Label,
@@ -62,6 +65,11 @@ class ProjectSnapshot:
     current_version_id: int | None
     current_version_number: int | None
     current_artifact: str | None
+    task_type: str = TASK_SINGLE_LABEL
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task_type == TASK_MULTI_LABEL
 
     def label_index(self) -> dict[int, int]:
         """Label row id -> class index (label position order)."""
@@ -122,6 +130,7 @@ def load_snapshot(session: Session, project_id: int, settings: Settings) -> Proj
         current_artifact=(
             str(resolve_artifact(current.artifact_path, settings)) if current else None
         ),
+        task_type=project.task_type,
     )
 
 
@@ -170,6 +179,75 @@ def labelled_set(session: Session, snapshot: ProjectSnapshot, split: str) -> Lab
         result.texts.append(texts[item_id])
         result.labels.append(decided[item_id] if item_id in decided else majority(votes[item_id]))
     return result
+
+
+@dataclass
+class LabelledSets:
+    """A multi-label project's labelled items: each item's set as label indices (``[]``: none
+    of these), in item id order."""
+
+    item_ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    sets: list[list[int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+def labelled_sets(session: Session, snapshot: ProjectSnapshot, split: str) -> LabelledSets:
+    """Items of ``split`` with a live multi-label answer, in item id order.
+
+    With several annotators on an item, a label is on when more than half of their sets have
+    it; a tie goes to the most recent set. Gold and excluded items are left out, as for
+    :func:`labelled_set`.
+    """
+    index = snapshot.label_index()
+    conditions = [
+        Item.project_id == snapshot.id,
+        Item.split == split,
+        Item.excluded.is_(False),
+        Annotation.project_id == snapshot.id,
+        Annotation.label_id.is_(None),
+        live(),
+    ]
+    if split == SPLIT_POOL:
+        conditions.append(~exists().where(GoldItem.item_id == Item.id))
+    rows = session.execute(
+        select(Item.id, Item.text, Annotation.id)
+        .join(Annotation, Annotation.item_id == Item.id)
+        .where(*conditions)
+        .order_by(Item.id, Annotation.id)
+    ).all()
+    members: dict[int, set[int]] = {}
+    for start in range(0, len(rows), 5_000):
+        ids = [row[2] for row in rows[start:start + 5_000]]
+        for annotation_id, label_id in session.execute(
+            select(AnnotationLabel.annotation_id, AnnotationLabel.label_id)
+            .where(AnnotationLabel.annotation_id.in_(ids))
+        ):
+            if label_id in index:
+                members.setdefault(annotation_id, set()).add(index[label_id])
+    votes: dict[int, list[set[int]]] = {}
+    texts: dict[int, str] = {}
+    for item_id, text, annotation_id in rows:
+        votes.setdefault(item_id, []).append(members.get(annotation_id, set()))
+        texts[item_id] = text
+    result = LabelledSets()
+    for item_id in sorted(votes):
+        result.item_ids.append(item_id)
+        result.texts.append(texts[item_id])
+        result.sets.append(majority_set(votes[item_id]))
+    return result
+
+
+def majority_set(sets: list[set[int]]) -> list[int]:
+    """Labels in more than half of the sets; on a tie for any label, the most recent set."""
+    if len(sets) == 1:
+        return sorted(sets[0])
+    counts = Counter(label for labels in sets for label in labels)
+    if any(2 * count == len(sets) for count in counts.values()):
+        return sorted(sets[-1])
+    return sorted(label for label, count in counts.items() if 2 * count > len(sets))
 
 
 def _add_adjudicated_texts(

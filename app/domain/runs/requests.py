@@ -29,13 +29,14 @@ from app.db.models import (
     RUN_RUNNING,
     RUN_SCORE,
     RUN_TAPT,
+    TASK_MULTI_LABEL,
     Project,
     TrainingRun,
     User,
 )
 from app.domain.runs.locks import lock_project, schedule_send
 from app.domain.runs.progress import get_run
-from app.errors import Conflict
+from app.errors import Conflict, NotSupported
 
 
 class RunAlreadyFinished(Conflict):
@@ -115,6 +116,14 @@ def _request(
     if kind not in RUN_KINDS:
         raise ValueError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
     project = lock_project(session, project_id)
+    if kind in (RUN_RETRAIN, RUN_QUEUE, RUN_SCORE) and project.task_type == TASK_MULTI_LABEL:
+        # The live head (one-vs-rest logistic regression on sentence embeddings, a threshold
+        # per label) serves multi-label projects; adapters with sigmoid outputs come later.
+        raise NotSupported(
+            "Adapter training and adapter queue rebuilds are not supported for multi-label "
+            "projects yet; the live head (one-vs-rest logistic regression on sentence "
+            "embeddings, a threshold per label) serves them and refits after every label.",
+            details={"task_type": project.task_type, "kind": kind})
     queued = _sibling(session, project_id, kind, RUN_QUEUED)
     if queued is not None:
         merged = dict(queued.params)

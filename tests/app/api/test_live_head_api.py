@@ -96,3 +96,88 @@ def test_dashboard_says_which_model_is_served_and_why(
     assert "Serving: <strong>live head</strong>" in page.text
     assert "best dev macro-F1 (test)" in page.text
     assert 'data-series="live head macro-F1"' in page.text
+
+
+def test_a_multi_label_head_answers_predict_with_sets_and_downloads_with_its_thresholds(
+    app: FastAPI, db: Session, settings: Settings, tiny_base: Path, inference: InProcessInference
+) -> None:
+    from worker.ml.multilabel import MultiLabelHead, fit_with_thresholds, label_matrix
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    lead, project = lead_with_project(app, db, labels=LABEL_NAMES)
+    project.task_type = "multi_label"
+    encoder = SentenceEncoder(str(tiny_base), max_length=32)
+    texts, labels = make_corpus(30, seed=2)
+    sets = [[y] if i % 5 else [y, (y + 1) % 3] for i, y in enumerate(labels)]
+    head = fit_with_thresholds(encoder.embed(texts), label_matrix(sets, len(LABEL_NAMES)))
+    directory = settings.artifacts / "live" / f"project-{project.id}" / "head"
+    head.save(directory, extra={"encoder": str(tiny_base), "max_length": 32,
+                                "encoder_fingerprint": encoder.fingerprint,
+                                "label_names": LABEL_NAMES})
+    db.add(LiveHeadState(project_id=project.id, artifact_path=str(directory),
+                         served=SERVED_LIVE_HEAD, labels_used=30))
+    db.flush()
+    asked = ["goal team match bank", "atom cell", "the of"]
+    response = lead.post(f"/api/v1/projects/{project.id}/predict", json={"texts": asked})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    probs = head.predict_proba(encoder.embed(asked))
+    np.testing.assert_allclose(body["probabilities"], probs, atol=1e-4)
+    assert body["thresholds"] == [round(float(t), 4) for t in head.thresholds]
+    expected_sets = [[LABEL_NAMES[j] for j in range(3) if row[j] >= head.thresholds[j]]
+                     for row in probs]
+    assert body["label_sets"] == expected_sets
+    # the download: plain numpy arrays and the thresholds reproduce /predict's sets
+    archive = zipfile.ZipFile(io.BytesIO(lead.get(f"/api/v1/projects/{project.id}/live-head")
+                                         .content))
+    W = np.load(io.BytesIO(archive.read("live-head/W.npy")), allow_pickle=False)
+    b = np.load(io.BytesIO(archive.read("live-head/b.npy")), allow_pickle=False)
+    thresholds = np.load(io.BytesIO(archive.read("live-head/thresholds.npy")), allow_pickle=False)
+    meta = json.loads(archive.read("live-head/multilabel_head.json"))
+    assert meta["extra"]["label_names"] == LABEL_NAMES
+    p = 1 / (1 + np.exp(-(encoder.embed(asked) @ W.T + b)))
+    names = meta["extra"]["label_names"]
+    assert [[names[j] for j in np.flatnonzero(row >= thresholds)] for row in p] == expected_sets
+    assert MultiLabelHead.load(directory).n_labels == 3
+
+
+def test_the_dashboard_of_a_multi_label_project_shows_set_metrics_and_co_occurrence(
+    app: FastAPI, db: Session, settings: Settings, tiny_base: Path
+) -> None:
+    from app.db.models import AnnotationLabel, Item, Label
+    from app.domain.annotation.labels import record_label
+    from tests.factories import make_items, make_user
+    from worker.ml.multilabel import fit_with_thresholds, label_matrix
+    from worker.ml.sentence_encoder import SentenceEncoder
+
+    lead, project = lead_with_project(app, db, labels=LABEL_NAMES)
+    project.task_type = "multi_label"
+    ids = {label.name: label.id for label in db.query(Label).filter_by(project_id=project.id)}
+    user = make_user(db)
+    items = make_items(db, project, ["goal bank <script>x</script>", "goal", "atom", "the"])
+    for item, names in zip(items, [["sports", "finance"], ["sports"], ["science"], []],
+                           strict=True):
+        record_label(db, project, user, item_id=item.id, label_ids=[ids[n] for n in names])
+    encoder = SentenceEncoder(str(tiny_base), max_length=32)
+    texts, labels = make_corpus(30, seed=2)
+    head = fit_with_thresholds(encoder.embed(texts), label_matrix([[y] for y in labels], 3))
+    head.extra["evaluation"] = {"dev_n": 12, "micro_f1": 0.8125, "macro_f1": 0.75,
+                                "subset_accuracy": 0.5, "hamming_loss": 0.125,
+                                "per_label": [{"label": n, "f1": 0.5, "support": 4}
+                                              for n in LABEL_NAMES]}
+    directory = settings.artifacts / "live" / f"project-{project.id}" / "head"
+    head.save(directory, extra={"label_names": LABEL_NAMES})
+    db.query(LiveHeadState).filter_by(project_id=project.id).update(  # made by record_label
+        {"artifact_path": str(directory), "served": SERVED_LIVE_HEAD, "labels_used": 4})
+    db.flush()
+    page = lead.get(f"/projects/{project.id}/dashboard")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'id="confusion"' not in html and 'id="multi-label"' in html
+    for figure in ("0.812", "0.750", "0.500", "0.125"):
+        assert figure in html
+    assert "4 items, 1.00 labels each, 1 with none" in html
+    assert 'title="sports and finance: 1 items">1</td>' in html
+    assert 'title="sports and sports: 2 items">2</td>' in html
+    assert "<script>x</script>" not in html
+    assert db.query(AnnotationLabel).count() == 4 and db.query(Item).count() >= 4

@@ -178,3 +178,23 @@ def test_the_api_creates_multi_label_projects_and_refuses_a_late_change(
                            json={"task_type": "single_label"})
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["details"]["annotations"] == 1
+
+
+def test_adapter_runs_are_refused_and_a_closed_batch_asks_for_none(
+    db: Session, project: Project
+) -> None:
+    from app.domain.annotation.batches import submit_batch
+    from app.domain.runs import request_queue_recompute, request_retrain, request_tapt
+
+    with pytest.raises(NotSupported, match="Adapter training and adapter queue rebuilds"):
+        request_retrain(db, project, reason="test")
+    with pytest.raises(NotSupported):
+        request_queue_recompute(db, project, reason="test")
+    assert request_tapt(db, project, reason="test").kind == "tapt"  # label-free: allowed
+    (item,) = make_items(db, project, ["x"])
+    user = make_user(db)
+    ann.record_label(db, project, user, item_id=item.id, label_ids=[_ids(db, project)["bug"]])
+    before = project.data_version
+    assert submit_batch(db, project, user) is None
+    db.refresh(project)
+    assert project.data_version == before + 1
