@@ -1,7 +1,9 @@
 """``/api/v1/projects/{id}/imports/{label-studio,prodigy}``: bring labelled data from other tools.
 
 Upload the other tool's export as the multipart field ``file``; it is converted and then imported
-through the same all-or-nothing pipeline as CSV/JSONL (see :mod:`app.domain.interop`).
+through the same all-or-nothing pipeline as CSV/JSONL (see :mod:`app.domain.interop`). A
+multi-label project reads each answer as a set: several Label Studio choices, a Prodigy ``accept``
+list.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pydantic import BaseModel
 
 from app.api.common import write_api_router
 from app.deps import ProjectLead, SessionDep, SettingsDep
+from app.domain.annotation.label_sets import is_multi_label
 from app.domain.interop import (
     InteropReport,
     import_converted,
@@ -32,6 +35,7 @@ class ImportCounts(BaseModel):
     duplicates_in_project: int
     annotations: int
     per_label: dict[str, int]
+    none_of_these: int
     batch_id: str
 
 
@@ -66,7 +70,8 @@ def import_label_studio(
     text_key: Annotated[str, Query(min_length=1, max_length=200)] = "text",
 ) -> InteropReportOut:
     tasks = parse_label_studio(file.file.read())
-    rows = list(label_studio_rows(tasks, text_key=text_key))
+    rows = list(label_studio_rows(tasks, text_key=text_key,
+                                  multi_label=is_multi_label(access.project)))
     report = import_converted(
         db, project=access.project, user=access.user, source="label_studio", rows=rows,
         max_text_chars=settings.max_text_chars,
@@ -83,7 +88,7 @@ def import_prodigy(
     settings: SettingsDep,
 ) -> InteropReportOut:
     labels = project_label_names(db, access.project.id)
-    rows = list(prodigy_rows(file.file, labels))
+    rows = list(prodigy_rows(file.file, labels, multi_label=is_multi_label(access.project)))
     report = import_converted(
         db, project=access.project, user=access.user, source="prodigy", rows=rows,
         max_text_chars=settings.max_text_chars,

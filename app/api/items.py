@@ -4,6 +4,10 @@ Import accepts either ``multipart/form-data`` (field ``file`` plus the mapping f
 file as the request body (``Content-Type: text/csv``, ``text/tab-separated-values`` or
 ``application/x-ndjson``) with the mapping in the query string. Either way the body is spooled to a
 temporary file while it streams in, never held in memory, and the import is all-or-nothing.
+
+A multi-label project's label column holds a set: a JSON list in JSONL, names joined by
+``label_separator`` (default ``|``) in CSV/TSV, ``[]`` for none of these (see
+:mod:`app.domain.imports`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class ImportReportOut(BaseModel):
     )
     existing_labels_applied: int = Field(
         description="Labels applied to existing rows as seed annotations (on_existing=apply)."
+    )
+    none_of_these: int = Field(
+        default=0, description="Multi-label: new rows labelled with the empty set ([])."
     )
     gold: int = Field(default=0, description="Rows made gold items from the gold column.")
     on_existing: str
@@ -105,12 +112,19 @@ async def import_project_items(
         Query(description="Rows already in the project: keep their labels (default) or apply "
                           "the file's label as a seed annotation by you."),
     ] = "keep",
+    label_separator: Annotated[
+        str,
+        Query(max_length=20, description="Multi-label projects: what separates label names in "
+                                         "one label cell (default '|' in CSV/TSV; JSONL strings "
+                                         "are split only when it is given)."),
+    ] = "",
 ) -> ImportReportOut:
     """Import CSV/TSV/JSONL rows; 422 with line-numbered errors when any row is invalid."""
     fields: dict[str, Any] = {
         "text_column": text_column, "label_column": label_column, "id_column": id_column,
         "split_column": split_column, "format": format, "dev_fraction": dev_fraction,
         "seed": seed, "on_existing": on_existing, "gold_column": gold_column,
+        "label_separator": label_separator,
     }
     content_type = request.headers.get("content-type", "")
     filename: str | None = None
@@ -140,6 +154,7 @@ async def import_project_items(
             seed=_int(fields["seed"], "seed"),
             max_text_chars=settings.max_text_chars,
             on_existing=str(fields["on_existing"]),  # type: ignore[arg-type]  # checked there
+            label_separator=str(fields["label_separator"]) or None,
         )
         report: ImportReport = await run_in_threadpool(
             import_items, db, project=access.project, user=access.user, source=source,

@@ -10,6 +10,13 @@ ground truth and the Prodigy accepted option).
 
 CSV is spreadsheet-safe: a cell that starts with ``= + - @``, a tab or a carriage return gets a
 leading ``'`` so spreadsheet programs show it as text instead of running it as a formula.
+
+A multi-label project exports label *sets*: the resolved set (:func:`resolved_set`, the worker's
+rule) is a JSON list of names in JSONL and Hugging Face rows (``[]``: none of these; ``null``:
+unlabelled), a ``|``-joined cell in CSV (``[]`` for none of these; see
+:func:`app.domain.imports.label_cell`), several ``choices`` in Label Studio and the ``accept``
+list of a Prodigy choice task (run Prodigy with ``choice_style: multiple``). Each annotation
+carries its own set, and a queued item the model's proposed set when the queue has one.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import io
 import json
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +35,19 @@ from typing import IO, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import SPLIT_DEV, SPLIT_POOL, SPLIT_TEST, Annotation, Label, Project, User
+from app.db.models import (
+    SPLIT_DEV,
+    SPLIT_POOL,
+    SPLIT_TEST,
+    Annotation,
+    Label,
+    Project,
+    QueueEntry,
+    User,
+)
 from app.domain import data_manager as dm
+from app.domain.annotation.label_sets import is_multi_label, label_sets
+from app.domain.imports import check_label_cell_names, label_cell
 from app.errors import InvalidInput
 from app.security.spreadsheet import safe_cell
 
@@ -51,14 +70,24 @@ CHUNK = 500  # items per read: the page size limit of browse
 @dataclass(frozen=True)
 class ExportAnnotation:
     id: int
-    label: str
+    label: str | None
+    """The label; ``None`` for a multi-label annotation, whose set is :attr:`labels`."""
     annotator: str | None
     source: str
     created_at: str
     status: str
+    labels: tuple[str, ...] | None = None
+    """A multi-label annotation's set in label order (``()``: none of these)."""
+
+    def names(self) -> list[str]:
+        """The labels this annotation gives, as a list (one name in a single-label project)."""
+        if self.labels is not None:
+            return list(self.labels)
+        return [self.label] if self.label is not None else []
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "annotator": self.annotator,
+        label = list(self.labels) if self.labels is not None else self.label
+        return {"id": self.id, "label": label, "annotator": self.annotator,
                 "source": self.source, "created_at": self.created_at, "status": self.status}
 
 
@@ -72,32 +101,69 @@ class ExportRecord:
     label: str | None
     annotations: tuple[ExportAnnotation, ...]
     prediction: dm.Prediction | None
+    labels: tuple[str, ...] | None = None
+    """Multi-label: the resolved set (``()``: none of these); ``None`` when unlabelled (and in
+    single-label projects, which use :attr:`label`)."""
+    proposed: tuple[str, ...] | None = None
+    """Multi-label: the current model's proposed set for a queued item."""
+
+    def names(self) -> list[str] | None:
+        """The resolved answer as a list of names; ``None`` when unlabelled."""
+        if self.labels is not None:
+            return list(self.labels)
+        return [self.label] if self.label is not None else None
 
     def as_dict(self) -> dict[str, Any]:
+        prediction: dict[str, Any] | None = None
+        if self.prediction:
+            prediction = {"label": self.prediction.label,
+                          "confidence": self.prediction.confidence}
+            if self.proposed is not None:
+                prediction["labels"] = list(self.proposed)
         return {
             "item_id": self.item_id, "external_id": self.external_id, "text": self.text,
-            "label": self.label, "split": self.split, "excluded": self.excluded,
-            "prediction": (
-                {"label": self.prediction.label, "confidence": self.prediction.confidence}
-                if self.prediction else None
-            ),
+            "label": list(self.labels) if self.labels is not None else self.label,
+            "split": self.split, "excluded": self.excluded, "prediction": prediction,
             "annotations": [a.as_dict() for a in self.annotations],
         }
 
 
+def resolved_set(sets: Sequence[tuple[str, ...]], order: Sequence[str]
+                 ) -> tuple[str, ...] | None:
+    """The worker's rule for a multi-label item (``project_data.majority_set``): the labels in
+    more than half of the live sets (oldest first); if any label is in exactly half, the most
+    recent set. ``None`` without a set."""
+    if not sets:
+        return None
+    if len(sets) == 1:
+        return sets[0]
+    counts = Counter(name for labels in sets for name in labels)
+    if any(2 * count == len(sets) for count in counts.values()):
+        return sets[-1]
+    return tuple(name for name in order if 2 * counts[name] > len(sets))
+
+
 def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterator[ExportRecord]:
     """Every matching item in id order, read a chunk at a time (keyset, full texts)."""
+    multi_label = is_multi_label(project)
+    order = _label_names(db, project) if multi_label else []
     after = 0
     while True:
         page = dm.browse(db, project, filters, after_id=after, limit=CHUNK, snippet_chars=None)
         ids = [row.id for row in page.rows]
         history = _all_annotations(db, project.id, ids)
+        proposed = _proposed_sets(db, project, ids, order) if multi_label else {}
         for row in page.rows:
             annotations = tuple(history.get(row.id, ()))
+            labels = resolved_set(
+                [a.labels for a in annotations if a.status == "live" and a.labels is not None],
+                order,
+            ) if multi_label else None
             yield ExportRecord(
                 item_id=row.id, external_id=row.external_id, text=row.text, split=row.split,
-                excluded=row.excluded, label=row.label, annotations=annotations,
-                prediction=row.prediction,
+                excluded=row.excluded, label=None if multi_label else row.label,
+                annotations=annotations, prediction=row.prediction, labels=labels,
+                proposed=proposed.get(row.id),
             )
         if page.next_after is None:
             return
@@ -108,19 +174,47 @@ def _all_annotations(db: Session, project_id: int, ids: Sequence[int]
                      ) -> dict[int, list[ExportAnnotation]]:
     if not ids:
         return {}
-    found: dict[int, list[ExportAnnotation]] = {}
-    for item_id, a_id, name, email, source, created, deleted, superseded in db.execute(
+    rows = db.execute(
         select(Annotation.item_id, Annotation.id, Label.name, User.email, Annotation.source,
                Annotation.created_at, Annotation.deleted, Annotation.superseded_by_id)
-        .join(Label, Label.id == Annotation.label_id)
+        .outerjoin(Label, Label.id == Annotation.label_id)  # none: a multi-label set
         .outerjoin(User, User.id == Annotation.annotator_id)
         .where(Annotation.project_id == project_id, Annotation.item_id.in_(ids))
         .order_by(Annotation.item_id, Annotation.id)
-    ):
+    ).all()
+    sets = label_sets(db, [row[1] for row in rows if row[2] is None])
+    names: dict[int, str] = {}
+    if sets:
+        names = dict(db.execute(select(Label.id, Label.name)
+                                .where(Label.project_id == project_id)).tuples().all())
+    found: dict[int, list[ExportAnnotation]] = {}
+    for item_id, a_id, name, email, source, created, deleted, superseded in rows:
         status = "undone" if deleted else "superseded" if superseded else "live"
+        labels = tuple(names[i] for i in sets[a_id]) if name is None else None
         found.setdefault(item_id, []).append(
-            ExportAnnotation(a_id, name, email, source, created.isoformat(), status)
+            ExportAnnotation(a_id, name, email, source, created.isoformat(), status, labels)
         )
+    return found
+
+
+def _proposed_sets(db: Session, project: Project, ids: Sequence[int], order: Sequence[str]
+                   ) -> dict[int, tuple[str, ...]]:
+    """Item id -> the labels the current queue proposes (entries flag each label ``proposed``);
+    entries without the flags (single-label predictions) give nothing."""
+    if not ids:
+        return {}
+    found: dict[int, tuple[str, ...]] = {}
+    for item_id, predicted in db.execute(
+        select(QueueEntry.item_id, QueueEntry.predicted).where(
+            QueueEntry.project_id == project.id,
+            QueueEntry.queue_version == project.queue_version,
+            QueueEntry.item_id.in_(ids),
+        )
+    ):
+        entries = [e for e in predicted or [] if isinstance(e, dict) and "proposed" in e]
+        if entries:
+            chosen = {str(e.get("label")) for e in entries if e.get("proposed") is True}
+            found[item_id] = tuple(name for name in order if name in chosen)
     return found
 
 
@@ -132,6 +226,8 @@ def write_export(db: Session, project: Project, filters: dm.Filters, fmt: str) -
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.",
                               details={"field": "format"})
+    if fmt == "csv" and is_multi_label(project):
+        check_label_cell_names(_label_names(db, project))
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     records = export_records(db, project, filters)
     if fmt == "hf":
@@ -166,29 +262,40 @@ def _label_names(db: Session, project: Project) -> list[str]:
 
 
 def _write_csv(records: Iterator[ExportRecord], out: IO[str]) -> None:
+    """One row per item; a multi-label set is one ``|``-joined cell (``[]``: none of these)."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for r in records:
+        label = label_cell(r.labels) if r.labels is not None else r.label or ""
+        predicted = (label_cell(r.proposed) if r.proposed is not None
+                     else r.prediction.label if r.prediction else "")
         cells: list[object] = [
-            r.item_id, r.external_id or "", r.text, r.label or "", r.split,
-            "yes" if r.excluded else "no", r.prediction.label if r.prediction else "",
+            r.item_id, r.external_id or "", r.text, label, r.split,
+            "yes" if r.excluded else "no", predicted,
             r.prediction.confidence if r.prediction else "", len(r.annotations),
             json.dumps([a.as_dict() for a in r.annotations], ensure_ascii=False),
         ]
         writer.writerow([safe_cell(c) for c in cells])
 
 
-def _choices(label: str) -> list[dict[str, Any]]:
+def _choices(names: Sequence[str]) -> list[dict[str, Any]]:
+    """A Label Studio result with these choices; none (a multi-label "none of these") is an
+    empty result, as Label Studio itself writes an answer with nothing ticked."""
+    if not names:
+        return []
     return [{"from_name": "label", "to_name": "text", "type": "choices",
-             "value": {"choices": [label]}}]
+             "value": {"choices": list(names)}}]
 
 
 def _write_label_studio(records: Iterator[ExportRecord], out: IO[str]) -> None:
-    """A JSON array of tasks; the resolved label's latest live annotation is the ground truth,
-    superseded and undone annotations are marked cancelled (Label Studio then ignores them)."""
+    """A JSON array of tasks; the resolved label's (or set's) latest live annotation is the
+    ground truth, superseded and undone annotations are marked cancelled (Label Studio then
+    ignores them)."""
     out.write("[")
     for n, r in enumerate(records):
-        live_with_label = [a for a in r.annotations if a.status == "live" and a.label == r.label]
+        resolved = r.names()
+        live_with_label = [a for a in r.annotations
+                           if a.status == "live" and a.names() == resolved]
         truth = live_with_label[-1].id if live_with_label else None
         task = {
             "id": r.item_id,
@@ -196,14 +303,15 @@ def _write_label_studio(records: Iterator[ExportRecord], out: IO[str]) -> None:
                      "excluded": r.excluded},
             "annotations": [
                 {"id": a.id, "completed_by": a.annotator, "created_at": a.created_at,
-                 "result": _choices(a.label), "ground_truth": a.id == truth,
+                 "result": _choices(a.names()), "ground_truth": a.id == truth,
                  "was_cancelled": a.status != "live",
                  "meta": {"source": a.source, "status": a.status}}
                 for a in r.annotations
             ],
             "predictions": (
                 [{"model_version": "tapestry", "score": r.prediction.confidence,
-                  "result": _choices(r.prediction.label)}] if r.prediction else []
+                  "result": _choices(r.proposed if r.proposed is not None
+                                     else [r.prediction.label])}] if r.prediction else []
             ),
         }
         out.write(("," if n else "") + "\n" + json.dumps(task, ensure_ascii=False))
@@ -211,7 +319,8 @@ def _write_label_studio(records: Iterator[ExportRecord], out: IO[str]) -> None:
 
 
 def _write_prodigy(records: Iterator[ExportRecord], labels: list[str], out: IO[str]) -> None:
-    """Prodigy ``choice`` tasks: the resolved label accepted; unlabelled items have no answer."""
+    """Prodigy ``choice`` tasks: the resolved label (multi-label: every label of the set, none
+    for none of these) accepted; unlabelled items have no answer."""
     options = [{"id": name, "text": name} for name in labels]
     for r in records:
         task: dict[str, Any] = {
@@ -222,8 +331,9 @@ def _write_prodigy(records: Iterator[ExportRecord], labels: list[str], out: IO[s
             "tapestry": {"annotations": [a.as_dict() for a in r.annotations],
                          "prediction": r.as_dict()["prediction"]},
         }
-        if r.label is not None:
-            task["accept"] = [r.label]
+        accepted = r.names()
+        if accepted is not None:
+            task["accept"] = accepted
             task["answer"] = "accept"
         out.write(json.dumps(task, ensure_ascii=False) + "\n")
 
@@ -270,8 +380,8 @@ def _card(project: Project, labels: list[str], counts: dict[str, int]) -> str:
         f"{files}"
         "---\n\n"
         f"# {project.name}\n\n"
-        "Exported from Tapestry's data manager. One JSON object per item: `text`, `label` (the "
-        "resolved label training uses; null when unlabelled), `split`, `excluded` (a lead "
+        "Exported from Tapestry's data manager. One JSON object per item: `text`, `label` "
+        f"({_label_kind(project)}), `split`, `excluded` (a lead "
         "excluded it from training), `prediction` (the current model's top label and "
         "confidence, for queued items) and `annotations` (every annotation: live, superseded "
         "or undone).\n\n"
@@ -279,6 +389,13 @@ def _card(project: Project, labels: list[str], counts: dict[str, int]) -> str:
         f"## Labels\n\n{names}\n"
         f"## Rows\n\n| split | rows |\n|---|---|\n{rows}"
     )
+
+
+def _label_kind(project: Project) -> str:
+    if is_multi_label(project):
+        return ("the resolved label set training uses, a list of label names: `[]` when none "
+                "of them applies, null when unlabelled")
+    return "the resolved label training uses; null when unlabelled"
 
 
 def _zip_folder(folder: Path, out: IO[bytes], root: str) -> None:

@@ -16,6 +16,20 @@ How it stays correct and small:
    ``batch_id`` per import. A dev set comes from a split column, or is **carved out** of this
    import's labelled pool rows afterwards in SQL: per label ``round(fraction * n)`` rows, chosen by
    content hash rotated by a seed-derived pivot — stratified, exact and deterministic.
+
+**Multi-label projects** read a *set* of label names from the label column (see
+:meth:`_Validator._label_set`):
+
+* JSONL: a JSON array of names (``["billing", "bug"]``); ``[]`` is an explicit "none of these";
+  ``null``, ``""`` or a missing key leave the row unlabelled. A plain string is *one* label name
+  (a name may contain any character), unless the lead chose a separator
+  (:attr:`ImportOptions.label_separator`): then it is split like a CSV cell.
+* CSV/TSV: one cell, names split by the separator (default :data:`LABEL_SEPARATOR`, ``|``); the
+  cell :data:`NONE_OF_THESE` (``[]``) is the empty set, an empty cell leaves the row unlabelled.
+
+A name given twice in one row counts once. Labelled rows become seed annotations with
+``label_id = NULL`` plus one :class:`~app.db.models.AnnotationLabel` row per label (none for the
+empty set). Gold columns are refused for these projects (:func:`require_single_label`).
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import re
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,11 +56,18 @@ from app.db.models import (
     SPLIT_POOL,
     SPLIT_TEST,
     Annotation,
+    AnnotationLabel,
     GoldItem,
     Item,
     Label,
     Project,
     User,
+)
+from app.domain.annotation.label_sets import (
+    is_multi_label,
+    label_sets,
+    require_single_label,
+    store_label_set,
 )
 from app.domain.json_input import JsonInputError, parse_json
 from app.domain.policy import live
@@ -106,6 +127,16 @@ _BOMS = (
 _UTF8_BOM = b"\xef\xbb\xbf"
 ITEMS = cast(Table, Item.__table__)
 ANNOTATIONS = cast(Table, Annotation.__table__)
+ANNOTATION_LABELS = cast(Table, AnnotationLabel.__table__)
+LABEL_SEPARATOR = "|"
+"""Between label names in a multi-label project's CSV/TSV label cell, unless the lead chooses
+another; exports write it too."""
+NONE_OF_THESE = "[]"
+"""The CSV/TSV label cell of a multi-label row labelled "none of these" (the empty set); an empty
+cell means unlabelled, so the empty answer needs a token of its own. It reads like JSON's empty
+list, which is how JSONL says it."""
+MAX_SEPARATOR_CHARS = 3
+DELIMITERS: dict[ImportFormat, str] = {"csv": ",", "tsv": "\t"}
 csv.field_size_limit(64 * 1024 * 1024)  # our own length check reports over-long texts properly
 
 
@@ -153,8 +184,16 @@ class ImportOptions:
     on_existing: OnExisting = "keep"
     """Rows whose text is already in the project: ``keep`` their labels (and report any label
     the file gives them), or ``apply`` the file's label as a seed annotation by the importer."""
+    label_separator: str | None = None
+    """Multi-label projects only: what separates label names in one label value. ``None`` (or
+    ``""``): :data:`LABEL_SEPARATOR` in CSV/TSV, and no splitting of JSONL strings (each is one
+    name). 1-3 characters, not whitespace only, and never the file's own delimiter."""
 
     def __post_init__(self) -> None:
+        if self.label_separator == "":
+            object.__setattr__(self, "label_separator", None)
+        if self.label_separator is not None:
+            self._check_separator(self.label_separator)
         if self.on_existing not in ON_EXISTING:
             raise InvalidInput(
                 f"on_existing must be one of {', '.join(ON_EXISTING)}, not {self.on_existing!r}.",
@@ -177,6 +216,27 @@ class ImportOptions:
             raise InvalidInput("batch_size must be between 1 and 10000.")
         if self.max_listed_errors < 1:
             raise InvalidInput("max_listed_errors must be positive.")
+
+    def _check_separator(self, separator: str) -> None:
+        problem = None
+        if len(separator) > MAX_SEPARATOR_CHARS:
+            problem = f"must be 1 to {MAX_SEPARATOR_CHARS} characters long"
+        elif not separator.strip() or "\n" in separator or "\r" in separator:
+            problem = "must contain a visible character and no line break"
+        elif self.format in DELIMITERS and DELIMITERS[self.format] in separator:
+            problem = (f"cannot contain the {self.format.upper()} delimiter "
+                       f"{DELIMITERS[self.format]!r}")
+        if problem:
+            raise InvalidInput(
+                f"The label separator {separator!r} {problem} (e.g. {LABEL_SEPARATOR!r} or ';').",
+                details={"field": "label_separator"},
+            )
+
+    def separator(self) -> str | None:
+        """The separator that splits a label value, or ``None``: JSONL strings are one name."""
+        if self.label_separator is not None:
+            return self.label_separator
+        return None if self.format == "jsonl" else LABEL_SEPARATOR
 
 
 @dataclass(frozen=True)
@@ -203,11 +263,13 @@ class ImportReport:
     existing_labelled: int = 0
     """Rows already in the project for which the file gives a label."""
     existing_label_differs: int = 0
-    """... of which the label is not one the item already carries."""
+    """... of which the label (multi-label: the set) is not one the item already carries."""
     existing_label_differs_lines: list[int] = field(default_factory=list)
     """Their line numbers (the first :data:`MAX_LISTED_LINES`)."""
     existing_labels_applied: int = 0
     """Seed annotations added to existing rows (``on_existing="apply"``)."""
+    none_of_these: int = 0
+    """Multi-label: new rows labelled with the empty set ("none of these")."""
     gold: int = 0
     """Rows made gold items (new or already in the project) from the gold column."""
     on_existing: str = "keep"
@@ -238,6 +300,25 @@ def detect_format(
         "Cannot tell the file format; name the file .csv, .tsv or .jsonl, or choose the format.",
         details={"field": "format"},
     )
+
+
+def label_cell(names: Sequence[str], separator: str = LABEL_SEPARATOR) -> str:
+    """A multi-label set as the CSV/TSV label cell this importer reads back."""
+    return separator.join(names) if names else NONE_OF_THESE
+
+
+def check_label_cell_names(names: Iterable[str], separator: str = LABEL_SEPARATOR) -> None:
+    """Refuse label names that a joined label cell could not tell apart: a name containing the
+    separator, or the name ``[]`` (the cell of the empty set)."""
+    clashing = [name for name in names if separator in name or name == NONE_OF_THESE]
+    if clashing:
+        raise InvalidInput(
+            f"{'Label' if len(clashing) == 1 else 'Labels'} "
+            f"{', '.join(repr(n) for n in clashing[:5])} cannot be written in a CSV label "
+            f"cell, where {separator!r} separates label names and {NONE_OF_THESE} means none of "
+            "these. Export as JSONL (labels as a list), or rename the label.",
+            details={"labels": clashing},
+        )
 
 
 def normalise_text(text: str) -> str:
@@ -433,6 +514,21 @@ def _looks_like(role: str, name: str) -> bool:
     return False
 
 
+def _json_type(value: Any) -> str:
+    """A JSON value's kind, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
 def _structure_error(line: int, message: str) -> ImportRejected:
     return _rejected([RowError(line, message)], 1)
 
@@ -467,13 +563,24 @@ class _Row:
     meta: dict[str, Any]
     gold_label_id: int | None = None
     """The answer when the row is a gold item (then it gets no seed annotation)."""
+    label_ids: tuple[int, ...] | None = None
+    """Multi-label projects: the row's label set in label order (``()``: none of these;
+    ``None``: unlabelled). ``label_id`` is then always ``None``."""
+
+    @property
+    def labelled(self) -> bool:
+        return self.label_id is not None or self.label_ids is not None
 
 
 class _Validator:
-    def __init__(self, options: ImportOptions, labels: dict[str, int]) -> None:
+    def __init__(self, options: ImportOptions, labels: dict[str, int],
+                 *, multi_label: bool = False) -> None:
         self.options = options
         self.mapping = options.mapping
         self.labels = labels
+        self.multi_label = multi_label
+        self.separator = options.separator()
+        self._order = {label_id: n for n, label_id in enumerate(labels.values())}
         self._mapped = frozenset(options.mapping.columns())
 
     def row(self, record: _Record) -> tuple[_Row | None, list[RowError]]:
@@ -482,13 +589,20 @@ class _Validator:
             return None, errors
         fields, line = record.fields, record.line
         text = self._text(fields, line, errors)
-        label_id = self._label(fields, line, errors)
+        label_id: int | None = None
+        label_ids: tuple[int, ...] | None = None
+        if self.multi_label:
+            label_ids = self._label_set(fields, line, errors)
+        else:
+            label_id = self._label(fields, line, errors)
         gold_label_id = self._label(fields, line, errors, self.mapping.gold)
         external_id = self._external_id(fields, line, errors)
         split = self._split(fields, line, errors)
-        if split in (SPLIT_DEV, SPLIT_TEST) and label_id is None and not errors:
+        if (split in (SPLIT_DEV, SPLIT_TEST) and label_id is None and label_ids is None
+                and not errors):
+            need = ("a label set ([] for none of these)" if self.multi_label else "one")
             errors.append(RowError(line, f"is in the {split} split but has no label; evaluation "
-                                         "rows need one", self.mapping.label))
+                                         f"rows need {need}", self.mapping.label))
         if gold_label_id is not None and split != SPLIT_POOL and not errors:
             errors.append(RowError(line, f"is gold but in the {split} split; only pool rows can "
                                          "be gold", self.mapping.gold))
@@ -499,7 +613,7 @@ class _Validator:
             if key not in self._mapped and value not in ("", None)
         }
         return _Row(line, text, content_hash(text), label_id, external_id, split, meta,
-                    gold_label_id), []
+                    gold_label_id, label_ids), []
 
     def _text(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> str | None:
         column = self.mapping.text
@@ -533,17 +647,90 @@ class _Validator:
         value = fields.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
+        if isinstance(value, list):
+            errors.append(RowError(line, f"has a list of labels in {column!r}, but this project "
+                                         "is single-label: give one label name", column))
+            return None
         if isinstance(value, bool) or not isinstance(value, str | int):
             errors.append(RowError(line, f"{column!r} must be a string", column))
             return None
         name = str(value).strip()
         label_id = self.labels.get(name)
         if label_id is None:
-            known = ", ".join(repr(n) for n in list(self.labels)[:12])
-            hint = f"known labels: {known}" if self.labels else "the project has no labels yet"
             errors.append(RowError(line, f"has label {name!r}, which is not in the label set "
-                                         f"({hint})", column))
+                                         f"({self._known()})", column))
         return label_id
+
+    def _known(self) -> str:
+        known = ", ".join(repr(n) for n in list(self.labels)[:12])
+        return f"known labels: {known}" if self.labels else "the project has no labels yet"
+
+    def _label_set(self, fields: dict[str, Any], line: int, errors: list[RowError]
+                   ) -> tuple[int, ...] | None:
+        """A multi-label row's set (``()``: none of these), or ``None`` when it is unlabelled.
+
+        A JSON list gives the names; a string is split by the separator (JSONL strings only when
+        the lead chose one: a label name may contain any character), the CSV token
+        :data:`NONE_OF_THESE` is the empty set. Names are deduplicated and put in label order.
+        """
+        column = self.mapping.label
+        if column is None:
+            return None
+        value = fields.get(column)
+        if value is None:
+            return None
+        if isinstance(value, list):
+            names = self._listed_names(value, line, errors, column)
+        elif isinstance(value, str | int) and not isinstance(value, bool):
+            names = self._split_names(str(value).strip(), line, errors, column)
+        else:
+            errors.append(RowError(line, f"{column!r} must be a list of label names", column))
+            return None
+        if names is None:
+            return None
+        unknown = [name for name in dict.fromkeys(names) if name not in self.labels]
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown[:10])
+            which = (f"label {listed}, which is" if len(unknown) == 1
+                     else f"labels {listed}, which are")
+            hint = (f"; for none of these give an empty list {NONE_OF_THESE}"
+                    if NONE_OF_THESE in unknown else "")
+            errors.append(RowError(line, f"has {which} not in the label set ({self._known()})"
+                                         f"{hint}", column))
+            return None
+        ids = {self.labels[name] for name in names}
+        return tuple(sorted(ids, key=self._order.__getitem__))
+
+    def _listed_names(self, value: list[Any], line: int, errors: list[RowError], column: str
+                      ) -> list[str] | None:
+        names = []
+        for element in value:
+            if isinstance(element, bool) or not isinstance(element, str | int):
+                errors.append(RowError(line, f"{column!r} must be a list of label names "
+                                             f"(found {_json_type(element)} in it)", column))
+                return None
+            name = str(element).strip()
+            if not name:
+                errors.append(RowError(line, f"has an empty label name in {column!r}", column))
+                return None
+            names.append(name)
+        return names
+
+    def _split_names(self, text: str, line: int, errors: list[RowError], column: str
+                     ) -> list[str] | None:
+        if not text:
+            return None
+        if self.separator is None:
+            return [text]
+        if text == NONE_OF_THESE:
+            return []
+        names = [part.strip() for part in text.split(self.separator)]
+        if not all(names):
+            errors.append(RowError(
+                line, f"has an empty label name in {text[:200]!r} (label names are separated by "
+                      f"{self.separator!r}; write {NONE_OF_THESE} for none of these)", column))
+            return None
+        return names
 
     def _external_id(self, fields: dict[str, Any], line: int, errors: list[RowError]
                      ) -> str | None:
@@ -591,12 +778,21 @@ def import_items(
     """Validate the whole file, then insert it; raises :class:`ImportRejected` on any bad row.
 
     ``source`` must be seekable (an uploaded file spooled to disk is). Only ``flush`` happens here;
-    the caller's transaction makes it all-or-nothing.
+    the caller's transaction makes it all-or-nothing. A multi-label project reads label sets
+    (see the module's docstring) and refuses a gold column before reading anything.
     """
+    multi_label = is_multi_label(project)
+    if multi_label and options.mapping.gold:
+        require_single_label(project, "gold items")
+    if not multi_label and options.label_separator is not None:
+        raise InvalidInput(
+            "A label separator applies to multi-label projects only; this project takes one "
+            "label per row.", details={"field": "label_separator"})
     labels = {name: label_id for label_id, name in db.execute(
         select(Label.id, Label.name).where(Label.project_id == project.id)
+        .order_by(Label.position)
     )}
-    validator = _Validator(options, labels)
+    validator = _Validator(options, labels, multi_label=multi_label)
     _validate_all(source, options, validator)
 
     report = ImportReport(batch_id=f"import-{uuid.uuid4().hex}", on_existing=options.on_existing)
@@ -616,7 +812,10 @@ def import_items(
         if batch:
             _insert_batch(db, project, user, batch, report, first_new_id, label_names)
     if options.dev_fraction > 0:
-        _carve_dev_set(db, project, report, options)
+        if multi_label:
+            _carve_dev_set_by_first_label(db, project, report, options)
+        else:
+            _carve_dev_set(db, project, report, options)
     if report.annotations or report.carved_dev or report.existing_labels_applied:
         db.execute(update(Project).where(Project.id == project.id)
                    .values(data_version=Project.data_version + 1))
@@ -697,7 +896,7 @@ def _insert_batch(
             report.duplicates_in_project += 1
             if row.gold_label_id is not None:
                 gold_rows[item_id] = row
-            elif row.label_id is not None:
+            elif row.labelled:
                 already[item_id] = row
     if already:
         _existing_labels(db, project, user, already, report, now)
@@ -722,18 +921,26 @@ def _insert_batch(
     ids = {hash_value: item_id for item_id, hash_value in inserted}
     report.created += len(ids)
     annotations = []
+    sets: dict[int, tuple[int, ...]] = {}
     for row in unique.values():
         report.by_split[row.split] = report.by_split.get(row.split, 0) + 1
         if row.gold_label_id is not None:
             gold_rows[ids[row.content_hash]] = row
             continue
-        if row.label_id is None:
+        if not row.labelled:
             continue
-        name = label_names[row.label_id]
-        report.per_label[name] = report.per_label.get(name, 0) + 1
+        item_id = ids[row.content_hash]
+        given: tuple[int, ...] = (row.label_id,) if row.label_id is not None else ()
+        if row.label_ids is not None:
+            given = sets[item_id] = row.label_ids
+            if not given:
+                report.none_of_these += 1
+        for label_id in given:
+            name = label_names[label_id]
+            report.per_label[name] = report.per_label.get(name, 0) + 1
         annotations.append({
             "project_id": project.id,
-            "item_id": ids[row.content_hash],
+            "item_id": item_id,
             "annotator_id": user.id,
             "label_id": row.label_id,
             "source": SEED_SOURCE,
@@ -742,10 +949,26 @@ def _insert_batch(
             "guideline_version": project.guidelines_version,
             "created_at": now,
         })
-    if annotations:
+    if sets:
+        _insert_set_annotations(db, annotations, sets)
+    elif annotations:
         db.execute(insert(ANNOTATIONS), annotations)
-        report.annotations += len(annotations)
+    report.annotations += len(annotations)
     _insert_gold(db, project, user, gold_rows, report, now)
+
+
+def _insert_set_annotations(db: Session, annotations: list[dict[str, Any]],
+                            sets: dict[int, tuple[int, ...]]) -> None:
+    """Multi-label seed annotations (one per new item) and their label rows, both in bulk."""
+    created = db.execute(
+        insert(ANNOTATIONS).returning(ANNOTATIONS.c.id, ANNOTATIONS.c.item_id), annotations
+    ).all()
+    members = [
+        {"annotation_id": annotation_id, "label_id": label_id}
+        for annotation_id, item_id in created for label_id in sets[item_id]
+    ]
+    if members:
+        db.execute(insert(ANNOTATION_LABELS), members)
 
 
 def _insert_gold(
@@ -789,7 +1012,8 @@ def _existing_labels(
 ) -> None:
     """Rows already in the project that the file labels: report them; apply the label if asked.
 
-    A label "differs" when none of the item's live annotations carries it. Applying adds a seed
+    A label "differs" when none of the item's live annotations carries it; in a multi-label
+    project a set differs when no live annotation has exactly that set. Applying adds a seed
     annotation by the importer and supersedes the importer's own earlier live label on the item;
     other annotators' labels stay as they are.
     """
@@ -801,17 +1025,18 @@ def _existing_labels(
             live(),
         )
     ).all()
-    labels_of: dict[int, set[int]] = {}
+    set_of = label_sets(db, [a for a, _item, label_id, _by in live_rows if label_id is None])
+    answers_of: dict[int, set[int | frozenset[int]]] = {}
     mine: dict[int, list[int]] = {}
     for annotation_id, item_id, label_id, annotator_id in live_rows:
-        if label_id is not None:
-            labels_of.setdefault(item_id, set()).add(label_id)
+        answer = label_id if label_id is not None else frozenset(set_of[annotation_id])
+        answers_of.setdefault(item_id, set()).add(answer)
         if annotator_id == user.id:
             mine.setdefault(item_id, []).append(annotation_id)
     report.existing_labelled += len(rows)
     differing = sorted(
         (row.line, item_id) for item_id, row in rows.items()
-        if row.label_id not in labels_of.get(item_id, set())
+        if _answer(row) not in answers_of.get(item_id, set())
     )
     report.existing_label_differs += len(differing)
     room = MAX_LISTED_LINES - len(report.existing_label_differs_lines)
@@ -835,6 +1060,8 @@ def _existing_labels(
                 "created_at": now,
             },
         ).scalar_one()
+        if row.label_ids is not None:
+            store_label_set(db, created, row.label_ids)
         previous = mine.get(item_id, [])
         if previous:
             db.execute(
@@ -843,6 +1070,11 @@ def _existing_labels(
                 .execution_options(synchronize_session=False)
             )
     report.existing_labels_applied += len(differing)
+
+
+def _answer(row: _Row) -> int | frozenset[int] | None:
+    """What a row says, comparable with an annotation's: a label id, or a multi-label set."""
+    return frozenset(row.label_ids) if row.label_ids is not None else row.label_id
 
 
 def _carve_dev_set(
@@ -890,3 +1122,46 @@ def _carve_dev_set(
         report.carved_dev += moved
         report.by_split[SPLIT_POOL] -= moved
         report.by_split[SPLIT_DEV] += moved
+
+
+def _carve_dev_set_by_first_label(
+    db: Session,
+    project: Project,
+    report: ImportReport,
+    options: ImportOptions,
+) -> None:
+    """Multi-label: move ``round(fraction * n)`` rows of each stratum to dev, a stratum being the
+    set's first label in the project's label order, or the empty set.
+
+    Stratifying on whole sets would make most strata a single row (``round(0.2 * 1) == 0``: no
+    dev row at all for a rare combination) and on every label would count a row several times;
+    the first label keeps each common label, and "none of these", in dev in proportion, exactly
+    and deterministically. The pick is the same as :func:`_carve_dev_set`'s: by content hash from
+    the seed's pivot on, wrapping around.
+    """
+    pivot = hashlib.sha256(f"tapestry.dev-split:{options.seed}".encode()).hexdigest()
+    rows = db.execute(
+        select(Annotation.id, Item.id, Item.content_hash)
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Annotation.project_id == project.id, Annotation.batch_id == report.batch_id,
+               Item.split == SPLIT_POOL)
+    ).tuples().all()
+    sets = label_sets(db, [annotation_id for annotation_id, _item, _hash in rows])
+    strata: dict[int | None, list[tuple[str, int]]] = {}
+    for annotation_id, item_id, hash_value in rows:
+        first = sets[annotation_id][0] if sets[annotation_id] else None
+        strata.setdefault(first, []).append((hash_value, item_id))
+    chosen: list[int] = []
+    for members in strata.values():
+        members.sort()
+        rotated = [m for m in members if m[0] >= pivot] + [m for m in members if m[0] < pivot]
+        wanted = min(len(members), round(options.dev_fraction * len(members)))
+        chosen.extend(item_id for _hash, item_id in rotated[:wanted])
+    for start in range(0, len(chosen), 5_000):
+        db.execute(
+            update(Item).where(Item.id.in_(chosen[start:start + 5_000])).values(split=SPLIT_DEV)
+            .execution_options(synchronize_session=False)
+        )
+    report.carved_dev += len(chosen)
+    report.by_split[SPLIT_POOL] -= len(chosen)
+    report.by_split[SPLIT_DEV] += len(chosen)

@@ -11,8 +11,19 @@ in ``data``); the label comes from a ``choices`` result of the task's ground-tru
 else its most recent non-cancelled one. Prodigy (JSONL from ``db-out``): ``answer: accept``
 with one ``accept`` option (choice interface) or with a ``label`` (binary/classification) gives
 that label; reject, ignore and answer-less lines import the text unlabelled. Several lines with the
-same text (Prodigy's binary passes) collapse to the first labelled one. Multi-label answers are
-refused: Tapestry projects are single-label.
+same text (Prodigy's binary passes) collapse to the first labelled one. Several choices or
+accepted options are refused in a single-label project.
+
+**Multi-label projects** take the whole answer as a set:
+
+* Label Studio: every choice of the chosen annotation (``"choices": ["a", "b"]``, from one or
+  several ``choices`` results); a chosen annotation with no choice at all is "none of these",
+  which is how Label Studio stores a submitted multi-choice answer with nothing ticked. A task
+  without a usable annotation is unlabelled.
+* Prodigy: ``answer: accept`` with an ``accept`` list (``textcat.manual`` with several options,
+  ``choice_style: multiple``) gives that set, ``"accept": []`` "none of these"; a binary line
+  (``label`` + accept) gives its one label. Lines with the same text merge: the set is every
+  label accepted on any of them, because each binary pass asks about one label only.
 """
 
 from __future__ import annotations
@@ -20,13 +31,14 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Label, Project, User
+from app.domain.annotation.label_sets import is_multi_label
 from app.domain.imports import (
     ColumnMapping,
     ImportOptions,
@@ -47,6 +59,13 @@ class ConvertedRow:
     text: Any
     label: str | None
     external_id: str | None
+    labels: tuple[str, ...] | None = None
+    """Multi-label projects: the answer as a set of names (``()``: none of these); ``label`` is
+    then ``None``. ``None``: unlabelled (or a single-label row)."""
+
+    @property
+    def labelled(self) -> bool:
+        return self.label is not None or self.labels is not None
 
 
 @dataclass
@@ -86,8 +105,10 @@ def parse_label_studio(raw: bytes) -> Any:
         raise _rejected([_Problem(line, message)]) from None
 
 
-def label_studio_rows(tasks: Any, *, text_key: str = "text") -> Iterator[ConvertedRow]:
-    """Rows of a Label Studio JSON export (already parsed); raises on a structural problem."""
+def label_studio_rows(tasks: Any, *, text_key: str = "text", multi_label: bool = False
+                      ) -> Iterator[ConvertedRow]:
+    """Rows of a Label Studio JSON export (already parsed); raises on a structural problem.
+    ``multi_label``: read each answer as a set of choices (see the module's docstring)."""
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -96,7 +117,7 @@ def label_studio_rows(tasks: Any, *, text_key: str = "text") -> Iterator[Convert
     rows: list[ConvertedRow] = []
     for number, task in enumerate(tasks, start=1):
         try:
-            rows.append(_label_studio_task(number, task, text_key))
+            rows.append(_label_studio_task(number, task, text_key, multi_label))
         except _RowProblem as problem:
             problems.append(_Problem(number, str(problem)))
     if problems:
@@ -108,7 +129,8 @@ class _RowProblem(Exception):
     pass
 
 
-def _label_studio_task(number: int, task: Any, text_key: str) -> ConvertedRow:
+def _label_studio_task(number: int, task: Any, text_key: str, multi_label: bool
+                       ) -> ConvertedRow:
     if not isinstance(task, dict):
         raise _RowProblem("is not a JSON object")
     data = task.get("data")
@@ -124,9 +146,12 @@ def _label_studio_task(number: int, task: Any, text_key: str) -> ConvertedRow:
             )
         text = strings[0]
     annotation = _chosen_annotation(task)
-    label = _choice(annotation) if annotation is not None else None
     task_id = task.get("id")
     external = str(task_id) if isinstance(task_id, int | str) and task_id != "" else None
+    if multi_label:
+        labels = tuple(_choices(annotation)) if annotation is not None else None
+        return ConvertedRow(number, text, None, external, labels)
+    label = _choice(annotation) if annotation is not None else None
     return ConvertedRow(number, text, label, external)
 
 
@@ -142,28 +167,36 @@ def _chosen_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return chosen[-1] if chosen else None
 
 
-def _choice(annotation: dict[str, Any]) -> str | None:
+def _choices(annotation: dict[str, Any]) -> list[str]:
+    """Every choice of the annotation's ``choices`` results, as names, in order."""
     choices: list[Any] = []
     for result in annotation.get("result") or []:
         if isinstance(result, dict) and result.get("type") == "choices":
             value = result.get("value")
             if isinstance(value, dict) and isinstance(value.get("choices"), list):
                 choices.extend(value["choices"])
+    return [str(choice) for choice in choices]
+
+
+def _choice(annotation: dict[str, Any]) -> str | None:
+    choices = _choices(annotation)
     if not choices:
         return None
     if len(choices) > 1:
         raise _RowProblem(
-            f"has {len(choices)} choices ({', '.join(map(str, choices[:5]))}); Tapestry projects "
-            "are single-label"
+            f"has {len(choices)} choices ({', '.join(choices[:5])}); this project is "
+            "single-label (one label per item)"
         )
-    return str(choices[0])
+    return choices[0]
 
 
 # --------------------------------------------------------------------------- Prodigy
 
 
-def prodigy_rows(lines: Iterable[bytes], label_names: Iterable[str]) -> Iterator[ConvertedRow]:
-    """Rows of a Prodigy JSONL export; duplicates of one text keep the first labelled line."""
+def prodigy_rows(lines: Iterable[bytes], label_names: Iterable[str], *,
+                 multi_label: bool = False) -> Iterator[ConvertedRow]:
+    """Rows of a Prodigy JSONL export, line by line (duplicates are collapsed on import).
+    ``multi_label``: an ``accept`` list is a set (see the module's docstring)."""
     known = set(label_names)
     problems: list[_Problem] = []
     rows: list[ConvertedRow] = []
@@ -176,7 +209,7 @@ def prodigy_rows(lines: Iterable[bytes], label_names: Iterable[str]) -> Iterator
         if not line:
             continue
         try:
-            rows.append(_prodigy_line(number, parse_json(line), known))
+            rows.append(_prodigy_line(number, parse_json(line), known, multi_label))
         except JsonInputError as exc:
             problems.append(_Problem(number, exc.message))
         except _RowProblem as problem:
@@ -186,25 +219,43 @@ def prodigy_rows(lines: Iterable[bytes], label_names: Iterable[str]) -> Iterator
     yield from rows
 
 
-def _prodigy_line(number: int, record: Any, known: set[str]) -> ConvertedRow:
+def _prodigy_line(number: int, record: Any, known: set[str], multi_label: bool
+                  ) -> ConvertedRow:
     if not isinstance(record, dict):
         raise _RowProblem("must be a JSON object")
+    meta = record.get("meta")
+    external = None
+    if isinstance(meta, dict) and isinstance(meta.get("id"), int | str):
+        external = str(meta["id"])
+    if multi_label:
+        labels = _prodigy_set(record, known)
+        return ConvertedRow(number, record.get("text"), None, external, labels)
     label: str | None = None
     if record.get("answer") == "accept":
         accepted = record.get("accept")
         if isinstance(accepted, list) and accepted:
             if len(accepted) > 1:
                 raise _RowProblem(
-                    f"accepts {len(accepted)} options; Tapestry projects are single-label"
+                    f"accepts {len(accepted)} options; this project is single-label (one "
+                    "label per item)"
                 )
             label = _option_label(accepted[0], record.get("options"), known)
         elif isinstance(record.get("label"), str):
             label = record["label"]
-    meta = record.get("meta")
-    external = None
-    if isinstance(meta, dict) and isinstance(meta.get("id"), int | str):
-        external = str(meta["id"])
     return ConvertedRow(number, record.get("text"), label, external)
+
+
+def _prodigy_set(record: dict[str, Any], known: set[str]) -> tuple[str, ...] | None:
+    """An accepted line's set: its ``accept`` list (possibly empty), else its binary ``label``."""
+    if record.get("answer") != "accept":
+        return None
+    accepted = record.get("accept")
+    if isinstance(accepted, list):
+        options = record.get("options")
+        return tuple(_option_label(option, options, known) for option in accepted)
+    if isinstance(record.get("label"), str):
+        return (record["label"],)
+    return None
 
 
 def _option_label(option_id: Any, options: Any, known: set[str]) -> str:
@@ -222,8 +273,10 @@ def _option_label(option_id: Any, options: Any, known: set[str]) -> str:
 # --------------------------------------------------------------------------- import
 
 
-def collapse_duplicates(rows: Iterable[ConvertedRow]) -> tuple[list[ConvertedRow], int]:
-    """One row per text: the first labelled occurrence, else the first one."""
+def collapse_duplicates(rows: Iterable[ConvertedRow], *, merge_sets: bool = False
+                        ) -> tuple[list[ConvertedRow], int]:
+    """One row per text: the first labelled occurrence, else the first one. ``merge_sets``
+    (Prodigy, multi-label): the kept row's set takes every label of the later ones too."""
     chosen: dict[str, int] = {}
     result: list[ConvertedRow] = []
     collapsed = 0
@@ -234,8 +287,12 @@ def collapse_duplicates(rows: Iterable[ConvertedRow]) -> tuple[list[ConvertedRow
             result.append(row)
             continue
         collapsed += 1
-        if result[chosen[key]].label is None and row.label is not None:
+        kept = result[chosen[key]]
+        if not kept.labelled and row.labelled:
             result[chosen[key]] = row
+        elif merge_sets and kept.labels is not None and row.labels is not None:
+            merged = tuple(dict.fromkeys(kept.labels + row.labels))
+            result[chosen[key]] = replace(kept, labels=merged)
     return result, collapsed
 
 
@@ -249,9 +306,10 @@ def import_converted(
     max_text_chars: int,
 ) -> InteropReport:
     """Feed converted rows to the import pipeline; errors name the source's rows."""
-    unique, collapsed = collapse_duplicates(rows)
+    merge = source == "prodigy" and is_multi_label(project)
+    unique, collapsed = collapse_duplicates(rows, merge_sets=merge)
     report = InteropReport(source=source, source_rows=len(unique) + collapsed, collapsed=collapsed)
-    report.labelled = sum(1 for row in unique if row.label is not None)
+    report.labelled = sum(1 for row in unique if row.labelled)
     report.unlabelled = len(unique) - report.labelled
     spool = _as_jsonl(unique)
     options = ImportOptions(
@@ -278,7 +336,8 @@ def project_label_names(db: Session, project_id: int) -> list[str]:
 def _as_jsonl(rows: list[ConvertedRow]) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115
     for row in rows:
-        record = {"text": row.text, "label": row.label, "id": row.external_id}
+        label = list(row.labels) if row.labels is not None else row.label
+        record = {"text": row.text, "label": label, "id": row.external_id}
         spool.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
     spool.seek(0)
     return spool

@@ -52,6 +52,13 @@
     return rows;
   }
 
+  // A JSONL value as the preview shows it: lists and objects as JSON (a multi-label row's
+  // ["billing", "bug"] stays visibly a list of two names, [] visibly empty), missing as empty.
+  function cell(value) {
+    if (value === undefined) { return ""; }
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
   function parse(textValue, format) {
     if (format === "jsonl") {
       var records = [], columns = [];
@@ -66,7 +73,7 @@
         } catch (e) { records.push({ "(not JSON)": line.slice(0, 120) }); }
       });
       return { columns: columns, rows: records.map(function (r) {
-        return columns.map(function (c) { return r[c] === undefined ? "" : String(r[c]); });
+        return columns.map(function (c) { return cell(r[c]); });
       }) };
     }
     var table = format === "tsv"

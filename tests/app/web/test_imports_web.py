@@ -98,3 +98,49 @@ def test_oversized_upload_is_refused_with_413(
     assert api.json()["error"]["code"] == "payload_too_large"
     assert db.scalar(select(func.count()).select_from(Item)
                      .where(Item.project_id == project.id)) == 0
+
+
+def test_the_separator_field_shows_only_for_multi_label_projects(app: FastAPI, db: Session) -> None:
+    lead = make_user(db, role=ROLE_LEAD)
+    single = make_project(db, lead=lead, labels=LABELS)
+    multi = make_project(db, lead=lead, labels=(*LABELS, "<script>alert(1)</script>"),
+                         task_type="multi_label")
+    client = login_client(app, user=lead)
+    plain = client.get(f"/projects/{single.id}/import").text
+    assert 'name="label_separator"' not in plain and 'name="gold_column"' in plain
+    page = client.get(f"/projects/{multi.id}/import").text
+    assert 'name="label_separator"' in page and 'placeholder="|"' in page
+    assert 'name="gold_column"' not in page
+    assert "the cell <code>[]</code> means none of them applies" in page
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_multi_label_csv_imports_sets_through_the_form(app: FastAPI, db: Session) -> None:
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=LABELS, task_type="multi_label")
+    client = login_client(app, user=lead)
+    content = b"id,text,label\n1,crash and refund,bug;billing\n2,hello,[]\n3,later,\n"
+    response = upload(client, project.id, content, label_separator=";")
+    assert response.status_code == 201, response.text[:500]
+    assert 'data-count="annotations">2<' in response.text
+    assert 'data-count="none_of_these">1<' in response.text
+    refused = upload(client, project.id, b"id,text,label\n9,x,bug|nope\n")
+    assert refused.status_code == 422
+    assert "Line 2 has label &#39;nope&#39;, which is not in the label set" in refused.text
+    kept = client.post(f"/projects/{project.id}/import", data={
+        "text_column": "text", "label_column": "label", "label_separator": ",,,,"},
+        files={"file": ("t.csv", b"text,label\ny,bug\n", "text/csv")})
+    assert kept.status_code == 422
+    assert "The label separator" in kept.text and 'value=",,,,"' in kept.text
+    assert db.scalar(select(func.count()).select_from(Item)
+                     .where(Item.project_id == project.id)) == 3
+
+
+def test_a_bad_option_is_shown_on_the_form_not_a_server_error(app: FastAPI, db: Session) -> None:
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=LABELS)
+    client = login_client(app, user=lead)
+    response = upload(client, project.id, b"id,text,label\n1,a,bug\n", dev_fraction="1.5")
+    assert response.status_code == 422
+    assert "The dev fraction must be at least 0 and below 1" in response.text
