@@ -53,7 +53,9 @@ from sqlalchemy.orm import Session, aliased
 from app.db import fulltext
 from app.db.models import (
     SPLITS,
+    TASK_MULTI_LABEL,
     Annotation,
+    AnnotationLabel,
     GoldItem,
     Item,
     ItemEvent,
@@ -70,7 +72,7 @@ from app.domain import audit
 from app.domain.annotation.common import take_write_lock
 from app.domain.policy import live
 from app.domain.review import adjudicated_names, clear_adjudications
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, NotSupported
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -225,9 +227,12 @@ def _search(ctx: FilterContext, query: str) -> ColumnElement[bool]:
 
 
 def _has_label(ctx: FilterContext, name: str) -> ColumnElement[bool]:
+    """Items with a live annotation giving this label (alone, or in a multi-label set)."""
     label_ids = select(Label.id).where(Label.project_id == ctx.project.id, Label.name == name)
+    in_a_set = select(AnnotationLabel.annotation_id).where(
+        AnnotationLabel.label_id.in_(label_ids.scalar_subquery()))
     return Item.id.in_(_live_annotations_of(ctx.project.id).where(
-        Annotation.label_id.in_(label_ids.scalar_subquery())
+        Annotation.label_id.in_(label_ids.scalar_subquery()) | Annotation.id.in_(in_a_set)
     ))
 
 
@@ -524,17 +529,38 @@ def live_votes(db: Session, project_id: int, item_ids: Sequence[int]) -> dict[in
     rows = db.execute(
         select(Annotation.item_id, Annotation.id, Label.name, Annotation.annotator_id, User.email,
                Annotation.source, Annotation.created_at)
-        .join(Label, Label.id == Annotation.label_id)
+        .outerjoin(Label, Label.id == Annotation.label_id)
         .outerjoin(User, User.id == Annotation.annotator_id)
         .where(Annotation.project_id == project_id, Annotation.item_id.in_(item_ids), live())
         .order_by(Annotation.item_id, Annotation.id)
     ).all()
+    sets = set_names(db, [row[1] for row in rows if row[2] is None])
     votes: dict[int, list[Vote]] = {}
     for item_id, annotation_id, name, annotator_id, email, source, created in rows:
         votes.setdefault(item_id, []).append(
-            Vote(annotation_id, name, annotator_id, email, source, created)
+            Vote(annotation_id, name or sets.get(annotation_id, NONE_OF_THESE), annotator_id,
+                 email, source, created)
         )
     return votes
+
+
+NONE_OF_THESE = "none of these"
+
+
+def set_names(db: Session, annotation_ids: Sequence[int]) -> dict[int, str]:
+    """Multi-label annotations' sets as one label text ("billing, bug"; "none of these")."""
+    if not annotation_ids:
+        return {}
+    names: dict[int, list[str]] = {a: [] for a in annotation_ids}
+    for start in range(0, len(annotation_ids), 5_000):
+        for annotation_id, name in db.execute(
+            select(AnnotationLabel.annotation_id, Label.name)
+            .join(Label, Label.id == AnnotationLabel.label_id)
+            .where(AnnotationLabel.annotation_id.in_(annotation_ids[start:start + 5_000]))
+            .order_by(AnnotationLabel.annotation_id, Label.position)
+        ).tuples():
+            names[annotation_id].append(name)
+    return {a: ", ".join(n) or NONE_OF_THESE for a, n in names.items()}
 
 
 def current_predictions(
@@ -627,21 +653,24 @@ def item_detail(db: Session, project: Project, item_id: int) -> ItemDetail:
     item = db.scalar(select(Item).where(Item.id == item_id, Item.project_id == project.id))
     if item is None:
         raise NotFound(f"Item {item_id} is not in this project.", details={"item_id": item_id})
+    history = db.execute(
+        select(Annotation.id, Label.name, User.email, Annotation.source,
+               Annotation.created_at, Annotation.deleted, Annotation.superseded_by_id,
+               Annotation.batch_id)
+        .outerjoin(Label, Label.id == Annotation.label_id)
+        .outerjoin(User, User.id == Annotation.annotator_id)
+        .where(Annotation.project_id == project.id, Annotation.item_id == item.id)
+        .order_by(Annotation.id)
+    ).all()
+    sets = set_names(db, [row[0] for row in history if row[1] is None])
     annotations = [
         AnnotationHistory(
-            id=a_id, label=name, annotator=email, source=source, created_at=created,
+            id=a_id, label=name or sets.get(a_id, NONE_OF_THESE), annotator=email,
+            source=source, created_at=created,
             status="undone" if deleted else "superseded" if superseded else "live",
             batch_id=batch,
         )
-        for a_id, name, email, source, created, deleted, superseded, batch in db.execute(
-            select(Annotation.id, Label.name, User.email, Annotation.source,
-                   Annotation.created_at, Annotation.deleted, Annotation.superseded_by_id,
-                   Annotation.batch_id)
-            .join(Label, Label.id == Annotation.label_id)
-            .outerjoin(User, User.id == Annotation.annotator_id)
-            .where(Annotation.project_id == project.id, Annotation.item_id == item.id)
-            .order_by(Annotation.id)
-        )
+        for a_id, name, email, source, created, deleted, superseded, batch in history
     ]
     predictions = [
         PredictionHistory(qv, version, rank, score, strategy, reason, list(predicted or []),
@@ -758,6 +787,11 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
             ) -> BulkResult:
     """Give every target item ``label_name`` as a lead annotation; the item's other live
     annotations are superseded by it (kept, no longer counted)."""
+    if project.task_type == TASK_MULTI_LABEL:
+        raise NotSupported(
+            "Relabelling in the data manager is not supported for multi-label projects yet; "
+            "change an item's set on the annotate page or by the API.",
+            details={"task_type": project.task_type})
     label_id = db.scalar(
         select(Label.id).where(Label.project_id == project.id, Label.name == label_name)
     )
