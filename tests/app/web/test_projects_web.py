@@ -105,3 +105,31 @@ def test_pages_send_security_headers(app: FastAPI, db: Session) -> None:
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self' 'nonce-" in policy and "frame-ancestors 'none'" in policy
     assert 'hx-headers=\'{"X-CSRF-Token": "' + client.csrf_token + '"}\'' in response.text
+
+
+def test_a_lead_creates_a_multi_label_project_and_cannot_switch_it_once_labelled(
+    app: FastAPI, db: Session
+) -> None:
+    from app.domain.annotation.labels import record_label
+    from tests.factories import make_items
+
+    client = login_client(app, db, ROLE_LEAD)
+    form = client.get("/projects/new").text
+    assert '<option value="multi_label"' in form
+    response = client.post("/projects", data=FORM | {"task_type": "multi_label"},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    project = db.get(Project, int(response.headers["location"].rsplit("/", 1)[1]))
+    assert project is not None and project.task_type == "multi_label"
+    settings = client.get(f"/projects/{project.id}/settings").text
+    assert '<option value="multi_label" selected>' in settings
+    (item,) = make_items(db, project, ["x"])
+    record_label(db, project, make_user(db), item_id=item.id, label_ids=[])
+    db.flush()
+    refused = client.post(f"/projects/{project.id}/settings", data={
+        "name": "Tickets", "labels": "billing\nbug\nfeature", "task_type": "single_label",
+        "annotations_per_item": "1"})
+    assert refused.status_code == 409
+    assert "cannot change once the project has labels" in refused.text
+    db.refresh(project)
+    assert project.task_type == "multi_label"
