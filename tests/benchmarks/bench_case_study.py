@@ -324,6 +324,8 @@ def _figures(cell: dict[str, Any]) -> dict[str, float]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    if report.get("import_only"):
+        return _import_markdown(report)
     cells = report["cells"]
     lines = [
         "# The case study at full size: 10,000 vs 100,000 items",
@@ -362,6 +364,32 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _import_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# The case study's import: 10,000 vs 100,000 items",
+        "",
+        f"One CSV through `POST /items` into a fresh database with the real web process and "
+        f"workers running: the pool ({report['labels']:,} of its rows labelled) and a "
+        f"{report['dev']}-row dev set; {report['cpus']} CPUs. Command: `{report['command']}`.",
+        "",
+        "| stack | pool | import s (each repeat) | median | peak RSS web MiB | load avg |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    keys = sorted({(c["stack"], c["pool"]) for c in report["cells"]})
+    for stack, pool in keys:
+        cells = [c for c in report["cells"] if (c["stack"], c["pool"]) == (stack, pool)]
+        runs = [c["import_seconds"] for c in cells]
+        rss = max(c.get("peak_rss_mb", {}).get("web") or 0 for c in cells)
+        load = f"{cells[0]['load_average_start'][0]:.1f} → {cells[-1]['load_average_end'][0]:.1f}"
+        lines.append(f"| {stack} | {pool:,} | {' / '.join(str(r) for r in runs)} | "
+                     f"{statistics.median(runs):.2f} | {rss} | {load} |")
+    rows = report.get("growth", [])
+    if rows:
+        lines += ["", "Growth of the median import time, largest pool over smallest: " + ", ".join(
+            f"{row['stack']} {row.get('import_seconds')}×" for row in rows) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -386,6 +414,7 @@ def main() -> None:
     # that texts[:size + dev] is the size's pool followed by the same dev set
     dev_texts, dev_labels = corpus.texts[-args.dev:], corpus.labels[-args.dev:]
     report: dict[str, Any] = {
+        "import_only": args.import_only,
         "labels": args.labels, "dev": args.dev, "cpus": os.cpu_count(), "cells": [],
         "command": "python -m tests.benchmarks.bench_case_study " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
