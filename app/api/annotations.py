@@ -1,7 +1,10 @@
 """``/api/v1/projects/{id}/annotations``: push labels (idempotently), list them, export them.
 
 Labels are recorded as the token's user; see :mod:`app.domain.label_submissions` for idempotency
-(``Idempotency-Key`` header or per-label ``idempotency_key``) and batch semantics.
+(``Idempotency-Key`` header or per-label ``idempotency_key``) and batch semantics. A multi-label
+project takes and lists label sets (``labels`` or ``label_ids``; see
+:mod:`app.domain.label_answers`); responses carry ``label`` or ``labels``, whichever the
+project's task has.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from pydantic import BaseModel, Field, StringConstraints
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
 from app.deps import ProjectAnnotator, ProjectReader, SessionDep, SettingsDep
 from app.domain import exports
-from app.domain.label_submissions import MAX_KEY_CHARS, LabelRequest, submit_labels
+from app.domain.label_answers import AnswerRequest, submit_answers
+from app.domain.label_submissions import MAX_KEY_CHARS
 
 router = write_api_router(tags=["annotations"])
 
 MAX_LABELS_PER_REQUEST = 1000
+MAX_LABELS_PER_SET = 200
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LabelId = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
 IdempotencyHeader = Annotated[
     Key | None,
@@ -37,7 +44,18 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class LabelIn(StrictInput):
-    label: str = Field(min_length=1, max_length=200, description="A label name of the project.")
+    label: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="A label name of the project (single-label projects).",
+    )
+    labels: list[LabelName] | None = Field(
+        default=None, max_length=MAX_LABELS_PER_SET,
+        description="Multi-label projects: the label names that apply; [] means none of them.",
+    )
+    label_ids: list[LabelId] | None = Field(
+        default=None, max_length=MAX_LABELS_PER_SET,
+        description="Multi-label projects: the label ids that apply; [] means none of them.",
+    )
     item_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
     external_id: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: Key | None = None
@@ -54,7 +72,10 @@ class SubmitIn(StrictInput):
 class SubmittedOut(BaseModel):
     annotation_id: int
     item_id: int
-    label: str
+    label: str | None = Field(default=None, description="Single-label projects only.")
+    labels: list[str] | None = Field(
+        default=None, description="Multi-label projects only: the stored set ([]: none of these)."
+    )
     replayed: bool = Field(description="True when an idempotency key was seen before.")
 
 
@@ -70,7 +91,10 @@ class AnnotationOut(BaseModel):
     item_id: int
     external_id: str | None
     text: str
-    label: str
+    label: str | None = Field(default=None, description="Single-label projects only.")
+    labels: list[str] | None = Field(
+        default=None, description="Multi-label projects only: the set ([]: none of these)."
+    )
     split: str
     annotator_id: int | None
     annotator: str | None
@@ -85,7 +109,10 @@ class AnnotationPage(BaseModel):
     next_cursor: str | None
 
 
-@router.post("/projects/{project_id}/annotations", response_model=SubmitOut)
+@router.post(
+    "/projects/{project_id}/annotations", response_model=SubmitOut,
+    response_model_exclude_unset=True,
+)
 def submit_annotations(
     body: SubmitIn,
     db: SessionDep,
@@ -93,18 +120,23 @@ def submit_annotations(
     settings: SettingsDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> SubmitOut:
-    """Label items as the token's user; the same key sent again creates nothing new."""
+    """Label items as the token's user; the same key sent again creates nothing new.
+
+    Single-label projects take ``label``; multi-label projects take ``labels`` (names) or
+    ``label_ids``, a set that may be empty (none of these). The wrong one is a 422."""
     requests = [
-        LabelRequest(
-            label=entry.label,
+        AnswerRequest(
             item_id=entry.item_id,
             external_id=entry.external_id,
+            label=entry.label,
+            labels=None if entry.labels is None else tuple(entry.labels),
+            label_ids=None if entry.label_ids is None else tuple(entry.label_ids),
             idempotency_key=entry.idempotency_key,
             duration_ms=entry.duration_ms,
         )
         for entry in body.annotations
     ]
-    submission = submit_labels(
+    submission = submit_answers(
         db,
         access.project,
         access.user,
@@ -115,8 +147,12 @@ def submit_annotations(
         lease_seconds=settings.lease_seconds,
     )
     db.commit()  # in this thread: the SQLite write lock is let go here (take_write_lock)
-    out = [SubmittedOut(**vars(label)) for label in submission.labels]
-    replayed = sum(1 for label in out if label.replayed)
+    out = [
+        SubmittedOut(**{name: value for name, value in vars(answer).items()
+                        if not (name in ("label", "labels") and value is None)})
+        for answer in submission.answers
+    ]
+    replayed = sum(1 for answer in out if answer.replayed)
     return SubmitOut(
         annotations=out,
         created=len(out) - replayed,
@@ -125,7 +161,10 @@ def submit_annotations(
     )
 
 
-@router.get("/projects/{project_id}/annotations", response_model=AnnotationPage)
+@router.get(
+    "/projects/{project_id}/annotations", response_model=AnnotationPage,
+    response_model_exclude_unset=True,
+)
 def list_annotations(
     db: SessionDep,
     access: ProjectReader,
@@ -137,7 +176,8 @@ def list_annotations(
 ) -> AnnotationPage:
     """Live annotations in id order; pass ``next_cursor`` back as ``cursor`` for the next page.
 
-    An annotator (project role) gets only their own; reviewers, leads and admins get all."""
+    An annotator (project role) gets only their own; reviewers, leads and admins get all.
+    Each carries ``label``, or ``labels`` (a set) in a multi-label project."""
     if not access.sees_others_labels:
         annotator_id = access.user.id
     rows = list(
@@ -148,12 +188,20 @@ def list_annotations(
     )
     page = rows[:limit]
     return AnnotationPage(
-        annotations=[
-            AnnotationOut(**{name: getattr(row, name) for name in AnnotationOut.model_fields})
-            for row in page
-        ],
+        annotations=[_listed(row) for row in page],
         next_cursor=encode_cursor(page[-1].annotation_id) if len(rows) > limit else None,
     )
+
+
+def _listed(row: exports.AnnotationRow) -> AnnotationOut:
+    """``label`` for one label, ``labels`` for a multi-label set; the other field stays out."""
+    fields = {name: getattr(row, name) for name in AnnotationOut.model_fields
+              if name not in ("label", "labels")}
+    if row.labels is None:
+        fields["label"] = row.label
+    else:
+        fields["labels"] = list(row.labels)
+    return AnnotationOut(**fields)
 
 
 @router.get(

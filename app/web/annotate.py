@@ -5,6 +5,9 @@ and swaps it in on a keystroke, while labels go to the server through a small re
 (every label carries an idempotency key). Without JavaScript every control is a plain form whose
 POST redirects back to the page, so the view still works, one reload per label.
 
+In a multi-label project the label keys toggle labels on and off, Enter submits the set, and a
+"None of these" button (with its own key) submits the empty set; the forms send ``label_ids``.
+
 Routes that write commit as soon as the write is done, before they read and render what the
 annotator sees next: on SQLite the write lock is then held for the write alone, and it is let go
 in the same worker thread that took it (waiting for the session dependency's teardown would need
@@ -18,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from app.db.models import Project, User
@@ -31,6 +35,8 @@ from app.deps import (
     SettingsDep,
 )
 from app.domain import annotation
+from app.domain.annotation.label_sets import is_multi_label
+from app.domain.annotation.views import none_of_these_key
 from app.domain.projects import get_labels
 from app.error_handlers import is_htmx_request
 from app.errors import InvalidInput
@@ -39,6 +45,11 @@ from app.web.templating import render_page
 router = APIRouter(tags=["web"], include_in_schema=False, dependencies=[AnnotatorSlot])
 
 MAX_EXCLUDE_PARAM = 400
+MAX_SET_SIZE = 200
+LabelIdField = Annotated[int | None, Form(ge=1, le=MAX_DB_INT)]
+LabelIdsField = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] | None, Form(max_length=MAX_SET_SIZE)
+]
 
 
 def _base(project_id: int) -> str:
@@ -64,12 +75,25 @@ def _label_context(db: Session, project: Project) -> dict[str, Any]:
     labels = get_labels(db, project.id)
     keys = annotation.label_keys(labels)
     key_of = {label_id: key for key, label_id in keys.items()}
+    multi_label = is_multi_label(project)
     return {
         "labels": labels,
         "key_of": key_of,
         "label_by_id": {label.id: label for label in labels},
         "color_of": {label.name: label.color for label in labels},
+        "multi_label": multi_label,
+        "none_key": none_of_these_key(keys) if multi_label else None,
     }
+
+
+def _answer(project: Project, label_id: int | None, label_ids: list[int] | None
+            ) -> dict[str, Any]:
+    """The form's answer for the domain. A form cannot send an empty list, so in a multi-label
+    project no ``label_ids`` at all (and no ``label_id``) is the empty set: none of these. A
+    wrong shape goes through as sent, for the domain to refuse with its message."""
+    if is_multi_label(project) and label_id is None:
+        return {"label_ids": label_ids or []}
+    return {"label_id": label_id, "label_ids": label_ids}
 
 
 def _item_response(
@@ -151,13 +175,15 @@ def label_item(
     settings: SettingsDep,
     access: ProjectAnnotator,
     item_id: IdPath,
-    label_id: Annotated[int, Form(ge=1, le=MAX_DB_INT)],
+    label_id: LabelIdField = None,
+    label_ids: LabelIdsField = None,
     duration_ms: Annotated[int | None, Form(ge=0, le=MAX_DB_INT)] = None,
     key: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Response:
     result = annotation.record_label(
-        db, access.project, access.user, item_id=item_id, label_id=label_id,
-        duration_ms=duration_ms, idempotency_key=key, lease_seconds=settings.lease_seconds,
+        db, access.project, access.user, item_id=item_id,
+        **_answer(access.project, label_id, label_ids), duration_ms=duration_ms,
+        idempotency_key=key, lease_seconds=settings.lease_seconds,
         token_id=access.principal.token.id if access.principal.token is not None else None,
     )
     db.commit()
@@ -191,10 +217,12 @@ def undo_last(
 
 @router.post("/projects/{project_id}/annotate/submit")
 def submit_batch(request: Request, db: SessionDep, access: ProjectAnnotator) -> Response:
-    annotation.submit_batch(db, access.project, access.user,
-                            reason=f"batch submitted by {access.user.email}")
+    run = annotation.submit_batch(db, access.project, access.user,
+                                  reason=f"batch submitted by {access.user.email}")
     db.commit()
-    toast = {"level": "success", "message": "Batch submitted: the model is retraining."}
+    message = "Batch submitted: the model is retraining." if run is not None else (
+        "Batch submitted.")
+    toast = {"level": "success", "message": message}
     return _after_write(request, db, access.project, access.user, toast=toast)
 
 
@@ -232,10 +260,11 @@ def edit_label(
     db: SessionDep,
     access: ProjectAnnotator,
     annotation_id: IdPath,
-    label_id: Annotated[int, Form(ge=1, le=MAX_DB_INT)],
+    label_id: LabelIdField = None,
+    label_ids: LabelIdsField = None,
 ) -> Response:
     annotation.edit_annotation(db, access.project, access.user, annotation_id=annotation_id,
-                               label_id=label_id)
+                               **_answer(access.project, label_id, label_ids))
     db.commit()
     return _after_write(request, db, access.project, access.user,
                         toast={"level": "success", "message": "Label changed."})

@@ -1,6 +1,8 @@
 // The annotator view: label keys, skip/undo/help, htmx prefetch of the next item, and an outbox
 // that delivers every label exactly once (idempotency keys, retries, kept in localStorage).
 // Without this script every button is a plain form that works with a page reload.
+// A multi-label item card (data-multi-label) has toggles instead: label keys press and release
+// them (aria-pressed), Enter submits the pressed set, "None of these" submits the empty set.
 (function () {
   "use strict";
 
@@ -211,6 +213,69 @@
     advance();
   }
 
+  // ------------------------------------------------------------------ label sets
+
+  function isMultiLabel(card) { return !!card && card.hasAttribute("data-multi-label"); }
+
+  function toggle(button) {
+    var on = button.getAttribute("aria-pressed") !== "true";
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    setHint(button.closest(".item-card"), "");
+  }
+
+  function pressedIds(card) {
+    return Array.prototype.filter.call(card.querySelectorAll(".label-toggle"), function (b) {
+      return b.getAttribute("aria-pressed") === "true";
+    }).map(function (b) { return b.dataset.labelId; });
+  }
+
+  function setHint(card, text) {
+    var hint = card && card.querySelector("[data-set-hint]");
+    if (hint) { hint.textContent = text; }
+  }
+
+  // Enter on nothing pressed is "none of these" only where that is a set on offer (the model's
+  // proposal, or the set an undo brought back); on a random pick it asks for an explicit answer.
+  function submitPressed() {
+    var card = currentCard();
+    if (!card || !card.dataset.itemId) { return; }
+    var ids = pressedIds(card);
+    if (!ids.length && !card.hasAttribute("data-set-preset")) {
+      var none = card.querySelector(".none-of-these[data-key]");
+      setHint(card, "Nothing is selected. Toggle the labels that apply" +
+        (none ? ", or press " + none.dataset.key + " for None of these." : ", or choose None of these."));
+      return;
+    }
+    labelSet(ids);
+  }
+
+  function labelSet(ids) {
+    var card = currentCard();
+    if (!card || !card.dataset.itemId) { return; }
+    remember(card.dataset.itemId);
+    var body = ids.map(function (id) { return ["label_ids", String(id)]; });
+    body.push(["duration_ms", String(Math.round(performance.now() - shownAt))]);
+    body.push(["key", uuid()]);
+    enqueue({ kind: "label", durable: true, url: card.dataset.labelUrl, body: body });
+    advance();
+  }
+
+  function multiLabelKey(card, key, event) {
+    if (key === "Enter") {
+      // Enter on a toggle submits the set too (the toggle has focus after a click); on the
+      // other controls it keeps its own meaning.
+      var control = event.target.closest && event.target.closest("button, a, summary, select");
+      if (control && !control.classList.contains("label-toggle")) { return; }
+      submitPressed();
+      event.preventDefault();
+      return;
+    }
+    var selector = '[data-key="' + CSS.escape(key) + '"]';
+    var button = card.querySelector(".label-toggle" + selector);
+    if (button) { toggle(button); event.preventDefault(); return; }
+    if (card.querySelector(".none-of-these" + selector)) { labelSet([]); event.preventDefault(); }
+  }
+
   // Until the server has the label, the item's lease still looks held: keep it out of "next".
   function remember(itemId) {
     handled.push(itemId);
@@ -267,6 +332,7 @@
     if (key === "z") { undo(); event.preventDefault(); return; }
     var card = currentCard();
     if (!card) { return; }
+    if (isMultiLabel(card)) { multiLabelKey(card, key, event); return; }
     if (key === "Enter") {
       // Enter on a focused control keeps its own meaning; elsewhere it accepts the guess.
       if (event.target.closest && event.target.closest("button, a, summary, select")) { return; }
@@ -285,12 +351,19 @@
     event.preventDefault();
     if (busy && action !== "submit") { return; }
     if (action === "label" && event.submitter) { label(event.submitter.value); }
+    else if (action === "label-set") { submitPressed(); }
+    else if (action === "none-of-these") { labelSet([]); }
     else if (action === "skip") { skip(); }
     else if (action === "undo") { undo(); }
     else if (action === "submit") { submitBatch(); }
   });
 
   document.addEventListener("click", function (event) {
+    var toggler = event.target.closest(".label-toggle");
+    if (toggler && root.contains(toggler)) {
+      if (!busy && toggler.closest(".item-card") === currentCard()) { toggle(toggler); }
+      return;
+    }
     var opener = event.target.closest("[data-open-dialog]");
     if (opener) { toggleDialog(opener.dataset.openDialog); return; }
     var dismiss = event.target.closest("[data-dismiss-queue]");

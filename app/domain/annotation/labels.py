@@ -23,6 +23,7 @@ from app.domain.annotation.batches import close_batch_if_full
 from app.domain.annotation.common import batch_id_for, take_write_lock
 from app.domain.annotation.label_sets import (
     check_answer,
+    is_multi_label,
     label_sets,
     project_label_set,
     store_label_set,
@@ -217,6 +218,9 @@ def undo_last(
 ) -> ItemView:
     """Take back the annotator's most recent label and hand that item back to them.
 
+    In a multi-label project the item comes back with the undone set, so the annotator sees
+    what they had chosen and Enter puts it back.
+
     The annotation is marked ``deleted`` (kept for the record). If it had superseded an earlier
     annotation (an edit), that one becomes live again. Repeated undos walk back in time.
     """
@@ -261,7 +265,11 @@ def undo_last(
         lease.created_at = now
     db.flush()
     request_live_refit(db, project.id)
-    return item_view(db, project, last.item_id, expires, previous_label_id=last.label_id)
+    previous_set = (
+        tuple(label_sets(db, [last.id])[last.id]) if is_multi_label(project) else None
+    )
+    return item_view(db, project, last.item_id, expires, previous_label_id=last.label_id,
+                     previous_label_ids=previous_set)
 
 
 def edit_annotation(

@@ -483,6 +483,7 @@ def item_view(
     item_id: int,
     expires_at: datetime,
     previous_label_id: int | None = None,
+    previous_label_ids: tuple[int, ...] | None = None,
 ) -> ItemView:
     item = db.execute(_ITEM, {"item": item_id}).first()
     if item is None:
@@ -494,6 +495,7 @@ def item_view(
         lease_expires_at=expires_at,
         why=_why(db, project, item.id),
         previous_label_id=previous_label_id,
+        previous_label_ids=previous_label_ids,
         review_note=db.scalar(_REVIEW_NOTE, {"a_project": project.id, "item": item.id}) or None,
     )
 
@@ -534,14 +536,32 @@ def _why(db: Session, project: Project, item_id: int) -> WhyThisItem:
 
 
 def _predictions(raw: list[Any]) -> list[Prediction]:
+    """The worker's guesses; a multi-label queue entry adds each label's ``threshold`` and
+    whether the label is ``proposed`` (reaching the threshold, when the entry does not say)."""
     out = []
     for entry in raw or []:
         if isinstance(entry, dict) and "label" in entry and "prob" in entry:
             try:
-                out.append(Prediction(str(entry["label"]), float(entry["prob"])))
+                prob = float(entry["prob"])
+                threshold = _optional_float(entry.get("threshold"))
             except (TypeError, ValueError):
                 continue
+            proposed = entry.get("proposed")
+            if not isinstance(proposed, bool):
+                proposed = None if threshold is None else prob >= threshold
+            out.append(Prediction(str(entry["label"]), prob, threshold, proposed))
     return out
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _label_names(value: Any) -> tuple[str, ...] | None:
+    """A multi-label neighbour's set (``None`` when the entry carries none: a single label)."""
+    if not isinstance(value, list | tuple):
+        return None
+    return tuple(str(name) for name in value)
 
 
 def _neighbours(db: Session, project: Project, raw: list[Any]) -> list[Neighbour]:
@@ -555,16 +575,21 @@ def _neighbours(db: Session, project: Project, raw: list[Any]) -> list[Neighbour
     rows = [n for n in rows if n["item_id"] not in blind]
     ids = [n["item_id"] for n in rows]
     texts = dict(db.execute(_TEXTS, {"a_project": project.id, "ids": ids}).tuples().all())
-    return [
-        Neighbour(
-            item_id=n["item_id"],
-            label=str(n.get("label", "")),
-            similarity=float(n.get("similarity", 0.0)),
-            snippet=snippet(texts.get(n["item_id"], "")),
-        )
-        for n in rows[:5]
-        if n["item_id"] in texts
-    ]
+    return [_neighbour(n, texts.get(n["item_id"], "")) for n in rows[:5] if n["item_id"] in texts]
+
+
+def _neighbour(raw: dict[str, Any], text: str) -> Neighbour:
+    labels = _label_names(raw.get("labels"))
+    label = str(raw.get("label") or "")
+    if not label and labels is not None:  # a set the worker did not spell out
+        label = ", ".join(labels) or "none of these"
+    return Neighbour(
+        item_id=raw["item_id"],
+        label=label,
+        similarity=float(raw.get("similarity", 0.0)),
+        snippet=snippet(text),
+        labels=labels,
+    )
 
 
 def skip_item(

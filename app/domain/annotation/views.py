@@ -30,10 +30,19 @@ MAX_DURATION_MS = 60 * 60 * 1000
 SNIPPET_CHARS = 240
 
 
+NONE_OF_THESE_KEYS = ("0", "n", "-", ".")
+"""Candidates, in order, for the multi-label "None of these" key: the first no label uses."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
     prob: float
+    threshold: float | None = None
+    """Multi-label: the probability at which this label is proposed (the worker's per-label
+    threshold); single-label predictions have none."""
+    proposed: bool | None = None
+    """Multi-label: whether the model proposes this label (``prob`` reaches ``threshold``)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class Neighbour:
     label: str
     similarity: float
     snippet: str
+    labels: tuple[str, ...] | None = None
+    """Multi-label: the neighbour's label set (empty: none of these); ``label`` is its text."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,21 @@ class WhyThisItem:
     predicted: tuple[Prediction, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
 
+    @property
+    def proposed_labels(self) -> tuple[str, ...]:
+        """Multi-label: the names of the labels the model proposes, the set Enter accepts."""
+        return tuple(p.label for p in self.predicted if p.proposed)
+
+    @property
+    def prediction_of(self) -> dict[str, Prediction]:
+        """Label name -> the model's prediction for it (what each label toggle shows)."""
+        return {p.label: p for p in self.predicted}
+
+    @property
+    def has_thresholds(self) -> bool:
+        """The predictions are a multi-label model's (each label judged on its own threshold)."""
+        return any(p.threshold is not None for p in self.predicted)
+
 
 @dataclass(frozen=True)
 class ItemView:
@@ -69,6 +95,9 @@ class ItemView:
     why: WhyThisItem
     previous_label_id: int | None = None
     """After an undo: the label the annotator had chosen, shown as a hint."""
+    previous_label_ids: tuple[int, ...] | None = None
+    """After an undo in a multi-label project: the set the annotator had chosen (empty: none of
+    these), shown selected again so that Enter puts it back."""
     review_note: str | None = None
     """A reviewer sent the item back with this note (issue 16); shown above the labels."""
 
@@ -142,6 +171,11 @@ def label_keys(labels: Sequence[Label]) -> dict[str, int]:
         if len(key) == 1 and key not in RESERVED_KEYS and key not in keys:
             keys[key] = label.id
     return keys
+
+
+def none_of_these_key(keys: dict[str, int]) -> str | None:
+    """The key for "None of these" in a multi-label project: one no label is bound to."""
+    return next((key for key in NONE_OF_THESE_KEYS if key not in keys), None)
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
