@@ -32,8 +32,8 @@ from app.domain.annotation.labels import find_by_key, idempotency_scope
 from app.domain.label_submissions import (  # one item lookup and error report for both
     IdempotencyKeyReused,
     LabelRequest,
-    _resolve_items,
     label_key,
+    resolve_items,
     submit_labels,
 )
 from app.errors import InvalidInput
@@ -99,7 +99,7 @@ def submit_answers(
             submission.run,
         )
     labels = project_labels(db, project.id)
-    items = _resolve_items(db, project, [
+    items = resolve_items(db, project, [
         LabelRequest(label="", item_id=r.item_id, external_id=r.external_id) for r in requests
     ])
     sets = _wanted_sets(requests, labels)

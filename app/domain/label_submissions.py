@@ -85,7 +85,7 @@ def submit_labels(
 ) -> Submission:
     """Record ``requests`` as ``user`` (through API token ``token_id``; None: a session)."""
     labels = {label.name: label.id for label in project_labels(db, project.id)}
-    items = _resolve_items(db, project, requests)
+    items = resolve_items(db, project, requests)
     _check_labels(requests, labels)
     results: list[SubmittedLabel] = []
     run: TrainingRun | None = None
@@ -138,9 +138,11 @@ def _record_once(
         return winner, True, None
 
 
-def _resolve_items(
+def resolve_items(
     db: Session, project: Project, requests: Sequence[LabelRequest]
 ) -> list[int]:
+    """The item id of each request (by id or external id, in this project); every unknown one
+    reported at once by its field path. Shared with :mod:`app.domain.label_answers`."""
     by_id = {r.item_id for r in requests if r.item_id is not None}
     by_external = {r.external_id for r in requests if r.external_id is not None}
     known_ids = set(db.scalars(
