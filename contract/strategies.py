@@ -51,6 +51,22 @@ PROJECT_STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
 PROJECT_STRATEGIES: tuple[str, ...] = tuple(name for name, _ in PROJECT_STRATEGY_CHOICES)
 
 
+MULTI_LABEL_STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
+    ("threshold_margin", "Margin to threshold: the label closest to its threshold (default)"),
+    ("cluster_threshold_margin",
+     "Hybrid: k-means clusters, the item with the label closest to its threshold per cluster"),
+    ("mmc", "MMC: largest expected loss reduction, with the number of labels predicted"),
+    ("binary_entropy", "Highest mean binary entropy over the labels"),
+    ("random", DESCRIPTIONS["random"]),
+)
+"""What a multi-label project may choose (``worker.ml.multilabel.acquisition_order``); on the
+Cooking Stack Exchange simulation margin to threshold was best up to 10 % of the pool and mean
+binary entropy fell below random from 5 % (docs/results.md)."""
+
+MULTI_LABEL_STRATEGIES: tuple[str, ...] = tuple(name for name, _ in MULTI_LABEL_STRATEGY_CHOICES)
+DEFAULT_MULTI_LABEL_STRATEGY = "threshold_margin"
+
+
 def resolve_strategy(name: str) -> str:
     """The catalogue name of a stored project strategy (old names map through the aliases)."""
     return STRATEGY_ALIASES.get(name, name)

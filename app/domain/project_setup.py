@@ -25,9 +25,15 @@ from app.errors import InvalidInput
 from contract.adapter_config import KINDS as ADAPTER_KINDS
 from contract.adapter_config import AdapterConfig
 from contract.errors import MLError
-from contract.strategies import PROJECT_STRATEGIES, PROJECT_STRATEGY_CHOICES
+from contract.strategies import (
+    MULTI_LABEL_STRATEGIES,
+    MULTI_LABEL_STRATEGY_CHOICES,
+    PROJECT_STRATEGIES,
+    PROJECT_STRATEGY_CHOICES,
+)
 
 STRATEGY_CHOICES = PROJECT_STRATEGY_CHOICES
+MULTI_LABEL_CHOICES = MULTI_LABEL_STRATEGY_CHOICES
 STRATEGIES = PROJECT_STRATEGIES
 ADAPTER_SIZE_FIELD = {"lora": "r", "bottleneck": "bottleneck_size", "prompt": "num_virtual_tokens"}
 """Which AdapterConfig field the one "size" box sets, per adapter kind (IA3 and full have none)."""
@@ -51,6 +57,8 @@ class ModelSettings:
     strategy: str
     model_root: Path | None = None
     """Local model folders must lie under it (``Settings.models``); None: no folders allowed."""
+    multi_label: bool = False
+    """The project is multi-label: its strategies are :data:`MULTI_LABEL_STRATEGIES`."""
 
     def __post_init__(self) -> None:
         base = self.base_model.strip()
@@ -59,9 +67,12 @@ class ModelSettings:
                                "package, a Hugging Face id or a folder under the model root.",
                                details={"field": "base_model"})
         object.__setattr__(self, "base_model", check_base_model(base, model_root=self.model_root))
-        if self.strategy not in STRATEGIES:
-            raise InvalidInput(f"Unknown strategy {self.strategy!r}; choose one of "
-                               f"{', '.join(STRATEGIES)}.", details={"field": "strategy"})
+        allowed = MULTI_LABEL_STRATEGIES if self.multi_label else STRATEGIES
+        if self.strategy not in allowed:
+            raise InvalidInput(f"Unknown strategy {self.strategy!r}"
+                               f"{' for a multi-label project' if self.multi_label else ''}; "
+                               f"choose one of {', '.join(allowed)}.",
+                               details={"field": "strategy"})
         if self.adapter_kind not in ADAPTER_KINDS:
             raise InvalidInput(f"Unknown adapter type {self.adapter_kind!r}; choose one of "
                                f"{', '.join(ADAPTER_KINDS)}.", details={"field": "adapter_kind"})

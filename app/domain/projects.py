@@ -34,6 +34,7 @@ from app.domain.annotation.common import project_labels
 from app.domain.guidelines import set_guidelines, start_versions
 from app.domain.policy import BudgetSettings, live
 from app.errors import Conflict, InvalidInput, NotFound, NotSupported
+from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, DEFAULT_STRATEGY
 
 MIN_LABELS = 2
 MAX_LABELS = 200
@@ -124,6 +125,7 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
     settings.budget.apply(project)
     if settings.task_type == TASK_MULTI_LABEL:
         project.overlap_rate = 0.0  # agreement on label sets is not measured yet
+        project.strategy = DEFAULT_MULTI_LABEL_STRATEGY
     db.add(project)
     db.flush()
     for position, name in enumerate(settings.labels):
@@ -148,9 +150,12 @@ def update_project(db: Session, project: Project, settings: ProjectSettings,
     set_guidelines(db, project, settings.guidelines, by=by)
     settings.budget.apply(project)
     project.annotations_per_item = settings.annotations_per_item
-    project.task_type = settings.task_type
-    if settings.task_type == TASK_MULTI_LABEL:
-        project.overlap_rate = 0.0
+    if settings.task_type != project.task_type:  # allowed only before any label
+        project.task_type = settings.task_type
+        multi = settings.task_type == TASK_MULTI_LABEL
+        project.strategy = DEFAULT_MULTI_LABEL_STRATEGY if multi else DEFAULT_STRATEGY
+        if multi:
+            project.overlap_rate = 0.0
     db.flush()
     return project
 

@@ -118,7 +118,8 @@ def budget_settings_from_form(form: Mapping[str, Any], project: Project) -> Budg
     )
 
 
-def model_settings_from_form(form: Mapping[str, Any], *, model_root: Path) -> ModelSettings:
+def model_settings_from_form(form: Mapping[str, Any], *, model_root: Path,
+                             multi_label: bool = False) -> ModelSettings:
     size_raw = form_str(form, "adapter_size").strip()
     return ModelSettings(
         base_model=form_str(form, "base_model"),
@@ -126,6 +127,7 @@ def model_settings_from_form(form: Mapping[str, Any], *, model_root: Path) -> Mo
         adapter_size=form_int(form, "adapter_size", 0) if size_raw else None,
         strategy=form_str(form, "strategy"),
         model_root=model_root,
+        multi_label=multi_label,
     )
 
 

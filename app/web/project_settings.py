@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app.db.models import PROJECT_ROLES
+from app.db.models import PROJECT_ROLES, TASK_MULTI_LABEL
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep, SettingsDep
 from app.domain import project_setup as setup
 from app.domain import projects as project_service
@@ -71,7 +71,8 @@ def _page(request: Request, db: Session, access: ProjectContext, *,
         "labels": project_service.get_labels(db, project.id),
         "members": project_service.list_members(db, project.id),
         "project_roles": PROJECT_ROLES,
-        "strategies": setup.STRATEGY_CHOICES,
+        "strategies": (setup.MULTI_LABEL_CHOICES if project.task_type == TASK_MULTI_LABEL
+                       else setup.STRATEGY_CHOICES),
         "adapter_kinds": setup.ADAPTER_DESCRIPTIONS,
         "adapter_size": setup.adapter_size(config),
         "adapter_kind": str(config.get("kind", "lora")),
@@ -136,7 +137,9 @@ def save_model(request: Request, db: SessionDep, settings: SettingsDep, access: 
                form: FormDep) -> Response:
     try:
         setup.update_model(db, access.project,
-                           model_settings_from_form(form, model_root=settings.models))
+                           model_settings_from_form(
+                               form, model_root=settings.models,
+                               multi_label=access.project.task_type == TASK_MULTI_LABEL))
     except DomainError as exc:  # raised before anything is written
         return _page(request, db, access, section="model", error=exc)
     flash(request, "Model settings saved; they apply from the next training round.", "success")

@@ -285,6 +285,38 @@ def _predicted_counts(P: np.ndarray, labelled_probs: np.ndarray | None,
     return np.asarray(model.predict(_count_features(P)), dtype=np.int64)
 
 
+def acquisition_order(strategy: str, probs: np.ndarray, thresholds: np.ndarray,
+                      embeddings: np.ndarray, n: int, *, seed: int = 0,
+                      labelled_probs: np.ndarray | None = None,
+                      labelled_Y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``probs`` to ask next (at most ``n``, most informative first) and their scores,
+    for a strategy of :data:`contract.strategies.MULTI_LABEL_STRATEGIES`."""
+    from worker.ml.acquisition.diversity import round_robin
+    from worker.ml.acquisition.geometry import kmeans
+
+    n = min(n, len(probs))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    rng = np.random.default_rng(seed)
+    if strategy in ("threshold_margin", "cluster_threshold_margin"):
+        score = threshold_margin(probs, thresholds)
+    elif strategy == "binary_entropy":
+        score = mean_binary_entropy(probs)
+    elif strategy == "mmc":
+        score = mmc(probs, labelled_probs, labelled_Y)
+    elif strategy == "random":
+        score = rng.random(len(probs))
+    else:
+        raise ConfigError(f"unknown multi-label strategy {strategy!r}")
+    if strategy == "cluster_threshold_margin":
+        rows = np.asarray(round_robin(kmeans(embeddings, n, rng).assign, score, n),
+                          dtype=np.int64)
+    else:
+        top = np.argpartition(-score, n - 1)[:n]
+        rows = top[np.argsort(-score[top], kind="stable")]
+    return rows, score[rows]
+
+
 def labels_in_doubt(probs: np.ndarray, thresholds: np.ndarray | float,
                     label_names: Sequence[str], k: int = 2) -> list[list[str]]:
     """For each item, the ``k`` labels closest to their thresholds (for the annotator's reason)."""

@@ -132,25 +132,24 @@ def head_with_thresholds(X: np.ndarray, Y: np.ndarray, seed: int) -> Any:
     return fit_with_thresholds(X, Y, folds=3, seed=seed)
 
 
+PRODUCT_STRATEGY = {"margin": "threshold_margin", "entropy": "binary_entropy", "mmc": "mmc",
+                    "cluster-margin": "cluster_threshold_margin"}
+"""This simulation's arm names -> the product's multi-label strategies."""
+
+
 def next_rows(strategy: str, head: Any, P: np.ndarray, E: np.ndarray, labelled_P: np.ndarray,
               labelled_Y: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
-    """Pool rows to ask next (``n``), most informative first."""
-    from worker.ml.acquisition.diversity import round_robin
-    from worker.ml.acquisition.geometry import kmeans
-    from worker.ml.multilabel import mean_binary_entropy, mmc, threshold_margin
+    """Pool rows to ask next (``n``), most informative first, as the product's live head asks
+    (:func:`worker.ml.multilabel.acquisition_order`)."""
+    from worker.ml.multilabel import acquisition_order
 
-    if strategy == "entropy":
-        s = mean_binary_entropy(P)
-    elif strategy == "mmc":
-        s = mmc(P, labelled_P, labelled_Y)
-    elif strategy in ("margin", "cluster-margin"):
-        s = threshold_margin(P, head.thresholds)
-    else:
+    if strategy not in PRODUCT_STRATEGY:
         raise ConfigError(f"unknown multi-label strategy {strategy!r}; "
                           f"choose from {', '.join(STRATEGIES)}")
-    if strategy == "cluster-margin":
-        return [int(i) for i in round_robin(kmeans(E, n, rng).assign, s, n)]
-    return [int(i) for i in np.argsort(-s, kind="stable")[:n]]
+    rows, _ = acquisition_order(PRODUCT_STRATEGY[strategy], P, head.thresholds, E, n,
+                                seed=int(rng.integers(2**31)), labelled_probs=labelled_P,
+                                labelled_Y=labelled_Y)
+    return [int(i) for i in rows]
 
 
 def evaluate(Y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

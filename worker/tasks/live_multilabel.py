@@ -8,10 +8,15 @@ queue and what to serve. The building blocks are in :mod:`worker.ml.multilabel`.
 
 * **Thresholds** are tuned on the dev set when it has at least :data:`MIN_DEV` labelled items,
   else on 3-fold out-of-fold probabilities of the labelled pool items (no extra label spent).
-* **Acquisition**: margin to threshold (:func:`worker.ml.multilabel.threshold_margin`). On the
-  Cooking Stack Exchange simulation (``tests/benchmarks/bench_multilabel.py``, 3 seeds) it beat
-  random sampling with the same head up to 10 % of the pool and met it at 20 %, while mean
-  binary entropy fell below random from 5 %; so it is the one strategy here.
+* **Acquisition**: the project's multi-label strategy
+  (:data:`contract.strategies.MULTI_LABEL_STRATEGIES`, :func:`worker.ml.multilabel.
+  acquisition_order`); the default, margin to threshold, beat random sampling with the same
+  head up to 10 % of the pool on the Cooking Stack Exchange simulation
+  (``tests/benchmarks/bench_multilabel.py``, 3 seeds) and met it at 20 %, while mean binary
+  entropy fell below random from 5 %. A project whose stored strategy is a single-label one
+  (it was created single-label) uses the default. On a pool above
+  :data:`CANDIDATES_PER_PICK` x the queue, the clustering strategy looks only at the items
+  whose most doubtful label is closest to its threshold, so a refit stays fast at 100,000.
 * **Cold start**: below :data:`MIN_LABELLED` labelled items no head is fitted and the queue is
   empty, so annotators get items at random (the reason says so).
 """
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, MULTI_LABEL_STRATEGIES
 from worker.tasks.project_data import LabelledSets
 
 MIN_LABELLED = 10
@@ -33,7 +39,7 @@ MIN_DEV = 10
 NEIGHBOURS = 3
 DOUBT_LABELS = 2
 NONE_OF_THESE = "none of these"
-STRATEGY = "threshold margin (multi-label live head)"
+CANDIDATES_PER_PICK = 10
 
 
 @dataclass
@@ -46,7 +52,7 @@ class MultiLabelChoice:
     neighbours: list[list[dict[str, Any]]] = field(default_factory=list)
     model_scores: dict[str, float] = field(default_factory=dict)
     head: Any = None
-    strategy: str = STRATEGY
+    strategy: str = DEFAULT_MULTI_LABEL_STRATEGY
 
 
 def choose(
@@ -58,9 +64,16 @@ def choose(
     dev: LabelledSets,
     dev_emb: np.ndarray,
     n: int,
+    *,
+    strategy: str = DEFAULT_MULTI_LABEL_STRATEGY,
+    seed: int = 0,
 ) -> MultiLabelChoice:
-    """Fit the head and pick ``n`` of ``queueable`` (rows of ``pool``), most doubtful first."""
+    """Fit the head and pick ``n`` of ``queueable`` (rows of ``pool``), most informative first
+    by ``strategy`` (a single-label name falls back to the default)."""
     from worker.ml.multilabel import fit_with_thresholds, label_matrix, report
+
+    if strategy not in MULTI_LABEL_STRATEGIES:
+        strategy = DEFAULT_MULTI_LABEL_STRATEGY
 
     if len(labelled) < MIN_LABELLED:
         return MultiLabelChoice(
@@ -84,27 +97,34 @@ def choose(
     else:
         reason = ("multi-label live head; thresholds from out-of-fold predictions on the "
                   f"labelled items (a dev set of {MIN_DEV}+ items would measure it)")
-    choice = MultiLabelChoice(reason, model_scores=scores, head=head)
+    choice = MultiLabelChoice(reason, model_scores=scores, head=head, strategy=strategy)
     if n <= 0 or not queueable:
         return choice
     probs = head.predict_proba(pool)
-    picked = _most_doubtful(probs, head.thresholds, n)
+    picked, picked_scores = _pick(strategy, probs, head, pool, labelled_emb, Y, n, seed)
     choice.rows = [queueable[r] for r in picked]
-    margin = np.abs(probs[picked] - head.thresholds).min(axis=1)
-    choice.scores = [float(-m) for m in margin]
+    choice.scores = [float(v) for v in picked_scores]
     choice.reasons = [_reason(p, head.thresholds, label_names) for p in probs[picked]]
     choice.predicted = [predicted(p, head.thresholds, label_names) for p in probs[picked]]
     choice.neighbours = nearest_sets(pool[picked], labelled_emb, labelled, label_names)
     return choice
 
 
-def _most_doubtful(probs: np.ndarray, thresholds: np.ndarray, n: int) -> np.ndarray:
-    from worker.ml.multilabel import threshold_margin
+def _pick(strategy: str, probs: np.ndarray, head: Any, pool: np.ndarray,
+          labelled_emb: np.ndarray, Y: np.ndarray, n: int, seed: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Pool rows to queue and their scores (higher: ask first)."""
+    from worker.ml.multilabel import acquisition_order, threshold_margin
 
-    score = threshold_margin(probs, thresholds)
-    n = min(n, len(score))
-    top = np.argpartition(-score, n - 1)[:n]
-    return top[np.argsort(-score[top], kind="stable")]
+    rows = np.arange(len(probs))
+    if strategy == "cluster_threshold_margin" and len(probs) > CANDIDATES_PER_PICK * n:
+        margin = threshold_margin(probs, head.thresholds)
+        rows = np.sort(np.argpartition(-margin, CANDIDATES_PER_PICK * n - 1)
+                       [:CANDIDATES_PER_PICK * n])
+    labelled_probs = head.predict_proba(labelled_emb) if strategy == "mmc" else None
+    order, scores = acquisition_order(strategy, probs[rows], head.thresholds, pool[rows], n,
+                                      seed=seed, labelled_probs=labelled_probs, labelled_Y=Y)
+    return rows[order], scores
 
 
 def _reason(p: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str]) -> str:

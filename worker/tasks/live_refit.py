@@ -597,7 +597,8 @@ def _multi_label(
     picked = choose(
         snapshot.label_names, embeddings.take(queueable), queueable, labelled,
         embeddings.take(labelled.item_ids), dev, embeddings.take(dev.item_ids),
-        _queue_size(snapshot, budget_used, len(queueable)))
+        _queue_size(snapshot, budget_used, len(queueable)), strategy=snapshot.strategy,
+        seed=snapshot.data_version + 1)
     return _Choice(  # no head yet (cold start): nothing served, items come at random
         served=SERVED_LIVE_HEAD if picked.head is not None else SERVED_ZERO_SHOT,
         reason=picked.reason, rows=picked.rows, scores=picked.scores,

@@ -123,6 +123,18 @@ def test_a_lead_creates_a_multi_label_project_and_cannot_switch_it_once_labelled
     assert project is not None and project.task_type == "multi_label"
     settings = client.get(f"/projects/{project.id}/settings").text
     assert '<option value="multi_label" selected>' in settings
+    assert project.strategy == "threshold_margin"
+    assert '<option value="threshold_margin" selected>' in settings
+    assert 'value="cluster_uncertain"' not in settings  # single-label strategies are not offered
+    model_form = {"base_model": "minilm", "adapter_kind": "lora", "adapter_size": "8"}
+    saved = client.post(f"/projects/{project.id}/settings/model",
+                        data=model_form | {"strategy": "mmc"}, follow_redirects=False)
+    assert saved.status_code == 303
+    db.refresh(project)
+    assert project.strategy == "mmc"
+    wrong = client.post(f"/projects/{project.id}/settings/model",
+                        data=model_form | {"strategy": "badge"})
+    assert wrong.status_code == 422 and "for a multi-label project" in wrong.text
     (item,) = make_items(db, project, ["x"])
     record_label(db, project, make_user(db), item_id=item.id, label_ids=[])
     db.flush()

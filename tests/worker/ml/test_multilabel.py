@@ -128,3 +128,30 @@ def test_thresholds_come_from_dev_when_given_else_out_of_fold() -> None:
     np.testing.assert_allclose(with_dev.thresholds, expected)
     few = fit_with_thresholds(X[:5], Y[:5])
     assert (few.thresholds == DEFAULT_THRESHOLD).all()
+
+
+def test_acquisition_order_follows_each_strategys_score() -> None:
+    from worker.ml.multilabel import acquisition_order, mean_binary_entropy, threshold_margin
+
+    rng = np.random.default_rng(3)
+    P = rng.random((60, 4))
+    E = rng.normal(size=(60, 5))
+    t = np.array([0.3, 0.5, 0.6, 0.4])
+    rows, scores = acquisition_order("threshold_margin", P, t, E, 7)
+    expected = np.argsort(-threshold_margin(P, t), kind="stable")[:7]
+    assert rows.tolist() == expected.tolist()
+    assert scores.tolist() == threshold_margin(P, t)[expected].tolist()
+    rows, _ = acquisition_order("binary_entropy", P, t, E, 5)
+    assert rows.tolist() == np.argsort(-mean_binary_entropy(P), kind="stable")[:5].tolist()
+    clustered, _ = acquisition_order("cluster_threshold_margin", P, t, E, 6, seed=1)
+    assert len(set(clustered.tolist())) == 6
+    assert clustered[0] == expected[0], "round robin starts with the most doubtful item"
+    a, _ = acquisition_order("random", P, t, E, 5, seed=4)
+    b, _ = acquisition_order("random", P, t, E, 5, seed=4)
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 5
+    mmc_rows, _ = acquisition_order("mmc", P, t, E, 5, labelled_probs=P[:10],
+                                    labelled_Y=(P[:10] > 0.5).astype(int))
+    assert len(mmc_rows) == 5
+    assert acquisition_order("threshold_margin", P, t, E, 0)[0].size == 0
+    with pytest.raises(ConfigError, match="unknown multi-label strategy 'badge'"):
+        acquisition_order("badge", P, t, E, 3)

@@ -207,3 +207,25 @@ def test_choose_refuses_nothing_and_returns_no_rows_when_the_queue_is_full() -> 
                                     emb[:20], LabelledSets(), np.zeros((0, 8)), 0)
     assert picked.head is not None and picked.rows == []
     assert "out-of-fold" in picked.reason
+
+
+@pytest.mark.parametrize("strategy", ["cluster_threshold_margin", "mmc", "binary_entropy",
+                                      "random", "entropy"])
+def test_every_multi_label_strategy_fills_the_queue(strategy: str) -> None:
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(300, 8))
+    labelled = LabelledSets(item_ids=list(range(30)), texts=[""] * 30,
+                            sets=[[i % 3] if i % 4 else [] for i in range(30)])
+    picked = live_multilabel.choose(["a", "b", "c"], emb[30:], list(range(30, 300)), labelled,
+                                    emb[:30], LabelledSets(), np.zeros((0, 8)), 12,
+                                    strategy=strategy, seed=2)
+    assert len(picked.rows) == 12 and len(set(picked.rows)) == 12
+    assert set(picked.rows) <= set(range(30, 300))
+    # a single-label name (the project was created single-label) falls back to the default
+    assert picked.strategy == ("threshold_margin" if strategy == "entropy" else strategy)
+    if strategy == "cluster_threshold_margin":  # 270 items > 10 x 12: candidates narrowed
+        from worker.ml.multilabel import threshold_margin
+
+        margin = threshold_margin(picked.head.predict_proba(emb[30:]), picked.head.thresholds)
+        candidates = set((np.argsort(-margin, kind="stable")[:120] + 30).tolist())
+        assert set(picked.rows) <= candidates
