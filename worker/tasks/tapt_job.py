@@ -23,7 +23,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import SPLIT_POOL, Annotation, Item, Project, TrainingRun
+from app.db.models import SPLIT_POOL, TASK_MULTI_LABEL, Annotation, Item, Project, TrainingRun
+from app.domain.live_head import request_live_refit
 from app.domain.model_versions import relative_artifact_path
 from app.domain.policy import live
 from app.domain.runs import request_queue_recompute, request_retrain
@@ -85,6 +86,10 @@ def _switch_base(session: Session, run: TrainingRun, stored_path: str) -> int | 
     project = session.get(Project, run.project_id)
     assert project is not None
     project.tapt_model_path = stored_path
+    if project.task_type == TASK_MULTI_LABEL:  # no adapter rounds: the live head re-reads
+        request_live_refit(session, project.id)  # the pool with the new encoder
+        session.flush()
+        return None
     labelled = session.scalar(
         select(func.count(Annotation.id))
         .join(Item, Item.id == Annotation.item_id)

@@ -82,6 +82,24 @@ def test_tapt_with_labels_forces_a_retrain_on_the_new_base(
     assert meta["base_model"] == str(resolve_artifact(project.tapt_model_path, file_db.settings))
 
 
+def test_tapt_on_a_multi_label_project_asks_the_live_head_to_re_read_the_pool(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    from contract.tasks import TASK_LIVE_REFIT
+
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.task_type = "multi_label"
+        session.commit()
+    run = run_tapt(file_db, seeded)
+    assert run.status == RUN_SUCCEEDED, run.error
+    assert [j.name for j in sent if j.name != TASK_TAPT] == [TASK_LIVE_REFIT]
+    with file_db.session() as session:
+        assert list_runs(session, seeded.project_id, kind=RUN_QUEUE) == []
+        assert list_runs(session, seeded.project_id, kind=RUN_RETRAIN) == []
+
+
 @pytest.mark.parametrize("on_gpu", [False, True])
 def test_default_step_budget_depends_on_the_device(on_gpu: bool) -> None:
     from worker.ml.tapt import TaptConfig
