@@ -17,22 +17,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Annotation, Label, Project, TrainingRun, User
-from app.domain.annotation import batch_progress, record_label, submit_batch
+from app.db.models import Label, Project, TrainingRun, User
+from app.domain.annotation import batch_progress, submit_batch
 from app.domain.annotation.common import project_labels
 from app.domain.annotation.label_sets import (
     check_answer,
     is_multi_label,
     label_sets,
 )
-from app.domain.annotation.labels import find_by_key, idempotency_scope
 from app.domain.label_submissions import (  # one item lookup and error report for both
     IdempotencyKeyReused,
     LabelRequest,
     label_key,
+    record_once,
     resolve_items,
     submit_labels,
 )
@@ -109,9 +108,9 @@ def submit_answers(
     for index, request in enumerate(requests):
         key = label_key(request_key, request.idempotency_key, index, len(requests))
         item_id, wanted = items[index], sets[index]
-        annotation, replayed, closed = _record_set_once(
-            db, project, user, token_id, item_id, wanted, key, request.duration_ms,
-            lease_seconds,
+        annotation, replayed, closed = record_once(
+            db, project, user, token_id, item_id, key, request.duration_ms, lease_seconds,
+            label_ids=wanted,
         )
         if replayed and (annotation.item_id != item_id
                          or label_sets(db, [annotation.id])[annotation.id] != wanted):
@@ -191,33 +190,3 @@ def _wanted_sets(requests: Sequence[AnswerRequest], labels: Sequence[Label]) -> 
             details={"errors": problems, "labels": list(by_name)},
         )
     return sets
-
-
-def _record_set_once(
-    db: Session,
-    project: Project,
-    user: User,
-    token_id: int | None,
-    item_id: int,
-    label_ids: list[int],
-    key: str | None,
-    duration_ms: int | None,
-    lease_seconds: int,
-) -> tuple[Annotation, bool, TrainingRun | None]:
-    """Like :func:`app.domain.label_submissions._record_once`: the loser of a race on one key
-    replays the winner's annotation."""
-    try:
-        with db.begin_nested():
-            result = record_label(
-                db, project, user, item_id=item_id, label_ids=label_ids,
-                duration_ms=duration_ms, idempotency_key=key, token_id=token_id,
-                lease_seconds=lease_seconds,
-            )  # fmt: skip
-        return result.annotation, result.replayed, result.submitted_run
-    except IntegrityError:
-        if key is None:
-            raise
-        winner = find_by_key(db, project.id, idempotency_scope(user.id, token_id), key)
-        if winner is None:
-            raise
-        return winner, True, None

@@ -92,9 +92,9 @@ def submit_labels(
     for index, request in enumerate(requests):
         key = label_key(request_key, request.idempotency_key, index, len(requests))
         item_id, label_id = items[index], labels[request.label]
-        annotation, replayed, closed = _record_once(
-            db, project, user, token_id, item_id, label_id, key, request.duration_ms,
-            lease_seconds,
+        annotation, replayed, closed = record_once(
+            db, project, user, token_id, item_id, key, request.duration_ms, lease_seconds,
+            label_id=label_id,
         )
         if replayed and (annotation.item_id, annotation.label_id) != (item_id, label_id):
             raise IdempotencyKeyReused(
@@ -110,21 +110,25 @@ def submit_labels(
     return Submission(results, run)
 
 
-def _record_once(
+def record_once(
     db: Session,
     project: Project,
     user: User,
     token_id: int | None,
     item_id: int,
-    label_id: int,
     key: str | None,
     duration_ms: int | None,
     lease_seconds: int,
+    *,
+    label_id: int | None = None,
+    label_ids: Sequence[int] | None = None,
 ) -> tuple[Annotation, bool, TrainingRun | None]:
+    """Record one label (or, in a multi-label project, one set); the loser of a race on one
+    idempotency key replays the winner's annotation."""
     try:
         with db.begin_nested():
             result = record_label(
-                db, project, user, item_id=item_id, label_id=label_id,
+                db, project, user, item_id=item_id, label_id=label_id, label_ids=label_ids,
                 duration_ms=duration_ms, idempotency_key=key, token_id=token_id,
                 lease_seconds=lease_seconds,
             )  # fmt: skip
