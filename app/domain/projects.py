@@ -33,7 +33,7 @@ from app.domain import audit
 from app.domain.annotation.common import project_labels
 from app.domain.guidelines import set_guidelines, start_versions
 from app.domain.policy import BudgetSettings, live
-from app.errors import Conflict, InvalidInput, NotFound, NotSupported
+from app.errors import Conflict, InvalidInput, NotFound
 from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, DEFAULT_STRATEGY
 
 MIN_LABELS = 2
@@ -97,7 +97,7 @@ class ProjectSettings:
             raise InvalidInput(f"The task type must be one of {', '.join(TASK_TYPES)}.",
                                details={"field": "task_type"})
         if self.task_type == TASK_MULTI_LABEL and self.annotations_per_item > 1:
-            raise NotSupported(
+            raise InvalidInput(
                 "Several annotations per item are not supported for multi-label projects yet "
                 "(agreement on label sets is not measured in the product). Use 1.",
                 details={"field": "annotations_per_item"})

@@ -150,7 +150,7 @@ def test_features_for_single_labels_refuse_multi_label_projects(
         review.decide(db, project, lead, item_id=item.id, action="accept")
     with pytest.raises(NotSupported, match="Overlap items"):
         agreement.update_overlap_settings(project, rate=0.2)
-    with pytest.raises(NotSupported, match="Several annotations per item"):
+    with pytest.raises(InvalidInput, match="Several annotations per item"):
         _settings(db, project, annotations_per_item=2)
     agreement.update_overlap_settings(project, rate=0.0)  # keeping it off is fine
 
