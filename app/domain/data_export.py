@@ -26,7 +26,6 @@ import io
 import json
 import tempfile
 import zipfile
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from app.db.models import (
     User,
 )
 from app.domain import data_manager as dm
-from app.domain.annotation.label_sets import is_multi_label, label_sets
+from app.domain.annotation.label_sets import is_multi_label, label_sets, majority_set
 from app.domain.imports import check_label_cell_names, label_cell
 from app.errors import InvalidInput
 from app.security.spreadsheet import safe_cell
@@ -130,17 +129,12 @@ class ExportRecord:
 
 def resolved_set(sets: Sequence[tuple[str, ...]], order: Sequence[str]
                  ) -> tuple[str, ...] | None:
-    """The worker's rule for a multi-label item (``project_data.majority_set``): the labels in
-    more than half of the live sets (oldest first); if any label is in exactly half, the most
-    recent set. ``None`` without a set."""
+    """The item's resolved set (:func:`~app.domain.annotation.label_sets.majority_set`, the
+    rule the worker trains on) in label order; ``None`` without a set."""
     if not sets:
         return None
-    if len(sets) == 1:
-        return sets[0]
-    counts = Counter(name for labels in sets for name in labels)
-    if any(2 * count == len(sets) for count in counts.values()):
-        return sets[-1]
-    return tuple(name for name in order if 2 * counts[name] > len(sets))
+    chosen = majority_set(sets)
+    return tuple(name for name in order if name in chosen)
 
 
 def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterator[ExportRecord]:

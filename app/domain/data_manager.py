@@ -70,6 +70,7 @@ from app.db.models import (
 )
 from app.domain import audit
 from app.domain.annotation.common import take_write_lock
+from app.domain.annotation.label_sets import NONE_OF_THESE, set_text
 from app.domain.policy import live
 from app.domain.review import adjudicated_names, clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound, NotSupported
@@ -544,9 +545,6 @@ def live_votes(db: Session, project_id: int, item_ids: Sequence[int]) -> dict[in
     return votes
 
 
-NONE_OF_THESE = "none of these"
-
-
 def set_names(db: Session, annotation_ids: Sequence[int]) -> dict[int, str]:
     """Multi-label annotations' sets as one label text ("billing, bug"; "none of these")."""
     if not annotation_ids:
@@ -560,7 +558,7 @@ def set_names(db: Session, annotation_ids: Sequence[int]) -> dict[int, str]:
             .order_by(AnnotationLabel.annotation_id, Label.position)
         ).tuples():
             names[annotation_id].append(name)
-    return {a: ", ".join(n) or NONE_OF_THESE for a, n in names.items()}
+    return {a: set_text(n) for a, n in names.items()}
 
 
 def current_predictions(

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from app.domain.annotation.label_sets import set_text
 from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, MULTI_LABEL_STRATEGIES
 from worker.tasks.project_data import LabelledSets
 
@@ -38,7 +39,6 @@ MIN_DEV = 10
 """Dev items needed to tune thresholds and measure the head on them."""
 NEIGHBOURS = 3
 DOUBT_LABELS = 2
-NONE_OF_THESE = "none of these"
 CANDIDATES_PER_PICK = 10
 
 
@@ -166,5 +166,5 @@ def nearest_sets(embeddings: np.ndarray, labelled_emb: np.ndarray, labelled: Lab
 def _neighbour(labelled: LabelledSets, j: int, similarity: float,
                label_names: Sequence[str]) -> dict[str, Any]:
     names = [label_names[i] for i in labelled.sets[j]]
-    return {"item_id": labelled.item_ids[j], "label": ", ".join(names) or NONE_OF_THESE,
+    return {"item_id": labelled.item_ids[j], "label": set_text(names),
             "labels": names, "similarity": round(similarity, 4)}

@@ -37,6 +37,7 @@ from app.db.models import (
     OverlapItem,
     Project,
 )
+from app.domain.annotation.label_sets import majority_set
 from app.domain.model_versions import resolve_artifact
 from app.domain.policy import live, taken_item_ids
 from app.domain.review import adjudicated_labels
@@ -236,18 +237,9 @@ def labelled_sets(session: Session, snapshot: ProjectSnapshot, split: str) -> La
     for item_id in sorted(votes):
         result.item_ids.append(item_id)
         result.texts.append(texts[item_id])
-        result.sets.append(majority_set(votes[item_id]))
+        result.sets.append(sorted(majority_set(votes[item_id])))
     return result
 
-
-def majority_set(sets: list[set[int]]) -> list[int]:
-    """Labels in more than half of the sets; on a tie for any label, the most recent set."""
-    if len(sets) == 1:
-        return sorted(sets[0])
-    counts = Counter(label for labels in sets for label in labels)
-    if any(2 * count == len(sets) for count in counts.values()):
-        return sorted(sets[-1])
-    return sorted(label for label, count in counts.items() if 2 * count > len(sets))
 
 
 def _add_adjudicated_texts(

@@ -9,7 +9,9 @@ rather than reading a missing ``label_id``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Hashable, Iterable, Sequence
+from typing import TypeVar
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -63,6 +65,30 @@ def project_label_set(db: Session, project: Project, label_ids: Iterable[int]) -
             details={"label_ids": unknown},
         )
     return sorted(wanted, key=lambda label_id: positions[label_id])
+
+
+NONE_OF_THESE = "none of these"
+"""How an empty set reads wherever a set is written as one text ("billing, bug")."""
+
+
+def set_text(names: Iterable[str]) -> str:
+    """A set of label names as one text, in the order given."""
+    return ", ".join(names) or NONE_OF_THESE
+
+
+L = TypeVar("L", bound=Hashable)
+
+
+def majority_set(sets: Sequence[Collection[L]]) -> set[L]:
+    """One item's resolved set from its live sets, oldest first: the labels in more than half
+    of them; if any label is in exactly half, the most recent set. The worker trains on it and
+    exports write it."""
+    if len(sets) == 1:
+        return set(sets[0])
+    counts = Counter(label for labels in sets for label in labels)
+    if any(2 * count == len(sets) for count in counts.values()):
+        return set(sets[-1])
+    return {label for label, count in counts.items() if 2 * count > len(sets)}
 
 
 def store_label_set(db: Session, annotation_id: int, label_ids: Sequence[int]) -> None:

@@ -51,6 +51,7 @@ from app.domain.annotation.common import (
     project_item,
     take_write_lock,
 )
+from app.domain.annotation.label_sets import set_text
 from app.domain.annotation.overlap import (
     due,
     fresh_candidates,
@@ -582,7 +583,7 @@ def _neighbour(raw: dict[str, Any], text: str) -> Neighbour:
     labels = _label_names(raw.get("labels"))
     label = str(raw.get("label") or "")
     if not label and labels is not None:  # a set the worker did not spell out
-        label = ", ".join(labels) or "none of these"
+        label = set_text(labels)
     return Neighbour(
         item_id=raw["item_id"],
         label=label,

@@ -24,6 +24,7 @@ from app.db.models import (
     Project,
     QueueEntry,
 )
+from app.domain.annotation.label_sets import majority_set
 from tests.app.domain.runs_support import Db, add_items
 from tests.worker.ml.tiny import FILLER, LABEL_NAMES, TOPICS
 from worker.ml.multilabel import MultiLabelHead
@@ -31,7 +32,7 @@ from worker.ml.sentence_encoder import SentenceEncoder
 from worker.tasks import live_multilabel
 from worker.tasks.inference import predict_body
 from worker.tasks.live_refit import refit_live_head
-from worker.tasks.project_data import LabelledSets, majority_set
+from worker.tasks.project_data import LabelledSets
 
 
 def corpus(n: int, seed: int) -> tuple[list[str], list[list[int]]]:
@@ -192,10 +193,11 @@ def test_predict_reads_the_saved_head_and_applies_its_thresholds(
 
 
 def test_several_answers_make_a_majority_set() -> None:
-    assert majority_set([{0, 1}]) == [0, 1]
-    assert majority_set([{0, 1}, {0}, {0, 2}]) == [0]
-    assert majority_set([{0}, {1}]) == [1], "a tie takes the most recent set"
-    assert majority_set([set(), set(), {2}]) == []
+    assert majority_set([{0, 1}]) == {0, 1}
+    assert majority_set([{0, 1}, {0}, {0, 2}]) == {0}
+    assert majority_set([{0}, {1}]) == {1}, "a tie takes the most recent set"
+    assert majority_set([set(), set(), {2}]) == set()
+    assert majority_set([("bug",), ("bug", "billing"), ("bug",)]) == {"bug"}
 
 
 def test_choose_refuses_nothing_and_returns_no_rows_when_the_queue_is_full() -> None:
