@@ -55,8 +55,10 @@ class RouterLimits:
 @dataclass
 class Prediction:
     label_names: list[str]
-    probabilities: np.ndarray  # (n, k) float32
+    probabilities: np.ndarray  # (n, k) float32; multi-label: independent sigmoids
     shared_base: bool
+    thresholds: np.ndarray | None = None
+    """Multi-label artifacts: each label's decision threshold (None: single-label, softmax)."""
 
 
 @dataclass
@@ -76,6 +78,7 @@ class _SharedAdapter:
     tokenizer: Any
     label_names: list[str]
     max_length: int
+    thresholds: np.ndarray | None = None
 
 
 @dataclass
@@ -140,10 +143,12 @@ class AdapterRouter:
         from peft import PeftConfig
         from safetensors.torch import load_file
 
-        from worker.ml.artifacts import read_meta
+        from worker.ml.artifacts import is_multi_label, read_meta
         from worker.ml.models import load_tokenizer
 
         meta = read_meta(path)
+        thresholds = (np.asarray(meta["thresholds"], dtype=np.float64) if is_multi_label(meta)
+                      else None)
         adapter_dir = path / "adapter"
         config = PeftConfig.from_pretrained(str(adapter_dir))
         base_key = (str(meta["base_model"]), str(meta["base_model_sha256"]), str(config.peft_type))
@@ -173,6 +178,7 @@ class AdapterRouter:
             tokenizer=load_tokenizer(path / "tokenizer"),
             label_names=list(meta["label_names"]),
             max_length=int(meta["max_length"]),
+            thresholds=thresholds,
         )
         self._adapters[key] = loaded
         self._evict()
@@ -244,13 +250,15 @@ class AdapterRouter:
         for head, module in shared.template_heads.items():
             _install(inner, head, loaded.heads.get(head, module))
         model.eval()
-        probs = self._forward(model, loaded.tokenizer, texts, loaded.max_length)
+        probs = self._forward(model, loaded.tokenizer, texts, loaded.max_length,
+                              sigmoid=loaded.thresholds is not None)
         if probs.shape[1] != len(loaded.label_names):
             raise RuntimeError("head output does not match the label set")  # a broken artifact
-        return Prediction(loaded.label_names, probs, shared_base=True)
+        return Prediction(loaded.label_names, probs, shared_base=True,
+                          thresholds=loaded.thresholds)
 
-    def _forward(self, model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
-                 ) -> np.ndarray:
+    def _forward(self, model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
+                 *, sigmoid: bool = False) -> np.ndarray:
         outputs: list[np.ndarray] = []
         size = self.limits.batch_size
         with torch.inference_mode():
@@ -263,7 +271,8 @@ class AdapterRouter:
                     return_tensors="pt",
                 ).to(self.device)
                 logits = model(**batch).logits.float()
-                outputs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+                probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)
+                outputs.append(probs.cpu().numpy())
         if not outputs:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)
@@ -304,7 +313,8 @@ class AdapterRouter:
             probs = np.zeros((0, classifier.num_labels), dtype=np.float32)
         else:
             probs = classifier.predict_proba(list(texts), batch_size=self.limits.batch_size)
-        return Prediction(list(classifier.label_names), np.asarray(probs, np.float32), False)
+        return Prediction(list(classifier.label_names), np.asarray(probs, np.float32), False,
+                          thresholds=classifier.thresholds if classifier.multi_label else None)
 
 
 def is_shareable(path: Path) -> bool:

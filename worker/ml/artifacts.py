@@ -12,6 +12,9 @@ Layout::
     base_delta.safetensors   hybrid mode only: the unfrozen encoder blocks
     model/                   full fine-tuning only: the whole model (save_pretrained)
 
+A multi-label classifier's ``tapestry.json`` and ``labels.json`` add ``task_type: "multi_label"``
+and ``thresholds`` (one per label, in label order); its card lists them by label name.
+
 Loading never unpickles: only safetensors and JSON are read (``torch.load`` is never used here).
 """
 
@@ -63,8 +66,25 @@ def build_card(
         trainable_params=adapted.trainable_count(),
         total_params=adapted.total_count(),
         training_examples=training_examples,
+        task_type="multi_label" if classifier.multi_label else "single_label",
+        thresholds=_named_thresholds(classifier),
         extra=extra,
     )
+
+
+def _named_thresholds(classifier: TextClassifier) -> dict[str, float] | None:
+    if not classifier.multi_label or classifier.thresholds is None:
+        return None
+    return {name: round(float(value), 4)
+            for name, value in zip(classifier.label_names, classifier.thresholds, strict=True)}
+
+
+def _task_fields(classifier: TextClassifier) -> dict[str, Any]:
+    if not classifier.multi_label:
+        return {}
+    assert classifier.thresholds is not None
+    return {"task_type": "multi_label",
+            "thresholds": [round(float(t), 4) for t in classifier.thresholds]}
 
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -90,11 +110,13 @@ def save_artifact(
         "base_model_sha256": classifier.base_fingerprint,
         "max_length": classifier.max_length,
         "train_config": classifier.metadata.get("train_config", {}),
+        **_task_fields(classifier),
     }
     _write_json(out_dir / META_FILE, meta)
     labels = {
         "labels": classifier.label_names,
         "label2id": {n: i for i, n in enumerate(classifier.label_names)},
+        **_task_fields(classifier),
     }
     _write_json(out_dir / "labels.json", labels)
     classifier.tokenizer.save_pretrained(str(out_dir / "tokenizer"))
@@ -151,6 +173,17 @@ def read_card(path: Path) -> dict[str, Any]:
     return parse_card((Path(path) / CARD_FILE).read_text(encoding="utf-8"))
 
 
+def is_multi_label(meta: dict[str, Any]) -> bool:
+    """Whether an artifact's ``tapestry.json`` describes a multi-label classifier."""
+    task_type = meta.get("task_type", "single_label")
+    if task_type not in ("single_label", "multi_label"):
+        raise MLError(f"artifact task_type {task_type!r} is unknown")
+    if task_type == "multi_label" and len(meta.get("thresholds") or []) != len(
+            meta["label_names"]):
+        raise MLError("a multi-label artifact needs one threshold per label")
+    return bool(task_type == "multi_label")
+
+
 def load_artifact(
     path: Path, *, device: str = "auto", base_model: str | None = None, verify_base: bool = True
 ) -> TextClassifier:
@@ -163,6 +196,7 @@ def load_artifact(
     meta = read_meta(path)
     config = AdapterConfig.from_dict(meta["adapter_config"])
     labels = list(meta["label_names"])
+    multi_label = is_multi_label(meta)
     base = base_model or meta["base_model"]
     tokenizer = load_tokenizer(path / "tokenizer")
     if config.kind == "full":
@@ -176,7 +210,7 @@ def load_artifact(
                 f"base model {base} does not match the artifact's sha256 "
                 f"{meta['base_model_sha256'][:12]}…; pass the right base_model"
             )
-        model = load_sequence_classifier(base, labels)
+        model = load_sequence_classifier(base, labels, multi_label=multi_label)
         adapted = build_adapted_model(model, config)
         _load_weights(adapted, path)
     classifier = TextClassifier(
@@ -187,6 +221,8 @@ def load_artifact(
         base_fingerprint=meta["base_model_sha256"],
         max_length=int(meta["max_length"]),
         device=device,
+        multi_label=multi_label,
+        thresholds=meta["thresholds"] if multi_label else None,
     )
     classifier.metadata["train_config"] = dict(meta.get("train_config", {}))
     classifier.metadata["adapter_config"] = config.to_dict()

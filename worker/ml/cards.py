@@ -58,6 +58,9 @@ class AdapterCard:
     trainable_params: int | None = None
     total_params: int | None = None
     training_examples: int | None = None
+    task_type: str = "single_label"
+    thresholds: dict[str, float] | None = None
+    """Multi-label only: each label's decision threshold (on when its sigmoid reaches it)."""
     library_versions: dict[str, str] = field(default_factory=library_versions)
     created_at: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -85,7 +88,22 @@ class AdapterCard:
                 f"perplexity {self.tapt.get('ppl_before')} -> {self.tapt.get('ppl_after')}.",
                 "",
             ]
-        if self.dev_metrics:
+        if self.thresholds is not None:
+            lines += [
+                "Multi-label: each label's probability is the sigmoid of its logit, and the label",
+                "is on when it reaches its threshold (`thresholds`, tuned on the dev set): "
+                + ", ".join(f"{name} {value:.2f}" for name, value in self.thresholds.items())
+                + ".",
+                "",
+            ]
+        if self.dev_metrics and self.task_type == "multi_label":
+            lines += [
+                f"Dev set: micro-F1 {self.dev_metrics.get('micro_f1', 0.0):.4f}, macro-F1 "
+                f"{self.dev_metrics.get('macro_f1', 0.0):.4f}, subset accuracy "
+                f"{self.dev_metrics.get('subset_accuracy', 0.0):.4f}.",
+                "",
+            ]
+        elif self.dev_metrics:
             lines += [
                 f"Dev set: accuracy {self.dev_metrics.get('accuracy'):.4f}, macro-F1 "
                 f"{self.dev_metrics.get('macro_f1'):.4f}, ECE {self.dev_metrics.get('ece'):.4f}.",

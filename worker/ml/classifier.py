@@ -11,6 +11,11 @@ round model, ``docs/results.md``); on the default round model it agrees with fp3
 argmax labels with VNNI and 99.8 % without, where the down projections stay in float
 (``tests/worker/ml/test_quantize.py``, :data:`worker.ml.quantize.FLOAT_DOWN_PROJECTIONS`). On a
 GPU scoring keeps the autocast ``precision``.
+
+A multi-label classifier (``multi_label=True``, issue 19) has independent sigmoid outputs, one per
+label, and a decision threshold per label (``thresholds``, tuned on dev by
+:func:`worker.ml.training.train_classifier` and stored with the artifact): its "probabilities"
+need not sum to 1, and a label is on when its probability reaches its threshold.
 """
 
 from __future__ import annotations
@@ -103,8 +108,19 @@ class TextClassifier:
         device: str | torch.device = "auto",
         precision: str = "auto",
         scoring_precision: str = "auto",
+        multi_label: bool = False,
+        thresholds: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self.adapted = adapted
+        self.multi_label = multi_label
+        self.thresholds: np.ndarray | None = None
+        if multi_label:
+            self.set_thresholds(
+                np.full(len(label_names), 0.5) if thresholds is None else thresholds,
+                len(label_names),
+            )
+        elif thresholds is not None:
+            raise ConfigError("thresholds belong to multi-label classifiers only")
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.base_model = base_model
@@ -119,6 +135,22 @@ class TextClassifier:
         self.metadata: dict[str, Any] = {}
         self.model.to(self.device)
         self.model.eval()
+
+    def set_thresholds(self, thresholds: Sequence[float] | np.ndarray, n: int | None = None
+                       ) -> None:
+        """One decision threshold per label, each in (0, 1) (multi-label only)."""
+        values = np.asarray(thresholds, dtype=np.float64)
+        expected = self.num_labels if n is None else n
+        if values.shape != (expected,) or not ((values > 0) & (values < 1)).all():
+            raise ConfigError(f"need {expected} thresholds in (0, 1), got {values.tolist()}")
+        self.thresholds = values
+
+    def predict_sets(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """(n, L) 0/1 label sets at the stored thresholds (multi-label only)."""
+        if not self.multi_label or self.thresholds is None:
+            raise NotSupported("label sets come from multi-label classifiers only")
+        probs = self.predict_proba(texts, batch_size=batch_size)
+        return (probs >= self.thresholds).astype(np.int8)
 
     @property
     def model(self) -> nn.Module:
@@ -178,6 +210,9 @@ class TextClassifier:
 
     def head_gradient_embeddings(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """BADGE embeddings: (p - onehot(argmax p)) ⊗ penultimate features, shape (n, k*d)."""
+        if self.multi_label:
+            raise NotSupported("BADGE gradient embeddings are defined for single-label "
+                               "(softmax) classifiers only")
         with _scoring_mode(self.model, dropout=False):
             probs, _, penultimate = self._run(texts, batch_size, penultimate=True)
         assert penultimate is not None
@@ -209,7 +244,9 @@ class TextClassifier:
             for indices in sorted_batches(lengths, batch_size):
                 batch = collate(token_ids, indices, pad_id, multiple).to(self.device)
                 out = self._forward(batch, texts, capture_penultimate=penultimate)
-                probs[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                logits = out.logits.float()
+                probs[indices] = (torch.sigmoid(logits) if self.multi_label
+                                  else torch.softmax(logits, dim=-1)).cpu().numpy()
                 embeddings[indices] = out.embeddings.cpu().numpy()
                 if out.penultimate is not None:
                     if features is None:

@@ -110,16 +110,21 @@ def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_sequence_classifier(model_path: str | Path, label_names: list[str]) -> PreTrainedModel:
-    """Load an encoder with a sequence-classification head sized for ``label_names`` (fp32)."""
+def load_sequence_classifier(
+    model_path: str | Path, label_names: list[str], *, multi_label: bool = False
+) -> PreTrainedModel:
+    """Load an encoder with a sequence-classification head sized for ``label_names`` (fp32);
+    ``multi_label`` records transformers' ``problem_type`` for independent sigmoid outputs."""
     id2label = dict(enumerate(label_names))
     label2id = {name: index for index, name in id2label.items()}
+    extra = {"problem_type": "multi_label_classification"} if multi_label else {}
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_path),
         num_labels=len(label_names),
         id2label=id2label,
         label2id=label2id,
         dtype=torch.float32,
+        **extra,
     )
     return model
 

@@ -37,6 +37,15 @@ Defaults and why:
   ``min_steps=N`` a round whose epochs would give fewer than N steps instead draws N batches
   class-balanced with replacement (:func:`min_steps_sampler`), spread over the epochs so dev
   early stopping still works. The two-speed loop sets it (its head starts from the live head).
+- ``multi_label=True`` (issue 19): ``labels`` are label sets (lists of label indices, an empty
+  list for "none of these"); the head's outputs are independent sigmoids trained with binary
+  cross-entropy, summed over labels (each positive label of an item gets a full gradient, however
+  many labels the project has), ``class_weighting`` weighs each label's positives by its
+  negatives/positives ratio (at most :data:`MAX_POS_WEIGHT`), the class-balanced sampler balances
+  over each item's rarest label, and each epoch is judged on dev by macro-F1 (then micro-F1) at
+  per-label thresholds tuned on the dev probabilities (:func:`worker.ml.multilabel.
+  tune_thresholds`); the best epoch's thresholds are stored with the classifier. Without a dev
+  set the thresholds stay at 0.5.
 """
 
 from __future__ import annotations
@@ -71,6 +80,8 @@ from worker.ml.runtime import make_precision, resolve_device, set_seed
 from worker.ml.schedule import apply_lr, warmup_steps
 
 PHASE = "train"
+MAX_POS_WEIGHT = 10.0
+"""Largest positive-class weight of a label under ``class_weighting`` (multi-label)."""
 
 
 @dataclass
@@ -179,13 +190,19 @@ def min_steps_sampler(
     return [row.tolist() for row in out]
 
 
-def _check_inputs(texts: Sequence[str], labels: Sequence[int], label_names: Sequence[str]) -> None:
+def _check_inputs(texts: Sequence[str], labels: Sequence[Any], label_names: Sequence[str],
+                  multi_label: bool = False) -> None:
     if len(label_names) < 2 or len(set(label_names)) != len(label_names):
         raise ConfigError(f"label_names must hold >= 2 distinct names, got {list(label_names)}")
     if len(texts) != len(labels):
         raise ConfigError(f"{len(texts)} texts but {len(labels)} labels")
     if not texts:
         raise ConfigError("cannot train on zero labelled texts")
+    if multi_label:
+        if any(isinstance(y, int | np.integer) for y in labels):
+            raise ConfigError("a multi-label classifier trains on label sets (lists of label "
+                              "indices), got single label ids")
+        labels = [int(y) for labels_of in labels for y in labels_of]
     bad = [y for y in labels if not 0 <= int(y) < len(label_names)]
     if bad:
         raise ConfigError(f"label ids must lie in [0, {len(label_names)}), got e.g. {bad[:5]}")
@@ -205,6 +222,24 @@ def _param_groups(adapted: AdaptedModel, config: TrainConfig) -> list[dict[str, 
             if members:
                 groups.append({"params": members, "lr": lr, "base_lr": lr, "weight_decay": wd})
     return groups
+
+
+def label_strata(label_sets: Sequence[Sequence[int]], n_labels: int) -> list[int]:
+    """One stratum per item for class-balanced sampling of label sets: the item's rarest label
+    (by count among ``label_sets``), or ``n_labels`` for an empty set ("none of these")."""
+    counts = np.zeros(n_labels, dtype=np.int64)
+    for labels in label_sets:
+        for label in set(labels):
+            counts[int(label)] += 1
+    return [min((int(y) for y in labels), key=lambda y: (counts[y], y)) if len(labels)
+            else n_labels for labels in label_sets]
+
+
+def _pos_weights(Y: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Per label: negatives / positives, clipped to [1, MAX_POS_WEIGHT] (1 without positives)."""
+    positives = Y.sum(axis=0).astype(np.float64)
+    ratio = np.where(positives > 0, (len(Y) - positives) / np.maximum(positives, 1), 1.0)
+    return torch.tensor(np.clip(ratio, 1.0, MAX_POS_WEIGHT), dtype=torch.float32, device=device)
 
 
 def _class_weights(labels: Sequence[int], k: int, device: torch.device) -> torch.Tensor:
@@ -244,6 +279,7 @@ def _warm_start(
     label_names: list[str],
     base_path: str,
     device: torch.device,
+    multi_label: bool = False,
 ) -> dict[str, Any]:
     if isinstance(init_from, TextClassifier):
         previous = init_from
@@ -258,6 +294,9 @@ def _warm_start(
         )
     if previous.adapted.config.to_dict() != adapted.config.to_dict():
         raise ConfigError("warm start needs the same adapter config; pass warm_start=False")
+    if previous.multi_label != multi_label:
+        raise ConfigError("warm start needs the same task type (single- or multi-label); pass "
+                          "warm_start=False")
     same_labels = previous.label_names == label_names
     loaded = load_trainable_state(
         adapted, trainable_state(previous.adapted), skip_head=not same_labels
@@ -282,17 +321,18 @@ def _init_head(
 
 def train_classifier(
     texts: Sequence[str],
-    labels: Sequence[int],
+    labels: Sequence[int] | Sequence[Sequence[int]],
     *,
     label_names: Sequence[str],
     base_model: str,
     adapter: AdapterConfig,
     config: TrainConfig,
-    dev: tuple[Sequence[str], Sequence[int]] | None = None,
+    dev: tuple[Sequence[str], Sequence[Any]] | None = None,
     init_from: TextClassifier | str | Path | None = None,
     reporter: ProgressReporter | None = None,
     head_init: tuple[np.ndarray, np.ndarray] | None = None,
     layer_cache: LowerLayerCache | None = None,
+    multi_label: bool = False,
 ) -> TrainResult:
     """Train ``adapter`` (plus head) on the labelled texts and return the best classifier.
 
@@ -302,11 +342,13 @@ def train_classifier(
     ``layer_cache``: where frozen lower-layer outputs are kept (``config.cache_lower_layers``);
     pass one that lives longer than the call (the worker's) to reuse them across rounds. The
     returned classifier scores through it too.
+    ``multi_label``: ``labels`` (and dev's) are label sets, the outputs sigmoids (module
+    docstring); a multi-label live head's ``(W, b)`` fits ``head_init`` the same way.
     """
     started = time.perf_counter()
-    _check_inputs(texts, labels, label_names)
+    _check_inputs(texts, labels, label_names, multi_label)
     if dev is not None:
-        _check_inputs(dev[0], dev[1], label_names)
+        _check_inputs(dev[0], dev[1], label_names, multi_label)
     reporter = reporter or NullReporter()
     names = list(label_names)
     set_seed(config.seed)
@@ -314,11 +356,12 @@ def train_classifier(
     precision = make_precision(device, config.precision)
     base_path = resolve_model_path(base_model)
     tokenizer = load_tokenizer(base_path)
-    adapted = build_adapted_model(load_sequence_classifier(base_path, names), adapter)
+    adapted = build_adapted_model(
+        load_sequence_classifier(base_path, names, multi_label=multi_label), adapter)
     adapted.model.to(device)
     history: list[dict[str, Any]] = []
     if init_from is not None and config.warm_start:
-        history.append(_warm_start(adapted, init_from, names, base_path, device))
+        history.append(_warm_start(adapted, init_from, names, base_path, device, multi_label))
     if head_init is not None:
         history.append(_init_head(adapted, adapter, head_init, len(names)))
     classifier = TextClassifier(
@@ -330,11 +373,14 @@ def train_classifier(
         max_length=config.max_length,
         device=device,
         precision=precision.name,
+        multi_label=multi_label,
     )
     if config.cache_lower_layers and classifier.split_layer > 0:
         classifier.use_layer_cache(layer_cache if layer_cache is not None else LowerLayerCache())
     loop = _Loop(adapted, classifier, config, precision, reporter, history)
     dev_metrics = loop.run(texts, labels, dev)
+    if multi_label and dev_metrics is not None:
+        classifier.set_thresholds(dev_metrics["thresholds"])
     classifier.metadata["train_config"] = config.to_dict()
     classifier.metadata["adapter_config"] = adapter.to_dict()
     return TrainResult(
@@ -374,20 +420,28 @@ class _Loop:
     def run(
         self,
         texts: Sequence[str],
-        labels: Sequence[int],
-        dev: tuple[Sequence[str], Sequence[int]] | None,
+        labels: Sequence[Any],
+        dev: tuple[Sequence[str], Sequence[Any]] | None,
     ) -> dict[str, Any] | None:
         config = self.config
         self.texts = list(texts)
         token_ids = encode(self.classifier.tokenizer, texts, config.max_length)
         lengths = [len(ids) for ids in token_ids]
-        targets = torch.tensor([int(y) for y in labels], dtype=torch.long)
-        weights = (
-            _class_weights(labels, self.classifier.num_labels, self.device)
-            if config.class_weighting
-            else None
-        )
-        loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="sum")
+        k = self.classifier.num_labels
+        loss_fn: nn.Module
+        if self.classifier.multi_label:
+            from worker.ml.multilabel import label_matrix
+
+            Y = label_matrix(labels, k)
+            targets = torch.tensor(Y, dtype=torch.float32)
+            strata = label_strata(labels, k)
+            pos_weight = _pos_weights(Y, self.device) if config.class_weighting else None
+            loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="sum")
+        else:
+            targets = torch.tensor([int(y) for y in labels], dtype=torch.long)
+            strata = [int(y) for y in labels]
+            weights = _class_weights(labels, k, self.device) if config.class_weighting else None
+            loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="sum")
         micro_per_epoch = math.ceil(len(texts) / config.micro_batch_size)
         steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
         sampled = steps_per_epoch * config.epochs < config.min_steps
@@ -413,7 +467,7 @@ class _Loop:
             self.adapted.model.train()
             if sampled:
                 batches = min_steps_sampler(
-                    labels,
+                    strata,
                     batch_size=config.micro_batch_size,
                     batches=steps_per_epoch * config.grad_accum,
                     rng=rng,
@@ -443,13 +497,15 @@ class _Loop:
                 check_cancelled(self.reporter, PHASE)
             record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": epoch_loss / seen}
             if dev is not None:
-                metrics = evaluate(
-                    dev[1],
-                    self.classifier.predict_proba(dev[0], batch_size=config.eval_batch_size),
-                    self.classifier.label_names,
-                )
-                record.update(dev_accuracy=metrics["accuracy"], dev_macro_f1=metrics["macro_f1"])
-                score = (metrics["macro_f1"], metrics["accuracy"])
+                metrics = self._dev_metrics(dev)
+                if self.classifier.multi_label:
+                    record.update(dev_micro_f1=metrics["micro_f1"],
+                                  dev_macro_f1=metrics["macro_f1"])
+                    score = (metrics["macro_f1"], metrics["micro_f1"])
+                else:
+                    record.update(dev_accuracy=metrics["accuracy"],
+                                  dev_macro_f1=metrics["macro_f1"])
+                    score = (metrics["macro_f1"], metrics["accuracy"])
                 if best is None or score > best:
                     best, best_state, best_metrics, stale = (
                         score,
@@ -467,6 +523,21 @@ class _Loop:
             load_trainable_state(self.adapted, best_state)
         self.adapted.model.eval()
         return best_metrics
+
+    def _dev_metrics(self, dev: tuple[Sequence[str], Sequence[Any]]) -> dict[str, Any]:
+        """Single-label: :func:`evaluate`. Multi-label: thresholds tuned on the dev
+        probabilities, then :func:`worker.ml.multilabel.report` at them (plus ``thresholds``)."""
+        probs = self.classifier.predict_proba(dev[0], batch_size=self.config.eval_batch_size)
+        names = self.classifier.label_names
+        if not self.classifier.multi_label:
+            return evaluate(dev[1], probs, names)
+        from worker.ml.multilabel import label_matrix, predict_sets, report, tune_thresholds
+
+        Y = label_matrix(dev[1], len(names))
+        thresholds = tune_thresholds(probs, Y)
+        metrics = report(Y, predict_sets(probs, thresholds), names)
+        metrics["thresholds"] = [float(t) for t in thresholds]
+        return metrics
 
     def _fill_lower_cache(self, token_ids: list[list[int]], lengths: list[int], pad_id: int
                           ) -> None:

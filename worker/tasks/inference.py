@@ -65,7 +65,7 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
         return _error("inference_failed", str(exc))
     probabilities = prediction.probabilities.round(PREDICTION_DECIMALS).tolist()
     names = prediction.label_names
-    return {
+    answer = {
         "model_version_id": request["model_version_id"],
         "version": request["version"],
         "label_names": names,
@@ -73,6 +73,12 @@ def predict_body(request: dict[str, Any], router: Any, settings: Settings) -> di
         "probabilities": probabilities,
         "shared_base": prediction.shared_base,
     }
+    if prediction.thresholds is not None:  # a multi-label adapter: the set at its thresholds
+        on = prediction.probabilities >= prediction.thresholds
+        answer["label_sets"] = [[names[j] for j, flag in enumerate(row) if flag] for row in on]
+        answer["thresholds"] = [round(float(t), PREDICTION_DECIMALS)
+                                for t in prediction.thresholds]
+    return answer
 
 
 def _predict_live(request: dict[str, Any], router: Any, settings: Settings) -> dict[str, Any]:

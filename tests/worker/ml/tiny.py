@@ -81,3 +81,23 @@ def make_corpus(n: int, *, seed: int = 0, length: int = 10) -> tuple[list[str], 
         texts.append(" ".join(words))
         labels.append(label)
     return texts, labels
+
+
+def make_multilabel_corpus(
+    n: int, *, seed: int = 0, length: int = 10
+) -> tuple[list[str], list[list[int]]]:
+    """Texts about none, one or two topics, and their label sets (label indices, sorted): each
+    topic of a text contributes its words, fillers fill the rest (a set is learnable from the
+    words)."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    sets: list[list[int]] = []
+    shapes = [[0], [1], [2], [0, 1], [1, 2], [0, 2], []]
+    for i in range(n):
+        labels = shapes[i % len(shapes)]
+        topics = [w for label in labels for w in TOPICS[LABEL_NAMES[label]]]
+        words = [rng.choice(topics) if topics and rng.random() < 0.6 else rng.choice(FILLER)
+                 for _ in range(length)]
+        texts.append(" ".join(words))
+        sets.append(list(labels))
+    return texts, sets
