@@ -117,14 +117,14 @@ def load_sequence_classifier(
     ``multi_label`` records transformers' ``problem_type`` for independent sigmoid outputs."""
     id2label = dict(enumerate(label_names))
     label2id = {name: index for index, name in id2label.items()}
-    extra = {"problem_type": "multi_label_classification"} if multi_label else {}
+    problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_path),
         num_labels=len(label_names),
         id2label=id2label,
         label2id=label2id,
         dtype=torch.float32,
-        **extra,
+        problem_type=problem_type,
     )
     return model
 
