@@ -1,5 +1,8 @@
 """``POST /api/v1/projects/{id}/predict``: labels and probabilities from the project's adapter.
 
+For a multi-label model (the live head, or an adapter version trained with sigmoid outputs) the
+worker's answer also carries ``label_sets`` and ``thresholds``; they pass through as they are.
+
 The route resolves which artifact to use (the current version, or ``model_version`` when the
 client pins one) and hands the texts to an inference worker; see :mod:`app.api.inference_client`.
 """
@@ -56,13 +59,15 @@ class PredictOut(BaseModel):
     )
     label_sets: list[list[str]] | None = Field(
         default=None,
-        description="Multi-label projects: per text, the labels whose probability reaches "
-        "their threshold (possibly none).",
+        description="Multi-label projects (the live head or a multi-label adapter version): per "
+        "text, the labels whose probability reaches their threshold (possibly none). Absent "
+        "(null) for a single-label model.",
     )
     thresholds: list[float] | None = Field(
         default=None,
         description="Multi-label projects: each label's decision threshold, in label_names "
-        "order, tuned on the dev set (or out-of-fold) and stored with the head.",
+        "order, tuned on the dev set (or out-of-fold) and stored with the head or the adapter "
+        "artifact (tapestry.json 'thresholds'; by label name in the adapter card).",
     )
 
 

@@ -6,8 +6,14 @@ and torch: unzip, check the base's sha256, load the base with
 ``AutoModelForSequenceClassification.from_pretrained`` and the adapter with
 ``PeftModel.from_pretrained``. They must reproduce the probabilities that ``POST /predict``
 returns for the same texts -- for a plain project and for one whose base went through TAPT (its
-adapted encoder ships in the zip). The predict path runs first with the inference task body
-in-process, then through a real Celery worker on the ``inference`` queue.
+adapted encoder ships in the zip), and for multi-label adapters (issue 19): sigmoid probabilities,
+and label sets at the thresholds the artifact and its card store, equal to /predict's
+``label_sets``. The predict path runs first with the inference task body in-process, then through
+a real Celery worker on the ``inference`` queue.
+
+Multi-label kinds covered: LoRA and IA3 (peft, served on the worker's shared resident base) and
+prompt tuning (peft, served whole through ``load_artifact``). Bottleneck adapters are Tapestry's
+own module (``adapter/bottleneck.safetensors``), which plain peft cannot load (docs/api.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,11 +36,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.models import ROLE_LEAD
+from app.db.models import ROLE_LEAD, TASK_MULTI_LABEL
 from app.domain.adapters import base_fingerprint
 from app.domain.model_versions import relative_artifact_path
 from app.main import create_app
-from tests.app.api.support import InProcessInference, bearer, trained_version
+from tests.app.api.support import (
+    InProcessInference,
+    bearer,
+    trained_multilabel_version,
+    trained_version,
+)
 from tests.app.domain.runs_support import Db
 from tests.factories import make_project, make_token, make_user
 from tests.integration.workers import Stack, WorkerProcess
@@ -62,8 +74,9 @@ print(json.dumps({{"probabilities": probs.tolist(), "labels": labels, "modules":
 """
 
 
-def client_side_probabilities(zip_bytes: bytes, workdir: Path) -> tuple[np.ndarray, list[str]]:
-    """What a user's script does with the zip, in its own process: the documented lines only."""
+def client_side_probabilities(zip_bytes: bytes, workdir: Path) -> tuple[np.ndarray, list[Any]]:
+    """What a user's script does with the zip, in its own process: the documented lines only.
+    ``labels``: one name per text (single-label), or one list of names per text (multi-label)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "adapter.zip").write_bytes(zip_bytes)
     script = RUNNER.format(snippet=documented_snippet())
@@ -211,3 +224,97 @@ def test_predict_through_a_real_inference_worker(
     local, _labels = client_side_probabilities(download.content, tmp_path / "client")
     np.testing.assert_allclose(np.array(served.json()["probabilities"]), local, atol=1e-4)
     celery.close()
+
+
+MULTI_LABEL_KINDS = ["lora", "ia3", "prompt"]
+"""The multi-label adapter kinds plain peft loads (bottleneck is Tapestry's own module)."""
+
+
+@pytest.mark.parametrize("kind", MULTI_LABEL_KINDS)
+def test_peft_client_reproduces_a_multi_label_adapters_predictions(
+    app: FastAPI, db: Session, settings: Settings, tiny_model: Path, tmp_path: Path, kind: str
+) -> None:
+    """Issue 19: a downloaded multi-label adapter, loaded with plain transformers + peft, gives
+    /predict's sigmoid probabilities and -- at the thresholds its card stores -- its label sets."""
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=LABEL_NAMES, task_type=TASK_MULTI_LABEL)
+    trained_multilabel_version(db, settings, project, tiny_model, kind=kind)
+    token = make_token(db, lead, scopes=("read",), project=project)
+    db.commit()
+    app.state.inference_client = InProcessInference(settings)
+    try:
+        served = _download_and_compare_multi_label(app, project.id, token, tmp_path)
+    finally:
+        del app.state.inference_client  # the test app is shared between tests
+    assert served["model"] == "adapter" and served["model_version"] == 1
+    if kind == "lora":  # LoRA learns the tiny corpus: the texts get different sets
+        assert len({tuple(labels) for labels in served["label_sets"]}) > 1, served
+
+
+def _download_and_compare_multi_label(
+    app: FastAPI, project_id: int, token: str, tmp_path: Path
+) -> dict[str, Any]:
+    """The documented lines against /predict, and the thresholds of tapestry.json, the card and
+    /predict against each other; returns /predict's answer."""
+    http = TestClient(app, headers=bearer(token))
+
+    download = http.get(f"/api/v1/projects/{project_id}/adapter")
+    assert download.status_code == 200
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(download.content)).read("tapestry.json"))
+    assert meta["task_type"] == "multi_label"
+    thresholds = meta["thresholds"]
+    assert len(thresholds) == len(LABEL_NAMES)
+    assert thresholds != [0.5] * len(LABEL_NAMES)  # tuned on the dev split, not the default
+    local, label_sets = client_side_probabilities(download.content, tmp_path / "client")
+
+    card = http.get(f"/api/v1/projects/{project_id}/adapter/card")
+    assert card.status_code == 200, card.text
+    front = card.json()["card"]
+    assert front["task_type"] == "multi_label"
+    assert list(front["thresholds"]) == meta["label_names"] == LABEL_NAMES  # label order
+    assert list(front["thresholds"].values()) == pytest.approx(thresholds, abs=1e-9)
+
+    served = http.post(f"/api/v1/projects/{project_id}/predict", json={"texts": TEXTS})
+    assert served.status_code == 200, served.text
+    answer = served.json()
+    assert answer["label_names"] == LABEL_NAMES
+    np.testing.assert_allclose(np.array(answer["probabilities"]), local, atol=1e-4)
+    assert answer["thresholds"] == pytest.approx(thresholds, abs=1e-9)
+    assert answer["label_sets"] == label_sets
+    # the client's sets are the card's thresholds applied to its own sigmoids
+    by_card = [[name for name, p in zip(LABEL_NAMES, row, strict=True)
+                if p >= front["thresholds"][name]] for row in local.tolist()]
+    assert label_sets == by_card
+    assert not np.allclose(local.sum(axis=1), 1.0, atol=1e-3)  # independent sigmoids, no softmax
+    assert answer["labels"] == [LABEL_NAMES[i] for i in local.argmax(axis=1)]
+    return dict(answer)
+
+
+def test_a_multi_label_adapter_predicts_through_a_real_inference_worker(
+    stack: Stack, stack_db: Db, tiny_model: Path, tmp_path: Path,
+    workers: Callable[..., WorkerProcess],
+) -> None:
+    """The /predict path of a multi-label adapter version through a real Celery worker on the
+    ``inference`` queue: label_sets and thresholds come back over the result backend."""
+    from app.api.inference_client import CeleryInferenceClient
+    from worker.celery_app import make_celery
+
+    settings = stack.settings()
+    with stack_db.session() as session:
+        lead = make_user(session, role=ROLE_LEAD)
+        project = make_project(session, lead=lead, labels=LABEL_NAMES,
+                               task_type=TASK_MULTI_LABEL)
+        trained_multilabel_version(session, settings, project, tiny_model)
+        token = make_token(session, lead, scopes=("read",), project=project)
+        session.commit()
+        project_id = project.id
+    app = create_app(settings)
+    celery = make_celery(settings)
+    app.state.inference_client = CeleryInferenceClient(celery)
+    try:
+        workers()
+        app.state.settings.inference_timeout_seconds = 120.0
+        served = _download_and_compare_multi_label(app, project_id, token, tmp_path)
+        assert served["model"] == "adapter"
+    finally:
+        celery.close()

@@ -5,7 +5,8 @@ Setup helpers commit: an error response rolls the request session back to the la
 
 ``fake_version`` writes a small artifact directory by hand (no torch): enough for download, ETag
 and card tests. ``trained_version`` trains a real adapter on the tiny BERT (about a second) and
-writes it with the ML core, for the tests that check predictions.
+writes it with the ML core, for the tests that check predictions; ``trained_multilabel_version``
+does the same for a multi-label project (sigmoid outputs, thresholds tuned on a dev split).
 """
 
 from __future__ import annotations
@@ -139,9 +140,7 @@ def trained_version(
     """Train a real adapter on the tiny BERT for the project's labels and register it."""
     from contract.adapter_config import AdapterConfig
     from tests.worker.ml.tiny import make_corpus
-    from worker.ml.artifacts import write_artifact
     from worker.ml.training import TrainConfig, train_classifier
-    from worker.tasks.artifact_store import tree_sha256
 
     names = [label.name for label in get_labels(db, project.id)]
     texts, labels = make_corpus(30, seed=seed)
@@ -153,9 +152,61 @@ def trained_version(
         adapter=AdapterConfig(kind=kind, r=4),  # type: ignore[arg-type]
         config=TrainConfig(epochs=2, batch_size=8, device="cpu", seed=seed),
     )
+    return _register_trained(db, settings, project, result.classifier, kind, make_current)
+
+
+MULTILABEL_DEV = 21
+"""Items of :func:`trained_multilabel_version`'s corpus held out to tune the thresholds on."""
+
+
+def trained_multilabel_version(
+    db: Session,
+    settings: Settings,
+    project: Project,
+    base: Path,
+    *,
+    kind: str = "lora",
+    seed: int = 0,
+    make_current: bool = True,
+) -> ModelVersion:
+    """Train a real multi-label adapter (sigmoid outputs, binary cross-entropy) on the tiny BERT
+    for the project's labels, with a dev split so that each label's threshold is tuned there
+    (not the default 0.5), and register it. Needs a project with at least three labels."""
+    from contract.adapter_config import AdapterConfig
+    from tests.worker.ml.tiny import make_multilabel_corpus
+    from worker.ml.training import TrainConfig, train_classifier
+
+    names = [label.name for label in get_labels(db, project.id)]
+    if len(names) < 3:
+        raise ValueError("the multi-label corpus has three topics: give the project 3 labels")
+    texts, sets = make_multilabel_corpus(84, seed=2)
+    adapter = (AdapterConfig(kind="prompt", num_virtual_tokens=4) if kind == "prompt"
+               else AdapterConfig(kind=kind, r=4))  # type: ignore[arg-type]
+    result = train_classifier(
+        texts[MULTILABEL_DEV:],
+        sets[MULTILABEL_DEV:],
+        label_names=names,
+        base_model=str(base),
+        adapter=adapter,
+        config=TrainConfig(epochs=8, patience=8, batch_size=8, lr_adapter=1e-2, lr_head=1e-2,
+                           device="cpu", seed=seed),
+        dev=(texts[:MULTILABEL_DEV], sets[:MULTILABEL_DEV]),
+        multi_label=True,
+    )
+    return _register_trained(db, settings, project, result.classifier, kind, make_current)
+
+
+def _register_trained(
+    db: Session, settings: Settings, project: Project, classifier: Any, kind: str,
+    make_current: bool,
+) -> ModelVersion:
+    """Write a trained classifier's artifact the way a round does and register it."""
+    from worker.ml.artifacts import write_artifact
+    from worker.tasks.artifact_store import tree_sha256
+
     number = next_version_number(db, project.id)
     root = settings.artifacts / "projects" / str(project.id) / "versions" / f"v{number:04d}-t"
-    write_artifact(result.classifier, root)
+    write_artifact(classifier, root)
     row = register_version(
         db,
         project.id,
