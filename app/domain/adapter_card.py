@@ -116,10 +116,16 @@ def card_summary(data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         out.append(("Trainable parameters", f"{_int(trainable)}{share}"))
     metrics = data.get("dev_metrics")
     if isinstance(metrics, dict) and metrics:
-        names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "ece": "ECE"}
+        names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "ece": "ECE",
+                 "micro_f1": "micro-F1", "subset_accuracy": "subset accuracy",
+                 "hamming_loss": "Hamming loss"}
         out.append(("Dev metrics", ", ".join(f"{names.get(k, k)} {_scalar(v)}"
                                              for k, v in metrics.items()
                                              if isinstance(v, int | float))))
+    thresholds = data.get("thresholds")
+    if isinstance(thresholds, dict) and thresholds:  # a multi-label adapter's
+        out.append(("Thresholds", ", ".join(f"{name} {_scalar(value)}"
+                                            for name, value in thresholds.items())))
     labels = data.get("labels")
     if isinstance(labels, list) and labels:
         out.append(("Labels", f"{len(labels)}: " + ", ".join(str(x) for x in labels)))

@@ -89,6 +89,8 @@ class CurvePoint:
     held_out_macro_f1: float | None = None
     """No dev set: the adapter's macro-F1 on the slice of labels its round held out."""
     held_out_n: int | None = None
+    micro_f1: float | None = None
+    """A multi-label adapter round's dev micro-F1 (``accuracy`` is then its subset accuracy)."""
 
 
 SMALL_DEV_SET = 50
@@ -108,6 +110,7 @@ class Gain:
     dev_n: int | None
     held_out_macro_f1: float | None = None
     held_out_n: int | None = None
+    micro_f1: float | None = None
 
     @property
     def small_dev(self) -> bool:
@@ -124,16 +127,17 @@ def gains_per_100(curve: list[CurvePoint]) -> list[Gain]:
                 and point.labels > prev.labels):
             gain = (point.macro_f1 - prev.macro_f1) * 100 * 100 / (point.labels - prev.labels)
         out.append(Gain(i + 1, point.labels, point.accuracy, point.macro_f1, gain, point.dev_n,
-                        point.held_out_macro_f1, point.held_out_n))
+                        point.held_out_macro_f1, point.held_out_n, point.micro_f1))
     return out
 
 
 def learning_curve(db: Session, project_id: int) -> list[CurvePoint]:
-    """One point per round (RoundMetric), in the order the rounds happened."""
+    """One point per round (RoundMetric), in the order the rounds happened. A multi-label
+    round's ``accuracy`` is its dev subset accuracy, and it adds its dev micro-F1."""
     rows = round_history(db, project_id)
     return [
         CurvePoint(r.labels_used, r.dev_accuracy, r.macro_f1, r.model_version_id, r.created_at,
-                   _dev_n(r), *_held_out(r))
+                   _dev_n(r), *_held_out(r), micro_f1=_float((r.details or {}).get("micro_f1")))
         for r in rows
     ]
 

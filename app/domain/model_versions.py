@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.db.base import utcnow
 from app.db.models import (
+    TASK_MULTI_LABEL,
     VERSION_PROMOTED,
     VERSION_READY,
     VERSION_RETIRED,
@@ -191,11 +192,20 @@ def promote(
 
     The two steps are spelled out here and in the retrain's publish step
     (``worker.tasks.retrain``): :func:`switch_current` and
-    :func:`~app.domain.runs.request_queue_recompute`.
+    :func:`~app.domain.runs.request_queue_recompute`. A multi-label project's queue always comes
+    from its live head, so it asks for a live refit instead, which compares the promoted adapter
+    with the live head on dev (``worker.tasks.retrain_multilabel``).
     """
     version, switched = switch_current(session, project_id, version_id, settings=settings)
     if switched:
-        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
+        project = session.get(Project, project_id)
+        if project is not None and project.task_type == TASK_MULTI_LABEL:
+            from app.domain.live_head import request_live_refit
+
+            request_live_refit(session, project_id)
+        else:
+            request_queue_recompute(session, project_id,
+                                    reason=f"model v{version.version} promoted")
     return version
 
 

@@ -1,5 +1,6 @@
 """A project's training runs, for its leads (and admins): launch TAPT, a retrain or a queue
-rebuild, and watch each run's live progress.
+rebuild, and watch each run's live progress. A multi-label project has no queue rebuild to launch
+(its live head builds the queue); its retrain trains a multi-label adapter.
 
 A running run is shown by a fragment that re-polls itself every second (htmx ``load delay:1s``)
 until the run ends, then stops polling: no page-wide timers, no websockets. Every route goes
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.db.models import RUN_LAUNCHABLE, RUN_QUEUE, RUN_RETRAIN, RUN_SCORE, RUN_TAPT, Project
 from app.deps import IdPath, ProjectContext, ProjectLead, SessionDep
 from app.domain import model_versions, runs, tapt
+from app.domain.annotation.label_sets import is_multi_label
 from app.error_handlers import is_htmx_request
 from app.errors import InvalidInput
 from app.web.forms import FormDep, form_int, form_str
@@ -86,6 +88,7 @@ def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
         "max_steps": MAX_TAPT_STEPS,
         "max_minutes": MAX_TAPT_MINUTES,
+        "multi_label": is_multi_label(project),
     } | _estimate_context(db, project, None)
     return render_page(request, "runs/page.html", context)
 

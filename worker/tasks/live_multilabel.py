@@ -19,19 +19,32 @@ queue and what to serve. The building blocks are in :mod:`worker.ml.multilabel`.
   whose most doubtful label is closest to its threshold, so a refit stays fast at 100,000.
 * **Cold start**: below :data:`MIN_LABELLED` labelled items no head is fitted and the queue is
   empty, so annotators get items at random (the reason says so).
+* **Served model**: the live head, unless the project's current version is a multi-label adapter
+  (:mod:`worker.tasks.retrain_multilabel`) whose dev macro-F1 beats the live head's on the same
+  dev set by more than :data:`SERVED_MIN_GAIN` (:func:`served_choice`; both at per-label
+  thresholds tuned on that dev set, so a near tie goes to the cheaper live head). The adapter's
+  score is the one its round recorded (``RoundMetric``), valid only while the dev set's items
+  and label sets are those it was measured on (:func:`dev_fingerprint`). Either way the queue is
+  built from the live head's probabilities: the adapter does not score the pool (no queue
+  rebuild for multi-label).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from app.db.models import SERVED_ADAPTER, SERVED_LIVE_HEAD, RoundMetric
 from app.domain.annotation.label_sets import set_text
 from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, MULTI_LABEL_STRATEGIES
-from worker.tasks.project_data import LabelledSets
+from worker.tasks.project_data import LabelledSets, ProjectSnapshot
 
 MIN_LABELLED = 10
 """Labelled items before a multi-label head is fitted (fewer: random hand-outs)."""
@@ -53,6 +66,102 @@ class MultiLabelChoice:
     model_scores: dict[str, float] = field(default_factory=dict)
     head: Any = None
     strategy: str = DEFAULT_MULTI_LABEL_STRATEGY
+    served: str = SERVED_LIVE_HEAD
+    """:data:`SERVED_LIVE_HEAD`, or :data:`SERVED_ADAPTER` when the current adapter version wins
+    on dev (:func:`served_choice`)."""
+
+
+SERVED_MIN_GAIN = 0.01
+"""Dev macro-F1 by which a multi-label adapter must beat the live head to be served. Both are
+scored at thresholds tuned on that same dev set (optimistic, and noisy on tens of items): on the
+Cooking simulation (``tests/benchmarks/bench_multilabel_adapter.py``, 3 seeds x 3 budgets, dev
+sets of 57-229 items) a bare "higher wins" served the adapter 5 times out of 9, 4 of them where
+it scored lower on the test set (-1.9 points macro-F1 on average at 5 % of the pool); one point
+of margin kept the live head in those cases."""
+
+MULTI_LABEL_TASK = "multi_label"
+"""``RoundMetric.details["task_type"]`` of a multi-label adapter round."""
+
+
+@dataclass(frozen=True)
+class AdapterScore:
+    """The dev figures the round of the project's current version recorded, when that version is
+    a multi-label adapter (:func:`adapter_score`)."""
+
+    version: int
+    macro_f1: float | None
+    """None: trained without a dev set of :data:`MIN_DEV`+ items (thresholds at 0.5)."""
+    micro_f1: float | None = None
+    dev_n: int = 0
+    dev_fingerprint: str | None = None
+
+
+def dev_fingerprint(dev: LabelledSets) -> str:
+    """A digest of the dev items and their label sets: a score measured on one fingerprint is
+    comparable with another measured on the same one only."""
+    payload = json.dumps([[int(i), sorted(int(j) for j in s)]
+                          for i, s in zip(dev.item_ids, dev.sets, strict=True)],
+                         separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def adapter_score(session: Session, snapshot: ProjectSnapshot) -> AdapterScore | None:
+    """The current version's recorded dev figures, or None when there is no current version or
+    it is not a multi-label adapter round's."""
+    if snapshot.current_version_id is None:
+        return None
+    row = session.scalars(
+        select(RoundMetric)
+        .where(RoundMetric.model_version_id == snapshot.current_version_id)
+        .order_by(RoundMetric.id.desc())
+        .limit(1)
+    ).first()
+    details = dict(row.details or {}) if row is not None else {}
+    if row is None or details.get("task_type") != MULTI_LABEL_TASK:
+        return None
+    micro = details.get("micro_f1")
+    fingerprint = details.get("dev_fingerprint")
+    return AdapterScore(
+        version=int(snapshot.current_version_number or 0),
+        macro_f1=float(row.macro_f1) if row.macro_f1 is not None else None,
+        micro_f1=float(micro) if isinstance(micro, int | float) else None,
+        dev_n=int(details.get("dev_n") or 0),
+        dev_fingerprint=str(fingerprint) if fingerprint else None,
+    )
+
+
+def served_choice(live_macro_f1: float | None, adapter: AdapterScore | None,
+                  dev: LabelledSets) -> tuple[str, str]:
+    """``(served, what the reason says about the adapter)``: the adapter when its dev macro-F1 is
+    higher than the live head's (``live_macro_f1``, None without a dev set of :data:`MIN_DEV`+
+    items) by more than :data:`SERVED_MIN_GAIN` on the same dev set (``dev``, by
+    :func:`dev_fingerprint`), else the live head (a near tie too: it is cheaper). Both scores
+    are at thresholds tuned on that dev set."""
+    if adapter is None:
+        return SERVED_LIVE_HEAD, ""
+    name = f"adapter v{adapter.version}"
+    if adapter.macro_f1 is None:
+        return SERVED_LIVE_HEAD, (
+            f"{name} has no dev score (trained without a dev set of {MIN_DEV}+ items, its "
+            "thresholds are 0.5), so the live head serves")
+    if live_macro_f1 is None:
+        return SERVED_LIVE_HEAD, (
+            f"{name} is not compared: the dev set has fewer than {MIN_DEV} items with label "
+            "sets now, so the live head serves")
+    if adapter.dev_fingerprint != dev_fingerprint(dev):
+        return SERVED_LIVE_HEAD, (
+            f"{name} was measured on another dev set ({adapter.dev_n} items; dev items or their "
+            "label sets changed since), so the live head serves until the next round")
+    a, live = round(adapter.macro_f1, 4), round(live_macro_f1, 4)
+    if a > live + SERVED_MIN_GAIN:
+        return SERVED_ADAPTER, (
+            f"{name} serves: dev macro-F1 {a:.3f} against the live head's {live:.3f} on the same "
+            f"{len(dev)} dev items (both at thresholds tuned on them); the queue still comes "
+            "from the live head's probabilities")
+    return SERVED_LIVE_HEAD, (
+        f"the live head serves: dev macro-F1 {live:.3f} against {name}'s {a:.3f} on the same "
+        f"{len(dev)} dev items (both at thresholds tuned on them; the adapter must win by more "
+        f"than {SERVED_MIN_GAIN:g} to serve)")
 
 
 def choose(
@@ -67,9 +176,11 @@ def choose(
     *,
     strategy: str = DEFAULT_MULTI_LABEL_STRATEGY,
     seed: int = 0,
+    adapter: AdapterScore | None = None,
 ) -> MultiLabelChoice:
     """Fit the head and pick ``n`` of ``queueable`` (rows of ``pool``), most informative first
-    by ``strategy`` (a single-label name falls back to the default)."""
+    by ``strategy`` (a single-label name falls back to the default); serve the current
+    multi-label ``adapter`` instead when it wins on dev (:func:`served_choice`)."""
     from worker.ml.multilabel import fit_with_thresholds, label_matrix, report
 
     if strategy not in MULTI_LABEL_STRATEGIES:
@@ -97,7 +208,14 @@ def choose(
     else:
         reason = ("multi-label live head; thresholds from out-of-fold predictions on the "
                   f"labelled items (a dev set of {MIN_DEV}+ items would measure it)")
-    choice = MultiLabelChoice(reason, model_scores=scores, head=head, strategy=strategy)
+    served, note = served_choice(scores.get("macro_f1"), adapter, dev)
+    if (adapter is not None and adapter.macro_f1 is not None and "macro_f1" in scores
+            and adapter.dev_fingerprint == dev_fingerprint(dev)):
+        scores["adapter"] = round(float(adapter.macro_f1), 4)  # compared on the same dev set
+    if note:
+        reason = f"{note}; {reason}" if served == SERVED_ADAPTER else f"{reason}; {note}"
+    choice = MultiLabelChoice(reason, model_scores=scores, head=head, strategy=strategy,
+                              served=served)
     if n <= 0 or not queueable:
         return choice
     probs = head.predict_proba(pool)

@@ -15,7 +15,9 @@ One refit (task ``live.refit_head``, queue ``live``):
    project without a dev set compares the adapter's probabilities on the slice of labels its
    round held out with the live head's out-of-fold probabilities (stratified k-fold CV over all
    labelled items) on the same items, and serves the live head on its CV score alone while no
-   adapter with a held-out slice exists;
+   adapter with a held-out slice exists (a multi-label project: the live head, or the current
+   multi-label adapter when its recorded dev macro-F1 is higher on the same dev set, the queue
+   coming from the live head either way, :mod:`worker.tasks.live_multilabel`);
 5. swaps the queue in and records the head, its scores and the served choice in one transaction.
 
 The encoder and the memory-mapped embeddings stay loaded in the worker process between refits.
@@ -159,9 +161,13 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
         snapshot = load_snapshot(session, project_id, settings)
         descriptions = _label_descriptions(session, project_id)
         items = _item_ids(session, project_id)
+        adapter = None
         if snapshot.multi_label:
+            from worker.tasks.live_multilabel import adapter_score
+
             sets, dev_sets = (labelled_sets(session, snapshot, SPLIT_POOL),
                               labelled_sets(session, snapshot, SPLIT_DEV))
+            adapter = adapter_score(session, snapshot)  # the current adapter's dev figures
         else:
             labelled = labelled_set(session, snapshot, SPLIT_POOL)
             dev = labelled_set(session, snapshot, SPLIT_DEV)
@@ -176,7 +182,7 @@ def refit_live_head(project_id: int, settings: Settings, sessions: Any) -> Refit
     with threadpool_limits(limits=BLAS_THREADS):
         if snapshot.multi_label:
             choice = _multi_label(snapshot, embeddings, queueable, sets, dev_sets,
-                                  budget_used=used)
+                                  budget_used=used, adapter=adapter)
         elif labelled.classes_present < 2:
             choice = _zero_shot(snapshot, descriptions, encoder, embeddings, queueable, labelled,
                                 budget_used=used)
@@ -589,18 +595,20 @@ def _fit_and_choose(
 
 def _multi_label(
     snapshot: ProjectSnapshot, embeddings: Any, queueable: list[int], labelled: LabelledSets,
-    dev: LabelledSets, *, budget_used: int,
+    dev: LabelledSets, *, budget_used: int, adapter: Any = None,
 ) -> _Choice:
-    """A multi-label project's head and queue (:mod:`worker.tasks.live_multilabel`)."""
+    """A multi-label project's head and queue (:mod:`worker.tasks.live_multilabel`); the served
+    model is the live head or, when it wins on dev, the current multi-label ``adapter``
+    (:class:`worker.tasks.live_multilabel.AdapterScore`). The queue comes from the live head."""
     from worker.tasks.live_multilabel import choose
 
     picked = choose(
         snapshot.label_names, embeddings.take(queueable), queueable, labelled,
         embeddings.take(labelled.item_ids), dev, embeddings.take(dev.item_ids),
         _queue_size(snapshot, budget_used, len(queueable)), strategy=snapshot.strategy,
-        seed=snapshot.data_version + 1)
+        seed=snapshot.data_version + 1, adapter=adapter)
     return _Choice(  # no head yet (cold start): nothing served, items come at random
-        served=SERVED_LIVE_HEAD if picked.head is not None else SERVED_ZERO_SHOT,
+        served=picked.served if picked.head is not None else SERVED_ZERO_SHOT,
         reason=picked.reason, rows=picked.rows, scores=picked.scores,
         reasons=picked.reasons, predicted=picked.predicted, neighbours=picked.neighbours,
         strategy=picked.strategy, model_scores=picked.model_scores, head=picked.head)

@@ -16,6 +16,10 @@ CPU worker a round takes minutes. Its labels still train the live head, which se
 is at least as good, so they are not lost to the served path. Membership is a fixed function of
 the item id, so a (warm-started) round is not measured on items an earlier round trained on (only
 the first slice item of a class that just reached 2 labels can be one).
+
+A multi-label project's round is :func:`worker.tasks.retrain_multilabel.retrain_multilabel_body`
+(sigmoid outputs, thresholds tuned on dev, a live refit instead of a queue rebuild);
+:func:`retrain_body` hands it over. What both rounds share is in :mod:`worker.tasks.round_parts`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Project, RoundMetric, TrainingRun
+from app.db.models import TASK_MULTI_LABEL, Project, RoundMetric, TrainingRun
 from app.domain.model_versions import (
     find_by_data_version,
     next_version_number,
@@ -54,6 +59,15 @@ from worker.tasks.project_data import (
     stop_set,
     train_and_dev,
 )
+from worker.tasks.round_parts import (
+    MIN_STEPS,
+    TMP_SWEEP_SECONDS,
+    growth_wait,
+    json_safe,
+    upper_layers,
+    warm_start_source,
+    with_mean_pooling,
+)
 from worker.tasks.runner import Outcome, Publish, RunContext
 from worker.tasks.stop_rules import STOP_SET_SIZE, evaluate_round
 
@@ -62,14 +76,10 @@ if TYPE_CHECKING:  # torch stays out of module import time
 
 log = logging.getLogger(__name__)
 
-TMP_SWEEP_SECONDS = 3600.0
 TRAINED_FILE = "trained.npz"
 """Item ids and labels a version's adapter was fitted on (all of them, replayed or not), so the
 next warm-started round knows which labels changed."""
 REPLAY_MIN = 64
-MIN_STEPS = 30
-"""Optimizer steps every round runs at least (class-balanced batches drawn with replacement), so
-a round on a few dozen labels still moves the weights; a project's train_config may override."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,10 @@ def held_out_slice(train: LabelledSet, *, seed: int) -> LabelledSet:
 
 
 def retrain_body(ctx: RunContext) -> Outcome:
+    if _is_multi_label(ctx):
+        from worker.tasks.retrain_multilabel import retrain_multilabel_body
+
+        return retrain_multilabel_body(ctx)
     started = time.perf_counter()
     with ctx.session() as session:
         inputs = load_round_inputs(session, ctx)
@@ -162,31 +176,19 @@ def retrain_body(ctx: RunContext) -> Outcome:
     )
 
 
+def _is_multi_label(ctx: RunContext) -> bool:
+    """A multi-label project's round is :mod:`worker.tasks.retrain_multilabel`'s."""
+    with ctx.session() as session:
+        task_type = session.scalar(
+            select(Project.task_type).where(Project.id == ctx.claim.project_id))
+    return task_type == TASK_MULTI_LABEL
+
+
 def _growth_wait(ctx: RunContext, inputs: RoundInputs, force: bool) -> str | None:
     """On a CPU worker, adapter rounds wait until the labels grew by ``adapter_growth_factor``
     since the current version (the live head serves meanwhile); a GPU worker retrains every batch.
     """
-    factor = ctx.settings.adapter_growth_factor
-    if force or factor <= 1.0 or inputs.snapshot.current_version_id is None:
-        return None
-    import torch
-
-    if torch.cuda.is_available():
-        return None
-    from app.db.models import ModelVersion
-
-    with ctx.session() as session:
-        current = session.get(ModelVersion, inputs.snapshot.current_version_id)
-        previous = current.labels_used if current is not None else 0
-    needed = int(previous * factor + 0.999)
-    if previous <= 0 or len(inputs.train) >= needed:
-        return None
-    version = inputs.snapshot.current_version_number
-    return (
-        f"adapter round skipped on this CPU worker: {len(inputs.train)} labels, the next round "
-        f"starts at {needed} ({factor:g}x the {previous} of v{version}); the live head serves "
-        "meanwhile"
-    )
+    return growth_wait(ctx, inputs.snapshot, len(inputs.train), force)
 
 
 def _lpft(
@@ -202,10 +204,7 @@ def _lpft(
     round, and may not have finished), and never the held-out slice (``holdout``), so the
     adapter's score on the slice stays out of sample. Otherwise the saved live head is used when
     it was fitted on this encoder and label set, and without a slice to keep out."""
-    from worker.ml.pooling import supports_mean_pooling
-
-    if "pooling" not in adapter and supports_mean_pooling(base):
-        adapter = {**adapter, "pooling": "mean"}
+    adapter = with_mean_pooling(base, adapter)
     if adapter.get("pooling") != "mean":
         return adapter, None, "head from scratch (pooling='cls')"
     head, why_not = _saved_head(ctx, snapshot, base)
@@ -375,20 +374,6 @@ class Trained:
             )
 
 
-def _upper_layers(base: str, adapter: dict[str, Any]) -> dict[str, Any]:
-    """Adapters on the base's top layers unless the project names its layers
-    (:func:`contract.adapter_config.with_default_layers`), so rounds train and score from the
-    cached frozen layers below."""
-    from transformers import AutoConfig
-
-    from contract.adapter_config import with_default_layers
-    from worker.ml.models import resolve_model_path
-
-    config = AutoConfig.from_pretrained(resolve_model_path(base))
-    depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
-    return with_default_layers(adapter, int(depth)) if depth else dict(adapter)
-
-
 def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     from contract.adapter_config import AdapterConfig
     from worker.ml.layer_cache import shared_cache
@@ -398,7 +383,7 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
     base = snapshot.tapt_model_path or snapshot.base_model
     fit = inputs.fit_set
     adapter_dict, head_init, head_note = _lpft(
-        ctx, snapshot, base, _upper_layers(base, snapshot.adapter_config), inputs.holdout, fit
+        ctx, snapshot, base, upper_layers(base, snapshot.adapter_config), inputs.holdout, fit
     )
     adapter = AdapterConfig.from_dict(adapter_dict)
     config = TrainConfig.from_dict({"min_steps": MIN_STEPS, **snapshot.train_config})
@@ -463,31 +448,6 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
         fitted=fitted,
         replay_note=replay_note,
     )
-
-
-def warm_start_source(
-    snapshot: ProjectSnapshot, base: str, adapter: dict[str, Any], enabled: bool
-) -> str | None:
-    """The current version's artifact, if it was trained on this base with this adapter config.
-
-    A TAPT refresh (new base) or a changed adapter config means training from scratch.
-    """
-    if not enabled or snapshot.current_artifact is None:
-        return None
-    from contract.errors import MLError
-    from worker.ml.artifacts import read_meta
-    from worker.ml.models import resolve_model_path
-
-    try:
-        meta = read_meta(Path(snapshot.current_artifact))
-    except (MLError, OSError, ValueError) as exc:
-        log.warning("no warm start: current artifact unreadable (%s)", exc)
-        return None
-    if meta.get("base_model") != resolve_model_path(base):
-        return None
-    if meta.get("adapter_config") != adapter:
-        return None
-    return snapshot.current_artifact
 
 
 def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Path:
@@ -586,7 +546,7 @@ class _Publisher:
                 "data_version": self.ctx.claim.data_version,
                 "dev_n": dev.get("n", 0),
                 "ece": dev.get("ece"),
-                "history": _json_safe(self.trained.history),
+                "history": json_safe(self.trained.history),
                 "train_seconds": round(self.trained.seconds, 3),
                 "trainable_params": self.trained.trainable_params,
                 "total_params": self.trained.total_params,
@@ -603,15 +563,3 @@ class _Publisher:
         """After commit: a directory no row points at (lost the dedupe race) is removed."""
         if self.orphan:
             shutil.rmtree(self.final, ignore_errors=True)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, int | str | bool) or value is None:
-        return value
-    return str(value)

@@ -86,10 +86,9 @@ def _switch_base(session: Session, run: TrainingRun, stored_path: str) -> int | 
     project = session.get(Project, run.project_id)
     assert project is not None
     project.tapt_model_path = stored_path
-    if project.task_type == TASK_MULTI_LABEL:  # no adapter rounds: the live head re-reads
-        request_live_refit(session, project.id)  # the pool with the new encoder
-        session.flush()
-        return None
+    multi_label = project.task_type == TASK_MULTI_LABEL
+    if multi_label:  # its queue comes from the live head: it re-reads the pool with the new
+        request_live_refit(session, project.id)  # encoder (no queue rebuild to ask for)
     labelled = session.scalar(
         select(func.count(Annotation.id))
         .join(Item, Item.id == Annotation.item_id)
@@ -101,7 +100,7 @@ def _switch_base(session: Session, run: TrainingRun, stored_path: str) -> int | 
     )
     if labelled:
         request_retrain(session, project.id, reason="TAPT refreshed the base model", force=True)
-    elif project.current_model_version_id is None:
+    elif project.current_model_version_id is None and not multi_label:
         request_queue_recompute(session, project.id, reason="TAPT model available: ALPS cold start")
     session.flush()
     return None

@@ -18,7 +18,6 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.common import batch_id_for
-from app.domain.annotation.label_sets import is_multi_label
 from app.domain.annotation.views import UI_SOURCE, BatchProgress, QueueStatus
 from app.domain.policy import budget_plan, labels_used, live
 from app.domain.runs import lock_project, request_retrain
@@ -107,8 +106,9 @@ def submit_batch(
     reason: str = "batch submitted",
     expected_data_version: int | None = None,
 ) -> TrainingRun | None:
-    """Close the current batch: a new labelled-data version, and a retrain request for it
-    (none in a multi-label project: its live head refits after every label).
+    """Close the current batch: a new labelled-data version, and a retrain request for it (in a
+    multi-label project too: its round trains a multi-label adapter, and the live head, which
+    refits after every label, keeps building the queue).
 
     With ``expected_data_version`` (the automatic close) nothing happens when another request
     closed this batch first. A manual submit of an empty batch is refused.
@@ -121,8 +121,6 @@ def submit_batch(
         raise Conflict("This batch has no labels yet; label some items first.")
     locked.data_version += 1
     db.flush()
-    if is_multi_label(locked):
-        return None
     return request_retrain(db, locked, requested_by=user, reason=reason)
 
 

@@ -116,13 +116,14 @@ def _request(
     if kind not in RUN_KINDS:
         raise ValueError(f"unknown run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
     project = lock_project(session, project_id)
-    if kind in (RUN_RETRAIN, RUN_QUEUE, RUN_SCORE) and project.task_type == TASK_MULTI_LABEL:
-        # The live head (one-vs-rest logistic regression on sentence embeddings, a threshold
-        # per label) serves multi-label projects; adapters with sigmoid outputs come later.
+    if kind in (RUN_QUEUE, RUN_SCORE) and project.task_type == TASK_MULTI_LABEL:
+        # Adapter rounds train multi-label adapters (sigmoid outputs, thresholds tuned on dev),
+        # but the queue always comes from the live head's multi-label acquisition.
         raise NotSupported(
-            "Adapter training and adapter queue rebuilds are not supported for multi-label "
-            "projects yet; the live head (one-vs-rest logistic regression on sentence "
-            "embeddings, a threshold per label) serves them and refits after every label.",
+            "Adapter queue rebuilds and pool scoring are not supported for multi-label "
+            "projects: their queue is always built by the live head's multi-label acquisition "
+            "(one-vs-rest logistic regression on sentence embeddings, a threshold per label), "
+            "which refits after every label and after every adapter round.",
             details={"task_type": project.task_type, "kind": kind})
     queued = _sibling(session, project_id, kind, RUN_QUEUED)
     if queued is not None:

@@ -146,3 +146,22 @@ def test_artifact_paths_are_stored_relative_to_the_root(
     assert resolve_artifact(rel, settings) == inside
     outside = tmp_path / "elsewhere"
     assert resolve_artifact(relative_artifact_path(outside, settings), settings) == outside
+
+
+def test_promoting_in_a_multi_label_project_asks_for_a_live_refit_not_a_queue_rebuild(
+    db: Session, sent: list[Job], settings: Settings
+) -> None:
+    """Its queue always comes from the live head, which also picks the served model."""
+    from app.db.models import TASK_MULTI_LABEL
+    from contract.tasks import TASK_LIVE_REFIT
+
+    project = make_project(db, task_type=TASK_MULTI_LABEL)
+    v1 = add_version(db, settings, project, 1)
+    v2 = add_version(db, settings, project, 2)
+    promote(db, project.id, v2.id, settings=settings)
+    db.commit()
+    assert rollback(db, project.id, settings=settings) == v1
+    db.commit()
+    assert current_version(db, project.id) == v1
+    assert list_runs(db, project.id, kind=RUN_QUEUE) == []
+    assert [j.name for j in sent] == [TASK_LIVE_REFIT]  # the rollback's joined the pending one

@@ -100,6 +100,27 @@ def test_tapt_on_a_multi_label_project_asks_the_live_head_to_re_read_the_pool(
         assert list_runs(session, seeded.project_id, kind=RUN_RETRAIN) == []
 
 
+def test_tapt_on_a_labelled_multi_label_project_also_forces_a_multi_label_round(
+    file_db: Db, seeded: Seeded, sent: list[Job]
+) -> None:
+    from app.db.models import Annotation
+    from contract.tasks import TASK_LIVE_REFIT
+
+    with file_db.session() as session:
+        project = session.get(Project, seeded.project_id)
+        assert project is not None
+        project.task_type = "multi_label"
+        session.add(Annotation(project_id=project.id, item_id=seeded.pool_ids[0], label_id=None))
+        session.commit()
+    run = run_tapt(file_db, seeded)
+    assert run.status == RUN_SUCCEEDED, run.error
+    assert [j.name for j in sent if j.name != TASK_TAPT] == [TASK_LIVE_REFIT, TASK_RETRAIN]
+    with file_db.session() as session:
+        assert list_runs(session, seeded.project_id, kind=RUN_QUEUE) == []
+        (forced,) = list_runs(session, seeded.project_id, kind=RUN_RETRAIN)
+    assert forced.params["force"] is True
+
+
 @pytest.mark.parametrize("on_gpu", [False, True])
 def test_default_step_budget_depends_on_the_device(on_gpu: bool) -> None:
     from worker.ml.tapt import TaptConfig
