@@ -1,5 +1,10 @@
 """``/api/v1/projects/{id}/agreement``: inter-annotator agreement on overlap items, and the
-overlap settings (leads only: agreement names annotators and their labels)."""
+overlap settings (leads only: agreement names annotators and their labels).
+
+A multi-label project's report has ``method`` ``krippendorff_masi``: ``kappa``, ``alpha`` and
+the per-pair and per-annotator ``kappa`` hold Krippendorff's alpha with the MASI distance over
+label sets, ``fleiss_kappa`` is null, per-class rows measure each label present or absent, and
+each disagreement's votes are the annotators' sets as text (:mod:`app.domain.agreement`)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from app.deps import ProjectLead, SessionDep
 from app.domain import agreement
 
 router = write_api_router(tags=["agreement"])
+TEXT_CHARS = 2000
 
 
 class ClassAgreementOut(BaseModel):
@@ -23,15 +29,20 @@ class PairAgreementOut(BaseModel):
     first: str
     second: str
     items: int
-    kappa: float | None = Field(description="Cohen's kappa; null when undefined.")
-    percent: float
+    kappa: float | None = Field(
+        description="Cohen's kappa (multi-label: alpha-MASI); null when undefined."
+    )
+    percent: float = Field(description="Share of shared items with the same label (or set).")
 
 
 class AnnotatorAgreementOut(BaseModel):
     user_id: int
     name: str
     items: int = Field(description="Items they share with at least one other annotator.")
-    kappa: float | None = Field(description="Cohen's kappa of all (theirs, another's) pairs.")
+    kappa: float | None = Field(
+        description="Cohen's kappa of (their label, the others' majority label); multi-label: "
+        "Krippendorff's alpha-MASI of (their set, the others' majority set)."
+    )
     percent: float
     flagged: bool
 
@@ -46,14 +57,48 @@ class VersionAgreementOut(BaseModel):
     percent_agreement: float | None
 
 
+class VoteOut(BaseModel):
+    annotator: str
+    label: str = Field(description="Their label; multi-label: their set as text "
+                       "(\"billing, bug\"; \"none of these\").")
+
+
+class DisagreementOut(BaseModel):
+    item_id: int
+    text: str = Field(description=f"The item's text (its first {TEXT_CHARS} characters).")
+    votes: list[VoteOut]
+
+
 class AgreementOut(BaseModel):
     items: int = Field(description="Items labelled by two or more annotators (gold left out).")
     raters: int
-    method: str | None
-    kappa: float | None = Field(description="Cohen's kappa for two raters, else Fleiss'.")
-    fleiss_kappa: float | None
-    alpha: float | None = Field(description="Krippendorff's alpha, nominal.")
-    percent_agreement: float | None
+    method: str | None = Field(
+        description="cohen, fleiss, krippendorff_masi (multi-label projects: label sets), or "
+        "null before any item has two labels."
+    )
+    statistic: str = Field(
+        description="The headline statistic's name: Cohen's κ, Fleiss' κ or Krippendorff's α "
+        "(MASI)."
+    )
+    kappa: float | None = Field(
+        description="The headline coefficient: Cohen's kappa for two raters, else Fleiss'; "
+        "for method krippendorff_masi, Krippendorff's alpha with the MASI distance."
+    )
+    interpretation: str = Field(
+        description="Landis & Koch's band for a kappa; Krippendorff's reading for alpha-MASI "
+        "(reliable from 0.8, tentative from 0.667, else unreliable)."
+    )
+    fleiss_kappa: float | None = Field(description="Fleiss' kappa; null for label sets.")
+    alpha: float | None = Field(
+        description="Krippendorff's alpha: nominal, or with the MASI distance for label sets."
+    )
+    percent_agreement: float | None = Field(
+        description="Share of shared items whose labels (or sets) are all identical."
+    )
+    disagreement_count: int = Field(description="Shared items whose labels (or sets) differ.")
+    disagreements: list[DisagreementOut] = Field(
+        description=f"The newest of them, at most {agreement.MAX_DISAGREEMENTS}."
+    )
     overlap_items: int
     overlap_rate: float
     overlap_k: int
@@ -85,10 +130,21 @@ def _out(report: agreement.AgreementReport) -> AgreementOut:
         items=report.items,
         raters=report.raters,
         method=report.method,
+        statistic=report.statistic,
         kappa=report.kappa,
+        interpretation=report.interpretation,
         fleiss_kappa=detail.fleiss_kappa,
         alpha=detail.alpha,
         percent_agreement=report.percent_agreement,
+        disagreement_count=report.disagreement_count,
+        disagreements=[
+            DisagreementOut(
+                item_id=d.item_id,
+                text=d.text[:TEXT_CHARS],
+                votes=[VoteOut(annotator=v.annotator, label=v.label) for v in d.votes],
+            )
+            for d in report.disagreements
+        ],
         overlap_items=report.overlap_items,
         overlap_rate=report.overlap_rate,
         overlap_k=report.overlap_k,

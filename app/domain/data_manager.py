@@ -10,9 +10,11 @@ likely-error scores) adds its filter with :func:`register_filter`; the pages and
 
 **Labels.** An item's *label* is the one the worker trains on: a reviewer's adjudication if
 there is one, else the majority of its live annotations, ties to the most recent
-(``worker/tasks/project_data.py``). The ``label`` filter
-matches items with a live annotation of that label, which is the same thing unless annotators
-disagree (then the ``disagreement`` filter finds them).
+(``worker/tasks/project_data.py``); in a multi-label project the majority set (the labels in
+more than half of the live sets, :func:`~app.domain.annotation.label_sets.majority_set`). The
+``label`` filter matches items with a live annotation of that label, which is the same thing
+unless annotators disagree (then the ``disagreement`` filter finds them: different labels, or
+different label sets).
 
 **Predictions** exist only for items in the project's current queue (``QueueEntry.predicted``,
 written by the queue builder): the ``predicted`` and confidence filters match those items only,
@@ -70,7 +72,13 @@ from app.db.models import (
 )
 from app.domain import audit
 from app.domain.annotation.common import take_write_lock
-from app.domain.annotation.label_sets import NONE_OF_THESE, set_text
+from app.domain.annotation.label_sets import (
+    NONE_OF_THESE,
+    differing_set_items,
+    label_sets,
+    majority_set,
+    set_text,
+)
 from app.domain.policy import live
 from app.domain.review import adjudicated_names, clear_adjudications
 from app.errors import Conflict, InvalidInput, NotFound, NotSupported
@@ -255,11 +263,17 @@ def _labelled(ctx: FilterContext, wanted: bool) -> ColumnElement[bool]:
 
 
 def _disagreement(ctx: FilterContext, wanted: bool) -> ColumnElement[bool]:
-    disagreeing = (
-        _live_annotations_of(ctx.project.id)
-        .group_by(Annotation.item_id)
-        .having(func.count(func.distinct(Annotation.label_id)) > 1)
-    )
+    """Items whose live annotations give different labels; in a multi-label project, different
+    label sets (:func:`differing_set_items`), as the rows' disagreement pill reads them."""
+    disagreeing: Select[Any]
+    if ctx.project.task_type == TASK_MULTI_LABEL:
+        disagreeing = differing_set_items(ctx.project.id)
+    else:
+        disagreeing = (
+            _live_annotations_of(ctx.project.id)
+            .group_by(Annotation.item_id)
+            .having(func.count(func.distinct(Annotation.label_id)) > 1)
+        )
     return Item.id.in_(disagreeing) if wanted else Item.id.not_in(disagreeing)
 
 
@@ -359,10 +373,14 @@ class Row:
     prediction: Prediction | None = None
     adjudicated: str | None = None
     """A reviewer's accepted or changed label (:mod:`app.domain.review`): it wins."""
+    resolved_set: str | None = None
+    """Multi-label: the majority set of the live sets (:func:`majority_set`, what the worker
+    trains on) as one text; ``None`` in a single-label project or without a set."""
 
     @property
     def label(self) -> str | None:
-        return self.adjudicated or resolved_label([vote.label for vote in self.votes])
+        return (self.adjudicated or self.resolved_set
+                or resolved_label([vote.label for vote in self.votes]))
 
     @property
     def disagreement(self) -> bool:
@@ -418,13 +436,31 @@ def browse(
     votes = live_votes(db, project.id, ids)
     predictions = current_predictions(db, project, ids)
     decided = adjudicated_names(db, project.id, ids)
+    resolved = resolved_sets(
+        db, project, {i: [vote.annotation_id for vote in item] for i, item in votes.items()}
+    ) if project.task_type == TASK_MULTI_LABEL else {}
     rows = [
         Row(id=i, external_id=ext, text=text, split=split, excluded=excluded,
             votes=tuple(votes.get(i, ())), prediction=predictions.get(i),
-            adjudicated=decided.get(i))
+            adjudicated=decided.get(i), resolved_set=resolved.get(i))
         for i, ext, text, split, excluded in found
     ]
     return Page(rows=rows, next_after=ids[-1] if more and ids else None)
+
+
+def resolved_sets(db: Session, project: Project, live_ids: Mapping[int, Sequence[int]]
+                  ) -> dict[int, str]:
+    """Multi-label: each item's majority set (:func:`majority_set`, the worker's rule) as one
+    text in label order, from {item: its live annotation ids, oldest first}; with several
+    annotators per item it can differ from every single set."""
+    sets = label_sets(db, [a for ids in live_ids.values() for a in ids])
+    names = db.execute(select(Label.id, Label.name).where(Label.project_id == project.id)
+                       .order_by(Label.position)).tuples().all()
+    return {
+        item_id: set_text(name for label_id, name in names
+                          if label_id in majority_set([sets[a] for a in ids]))
+        for item_id, ids in live_ids.items() if ids
+    }
 
 
 @dataclass(frozen=True)
@@ -691,9 +727,11 @@ def item_detail(db: Session, project: Project, item_id: int) -> ItemDetail:
             .order_by(ItemEvent.id)
         )
     ]
-    live_labels = [a.label for a in annotations if a.status == "live"]
-    label = adjudicated_names(db, project.id, [item.id]).get(item.id) or resolved_label(
-        live_labels)
+    current = [a for a in annotations if a.status == "live"]
+    label = adjudicated_names(db, project.id, [item.id]).get(item.id) or (
+        resolved_sets(db, project, {item.id: [a.id for a in current]}).get(item.id)
+        if project.task_type == TASK_MULTI_LABEL else resolved_label([a.label for a in current])
+    )
     return ItemDetail(item=item, label=label, annotations=annotations,
                       predictions=predictions, events=events)
 

@@ -96,11 +96,6 @@ class ProjectSettings:
         if self.task_type not in TASK_TYPES:
             raise InvalidInput(f"The task type must be one of {', '.join(TASK_TYPES)}.",
                                details={"field": "task_type"})
-        if self.task_type == TASK_MULTI_LABEL and self.annotations_per_item > 1:
-            raise InvalidInput(
-                "Several annotations per item are not supported for multi-label projects yet "
-                "(agreement on label sets is not measured in the product). Use 1.",
-                details={"field": "annotations_per_item"})
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,6 @@ def create_project(db: Session, *, creator: User, settings: ProjectSettings) -> 
     )
     settings.budget.apply(project)
     if settings.task_type == TASK_MULTI_LABEL:
-        project.overlap_rate = 0.0  # agreement on label sets is not measured yet
         project.strategy = DEFAULT_MULTI_LABEL_STRATEGY
     db.add(project)
     db.flush()
@@ -154,8 +148,6 @@ def update_project(db: Session, project: Project, settings: ProjectSettings,
         project.task_type = settings.task_type
         multi = settings.task_type == TASK_MULTI_LABEL
         project.strategy = DEFAULT_MULTI_LABEL_STRATEGY if multi else DEFAULT_STRATEGY
-        if multi:
-            project.overlap_rate = 0.0
     db.flush()
     return project
 

@@ -2,7 +2,11 @@
 
 Reviewers (project role ``reviewer``; leads and admins too) see three lists:
 
-* **disagreements** — items with two or more live annotations of different labels;
+* **disagreements** — items with two or more live annotations of different labels (in a
+  multi-label project: of different label sets,
+  :func:`~app.domain.annotation.label_sets.differing_set_items`; such an item is listed with
+  each annotator's set and the majority set, and decisions on it are refused, as every review
+  decision is for multi-label projects);
 * **gold misses** — gold items where an annotator's current answer differs from the gold answer;
 * **likely errors** — the worker's stored ``label_issues`` (``quality.label_issues``), flagged
   ones, highest score first.
@@ -50,7 +54,14 @@ from app.db.models import (
 )
 from app.domain import audit, gold
 from app.domain.annotation.common import live, project_item, project_labels, take_write_lock
-from app.domain.annotation.label_sets import require_single_label
+from app.domain.annotation.label_sets import (
+    differing_set_items,
+    is_multi_label,
+    label_sets,
+    majority_set,
+    require_single_label,
+    set_text,
+)
 from app.domain.live_head import request_live_refit
 from app.errors import InvalidInput, PermissionDenied
 
@@ -65,11 +76,12 @@ TEXT_CHARS = 2000
 
 @dataclass(frozen=True)
 class Vote:
-    """One annotator's current label on the item (shown to reviewers only)."""
+    """One annotator's current label on the item (shown to reviewers only); in a multi-label
+    project their set as one text, and ``label_id`` None."""
 
     annotator: str
     label: str
-    label_id: int
+    label_id: int | None
 
 
 @dataclass(frozen=True)
@@ -154,8 +166,8 @@ def _texts(db: Session, item_ids: Sequence[int]) -> dict[int, str]:
     return {i: text[:TEXT_CHARS] for i, text in rows}
 
 
-def _disagreement_ids(project_id: int, limit: int) -> Select[int]:
-    return (
+def _disagreement_ids(project_id: int, limit: int, *, sets: bool = False) -> Select[int]:
+    query = (
         select(Annotation.item_id)
         .join(Item, Item.id == Annotation.item_id)
         .where(
@@ -164,8 +176,13 @@ def _disagreement_ids(project_id: int, limit: int) -> Select[int]:
             ~exists().where(GoldItem.item_id == Item.id),
         )
         .group_by(Annotation.item_id)
-        .having(func.count(func.distinct(Annotation.label_id)) > 1)
-        .having(_undecided(project_id, Annotation.item_id))
+    )
+    if sets:  # label sets: label_id is NULL on every one, the sets themselves differ
+        query = query.where(Annotation.item_id.in_(differing_set_items(project_id)))
+    else:
+        query = query.having(func.count(func.distinct(Annotation.label_id)) > 1)
+    return (
+        query.having(_undecided(project_id, Annotation.item_id))
         .order_by(Annotation.item_id)
         .limit(limit)
     )
@@ -183,9 +200,49 @@ def _undecided(project_id: int, item_id: Any) -> ColumnElement[bool]:
     return or_(decided_at.is_(None), decided_at < func.max(Annotation.created_at))
 
 
+def _set_disagreements(
+    db: Session, project: Project, names: dict[int, str], limit: int
+) -> list[ReviewEntry]:
+    """A multi-label project's items whose live sets differ: each vote is a set as one text, the
+    entry's label the majority set (:func:`majority_set`, the set the worker trains on)."""
+    ids = list(db.scalars(_disagreement_ids(project.id, limit, sets=True)))
+    if not ids:
+        return []
+    rows = db.execute(
+        select(Annotation.item_id, Annotation.id, User.email)
+        .outerjoin(User, User.id == Annotation.annotator_id)
+        .where(Annotation.project_id == project.id, Annotation.item_id.in_(ids), live())
+        .order_by(Annotation.id)
+    ).tuples().all()
+    sets = label_sets(db, [annotation_id for _, annotation_id, _ in rows])
+    by_item: dict[int, list[tuple[list[int], str]]] = {}
+    for item_id, annotation_id, email in rows:
+        by_item.setdefault(item_id, []).append((sets[annotation_id], email or "?"))
+    order = list(names)  # the project's label order
+    texts = _texts(db, ids)
+
+    def text(labels: set[int] | list[int]) -> str:
+        return set_text(names[label] for label in order if label in labels)
+
+    return [
+        ReviewEntry(
+            item_id=item_id,
+            text=texts.get(item_id, ""),
+            reason=REASON_DISAGREEMENT,
+            label=text(majority_set([labels for labels, _ in by_item[item_id]])),
+            label_id=None,
+            votes=tuple(Vote(email, text(labels), None) for labels, email in by_item[item_id]),
+        )
+        for item_id in ids
+        if item_id in by_item
+    ]
+
+
 def _disagreements(
     db: Session, project: Project, names: dict[int, str], limit: int
 ) -> list[ReviewEntry]:
+    if is_multi_label(project):
+        return _set_disagreements(db, project, names, limit)
     ids = list(db.scalars(_disagreement_ids(project.id, limit)))
     votes = _live_votes(db, project.id, ids)
     decided = _latest_decisions(db, project.id, ids)

@@ -11,6 +11,7 @@ from app.deps import MAX_DB_INT, IdPath, Level, ProjectLead, ProjectReviewer, Se
 from app.domain import audit, guidelines, review
 from app.domain.annotation import label_keys
 from app.domain.annotation.common import project_item, project_labels
+from app.domain.annotation.label_sets import is_multi_label
 from app.errors import DomainError
 from app.web.forms import FormDep, form_int, form_str
 from app.web.templating import flash, render_page
@@ -39,6 +40,7 @@ def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Re
             "labels": labels,
             "key_of": {label_id: key for key, label_id in label_keys(labels).items()},
             "queue": review.review_queue(db, project),
+            "multi_label": is_multi_label(project),  # decisions refused: the page says so
             "recent": review.recent_decisions(db, project, limit=10),
             "max_note": review.MAX_NOTE_CHARS,
         },

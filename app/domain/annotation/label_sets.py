@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.db.models import TASK_MULTI_LABEL, AnnotationLabel, Label, Project
+from app.db.models import TASK_MULTI_LABEL, Annotation, AnnotationLabel, Label, Project
+from app.domain.policy import live
 from app.errors import InvalidInput, NotSupported
 
 
@@ -89,6 +90,32 @@ def majority_set(sets: Sequence[Collection[L]]) -> set[L]:
     if any(2 * count == len(sets) for count in counts.values()):
         return set(sets[-1])
     return {label for label, count in counts.items() if 2 * count > len(sets)}
+
+
+def differing_set_items(project_id: int) -> Select[Any]:
+    """SQL: ids of the items whose live label sets are not all the same (the set counterpart of
+    "two different labels"): some label is in some of the item's live sets but not in all of
+    them. An item with a single live set, or whose sets are all empty, never differs. Used by the
+    review queue's and the data manager's disagreements."""
+    per_label = (
+        select(Annotation.item_id.label("item_id"), func.count().label("n"))
+        .join(AnnotationLabel, AnnotationLabel.annotation_id == Annotation.id)
+        .where(Annotation.project_id == project_id, live())
+        .group_by(Annotation.item_id, AnnotationLabel.label_id)
+        .subquery()
+    )
+    totals = (
+        select(Annotation.item_id.label("item_id"), func.count().label("n"))
+        .where(Annotation.project_id == project_id, live())
+        .group_by(Annotation.item_id)
+        .subquery()
+    )
+    return (
+        select(per_label.c.item_id)
+        .join(totals, totals.c.item_id == per_label.c.item_id)
+        .where(per_label.c.n < totals.c.n)
+        .distinct()
+    )
 
 
 def store_label_set(db: Session, annotation_id: int, label_ids: Sequence[int]) -> None:

@@ -16,6 +16,8 @@ measured all the time (:mod:`app.domain.agreement`).
   by ``k`` annotators, it is done.
 * **Blind.** Nothing an annotator reads shows another annotator's label on an overlap item they
   have not labelled (see :func:`hidden_from`).
+* **Any task.** Routing counts annotations and leases, never their labels, so a multi-label
+  project's overlap items work the same way; their agreement is on label sets (alpha-MASI).
 
 Every other item is handed out exactly as before (:mod:`.leases`).
 """
@@ -42,7 +44,6 @@ from app.db.models import (
     QueueEntry,
 )
 from app.domain.annotation.common import live
-from app.domain.annotation.label_sets import is_multi_label
 
 CANDIDATES = 16
 _random = Random()
@@ -199,7 +200,7 @@ def labelled_here(db: Session, project_id: int) -> int:
 
 def due(db: Session, project: Project) -> bool:
     """A new overlap item is due: marking one keeps the share at or below ``overlap_rate``."""
-    if project.overlap_rate <= 0 or is_multi_label(project):  # agreement on sets: not yet
+    if project.overlap_rate <= 0:
         return False
     marked = marked_count(db, project.id)
     return marked + 1 <= project.overlap_rate * (labelled_here(db, project.id) + 1)

@@ -48,14 +48,18 @@ def _settings(db: Session, project: Project, **changes: object
     return replace(current, **changes)  # type: ignore[arg-type]
 
 
-def test_a_multi_label_project_stores_its_task_and_has_no_overlap(
+def test_a_multi_label_project_stores_its_task_and_overlaps_like_any_project(
     db: Session, project: Project
 ) -> None:
     assert project.task_type == TASK_MULTI_LABEL
-    assert project.overlap_rate == 0.0
-    assert not due(db, project)
     single = make_project(db, labels=LABELS)
-    assert single.task_type == "single_label" and single.overlap_rate == pytest.approx(0.1)
+    assert single.task_type == "single_label"
+    # Agreement on label sets is measured (alpha-MASI): the same overlap default as one label.
+    assert project.overlap_rate == single.overlap_rate == pytest.approx(0.1)
+    agreement.update_overlap_settings(project, rate=1.0)
+    assert due(db, project)  # the next item handed out becomes an overlap item
+    agreement.update_overlap_settings(project, rate=0.0)
+    assert not due(db, project)
 
 
 def test_a_set_is_stored_in_label_order_and_an_empty_set_means_none(
@@ -148,11 +152,11 @@ def test_features_for_single_labels_refuse_multi_label_projects(
         gold.mark_gold(db, project, item.id, "bug", by=lead)
     with pytest.raises(NotSupported, match="Review decisions are not supported"):
         review.decide(db, project, lead, item_id=item.id, action="accept")
-    with pytest.raises(NotSupported, match="Overlap items"):
-        agreement.update_overlap_settings(project, rate=0.2)
-    with pytest.raises(InvalidInput, match="Several annotations per item"):
-        _settings(db, project, annotations_per_item=2)
-    agreement.update_overlap_settings(project, rate=0.0)  # keeping it off is fine
+    # Overlap and several annotations per item are allowed (issue 19: agreement on sets).
+    agreement.update_overlap_settings(project, rate=0.2, k=3)
+    assert (project.overlap_rate, project.overlap_k) == (pytest.approx(0.2), 3)
+    project_service.update_project(db, project, _settings(db, project, annotations_per_item=2))
+    assert project.annotations_per_item == 2
 
 
 def test_the_api_creates_multi_label_projects_and_refuses_a_late_change(
@@ -180,21 +184,32 @@ def test_the_api_creates_multi_label_projects_and_refuses_a_late_change(
     assert refused.json()["error"]["details"]["annotations"] == 1
 
 
-def test_adapter_runs_are_refused_and_a_closed_batch_asks_for_none(
+def test_retrains_are_allowed_queue_runs_refused_and_a_closed_batch_asks_for_a_retrain(
     db: Session, project: Project
 ) -> None:
+    from app.db.models import RUN_RETRAIN
     from app.domain.annotation.batches import submit_batch
-    from app.domain.runs import request_queue_recompute, request_retrain, request_tapt
+    from app.domain.runs import (
+        request_pool_scoring,
+        request_queue_recompute,
+        request_retrain,
+        request_tapt,
+    )
 
-    with pytest.raises(NotSupported, match="Adapter training and adapter queue rebuilds"):
-        request_retrain(db, project, reason="test")
-    with pytest.raises(NotSupported):
+    with pytest.raises(NotSupported, match="always built by the live head") as refused:
         request_queue_recompute(db, project, reason="test")
+    assert refused.value.details == {"task_type": "multi_label", "kind": "recompute_queue"}
+    with pytest.raises(NotSupported, match="pool scoring"):
+        request_pool_scoring(db, project, 1, reason="test")
     assert request_tapt(db, project, reason="test").kind == "tapt"  # label-free: allowed
+    asked = request_retrain(db, project, reason="test")  # a multi-label adapter round
+    assert asked.kind == RUN_RETRAIN
     (item,) = make_items(db, project, ["x"])
     user = make_user(db)
     ann.record_label(db, project, user, item_id=item.id, label_ids=[_ids(db, project)["bug"]])
     before = project.data_version
-    assert submit_batch(db, project, user) is None
+    run = submit_batch(db, project, user)
+    assert run is not None and run.id == asked.id  # the queued retrain absorbs the request
+    assert run.params["requests"] == 2
     db.refresh(project)
     assert project.data_version == before + 1
