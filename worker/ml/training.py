@@ -45,7 +45,8 @@ Defaults and why:
   over each item's rarest label, and each epoch is judged on dev by macro-F1 (then micro-F1) at
   per-label thresholds tuned on the dev probabilities (:func:`worker.ml.multilabel.
   tune_thresholds`); the best epoch's thresholds are stored with the classifier. Without a dev
-  set the thresholds stay at 0.5.
+  set the thresholds stay at 0.5. A head that neither starts from a linear probe (``head_init``)
+  nor from the previous round starts with each label's bias at the log-odds of its base rate.
 """
 
 from __future__ import annotations
@@ -319,6 +320,23 @@ def _init_head(
     return {"event": "head_init", "source": "linear probe (live head)"}
 
 
+def _prior_bias(adapted: AdaptedModel, label_sets: Sequence[Any], n_labels: int
+                ) -> dict[str, Any]:
+    """A multi-label head that starts from scratch: each label's bias at the log-odds of its
+    share of the training sets (clipped to [1/1000, 999/1000]), so it starts at the label's base
+    rate instead of 0.5 for every label. Without it, a few dozen steps leave a sparse label's
+    bias near 0 and the head proposes almost every label (``docs/results.md``, multi-label)."""
+    from worker.ml.classifier import final_head_linear
+    from worker.ml.multilabel import label_matrix
+
+    rate = np.clip(label_matrix(label_sets, n_labels).mean(axis=0), 1e-3, 1 - 1e-3)
+    linear = final_head_linear(adapted.model, n_labels)
+    if linear.bias is not None:
+        with torch.no_grad():
+            linear.bias.copy_(torch.as_tensor(np.log(rate / (1 - rate)), dtype=linear.bias.dtype))
+    return {"event": "head_init", "source": "label base rates (bias at their log-odds)"}
+
+
 def train_classifier(
     texts: Sequence[str],
     labels: Sequence[int] | Sequence[Sequence[int]],
@@ -364,6 +382,8 @@ def train_classifier(
         history.append(_warm_start(adapted, init_from, names, base_path, device, multi_label))
     if head_init is not None:
         history.append(_init_head(adapted, adapter, head_init, len(names)))
+    elif multi_label and not any(h.get("head_reused") for h in history):
+        history.append(_prior_bias(adapted, labels, len(names)))
     classifier = TextClassifier(
         adapted,
         tokenizer,

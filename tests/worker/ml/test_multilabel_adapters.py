@@ -170,3 +170,22 @@ def test_badge_embeddings_are_refused_for_multi_label(tiny_bert, ml_corpus):
         result.classifier.head_gradient_embeddings(texts[:2])
     with pytest.raises(ConfigError, match="thresholds"):
         result.classifier.set_thresholds([0.5, 1.2, 0.3])
+
+
+def test_a_head_from_scratch_starts_at_each_labels_base_rate(tiny_bert, ml_corpus):
+    from worker.ml.classifier import final_head_linear
+
+    texts, sets = ml_corpus
+    result = train_classifier(texts[:28], sets[:28], label_names=LABEL_NAMES,
+                              base_model=str(tiny_bert), adapter=AdapterConfig(),
+                              config=TrainConfig(epochs=1, batch_size=28), multi_label=True)
+    assert {"event": "head_init", "source": "label base rates (bias at their log-odds)"} \
+        in result.history
+    rate = label_matrix(sets[:28], 3).mean(axis=0)  # 12/28 each in this corpus
+    bias = final_head_linear(result.classifier.model, 3).bias.detach().numpy()
+    np.testing.assert_allclose(bias, np.log(rate / (1 - rate)), atol=0.05)  # one small step
+    warm = train_classifier(texts[:28], sets[:28], label_names=LABEL_NAMES,
+                            base_model=str(tiny_bert), adapter=AdapterConfig(),
+                            config=TrainConfig(epochs=1, batch_size=28), multi_label=True,
+                            init_from=result.classifier)
+    assert not any(h.get("source", "").startswith("label base rates") for h in warm.history)

@@ -240,11 +240,14 @@ def test_the_next_round_warm_starts_from_a_multi_label_version_and_lp_ft_from_th
     assert ("head from a one-vs-rest regression on the stored embeddings of this round's 24 "
             "label sets") in str(second.log_tail)
     assert first.model_version_id is not None and second.model_version_id is not None
-    events = [h.get("event") for h in metric_of(file_db, second.model_version_id)
-              .details["history"]]
-    assert "head_init" in events  # LP-FT: the head started from the regression
-    assert "head_init" not in [h.get("event") for h in metric_of(file_db, first.model_version_id)
-                               .details["history"]]  # no live head existed yet
+    def head_source(version_id: int) -> list[str]:
+        return [h["source"] for h in metric_of(file_db, version_id).details["history"]
+                if h.get("event") == "head_init"]
+
+    # LP-FT: the head started from the regression; the first round had no live head yet, so its
+    # head started from scratch with each label's bias at its base rate
+    assert head_source(second.model_version_id) == ["linear probe (live head)"]
+    assert head_source(first.model_version_id) == ["label base rates (bias at their log-odds)"]
     from worker.tasks.round_parts import warm_start_source
 
     with file_db.session() as session:
