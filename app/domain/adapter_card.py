@@ -119,9 +119,12 @@ def card_summary(data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "ece": "ECE",
                  "micro_f1": "micro-F1", "subset_accuracy": "subset accuracy",
                  "hamming_loss": "Hamming loss"}
-        out.append(("Dev metrics", ", ".join(f"{names.get(k, k)} {_scalar(v)}"
-                                             for k, v in metrics.items()
-                                             if isinstance(v, int | float))))
+        shown = [f"{names[k]} {v:.3f}" for k, v in metrics.items()
+                 if k in names and isinstance(v, int | float)]
+        if isinstance(metrics.get("n"), int):
+            shown.append(f"on {_int(metrics['n'])} dev items")
+        if shown:
+            out.append(("Dev metrics", ", ".join(shown)))
     thresholds = data.get("thresholds")
     if isinstance(thresholds, dict) and thresholds:  # a multi-label adapter's
         out.append(("Thresholds", ", ".join(f"{name} {_scalar(value)}"

@@ -97,6 +97,9 @@ def test_the_dashboard_shows_set_metrics_per_label_f1_and_co_occurrence(
     expect(metrics).to_contain_text(f"{scores['hamming_loss']:.3f}")
     expect(page.locator("#multi-label")).to_contain_text("dev set, 12 items")
     expect(page.locator("[data-testid=multi-per-label] li")).to_have_count(3)
+    for fill in page.locator("[data-testid=multi-per-label] .fill").all():  # the bars are drawn
+        colour = fill.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
     expect(page.locator("#confusion")).to_have_count(0)
     cells = page.locator("[data-testid=co-occurrence] td")
     expect(cells).to_have_count(9)

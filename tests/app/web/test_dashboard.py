@@ -165,7 +165,7 @@ def test_adapter_card_summary_shows_only_the_adapters_kind(
     summary = page[page.index('class="card-summary"'):page.index('class="more raw-card"')]
     assert "LoRA, rank 8, alpha 16" in summary and "query, key, value" in summary
     assert "all-MiniLM-L6-v2" in summary and "240 labels" in summary
-    assert "macro-F1 0.79" in summary and "150,000 of 22,000,000" in summary
+    assert "macro-F1 0.790" in summary and "150,000 of 22,000,000" in summary
     raw = page[page.index('class="more raw-card"'):]
     assert "adapter_config.r" in raw and "adapter_config.bottleneck_size" not in raw
     assert "adapter_config.num_virtual_tokens" not in page and "defaults of other adapter" in raw
