@@ -25,7 +25,6 @@ A multi-label project's round is :func:`worker.tasks.retrain_multilabel.retrain_
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +35,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import TASK_MULTI_LABEL, Project, RoundMetric, TrainingRun
-from app.domain.model_versions import (
-    find_by_data_version,
-    next_version_number,
-    register_version,
-    relative_artifact_path,
-    switch_current,
-)
+from app.domain.model_versions import find_by_data_version
 from app.domain.runs import request_queue_recompute
-from worker.tasks.artifact_store import (
-    sweep_temporary,
-    tree_sha256,
-    version_dir_name,
-    versions_dir,
-    write_directory_atomically,
-)
-from worker.tasks.pause_points import pause_point
 from worker.tasks.project_data import (
     LabelledSet,
     ProjectSnapshot,
@@ -61,17 +46,20 @@ from worker.tasks.project_data import (
 )
 from worker.tasks.round_parts import (
     MIN_STEPS,
-    TMP_SWEEP_SECONDS,
+    RoundPublisher,
     growth_wait,
     json_safe,
+    trained_outcome,
     upper_layers,
     warm_start_source,
     with_mean_pooling,
+    write_version,
 )
 from worker.tasks.runner import Outcome, Publish, RunContext
-from worker.tasks.stop_rules import STOP_SET_SIZE, evaluate_round
+from worker.tasks.stop_rules import STOP_SET_SIZE
 
 if TYPE_CHECKING:  # torch stays out of module import time
+    from app.db.models import ModelVersion
     from worker.ml.classifier import TextClassifier
 
 log = logging.getLogger(__name__)
@@ -157,22 +145,11 @@ def retrain_body(ctx: RunContext) -> Outcome:
     if waiting is not None:
         return Outcome(waiting)
     trained = _train(ctx, inputs)
-    train_seconds = time.perf_counter() - started
-    from worker.ml.progress import check_cancelled
-
-    check_cancelled(ctx.reporter, "save")
-    final = _write_version(ctx, inputs, trained)
-    timings = {
-        "train_seconds": round(train_seconds, 3),
-        "total_seconds": round(time.perf_counter() - started, 3),
-    }
-    publish = _Publisher(ctx, inputs, trained, final, force)
-    return Outcome(
+    return trained_outcome(
+        ctx, started, lambda: _write_version(ctx, inputs, trained),
+        lambda final: _Publisher(ctx, inputs, trained, final, force),
         f"trained on {len(inputs.train)} labels (data version {data_version})",
-        publish=publish,
-        metrics=trained.run_metrics(len(inputs.train)),
-        timings=timings,
-        after_commit=publish.cleanup,
+        trained.run_metrics(len(inputs.train)),
     )
 
 
@@ -451,14 +428,8 @@ def _train(ctx: RunContext, inputs: RoundInputs) -> Trained:
 
 
 def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Path:
-    from worker.ml.artifacts import build_card, save_artifact
+    from worker.ml.artifacts import build_card
 
-    ctx.reporter.report(phase="save", step=0, total=1, message="writing the model version")
-    with ctx.session() as session:
-        number = next_version_number(session, inputs.snapshot.id)
-    parent = versions_dir(ctx.settings.artifacts, inputs.snapshot.id)
-    sweep_temporary(parent, older_than_seconds=TMP_SWEEP_SECONDS)
-    final = parent / version_dir_name(number, ctx.claim.run_id, ctx.claim.attempt)
     card = build_card(
         trained.classifier,
         dev_metrics=trained.dev_metrics,
@@ -467,13 +438,12 @@ def _write_version(ctx: RunContext, inputs: RoundInputs, trained: Trained) -> Pa
         run_id=ctx.claim.run_id,
         data_version=ctx.claim.data_version,
     )
-    def write(tmp: Path) -> None:
-        save_artifact(trained.classifier, tmp, card=card)
+
+    def extra(tmp: Path) -> None:
         trained.save_held_out(tmp)
         trained.save_trained(tmp)
 
-    write_directory_atomically(final, write)
-    return final
+    return write_version(ctx, inputs.snapshot.id, trained.classifier, card, extra)
 
 
 def _request_queue(project_id: int, reason: str) -> Publish:
@@ -484,53 +454,27 @@ def _request_queue(project_id: int, reason: str) -> Publish:
     return publish
 
 
-class _Publisher:
+class _Publisher(RoundPublisher):
     """Writes the round's results in the run's final transaction (see the module docstring)."""
 
     def __init__(
         self, ctx: RunContext, inputs: RoundInputs, trained: Trained, final: Path, force: bool
     ) -> None:
-        self.ctx = ctx
+        labels_used = len(inputs.train)
+        super().__init__(ctx, inputs.snapshot.id, final, force,
+                         adapter_kind=trained.classifier.adapted.config.kind,
+                         labels_used=labels_used, metrics=trained.run_metrics(labels_used))
         self.inputs = inputs
         self.trained = trained
-        self.final = final
-        self.force = force
-        self.orphan = True
 
-    def __call__(self, session: Session, run: TrainingRun) -> int | None:
-        project_id = self.inputs.snapshot.id
-        data_version = self.ctx.claim.data_version
-        if not self.force and find_by_data_version(session, project_id, data_version):
-            run.message = "another run already published this data version"
-            return None  # the directory is removed after commit
-        version = register_version(
-            session,
-            project_id,
-            version=next_version_number(session, project_id),
-            run_id=run.id,
-            data_version=data_version,
-            artifact_path=relative_artifact_path(self.final, self.ctx.settings),
-            sha256=tree_sha256(self.final),
-            adapter_kind=self.trained.classifier.adapted.config.kind,
-            labels_used=len(self.inputs.train),
-            metrics=self.trained.run_metrics(len(self.inputs.train)),
-        )
-        switch_current(session, project_id, version.id, settings=self.ctx.settings)
-        # The hand-off to the queue: annotators get items picked by the new version.
-        request_queue_recompute(session, project_id, reason=f"model v{version.version} promoted")
-        project = session.get(Project, project_id)
-        assert project is not None
-        metric = self._round_metric(version.id, run.id)
-        session.add(metric)
-        session.flush()
-        evaluate_round(session, project, metric)
-        # Likely label errors are recomputed once the new version's queue is served (the queue
-        # swap sends that task): on a one-process worker the round never waits for them.
-        self.orphan = False
-        pause_point("promotion_commit")
-        return version.id
+    def hand_off(self, session: Session, version: ModelVersion) -> None:
+        # The hand-off to the queue: annotators get items picked by the new version. Likely
+        # label errors are recomputed once the new version's queue is served (the queue swap
+        # sends that task): on a one-process worker the round never waits for them.
+        request_queue_recompute(session, self.project_id,
+                                reason=f"model v{version.version} promoted")
 
-    def _round_metric(self, version_id: int, run_id: int) -> RoundMetric:
+    def round_metric(self, version_id: int, run_id: int) -> RoundMetric:
         dev = self.trained.dev_metrics or {}
         per_class = {name: values["f1"] for name, values in dev.get("per_class", {}).items()}
         return RoundMetric(
@@ -558,8 +502,3 @@ class _Publisher:
                    if self.trained.held_out_metrics else {}),
             },
         )
-
-    def cleanup(self) -> None:
-        """After commit: a directory no row points at (lost the dedupe race) is removed."""
-        if self.orphan:
-            shutil.rmtree(self.final, ignore_errors=True)

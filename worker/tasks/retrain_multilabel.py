@@ -35,7 +35,6 @@ pointer, round metric, stop rules, the refit request) in the transaction that en
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,38 +42,26 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from app.db.models import SPLIT_DEV, SPLIT_POOL, Project, RoundMetric, TrainingRun
+from app.db.models import SPLIT_DEV, SPLIT_POOL, RoundMetric
 from app.domain.live_head import request_live_refit
-from app.domain.model_versions import (
-    find_by_data_version,
-    next_version_number,
-    register_version,
-    relative_artifact_path,
-    switch_current,
-)
-from worker.tasks.artifact_store import (
-    sweep_temporary,
-    tree_sha256,
-    version_dir_name,
-    versions_dir,
-    write_directory_atomically,
-)
+from app.domain.model_versions import find_by_data_version
 from worker.tasks.live_multilabel import MIN_DEV, MIN_LABELLED, MULTI_LABEL_TASK, dev_fingerprint
-from worker.tasks.pause_points import pause_point
 from worker.tasks.project_data import LabelledSets, ProjectSnapshot, labelled_sets, load_snapshot
 from worker.tasks.round_parts import (
     MIN_STEPS,
-    TMP_SWEEP_SECONDS,
+    RoundPublisher,
     growth_wait,
     json_safe,
+    trained_outcome,
     upper_layers,
     warm_start_source,
     with_mean_pooling,
+    write_version,
 )
 from worker.tasks.runner import Outcome, RunContext
-from worker.tasks.stop_rules import evaluate_round
 
 if TYPE_CHECKING:  # torch stays out of module import time
+    from app.db.models import ModelVersion
     from worker.ml.classifier import TextClassifier
 
 log = logging.getLogger(__name__)
@@ -133,23 +120,12 @@ def retrain_multilabel_body(ctx: RunContext) -> Outcome:
     if waiting is not None:
         return Outcome(waiting)
     trained = _train(ctx, inputs)
-    train_seconds = time.perf_counter() - started
-    from worker.ml.progress import check_cancelled
-
-    check_cancelled(ctx.reporter, "save")
-    final = _write_version(ctx, inputs, trained)
-    timings = {
-        "train_seconds": round(train_seconds, 3),
-        "total_seconds": round(time.perf_counter() - started, 3),
-    }
-    publish = _Publisher(ctx, inputs, trained, final, force)
-    return Outcome(
+    return trained_outcome(
+        ctx, started, lambda: _write_version(ctx, inputs, trained),
+        lambda final: _Publisher(ctx, inputs, trained, final, force),
         f"trained a multi-label adapter on {len(inputs.train)} label sets "
         f"(data version {data_version})",
-        publish=publish,
-        metrics=trained.run_metrics(len(inputs.train)),
-        timings=timings,
-        after_commit=publish.cleanup,
+        trained.run_metrics(len(inputs.train)),
     )
 
 
@@ -317,14 +293,8 @@ def _card_metrics(trained: TrainedSets) -> dict[str, Any] | None:
 
 
 def _write_version(ctx: RunContext, inputs: MultiLabelInputs, trained: TrainedSets) -> Path:
-    from worker.ml.artifacts import build_card, save_artifact
+    from worker.ml.artifacts import build_card
 
-    ctx.reporter.report(phase="save", step=0, total=1, message="writing the model version")
-    with ctx.session() as session:
-        number = next_version_number(session, inputs.snapshot.id)
-    parent = versions_dir(ctx.settings.artifacts, inputs.snapshot.id)
-    sweep_temporary(parent, older_than_seconds=TMP_SWEEP_SECONDS)
-    final = parent / version_dir_name(number, ctx.claim.run_id, ctx.claim.attempt)
     card = build_card(
         trained.classifier,
         dev_metrics=_card_metrics(trained),
@@ -333,62 +303,29 @@ def _write_version(ctx: RunContext, inputs: MultiLabelInputs, trained: TrainedSe
         run_id=ctx.claim.run_id,
         data_version=ctx.claim.data_version,
     )
-
-    def write(tmp: Path) -> None:
-        save_artifact(trained.classifier, tmp, card=card)
-
-    write_directory_atomically(final, write)
-    return final
+    return write_version(ctx, inputs.snapshot.id, trained.classifier, card)
 
 
-class _Publisher:
+class _Publisher(RoundPublisher):
     """Writes the round's results in the run's final transaction (see the module docstring)."""
 
     def __init__(
         self, ctx: RunContext, inputs: MultiLabelInputs, trained: TrainedSets, final: Path,
         force: bool,
     ) -> None:
-        self.ctx = ctx
+        labels_used = len(inputs.train)
+        super().__init__(ctx, inputs.snapshot.id, final, force,
+                         adapter_kind=trained.classifier.adapted.config.kind,
+                         labels_used=labels_used, metrics=trained.run_metrics(labels_used))
         self.inputs = inputs
         self.trained = trained
-        self.final = final
-        self.force = force
-        self.orphan = True
 
-    def __call__(self, session: Session, run: TrainingRun) -> int | None:
-        project_id = self.inputs.snapshot.id
-        data_version = self.ctx.claim.data_version
-        if not self.force and find_by_data_version(session, project_id, data_version):
-            run.message = "another run already published this data version"
-            return None  # the directory is removed after commit
-        labels_used = len(self.inputs.train)
-        version = register_version(
-            session,
-            project_id,
-            version=next_version_number(session, project_id),
-            run_id=run.id,
-            data_version=data_version,
-            artifact_path=relative_artifact_path(self.final, self.ctx.settings),
-            sha256=tree_sha256(self.final),
-            adapter_kind=self.trained.classifier.adapted.config.kind,
-            labels_used=labels_used,
-            metrics=self.trained.run_metrics(labels_used),
-        )
-        switch_current(session, project_id, version.id, settings=self.ctx.settings)
+    def hand_off(self, session: Session, version: ModelVersion) -> None:
         # No queue rebuild (a multi-label queue always comes from the live head): the refit
         # compares the new adapter with the live head on dev and picks the served model.
-        request_live_refit(session, project_id)
-        project = session.get(Project, project_id)
-        assert project is not None
-        metric = self._round_metric(version.id, run.id)
-        session.add(metric)
-        session.flush()
-        evaluate_round(session, project, metric)
-        self.orphan = False
-        pause_point("promotion_commit")
-        return version.id
+        request_live_refit(session, self.project_id)
 
-    def _round_metric(self, version_id: int, run_id: int) -> RoundMetric:
+    def round_metric(self, version_id: int, run_id: int) -> RoundMetric:
         dev = self.trained.dev_metrics or {}
         per_label = {str(row["label"]): row["f1"] for row in dev.get("per_label", [])}
         return RoundMetric(
@@ -420,8 +357,3 @@ class _Publisher:
                 "stop_predictions": [],
             },
         )
-
-    def cleanup(self) -> None:
-        """After commit: a directory no row points at (lost the dedupe race) is removed."""
-        if self.orphan:
-            shutil.rmtree(self.final, ignore_errors=True)

@@ -1,6 +1,8 @@
 """What the single-label adapter round (:mod:`worker.tasks.retrain`) and the multi-label one
 (:mod:`worker.tasks.retrain_multilabel`) share: the CPU growth wait, the default adapter layers
-and pooling, the warm-start source and the JSON cleaning of a round's history.
+and pooling, the warm-start source, writing the version's directory, the run's outcome after
+training, the publishing transaction (:class:`RoundPublisher`) and the JSON cleaning of a round's
+history.
 
 The two round modules import from here and never from each other (``retrain`` hands a
 multi-label project to ``retrain_multilabel``), so the import graph stays acyclic.
@@ -9,10 +11,37 @@ multi-label project to ``retrain_multilabel``), so the import graph stays acycli
 from __future__ import annotations
 
 import logging
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
+
+from app.db.models import Project, RoundMetric, TrainingRun
+from app.domain.model_versions import (
+    find_by_data_version,
+    next_version_number,
+    register_version,
+    relative_artifact_path,
+    switch_current,
+)
+from worker.tasks.artifact_store import (
+    sweep_temporary,
+    tree_sha256,
+    version_dir_name,
+    versions_dir,
+    write_directory_atomically,
+)
+from worker.tasks.pause_points import pause_point
+from worker.tasks.runner import Outcome
+from worker.tasks.stop_rules import evaluate_round
+
 if TYPE_CHECKING:
+    from app.db.models import ModelVersion
+    from worker.ml.cards import AdapterCard
+    from worker.ml.classifier import TextClassifier
     from worker.tasks.project_data import ProjectSnapshot
     from worker.tasks.runner import RunContext
 
@@ -117,3 +146,106 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, int | str | bool) or value is None:
         return value
     return str(value)
+
+
+def write_version(
+    ctx: RunContext, project_id: int, classifier: TextClassifier, card: AdapterCard,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write the round's artifact (and ``extra`` files) atomically into the next version's
+    directory; return it."""
+    from worker.ml.artifacts import save_artifact
+
+    ctx.reporter.report(phase="save", step=0, total=1, message="writing the model version")
+    with ctx.session() as session:
+        number = next_version_number(session, project_id)
+    parent = versions_dir(ctx.settings.artifacts, project_id)
+    sweep_temporary(parent, older_than_seconds=TMP_SWEEP_SECONDS)
+    final = parent / version_dir_name(number, ctx.claim.run_id, ctx.claim.attempt)
+
+    def write(tmp: Path) -> None:
+        save_artifact(classifier, tmp, card=card)
+        if extra is not None:
+            extra(tmp)
+
+    write_directory_atomically(final, write)
+    return final
+
+
+def trained_outcome(
+    ctx: RunContext, started: float, write: Callable[[], Path],
+    publisher: Callable[[Path], RoundPublisher], message: str, metrics: dict[str, Any],
+) -> Outcome:
+    """After training: honour a cancel, write the version, and hand the run its outcome (the
+    publisher runs in the run's final transaction; its cleanup after commit)."""
+    from worker.ml.progress import check_cancelled
+
+    train_seconds = time.perf_counter() - started
+    check_cancelled(ctx.reporter, "save")
+    final = write()
+    timings = {
+        "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
+    publish = publisher(final)
+    return Outcome(message, publish=publish, metrics=metrics, timings=timings,
+                   after_commit=publish.cleanup)
+
+
+class RoundPublisher:
+    """Writes a round's results in the run's final transaction: the version row (unless another
+    run already published this data version), the current pointer, the hand-off
+    (:meth:`hand_off`), the round metric (:meth:`round_metric`) and the stop rules."""
+
+    def __init__(self, ctx: RunContext, project_id: int, final: Path, force: bool, *,
+                 adapter_kind: str, labels_used: int, metrics: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.project_id = project_id
+        self.final = final
+        self.force = force
+        self.adapter_kind = adapter_kind
+        self.labels_used = labels_used
+        self.metrics = metrics
+        self.orphan = True
+
+    def __call__(self, session: Session, run: TrainingRun) -> int | None:
+        project_id = self.project_id
+        data_version = self.ctx.claim.data_version
+        if not self.force and find_by_data_version(session, project_id, data_version):
+            run.message = "another run already published this data version"
+            return None  # the directory is removed after commit
+        version = register_version(
+            session,
+            project_id,
+            version=next_version_number(session, project_id),
+            run_id=run.id,
+            data_version=data_version,
+            artifact_path=relative_artifact_path(self.final, self.ctx.settings),
+            sha256=tree_sha256(self.final),
+            adapter_kind=self.adapter_kind,
+            labels_used=self.labels_used,
+            metrics=self.metrics,
+        )
+        switch_current(session, project_id, version.id, settings=self.ctx.settings)
+        self.hand_off(session, version)
+        project = session.get(Project, project_id)
+        assert project is not None
+        metric = self.round_metric(version.id, run.id)
+        session.add(metric)
+        session.flush()
+        evaluate_round(session, project, metric)
+        self.orphan = False
+        pause_point("promotion_commit")
+        return version.id
+
+    def hand_off(self, session: Session, version: ModelVersion) -> None:
+        """What the new current version sets off (a queue rebuild, a live refit)."""
+        raise NotImplementedError
+
+    def round_metric(self, version_id: int, run_id: int) -> RoundMetric:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """After commit: a directory no row points at (lost the dedupe race) is removed."""
+        if self.orphan:
+            shutil.rmtree(self.final, ignore_errors=True)
