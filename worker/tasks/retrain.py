@@ -49,6 +49,8 @@ from worker.tasks.round_parts import (
     RoundPublisher,
     growth_wait,
     json_safe,
+    saved_live_head,
+    stored_embeddings,
     trained_outcome,
     upper_layers,
     warm_start_source,
@@ -204,28 +206,9 @@ def _lpft(
 def _saved_head(ctx: RunContext, snapshot: ProjectSnapshot, base: str) -> tuple[Any, str]:
     """The project's saved live head if it belongs to this encoder and label set, else (None,
     why not)."""
-    from sqlalchemy import select
-
-    from app.db.models import LiveHeadState
-    from contract.errors import MLError
     from worker.ml.live_head import LiveHead
-    from worker.ml.models import model_fingerprint
 
-    with ctx.session() as session:
-        path = session.scalar(
-            select(LiveHeadState.artifact_path).where(LiveHeadState.project_id == snapshot.id)
-        )
-    if not path:
-        return None, "no live head yet"
-    try:
-        head = LiveHead.load(path)
-    except (MLError, OSError, ValueError, KeyError) as exc:
-        return None, f"live head unreadable: {exc}"
-    if head.extra.get("encoder_fingerprint") != model_fingerprint(base):
-        return None, "the live head belongs to another encoder"
-    if head.n_classes != len(snapshot.label_names):
-        return None, "the label set changed"
-    return head, ""
+    return saved_live_head(ctx, snapshot, base, LiveHead.load, lambda head: head.n_classes)
 
 
 def _head_on_stored_embeddings(
@@ -234,26 +217,17 @@ def _head_on_stored_embeddings(
     """A logistic regression on the stored embeddings of ``fit`` (the live head's settings), or
     None when the live refit has not stored them all for this encoder."""
     from contract.errors import MLError
-    from worker.ml.embedding_store import EmbeddingStore, encoder_key
     from worker.ml.live_head import LiveHead, LiveHeadConfig
-    from worker.ml.models import model_fingerprint
-    from worker.tasks.live_refit import live_dir
 
-    max_length = int(head.extra["max_length"]) if head is not None else (
-        ctx.settings.live_embed_max_length
-    )
-    windows = int(head.extra.get("windows", 1)) if head is not None else 1
-    key = encoder_key(model_fingerprint(base), max_length, windows)
-    directory = live_dir(ctx.settings, snapshot.id) / "embeddings" / key
-    if not directory.exists():
+    X = stored_embeddings(ctx, snapshot, base, head, list(fit.item_ids))
+    if X is None:
         return None
     try:
-        X = EmbeddingStore(directory).load().take(fit.item_ids)
         config = head.config if head is not None else LiveHeadConfig(features="embed")
         return LiveHead(config).fit(
             X, np.asarray(fit.labels), len(snapshot.label_names), features="embed"
         )
-    except (MLError, OSError, ValueError, KeyError) as exc:
+    except (MLError, ValueError) as exc:
         log.info("no head from the stored embeddings: %s", exc)
         return None
 

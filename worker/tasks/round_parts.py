@@ -135,6 +135,62 @@ def warm_start_source(
     return snapshot.current_artifact
 
 
+def saved_live_head(
+    ctx: RunContext, snapshot: ProjectSnapshot, base: str, load: Callable[[str], Any],
+    n_labels: Callable[[Any], int],
+) -> tuple[Any, str]:
+    """The project's saved live head (read with ``load``) if it belongs to this encoder and has
+    as many outputs (``n_labels`` of it) as the project has labels, else ``(None, why not)``."""
+    from sqlalchemy import select
+
+    from app.db.models import LiveHeadState
+    from contract.errors import MLError
+    from worker.ml.models import model_fingerprint
+
+    with ctx.session() as session:
+        path = session.scalar(
+            select(LiveHeadState.artifact_path).where(LiveHeadState.project_id == snapshot.id)
+        )
+    if not path:
+        return None, "no live head yet"
+    try:
+        head = load(path)
+    except (MLError, OSError, ValueError, KeyError) as exc:
+        return None, f"live head unreadable: {exc}"
+    if head.extra.get("encoder_fingerprint") != model_fingerprint(base):
+        return None, "the live head belongs to another encoder"
+    if n_labels(head) != len(snapshot.label_names):
+        return None, "the label set changed"
+    return head, ""
+
+
+def stored_embeddings(
+    ctx: RunContext, snapshot: ProjectSnapshot, base: str, head: Any, item_ids: list[int]
+) -> Any:
+    """The embeddings the live refit stored for ``item_ids`` with this encoder (the saved
+    ``head``'s reading settings, else the defaults), or None when it has not stored them all."""
+    from contract.errors import MLError
+    from worker.ml.embedding_store import EmbeddingStore, encoder_key
+    from worker.ml.models import model_fingerprint
+    from worker.tasks.live_refit import live_dir
+
+    if not item_ids:
+        return None
+    max_length = int(head.extra["max_length"]) if head is not None else (
+        ctx.settings.live_embed_max_length
+    )
+    windows = int(head.extra.get("windows", 1)) if head is not None else 1
+    key = encoder_key(model_fingerprint(base), max_length, windows)
+    directory = live_dir(ctx.settings, snapshot.id) / "embeddings" / key
+    if not directory.exists():
+        return None
+    try:
+        return EmbeddingStore(directory).load().take(item_ids)
+    except (MLError, OSError, ValueError, KeyError) as exc:
+        log.info("no stored embeddings for the round's labels: %s", exc)
+        return None
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with non-finite floats as None and unknown objects as strings (JSON columns)."""
     if isinstance(value, dict):
