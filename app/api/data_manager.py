@@ -19,11 +19,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.deps import MAX_DB_INT, ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
 
 router = write_api_router(tags=["data manager"])
+router.responses.update(NOT_SUPPORTED)
 OWN_PARAMS = ("cursor", "limit", "count", "exact", "format")
 
 

@@ -12,10 +12,12 @@ from fastapi import Query, Response
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.deps import MAX_DB_INT, IdPath, ProjectLead, SessionDep
 from app.domain import gold, label_issues
 
 router = write_api_router(tags=["gold"])
+router.responses.update(NOT_SUPPORTED)
 
 
 class GoldIn(StrictInput):

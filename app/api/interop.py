@@ -14,6 +14,7 @@ from fastapi import File, Query, UploadFile
 from pydantic import BaseModel
 
 from app.api.common import write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.deps import ProjectLead, SessionDep, SettingsDep
 from app.domain.annotation.label_sets import is_multi_label
 from app.domain.interop import (
@@ -26,6 +27,7 @@ from app.domain.interop import (
 )
 
 router = write_api_router(tags=["imports"])
+router.responses.update(NOT_SUPPORTED)
 
 
 class ImportCounts(BaseModel):

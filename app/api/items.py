@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.common import write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.db.models import SPLITS, Item
 from app.deps import MAX_DB_INT, ProjectLead, ProjectReader, SessionDep, SettingsDep
 from app.domain.imports import (
@@ -35,6 +36,7 @@ from app.domain.imports import (
 from app.errors import InvalidInput
 
 router = write_api_router(tags=["items"])
+router.responses.update(NOT_SUPPORTED)
 
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 

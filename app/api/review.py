@@ -13,12 +13,14 @@ from fastapi import Body, Query
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.deps import MAX_DB_INT, IdPath, Level, ProjectLead, ProjectReviewer, SessionDep
 from app.domain import audit, guidelines, review
 from app.domain.annotation.common import project_item
 from app.errors import InvalidInput
 
 router = write_api_router(tags=["review"])
+router.responses.update(NOT_SUPPORTED)
 
 
 class VoteOut(BaseModel):

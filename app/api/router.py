@@ -27,6 +27,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+NOT_SUPPORTED: dict[int | str, dict[str, Any]] = {
+    501: {"model": ErrorResponse,
+          "description": "Not supported (code `not_supported`): a feature this project cannot use "
+                         "yet, e.g. gold items or adapter queue rebuilds in a multi-label project; "
+                         "the message says which and why."},
+}
+"""Documented on the routers whose operations refuse such features (the refusal names them)."""
+
+
 def api_router(*, tags: list[str]) -> APIRouter:
     """An ``APIRouter`` under ``/api/v1`` with the error responses documented in OpenAPI."""
     return APIRouter(prefix=API_PREFIX, tags=list(tags), responses=dict(_ERRORS))

@@ -14,12 +14,14 @@ from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from app.api.common import StrictInput, write_api_router
+from app.api.router import NOT_SUPPORTED
 from app.db.models import RUN_KINDS, RUN_QUEUE, RUN_RETRAIN, RUN_TAPT, TrainingRun
 from app.deps import MAX_DB_INT, Level, ProjectContext, ProjectLead, ProjectReader, SessionDep
 from app.domain import runs as run_service
 from app.domain.tapt import estimate_tapt_seconds
 
 router = write_api_router(tags=["runs"])
+router.responses.update(NOT_SUPPORTED)
 
 RunId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 RunKind = Literal["retrain", "tapt", "recompute_queue"]
