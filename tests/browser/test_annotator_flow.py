@@ -121,6 +121,9 @@ def test_keyboard_labelling_undo_skip_submit_retrain_and_fresh_queue(
     expect(page.locator("#item-slot .why-facts")).to_contain_text("entropy")
     expect(page.locator("#item-slot .pred-bars li")).to_have_count(3)
     expect(page.locator("#recent-labels li").first).to_be_visible()
+    # the no-script "Change" buttons stay hidden after htmx has refreshed the list
+    expect(page.locator("#recent-labels .recent-change-fallback").first).to_be_attached()
+    expect(page.locator("#recent-labels").get_by_role("button", name="Change")).to_have_count(0)
     wait_until(lambda: page.locator("#save-state").inner_text() == "All labels saved",
                "labels to be saved")
     screenshot(page, "annotator")
