@@ -116,7 +116,10 @@ def test_random_pick_shows_toggles_none_of_these_and_nothing_preselected(
     assert "data-guess-label-id" not in page and "Accept guess" not in page
     # without the script, checkboxes replace the toggles (a style only <noscript> turns on)
     assert 'type="checkbox" name="label_ids"' in page
-    assert "<noscript><style>.label-toggles { display: none; }" in page
+    noscript = page[page.index("<noscript><style>"):]
+    noscript = noscript[:noscript.index("</noscript>")]
+    assert ".label-toggles { display: none; }" in noscript
+    assert ".label-set-fallback { display: block; }" in noscript
     help_dialog = page[page.index('id="help-dialog"'):]
     assert "<kbd>Enter</kbd></td><td>Submit the selected labels" in help_dialog
     assert "<kbd>0</kbd></td><td>None of these" in help_dialog
