@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -264,6 +264,30 @@ def agreement_detail(
         )
         for cls in (list(classes) or sorted(seen, key=repr))
     )
+    pairs, annotators = _pairs_and_annotators(shared, names, cohen_kappa, _others_majority,
+                                              min_kappa=min_kappa, min_items=min_items)
+    return AgreementDetail(
+        fleiss_kappa=fleiss_kappa(units),
+        alpha=krippendorff_alpha(units),
+        per_class=per_class,
+        pairs=pairs,
+        annotators=annotators,
+    )
+
+
+def _pairs_and_annotators(
+    shared: Mapping[int, Mapping[int, Any]],
+    names: Mapping[int, str] | None,
+    statistic: Callable[[list[tuple[Any, Any]]], float | None],
+    majority: Callable[[Mapping[int, Any], int], Any],
+    *,
+    min_kappa: float,
+    min_items: int,
+) -> tuple[tuple[PairAgreement, ...], tuple[AnnotatorAgreement, ...]]:
+    """Per pair of annotators, ``statistic`` over (their answer, the other's) on the items both
+    answered; per annotator, ``statistic`` over (their answer, ``majority`` of the others') on
+    the items they share (an even split left out), flagged below ``min_kappa`` once they share
+    ``min_items`` items; most worrying first. ``percent``: identical answers."""
     name = (names or {}).get
     raters = sorted({a for by in shared.values() for a in by})
     pairs = []
@@ -272,28 +296,22 @@ def agreement_detail(
         if both:
             pairs.append(PairAgreement(
                 first=name(a, f"user {a}"), second=name(b, f"user {b}"), items=len(both),
-                kappa=cohen_kappa(both), percent=sum(x == y for x, y in both) / len(both),
+                kappa=statistic(both), percent=sum(x == y for x, y in both) / len(both),
             ))
     annotators = []
     for a in raters:
         mine = [(by[a], consensus) for by in shared.values() if a in by
-                if (consensus := _others_majority(by, a)) is not None]
+                if (consensus := majority(by, a)) is not None]
         items = sum(1 for by in shared.values() if a in by)
-        kappa = cohen_kappa(mine)
+        value = statistic(mine)
         annotators.append(AnnotatorAgreement(
-            user_id=a, name=name(a, f"user {a}"), items=items, kappa=kappa,
+            user_id=a, name=name(a, f"user {a}"), items=items, kappa=value,
             percent=sum(x == y for x, y in mine) / len(mine) if mine else 0.0,
-            flagged=items >= min_items and kappa is not None and kappa < min_kappa,
+            flagged=items >= min_items and value is not None and value < min_kappa,
         ))
     annotators.sort(key=lambda r: (not r.flagged, r.kappa if r.kappa is not None else 2.0,
                                    r.name))
-    return AgreementDetail(
-        fleiss_kappa=fleiss_kappa(units),
-        alpha=krippendorff_alpha(units),
-        per_class=per_class,
-        pairs=tuple(pairs),
-        annotators=tuple(annotators),
-    )
+    return tuple(pairs), tuple(annotators)
 
 
 def set_agreement_detail(
@@ -332,36 +350,15 @@ def set_agreement_detail(
         )
         for cls in (list(classes) or sorted(seen, key=repr))
     )
-    name = (names or {}).get
-    raters = sorted({a for by in shared.values() for a in by})
-    pairs = []
-    for a, b in combinations(raters, 2):
-        both = [(by[a], by[b]) for by in shared.values() if a in by and b in by]
-        if both:
-            pairs.append(PairAgreement(
-                first=name(a, f"user {a}"), second=name(b, f"user {b}"), items=len(both),
-                kappa=krippendorff_alpha_sets([list(pair) for pair in both]),
-                percent=sum(x == y for x, y in both) / len(both),
-            ))
-    annotators = []
-    for a in raters:
-        mine = [(by[a], consensus) for by in shared.values() if a in by
-                if (consensus := _others_majority_set(by, a)) is not None]
-        items = sum(1 for by in shared.values() if a in by)
-        alpha = krippendorff_alpha_sets([list(pair) for pair in mine])
-        annotators.append(AnnotatorAgreement(
-            user_id=a, name=name(a, f"user {a}"), items=items, kappa=alpha,
-            percent=sum(x == y for x, y in mine) / len(mine) if mine else 0.0,
-            flagged=items >= min_items and alpha is not None and alpha < min_kappa,
-        ))
-    annotators.sort(key=lambda r: (not r.flagged, r.kappa if r.kappa is not None else 2.0,
-                                   r.name))
+    pairs, annotators = _pairs_and_annotators(
+        shared, names, lambda both: krippendorff_alpha_sets([list(pair) for pair in both]),
+        _others_majority_set, min_kappa=min_kappa, min_items=min_items)
     return AgreementDetail(
         fleiss_kappa=None,
         alpha=krippendorff_alpha_sets(units),
         per_class=per_class,
-        pairs=tuple(pairs),
-        annotators=tuple(annotators),
+        pairs=pairs,
+        annotators=annotators,
     )
 
 

@@ -67,12 +67,13 @@ def build_card(
         total_params=adapted.total_count(),
         training_examples=training_examples,
         task_type="multi_label" if classifier.multi_label else "single_label",
-        thresholds=_named_thresholds(classifier),
+        thresholds=named_thresholds(classifier),
         extra=extra,
     )
 
 
-def _named_thresholds(classifier: TextClassifier) -> dict[str, float] | None:
+def named_thresholds(classifier: TextClassifier) -> dict[str, float] | None:
+    """A multi-label classifier's thresholds by label name (4 decimals); None: single-label."""
     if not classifier.multi_label or classifier.thresholds is None:
         return None
     return {name: round(float(value), 4)

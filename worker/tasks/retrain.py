@@ -143,7 +143,7 @@ def retrain_body(ctx: RunContext) -> Outcome:
             f"waiting for labels of at least two classes ({len(inputs.train)} labelled so far)",
             publish=_request_queue(ctx.claim.project_id, "labels changed, no model yet"),
         )
-    waiting = _growth_wait(ctx, inputs, force)
+    waiting = growth_wait(ctx, inputs.snapshot, len(inputs.train), force)
     if waiting is not None:
         return Outcome(waiting)
     trained = _train(ctx, inputs)
@@ -161,13 +161,6 @@ def _is_multi_label(ctx: RunContext) -> bool:
         task_type = session.scalar(
             select(Project.task_type).where(Project.id == ctx.claim.project_id))
     return task_type == TASK_MULTI_LABEL
-
-
-def _growth_wait(ctx: RunContext, inputs: RoundInputs, force: bool) -> str | None:
-    """On a CPU worker, adapter rounds wait until the labels grew by ``adapter_growth_factor``
-    since the current version (the live head serves meanwhile); a GPU worker retrains every batch.
-    """
-    return growth_wait(ctx, inputs.snapshot, len(inputs.train), force)
 
 
 def _lpft(
@@ -234,7 +227,8 @@ def _head_on_stored_embeddings(
 
 def _replay_ratio(config: Any) -> float:
     """Replay is for CPU workers, where a full retrain of a thousand labels takes minutes; a GPU
-    worker trains every round on every label (as it retrains every batch, see ``_growth_wait``)."""
+    worker trains every round on every label (as it retrains every batch, see
+    :func:`worker.tasks.round_parts.growth_wait`)."""
     import torch
 
     return 0.0 if torch.cuda.is_available() else float(config.replay_ratio)

@@ -153,11 +153,6 @@ class TrainedSets:
             metrics["dev_hamming_loss"] = self.dev_metrics["hamming_loss"]
         return metrics
 
-    def named_thresholds(self) -> dict[str, float]:
-        thresholds = self.classifier.thresholds
-        assert thresholds is not None
-        return {name: round(float(t), 4)
-                for name, t in zip(self.classifier.label_names, thresholds, strict=True)}
 
 
 def _train(ctx: RunContext, inputs: MultiLabelInputs) -> TrainedSets:
@@ -296,6 +291,8 @@ class _Publisher(RoundPublisher):
         request_live_refit(session, self.project_id)
 
     def round_metric(self, version_id: int, run_id: int) -> RoundMetric:
+        from worker.ml.artifacts import named_thresholds
+
         dev = self.trained.dev_metrics or {}
         per_label = {str(row["label"]): row["f1"] for row in dev.get("per_label", [])}
         return RoundMetric(
@@ -316,7 +313,7 @@ class _Publisher(RoundPublisher):
                 "subset_accuracy": dev.get("subset_accuracy"),
                 "hamming_loss": dev.get("hamming_loss"),
                 "per_label": json_safe(dev.get("per_label", [])),
-                "thresholds": self.trained.named_thresholds(),
+                "thresholds": named_thresholds(self.trained.classifier),
                 "history": json_safe(self.trained.history),
                 "train_seconds": round(self.trained.seconds, 3),
                 "trainable_params": self.trained.trainable_params,
