@@ -42,8 +42,10 @@ class RunIn(StrictInput):
     tapt_config: dict[str, ConfigValue] | None = Field(
         default=None,
         max_length=100,
-        description="tapt: overrides of TaptConfig fields (e.g. max_steps; max_minutes, a time "
-                    "budget the steps are fitted to).",
+        description="tapt: overrides of TaptConfig fields (e.g. max_steps, exactly that many "
+                    "steps; epochs with min_steps and max_steps, passes over the pool within "
+                    "bounds, the GPU default; max_minutes, a time budget the steps are fitted "
+                    "to).",
     )
 
 

@@ -17,10 +17,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import RUN_RUNNING, RUN_SUCCEEDED, RUN_TAPT, Project, TrainingRun
+from app.db.models import (
+    RUN_RUNNING,
+    RUN_SUCCEEDED,
+    RUN_TAPT,
+    SPLIT_POOL,
+    Item,
+    Project,
+    TrainingRun,
+)
+from app.errors import InvalidInput
+from contract.tapt_budget import estimated_units, planned_steps
 
 CPU_DEFAULTS: dict[str, Any] = {
     "max_steps": 200,
@@ -29,19 +39,88 @@ CPU_DEFAULTS: dict[str, Any] = {
     "eval_every": 50,
     "patience": 2,
 }
+"""A short fixed budget: on a CPU worker a pool-scaled run (one epoch of a 10,000-text pool is
+hundreds of steps of seconds each) costs hours, and its gain was not measured to pay there;
+TAPT is never started by itself, a lead asks for it (docs/results.md, "TAPT")."""
 GPU_DEFAULTS: dict[str, Any] = {
-    "max_steps": 3000,
+    "epochs": 3.0,
+    "min_steps": 3000,
+    "max_steps": 20000,
     "batch_size": 32,
     "max_length": 128,
     "eval_every": 200,
     "patience": 3,
 }
+"""Scaled to the pool (``contract.tapt_budget``): 3 passes over its packed blocks within the
+playbook's 3k-20k steps (its 100,000-ticket case study ran ~8k; 3 epochs of 100,000 texts of
+~100 tokens at 32 x 128 per step is ~7k), early-stopped on held-out perplexity."""
+HELDOUT_FRACTION, HELDOUT_CAP = 0.1, 1000
+"""As ``worker.ml.tapt.TaptConfig``'s ``heldout_fraction`` and ``max_heldout`` defaults."""
 MEASUREMENTS_SCANNED = 50
 """How many recent TAPT runs the estimate looks through for a measurement."""
 
 
 def default_tapt_config(on_gpu: bool) -> dict[str, Any]:
     return dict(GPU_DEFAULTS if on_gpu else CPU_DEFAULTS)
+
+
+BUDGET_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "max_steps": (int, 1, 100_000),
+    "min_steps": (int, 0, 100_000),
+    "batch_size": (int, 1, 4096),
+    "max_length": (int, 8, 8192),
+    "epochs": (float, 0, 100),
+    "max_minutes": (float, 0, 7 * 24 * 60),
+}
+"""The budget fields a request may set, checked when it is made (the web plans with them);
+the worker checks every TaptConfig field again when the run starts."""
+
+
+def check_tapt_overrides(overrides: Mapping[str, Any] | None) -> None:
+    """Refuse a request whose budget fields are not numbers in range, before it is queued."""
+    for key, (kind, low, high) in BUDGET_BOUNDS.items():
+        if overrides is None or key not in overrides:
+            continue
+        value = overrides[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (kind is int and value != int(value)) or not low <= value <= high:
+            what = "a whole number" if kind is int else "a number"
+            raise InvalidInput(f"TAPT {key} must be {what} between {low:g} and {high:g}, got "
+                               f"{value!r}.", details={"field": key})
+
+
+def tapt_config(on_gpu: bool, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The device's defaults with a request's overrides. A request that names its steps
+    (``max_steps``) and not ``epochs`` gets exactly those steps, not the pool-scaled budget."""
+    overrides = dict(overrides or {})
+    config = {**default_tapt_config(on_gpu), **overrides}
+    if "max_steps" in overrides and "epochs" not in overrides:
+        config["epochs"] = 0.0
+    return config
+
+
+def pool_units(session: Session, project: Project, config: Mapping[str, Any]) -> int:
+    """Training sequences per epoch of ``project``'s pool, estimated from its characters
+    (packed blocks; texts when ``packing`` is off), less the held-out share."""
+    texts, characters = session.execute(
+        select(func.count(Item.id), func.coalesce(func.sum(func.length(Item.text)), 0))
+        .where(Item.project_id == project.id, Item.split == SPLIT_POOL)
+    ).one()
+    held = min(HELDOUT_CAP, round(int(texts) * HELDOUT_FRACTION))
+    share = (int(texts) - held) / int(texts) if texts else 0.0
+    units = estimated_units(int(characters), int(config.get("max_length", 128)),
+                            bool(config.get("packing", True)), int(texts))
+    return int(units * share)
+
+
+def planned_tapt_steps(session: Session, project: Project, config: Mapping[str, Any]) -> int:
+    """The steps a TAPT run with ``config`` will plan for this project's pool (as the worker
+    will, from its tokenised blocks rather than an estimate of them)."""
+    epochs = float(config.get("epochs") or 0.0)
+    units = pool_units(session, project, config) if epochs > 0 else 0
+    return planned_steps(max_steps=int(config["max_steps"]), epochs=epochs,
+                         min_steps=int(config.get("min_steps") or 0),
+                         batch_size=int(config["batch_size"]), units=units)
 
 
 @dataclass(frozen=True)
@@ -96,16 +175,18 @@ def estimate_tapt_seconds(
 ) -> TaptEstimate:
     """Estimate the wall-clock time of a TAPT run of ``steps`` steps on ``project`` here.
 
-    ``steps`` None means the default budget of the device the measurement ran on; ``overrides``
-    are the TaptConfig fields the request changes (``batch_size``, ``max_length`` scale the
-    measured time per step by tokens per step).
+    ``steps`` None means the default budget of the device the measurement ran on (on a GPU,
+    scaled to this project's pool: ``planned_tapt_steps``); ``overrides`` are the TaptConfig
+    fields the request changes (``batch_size``, ``max_length`` scale the measured time per step by
+    tokens per step).
     """
     overrides = dict(overrides or {})
+    if steps is not None:
+        overrides["max_steps"] = steps
     measurement = _best_measurement(session, project)
     on_gpu = measurement.on_gpu if measurement is not None else None
-    config = {**default_tapt_config(bool(on_gpu)), **overrides}
-    if steps is None:
-        steps = int(overrides.get("max_steps", config["max_steps"]))
+    config = tapt_config(bool(on_gpu), overrides)
+    steps = planned_tapt_steps(session, project, config)
     minutes = float(overrides.get("max_minutes") or 0.0)
     if measurement is None:
         fitted = (

@@ -86,6 +86,8 @@ def runs_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "version_of": {v.id: v.version for v in model_versions.list_versions(db, project.id)},
         "cpu_steps": tapt.CPU_DEFAULTS["max_steps"],
         "gpu_steps": tapt.GPU_DEFAULTS["max_steps"],
+        "gpu_min_steps": tapt.GPU_DEFAULTS["min_steps"],
+        "gpu_epochs": tapt.GPU_DEFAULTS["epochs"],
         "max_steps": MAX_TAPT_STEPS,
         "max_minutes": MAX_TAPT_MINUTES,
         "multi_label": is_multi_label(project),

@@ -6,7 +6,10 @@ accumulation, a step budget, held-out perplexity every ``eval_every`` steps with
 and the best weights kept, and resumable checkpoints. With a time budget (``max_minutes``) the
 step budget is fitted once to the pace of the first steps (the held-out evaluations counted), so
 the learning-rate schedule completes within the time, and the run stops at the budget whatever
-the pace turns out to be (evaluated and saved, the best weights kept).
+the pace turns out to be (evaluated and saved, the best weights kept). With ``epochs`` the step
+budget is scaled to the pool: that many passes over the training blocks, clamped to
+``[min_steps, max_steps]`` (:mod:`contract.tapt_budget`; the GPU default is 3 epochs within the
+playbook's 3k-20k steps).
 
 Training sequences are packed by default (``packing``): each epoch the training texts are
 shuffled (seeded by epoch), tokenised whole, concatenated with their own special tokens as
@@ -52,6 +55,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from contract.config_base import OptimConfig
 from contract.errors import ConfigError
+from contract.tapt_budget import planned_steps
 from worker.ml.architecture import mlm_head
 from worker.ml.batching import collate, shuffled_bucket_batches
 from worker.ml.masking import encode_with_words, mask_batch, pack_blocks, pad_word_ids
@@ -75,6 +79,7 @@ RECOMMENDED_LR = (5e-5, 1e-4)
 
 
 MAX_MINUTES = 7 * 24 * 60.0
+MAX_EPOCHS = 100.0
 """The longest time budget a TAPT run accepts (a week)."""
 CALIBRATION_STEPS = 4
 """With a time budget, the pace of steps 2..4 (the first carries one-off costs) fits the step
@@ -114,10 +119,21 @@ class TaptConfig(OptimConfig):
         metadata={"help": "time budget (0: none): the step budget is fitted to the pace of the "
                           "first steps, and the run stops at the budget whatever the pace"},
     )
+    epochs: float = field(
+        default=0.0,
+        metadata={"help": "step budget as passes over the training texts (packed blocks), "
+                          "clamped to [min_steps, max_steps]; 0: max_steps steps"},
+    )
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         self.check_ints(("max_steps", "batch_size", "grad_accum", "eval_every", "patience",
                          "max_length", "max_heldout"))
+        if not 0 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError(f"epochs must be between 0 and {MAX_EPOCHS:g} (0: a fixed budget "
+                              f"of max_steps), got {self.epochs}")
+        if self.min_steps < 0 or self.min_steps != int(self.min_steps):
+            raise ConfigError(f"min_steps must be a whole number >= 0, got {self.min_steps}")
         self.check_optimisation()
         if not 0 <= self.max_minutes <= MAX_MINUTES:
             raise ConfigError(f"max_minutes must be between 0 and {MAX_MINUTES:g} (0: no time "
@@ -473,6 +489,11 @@ def run_tapt(
         config = replace(config, max_length=limit)
         run.config = config
     corpus = training_corpus(tokenizer, train_texts, config)
+    if config.epochs > 0:  # the budget scaled to the pool (blocks as tokenised here)
+        config = replace(config, epochs=0.0, max_steps=planned_steps(
+            max_steps=config.max_steps, epochs=config.epochs, min_steps=config.min_steps,
+            batch_size=config.batch_size, units=_units(corpus)))
+        run.config = config
     held_batches = run.heldout_batches(_Corpus(tokenizer, held_texts, config))
     started = time.perf_counter()
     if progress is None:
@@ -505,6 +526,13 @@ def run_tapt(
         held_texts,
         _train_tokens(corpus),
     )
+
+
+def _units(corpus: TrainCorpus) -> int:
+    """Training sequences in one epoch: packed blocks, or texts without packing."""
+    if isinstance(corpus, _PackedCorpus):
+        return corpus.blocks_per_epoch
+    return len(corpus.ids)
 
 
 def _train_tokens(corpus: TrainCorpus) -> int:

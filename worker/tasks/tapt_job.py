@@ -12,8 +12,10 @@ Step budget defaults (``app.domain.tapt``; overridable per request, see
   2-core CPUs costs roughly 1-3 s with logits only at masked positions, so TAPT fits in a few
   minutes of a laptop demo and still lowers held-out perplexity clearly (the new MLM head of
   all-MiniLM-L6-v2 starts near ln(vocab) ~ 10 nats, which the first hundred steps mostly fix).
-- GPU: 3,000 steps of 32 x 128 tokens, perplexity every 200 steps, patience 3 -- the low end of
-  the playbook's 3k-20k range; early stopping on held-out perplexity ends it sooner when done.
+- GPU: 3 epochs over the pool's packed blocks of 32 x 128 tokens, within 3,000-20,000 steps (the
+  playbook's range; ``contract.tapt_budget``), perplexity every 200 steps, patience 3; early
+  stopping on held-out perplexity ends it sooner when done. A request that names its steps gets
+  exactly those.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from app.domain.live_head import request_live_refit
 from app.domain.model_versions import relative_artifact_path
 from app.domain.policy import live
 from app.domain.runs import request_queue_recompute, request_retrain
-from app.domain.tapt import CPU_DEFAULTS, GPU_DEFAULTS, default_tapt_config, tapt_timings
+from app.domain.tapt import (
+    CPU_DEFAULTS,
+    GPU_DEFAULTS,
+    default_tapt_config,
+    tapt_config,
+    tapt_timings,
+)
 from worker.tasks.artifact_store import tapt_dir
 from worker.tasks.project_data import load_snapshot, pool_texts
 from worker.tasks.runner import Outcome, RunContext
@@ -45,12 +53,14 @@ def tapt_body(ctx: RunContext) -> Outcome:
     overrides = dict(ctx.claim.params.get("tapt_config") or {})
     device = overrides.get("device", "auto")
     on_gpu = resolve_device(device).type == "cuda"
-    config = TaptConfig.from_dict({**default_tapt_config(on_gpu), **overrides})
+    config = TaptConfig.from_dict(tapt_config(on_gpu, overrides))
     base = snapshot.tapt_model_path or snapshot.base_model
     out_dir = tapt_dir(ctx.settings.artifacts, snapshot.id, ctx.claim.run_id)
     within = f" within {config.max_minutes:g} min" if config.max_minutes else ""
+    epochs = (f"{config.epochs:g} epochs within {config.min_steps:,}-{config.max_steps:,} steps"
+              if config.epochs else f"up to {config.max_steps:,} steps")
     ctx.reporter.set_message(
-        f"TAPT on {len(texts)} pool texts from {Path(base).name}: up to {config.max_steps} steps "
+        f"TAPT on {len(texts)} pool texts from {Path(base).name}: {epochs} "
         f"of {config.batch_size} x {config.max_length} tokens{within} on "
         f"{'GPU' if on_gpu else 'CPU'}"
     )

@@ -36,6 +36,7 @@ from app.db.models import (
 )
 from app.domain.runs.locks import lock_project, schedule_send
 from app.domain.runs.progress import get_run
+from app.domain.tapt import check_tapt_overrides
 from app.errors import Conflict, NotSupported
 
 
@@ -79,7 +80,9 @@ def request_tapt(
     reason: str = "requested",
     config: Mapping[str, Any] | None = None,
 ) -> TrainingRun:
-    """Ask for task-adaptive pretraining on the pool; ``config`` overrides TaptConfig fields."""
+    """Ask for task-adaptive pretraining on the pool; ``config`` overrides TaptConfig fields
+    (its budget fields are checked here: ``app.domain.tapt.check_tapt_overrides``)."""
+    check_tapt_overrides(config)
     params: dict[str, Any] = {"tapt_config": dict(config)} if config else {}
     return _request(session, _id_of(project), RUN_TAPT, requested_by, reason, params)
 

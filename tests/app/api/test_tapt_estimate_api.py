@@ -38,3 +38,23 @@ def test_tapt_launch_carries_a_measured_estimate(app: FastAPI, db: Session) -> N
     assert "fitted to the 60 s budget" in estimate["basis"]
     retrain = lead.post(url, json={"kind": "retrain"}).json()
     assert retrain["tapt_estimate"] is None and retrain["kind"] != RUN_TAPT
+
+
+def test_a_tapt_budget_that_is_not_a_number_in_range_is_refused_and_nothing_queued(
+    app: FastAPI, db: Session
+) -> None:
+    lead, project = lead_with_project(app, db)
+    url = f"/api/v1/projects/{project.id}/runs"
+    for bad in ({"max_steps": 0}, {"epochs": "three"}, {"epochs": 1000}, {"min_steps": 1.5},
+                {"max_minutes": True}, {"batch_size": -4}):
+        with recording_jobs() as sent:
+            answer = lead.post(url, json={"kind": "tapt", "tapt_config": bad})
+        assert answer.status_code == 422, (bad, answer.text)
+        field = next(iter(bad))
+        assert answer.json()["error"]["details"]["field"] == field
+        assert f"TAPT {field} must be" in answer.json()["error"]["message"]
+        assert not sent
+    assert lead.get(url).json() == []
+    with recording_jobs():  # an epoch budget within bounds is taken as asked
+        fine = lead.post(url, json={"kind": "tapt", "tapt_config": {"epochs": 2, "min_steps": 10}})
+    assert fine.status_code == 202, fine.text

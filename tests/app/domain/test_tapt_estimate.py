@@ -7,8 +7,17 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_TAPT, TrainingRun
-from app.domain.tapt import CPU_DEFAULTS, estimate_tapt_seconds, tapt_timings
+from app.db.models import (
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_SUCCEEDED,
+    RUN_TAPT,
+    SPLIT_POOL,
+    SPLIT_TEST,
+    Item,
+    TrainingRun,
+)
+from app.domain.tapt import CPU_DEFAULTS, GPU_DEFAULTS, estimate_tapt_seconds, tapt_timings
 from tests.factories import make_project
 
 
@@ -64,3 +73,21 @@ def test_failed_runs_are_not_measurements_but_a_running_one_is(db: Session) -> N
     ))
     db.flush()
     assert estimate_tapt_seconds(db, project, 10).seconds == 30.0
+
+
+def test_on_a_gpu_the_default_budget_is_scaled_to_the_pool(db: Session) -> None:
+    """3 epochs over the pool's estimated packed blocks, within 3,000-20,000 steps."""
+    small, large = make_project(db), make_project(db)
+    _finished_tapt(db, small.id, seconds=20.0, steps=200, batch=32, gpu=True)
+    _finished_tapt(db, large.id, seconds=20.0, steps=200, batch=32, gpu=True)
+    text = "x" * 512 * 4  # 512 estimated tokens: 4 blocks of 128
+    for project, n in ((small, 20), (large, 20_000)):
+        db.add_all([Item(project_id=project.id, text=text, content_hash=f"{project.id}-{i}",
+                         split=SPLIT_POOL) for i in range(n)])
+    db.add(Item(project_id=large.id, text=text * 50, content_hash="t", split=SPLIT_TEST))
+    db.flush()
+    assert estimate_tapt_seconds(db, small).steps == GPU_DEFAULTS["min_steps"]
+    held = 1000  # 10 % of the pool, at most 1,000 texts
+    expected = -(-3 * (20_000 - held) * 4 // 32)  # 3 epochs of 19,000 texts x 4 blocks
+    assert estimate_tapt_seconds(db, large).steps == min(expected, GPU_DEFAULTS["max_steps"])
+    assert estimate_tapt_seconds(db, large, 700).steps == 700  # named steps: exactly those

@@ -54,6 +54,9 @@ def test_lead_launches_a_retrain_and_watches_its_progress(
     project, lead = _lead(app, db)
     page = lead.get(f"/projects/{project.id}/runs")  # type: ignore[attr-defined]
     assert page.status_code == 200 and "Run TAPT" in page.text and "Retrain adapter" in page.text
+    budgets = " ".join(page.text.split())  # the device defaults, as app.domain.tapt has them
+    assert "200 steps on a CPU worker; on a GPU 3 passes over the pool, within 3,000–20,000" \
+        in budgets and "never starts TAPT by itself" in budgets
     response = lead.post(f"/projects/{project.id}/runs", data={"kind": "retrain"},  # type: ignore[attr-defined]
                          follow_redirects=False)
     assert response.status_code == 303

@@ -240,3 +240,31 @@ def test_the_time_budget_stops_the_run_even_when_the_pace_was_misjudged(
     assert result.stop_reason == "time" and result.stopped_early
     assert result.steps <= 18
     assert result.ppl_after <= result.ppl_before  # the best weights so far are kept
+
+
+def test_an_epoch_budget_is_scaled_to_the_tokenised_blocks(tiny_bert, tapt_texts, tmp_path):
+    from worker.ml import tapt
+    from worker.ml.models import load_tokenizer
+
+    config = _config(max_steps=400, epochs=1.5, min_steps=2, batch_size=8, eval_every=1000)
+    blocks = tapt.training_corpus(
+        load_tokenizer(str(tiny_bert)), tapt.split_heldout(tapt_texts, config, None)[0], config
+    ).blocks_per_epoch
+    result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
+                      config=config)
+    assert result.steps == -(-3 * blocks // (2 * 8)) < 400  # ceil(1.5 x blocks / 8)
+    record = json.loads((tmp_path / "run" / "tapt.json").read_text())
+    assert record["config"]["max_steps"] == result.steps and record["config"]["epochs"] == 0
+    floor = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "floor",
+                     config=_config(max_steps=400, epochs=0.01, min_steps=5, batch_size=8,
+                                    eval_every=1000))
+    assert floor.steps == 5
+
+
+def test_epoch_settings_are_validated():
+    with pytest.raises(ConfigError, match="epochs"):
+        TaptConfig(epochs=-0.5)
+    with pytest.raises(ConfigError, match="epochs"):
+        TaptConfig(epochs=1e6)
+    with pytest.raises(ConfigError, match="min_steps"):
+        TaptConfig(min_steps=-1)

@@ -128,3 +128,15 @@ def test_default_step_budget_depends_on_the_device(on_gpu: bool) -> None:
     config = TaptConfig.from_dict(default_tapt_config(on_gpu))
     expected = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
     assert config.max_steps == expected["max_steps"] and config.max_length == 128
+    # a GPU scales its budget to the pool (3 epochs within the playbook's 3k-20k steps);
+    # a CPU keeps its short fixed one
+    assert (config.epochs, config.min_steps, config.max_steps) == (
+        (3.0, 3000, 20000) if on_gpu else (0.0, 0, 200))
+
+
+def test_a_request_that_names_its_steps_gets_exactly_those() -> None:
+    from app.domain.tapt import tapt_config
+
+    assert tapt_config(True, {"max_steps": 500})["epochs"] == 0.0
+    assert tapt_config(True, {"max_steps": 500, "epochs": 2})["epochs"] == 2
+    assert tapt_config(True, {"max_minutes": 30})["epochs"] == GPU_DEFAULTS["epochs"]
