@@ -113,14 +113,22 @@ def pool_units(session: Session, project: Project, config: Mapping[str, Any]) ->
     return int(units * share)
 
 
-def planned_tapt_steps(session: Session, project: Project, config: Mapping[str, Any]) -> int:
+def planned_tapt_steps(
+    session: Session, project: Project, config: Mapping[str, Any]
+) -> tuple[int, str]:
     """The steps a TAPT run with ``config`` will plan for this project's pool (as the worker
-    will, from its tokenised blocks rather than an estimate of them)."""
+    will, from its tokenised blocks rather than an estimate of them), and how, in words ("" for
+    a fixed budget)."""
     epochs = float(config.get("epochs") or 0.0)
-    units = pool_units(session, project, config) if epochs > 0 else 0
-    return planned_steps(max_steps=int(config["max_steps"]), epochs=epochs,
-                         min_steps=int(config.get("min_steps") or 0),
-                         batch_size=int(config["batch_size"]), units=units)
+    if epochs <= 0:
+        return int(config["max_steps"]), ""
+    units = pool_units(session, project, config)
+    low, high = int(config.get("min_steps") or 0), int(config["max_steps"])
+    steps = planned_steps(max_steps=high, epochs=epochs, min_steps=low,
+                          batch_size=int(config["batch_size"]), units=units)
+    return steps, (f"{epochs:g} passes over about {units:,} blocks of "
+                   f"{int(config.get('max_length', 128))} tokens of this pool, within "
+                   f"{min(low, high):,}-{high:,} steps")
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,8 @@ def estimate_tapt_seconds(
     measurement = _best_measurement(session, project)
     on_gpu = measurement.on_gpu if measurement is not None else None
     config = tapt_config(bool(on_gpu), overrides)
-    steps = planned_tapt_steps(session, project, config)
+    steps, plan = planned_tapt_steps(session, project, config)
+    plan = f"{plan}; " if plan else ""
     minutes = float(overrides.get("max_minutes") or 0.0)
     if measurement is None:
         fitted = (
@@ -197,8 +206,8 @@ def estimate_tapt_seconds(
             steps=steps,
             seconds=None,
             seconds_per_step=None,
-            basis="no TAPT run has been measured on this installation yet; a running one shows "
-            f"its own ETA after its first steps{fitted}",
+            basis=f"{plan}no TAPT run has been measured on this installation yet; a running "
+            f"one shows its own ETA after its first steps{fitted}",
         )
     per_step = measurement.seconds_per_step
     tokens = int(config["batch_size"]) * int(config["max_length"])
@@ -206,7 +215,7 @@ def estimate_tapt_seconds(
         per_step *= tokens / measurement.tokens_per_step
     where = "this project" if measurement.project_id == project.id else "another project"
     device = "GPU" if measurement.on_gpu else "CPU" if measurement.on_gpu is not None else "worker"
-    basis = (
+    basis = plan + (
         f"measured on this machine's {device}: {measurement.seconds_per_step:.2f} s/step over "
         f"{measurement.steps} steps of run {measurement.run_id} ({where})"
     )

@@ -492,7 +492,7 @@ def run_tapt(
     if config.epochs > 0:  # the budget scaled to the pool (blocks as tokenised here)
         config = replace(config, epochs=0.0, max_steps=planned_steps(
             max_steps=config.max_steps, epochs=config.epochs, min_steps=config.min_steps,
-            batch_size=config.batch_size, units=_units(corpus)))
+            batch_size=config.batch_size, units=units_per_epoch(corpus)))
         run.config = config
     held_batches = run.heldout_batches(_Corpus(tokenizer, held_texts, config))
     started = time.perf_counter()
@@ -528,7 +528,7 @@ def run_tapt(
     )
 
 
-def _units(corpus: TrainCorpus) -> int:
+def units_per_epoch(corpus: TrainCorpus) -> int:
     """Training sequences in one epoch: packed blocks, or texts without packing."""
     if isinstance(corpus, _PackedCorpus):
         return corpus.blocks_per_epoch

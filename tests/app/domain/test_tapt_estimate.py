@@ -89,5 +89,8 @@ def test_on_a_gpu_the_default_budget_is_scaled_to_the_pool(db: Session) -> None:
     assert estimate_tapt_seconds(db, small).steps == GPU_DEFAULTS["min_steps"]
     held = 1000  # 10 % of the pool, at most 1,000 texts
     expected = -(-3 * (20_000 - held) * 4 // 32)  # 3 epochs of 19,000 texts x 4 blocks
-    assert estimate_tapt_seconds(db, large).steps == min(expected, GPU_DEFAULTS["max_steps"])
+    estimate = estimate_tapt_seconds(db, large)
+    assert estimate.steps == min(expected, GPU_DEFAULTS["max_steps"])
+    assert estimate.basis.startswith(
+        "3 passes over about 76,000 blocks of 128 tokens of this pool, within 3,000-20,000 steps;")
     assert estimate_tapt_seconds(db, large, 700).steps == 700  # named steps: exactly those

@@ -247,9 +247,8 @@ def test_an_epoch_budget_is_scaled_to_the_tokenised_blocks(tiny_bert, tapt_texts
     from worker.ml.models import load_tokenizer
 
     config = _config(max_steps=400, epochs=1.5, min_steps=2, batch_size=8, eval_every=1000)
-    blocks = tapt.training_corpus(
-        load_tokenizer(str(tiny_bert)), tapt.split_heldout(tapt_texts, config, None)[0], config
-    ).blocks_per_epoch
+    blocks = tapt.units_per_epoch(tapt.training_corpus(
+        load_tokenizer(str(tiny_bert)), tapt.split_heldout(tapt_texts, config, None)[0], config))
     result = run_tapt(tapt_texts, base_model=str(tiny_bert), out_dir=tmp_path / "run",
                       config=config)
     assert result.steps == -(-3 * blocks // (2 * 8)) < 400  # ceil(1.5 x blocks / 8)
