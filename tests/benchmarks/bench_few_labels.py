@@ -63,6 +63,8 @@ class Features:
     test_e: np.ndarray
     pool_t: Any
     test_t: Any
+    pool_y: np.ndarray | None = None
+    """The pool's labels, for the gated hybrid's dev check (the dev rows' labels only)."""
 
 
 def lr() -> Any:
@@ -112,6 +114,8 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         pe = fit_probs(pick("e", r, False), labels, k, [pick("e", i, t) for i, t in tg], w)
         if not variant["hybrid"]:
             return pe
+        if variant["hybrid"] == GATED:  # the product's rule: the mean only where dev says so
+            return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
         pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
         return [0.5 * (a + b) for a, b in zip(pe, pt, strict=True)]
 
@@ -124,6 +128,47 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     y2 = np.concatenate([y, pseudo])
     w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
     return fit_all(r2, y2, w, [])
+
+
+GATED = "gated"
+UNLESS_WORSE = "unless worse"
+"""A gate rule: the mean unless it loses on dev by more than the margin (default: only when it
+wins by more than the margin)."""
+
+
+def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, labels: np.ndarray,
+                 k: int, embed_probs: list[np.ndarray], targets: list[tuple[np.ndarray, bool]],
+                 weights: np.ndarray | None, dev_rows: np.ndarray) -> list[np.ndarray]:
+    """The live head as the product serves it: the mean of the embedding LR and the TF-IDF LR
+    only when, fitted on the labels without the dev items, the mean beats the embedding LR on
+    the dev set by ``auto_margin`` macro-F1 (with ``auto_min_labels`` labels or more; both
+    ``LiveHeadConfig``'s); the
+    embedding LR alone otherwise. Each decision is appended to ``variant["gate_log"]``. (The
+    product refits the TF-IDF half only when the labels grew by 10 %; here it is refitted every
+    time, which can only flatter the mean.)"""
+    from worker.ml.live_head import LiveHeadConfig
+
+    config = LiveHeadConfig()
+    if len(rows) < config.auto_min_labels or len(dev_rows) == 0 or feats.pool_y is None:
+        return embed_probs
+    fit = ~np.isin(rows, dev_rows)
+    r_fit, y_fit = rows[fit], labels[fit]
+    w_fit = None if weights is None else weights[fit]
+    (e_dev,) = fit_probs(feats.pool_e[r_fit], y_fit, k, [feats.pool_e[dev_rows]], w_fit)
+    (t_dev,) = fit_probs(feats.pool_t[r_fit], y_fit, k, [feats.pool_t[dev_rows]], w_fit)
+    dev_y = feats.pool_y[dev_rows]
+    gain = (macro_f1(dev_y, (0.5 * (e_dev + t_dev)).argmax(1))
+            - macro_f1(dev_y, e_dev.argmax(1)))
+    if variant.get("gate_rule") == UNLESS_WORSE:
+        mean_wins = gain >= -config.auto_margin
+    else:
+        mean_wins = gain > config.auto_margin
+    variant.setdefault("gate_log", []).append(bool(mean_wins))
+    if not mean_wins:
+        return embed_probs
+    pt = fit_probs(feats.pool_t[rows], labels, k,
+                   [(feats.test_t if t else feats.pool_t)[i] for i, t in targets], weights)
+    return [0.5 * (a + b) for a, b in zip(embed_probs, pt, strict=True)]
 
 
 def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
@@ -140,6 +185,7 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
     from worker.ml.acquisition import PoolView, get_strategy
 
     strategy = get_strategy("cluster_uncertain")
+    variant = dict(variant, gate_log=[])
     labeled = seed_rows.copy()
     n = feats.pool_e.shape[0]
     queried_budget = budget - len(dev_rows)
@@ -165,6 +211,10 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
                            [(np.arange(len(test_y)), True)], dev_rows)
     out: dict[str, Any] = {"labels": int(len(rows)), "macro_f1": macro_f1(test_y, test_p.argmax(1)),
            "fit_s_median": statistics.median(fit_s) if fit_s else 0.0}
+    if variant["hybrid"] == GATED:  # how often dev chose the mean; the last is the served head
+        log = variant["gate_log"]
+        out["gate"] = {"fits": len(log), "mean_chosen": int(sum(log)),
+                       "served_mean": bool(log[-1]) if log else False}
     if variant["self_training"]:  # the product's rule: with or without, whichever wins on dev
         twin = dict(variant, self_training=False, name=variant["name"] + " (off)")
         out["dev_choice"] = chosen_on_dev([twin, variant], feats, pool_y, test_y, k, labeled,
@@ -214,12 +264,18 @@ VARIANTS = [
      "self_training": False},
     {"name": "windows, embed", "windows": True, "hybrid": False, "self_training": False},
     {"name": "first 128, hybrid", "windows": False, "hybrid": True, "self_training": False},
+    {"name": "first 128, hybrid when dev says so (the product)", "windows": False,
+     "hybrid": GATED, "self_training": False},
+    {"name": "first 128, hybrid unless dev says it hurts", "windows": False,
+     "hybrid": GATED, "gate_rule": UNLESS_WORSE, "self_training": False},
     {"name": "windows, hybrid", "windows": True, "hybrid": True, "self_training": False},
     {"name": "first 128, embed + self-training", "windows": False, "hybrid": False,
      "self_training": True},
     {"name": "windows, embed + self-training", "windows": True, "hybrid": False,
      "self_training": True},
     {"name": "windows, hybrid + self-training", "windows": True, "hybrid": True,
+     "self_training": True},
+    {"name": "first 128, hybrid + self-training", "windows": False, "hybrid": True,
      "self_training": True},
 ]
 
@@ -270,6 +326,9 @@ def main() -> None:
     parser.add_argument("--name", default="few_labels")
     parser.add_argument("--base", help="an encoder folder for the live head's embeddings "
                         "(first 128 tokens; window variants skipped)")
+    parser.add_argument("--windows", type=int, default=None,
+                        help="windows embedded per text (default: few_labels_data.MAX_WINDOWS); "
+                        "1 skips the window variants and the embedding cost")
     parser.add_argument("--no-cost", dest="cost", action="store_false",
                         help="skip timing the embedding with one window vs the chosen ones")
     parser.add_argument("--merge", type=Path, nargs="+",
@@ -284,8 +343,8 @@ def main() -> None:
 
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from tests.benchmarks.few_labels_data import load_corpus, window_embeddings
-    from worker.ml.live_head import diverse_seed
+    from tests.benchmarks.few_labels_data import MAX_WINDOWS, load_corpus, window_embeddings
+    from worker.ml.live_head import PoolTfidf, diverse_seed
     from worker.ml.sentence_encoder import choose_windows
 
     variants = [v for v in VARIANTS if not args.variants or v["name"] in args.variants]
@@ -298,13 +357,18 @@ def main() -> None:
     for name in args.datasets:
         corpus = load_corpus(name)
         k = len(corpus.label_names)
-        pw = window_embeddings(corpus.train_texts)
-        tw = window_embeddings(corpus.test_texts)
-        windows = choose_windows(pw.tokens_per_text())  # type: ignore[attr-defined]
+        most = args.windows or MAX_WINDOWS
+        pw = window_embeddings(corpus.train_texts, windows=most)
+        tw = window_embeddings(corpus.test_texts, windows=most)
+        windows = min(most, choose_windows(pw.tokens_per_text()))  # type: ignore[attr-defined]
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
         pool_t = vec.fit_transform(corpus.train_texts)
         test_t = vec.transform(corpus.test_texts)
         first = Features(pw.pooled(1), tw.pooled(1), pool_t, test_t)  # type: ignore[attr-defined]
+        if any(v["hybrid"] == GATED for v in variants):  # the product's TF-IDF (capped vocabulary)
+            served = PoolTfidf.fit(corpus.train_texts)
+            product = Features(first.pool_e, first.test_e, served.transform(corpus.train_texts),
+                               served.transform(corpus.test_texts), corpus.train_y)
         if args.base:  # another encoder, first window only; the baselines stay MiniLM's
             bp = window_embeddings(corpus.train_texts, model=args.base, windows=1)
             bt = window_embeddings(corpus.test_texts, model=args.base, windows=1)
@@ -324,7 +388,7 @@ def main() -> None:
         if args.cost and args.base:
             entry["base_cost"] = base_cost(corpus.train_texts, args.base)
             print(f"  base cost: {entry['base_cost']}", flush=True)
-        elif args.cost:
+        elif args.cost and most > 1:
             entry["embedding_cost"] = embedding_cost(corpus.train_texts, windows)
             print(f"  embedding cost: {entry['embedding_cost']}", flush=True)
         print(f"{name}: pool {n}, budget {budget} (dev {dev_n}), windows {windows}; 100 %: "
@@ -340,9 +404,11 @@ def main() -> None:
                 "random_10pct": baselines(first, corpus.train_y, corpus.test_y, random_rows, k)
             }
             for v in variants:
-                if args.base and v["windows"]:
+                if (args.base or most == 1) and v["windows"]:
                     continue
                 feats = win if v["windows"] else (base_first if args.base else first)
+                if v["hybrid"] == GATED:
+                    feats = base_first if args.base else product
                 started = time.perf_counter()
                 result = run_arm(v, feats, corpus.train_y, corpus.test_y, k, seed, seed_rows,
                                  dev_rows, budget)
@@ -378,6 +444,21 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
             target = out["datasets"].setdefault(name, {**entry, "seeds": {}})
             for seed, arms in entry["seeds"].items():
                 target["seeds"].setdefault(seed, {}).update(arms)
+    return out
+
+
+def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
+    """Per gated arm: in how many fits dev chose the mean, and for how many seeds it was served."""
+    out = {}
+    gated = {arm for per_seed in entry["seeds"].values() for arm, r in per_seed.items()
+             if isinstance(r, dict) and "gate" in r}
+    for arm in sorted(gated):
+        gates = [per_seed[arm]["gate"] for per_seed in entry["seeds"].values() if arm in per_seed]
+        fits = sum(g["fits"] for g in gates)
+        chosen = sum(g["mean_chosen"] for g in gates)
+        served = sum(g["served_mean"] for g in gates)
+        out[arm] = (f"{chosen} of {fits} fits with 40+ labels; the served head was the mean for "
+                    f"{served} of {len(gates)} seeds")
     return out
 
 
@@ -424,6 +505,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         for b, f in full.items():
             lines.append(f"| {b} (100 %) | {f:.3f} | {f - best_full:+.3f} | - |")
         lines.append("")
+        for arm, gates in gate_notes(entry).items():
+            lines += [f"{arm}: dev chose the mean in {gates}.", ""]
     path.write_text("\n".join(lines) + "\n")
 
 
