@@ -531,21 +531,27 @@ def _fit_and_choose(
     pool = embeddings.take(queueable)
     probs = head.predict_proba(pool)
     trained = None
-    if settings.live_self_training and len(dev):
-        t = time.perf_counter()
-        head, probs, trained = _self_train(head, X, y, k, pool, probs, queueable, labelled,
-                                           embeddings.take(dev.item_ids), dev)
-        timings["self_train"] = time.perf_counter() - t
+    dev_X = embeddings.take(dev.item_ids)
+    hybrid = (settings.live_hybrid and len(dev) > 0 and texts is not None
+              and len(labelled) >= config.auto_min_labels)
     adapter = _adapter_probs(settings, snapshot)
     served, reason, scores = SERVED_LIVE_HEAD, "", {}
-    dev_probs = head.predict_proba(embeddings.take(dev.item_ids)) if len(dev) else None
+    dev_probs = head.predict_proba(dev_X) if len(dev) else None
     hybrid_note = ""
-    if (settings.live_hybrid and dev_probs is not None and texts is not None
-            and len(labelled) >= config.auto_min_labels):
+    if hybrid:
+        assert dev_probs is not None and texts is not None
         t = time.perf_counter()
+        halves = _Halves(X, y, pool, dev_X) if settings.live_self_training else None
         head, probs, dev_probs, hybrid_note = _hybrid(
-            settings, snapshot, head, probs, dev_probs, queueable, labelled, dev, texts, timings)
+            settings, snapshot, head, probs, dev_probs, queueable, labelled, dev, texts, timings,
+            self_train=halves)
         timings["hybrid"] = time.perf_counter() - t
+    if settings.live_self_training and len(dev) and head.features_used != "hybrid":
+        t = time.perf_counter()  # embeddings alone: their own confident items
+        head, probs, trained = _self_train(head, X, y, k, pool, probs, queueable, labelled,
+                                           dev_X, dev)
+        dev_probs = head.predict_proba(dev_X)
+        timings["self_train"] = time.perf_counter() - t
     t = time.perf_counter()
     if dev_probs is not None:
         candidates = {"live_head": dev_probs}
@@ -632,14 +638,25 @@ def _self_train(
     return head, probs, trained
 
 
+@dataclass
+class _Halves:
+    """What self-training the hybrid head needs besides the TF-IDF space: the labelled items'
+    embeddings and labels, the queueable pool's embeddings and the dev items' embeddings."""
+
+    X: np.ndarray
+    y: np.ndarray
+    pool: np.ndarray
+    dev_X: np.ndarray
+
+
 def _hybrid(
     settings: Settings, snapshot: ProjectSnapshot, head: Any, probs: np.ndarray,
     dev_probs: np.ndarray, queueable: list[int], labelled: LabelledSet, dev: LabelledSet,
-    texts: _TextSource, timings: dict[str, float],
+    texts: _TextSource, timings: dict[str, float], *, self_train: _Halves | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray, str]:
-    """The embedding head, or its ensemble with a TF-IDF LR when that wins on dev by
-    ``auto_margin`` (:mod:`worker.tasks.live_tfidf`); returns (head, pool probabilities, dev
-    probabilities, what the dashboard says about it)."""
+    """The ensemble of the embedding head with a TF-IDF LR unless that loses on dev by more than
+    ``auto_margin`` (then the embedding head; :mod:`worker.tasks.live_tfidf`); returns (head,
+    pool probabilities, dev probabilities, what the dashboard says about it)."""
     from contract.errors import MLError
     from worker.ml.live_head import LiveHead, macro_f1, softmax
     from worker.tasks.live_tfidf import model_dir, space_dir, tfidf_model, tfidf_space
@@ -664,15 +681,76 @@ def _hybrid(
     alone = macro_f1(gold, dev_probs.argmax(axis=1))
     joined = macro_f1(gold, both.argmax(axis=1))
     scores = f"dev macro-F1 {joined:.3f} with TF-IDF, {alone:.3f} on embeddings alone"
-    if joined <= alone + head.config.auto_margin:
-        return head, probs, dev_probs, f"live head on sentence embeddings ({scores})"
+    if joined < alone - head.config.auto_margin:
+        return head, probs, dev_probs, (f"live head on sentence embeddings ({scores}: TF-IDF "
+                                        f"loses by more than {head.config.auto_margin:g})")
     hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
         "features": "hybrid", "dev_macro_f1": {"hybrid": joined, "embed": alone},
         "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint})
     pool_tfidf = softmax(model.linear.logits(space.take(queueable)))
     note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
             f"TF-IDF model fitted on {model.n_labels:,} labels)")
-    return hybrid, 0.5 * (probs + pool_tfidf), both, note
+    if self_train is None:
+        return hybrid, 0.5 * (probs + pool_tfidf), both, note
+    t = time.perf_counter()
+    trained = _self_train_hybrid(settings, snapshot, head, model, fitted, space, self_train,
+                                 0.5 * (probs + pool_tfidf), queueable, labelled, dev, joined,
+                                 timings)
+    timings["self_train"] = time.perf_counter() - t
+    if trained is None:
+        return hybrid, 0.5 * (probs + pool_tfidf), both, note
+    st_head, st_probs, st_dev, verdict = trained
+    if st_head is None:
+        return hybrid, 0.5 * (probs + pool_tfidf), both, f"{note}; {verdict}"
+    return st_head, st_probs, st_dev, f"{note}; {verdict}"
+
+
+def _self_train_hybrid(
+    settings: Settings, snapshot: ProjectSnapshot, head: Any, model: Any, fitted: bool,
+    space: Any, halves: _Halves, pool_mean: np.ndarray, queueable: list[int],
+    labelled: LabelledSet, dev: LabelledSet, plain_dev_f1: float, timings: dict[str, float],
+) -> tuple[Any, np.ndarray, np.ndarray, str] | None:
+    """Both halves refit with the mean's confident pool items as pseudo-labels (class-balanced,
+    as many as there are labels, weight ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept
+    unless the dev macro-F1 drops. The self-trained TF-IDF LR is refitted on the TF-IDF LR's
+    cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns
+    None when there is nothing to pseudo-label, else (head or None when not kept, pool
+    probabilities, dev probabilities, what the dashboard says)."""
+    from worker.ml.live_head import LiveHead, macro_f1, softmax
+    from worker.ml.self_training import PSEUDO_WEIGHT, pseudo_labels
+    from worker.tasks.live_tfidf import model_dir, self_trained_model
+
+    k = len(snapshot.label_names)
+    rows, pseudo = pseudo_labels(pool_mean, halves.y, k)
+    if len(rows) == 0:
+        return None
+    weights = np.concatenate([np.ones(len(halves.y)), np.full(len(rows), PSEUDO_WEIGHT)])
+    embed = LiveHead(head.config).fit(
+        np.vstack([halves.X, halves.pool[rows]]), np.concatenate([halves.y, pseudo]), k,
+        features="embed", warm_start=head, sample_weight=weights)
+    t = time.perf_counter()
+    st_model, st_fitted = self_trained_model(
+        model_dir(live_dir(settings, snapshot.id)), space, model, fitted,
+        labelled.item_ids + [queueable[r] for r in rows], np.concatenate([halves.y, pseudo]),
+        weights, k, head.config)
+    timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
+        time.perf_counter() - t)
+    dev_st = 0.5 * (embed.predict_proba(halves.dev_X)
+                    + softmax(st_model.linear.logits(space.take(dev.item_ids))))
+    st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
+    kept = st_f1 >= plain_dev_f1
+    verdict = (f"self-training on {len(rows):,} confident pool items "
+               f"{'kept' if kept else 'not kept'}: dev macro-F1 {st_f1:.3f} vs "
+               f"{plain_dev_f1:.3f} without")
+    if not kept:
+        return None, pool_mean, dev_st, verdict
+    hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
+        "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
+        "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
+        "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint})
+    pool_probs = 0.5 * (embed.predict_proba(halves.pool)
+                        + softmax(st_model.linear.logits(space.take(queueable))))
+    return hybrid, pool_probs, dev_st, verdict
 
 
 def _choose_without_dev(

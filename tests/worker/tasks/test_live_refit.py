@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -549,10 +550,73 @@ def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
     assert "fitted on 60 labels" in state(file_db, seeded).served_reason
 
 
-def test_the_live_head_stays_on_embeddings_when_tfidf_does_not_win_or_is_switched_off(
-    file_db: Db, seeded: Seeded
+def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
+    file_db: Db, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With self-training on and the TF-IDF half served, both halves are refit with the mean's
+    confident pool items; the self-trained TF-IDF LR is saved beside the plain one and refitted
+    only when that one is; pseudo-labels are never annotations nor counted labels."""
+    from tests.worker.tasks.seed import seed_project
+    from worker.ml.live_head import LiveHead
+    from worker.tasks import live_tfidf
+    from worker.tasks.live_refit import live_dir
+
+    with file_db.session() as session:  # room for pseudo-labels after 60 labels
+        seeded = seed_project(session, base_model=str(tiny_model), pool_size=120)
+        session.commit()
+    _uninformative_embeddings(monkeypatch)
+    label(file_db, seeded, seeded.pool_ids[:40])
+    with file_db.session() as session:
+        before = session.scalar(select(func.count()).select_from(Annotation))
+    on = file_db.settings.model_copy(update={"live_self_training": True})
+    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert result is not None
+    assert "tfidf_fit" in result.timings and "tfidf_self_train_fit" in result.timings
+    s = state(file_db, seeded)
+    assert "sentence embeddings + TF-IDF of the project's texts" in s.served_reason
+    assert "self-training on" in s.served_reason and "confident pool items" in s.served_reason
+    saved = live_tfidf.model_dir(live_dir(on, seeded.project_id)) / live_tfidf.SELF_TRAINED
+    st = live_tfidf.TfidfModel.load(saved)
+    assert st is not None and st.n_labels == 40  # pseudo-labels are not counted
+    head = LiveHead.load(s.artifact_path)
+    assert head.features_used == "hybrid" and head.n_labels == 40 and s.labels_used == 40
+    assert "self-training on 39 confident pool items kept: dev macro-F1" in s.served_reason
+    assert head.selection.get("self_trained") is True  # a tie keeps it
+    np.testing.assert_allclose(head.tfidf_model.W, st.linear.W)  # type: ignore[union-attr]
+    with file_db.session() as session:  # nor stored: no annotation was added
+        assert session.scalar(select(func.count()).select_from(Annotation)) == before
+    label(file_db, seeded, seeded.pool_ids[40:41])  # one more: both TF-IDF LRs reused
+    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert result is not None
+    assert "tfidf_reuse" in result.timings and "tfidf_self_train_reuse" in result.timings
+    label(file_db, seeded, seeded.pool_ids[41:60])  # 10 % and 20 more: both refitted
+    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert result is not None
+    assert "tfidf_fit" in result.timings and "tfidf_self_train_fit" in result.timings
+    reloaded = live_tfidf.TfidfModel.load(saved)
+    assert reloaded is not None and reloaded.n_labels == 60
+    from worker.ml import self_training
+
+    real = self_training.pseudo_labels
+
+    def wrong(probs, labels, k, **kw):  # type: ignore[no-untyped-def]
+        rows, pseudo = real(probs, labels, k, **kw)
+        return rows, (pseudo + 1) % k  # every pseudo-label on the wrong class
+
+    monkeypatch.setattr(self_training, "pseudo_labels", wrong)
+    label(file_db, seeded, seeded.pool_ids[60:61])
+    refit_live_head(seeded.project_id, on, file_db.sessions)
+    s = state(file_db, seeded)
+    assert "confident pool items not kept" in s.served_reason
+    head = LiveHead.load(s.artifact_path)
+    assert head.features_used == "hybrid" and "self_trained" not in head.selection
+
+
+def test_the_live_head_stays_on_embeddings_below_40_labels_when_tfidf_loses_or_is_off(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from worker.ml.live_head import LiveHead
+    from worker.tasks import live_tfidf
 
     label(file_db, seeded, seeded.pool_ids[:39])
     refit(file_db, seeded)  # 39 labels: below the 40 the comparison needs
@@ -560,11 +624,27 @@ def test_the_live_head_stays_on_embeddings_when_tfidf_does_not_win_or_is_switche
     label(file_db, seeded, seeded.pool_ids[39:40])
     refit(file_db, seeded)
     after = state(file_db, seeded)
-    # the tiny corpus' embeddings already get every dev item right: no margin for TF-IDF
+    # the tiny corpus' embeddings already get every dev item right and so does the mean: a tie
+    # keeps the TF-IDF half (it is dropped only when it loses on dev)
+    assert "sentence embeddings + TF-IDF of the project's texts" in after.served_reason
+    assert LiveHead.load(after.artifact_path).features_used == "hybrid"
+    real = live_tfidf.tfidf_model
+
+    def misleading(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model, fitted = real(*args, **kwargs)
+        model.linear.W = -100.0 * model.linear.W  # confidently the least likely class
+        return model, fitted
+
+    monkeypatch.setattr(live_tfidf, "tfidf_model", misleading)
+    label(file_db, seeded, seeded.pool_ids[40:41])
+    refit(file_db, seeded)
+    after = state(file_db, seeded)
     assert "live head on sentence embeddings (dev macro-F1" in after.served_reason
+    assert "TF-IDF loses by more than 0.01" in after.served_reason
     assert LiveHead.load(after.artifact_path).features_used == "embed"
+    monkeypatch.setattr(live_tfidf, "tfidf_model", real)
     file_db.settings.live_hybrid = False
-    label(file_db, seeded, seeded.pool_ids[40:45])
+    label(file_db, seeded, seeded.pool_ids[41:45])
     refit(file_db, seeded)
     assert "TF-IDF" not in state(file_db, seeded).served_reason
 
