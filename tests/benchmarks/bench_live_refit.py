@@ -46,6 +46,13 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--samples", type=int, default=7)
     parser.add_argument("--out", default="live_refit")
+    parser.add_argument("--signal", type=float, default=0.25,
+                        help="weight of each class's direction in the synthetic embeddings; a "
+                        "weaker one lets the TF-IDF half win on dev, so the hybrid is served")
+    parser.add_argument("--self-training", action="store_true",
+                        help="also measure warm refits with self-training on (the hybrid's: "
+                        "both halves refit with pseudo-labels), and the first and grown refits "
+                        "with it on")
     args = parser.parse_args()
 
     import numpy as np
@@ -65,7 +72,8 @@ def main() -> None:
         url = f"sqlite:///{work / 'tapestry.sqlite'}"
         seeded = seed(url, encoder_dir, args.pool, args.labels, args.dev, 32)
         pid = seeded["project_id"]
-        settings = Settings(data_dir=work / "data", database_url=url, live_embed_max_length=32)
+        settings = Settings(data_dir=work / "data", database_url=url, live_embed_max_length=32,
+                            live_self_training=args.self_training)
         engine = create_engine(url)
         sessions = sessionmaker(engine, expire_on_commit=False)
         names: list[str] = seeded["labels"]
@@ -82,7 +90,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         centres = rng.normal(size=(len(names), 384))
         y = np.array([gold[i] for i in items])
-        vectors = 0.25 * centres[y] + rng.normal(size=(len(items), 384))
+        vectors = args.signal * centres[y] + rng.normal(size=(len(items), 384))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         encoder = live_refit.encoder_for(encoder_dir, settings.live_embed_max_length)
         key = encoder_key(encoder.fingerprint, encoder.max_length)
@@ -123,22 +131,29 @@ def main() -> None:
         warm: list[float] = []
         cold: list[float] = []
         embed_only: list[float] = []
+        self_trained: list[float] = []
+        st_phases: list[dict[str, float]] = []
         base: list[float] = []
         phases: list[dict[str, float]] = []
         cold_phases: list[dict[str, float]] = []
         load_start = os.getloadavg()
-        kinds = ("warm", "cold", "embed")
+        kinds: tuple[str, ...] = ("warm", "cold", "embed") + (
+            ("st",) if args.self_training else ())
         for sample in range(args.samples):
-            for kind in kinds[sample % 3:] + kinds[:sample % 3]:
+            turn = sample % len(kinds)
+            for kind in kinds[turn:] + kinds[:turn]:
                 add_label()  # the order rotates: none pays for another's garbage
                 if kind == "cold":
                     live_refit._HEADS.clear()
                 settings.live_hybrid = kind != "embed"
+                settings.live_self_training = kind == "st"
                 seconds, timings = refit()
                 settings.live_hybrid = True
-                {"warm": warm, "cold": cold, "embed": embed_only}[kind].append(seconds)
+                settings.live_self_training = args.self_training
+                {"warm": warm, "cold": cold, "embed": embed_only, "st": self_trained}[
+                    kind].append(seconds)
                 if kind != "embed":
-                    (phases if kind == "warm" else cold_phases).append(timings)
+                    {"warm": phases, "cold": cold_phases, "st": st_phases}[kind].append(timings)
                 if kind == "cold":
                     refit()  # the next warm refit starts from a head one label old
             base.append(baseline())
@@ -151,6 +166,7 @@ def main() -> None:
     median = statistics.median
     report: dict[str, Any] = {
         "pool": args.pool, "labels": args.labels, "dev": args.dev, "samples": args.samples,
+        "signal": args.signal,
         "cpus": os.cpu_count(), "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
         "refit_warm_median_s": round(median(warm), 4),
@@ -172,6 +188,15 @@ def main() -> None:
         "refit_warm_embeddings_only_s": [round(s, 4) for s in embed_only],
         "baseline_s": [round(s, 4) for s in base],
     }
+    if self_trained:
+        report |= {
+            "refit_warm_self_training_median_s": round(median(self_trained), 4),
+            "refit_warm_self_training_over_baseline": round(
+                median(self_trained) / median(base), 3),
+            "self_training_phase_medians_s": {
+                k: round(median(p.get(k, 0.0) for p in st_phases), 4) for k in st_phases[0]},
+            "refit_warm_self_training_s": [round(s, 4) for s in self_trained],
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(_markdown(report))
@@ -199,10 +224,17 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| refit, warm, TF-IDF half off (embeddings only) | "
         f"{r['refit_warm_embeddings_only_median_s']} | "
         f"{r['refit_warm_embeddings_only_over_baseline']} |",
+        *([f"| refit, warm, self-training on (both halves refit with pseudo-labels) | "
+           f"{r['refit_warm_self_training_median_s']} | "
+           f"{r['refit_warm_self_training_over_baseline']} |"]
+          if "refit_warm_self_training_median_s" in r else []),
         f"| baseline: one cold scikit-learn LogisticRegression fit, default threads | "
         f"{r['baseline_lr_fit_median_s']} | 1 |",
         "",
         f"Phases of the warm refit (medians, s): {phases}.",
+        *(["", "Phases of the warm refit with self-training (medians, s): "
+           f"{_phases(r['self_training_phase_medians_s'])}."]
+          if "self_training_phase_medians_s" in r else []),
         "",
         f"Phases of the cold refit (medians, s): {cold_phases}.",
         "",
