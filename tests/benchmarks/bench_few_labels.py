@@ -277,6 +277,8 @@ VARIANTS = [
      "self_training": True},
     {"name": "first 128, hybrid + self-training", "windows": False, "hybrid": True,
      "self_training": True},
+    {"name": "first 128, hybrid unless dev says it hurts + self-training", "windows": False,
+     "hybrid": GATED, "gate_rule": UNLESS_WORSE, "self_training": True},
 ]
 
 

@@ -337,14 +337,18 @@ def test_a_winning_adapter_that_scored_too_little_of_the_pool_leaves_the_queue_t
     assert all(e.model_version_id is None for e in queue(file_db, seeded))
 
 
+def _annotations(file_db: Db) -> int:
+    with file_db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Annotation)) or 0)
+
+
 def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     file_db: Db, seeded: Seeded
 ) -> None:
     from worker.ml.live_head import LiveHead
 
     label(file_db, seeded, seeded.pool_ids[:12])
-    with file_db.session() as session:
-        before = session.scalar(select(func.count()).select_from(Annotation))
+    before = _annotations(file_db)
     on = file_db.settings.model_copy(update={"live_self_training": True})
     result = refit_live_head(seeded.project_id, on, file_db.sessions)
     assert result is not None
@@ -354,8 +358,7 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     assert "self_train" in result.timings
     assert result.labels_used == 12 and s.labels_used == 12
     assert LiveHead.load(s.artifact_path).n_labels == 12  # pseudo-labels are not counted
-    with file_db.session() as session:  # nor stored: no annotation was added
-        assert session.scalar(select(func.count()).select_from(Annotation)) == before
+    assert _annotations(file_db) == before  # nor stored: no annotation was added
 
     label(file_db, seeded, seeded.pool_ids[12:14])
     result = refit_live_head(seeded.project_id, file_db.settings, file_db.sessions)  # default
@@ -566,8 +569,7 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
         session.commit()
     _uninformative_embeddings(monkeypatch)
     label(file_db, seeded, seeded.pool_ids[:40])
-    with file_db.session() as session:
-        before = session.scalar(select(func.count()).select_from(Annotation))
+    before = _annotations(file_db)
     on = file_db.settings.model_copy(update={"live_self_training": True})
     result = refit_live_head(seeded.project_id, on, file_db.sessions)
     assert result is not None
@@ -583,8 +585,7 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
     assert "self-training on 39 confident pool items kept: dev macro-F1" in s.served_reason
     assert head.selection.get("self_trained") is True  # a tie keeps it
     np.testing.assert_allclose(head.tfidf_model.W, st.linear.W)  # type: ignore[union-attr]
-    with file_db.session() as session:  # nor stored: no annotation was added
-        assert session.scalar(select(func.count()).select_from(Annotation)) == before
+    assert _annotations(file_db) == before  # nor stored: no annotation was added
     label(file_db, seeded, seeded.pool_ids[40:41])  # one more: both TF-IDF LRs reused
     result = refit_live_head(seeded.project_id, on, file_db.sessions)
     assert result is not None
