@@ -109,25 +109,30 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         return (feats.test_t if test else feats.pool_t)[idx]
 
     def fit_all(r: np.ndarray, labels: np.ndarray, w: np.ndarray | None,
-                extra: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
+                extra: list[tuple[np.ndarray, bool]], hybrid: Any) -> list[np.ndarray]:
         tg = targets + extra
         pe = fit_probs(pick("e", r, False), labels, k, [pick("e", i, t) for i, t in tg], w)
-        if not variant["hybrid"]:
+        if not hybrid:
             return pe
-        if variant["hybrid"] == GATED:  # the product's rule: the mean only where dev says so
+        if hybrid == GATED:  # the product's rule: the mean only where dev says so
             return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
         pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
         return [0.5 * (a + b) for a, b in zip(pe, pt, strict=True)]
 
     if not variant["self_training"]:
-        return fit_all(rows, y, None, [])
+        return fit_all(rows, y, None, [], variant["hybrid"])
     unl = np.setdiff1d(np.arange(feats.pool_e.shape[0]), np.concatenate([rows, held_out]))
-    *first, pool_p = fit_all(rows, y, None, [(unl, False)])
+    decisions = len(variant.get("gate_log", []))
+    *first, pool_p = fit_all(rows, y, None, [(unl, False)], variant["hybrid"])
+    hybrid = variant["hybrid"]
+    if hybrid == GATED:  # as the product: the gate is decided on the labels alone; the
+        log = variant.get("gate_log", [])  # pseudo-labelled refit keeps what it chose
+        hybrid = bool(log[-1]) if len(log) > decisions else False
     chosen, pseudo = pseudo_labels(pool_p, y, k)
     r2 = np.concatenate([rows, unl[chosen]])
     y2 = np.concatenate([y, pseudo])
     w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
-    return fit_all(r2, y2, w, [])
+    return fit_all(r2, y2, w, [], hybrid)
 
 
 GATED = "gated"
