@@ -15,7 +15,11 @@ dev), and switches each candidate improvement on and off:
   (class-balanced: at most as many per class as there are labels per class) are added with
   weight 0.5, and the head is refit (``worker.ml.self_training``);
 - ``chosen on dev``: the product's rule — every candidate fitted on the labels without dev, the
-  one with the best dev macro-F1 refit with dev and served.
+  one with the best dev macro-F1 refit with dev and served;
+- ``hybrid when dev says so`` / ``hybrid unless dev says it hurts``: the live refit's dev check
+  of the TF-IDF half (``gated_hybrid``), by the old rule (the mean only when it wins on dev by
+  ``auto_margin``) and the current one (unless it loses by more), alone or with self-training
+  of both halves.
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
