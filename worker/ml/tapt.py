@@ -79,8 +79,9 @@ RECOMMENDED_LR = (5e-5, 1e-4)
 
 
 MAX_MINUTES = 7 * 24 * 60.0
-MAX_EPOCHS = 100.0
 """The longest time budget a TAPT run accepts (a week)."""
+MAX_EPOCHS = 100.0
+"""The most passes over the pool an epoch budget may ask for."""
 CALIBRATION_STEPS = 4
 """With a time budget, the pace of steps 2..4 (the first carries one-off costs) fits the step
 budget to it, once per run."""
