@@ -28,8 +28,8 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 
 KIND_TITLES = {RUN_TAPT: "TAPT (continued pretraining)", RUN_RETRAIN: "Retrain adapter",
                RUN_QUEUE: "Recompute queue", RUN_SCORE: "Score the rest of the pool"}
-MAX_TAPT_STEPS = 100_000
-MAX_TAPT_MINUTES = 7 * 24 * 60  # as worker.ml.tapt.MAX_MINUTES (the web does not import the worker)
+MAX_TAPT_STEPS = int(tapt.BUDGET_BOUNDS["max_steps"][2])
+MAX_TAPT_MINUTES = int(tapt.BUDGET_BOUNDS["max_minutes"][2])  # as worker.ml.tapt.MAX_MINUTES
 
 
 def _runs_url(project_id: int) -> str:

@@ -104,14 +104,26 @@ def with_pseudo_labels(
     """``head`` (embedding-only, fitted on ``X``, ``y``) refit with the pseudo-labels of
     ``pool_probs`` (its probabilities on the unlabelled ``pool_X``) at weight
     ``PSEUDO_WEIGHT``; ``(head, 0)`` unchanged when there are none."""
-    from worker.ml.live_head import LiveHead
-
     rows, pseudo = pseudo_labels(pool_probs, y, n_classes)
     if len(rows) == 0:
         return head, 0
-    weights = np.concatenate([np.ones(len(y)), np.full(len(rows), PSEUDO_WEIGHT)])
-    trained = LiveHead(head.config).fit(
-        np.vstack([X, pool_X[rows]]), np.concatenate([y, pseudo]), n_classes,
-        features="embed", warm_start=head, sample_weight=weights,
+    return refit_with_pseudo_labels(head, X, y, n_classes, pool_X[rows], pseudo), len(rows)
+
+
+def pseudo_weights(n_labels: int, n_pseudo: int) -> np.ndarray:
+    """Sample weights of ``n_labels`` labels followed by ``n_pseudo`` pseudo-labels."""
+    return np.concatenate([np.ones(n_labels), np.full(n_pseudo, PSEUDO_WEIGHT)])
+
+
+def refit_with_pseudo_labels(
+    head: Any, X: np.ndarray, y: np.ndarray, n_classes: int, pseudo_X: np.ndarray,
+    pseudo: np.ndarray,
+) -> Any:
+    """``head`` (embedding-only) refit, warm-started, on the labels plus the pseudo-labelled
+    items at weight ``PSEUDO_WEIGHT``."""
+    from worker.ml.live_head import LiveHead
+
+    return LiveHead(head.config).fit(
+        np.vstack([X, pseudo_X]), np.concatenate([y, pseudo]), n_classes, features="embed",
+        warm_start=head, sample_weight=pseudo_weights(len(y), len(pseudo)),
     )
-    return trained, len(rows)

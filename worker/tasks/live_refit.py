@@ -693,46 +693,41 @@ def _hybrid(
     if self_train is None:
         return hybrid, 0.5 * (probs + pool_tfidf), both, note
     t = time.perf_counter()
-    trained = _self_train_hybrid(settings, snapshot, head, model, fitted, space, self_train,
-                                 0.5 * (probs + pool_tfidf), queueable, labelled, dev, joined,
-                                 timings)
+    trained, verdict = _self_train_hybrid(
+        settings, snapshot, head, model, fitted, space, self_train, 0.5 * (probs + pool_tfidf),
+        queueable, labelled, dev, joined, timings)
     timings["self_train"] = time.perf_counter() - t
+    note = f"{note}; {verdict}" if verdict else note
     if trained is None:
         return hybrid, 0.5 * (probs + pool_tfidf), both, note
-    st_head, st_probs, st_dev, verdict = trained
-    if st_head is None:
-        return hybrid, 0.5 * (probs + pool_tfidf), both, f"{note}; {verdict}"
-    return st_head, st_probs, st_dev, f"{note}; {verdict}"
+    return (*trained, note)
 
 
 def _self_train_hybrid(
     settings: Settings, snapshot: ProjectSnapshot, head: Any, model: Any, fitted: bool,
     space: Any, halves: _Halves, pool_mean: np.ndarray, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, plain_dev_f1: float, timings: dict[str, float],
-) -> tuple[Any, np.ndarray, np.ndarray, str] | None:
+) -> tuple[tuple[Any, np.ndarray, np.ndarray] | None, str]:
     """Both halves refit with the mean's confident pool items as pseudo-labels (class-balanced,
     as many as there are labels, weight ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept
     unless the dev macro-F1 drops. The self-trained TF-IDF LR is refitted on the TF-IDF LR's
     cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns
-    None when there is nothing to pseudo-label, else (head or None when not kept, pool
-    probabilities, dev probabilities, what the dashboard says)."""
+    ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
+    pseudo-labelled, what the dashboard says ("" when nothing was))."""
     from worker.ml.live_head import LiveHead, macro_f1, softmax
-    from worker.ml.self_training import PSEUDO_WEIGHT, pseudo_labels
+    from worker.ml.self_training import pseudo_labels, pseudo_weights, refit_with_pseudo_labels
     from worker.tasks.live_tfidf import model_dir, self_trained_model
 
     k = len(snapshot.label_names)
     rows, pseudo = pseudo_labels(pool_mean, halves.y, k)
     if len(rows) == 0:
-        return None
-    weights = np.concatenate([np.ones(len(halves.y)), np.full(len(rows), PSEUDO_WEIGHT)])
-    embed = LiveHead(head.config).fit(
-        np.vstack([halves.X, halves.pool[rows]]), np.concatenate([halves.y, pseudo]), k,
-        features="embed", warm_start=head, sample_weight=weights)
+        return None, ""
+    embed = refit_with_pseudo_labels(head, halves.X, halves.y, k, halves.pool[rows], pseudo)
     t = time.perf_counter()
     st_model, st_fitted = self_trained_model(
         model_dir(live_dir(settings, snapshot.id)), space, model, fitted,
         labelled.item_ids + [queueable[r] for r in rows], np.concatenate([halves.y, pseudo]),
-        weights, k, head.config)
+        pseudo_weights(len(halves.y), len(rows)), k, head.config)
     timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
         time.perf_counter() - t)
     dev_st = 0.5 * (embed.predict_proba(halves.dev_X)
@@ -743,14 +738,14 @@ def _self_train_hybrid(
                f"{'kept' if kept else 'not kept'}: dev macro-F1 {st_f1:.3f} vs "
                f"{plain_dev_f1:.3f} without")
     if not kept:
-        return None, pool_mean, dev_st, verdict
+        return None, verdict
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
         "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
         "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
         "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint})
     pool_probs = 0.5 * (embed.predict_proba(halves.pool)
                         + softmax(st_model.linear.logits(space.take(queueable))))
-    return hybrid, pool_probs, dev_st, verdict
+    return (hybrid, pool_probs, dev_st), verdict
 
 
 def _choose_without_dev(
