@@ -31,6 +31,7 @@ from app.api import queue as api_queue
 from app.api import review as api_review
 from app.api import runs as api_runs
 from app.api.common import enforce_write_rate_limit
+from app.api_docs import install_api_docs
 from app.config import Settings, get_settings
 from app.db.session import get_engine, session_factory
 from app.error_handlers import install_error_handlers
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = SecuredFastAPI(
         title="Tapestry",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url=None,  # app.api_docs: served without a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url=None,
@@ -120,4 +121,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, dependencies=guards)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_api_docs(app)
     return app

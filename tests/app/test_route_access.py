@@ -39,7 +39,7 @@ from app.errors import ACCESS_DENIAL_CODES, ERROR_HEADER
 from tests.factories import add_member, login_client, make_items, make_project, make_user
 
 # Framework routes that are deliberately public and carry no dependency to declare it.
-FRAMEWORK_ROUTES = {"/api/openapi.json", "/api/docs", "/static"}
+FRAMEWORK_ROUTES = {"/api/openapi.json", "/api/docs", "/api/docs/static", "/static"}
 CALLERS = ("anonymous", "annotator", "other_annotator", "other_lead", "lead", "admin")
 CALLER_GLOBAL_LEVEL = {
     "annotator": Level.ANNOTATE,
