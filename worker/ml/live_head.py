@@ -597,6 +597,37 @@ def cross_validate(
     return CrossValidation(out, scored, k)
 
 
+def linear_out_of_fold(
+    X: Any, labels: np.ndarray, n_classes: int, config: LiveHeadConfig | None = None,
+) -> CrossValidation:
+    """Out-of-fold probabilities of the live head's logistic regression on features ``X`` (dense
+    embeddings or sparse TF-IDF rows): the same folds as :func:`cross_validate` (stratified,
+    ``cv_folds_for``, shuffled with ``config.seed``), so two feature sets scored with it are
+    judged on the same items; items of a class with one label are never held out (NaN rows).
+
+    Raises ``ConfigError`` when fewer than 2 items can be scored."""
+    from sklearn.model_selection import StratifiedKFold
+
+    config = config or LiveHeadConfig()
+    y = _check_labels(labels, n_classes, X.shape[0])
+    counts = np.bincount(y, minlength=n_classes)
+    scored = counts[y] >= 2
+    k = cv_folds_for(y, config.cv_folds)
+    if k < 2 or scored.sum() < 2:
+        raise ConfigError(
+            f"cross-validation needs a class with at least 2 labels, got {len(y)} labels"
+        )
+    always = np.flatnonzero(~scored)
+    rows = np.flatnonzero(scored)
+    out = np.full((len(y), n_classes), np.nan)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    for train_part, test_part in splitter.split(rows, y[rows]):
+        train = np.concatenate([rows[train_part], always])
+        test = rows[test_part]
+        out[test] = softmax(_fit_linear(X[train], y[train], n_classes, config).logits(X[test]))
+    return CrossValidation(out, scored, k)
+
+
 def cv_probs(
     embeddings: np.ndarray,
     labels: np.ndarray,

@@ -541,10 +541,10 @@ def _fit_and_choose(
     if hybrid:
         assert dev_probs is not None and texts is not None
         t = time.perf_counter()
-        halves = _Halves(X, y, pool, dev_X) if settings.live_self_training else None
+        halves = _Halves(X, y, pool, dev_X)
         head, probs, dev_probs, hybrid_note = _hybrid(
             settings, snapshot, head, probs, dev_probs, queueable, labelled, dev, texts, timings,
-            self_train=halves)
+            halves, head_key, self_train=settings.live_self_training)
         timings["hybrid"] = time.perf_counter() - t
     if settings.live_self_training and len(dev) and head.features_used != "hybrid":
         t = time.perf_counter()  # embeddings alone: their own confident items
@@ -640,8 +640,9 @@ def _self_train(
 
 @dataclass
 class _Halves:
-    """What self-training the hybrid head needs besides the TF-IDF space: the labelled items'
-    embeddings and labels, the queueable pool's embeddings and the dev items' embeddings."""
+    """What the hybrid head's evidence and self-training need besides the TF-IDF space: the
+    labelled items' embeddings and labels, the queueable pool's embeddings and the dev items'
+    embeddings."""
 
     X: np.ndarray
     y: np.ndarray
@@ -652,14 +653,23 @@ class _Halves:
 def _hybrid(
     settings: Settings, snapshot: ProjectSnapshot, head: Any, probs: np.ndarray,
     dev_probs: np.ndarray, queueable: list[int], labelled: LabelledSet, dev: LabelledSet,
-    texts: _TextSource, timings: dict[str, float], *, self_train: _Halves | None = None,
+    texts: _TextSource, timings: dict[str, float], halves: _Halves, encoder: str, *,
+    self_train: bool = False,
 ) -> tuple[Any, np.ndarray, np.ndarray, str]:
-    """The ensemble of the embedding head with a TF-IDF LR unless that loses on dev by more than
-    ``auto_margin`` (then the embedding head; :mod:`worker.tasks.live_tfidf`); returns (head,
-    pool probabilities, dev probabilities, what the dashboard says about it)."""
+    """The ensemble of the embedding head with a TF-IDF LR unless that loses by more than
+    ``auto_margin`` macro-F1 on the evidence: the dev set and the labels' out-of-fold
+    predictions (``live_tfidf.fold_evidence``, computed on the TF-IDF LR's cadence); then the
+    embedding head (:mod:`worker.tasks.live_tfidf`). Returns (head, pool probabilities, dev
+    probabilities, what the dashboard says about it)."""
     from contract.errors import MLError
     from worker.ml.live_head import LiveHead, macro_f1, softmax
-    from worker.tasks.live_tfidf import model_dir, space_dir, tfidf_model, tfidf_space
+    from worker.tasks.live_tfidf import (
+        fold_evidence,
+        model_dir,
+        space_dir,
+        tfidf_model,
+        tfidf_space,
+    )
 
     t = time.perf_counter()
     try:
@@ -675,27 +685,47 @@ def _hybrid(
         log.warning("project %s: no TF-IDF half: %s", snapshot.id, exc)
         return head, probs, dev_probs, f"live head on sentence embeddings (no TF-IDF: {exc})"
     timings["tfidf_fit" if fitted else "tfidf_reuse"] = time.perf_counter() - t
+    t = time.perf_counter()
+    try:
+        evidence, computed = fold_evidence(
+            model_dir(live_dir(settings, snapshot.id)), space, model, fitted, labelled.item_ids,
+            halves.X, halves.y, len(snapshot.label_names), head.config, encoder)
+    except OSError as exc:  # not written: judged on dev alone this time
+        log.warning("project %s: no out-of-fold evidence: %s", snapshot.id, exc)
+        evidence, computed = None, False
+    if computed:
+        timings["tfidf_evidence"] = time.perf_counter() - t
     dev_tfidf = softmax(model.linear.logits(space.take(dev.item_ids)))
     both = 0.5 * (dev_probs + dev_tfidf)
     gold = np.asarray(dev.labels)
-    alone = macro_f1(gold, dev_probs.argmax(axis=1))
-    joined = macro_f1(gold, both.argmax(axis=1))
-    scores = f"dev macro-F1 {joined:.3f} with TF-IDF, {alone:.3f} on embeddings alone"
+    dev_joined = macro_f1(gold, both.argmax(axis=1))
+    basis = f"dev macro-F1 on {len(gold):,} dev items"
+    alone_p, joined_p = dev_probs, both
+    if evidence is not None:
+        gold = np.concatenate([evidence.gold, gold])
+        alone_p = np.concatenate([evidence.embed, dev_probs])
+        joined_p = np.concatenate([0.5 * (evidence.embed + evidence.tfidf), both])
+        basis = (f"macro-F1 on {len(dev):,} dev items + {evidence.folds}-fold CV over "
+                 f"{len(evidence.gold):,} labels")
+    alone = macro_f1(gold, alone_p.argmax(axis=1))
+    joined = macro_f1(gold, joined_p.argmax(axis=1))
+    scores = f"{basis}: {joined:.3f} with TF-IDF, {alone:.3f} on embeddings alone"
     if joined < alone - head.config.auto_margin:
-        return head, probs, dev_probs, (f"live head on sentence embeddings ({scores}: TF-IDF "
+        return head, probs, dev_probs, (f"live head on sentence embeddings ({scores}; TF-IDF "
                                         f"loses by more than {head.config.auto_margin:g})")
     hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
-        "features": "hybrid", "dev_macro_f1": {"hybrid": joined, "embed": alone},
+        "features": "hybrid", "macro_f1": {"hybrid": joined, "embed": alone},
+        "evidence": {"dev": len(dev), "cv_labels": 0 if evidence is None else len(evidence.gold)},
         "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint})
     pool_tfidf = softmax(model.linear.logits(space.take(queueable)))
     note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
             f"TF-IDF model fitted on {model.n_labels:,} labels)")
-    if self_train is None:
+    if not self_train:
         return hybrid, 0.5 * (probs + pool_tfidf), both, note
     t = time.perf_counter()
     trained, verdict = _self_train_hybrid(
-        settings, snapshot, head, model, fitted, space, self_train, 0.5 * (probs + pool_tfidf),
-        queueable, labelled, dev, joined, timings)
+        settings, snapshot, head, model, fitted, space, halves, 0.5 * (probs + pool_tfidf),
+        queueable, labelled, dev, dev_joined, timings)
     timings["self_train"] = time.perf_counter() - t
     note = f"{note}; {verdict}" if verdict else note
     if trained is None:

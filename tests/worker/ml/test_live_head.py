@@ -18,8 +18,10 @@ from worker.ml.live_head import (
     LiveHeadConfig,
     PoolTfidf,
     choose_served,
+    cross_validate,
     cv_probs,
     diverse_seed,
+    linear_out_of_fold,
     macro_f1,
     softmax,
     zero_shot_scores,
@@ -211,6 +213,31 @@ def test_cv_probs_are_out_of_fold() -> None:
     yd = np.append(y, 1)
     oof = cv_probs(Xd, yd, 3, config=LiveHeadConfig(cv_folds=3, class_weight=None))
     assert oof[-1].argmax() == 0
+
+
+def test_linear_out_of_fold_holds_out_each_item_on_the_live_heads_folds() -> None:
+    from scipy import sparse
+
+    X, y = blobs(6, 3, seed=2)
+    y = np.append(y, 3)  # a class with one label: never held out, always trained on
+    X = np.vstack([X, X[:1]])
+    config = LiveHeadConfig(cv_folds=3)
+    cv = linear_out_of_fold(X, y, 4, config)
+    assert cv.folds == 3 and cv.n_scored == 18 and not cv.scored[-1]
+    assert np.isnan(cv.probs[-1]).all()
+    np.testing.assert_allclose(cv.probs[cv.scored].sum(axis=1), 1.0)
+    # the same folds and the same LR as the live head's own cross-validation on embeddings
+    same = cross_validate(X, y, 4, config=config, features="embed")
+    np.testing.assert_allclose(cv.probs[cv.scored], same.probs[same.scored], atol=1e-6)
+    # sparse rows (the TF-IDF half) work the same way
+    sp = linear_out_of_fold(sparse.csr_matrix(X), y, 4, config)
+    np.testing.assert_allclose(sp.probs[sp.scored], cv.probs[cv.scored], atol=1e-4)
+    # out of fold: a duplicate with a flipped label is not fitted to its own label
+    Xd, yd = np.vstack([X[:18], X[:1]]), np.append(y[:18], 1)
+    oof = linear_out_of_fold(Xd, yd, 3, LiveHeadConfig(cv_folds=3, class_weight=None))
+    assert oof.probs[-1].argmax() == 0
+    with pytest.raises(ConfigError, match="at least 2 labels"):
+        linear_out_of_fold(X[:3], np.array([0, 1, 2]), 3, config)
 
 
 def test_zero_shot_orders_items_by_label_similarity() -> None:

@@ -526,6 +526,7 @@ def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
     assert after.served == SERVED_LIVE_HEAD
     assert "sentence embeddings + TF-IDF of the project's texts" in after.served_reason
     assert "TF-IDF model fitted on 40 labels" in after.served_reason
+    assert "tfidf_evidence" in result.timings  # computed with the TF-IDF LR ...
     head = LiveHead.load(after.artifact_path)  # what /predict and the download read
     assert head.features_used == "hybrid" and head.tfidf is not None
     with file_db.session() as session:
@@ -546,11 +547,55 @@ def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
     assert (expected.argmax(axis=1) == gold).mean() > (alone == gold).mean()
     # one more label: the TF-IDF model is reused; 20 more (10 % and 20): refitted
     label(file_db, seeded, seeded.pool_ids[40:41])
-    assert "tfidf_reuse" in refit(file_db, seeded).timings
+    timings = refit(file_db, seeded).timings
+    assert "tfidf_reuse" in timings and "tfidf_evidence" not in timings  # ... and reused with it
     assert "fitted on 40 labels" in state(file_db, seeded).served_reason
     label(file_db, seeded, seeded.pool_ids[41:60])
-    assert "tfidf_fit" in refit(file_db, seeded).timings
+    timings = refit(file_db, seeded).timings
+    assert "tfidf_fit" in timings and "tfidf_evidence" in timings
     assert "fitted on 60 labels" in state(file_db, seeded).served_reason
+
+
+def test_the_labels_out_of_fold_evidence_outweighs_a_small_dev_set(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TF-IDF half is judged on the dev set and the labels' out-of-fold predictions
+    together: 12 dev items on which it is confidently wrong do not outweigh 60 labels on which
+    it is right and the embeddings (uninformative here) are not."""
+    from worker.ml.live_head import LiveHead
+    from worker.tasks import live_tfidf
+    from worker.tasks.live_refit import live_dir
+
+    _uninformative_embeddings(monkeypatch)
+    real = live_tfidf.tfidf_model
+
+    def wrong_on_dev(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model, fitted = real(*args, **kwargs)  # the served LR; the folds fit their own
+        model.linear.W = -100.0 * model.linear.W
+        return model, fitted
+
+    monkeypatch.setattr(live_tfidf, "tfidf_model", wrong_on_dev)
+    label(file_db, seeded, seeded.pool_ids[:60])
+    refit(file_db, seeded)
+    after = state(file_db, seeded)
+    assert ("sentence embeddings + TF-IDF of the project's texts (macro-F1 on 12 dev items + "
+            in after.served_reason)
+    assert "CV over 60 labels" in after.served_reason
+    head = LiveHead.load(after.artifact_path)
+    assert head.features_used == "hybrid"
+    assert head.selection["evidence"] == {"dev": 12, "cv_labels": 60}
+    hybrid, alone = head.selection["macro_f1"]["hybrid"], head.selection["macro_f1"]["embed"]
+    assert hybrid > alone + 0.3
+    saved = live_tfidf.FoldEvidence.load(live_tfidf.model_dir(live_dir(file_db.settings,
+                                                                       seeded.project_id)))
+    assert saved is not None and saved.n_labels == 60 and len(saved.gold) == 60
+    # the dev set alone (no evidence from the labels) drops the TF-IDF half
+    monkeypatch.setattr(live_tfidf, "fold_evidence", lambda *a, **k: (None, False))
+    label(file_db, seeded, seeded.pool_ids[60:61])
+    refit(file_db, seeded)
+    after = state(file_db, seeded)
+    assert "live head on sentence embeddings (dev macro-F1 on 12 dev items:" in after.served_reason
+    assert LiveHead.load(after.artifact_path).features_used == "embed"
 
 
 def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
@@ -640,7 +685,10 @@ def test_the_live_head_stays_on_embeddings_below_40_labels_when_tfidf_loses_or_i
     label(file_db, seeded, seeded.pool_ids[40:41])
     refit(file_db, seeded)
     after = state(file_db, seeded)
-    assert "live head on sentence embeddings (dev macro-F1" in after.served_reason
+    # the labels' out-of-fold evidence (fitted at 40 labels, honest) still backs the TF-IDF
+    # half, but 12 confidently wrong dev items outweigh it
+    assert ("live head on sentence embeddings (macro-F1 on 12 dev items + 5-fold CV over 40 "
+            "labels") in after.served_reason
     assert "TF-IDF loses by more than 0.01" in after.served_reason
     assert LiveHead.load(after.artifact_path).features_used == "embed"
     monkeypatch.setattr(live_tfidf, "tfidf_model", real)
