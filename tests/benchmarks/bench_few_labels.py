@@ -19,7 +19,11 @@ dev), and switches each candidate improvement on and off:
 - ``hybrid when dev says so`` / ``hybrid unless dev says it hurts``: the live refit's dev check
   of the TF-IDF half (``gated_hybrid``), by the old rule (the mean only when it wins on dev by
   ``auto_margin``) and the current one (unless it loses by more), alone or with self-training
-  of both halves.
+  of both halves;
+- ``hybrid unless labels + dev say it hurts``: the same rule judged on the dev set together
+  with both halves' out-of-fold predictions on the labels (``linear_out_of_fold``: 5-fold,
+  the live head's folds), alone or with self-training. Each gated arm records its choice per fit
+  and how often it switched.
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
@@ -143,6 +147,10 @@ GATED = "gated"
 UNLESS_WORSE = "unless worse"
 """A gate rule: the mean unless it loses on dev by more than the margin (default: only when it
 wins by more than the margin)."""
+OUT_OF_FOLD = "out of fold"
+"""A gate rule: as ``UNLESS_WORSE``, judged on more evidence than dev: each half's out-of-fold
+predictions on the labels (``worker.ml.live_head.linear_out_of_fold``: the same folds for both)
+and its predictions on dev, together."""
 
 
 def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, labels: np.ndarray,
@@ -153,8 +161,8 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
     the dev set by ``auto_margin`` macro-F1 (with ``auto_min_labels`` labels or more; both
     ``LiveHeadConfig``'s); the
     embedding LR alone otherwise. Each decision is appended to ``variant["gate_log"]``. (The
-    product refits the TF-IDF half only when the labels grew by 10 %; here it is refitted every
-    time, which can only flatter the mean.)"""
+    product refits the TF-IDF half, and computes its out-of-fold evidence, only when the labels
+    grew by 10 %; here both are redone every time, which can only flatter the mean.)"""
     from worker.ml.live_head import LiveHeadConfig
 
     config = LiveHeadConfig()
@@ -166,9 +174,17 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
     (e_dev,) = fit_probs(feats.pool_e[r_fit], y_fit, k, [feats.pool_e[dev_rows]], w_fit)
     (t_dev,) = fit_probs(feats.pool_t[r_fit], y_fit, k, [feats.pool_t[dev_rows]], w_fit)
     dev_y = feats.pool_y[dev_rows]
+    if variant.get("gate_rule") == OUT_OF_FOLD and weights is None:  # labels + dev as evidence
+        from worker.ml.live_head import linear_out_of_fold
+
+        e_cv = linear_out_of_fold(feats.pool_e[r_fit], y_fit, k, config)
+        t_cv = linear_out_of_fold(feats.pool_t[r_fit], y_fit, k, config)
+        e_dev = np.concatenate([e_cv.probs[e_cv.scored], e_dev])
+        t_dev = np.concatenate([t_cv.probs[t_cv.scored], t_dev])
+        dev_y = np.concatenate([y_fit[e_cv.scored], dev_y])
     gain = (macro_f1(dev_y, (0.5 * (e_dev + t_dev)).argmax(1))
             - macro_f1(dev_y, e_dev.argmax(1)))
-    if variant.get("gate_rule") == UNLESS_WORSE:
+    if variant.get("gate_rule") in (UNLESS_WORSE, OUT_OF_FOLD):
         mean_wins = gain >= -config.auto_margin
     else:
         mean_wins = gain > config.auto_margin
@@ -223,7 +239,8 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
     if variant["hybrid"] == GATED:  # how often dev chose the mean; the last is the served head
         log = variant["gate_log"]
         out["gate"] = {"fits": len(log), "mean_chosen": int(sum(log)),
-                       "served_mean": bool(log[-1]) if log else False}
+                       "switches": int(sum(a != b for a, b in zip(log, log[1:], strict=False))),
+                       "log": [int(v) for v in log], "served_mean": bool(log[-1]) if log else False}
     if variant["self_training"]:  # the product's rule: with or without, whichever wins on dev
         twin = dict(variant, self_training=False, name=variant["name"] + " (off)")
         out["dev_choice"] = chosen_on_dev([twin, variant], feats, pool_y, test_y, k, labeled,
@@ -288,6 +305,10 @@ VARIANTS = [
      "self_training": True},
     {"name": "first 128, hybrid unless dev says it hurts + self-training", "windows": False,
      "hybrid": GATED, "gate_rule": UNLESS_WORSE, "self_training": True},
+    {"name": "first 128, hybrid unless labels + dev say it hurts", "windows": False,
+     "hybrid": GATED, "gate_rule": OUT_OF_FOLD, "self_training": False},
+    {"name": "first 128, hybrid unless labels + dev say it hurts + self-training",
+     "windows": False, "hybrid": GATED, "gate_rule": OUT_OF_FOLD, "self_training": True},
 ]
 
 
@@ -470,6 +491,9 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
         served = sum(g["served_mean"] for g in gates)
         out[arm] = (f"{chosen} of {fits} fits with 40+ labels; the served head was the mean for "
                     f"{served} of {len(gates)} seeds")
+        if all("switches" in g for g in gates):
+            out[arm] += (f"; the choice switched {sum(g['switches'] for g in gates)} times "
+                         f"(per seed: {', '.join(str(g['switches']) for g in gates)})")
     return out
 
 
