@@ -287,10 +287,10 @@ class FoldEvidence:
     @classmethod
     def load(cls, directory: Path) -> FoldEvidence | None:
         try:
-            data = np.load(directory / EVIDENCE, allow_pickle=False)
-            folds, n_labels = (int(v) for v in data["meta"])
-            return cls(data["gold"], data["embed"], data["tfidf"], folds, n_labels,
-                       str(data["space"]), str(data["encoder"]))
+            with np.load(directory / EVIDENCE, allow_pickle=False) as data:
+                folds, n_labels = (int(v) for v in data["meta"])
+                return cls(data["gold"], data["embed"], data["tfidf"], folds, n_labels,
+                           str(data["space"]), str(data["encoder"]))
         except (OSError, ValueError, KeyError):
             return None
 
