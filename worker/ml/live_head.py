@@ -548,6 +548,31 @@ def cv_folds_for(labels: np.ndarray, folds: int) -> int:
     return int(min(folds, counts.min())) if len(counts) else 0
 
 
+def _folds(
+    y: np.ndarray, n_classes: int, config: LiveHeadConfig,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]:
+    """The live head's cross-validation folds over labels ``y``: ((train rows, held-out rows)
+    per fold, which rows are ever held out, k). Stratified k-fold (scikit-learn's
+    ``StratifiedKFold``, shuffled with ``config.seed``), ``k = cv_folds_for(y, config.cv_folds)``
+    over the classes with 2+ labels; rows of a class with one label are in every training fold
+    and never held out. Raises ``ConfigError`` when fewer than 2 rows can be held out."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=n_classes)
+    scored = counts[y] >= 2
+    k = cv_folds_for(y, config.cv_folds)
+    if k < 2 or scored.sum() < 2:
+        raise ConfigError(
+            f"cross-validation needs a class with at least 2 labels, got {len(y)} labels"
+        )
+    always = np.flatnonzero(~scored)
+    rows = np.flatnonzero(scored)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    folds = [(np.concatenate([rows[train], always]), rows[test])
+             for train, test in splitter.split(rows, y[rows])]
+    return folds, scored, k
+
+
 def cross_validate(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -558,33 +583,19 @@ def cross_validate(
     config: LiveHeadConfig | None = None,
     features: str | None = None,
 ) -> CrossValidation:
-    """Stratified k-fold cross-validation of the live head (scikit-learn's ``StratifiedKFold``,
-    shuffled with ``config.seed``), ``k = min(config.cv_folds, smallest class count)`` over the
-    classes with 2+ labels; see :class:`CrossValidation` for the classes with one label.
+    """Stratified k-fold cross-validation of the live head (:func:`_folds`); see
+    :class:`CrossValidation` for the classes with one label.
 
     Raises ``ConfigError`` when fewer than 2 items can be scored."""
-    from sklearn.model_selection import StratifiedKFold
-
     config = config or LiveHeadConfig()
     X = _as_embeddings(embeddings)
     y = _check_labels(labels, n_classes, len(X))
     wanted = features or config.features
     if wanted == "auto":
         wanted = "embed"  # never select features on the folds we score (no double dipping)
-    counts = np.bincount(y, minlength=n_classes)
-    scored = counts[y] >= 2
-    k = cv_folds_for(y, config.cv_folds)
-    if k < 2 or scored.sum() < 2:
-        raise ConfigError(
-            f"cross-validation needs a class with at least 2 labels, got {len(y)} labels"
-        )
-    always = np.flatnonzero(~scored)
-    rows = np.flatnonzero(scored)
+    folds, scored, k = _folds(y, n_classes, config)
     out = np.full((len(y), n_classes), np.nan)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
-    for train_part, test_part in splitter.split(rows, y[rows]):
-        train = np.concatenate([rows[train_part], always])
-        test = rows[test_part]
+    for train, test in folds:
         head = LiveHead(config).fit(
             X[train],
             y[train],
@@ -601,29 +612,16 @@ def linear_out_of_fold(
     X: Any, labels: np.ndarray, n_classes: int, config: LiveHeadConfig | None = None,
 ) -> CrossValidation:
     """Out-of-fold probabilities of the live head's logistic regression on features ``X`` (dense
-    embeddings or sparse TF-IDF rows): the same folds as :func:`cross_validate` (stratified,
-    ``cv_folds_for``, shuffled with ``config.seed``), so two feature sets scored with it are
-    judged on the same items; items of a class with one label are never held out (NaN rows).
+    embeddings or sparse TF-IDF rows), on the same folds as :func:`cross_validate`, so two
+    feature sets scored with it are judged on the same items; items of a class with one label
+    are never held out (NaN rows).
 
     Raises ``ConfigError`` when fewer than 2 items can be scored."""
-    from sklearn.model_selection import StratifiedKFold
-
     config = config or LiveHeadConfig()
     y = _check_labels(labels, n_classes, X.shape[0])
-    counts = np.bincount(y, minlength=n_classes)
-    scored = counts[y] >= 2
-    k = cv_folds_for(y, config.cv_folds)
-    if k < 2 or scored.sum() < 2:
-        raise ConfigError(
-            f"cross-validation needs a class with at least 2 labels, got {len(y)} labels"
-        )
-    always = np.flatnonzero(~scored)
-    rows = np.flatnonzero(scored)
+    folds, scored, k = _folds(y, n_classes, config)
     out = np.full((len(y), n_classes), np.nan)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
-    for train_part, test_part in splitter.split(rows, y[rows]):
-        train = np.concatenate([rows[train_part], always])
-        test = rows[test_part]
+    for train, test in folds:
         out[test] = softmax(_fit_linear(X[train], y[train], n_classes, config).logits(X[test]))
     return CrossValidation(out, scored, k)
 
