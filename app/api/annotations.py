@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from app.api.common import StrictInput, decode_cursor, encode_cursor, write_api_router
 from app.deps import ProjectAnnotator, ProjectReader, SessionDep, SettingsDep
 from app.domain import exports
+from app.domain.imports import LABEL_SEPARATOR
 from app.domain.label_answers import AnswerRequest, submit_answers
 from app.domain.label_submissions import MAX_KEY_CHARS
 
@@ -214,6 +215,11 @@ def export_annotations(
     access: ProjectReader,
     format: Annotated[exports.ExportFormat, Query()] = "jsonl",
     only: Annotated[exports.ExportFilter, Query()] = "all",
+    label_separator: Annotated[str, Query(
+        min_length=1, max_length=20,
+        description="Multi-label CSV: what joins the label names of a set in one cell (1-3 "
+                    "characters, not ','); import the file with the same label_separator.",
+    )] = LABEL_SEPARATOR,
 ) -> StreamingResponse:
     """Labels as JSONL or CSV (text, label, annotator, time, model version); importable as is.
 
@@ -221,6 +227,7 @@ def export_annotations(
     spool = exports.write_export(
         db, access.project.id, fmt=format, only=only,
         annotator_id=None if access.sees_others_labels else access.user.id,
+        label_separator=label_separator,
     )
     name = exports.export_filename(access.project.id, format, only)
 

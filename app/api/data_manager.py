@@ -23,10 +23,12 @@ from app.api.router import NOT_SUPPORTED
 from app.deps import MAX_DB_INT, ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
+from app.domain.imports import LABEL_SEPARATOR
 
 router = write_api_router(tags=["data manager"])
 router.responses.update(NOT_SUPPORTED)
 OWN_PARAMS = ("cursor", "limit", "count", "exact", "format")
+EXPORT_PARAMS = (*OWN_PARAMS, "label_separator")
 
 
 class VoteOut(BaseModel):
@@ -171,7 +173,15 @@ class BulkIn(StrictInput):
         description="The selection; omit to act on every item matching `filters`.",
     )
     filters: dict[str, str] = Field(default_factory=dict)
-    label: str | None = Field(None, max_length=200, description="For relabel.")
+    label: str | None = Field(None, max_length=200,
+                              description="For relabel in a single-label project.")
+    label_ids: list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] | None = Field(
+        None, max_length=200,
+        description="For relabel in a multi-label project: the new label set (replaces each "
+                    "item's set); [] means none of these.")
+    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, max_length=200,
+        description="For relabel in a multi-label project: the new set by label name.")
     split: str | None = Field(None, max_length=10, description="For move: pool, dev or test.")
     confirm: bool = Field(False, description="Delete even when annotations would be lost.")
 
@@ -195,7 +205,8 @@ def bulk_action(body: BulkIn, db: SessionDep, access: ProjectLead) -> BulkOut:
         item_ids=tuple(body.item_ids) if body.item_ids is not None else None,
     )
     result = dm.run_bulk_action(db, access.project, access.user, target, body.action,
-                                label=body.label, split=body.split, confirm=body.confirm)
+                                label=body.label, split=body.split, confirm=body.confirm,
+                                label_ids=body.label_ids, labels=body.labels)
     return BulkOut(**vars(result), message=result.summary())
 
 
@@ -225,9 +236,15 @@ def export_items(
     db: SessionDep,
     access: ProjectLead,
     format: Annotated[Literal["csv", "jsonl", "label_studio", "prodigy", "hf"], Query()] = "jsonl",
+    label_separator: Annotated[str, Query(
+        min_length=1, max_length=20,
+        description="Multi-label CSV: what joins the label names of a set in one cell (1-3 "
+                    "characters, not ','); import the file with the same label_separator.",
+    )] = LABEL_SEPARATOR,
 ) -> StreamingResponse:
     """The matching items with labels, every annotation, flags and predictions; ``hf`` is a zip
     of a Hugging Face ``datasets`` folder."""
-    spool = data_export.write_export(db, access.project, filters_from(request), format)
+    filters = dm.parse_filters(request.query_params, strict=True, ignore=EXPORT_PARAMS)
+    spool = data_export.write_export(db, access.project, filters, format, label_separator)
     return stream_file(spool, data_export.MEDIA_TYPES[format],
                        data_export.export_filename(access.project, format))

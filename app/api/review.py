@@ -50,7 +50,13 @@ class ReviewQueueOut(BaseModel):
 class DecisionIn(StrictInput):
     action: Literal["accept", "change", "send_back"]
     label_id: int | None = Field(
-        default=None, ge=1, le=MAX_DB_INT, description="The new label (change only)."
+        default=None, ge=1, le=MAX_DB_INT,
+        description="The new label (change only; single-label projects)."
+    )
+    label_ids: list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] | None = Field(
+        default=None, max_length=200,
+        description="The new label set (change only; multi-label projects): the project's "
+                    "label ids that apply, [] for none of them.",
     )
     note: str = Field(
         default="",
@@ -64,8 +70,12 @@ class DecisionOut(BaseModel):
     id: int
     item_id: int
     action: str
-    label: str | None
+    label: str | None = Field(description="The label decided on; multi-label: the set as one "
+                                          "text.")
     note: str
+    labels: list[str] | None = Field(
+        default=None, description="Multi-label projects only (accept, change): the set "
+                                  "decided on ([]: none of these).")
 
 
 class AuditRowOut(BaseModel):
@@ -116,7 +126,8 @@ def review_queue(
     )
 
 
-@router.post("/projects/{project_id}/review/items/{item_id}", response_model=DecisionOut)
+@router.post("/projects/{project_id}/review/items/{item_id}", response_model=DecisionOut,
+             response_model_exclude_unset=True)
 def decide(
     item_id: IdPath,
     db: SessionDep,
@@ -139,16 +150,19 @@ def decide(
         item_id=item_id,
         action=body.action,
         label_id=body.label_id,
+        label_ids=body.label_ids,
         note=body.note,
         reason=body.reason,
         may_change_gold=access.can(Level.LEAD),
     )
+    sets = {} if decision.labels is None else {"labels": list(decision.labels)}
     return DecisionOut(
         id=decision.id,
         item_id=decision.item_id,
         action=decision.action,
         label=decision.label,
         note=decision.note,
+        **sets,
     )
 
 

@@ -273,9 +273,27 @@ class GoldItem(IdMixin, CreatedMixin, Base):
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), unique=True
     )
-    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), default=None
+    )
+    """The answer of a single-label project; ``None`` in a multi-label project, whose answer is
+    a set of labels in :class:`GoldItemLabel` (no row: "none of these")."""
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
+class GoldItemLabel(Base):
+    """One label of a multi-label gold item's answer (the set is all rows of one gold item)."""
+
+    __tablename__ = "gold_item_labels"
+    __table_args__ = (Index("ix_gold_item_labels_label_id", "label_id"),)
+
+    gold_item_id: Mapped[int] = mapped_column(
+        ForeignKey("gold_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_id: Mapped[int] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
     )
 
 
@@ -518,6 +536,21 @@ class ReviewDecision(IdMixin, CreatedMixin, Base):
     reason: Mapped[str] = mapped_column(String(20), default="")
     """Why the item was in the review queue: disagreement, gold_miss or likely_error."""
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ReviewDecisionLabel(Base):
+    """One label of a multi-label accept/change decision's set (the set is all rows of one
+    decision; no row: "none of these"). Such a decision's own ``label_id`` is ``None``."""
+
+    __tablename__ = "review_decision_labels"
+    __table_args__ = (Index("ix_review_decision_labels_label_id", "label_id"),)
+
+    decision_id: Mapped[int] = mapped_column(
+        ForeignKey("review_decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_id: Mapped[int] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class AuditEvent(IdMixin, CreatedMixin, Base):

@@ -11,12 +11,13 @@ ground truth and the Prodigy accepted option).
 CSV is spreadsheet-safe: a cell that starts with ``= + - @``, a tab or a carriage return gets a
 leading ``'`` so spreadsheet programs show it as text instead of running it as a formula.
 
-A multi-label project exports label *sets*: the resolved set (:func:`resolved_set`, the worker's
-rule) is a JSON list of names in JSONL and Hugging Face rows (``[]``: none of these; ``null``:
-unlabelled), a ``|``-joined cell in CSV (``[]`` for none of these; see
-:func:`app.domain.imports.label_cell`), several ``choices`` in Label Studio and the ``accept``
-list of a Prodigy choice task (run Prodigy with ``choice_style: multiple``). Each annotation
-carries its own set, and a queued item the model's proposed set when the queue has one.
+A multi-label project exports label *sets*: the resolved set (a reviewer's adjudicated set, else
+:func:`resolved_set`, the worker's rule) is a JSON list of names in JSONL and Hugging Face rows
+(``[]``: none of these; ``null``: unlabelled), a cell joined by the label separator in CSV (default
+``|``, chosen like the importer's; ``[]`` for none of these; see
+:func:`app.domain.imports.label_cell`), several ``choices`` in Label Studio and the ``accept`` list
+of a Prodigy choice task (run Prodigy with ``choice_style: multiple``). Each annotation carries its
+own set, and a queued item the model's proposed set when the queue has one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ from app.db.models import (
 )
 from app.domain import data_manager as dm
 from app.domain.annotation.label_sets import is_multi_label, label_sets, majority_set
-from app.domain.imports import check_label_cell_names, label_cell
+from app.domain.imports import (
+    LABEL_SEPARATOR,
+    check_label_cell_names,
+    check_label_separator,
+    label_cell,
+)
+from app.domain.review import adjudicated_set_names
 from app.errors import InvalidInput
 from app.security.spreadsheet import safe_cell
 
@@ -147,9 +154,10 @@ def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterat
         ids = [row.id for row in page.rows]
         history = _all_annotations(db, project.id, ids)
         proposed = _proposed_sets(db, project, ids, order) if multi_label else {}
+        decided = adjudicated_set_names(db, project.id, ids) if multi_label else {}
         for row in page.rows:
             annotations = tuple(history.get(row.id, ()))
-            labels = resolved_set(
+            labels = decided[row.id] if row.id in decided else resolved_set(
                 [a.labels for a in annotations if a.status == "live" and a.labels is not None],
                 order,
             ) if multi_label else None
@@ -215,13 +223,16 @@ def _proposed_sets(db: Session, project: Project, ids: Sequence[int], order: Seq
 # --------------------------------------------------------------------------- writers
 
 
-def write_export(db: Session, project: Project, filters: dm.Filters, fmt: str) -> IO[bytes]:
-    """The export as a rewound spooled file; the caller streams and closes it."""
+def write_export(db: Session, project: Project, filters: dm.Filters, fmt: str,
+                 label_separator: str = LABEL_SEPARATOR) -> IO[bytes]:
+    """The export as a rewound spooled file; the caller streams and closes it.
+    ``label_separator`` joins a multi-label set in a CSV cell (checked like the importer's)."""
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.",
                               details={"field": "format"})
+    check_label_separator(label_separator, "csv")
     if fmt == "csv" and is_multi_label(project):
-        check_label_cell_names(_label_names(db, project))
+        check_label_cell_names(_label_names(db, project), label_separator)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     records = export_records(db, project, filters)
     if fmt == "hf":
@@ -231,7 +242,7 @@ def write_export(db: Session, project: Project, filters: dm.Filters, fmt: str) -
     else:
         text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
         if fmt == "csv":
-            _write_csv(records, text)
+            _write_csv(records, text, label_separator)
         elif fmt == "jsonl":
             for record in records:
                 text.write(json.dumps(record.as_dict(), ensure_ascii=False) + "\n")
@@ -255,13 +266,14 @@ def _label_names(db: Session, project: Project) -> list[str]:
     ))
 
 
-def _write_csv(records: Iterator[ExportRecord], out: IO[str]) -> None:
-    """One row per item; a multi-label set is one ``|``-joined cell (``[]``: none of these)."""
+def _write_csv(records: Iterator[ExportRecord], out: IO[str], separator: str) -> None:
+    """One row per item; a multi-label set is one cell joined by ``separator`` (``[]``: none
+    of these)."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for r in records:
-        label = label_cell(r.labels) if r.labels is not None else r.label or ""
-        predicted = (label_cell(r.proposed) if r.proposed is not None
+        label = label_cell(r.labels, separator) if r.labels is not None else r.label or ""
+        predicted = (label_cell(r.proposed, separator) if r.proposed is not None
                      else r.prediction.label if r.prediction else "")
         cells: list[object] = [
             r.item_id, r.external_id or "", r.text, label, r.split,

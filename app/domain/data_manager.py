@@ -77,11 +77,12 @@ from app.domain.annotation.label_sets import (
     differing_set_items,
     label_sets,
     majority_set,
+    project_label_set,
     set_text,
 )
 from app.domain.policy import live
 from app.domain.review import adjudicated_names, clear_adjudications
-from app.errors import Conflict, InvalidInput, NotFound, NotSupported
+from app.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -824,16 +825,52 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
     """Give every target item ``label_name`` as a lead annotation; the item's other live
     annotations are superseded by it (kept, no longer counted)."""
     if project.task_type == TASK_MULTI_LABEL:
-        raise NotSupported(
-            "Relabelling in the data manager is not supported for multi-label projects yet; "
-            "change an item's set on the annotate page or by the API.",
-            details={"task_type": project.task_type})
+        raise InvalidInput(
+            "This project is multi-label: give the new label set (label_ids, or labels by "
+            "name; an empty list means none of these).", details={"field": "label_ids"})
     label_id = db.scalar(
         select(Label.id).where(Label.project_id == project.id, Label.name == label_name)
     )
     if label_id is None:
         raise InvalidInput(f"{label_name!r} is not a label of this project.",
                            details={"field": "label"})
+    return _relabel(db, project, actor, target, label_id, (), {"label": label_name})
+
+
+def relabel_set(
+    db: Session, project: Project, actor: User, target: Target, *,
+    label_ids: Sequence[int] | None = None, label_names: Sequence[str] | None = None,
+) -> BulkResult:
+    """Multi-label: give every target item this label set (by ids or by names; ``[]``: none of
+    these) as a lead annotation, which replaces the item's set: its other live annotations are
+    superseded by it (kept, no longer counted), as in :func:`relabel`."""
+    if project.task_type != TASK_MULTI_LABEL:
+        raise InvalidInput("This project is single-label: give one label to relabel with.",
+                           details={"field": "label"})
+    if (label_ids is None) == (label_names is None):
+        raise InvalidInput(
+            "This project is multi-label: give the new label set as label_ids (or as labels, "
+            "by name); an empty list means none of these.", details={"field": "label_ids"})
+    names = dict(db.execute(select(Label.id, Label.name).where(Label.project_id == project.id)
+                            .order_by(Label.position)).tuples().all())
+    if label_names is not None:
+        by_name = {name: label_id for label_id, name in names.items()}
+        unknown = [name for name in dict.fromkeys(label_names) if name not in by_name]
+        if unknown:
+            raise InvalidInput(
+                f"{', '.join(repr(n) for n in unknown[:10])} "
+                f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of this project.",
+                details={"field": "labels"})
+        label_ids = [by_name[name] for name in label_names]
+    chosen = project_label_set(db, project, label_ids or ())
+    return _relabel(db, project, actor, target, None, chosen,
+                    {"labels": [names[label_id] for label_id in chosen]})
+
+
+def _relabel(db: Session, project: Project, actor: User, target: Target, label_id: int | None,
+             label_set: Sequence[int], detail: Mapping[str, Any]) -> BulkResult:
+    """Add the lead annotations (``label_id``, or a set when it is ``None``) and supersede the
+    target items' other live annotations; ``detail`` names the label(s) in history and audit."""
     take_write_lock(db, project.id)
     ids = target_ids(db, project, target)
     batch = f"relabel-{uuid.uuid4().hex}"
@@ -846,6 +883,14 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
              "guideline_version": project.guidelines_version, "created_at": now}
             for i in chunk
         ])
+        if label_id is None and label_set:
+            created = db.scalars(select(Annotation.id).where(
+                Annotation.project_id == project.id, Annotation.batch_id == batch,
+                Annotation.item_id.in_(chunk)))
+            db.execute(insert(AnnotationLabel), [
+                {"annotation_id": annotation_id, "label_id": member}
+                for annotation_id in created for member in label_set
+            ])
         new = aliased(Annotation)
         lead_annotation = (
             select(new.id)
@@ -861,12 +906,12 @@ def relabel(db: Session, project: Project, actor: User, target: Target, label_na
             .execution_options(synchronize_session=False)
         )
         superseded += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        _events(db, project, actor, chunk, "relabel", {"label": label_name, "batch": batch})
+        _events(db, project, actor, chunk, "relabel", {**detail, "batch": batch})
         clear_adjudications(db, project.id, chunk)  # the lead's label is the item's label now
     if ids:
         audit.record(db, project.id, audit.RELABEL, actor=actor,
                      item_id=ids[0] if len(ids) == 1 else None,
-                     detail={"label": label_name, "items": len(ids), "batch": batch,
+                     detail={**detail, "items": len(ids), "batch": batch,
                              "item_ids": list(ids[:AUDIT_LISTED_IDS])})
         _bump_data_version(db, project)
     db.flush()
@@ -985,8 +1030,19 @@ ACTIONS = ("relabel", "move", "exclude", "include", "delete")
 def run_bulk_action(
     db: Session, project: Project, actor: User, target: Target, action: str, *,
     label: str | None = None, split: str | None = None, confirm: bool = False,
+    label_ids: Sequence[int] | None = None, labels: Sequence[str] | None = None,
 ) -> BulkResult:
-    """One entry point for the page and the API."""
+    """One entry point for the page and the API; a multi-label project relabels with a set
+    (``label_ids`` or ``labels``), a single-label one with ``label``."""
+    if action == "relabel" and project.task_type == TASK_MULTI_LABEL:
+        if label is not None:
+            raise InvalidInput(
+                "This project is multi-label: give the new label set as label_ids (or as "
+                "labels, by name), not one label.", details={"field": "label"})
+        return relabel_set(db, project, actor, target, label_ids=label_ids, label_names=labels)
+    if action == "relabel" and (label_ids is not None or labels is not None):
+        raise InvalidInput("This project is single-label: give one label to relabel with.",
+                           details={"field": "label"})
     if action == "relabel":
         if not label:
             raise InvalidInput("Choose the label to give.", details={"field": "label"})

@@ -14,9 +14,12 @@ CSV cells that a spreadsheet would run as a formula (a text or label starting wi
 ``-``, ``@``, tab or CR) get a leading ``'`` (:mod:`app.security.spreadsheet`); JSONL is exact.
 
 In a multi-label project each row is one annotation's *set*: JSONL ``label`` is a list of names
-(``[]``: none of these), CSV joins them with :data:`~app.domain.imports.LABEL_SEPARATOR` and writes
-:data:`~app.domain.imports.NONE_OF_THESE` for the empty set, which is exactly what the importer
-reads. ``agreed`` then means that the item's live annotations all have the same set.
+(``[]``: none of these), CSV joins them with the label separator (default
+:data:`~app.domain.imports.LABEL_SEPARATOR`, ``|``; the same rule as the importer's separator) and
+writes :data:`~app.domain.imports.NONE_OF_THESE` for the empty set, which is exactly what the
+importer reads (with that separator). A label name containing the separator is refused, with a
+separator that works proposed in the message. ``agreed`` then means that the item's live
+annotations all have the same set.
 
 Exports are written to a spooled temporary file while the request's session is open (rows are
 streamed from the database in chunks), then streamed to the client: memory stays flat for large
@@ -48,7 +51,13 @@ from app.db.models import (
     User,
 )
 from app.domain.annotation.label_sets import label_sets
-from app.domain.imports import SEED_SOURCE, check_label_cell_names, label_cell
+from app.domain.imports import (
+    LABEL_SEPARATOR,
+    SEED_SOURCE,
+    check_label_cell_names,
+    check_label_separator,
+    label_cell,
+)
 from app.domain.policy import live
 from app.security.spreadsheet import safe_row
 
@@ -189,13 +198,15 @@ def annotation_rows(
 
 def write_export(
     db: Session, project_id: int, *, fmt: ExportFormat, only: ExportFilter = "all",
-    annotator_id: int | None = None,
+    annotator_id: int | None = None, label_separator: str = LABEL_SEPARATOR,
 ) -> IO[bytes]:
-    """The export as a rewound (spooled) binary file; the caller streams and closes it."""
+    """The export as a rewound (spooled) binary file; the caller streams and closes it.
+    ``label_separator`` joins a multi-label set in a CSV cell (checked like the importer's)."""
     if fmt not in MEDIA_TYPES:
         raise ValueError(f"unknown export format {fmt!r}; use one of {tuple(MEDIA_TYPES)}")
+    check_label_separator(label_separator, "csv")
     if fmt == "csv":
-        _check_csv_labels(db, project_id)
+        _check_csv_labels(db, project_id, label_separator)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
     text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
     writer = csv.DictWriter(text, fieldnames=COLUMNS) if fmt == "csv" else None
@@ -205,7 +216,7 @@ def write_export(
         record = row.export_record()
         if writer is not None:
             if row.labels is not None:
-                record["label"] = label_cell(row.labels)
+                record["label"] = label_cell(row.labels, label_separator)
             writer.writerow(safe_row({k: "" if v is None else v for k, v in record.items()}))
         else:
             text.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -215,11 +226,11 @@ def write_export(
     return spool
 
 
-def _check_csv_labels(db: Session, project_id: int) -> None:
+def _check_csv_labels(db: Session, project_id: int, separator: str) -> None:
     """A multi-label project's CSV needs label names its label cell can tell apart."""
     if db.scalar(select(Project.task_type).where(Project.id == project_id)) == TASK_MULTI_LABEL:
         check_label_cell_names(db.scalars(select(Label.name).where(Label.project_id == project_id)
-                                          .order_by(Label.position)))
+                                          .order_by(Label.position)), separator)
 
 
 def export_filename(project_id: int, fmt: ExportFormat, only: ExportFilter) -> str:

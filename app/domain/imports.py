@@ -29,7 +29,9 @@ How it stays correct and small:
 
 A name given twice in one row counts once. Labelled rows become seed annotations with
 ``label_id = NULL`` plus one :class:`~app.db.models.AnnotationLabel` row per label (none for the
-empty set). Gold columns are refused for these projects (:func:`require_single_label`).
+empty set). A gold column holds a gold *set* the same way (a JSON list, or names split by the
+same separator; ``[]`` is a gold item whose answer is none of these, an empty value a row that is
+not gold).
 """
 
 from __future__ import annotations
@@ -58,17 +60,13 @@ from app.db.models import (
     Annotation,
     AnnotationLabel,
     GoldItem,
+    GoldItemLabel,
     Item,
     Label,
     Project,
     User,
 )
-from app.domain.annotation.label_sets import (
-    is_multi_label,
-    label_sets,
-    require_single_label,
-    store_label_set,
-)
+from app.domain.annotation.label_sets import is_multi_label, label_sets, store_label_set
 from app.domain.json_input import JsonInputError, parse_json
 from app.domain.policy import live
 from app.errors import ImportRejected, InvalidInput
@@ -128,6 +126,8 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 ITEMS = cast(Table, Item.__table__)
 ANNOTATIONS = cast(Table, Annotation.__table__)
 ANNOTATION_LABELS = cast(Table, AnnotationLabel.__table__)
+GOLD_ITEMS = cast(Table, GoldItem.__table__)
+GOLD_ITEM_LABELS = cast(Table, GoldItemLabel.__table__)
 LABEL_SEPARATOR = "|"
 """Between label names in a multi-label project's CSV/TSV label cell, unless the lead chooses
 another; exports write it too."""
@@ -218,19 +218,7 @@ class ImportOptions:
             raise InvalidInput("max_listed_errors must be positive.")
 
     def _check_separator(self, separator: str) -> None:
-        problem = None
-        if len(separator) > MAX_SEPARATOR_CHARS:
-            problem = f"must be 1 to {MAX_SEPARATOR_CHARS} characters long"
-        elif not separator.strip() or "\n" in separator or "\r" in separator:
-            problem = "must contain a visible character and no line break"
-        elif self.format in DELIMITERS and DELIMITERS[self.format] in separator:
-            problem = (f"cannot contain the {self.format.upper()} delimiter "
-                       f"{DELIMITERS[self.format]!r}")
-        if problem:
-            raise InvalidInput(
-                f"The label separator {separator!r} {problem} (e.g. {LABEL_SEPARATOR!r} or ';').",
-                details={"field": "label_separator"},
-            )
+        check_label_separator(separator, self.format)
 
     def separator(self) -> str | None:
         """The separator that splits a label value, or ``None``: JSONL strings are one name."""
@@ -302,23 +290,74 @@ def detect_format(
     )
 
 
+def _separator_problem(separator: str, fmt: str) -> str | None:
+    if not 1 <= len(separator) <= MAX_SEPARATOR_CHARS:
+        return f"must be 1 to {MAX_SEPARATOR_CHARS} characters long"
+    if not separator.strip() or "\n" in separator or "\r" in separator:
+        return "must contain a visible character and no line break"
+    if fmt in DELIMITERS and DELIMITERS[fmt] in separator:  # type: ignore[index]
+        return f"cannot contain the {fmt.upper()} delimiter {DELIMITERS[fmt]!r}"  # type: ignore[index]
+    return None
+
+
+def check_label_separator(separator: str, fmt: str) -> None:
+    """The rule for a multi-label label separator, on import and export alike: 1 to
+    :data:`MAX_SEPARATOR_CHARS` characters, a visible one among them, no line break, and never
+    the file's own delimiter (``fmt``: csv or tsv; jsonl has none)."""
+    problem = _separator_problem(separator, fmt)
+    if problem:
+        raise InvalidInput(
+            f"The label separator {separator!r} {problem} (e.g. {LABEL_SEPARATOR!r} or ';').",
+            details={"field": "label_separator"},
+        )
+
+
+SEPARATOR_CANDIDATES = ("|", ";", "/", "+", "#", "~", "^", "||", ";;", "|;|", "#|#")
+"""What :func:`check_label_cell_names` proposes, in order, when names clash with a separator."""
+
+
+def proposed_separator(names: Iterable[str], fmt: str = "csv") -> str | None:
+    """A separator that no label name contains and the importer accepts for ``fmt``; ``None``
+    when every candidate clashes."""
+    listed = list(names)
+    for candidate in SEPARATOR_CANDIDATES:
+        if _separator_problem(candidate, fmt) is None and not any(
+            candidate in name for name in listed
+        ):
+            return candidate
+    return None
+
+
 def label_cell(names: Sequence[str], separator: str = LABEL_SEPARATOR) -> str:
     """A multi-label set as the CSV/TSV label cell this importer reads back."""
     return separator.join(names) if names else NONE_OF_THESE
 
 
-def check_label_cell_names(names: Iterable[str], separator: str = LABEL_SEPARATOR) -> None:
+def check_label_cell_names(names: Iterable[str], separator: str = LABEL_SEPARATOR,
+                           fmt: str = "csv") -> None:
     """Refuse label names that a joined label cell could not tell apart: a name containing the
-    separator, or the name ``[]`` (the cell of the empty set)."""
-    clashing = [name for name in names if separator in name or name == NONE_OF_THESE]
-    if clashing:
-        raise InvalidInput(
-            f"{'Label' if len(clashing) == 1 else 'Labels'} "
+    separator, or the name ``[]`` (the cell of the empty set). When only the separator is in
+    the way, the message names one that works (:func:`proposed_separator`); exporting and
+    importing with it gives the same sets back."""
+    listed = list(names)
+    clashing = [name for name in listed if separator in name or name == NONE_OF_THESE]
+    if not clashing:
+        return
+    what = (f"{'Label' if len(clashing) == 1 else 'Labels'} "
             f"{', '.join(repr(n) for n in clashing[:5])} cannot be written in a CSV label "
             f"cell, where {separator!r} separates label names and {NONE_OF_THESE} means none of "
-            "these. Export as JSONL (labels as a list), or rename the label.",
-            details={"labels": clashing},
-        )
+            "these.")
+    details: dict[str, Any] = {"labels": clashing, "field": "label_separator"}
+    proposal = (None if NONE_OF_THESE in clashing
+                else proposed_separator(listed, fmt))
+    if proposal is not None:
+        details["proposed_separator"] = proposal
+        raise InvalidInput(
+            f"{what} Export with the label separator {proposal!r} instead (and import the file "
+            f"with the same label separator), export as JSONL (labels as a list), or rename "
+            "the label.", details=details)
+    raise InvalidInput(f"{what} Export as JSONL (labels as a list), or rename the label.",
+                       details=details)
 
 
 def normalise_text(text: str) -> str:
@@ -566,10 +605,16 @@ class _Row:
     label_ids: tuple[int, ...] | None = None
     """Multi-label projects: the row's label set in label order (``()``: none of these;
     ``None``: unlabelled). ``label_id`` is then always ``None``."""
+    gold_label_ids: tuple[int, ...] | None = None
+    """Multi-label projects: the gold set when the row is a gold item (``()``: none of these)."""
 
     @property
     def labelled(self) -> bool:
         return self.label_id is not None or self.label_ids is not None
+
+    @property
+    def gold(self) -> bool:
+        return self.gold_label_id is not None or self.gold_label_ids is not None
 
 
 class _Validator:
@@ -591,11 +636,14 @@ class _Validator:
         text = self._text(fields, line, errors)
         label_id: int | None = None
         label_ids: tuple[int, ...] | None = None
+        gold_label_id: int | None = None
+        gold_label_ids: tuple[int, ...] | None = None
         if self.multi_label:
-            label_ids = self._label_set(fields, line, errors)
+            label_ids = self._label_set(fields, line, errors, self.mapping.label)
+            gold_label_ids = self._label_set(fields, line, errors, self.mapping.gold)
         else:
             label_id = self._label(fields, line, errors)
-        gold_label_id = self._label(fields, line, errors, self.mapping.gold)
+            gold_label_id = self._label(fields, line, errors, self.mapping.gold)
         external_id = self._external_id(fields, line, errors)
         split = self._split(fields, line, errors)
         if (split in (SPLIT_DEV, SPLIT_TEST) and label_id is None and label_ids is None
@@ -603,7 +651,8 @@ class _Validator:
             need = ("a label set ([] for none of these)" if self.multi_label else "one")
             errors.append(RowError(line, f"is in the {split} split but has no label; evaluation "
                                          f"rows need {need}", self.mapping.label))
-        if gold_label_id is not None and split != SPLIT_POOL and not errors:
+        if (gold_label_id is not None or gold_label_ids is not None) and split != SPLIT_POOL \
+                and not errors:
             errors.append(RowError(line, f"is gold but in the {split} split; only pool rows can "
                                          "be gold", self.mapping.gold))
         if errors or text is None:
@@ -613,7 +662,7 @@ class _Validator:
             if key not in self._mapped and value not in ("", None)
         }
         return _Row(line, text, content_hash(text), label_id, external_id, split, meta,
-                    gold_label_id, label_ids), []
+                    gold_label_id, label_ids, gold_label_ids), []
 
     def _text(self, fields: dict[str, Any], line: int, errors: list[RowError]) -> str | None:
         column = self.mapping.text
@@ -665,15 +714,15 @@ class _Validator:
         known = ", ".join(repr(n) for n in list(self.labels)[:12])
         return f"known labels: {known}" if self.labels else "the project has no labels yet"
 
-    def _label_set(self, fields: dict[str, Any], line: int, errors: list[RowError]
-                   ) -> tuple[int, ...] | None:
-        """A multi-label row's set (``()``: none of these), or ``None`` when it is unlabelled.
+    def _label_set(self, fields: dict[str, Any], line: int, errors: list[RowError],
+                   column: str | None) -> tuple[int, ...] | None:
+        """A multi-label row's set in ``column`` (the label or the gold column; ``()``: none of
+        these), or ``None`` when it is empty (unlabelled, or not gold).
 
         A JSON list gives the names; a string is split by the separator (JSONL strings only when
         the lead chose one: a label name may contain any character), the CSV token
         :data:`NONE_OF_THESE` is the empty set. Names are deduplicated and put in label order.
         """
-        column = self.mapping.label
         if column is None:
             return None
         value = fields.get(column)
@@ -779,11 +828,9 @@ def import_items(
 
     ``source`` must be seekable (an uploaded file spooled to disk is). Only ``flush`` happens here;
     the caller's transaction makes it all-or-nothing. A multi-label project reads label sets
-    (see the module's docstring) and refuses a gold column before reading anything.
+    (see the module's docstring), and gold sets from a gold column.
     """
     multi_label = is_multi_label(project)
-    if multi_label and options.mapping.gold:
-        require_single_label(project, "gold items")
     if not multi_label and options.label_separator is not None:
         raise InvalidInput(
             "A label separator applies to multi-label projects only; this project takes one "
@@ -894,7 +941,7 @@ def _insert_batch(
             report.duplicates_in_file += 1  # inserted by an earlier batch of this file
         else:
             report.duplicates_in_project += 1
-            if row.gold_label_id is not None:
+            if row.gold:
                 gold_rows[item_id] = row
             elif row.labelled:
                 already[item_id] = row
@@ -924,7 +971,7 @@ def _insert_batch(
     sets: dict[int, tuple[int, ...]] = {}
     for row in unique.values():
         report.by_split[row.split] = report.by_split.get(row.split, 0) + 1
-        if row.gold_label_id is not None:
+        if row.gold:
             gold_rows[ids[row.content_hash]] = row
             continue
         if not row.labelled:
@@ -993,12 +1040,20 @@ def _insert_gold(
                                          "only pool items can be gold", None)
                   for i in sorted(not_pool)][:20]
         raise _rejected(errors, len(not_pool))
+    db.execute(delete(GoldItemLabel).where(GoldItemLabel.gold_item_id.in_(
+        select(GoldItem.id).where(GoldItem.item_id.in_(list(rows))))))
     db.execute(delete(GoldItem).where(GoldItem.item_id.in_(list(rows))))
-    db.execute(insert(cast(Table, GoldItem.__table__)), [
+    created = db.execute(insert(GOLD_ITEMS).returning(GOLD_ITEMS.c.id, GOLD_ITEMS.c.item_id), [
         {"project_id": project.id, "item_id": item_id, "label_id": row.gold_label_id,
          "created_by_id": user.id, "created_at": now}
         for item_id, row in rows.items()
-    ])
+    ]).all()
+    members = [
+        {"gold_item_id": gold_id, "label_id": label_id}
+        for gold_id, item_id in created for label_id in rows[item_id].gold_label_ids or ()
+    ]
+    if members:
+        db.execute(insert(GOLD_ITEM_LABELS), members)
     report.gold += len(rows)
 
 

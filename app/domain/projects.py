@@ -23,10 +23,13 @@ from app.db.models import (
     Annotation,
     AnnotationLabel,
     GoldItem,
+    GoldItemLabel,
     Item,
     Label,
     Membership,
     Project,
+    ReviewDecision,
+    ReviewDecisionLabel,
     User,
 )
 from app.domain import audit
@@ -183,6 +186,29 @@ def set_labels(db: Session, project_id: int, names: Sequence[str]) -> list[Label
             raise Conflict(
                 f"Label {label.name!r} has {used} annotations and cannot be removed.",
                 details={"label": label.name, "annotations": used},
+            )
+        gold = (db.scalar(select(func.count()).select_from(GoldItem)
+                          .where(GoldItem.label_id == label.id)) or 0) + (
+            db.scalar(select(func.count()).select_from(GoldItemLabel)
+                      .where(GoldItemLabel.label_id == label.id)) or 0)
+        if gold:  # the foreign keys would delete those gold answers (or shrink their sets)
+            raise Conflict(
+                f"Label {label.name!r} is the answer of {gold} gold items and cannot be removed; "
+                "change or unmark those gold items first.",
+                details={"label": label.name, "gold_items": gold},
+            )
+        decided = (db.scalar(select(func.count()).select_from(ReviewDecision)
+                             .where(ReviewDecision.label_id == label.id,
+                                    ReviewDecision.active.is_(True))) or 0) + (
+            db.scalar(select(func.count()).select_from(ReviewDecisionLabel)
+                      .join(ReviewDecision, ReviewDecision.id == ReviewDecisionLabel.decision_id)
+                      .where(ReviewDecisionLabel.label_id == label.id,
+                             ReviewDecision.active.is_(True))) or 0)
+        if decided:  # the foreign keys would delete those reviewers' decisions
+            raise Conflict(
+                f"Label {label.name!r} is what a reviewer decided for {decided} items and "
+                "cannot be removed; change those decisions first.",
+                details={"label": label.name, "review_decisions": decided},
             )
     for label in removed:
         db.delete(label)

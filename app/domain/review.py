@@ -5,9 +5,9 @@ Reviewers (project role ``reviewer``; leads and admins too) see three lists:
 * **disagreements** — items with two or more live annotations of different labels (in a
   multi-label project: of different label sets,
   :func:`~app.domain.annotation.label_sets.differing_set_items`; such an item is listed with
-  each annotator's set and the majority set, and decisions on it are refused, as every review
-  decision is for multi-label projects);
-* **gold misses** — gold items where an annotator's current answer differs from the gold answer;
+  each annotator's set and the majority set);
+* **gold misses** — gold items where an annotator's current answer differs from the gold answer
+  (multi-label: a set that is not exactly the gold set);
 * **likely errors** — the worker's stored ``label_issues`` (``quality.label_issues``), flagged
   ones, highest score first.
 
@@ -24,6 +24,14 @@ An accept or change is the item's *adjudicated label*: the worker's labelled set
 of the individual annotations (:func:`adjudicated_labels`, read by
 ``worker.tasks.project_data.labelled_set``); every annotation stays in the database. Each
 decision writes an audit row (:mod:`app.domain.audit`).
+
+**Multi-label projects** decide on label *sets*: accept keeps the item's majority set (the
+labels in more than half of its live sets, what the worker trains on) or its gold set; change
+takes ``label_ids``, the new set (``[]``: none of these); a send-back on a gold item returns the
+sets that are not exactly the gold set. The decision's set is stored as
+:class:`~app.db.models.ReviewDecisionLabel` rows (its ``label_id`` stays ``None``) and
+overrides the annotations in ``worker.tasks.project_data.labelled_sets``
+(:func:`adjudicated_sets`).
 """
 
 from __future__ import annotations
@@ -34,7 +42,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
@@ -50,16 +69,18 @@ from app.db.models import (
     Lease,
     Project,
     ReviewDecision,
+    ReviewDecisionLabel,
     User,
 )
 from app.domain import audit, gold
 from app.domain.annotation.common import live, project_item, project_labels, take_write_lock
 from app.domain.annotation.label_sets import (
+    check_answer,
     differing_set_items,
     is_multi_label,
     label_sets,
     majority_set,
-    require_single_label,
+    project_label_set,
     set_text,
 )
 from app.domain.live_head import request_live_refit
@@ -95,6 +116,8 @@ class ReviewEntry:
     votes: tuple[Vote, ...] = ()
     suggested: str | None = None
     score: float | None = None
+    label_ids: tuple[int, ...] | None = None
+    """Multi-label: the set the item has now (majority or gold set), label ids in label order."""
 
 
 @dataclass(frozen=True)
@@ -224,18 +247,21 @@ def _set_disagreements(
     def text(labels: set[int] | list[int]) -> str:
         return set_text(names[label] for label in order if label in labels)
 
-    return [
-        ReviewEntry(
+    entries = []
+    for item_id in ids:
+        if item_id not in by_item:
+            continue
+        current = majority_set([labels for labels, _ in by_item[item_id]])
+        entries.append(ReviewEntry(
             item_id=item_id,
             text=texts.get(item_id, ""),
             reason=REASON_DISAGREEMENT,
-            label=text(majority_set([labels for labels, _ in by_item[item_id]])),
+            label=text(current),
             label_id=None,
             votes=tuple(Vote(email, text(labels), None) for labels, email in by_item[item_id]),
-        )
-        for item_id in ids
-        if item_id in by_item
-    ]
+            label_ids=tuple(label for label in order if label in current),
+        ))
+    return entries
 
 
 def _disagreements(
@@ -276,6 +302,8 @@ def _disagreements(
 def _gold_misses(
     db: Session, project: Project, names: dict[int, str], limit: int
 ) -> list[ReviewEntry]:
+    if is_multi_label(project):
+        return _set_gold_misses(db, project, names, limit)
     rows = (
         db.execute(
             select(GoldItem.item_id, GoldItem.label_id)
@@ -300,6 +328,8 @@ def _gold_misses(
     texts = _texts(db, ids)
     out = []
     for item_id, answer in rows:
+        if answer is None:
+            continue
         misses = [v for v in votes.get(item_id, []) if v[1] != answer]
         if not misses:
             continue
@@ -320,6 +350,65 @@ def _gold_misses(
         )
         if len(out) >= limit:
             break
+    return out
+
+
+GOLD_MISS_CHUNK = 200
+
+
+def _set_gold_misses(
+    db: Session, project: Project, names: dict[int, str], limit: int
+) -> list[ReviewEntry]:
+    """A multi-label project's gold misses: gold items with a live set that is not exactly the
+    gold set, newer than the item's latest decision. Candidates (gold items with an undecided
+    live answer) come from SQL; the sets are compared here, a chunk at a time."""
+    candidates = db.execute(
+        select(GoldItem.item_id, GoldItem.id)
+        .join(Annotation, Annotation.item_id == GoldItem.item_id)
+        .where(GoldItem.project_id == project.id, Annotation.project_id == project.id, live())
+        .group_by(GoldItem.item_id, GoldItem.id)
+        .having(_undecided(project.id, GoldItem.item_id))
+        .order_by(GoldItem.item_id)
+    ).tuples().all()
+    order = list(names)
+    out: list[ReviewEntry] = []
+    for start in range(0, len(candidates), GOLD_MISS_CHUNK):
+        chunk = dict(candidates[start:start + GOLD_MISS_CHUNK])
+        golds = gold.gold_sets(db, chunk.values())
+        rows = db.execute(
+            select(Annotation.item_id, Annotation.id, User.email, Annotation.created_at)
+            .outerjoin(User, User.id == Annotation.annotator_id)
+            .where(Annotation.project_id == project.id, Annotation.item_id.in_(list(chunk)),
+                   live())
+            .order_by(Annotation.id)
+        ).tuples().all()
+        sets = label_sets(db, [annotation_id for _, annotation_id, _, _ in rows])
+        by_item: dict[int, list[tuple[set[int], str | None, datetime]]] = {}
+        for item_id, annotation_id, email, created in rows:
+            by_item.setdefault(item_id, []).append((set(sets[annotation_id]), email, created))
+        decided = _latest_decisions(db, project.id, list(chunk))
+        texts = _texts(db, list(chunk))
+        for item_id, gold_id in chunk.items():
+            answer = set(golds[gold_id])
+            votes = by_item.get(item_id, [])
+            misses = [created for labels, _, created in votes if labels != answer]
+            if not misses or (item_id in decided and decided[item_id] >= max(misses)):
+                continue
+            out.append(ReviewEntry(
+                item_id=item_id,
+                text=texts.get(item_id, ""),
+                reason=REASON_GOLD_MISS,
+                label=set_text(names[label] for label in order if label in answer),
+                label_id=None,
+                votes=tuple(
+                    Vote(email or "?", set_text(names[label] for label in order
+                                                if label in labels), None)
+                    for labels, email, _ in votes
+                ),
+                label_ids=tuple(golds[gold_id]),
+            ))
+            if len(out) >= limit:
+                return out
     return out
 
 
@@ -392,7 +481,10 @@ class Decision:
     item_id: int
     action: str
     label: str | None
+    """The label decided on; multi-label: the set as one text ("billing, bug")."""
     note: str
+    labels: tuple[str, ...] | None = None
+    """Multi-label accept/change: the set's names in label order (``()``: none of these)."""
 
 
 def _label(db: Session, project: Project, label_id: int | None) -> Label:
@@ -422,7 +514,7 @@ def clear_adjudications(db: Session, project_id: int, item_ids: Sequence[int]) -
 
 
 def _current_label(db: Session, project: Project, item: Item) -> int:
-    answer = db.scalar(select(GoldItem.label_id).where(GoldItem.item_id == item.id))
+    answer: int | None = db.scalar(select(GoldItem.label_id).where(GoldItem.item_id == item.id))
     if answer is not None:
         return int(answer)
     labels = list(
@@ -441,12 +533,46 @@ def _current_label(db: Session, project: Project, item: Item) -> int:
     return _majority(given)
 
 
+def _current_set(db: Session, project: Project, item: Item) -> list[int]:
+    """Multi-label: the item's gold set, else the majority set of its live sets (label order)."""
+    answer = gold.gold_set_of_item(db, project, item.id)
+    if answer is not None:
+        return answer
+    annotation_ids = list(db.scalars(
+        select(Annotation.id)
+        .where(Annotation.project_id == project.id, Annotation.item_id == item.id, live())
+        .order_by(Annotation.id)
+    ))
+    if not annotation_ids:
+        raise InvalidInput(
+            f"Item {item.id} has no label set to accept; change it or send it back.",
+            details={"item_id": item.id},
+        )
+    sets = label_sets(db, annotation_ids)
+    current = majority_set([sets[a] for a in annotation_ids])
+    return [label.id for label in project_labels(db, project.id) if label.id in current]
+
+
+def _wrong_set_answers(db: Session, project: Project, item: Item, answer: list[int]
+                       ) -> list[int]:
+    """Multi-label gold item: its live annotations whose set is not exactly ``answer``."""
+    annotation_ids = list(db.scalars(
+        select(Annotation.id)
+        .where(Annotation.project_id == project.id, Annotation.item_id == item.id, live())
+    ))
+    sets = label_sets(db, annotation_ids)
+    return [a for a in annotation_ids if set(sets[a]) != set(answer)]
+
+
 def _send_back(db: Session, project: Project, item: Item) -> int:
     """Take the item's live annotations out of play (kept, marked deleted); on a gold item only
     the wrong answers. Clears its lease rows so every annotator can be handed it again."""
     conditions = [Annotation.project_id == project.id, Annotation.item_id == item.id, live()]
+    gold_set = gold.gold_set_of_item(db, project, item.id) if is_multi_label(project) else None
     answer = db.scalar(select(GoldItem.label_id).where(GoldItem.item_id == item.id))
-    if answer is not None:
+    if gold_set is not None:
+        conditions.append(Annotation.id.in_(_wrong_set_answers(db, project, item, gold_set)))
+    elif answer is not None:
         conditions.append(Annotation.label_id != answer)
     result = db.execute(
         update(Annotation)
@@ -471,10 +597,11 @@ def decide(
     note: str = "",
     reason: str = "",
     may_change_gold: bool = False,
+    label_ids: Sequence[int] | None = None,
 ) -> Decision:
     """Record a reviewer's decision on an item (see the module docstring); all checks come
-    before any write."""
-    require_single_label(project, "review decisions")
+    before any write. A multi-label change takes ``label_ids`` (the new set), not ``label_id``."""
+    multi_label = is_multi_label(project)
     take_write_lock(db, project.id)
     item = project_item(db, project, item_id)  # another project's item: 404 before anything
     if action not in REVIEW_ACTIONS:
@@ -492,6 +619,7 @@ def decide(
         )
     is_gold_item = db.scalar(select(GoldItem.id).where(GoldItem.item_id == item.id)) is not None
     chosen: Label | None = None
+    chosen_set: list[int] | None = None
     detail: dict[str, object] = {"action": action, "reason": reason}
     if action == REVIEW_SEND_BACK:
         if not note:
@@ -499,12 +627,23 @@ def decide(
                 "Say why the item goes back: annotators see the note.", details={"field": "note"}
             )
     elif action == REVIEW_CHANGE:
-        chosen = _label(db, project, label_id)
+        if multi_label:
+            check_answer(project, label_id, label_ids)
+            chosen_set = project_label_set(db, project, label_ids or ())
+        elif label_ids is not None:
+            check_answer(project, label_id, label_ids)
+        else:
+            chosen = _label(db, project, label_id)
         if is_gold_item and not may_change_gold:
             raise PermissionDenied("Only a lead changes a gold item's answer.")
+    elif multi_label:
+        chosen_set = _current_set(db, project, item)
     else:
         chosen = _label(db, project, _current_label(db, project, item))
-    before = _before_label(db, project, item)
+    names = {label.id: label.name for label in project_labels(db, project.id)}
+    chosen_names = None if chosen_set is None else tuple(names[i] for i in chosen_set)
+    before: object = _before_set(db, project, item, names) if multi_label else _before_label(
+        db, project, item)
     _deactivate(db, project.id, [item.id])
     decision = ReviewDecision(
         project_id=project.id,
@@ -517,13 +656,22 @@ def decide(
         active=True,
     )
     db.add(decision)
+    if chosen_set is not None:
+        db.flush()
+        if chosen_set:
+            db.execute(insert(ReviewDecisionLabel), [
+                {"decision_id": decision.id, "label_id": label} for label in chosen_set
+            ])
     if action == REVIEW_SEND_BACK:
         detail["annotations_returned"] = _send_back(db, project, item)
         detail["note"] = note
     elif action == REVIEW_CHANGE and is_gold_item and chosen is not None:
         gold.mark_gold(db, project, item.id, chosen.id, by=reviewer)
+    elif action == REVIEW_CHANGE and is_gold_item and chosen_set is not None:
+        gold.mark_gold(db, project, item.id, chosen_set, by=reviewer)
     detail["from"] = before
-    detail["to"] = chosen.name if chosen is not None else None
+    detail["to"] = (chosen.name if chosen is not None
+                    else list(chosen_names) if chosen_names is not None else None)
     db.flush()
     audit.record(
         db,
@@ -536,7 +684,19 @@ def decide(
     project.data_version = project.data_version + 1  # the training data changed
     db.flush()
     request_live_refit(db, project.id)
+    if chosen_names is not None:
+        return Decision(decision.id, item.id, action, set_text(chosen_names), note,
+                        labels=chosen_names)
     return Decision(decision.id, item.id, action, chosen.name if chosen else None, note)
+
+
+def _before_set(db: Session, project: Project, item: Item, names: dict[int, str]
+                ) -> list[str] | None:
+    """Multi-label: the item's set before the decision (names), ``None`` without one."""
+    try:
+        return [names[label_id] for label_id in _current_set(db, project, item)]
+    except InvalidInput:
+        return None
 
 
 def _before_label(db: Session, project: Project, item: Item) -> str | None:
@@ -572,14 +732,77 @@ def adjudicated_labels(db: Session, project_id: int) -> dict[int, int]:
     return out
 
 
+def decision_sets(db: Session, decision_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Multi-label decision id -> its set's label ids in label order (``[]``: none of these)."""
+    ids = list(decision_ids)
+    sets: dict[int, list[int]] = {decision_id: [] for decision_id in ids}
+    for start in range(0, len(ids), 5_000):
+        rows = db.execute(
+            select(ReviewDecisionLabel.decision_id, ReviewDecisionLabel.label_id)
+            .join(Label, Label.id == ReviewDecisionLabel.label_id)
+            .where(ReviewDecisionLabel.decision_id.in_(ids[start:start + 5_000]))
+            .order_by(ReviewDecisionLabel.decision_id, Label.position)
+        ).tuples()
+        for decision_id, label_id in rows:
+            sets[decision_id].append(label_id)
+    return sets
+
+
+def adjudicated_sets(db: Session, project_id: int) -> dict[int, list[int]]:
+    """Multi-label: item id -> adjudicated set (label ids; the latest active accept or change
+    per item, whose ``label_id`` is ``None``)."""
+    latest: dict[int, int] = {}
+    for item_id, decision_id in db.execute(
+        select(ReviewDecision.item_id, ReviewDecision.id)
+        .where(
+            ReviewDecision.project_id == project_id,
+            ReviewDecision.active.is_(True),
+            ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
+            ReviewDecision.label_id.is_(None),
+        )
+        .order_by(ReviewDecision.id)
+    ).tuples():
+        latest[item_id] = decision_id
+    sets = decision_sets(db, list(latest.values()))
+    return {item_id: sets[decision_id] for item_id, decision_id in latest.items()}
+
+
+def adjudicated_set_names(db: Session, project_id: int, item_ids: Sequence[int]
+                          ) -> dict[int, tuple[str, ...]]:
+    """Multi-label: item id -> adjudicated set's names in label order, for these items (the
+    data manager's exports write the set training uses)."""
+    if not item_ids:
+        return {}
+    latest: dict[int, int] = {}
+    for item_id, decision_id in db.execute(
+        select(ReviewDecision.item_id, ReviewDecision.id)
+        .where(
+            ReviewDecision.project_id == project_id,
+            ReviewDecision.item_id.in_(item_ids),
+            ReviewDecision.active.is_(True),
+            ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
+            ReviewDecision.label_id.is_(None),
+        )
+        .order_by(ReviewDecision.id)
+    ).tuples():
+        latest[item_id] = decision_id
+    if not latest:
+        return {}
+    sets = decision_sets(db, list(latest.values()))
+    names = dict(db.execute(select(Label.id, Label.name)
+                            .where(Label.project_id == project_id)).tuples().all())
+    return {item_id: tuple(names[label_id] for label_id in sets[decision_id])
+            for item_id, decision_id in latest.items()}
+
+
 def adjudicated_names(db: Session, project_id: int, item_ids: Sequence[int]) -> dict[int, str]:
     """item id -> adjudicated label name, for these items (the data manager and its exports
-    show the label training uses)."""
+    show the label training uses); a multi-label decision's set as one text."""
     if not item_ids:
         return {}
     rows = db.execute(
-        select(ReviewDecision.item_id, Label.name)
-        .join(Label, Label.id == ReviewDecision.label_id)
+        select(ReviewDecision.item_id, ReviewDecision.id, Label.name)
+        .outerjoin(Label, Label.id == ReviewDecision.label_id)
         .where(
             ReviewDecision.project_id == project_id,
             ReviewDecision.item_id.in_(item_ids),
@@ -587,8 +810,20 @@ def adjudicated_names(db: Session, project_id: int, item_ids: Sequence[int]) -> 
             ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
         )
         .order_by(ReviewDecision.id)
-    ).tuples()
-    return {item_id: name for item_id, name in rows}
+    ).tuples().all()
+    set_texts = _set_texts(db, project_id, [d for _, d, name in rows if name is None])
+    return {item_id: name if name is not None else set_texts[decision_id]
+            for item_id, decision_id, name in rows}
+
+
+def _set_texts(db: Session, project_id: int, decision_ids: Sequence[int]) -> dict[int, str]:
+    """Multi-label decision id -> its set as one text ("billing, bug")."""
+    if not decision_ids:
+        return {}
+    sets = decision_sets(db, decision_ids)
+    names = dict(db.execute(select(Label.id, Label.name)
+                            .where(Label.project_id == project_id)).tuples().all())
+    return {d: set_text(names[label_id] for label_id in labels) for d, labels in sets.items()}
 
 
 _NOTE = (
@@ -632,7 +867,12 @@ def recent_decisions(db: Session, project: Project, *, limit: int = 20) -> list[
         .order_by(ReviewDecision.id.desc())
         .limit(max(1, min(limit, MAX_LIST)))
     ).all()
+    sets = _set_texts(db, project.id, [
+        d.id for d, name, _ in rows
+        if name is None and d.action in (REVIEW_ACCEPT, REVIEW_CHANGE)
+    ]) if is_multi_label(project) else {}
     return [
-        DecisionRow(d.id, d.item_id, d.action, name, d.note, email or "", d.created_at, d.active)
+        DecisionRow(d.id, d.item_id, d.action, name if name is not None else sets.get(d.id),
+                    d.note, email or "", d.created_at, d.active)
         for d, name, email in rows
     ]

@@ -20,8 +20,10 @@ from app.deps import MAX_DB_INT, ProjectLead, SessionDep
 from app.domain import data_export
 from app.domain import data_manager as dm
 from app.domain.annotation.common import project_labels
+from app.domain.annotation.label_sets import is_multi_label
+from app.domain.imports import LABEL_SEPARATOR
 from app.errors import InvalidInput
-from app.web.forms import FormDep
+from app.web.forms import FormDep, form_ids
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -66,6 +68,8 @@ def _context(db: SessionDep, access: ProjectLead, raw: dict[str, str], after: in
         "splits": SPLITS,
         "formats": data_export.FORMATS,
         "actions": dm.ACTIONS,
+        "multi_label": is_multi_label(project),
+        "default_separator": LABEL_SEPARATOR,
     }
 
 
@@ -108,6 +112,8 @@ def bulk_action(request: Request, db: SessionDep, access: ProjectLead, form: For
             db, access.project, access.user, target, action,
             # Not "label"/"split": those names are filters (the target), these are the new values.
             label=str(form.get("new_label") or "") or None,
+            # Multi-label: the ticked labels are the new set (none ticked: none of these).
+            label_ids=form_ids(form, "new_label_ids") if is_multi_label(access.project) else None,
             split=str(form.get("new_split") or "") or None,
             confirm=form.get("confirm") == "yes",
         )
@@ -131,9 +137,10 @@ def item_page(request: Request, db: SessionDep, access: ProjectLead, item_id: It
 
 
 @router.get("/projects/{project_id}/data/export")
-def export(request: Request, db: SessionDep, access: ProjectLead, format: str = "csv"
-           ) -> Response:
+def export(request: Request, db: SessionDep, access: ProjectLead, format: str = "csv",
+           label_separator: Annotated[str, Query(max_length=20)] = LABEL_SEPARATOR) -> Response:
     filters = dm.parse_filters(_raw_filters(request.query_params))
-    spool = data_export.write_export(db, access.project, filters, format)
+    spool = data_export.write_export(db, access.project, filters, format,
+                                     label_separator or LABEL_SEPARATOR)
     return stream_file(spool, data_export.MEDIA_TYPES[format],  # type: ignore[index]
                        data_export.export_filename(access.project, format))

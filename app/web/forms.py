@@ -24,6 +24,7 @@ async def read_form(request: Request) -> FormData:
 
 
 FormDep = Annotated[FormData, Depends(read_form)]
+MAX_FORM_IDS = 200
 
 
 def form_int(form: Mapping[str, Any], name: str, default: int) -> int:
@@ -50,6 +51,22 @@ def form_float(form: Mapping[str, Any], name: str, default: float) -> float:
     except ValueError:
         raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a number.",
                            details={"field": name}) from None
+
+
+def form_ids(form: FormData, name: str) -> list[int]:
+    """Every value of a repeated field (ticked checkboxes) as ids; none ticked: ``[]``."""
+    values = form.getlist(name)
+    if len(values) > MAX_FORM_IDS:
+        raise InvalidInput(f"At most {MAX_FORM_IDS} values in {name!r}.", details={"field": name})
+    ids = []
+    for value in values:
+        raw = value.strip() if isinstance(value, str) else ""
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 \
+                or not 1 <= int(raw) <= MAX_DB_INT:
+            raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be ids.",
+                               details={"field": name})
+        ids.append(int(raw))
+    return ids
 
 
 def form_str(form: Mapping[str, Any], name: str) -> str:

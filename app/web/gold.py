@@ -9,8 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 from app.deps import IdPath, ProjectLead, SessionDep
 from app.domain import gold
 from app.domain.annotation.common import project_labels
+from app.domain.annotation.label_sets import is_multi_label
 from app.errors import DomainError
-from app.web.forms import FormDep, form_float, form_int, form_str
+from app.web.forms import FormDep, form_float, form_ids, form_int, form_str
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -31,6 +32,7 @@ def gold_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
         "rows": gold.gold_items(db, project),
         "report": gold.gold_report(db, project),
         "max_rows": gold.MAX_GOLD_LIST,
+        "multi_label": is_multi_label(project),
     })
 
 
@@ -38,7 +40,10 @@ def gold_page(request: Request, db: SessionDep, access: ProjectLead) -> Response
 def add_gold(request: Request, db: SessionDep, access: ProjectLead, form: FormDep) -> Response:
     try:
         item_id = form_int(form, "item_id", 0)
-        gold.mark_gold(db, access.project, item_id, form_str(form, "label"), by=access.user)
+        # Multi-label: the ticked labels are the gold set (none ticked: none of these).
+        answer: gold.GoldAnswer = (form_ids(form, "label_ids") if is_multi_label(access.project)
+                                   else form_str(form, "label"))
+        gold.mark_gold(db, access.project, item_id, answer, by=access.user)
     except DomainError as exc:  # raised before anything is written
         flash(request, exc.message, "error")
         return RedirectResponse(_url(access.project.id), status_code=303)

@@ -13,7 +13,7 @@ from app.domain.annotation import label_keys
 from app.domain.annotation.common import project_item, project_labels
 from app.domain.annotation.label_sets import is_multi_label
 from app.errors import DomainError
-from app.web.forms import FormDep, form_int, form_str
+from app.web.forms import FormDep, form_ids, form_int, form_str
 from app.web.templating import flash, render_page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -40,7 +40,7 @@ def review_page(request: Request, db: SessionDep, access: ProjectReviewer) -> Re
             "labels": labels,
             "key_of": {label_id: key for key, label_id in label_keys(labels).items()},
             "queue": review.review_queue(db, project),
-            "multi_label": is_multi_label(project),  # decisions refused: the page says so
+            "multi_label": is_multi_label(project),  # change: checkboxes, a set
             "recent": review.recent_decisions(db, project, limit=10),
             "max_note": review.MAX_NOTE_CHARS,
         },
@@ -53,6 +53,8 @@ def decide(
 ) -> Response:
     project_item(db, access.project, item_id)  # another project's item: a 404 page, no flash
     label_id = form_int(form, "label_id", 0)
+    # Multi-label change: the ticked labels are the new set (none ticked: none of these).
+    multi_change = is_multi_label(access.project) and form_str(form, "action") == "change"
     try:
         decision = review.decide(
             db,
@@ -61,6 +63,7 @@ def decide(
             item_id=item_id,
             action=form_str(form, "action"),
             label_id=label_id or None,
+            label_ids=form_ids(form, "label_ids") if multi_change else None,
             note=form_str(form, "note"),
             reason=form_str(form, "reason"),
             may_change_gold=access.can(Level.LEAD),

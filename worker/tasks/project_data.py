@@ -14,6 +14,7 @@ excluded from training (``Item.excluded``) are in neither.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,7 +41,7 @@ from app.db.models import (
 from app.domain.annotation.label_sets import majority_set
 from app.domain.model_versions import resolve_artifact
 from app.domain.policy import live, taken_item_ids
-from app.domain.review import adjudicated_labels
+from app.domain.review import adjudicated_labels, adjudicated_sets
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,9 @@ def labelled_sets(session: Session, snapshot: ProjectSnapshot, split: str) -> La
     """Items of ``split`` with a live multi-label answer, in item id order.
 
     With several annotators on an item, a label is on when more than half of their sets have
-    it; a tie goes to the most recent set. Gold and excluded items are left out, as for
+    it; a tie goes to the most recent set. A reviewer's adjudicated set (the latest active
+    accept or change, :func:`app.domain.review.adjudicated_sets`) overrides them, also when the
+    item's annotations were all undone. Gold and excluded items are left out, as for
     :func:`labelled_set`.
     """
     index = snapshot.label_index()
@@ -233,18 +236,24 @@ def labelled_sets(session: Session, snapshot: ProjectSnapshot, split: str) -> La
     for item_id, text, annotation_id in rows:
         votes.setdefault(item_id, []).append(members.get(annotation_id, set()))
         texts[item_id] = text
+    decided = {
+        item_id: {index[label_id] for label_id in label_ids if label_id in index}
+        for item_id, label_ids in adjudicated_sets(session, snapshot.id).items()
+    }
+    _add_adjudicated_texts(session, snapshot, split, conditions[:3], decided, texts)
     result = LabelledSets()
-    for item_id in sorted(votes):
+    for item_id in sorted(set(votes) | (set(decided) & set(texts))):
         result.item_ids.append(item_id)
         result.texts.append(texts[item_id])
-        result.sets.append(sorted(majority_set(votes[item_id])))
+        chosen = decided[item_id] if item_id in decided else majority_set(votes[item_id])
+        result.sets.append(sorted(chosen))
     return result
 
 
 
 def _add_adjudicated_texts(
     session: Session, snapshot: ProjectSnapshot, split: str, item_conditions: list[Any],
-    decided: dict[int, int], texts: dict[int, str],
+    decided: Mapping[int, object], texts: dict[int, str],
 ) -> None:
     """Adjudicated items of ``split`` whose annotations were all undone still carry their label."""
     missing = [item_id for item_id in decided if item_id not in texts]

@@ -2,9 +2,10 @@
 ("none of these"), stored as :class:`~app.db.models.AnnotationLabel` rows; the annotation's own
 ``label_id`` stays ``None``. Single-label projects never have such rows.
 
-Features built for one label per item refuse multi-label projects through
+Features built for one label per item can refuse multi-label projects through
 :func:`require_single_label` with a :class:`~app.errors.NotSupported` error that names them,
-rather than reading a missing ``label_id``.
+rather than reading a missing ``label_id``. Gold answers (:class:`~app.db.models.GoldItemLabel`)
+and review decisions (:class:`~app.db.models.ReviewDecisionLabel`) hold sets of their own.
 """
 
 from __future__ import annotations

@@ -103,14 +103,18 @@ def test_a_bad_separator_or_bad_rows_are_refused_with_details(app: FastAPI, db: 
     assert _items(db, project) == 0
 
 
-def test_a_gold_column_is_501_for_a_multi_label_project(app: FastAPI, db: Session) -> None:
+def test_a_gold_column_imports_gold_sets_for_a_multi_label_project(
+    app: FastAPI, db: Session
+) -> None:
     lead, project = _lead_with_project(app, db)
-    response = _post_raw(lead, project, b"text,labels,gold\na,bug,\n", "text/csv",
-                         label_column="labels", gold_column="gold")
-    assert response.status_code == 501  # type: ignore[attr-defined]
-    assert "Gold items are not supported for multi-label projects" in (
-        response.json()["error"]["message"])  # type: ignore[attr-defined]
-    assert _items(db, project) == 0
+    response = _post_raw(lead, project, b"text,labels,gold\na,bug,\nb,,bug|feature\nc,,[]\n",
+                         "text/csv", label_column="labels", gold_column="gold")
+    assert response.status_code == 201, response.text  # type: ignore[attr-defined]
+    assert response.json()["gold"] == 2  # type: ignore[attr-defined]  # was a 501
+    listed = lead.get(f"/api/v1/projects/{project.id}/gold").json()
+    assert [(row["text"], row["labels"], row["label"]) for row in listed] == [
+        ("b", ["bug", "feature"], "bug, feature"), ("c", [], "none of these")]
+    assert _sets(db, project) == {"a": ["bug"]}
 
 
 def test_single_label_projects_refuse_lists_and_separators(app: FastAPI, db: Session) -> None:

@@ -195,6 +195,60 @@ def test_csv_refuses_label_names_its_cell_cannot_tell_apart(db: Session) -> None
     exports.write_export(db, single.id, fmt="csv").close()  # one label per cell: no ambiguity
 
 
+def test_a_label_with_the_separator_round_trips_with_the_separator_the_error_names(
+    db: Session,
+) -> None:
+    labels = ("billing|refund", "bug", "feature;ux")
+    project = _project(db, labels=labels)
+    user = make_user(db)
+    ids = _ids(db, project)
+    sets = {"a": ["billing|refund", "bug"], "b": [], "c": ["feature;ux", "billing|refund"],
+            "d": ["bug"]}
+    for item, names in zip(make_items(db, project, list(sets)), sets.values(), strict=True):
+        ann.record_label(db, project, user, item_id=item.id, label_ids=[ids[n] for n in names])
+    for write in (lambda sep: exports.write_export(db, project.id, fmt="csv",
+                                                   label_separator=sep),
+                  lambda sep: data_export.write_export(db, project, {}, "csv", sep)):
+        with pytest.raises(InvalidInput) as refused:
+            write("|")
+        assert "'billing|refund' cannot be written in a CSV label cell" in refused.value.message
+        assert "Export with the label separator '/' instead" in refused.value.message
+        assert refused.value.details["proposed_separator"] == "/"
+        with pytest.raises(InvalidInput, match="cannot contain the CSV delimiter ','"):
+            write(",")
+        with pytest.raises(InvalidInput, match="must be 1 to 3 characters long"):
+            write("////")
+        content = _read(write("/"))
+        cells = {row["text"]: row["label"] for row in csv.DictReader(io.StringIO(content))}
+        assert cells["a"] == "billing|refund/bug" and cells["b"] == "[]"
+        target = _project(db, labels=labels)
+        import_items(db, project=target, user=make_user(db), source=io.BytesIO(content.encode()),
+                     options=ImportOptions(format="csv", label_separator="/",
+                                           mapping=ColumnMapping(text="text", label="label")))
+        expected = {text: [n for n in labels if n in names] for text, names in sets.items()}
+        assert live_sets(db, target) == expected
+        # Without the separator the same file does not read back as the same sets.
+        other = _project(db, labels=labels)
+        with pytest.raises(ImportRejected):
+            import_items(db, project=other, user=make_user(db),
+                         source=io.BytesIO(content.encode()),
+                         options=ImportOptions(format="csv",
+                                               mapping=ColumnMapping(text="text", label="label")))
+
+
+def test_the_proposed_separator_avoids_every_name_and_the_delimiter() -> None:
+    from app.domain.imports import check_label_cell_names, proposed_separator
+
+    assert proposed_separator(["a|b", "c/d", "e;f"]) == "+"
+    assert proposed_separator(["a|b"], "tsv") == ";"
+    assert proposed_separator(["|;/+#~^", "x||y;;z|;|w#|#"]) is None
+    check_label_cell_names(["a|b", "c"], "/")  # no clash: nothing raised
+    with pytest.raises(InvalidInput) as refused:
+        check_label_cell_names(["|;/+#~^", "x||y;;z|;|w#|#"])
+    assert "proposed_separator" not in refused.value.details
+    assert "Export as JSONL" in refused.value.message
+
+
 # --------------------------------------------------------------------------- data manager exports
 
 

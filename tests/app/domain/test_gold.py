@@ -5,11 +5,20 @@ from __future__ import annotations
 from random import Random
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.models import ROLE_ANNOTATOR, SPLIT_DEV, Item, Label, OverlapItem, Project, User
+from app.db.models import (
+    ROLE_ANNOTATOR,
+    SPLIT_DEV,
+    Annotation,
+    Item,
+    Label,
+    OverlapItem,
+    Project,
+    User,
+)
 from app.domain import annotation as ann
 from app.domain import gold
 from app.domain.annotation import leases
@@ -206,3 +215,141 @@ def test_a_gold_column_imports_gold_items_without_seed_labels(db: Session) -> No
     messages = [e["message"] for e in caught.value.details["errors"]]
     assert any("only pool rows can be gold" in m for m in messages)
     assert any("'nope'" in m for m in messages)
+
+
+# --------------------------------------------------------------------------- multi-label gold
+
+
+def _set_world(db: Session) -> tuple[Project, list[User], list[Item], dict[str, int]]:
+    from app.db.models import TASK_MULTI_LABEL
+
+    people = [make_user(db, role=ROLE_ANNOTATOR, name=name) for name in ("Ana", "Ben")]
+    project = make_project(db, labels=("billing", "bug", "feature"), annotators=people,
+                           task_type=TASK_MULTI_LABEL)
+    ids = {label.name: label.id for label in get_labels(db, project.id)}
+    items = make_items(db, project, [f"ticket {i}" for i in range(4)])
+    return project, people, items, ids
+
+
+def test_jaccard_is_partial_credit_and_two_empty_sets_agree() -> None:
+    assert gold.jaccard({1, 2}, {1, 2}) == 1.0
+    assert gold.jaccard({1}, {1, 2}) == 0.5
+    assert gold.jaccard({1, 2, 3}, {2, 3, 4}) == pytest.approx(0.5)
+    assert gold.jaccard(set(), set()) == 1.0
+    assert gold.jaccard({1}, set()) == 0.0
+
+
+def test_a_multi_label_gold_answer_is_a_set_and_sets_are_scored_exactly_and_by_jaccard(
+    db: Session,
+) -> None:
+    from app.db.models import AuditEvent
+
+    project, (ana, ben), items, ids = _set_world(db)
+    both, one, empty, _ = items
+    gold.mark_gold(db, project, both.id, ["bug", "billing"], by=None)  # names, any order
+    gold.mark_gold(db, project, one.id, [ids["feature"]], by=None)  # ids
+    gold.mark_gold(db, project, empty.id, [], by=None)  # none of these
+    rows = {r.item_id: r for r in gold.gold_items(db, project)}
+    assert {i: (r.label, r.labels) for i, r in rows.items()} == {
+        both.id: ("billing, bug", ("billing", "bug")),
+        one.id: ("feature", ("feature",)),
+        empty.id: ("none of these", ()),
+    }
+    # Ana: exact, exact, exact. Ben: partial (1 of 2), wrong (disjoint), a label on "none".
+    answers = {ana: ([ids["billing"], ids["bug"]], [ids["feature"]], []),
+               ben: ([ids["bug"]], [ids["billing"]], [ids["bug"]])}
+    for person, sets in answers.items():
+        for item, label_ids in zip((both, one, empty), sets, strict=True):
+            ann.record_label(db, project, person, item_id=item.id, label_ids=label_ids)
+    report = gold.gold_report(db, project)
+    assert report.multi_label
+    by_user = {a.name: a for a in report.annotators}
+    assert (by_user["Ana"].correct, by_user["Ana"].total) == (3, 3)
+    assert by_user["Ana"].mean_jaccard == pytest.approx(1.0)
+    assert (by_user["Ben"].correct, by_user["Ben"].total) == (0, 3)
+    assert by_user["Ben"].mean_jaccard == pytest.approx(0.5 / 3)
+    assert (by_user["Ben"].low, by_user["Ben"].high) == pytest.approx(gold.wilson_interval(0, 3))
+    rows = {r.item_id: r for r in gold.gold_items(db, project)}
+    assert (rows[both.id].answers, rows[both.id].correct) == (2, 1)
+    assert rows[both.id].mean_jaccard == pytest.approx(0.75)
+    assert rows[empty.id].mean_jaccard == pytest.approx(0.5)
+    # Ben edits his answer to the empty gold item: his latest live set is what counts.
+    latest = db.scalars(select(Annotation.id).where(
+        Annotation.item_id == empty.id, Annotation.annotator_id == ben.id)).one()
+    ann.edit_annotation(db, project, ben, annotation_id=latest, label_ids=[])
+    by_user = {a.name: a for a in gold.gold_report(db, project).annotators}
+    assert by_user["Ben"].correct == 1
+    assert by_user["Ben"].mean_jaccard == pytest.approx(1.5 / 3)
+    # Marking again replaces the set and writes an audit row naming both sets.
+    gold.mark_gold(db, project, both.id, ["bug"], by=None)
+    assert gold.gold_set_of_item(db, project, both.id) == [ids["bug"]]
+    event = db.scalars(select(AuditEvent).where(AuditEvent.item_id == both.id)
+                       .order_by(AuditEvent.id.desc())).first()
+    assert event is not None and event.detail == {"from_labels": ["billing", "bug"],
+                                                  "to_labels": ["bug"]}
+    # Single-label projects keep their own report: no Jaccard.
+    single, *_ = _world(db, n_pool=1, n_gold=1)
+    assert not gold.gold_report(db, single).multi_label
+    assert all(r.labels is None for r in gold.gold_items(db, single))
+
+
+def test_multi_label_gold_refuses_other_projects_labels_and_single_answers(db: Session) -> None:
+    from app.db.models import GoldItem, GoldItemLabel
+
+    project, _, items, ids = _set_world(db)
+    other = make_project(db, labels=("billing", "bug"), task_type="multi_label")
+    foreign_label = get_labels(db, other.id)[0].id
+    with pytest.raises(InvalidInput, match="is not a label of this project"):
+        gold.mark_gold(db, project, items[0].id, [ids["bug"], foreign_label], by=None)
+    with pytest.raises(InvalidInput, match="'nope' is not a label"):
+        gold.mark_gold(db, project, items[0].id, ["bug", "nope"], by=None)
+    with pytest.raises(InvalidInput, match="This project is multi-label"):
+        gold.mark_gold(db, project, items[0].id, "bug", by=None)
+    with pytest.raises(NotFound):
+        gold.mark_gold(db, project, make_items(db, other, ["theirs"])[0].id, ["bug"], by=None)
+    assert db.scalar(select(func.count()).select_from(GoldItem)) == 0
+    assert db.scalar(select(func.count()).select_from(GoldItemLabel)) == 0
+    single, *_ = _world(db, n_pool=1, n_gold=0)
+    pool_item = db.scalars(select(Item).where(Item.project_id == single.id)).first()
+    assert pool_item is not None
+    with pytest.raises(InvalidInput, match="single-label"):
+        gold.mark_gold(db, single, pool_item.id, ["sports"], by=None)
+    # Unmarking removes the set with the gold item.
+    gold.mark_gold(db, project, items[0].id, ["bug", "feature"], by=None)
+    assert gold.unmark_gold(db, project, items[0].id)
+    assert db.scalar(select(func.count()).select_from(GoldItemLabel)) == 0
+
+
+def test_multi_label_gold_items_are_handed_out_and_never_train(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.tasks.project_data import labelled_sets
+
+    monkeypatch.setattr(leases, "_random", Random(1))
+    project, (ana, _), items, ids = _set_world(db)
+    gold.mark_gold(db, project, items[0].id, ["bug"], by=None)
+    gold.update_gold_settings(project, rate=0.5)
+    seen = set()
+    while isinstance(got := ann.next_item(db, project, ana, lease_seconds=LEASE), ann.ItemView):
+        seen.add(got.item_id)
+        ann.record_label(db, project, ana, item_id=got.item_id, label_ids=[ids["bug"]])
+    assert items[0].id in seen  # the gold item reached the annotator like any other
+    snapshot = load_snapshot(db, project.id, Settings())
+    assert items[0].id not in labelled_sets(db, snapshot, "pool").item_ids
+    assert labels_used(db, project.id) == len(items) - 1
+
+
+@pytest.mark.parametrize("task_type", ["single_label", "multi_label"])
+def test_a_label_that_is_a_gold_answer_cannot_be_removed(db: Session, task_type: str) -> None:
+    from app.domain.projects import set_labels
+    from app.errors import Conflict
+
+    project = make_project(db, labels=("sports", "finance", "science"), task_type=task_type)
+    (item,) = make_items(db, project, ["a text"])
+    answer: str | list[str] = "science" if task_type == "single_label" else ["finance", "science"]
+    gold.mark_gold(db, project, item.id, answer, by=None)
+    with pytest.raises(Conflict, match="'science' is the answer of 1 gold items"):
+        set_labels(db, project.id, ["sports", "finance"])
+    assert [row.item_id for row in gold.gold_items(db, project)] == [item.id]  # intact
+    set_labels(db, project.id, ["finance", "science"])  # an unused label still goes
+    assert [label.name for label in get_labels(db, project.id)] == ["finance", "science"]

@@ -25,7 +25,7 @@ from app.db.models import (
 )
 from app.domain.annotation.label_sets import label_sets
 from app.domain.imports import ColumnMapping, ImportOptions, ImportReport, import_items
-from app.errors import ImportRejected, InvalidInput, NotSupported
+from app.errors import ImportRejected, InvalidInput
 from tests.factories import make_project, make_user
 
 LABELS = ("billing", "bug", "feature")
@@ -221,10 +221,51 @@ def test_a_list_in_a_single_label_project_is_an_error_naming_the_task(db: Sessio
     assert "has label 'bug|billing', which is not in the label set" in error.message
 
 
-def test_a_gold_column_is_refused_for_multi_label_projects(db: Session, project: Project) -> None:
-    data = "text,labels,gold\na,bug,\nb,,feature\n"
-    with pytest.raises(NotSupported, match="Gold items are not supported for multi-label"):
-        run(db, project, data, mapping=ColumnMapping(text="text", label="labels", gold="gold"))
+def _gold_answers(db: Session, project: Project) -> dict[str, list[str]]:
+    """text -> the gold set (names in label order) of each gold item."""
+    from app.domain.gold import gold_sets
+
+    rows = db.execute(select(GoldItem.id, Item.text).join(Item, Item.id == GoldItem.item_id)
+                      .where(GoldItem.project_id == project.id)).tuples().all()
+    assert db.scalar(select(func.count()).select_from(GoldItem)
+                     .where(GoldItem.label_id.is_not(None))) == 0
+    names = dict(db.execute(select(Label.id, Label.name)
+                            .where(Label.project_id == project.id)).tuples().all())
+    sets = gold_sets(db, [gold_id for gold_id, _ in rows])
+    return {text: [names[i] for i in sets[gold_id]] for gold_id, text in rows}
+
+
+def test_a_gold_column_imports_gold_sets_split_like_the_label_cell(
+    db: Session, project: Project
+) -> None:
+    mapping = ColumnMapping(text="text", label="labels", gold="gold")
+    data = "text,labels,gold\na,bug,\nb,,feature|bug\nc,billing,[]\nd,,\n"
+    report = run(db, project, data, mapping=mapping)
+    assert (report.gold, report.annotations) == (2, 1)
+    assert _gold_answers(db, project) == {"b": ["bug", "feature"], "c": []}
+    assert live_sets(db, project) == {"a": [["bug"]]}  # gold rows get no seed labels
+    # The lead's separator splits the gold cell too; JSONL takes a list.
+    run(db, project, "text\tgold\nb\tbilling ; feature\n", "tsv",
+        mapping=ColumnMapping(text="text", gold="gold"), label_separator=";")
+    run(db, project, jsonl({"text": "e", "gold": ["feature", "billing", "feature"]},
+                           {"text": "f", "gold": []}, {"text": "g", "gold": None}),
+        "jsonl", mapping=ColumnMapping(text="text", gold="gold"))
+    assert _gold_answers(db, project) == {
+        "b": ["billing", "feature"], "c": [], "e": ["billing", "feature"], "f": []}
+
+
+def test_bad_gold_sets_are_refused_with_their_line_and_nothing_is_written(
+    db: Session, project: Project
+) -> None:
+    mapping = ColumnMapping(text="text", label="labels", gold="gold", split="split")
+    data = "text,labels,gold,split\na,,bug|nope,\nb,,bug||feature,\nc,bug,bug,dev\nd,,bug,\n"
+    error = rejected(db, project, data, mapping=mapping)
+    assert [(e["line"], e["column"]) for e in error.details["errors"]] == [
+        (2, "gold"), (3, "gold"), (4, "gold")]
+    messages = [e["message"] for e in error.details["errors"]]
+    assert "label 'nope', which is not in the label set" in messages[0]
+    assert "has an empty label name" in messages[1]
+    assert "only pool rows can be gold" in messages[2]
     assert item_count(db, project) == 0
     assert db.scalar(select(func.count()).select_from(GoldItem)) == 0
 

@@ -143,15 +143,18 @@ def test_a_label_used_in_a_set_cannot_be_removed(db: Session, project: Project) 
             db, project, _settings(db, project, labels=("billing", "bug")))
 
 
-def test_features_for_single_labels_refuse_multi_label_projects(
+def test_gold_and_review_take_sets_in_multi_label_projects(
     db: Session, project: Project
 ) -> None:
     (item,) = make_items(db, project, ["x"])
     lead = make_user(db, role=ROLE_LEAD)
-    with pytest.raises(NotSupported, match="Gold items are not supported for multi-label"):
+    with pytest.raises(InvalidInput, match="the gold answer is a list of the project's labels"):
         gold.mark_gold(db, project, item.id, "bug", by=lead)
-    with pytest.raises(NotSupported, match="Review decisions are not supported"):
+    with pytest.raises(InvalidInput, match="has no label set to accept"):
         review.decide(db, project, lead, item_id=item.id, action="accept")
+    gold.mark_gold(db, project, item.id, ["bug"], by=lead)  # was a NotSupported error
+    accepted = review.decide(db, project, lead, item_id=item.id, action="accept")
+    assert accepted.labels == ("bug",)  # a gold item's accepted set is its gold set
     # Overlap and several annotations per item are allowed (issue 19: agreement on sets).
     agreement.update_overlap_settings(project, rate=0.2, k=3)
     assert (project.overlap_rate, project.overlap_k) == (pytest.approx(0.2), 3)

@@ -366,3 +366,157 @@ def test_editing_guidelines_creates_version_2_and_labels_record_their_version(db
     assert history[0].author == lead.email
     edits = db.scalars(select(AuditEvent).where(AuditEvent.action == audit.GUIDELINES)).all()
     assert [e.detail["version"] for e in edits] == [2]
+
+
+# --------------------------------------------------------------------------- multi-label
+
+
+def _set_world(db: Session) -> tuple[Project, User, User, User, list[Item], dict[str, int]]:
+    from app.db.models import TASK_MULTI_LABEL
+
+    lead = make_user(db, role=ROLE_LEAD)
+    alice = make_user(db, role=ROLE_ANNOTATOR, name="Alice")
+    bob = make_user(db, role=ROLE_ANNOTATOR, name="Bob")
+    project = make_project(db, lead=lead, labels=("billing", "bug", "feature"),
+                           annotators=[alice, bob], task_type=TASK_MULTI_LABEL)
+    ids = {label.name: label.id for label in get_labels(db, project.id)}
+    items = make_items(db, project, [f"ticket {i}" for i in range(4)])
+    return project, lead, alice, bob, items, ids
+
+
+def _trained_sets(db: Session, project: Project) -> dict[int, list[int]]:
+    from worker.tasks.project_data import labelled_sets
+
+    snapshot = load_snapshot(db, project.id, Settings())
+    found = labelled_sets(db, snapshot, "pool")
+    index = snapshot.label_ids
+    return {item_id: [index[i] for i in chosen]
+            for item_id, chosen in zip(found.item_ids, found.sets, strict=True)}
+
+
+def test_a_reviewer_changes_a_disagreement_to_a_set_and_training_uses_it(db: Session) -> None:
+    from app.db.models import ReviewDecisionLabel
+    from app.domain import data_manager as dm
+
+    project, lead, alice, bob, items, ids = _set_world(db)
+    a, b, untouched, _ = items
+    ann.record_label(db, project, alice, item_id=a.id, label_ids=[ids["billing"]])
+    ann.record_label(db, project, bob, item_id=a.id, label_ids=[ids["bug"]])
+    ann.record_label(db, project, alice, item_id=b.id, label_ids=[ids["bug"], ids["feature"]])
+    ann.record_label(db, project, bob, item_id=b.id, label_ids=[ids["bug"]])
+    queue = review.review_queue(db, project)
+    entry = next(e for e in queue.disagreements if e.item_id == a.id)
+    assert entry.label == "bug" and entry.label_ids == (ids["bug"],)  # tie: the latest set
+
+    decision = review.decide(db, project, lead, item_id=a.id, action="change",
+                             label_ids=[ids["feature"], ids["billing"]], reason="disagreement")
+    assert (decision.label, decision.labels) == ("billing, feature", ("billing", "feature"))
+    stored = set(db.scalars(select(ReviewDecisionLabel.label_id)
+                            .where(ReviewDecisionLabel.decision_id == decision.id)))
+    assert stored == {ids["billing"], ids["feature"]}
+    # An empty set is an answer too: none of these.
+    none = review.decide(db, project, lead, item_id=b.id, action="change", label_ids=[])
+    assert (none.label, none.labels) == ("none of these", ())
+    assert review.adjudicated_sets(db, project.id) == {
+        a.id: [ids["billing"], ids["feature"]], b.id: []}
+    assert _trained_sets(db, project) == {a.id: [ids["billing"], ids["feature"]], b.id: []}
+    assert untouched.id not in _trained_sets(db, project)
+    assert [e.item_id for e in review.review_queue(db, project).disagreements] == []
+    assert dm.item_detail(db, project, a.id).label == "billing, feature"
+    recent = review.recent_decisions(db, project)
+    assert [(r.item_id, r.label) for r in recent] == [
+        (b.id, "none of these"), (a.id, "billing, feature")]
+    event = db.scalars(select(AuditEvent).where(AuditEvent.action == audit.ADJUDICATE,
+                                                AuditEvent.item_id == a.id)).one()
+    assert (event.detail["from"], event.detail["to"]) == (["bug"], ["billing", "feature"])
+
+    # Accept keeps the majority set; a newer annotation reopens, a lead relabel clears it.
+    ann.record_label(db, project, alice, item_id=untouched.id, label_ids=[ids["bug"]])
+    accepted = review.decide(db, project, lead, item_id=untouched.id, action="accept")
+    assert accepted.labels == ("bug",)
+    dm.relabel_set(db, project, lead, dm.Target(item_ids=(a.id,)), label_ids=[ids["bug"]])
+    assert a.id not in review.adjudicated_sets(db, project.id)
+    assert _trained_sets(db, project)[a.id] == [ids["bug"]]
+
+
+def test_multi_label_decisions_check_everything_before_writing(db: Session) -> None:
+    from app.db.models import ReviewDecision
+
+    project, lead, alice, _, items, ids = _set_world(db)
+    ann.record_label(db, project, alice, item_id=items[0].id, label_ids=[ids["bug"]])
+    other = make_project(db, labels=("billing", "bug"), task_type="multi_label")
+    foreign = get_labels(db, other.id)[1].id
+    with pytest.raises(InvalidInput, match="is not one of this project's labels"):
+        review.decide(db, project, lead, item_id=items[0].id, action="change",
+                      label_ids=[ids["bug"], foreign])
+    with pytest.raises(InvalidInput, match="This project is multi-label: send label_ids"):
+        review.decide(db, project, lead, item_id=items[0].id, action="change",
+                      label_id=ids["bug"])
+    with pytest.raises(InvalidInput, match="has no label set to accept"):
+        review.decide(db, project, lead, item_id=items[1].id, action="accept")
+    assert db.scalar(select(func.count()).select_from(ReviewDecision)) == 0
+    assert db.scalar(select(func.count()).select_from(AuditEvent)
+                     .where(AuditEvent.action == audit.ADJUDICATE)) == 0
+    # A single-label project refuses a set.
+    single, single_lead, *_ = _world(db, n_pool=1, n_gold=0)
+    item = db.scalars(select(Item).where(Item.project_id == single.id)).first()
+    assert item is not None
+    with pytest.raises(InvalidInput, match="single-label: send one label_id"):
+        review.decide(db, single, single_lead, item_id=item.id, action="change", label_ids=[1])
+
+
+def test_multi_label_gold_misses_send_back_and_a_lead_changes_the_gold_set(db: Session) -> None:
+    project, lead, alice, bob, items, ids = _set_world(db)
+    g = items[0]
+    gold.mark_gold(db, project, g.id, ["billing", "bug"], by=lead)
+    ann.record_label(db, project, alice, item_id=g.id, label_ids=[ids["bug"], ids["billing"]])
+    ann.record_label(db, project, bob, item_id=g.id, label_ids=[ids["bug"]])
+    (miss,) = review.review_queue(db, project).gold_misses
+    assert (miss.item_id, miss.label, miss.label_ids) == (
+        g.id, "billing, bug", (ids["billing"], ids["bug"]))
+    assert [v.label for v in miss.votes] == ["billing, bug", "bug"]
+    # A send-back returns only the set that is not exactly the gold set.
+    sent = review.decide(db, project, lead, item_id=g.id, action="send_back", note="re-read")
+    assert sent.labels is None
+    live_sets = {a: s for a, s in db.execute(
+        select(Annotation.annotator_id, Annotation.deleted).where(Annotation.item_id == g.id))}
+    assert live_sets == {alice.id: False, bob.id: True}
+    assert review.review_queue(db, project).gold_misses == []
+    ann.record_label(db, project, bob, item_id=g.id, label_ids=[ids["feature"]])
+    assert [e.item_id for e in review.review_queue(db, project).gold_misses] == [g.id]
+    # Only a lead changes the gold set; the change replaces it.
+    reviewer = make_user(db, role=ROLE_ANNOTATOR)
+    set_member_role(db, project.id, reviewer, ROLE_REVIEWER, by=lead)
+    with pytest.raises(PermissionDenied):
+        review.decide(db, project, reviewer, item_id=g.id, action="change",
+                      label_ids=[ids["feature"]])
+    assert gold.gold_set_of_item(db, project, g.id) == [ids["billing"], ids["bug"]]
+    review.decide(db, project, reviewer, item_id=g.id, action="accept")  # keeps the gold set
+    review.decide(db, project, lead, item_id=g.id, action="change", label_ids=[ids["feature"]],
+                  may_change_gold=True)
+    assert gold.gold_set_of_item(db, project, g.id) == [ids["feature"]]
+    actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.item_id == g.id)))
+    assert {audit.GOLD_SET, audit.ADJUDICATE, audit.SEND_BACK} <= actions
+    assert g.id not in _trained_sets(db, project)  # gold never trains
+
+
+@pytest.mark.parametrize("task_type", ["single_label", "multi_label"])
+def test_a_label_a_reviewer_decided_on_cannot_be_removed(db: Session, task_type: str) -> None:
+    from app.domain.projects import set_labels
+    from app.errors import Conflict
+
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=("sports", "finance", "science"),
+                           task_type=task_type)
+    ids = {label.name: label.id for label in get_labels(db, project.id)}
+    (item,) = make_items(db, project, ["a text nobody labelled science"])
+    if task_type == "single_label":
+        review.decide(db, project, lead, item_id=item.id, action="change",
+                      label_id=ids["science"])
+    else:
+        review.decide(db, project, lead, item_id=item.id, action="change",
+                      label_ids=[ids["finance"], ids["science"]])
+    with pytest.raises(Conflict, match="'science' is what a reviewer decided for 1 items"):
+        set_labels(db, project.id, ["sports", "finance"])
+    assert review.adjudicated_names(db, project.id, [item.id])  # the decision is intact
+    set_labels(db, project.id, ["finance", "science"])  # an unused label still goes

@@ -1,7 +1,7 @@
 """Agreement on label sets in the pages (issue 19): the settings page takes an overlap share and
 several annotations per item for a multi-label project, the dashboard's tile and card show
 Krippendorff's alpha (MASI) with its value, raw agreement and the disagreeing items' sets, and
-the review page lists items whose sets differ without offering decisions it would refuse. Label
+the review page lists items whose sets differ, with decisions on sets. Label
 names are written by leads: they stay escaped everywhere."""
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_the_dashboard_shows_alpha_masi_and_the_disagreeing_sets(
     assert "Cohen" not in html and "Fleiss&#39; κ = " not in html
 
 
-def test_the_review_page_lists_differing_sets_without_decisions(
+def test_the_review_page_lists_differing_sets_with_set_decisions(
     app: FastAPI, db: Session
 ) -> None:
     project, ana, ben = _world(db)
@@ -113,8 +113,8 @@ def test_the_review_page_lists_differing_sets_without_decisions(
     html = page.text
     assert html.count('data-reason="disagreement"') == 1
     assert f"bug, {escape(HOSTILE)}" in html  # Ana's set, in label order
-    assert "majority set" in html and "review-not-supported" in html
-    assert 'data-action="accept"' not in html and 'id="review-keys"' not in html
+    assert "majority set" in html and "review-not-supported" not in html
+    assert 'data-action="accept"' in html and 'name="label_ids"' in html  # decisions on sets
     assert HOSTILE not in html
     api = reviewer.get(f"/api/v1/projects/{project.id}/review").json()
     (entry,) = api["disagreements"]
