@@ -32,6 +32,10 @@ random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No
     python -m tests.benchmarks.few_labels_data r8 20ng      # embeddings, cached (~30 min)
     python -m tests.benchmarks.bench_few_labels [--datasets r8 20ng] [--seeds 0 1 2]
 
+Two more kinds of text (``tests.benchmarks.more_corpora``): ``--datasets spam tweets`` (long
+spam e-mails, short sentiment tweets; their embeddings take about 3 minutes with
+``few_labels_data spam tweets --windows 1``).
+
 Writes ``tests/benchmarks/results/<name>.{json,md}`` (``--name``, default ``few_labels``).
 Runs of one data set or a few variants (``--variants NAME ...``) in parallel are joined with
 ``--merge A.json B.json --name few_labels``. ``--base DIR`` puts another encoder under the live

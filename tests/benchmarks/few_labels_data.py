@@ -1,10 +1,11 @@
 """Data and cached window embeddings for ``bench_few_labels`` (issue 18).
 
-The two dev corpora as DATA.md's baselines use them: texts de-duplicated, a text seen with two
-labels dropped; the whole test split. Every text is read by the offline MiniLM in up to
-``MAX_WINDOWS`` consecutive windows of 128 tokens (``worker.ml.sentence_encoder``); one pass
-gives every pooling variant (first window only = the product's embedding until now, first k
-windows), cached under ``~/.cache/tapestry-bench`` by a hash of the texts.
+The two dev corpora, and ``more_corpora``'s spam and tweets, as DATA.md's baselines use them:
+texts de-duplicated, a text seen with two labels dropped; the whole test split. Every text is
+read by the offline MiniLM in up to ``MAX_WINDOWS`` consecutive windows of 128 tokens
+(``worker.ml.sentence_encoder``); one pass gives every pooling variant (first window only = the
+product's embedding until now, first k windows), cached under ``~/.cache/tapestry-bench`` by a
+hash of the texts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 CACHE = Path.home() / ".cache" / "tapestry-bench"
 MAX_WINDOWS = 8
 MAX_LENGTH = 128
+MORE_CORPORA = ("spam", "tweets")
+"""Read by ``tests.benchmarks.more_corpora``; the others are the two dev corpora."""
 
 
 @dataclass
@@ -41,7 +44,10 @@ def dedup(texts: list[str], labels: list[str]) -> tuple[list[str], list[str]]:
 
 
 def load_corpus(name: str) -> Corpus:
-    from worker.simulate.benchmark_data import load_dataset
+    if name in MORE_CORPORA:
+        from tests.benchmarks.more_corpora import load_split as load_dataset
+    else:
+        from worker.simulate.benchmark_data import load_dataset  # type: ignore[assignment]
 
     train = dedup(*load_dataset(name, "train"))  # type: ignore[arg-type]
     test_texts, test_labels = load_dataset(name, "test")  # type: ignore[arg-type]
