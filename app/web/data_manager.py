@@ -21,7 +21,7 @@ from app.domain import data_export
 from app.domain import data_manager as dm
 from app.domain.annotation.common import project_labels
 from app.domain.annotation.label_sets import is_multi_label
-from app.domain.imports import LABEL_SEPARATOR
+from app.domain.imports import LABEL_SEPARATOR, proposed_separator
 from app.errors import InvalidInput
 from app.web.forms import FormDep, form_ids
 from app.web.templating import flash, render_page
@@ -54,6 +54,10 @@ def _context(db: SessionDep, access: ProjectLead, raw: dict[str, str], after: in
     except InvalidInput as exc:
         filters, error = {}, exc.message
     page = dm.browse(db, project, filters, after_id=after)
+    labels = project_labels(db, project.id)
+    separator = LABEL_SEPARATOR  # a multi-label CSV's: one that no label name contains
+    if is_multi_label(project) and any(LABEL_SEPARATOR in label.name for label in labels):
+        separator = proposed_separator([label.name for label in labels]) or LABEL_SEPARATOR
     return {
         "project": project,
         "active": "data",
@@ -63,13 +67,14 @@ def _context(db: SessionDep, access: ProjectLead, raw: dict[str, str], after: in
         "filter_error": error,
         "page": page,
         "total": dm.count_matching(db, project, filters, cap=dm.COUNT_CAP),
-        "labels": project_labels(db, project.id),
+        "labels": labels,
         "annotators": dm.annotators(db, project),
         "splits": SPLITS,
         "formats": data_export.FORMATS,
         "actions": dm.ACTIONS,
         "multi_label": is_multi_label(project),
-        "default_separator": LABEL_SEPARATOR,
+        "default_separator": separator,
+        "separator_moved": separator != LABEL_SEPARATOR,
     }
 
 

@@ -4,6 +4,9 @@ and each form posts a set the domain stores."""
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 from fastapi import FastAPI
 from markupsafe import escape
 from sqlalchemy import select
@@ -93,3 +96,21 @@ def test_the_data_page_relabels_with_a_set_and_exports_with_a_separator(
     exported = lead.get(f"/projects/{project.id}/data/export",
                         params={"format": "csv", "label_separator": ";"})
     assert exported.status_code == 200 and ",bug," in exported.text
+
+
+def test_the_data_pages_csv_link_uses_a_separator_no_label_name_contains(
+    app: FastAPI, db: Session
+) -> None:
+    project = make_project(db, labels=("billing", "a|b"), task_type=TASK_MULTI_LABEL)
+    ids = {label.name: label.id for label in get_labels(db, project.id)}
+    ana = make_user(db, role=ROLE_ANNOTATOR)
+    (item,) = make_items(db, project, ["ticket"])
+    record_label(db, project, ana, item_id=item.id, label_ids=[ids["billing"], ids["a|b"]])
+    lead = login_client(app, db, role=ROLE_LEAD, project=project)
+    page = lead.get(f"/projects/{project.id}/data").text
+    link = re.search(r'href="(/projects/\d+/data/export\?format=csv[^"]*)"', page)
+    assert link is not None and "label_separator=%3B" in link.group(1)
+    assert 'name="label_separator" value=";"' in page and "joined with “;”" in page
+    exported = lead.get(unescape(link.group(1)))  # what the CSV button downloads
+    assert exported.status_code == 200 and "billing;a|b" in exported.text
+    assert lead.get(f"/projects/{project.id}/data/export?format=csv").status_code == 422
