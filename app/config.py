@@ -126,11 +126,12 @@ class Settings(BaseSettings):
         "(tests/benchmarks/results/few_labels.md).",
     )
     live_self_training: bool = Field(
-        default=False,
+        default=True,
         description="The live head adds confident pool items as pseudo-labels unless that "
         "loses on the dev set; they are never annotations, never exported, never in the budget. "
-        "Off by default: it helped on R8 with MiniLM, not on 20 Newsgroups, and hurt on R8 "
-        "with a stronger encoder (tests/benchmarks/results/few_labels.md).",
+        "On by default: at 10 % of the pool it added +1.5 macro-F1 on R8, +0.8 on 20 "
+        "Newsgroups, +0.6 on tweets' sentiment and -0.1 on spam e-mails to the live head with "
+        "its TF-IDF half, for about 1.9x a refit's time (docs/results.md, issue 18).",
     )
     live_hybrid: bool = Field(
         default=True,

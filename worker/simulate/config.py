@@ -165,7 +165,8 @@ class SimulationConfig:
     live_self_training: bool = False
     """live: arms self-train the (embedding) live head on confident pool items unless that loses on
     the dev set, as the product's live refit does when ``TAPESTRY_LIVE_SELF_TRAINING`` is on
-    (``worker.ml.self_training``; off by default in both)."""
+    (``worker.ml.self_training``; on by default in the product, off here unless asked for with
+    ``--self-training``, so that simulations stay comparable with earlier ones)."""
     test_file: str | None = None
     """A CSV/JSONL file scored as the test split instead of a held-out share of ``dataset``."""
     embed_cache: Path | None = None

@@ -349,8 +349,8 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
 
     label(file_db, seeded, seeded.pool_ids[:12])
     before = _annotations(file_db)
-    on = file_db.settings.model_copy(update={"live_self_training": True})
-    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert file_db.settings.live_self_training  # on by default
+    result = refit_live_head(seeded.project_id, file_db.settings, file_db.sessions)
     assert result is not None
     s = state(file_db, seeded)
     assert "self-training on" in s.served_reason and "confident pool items" in s.served_reason
@@ -361,7 +361,8 @@ def test_self_training_is_weighed_on_the_dev_set_and_never_becomes_labels(
     assert _annotations(file_db) == before  # nor stored: no annotation was added
 
     label(file_db, seeded, seeded.pool_ids[12:14])
-    result = refit_live_head(seeded.project_id, file_db.settings, file_db.sessions)  # default
+    off = file_db.settings.model_copy(update={"live_self_training": False})
+    result = refit_live_head(seeded.project_id, off, file_db.sessions)
     assert result is not None and "self_train" not in result.timings
     assert "self-training" not in state(file_db, seeded).served_reason
 
