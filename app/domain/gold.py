@@ -42,7 +42,7 @@ from app.db.models import (
 )
 from app.domain import audit
 from app.domain.annotation.common import project_item, project_labels
-from app.domain.annotation.label_sets import is_multi_label, label_sets, set_text
+from app.domain.annotation.label_sets import is_multi_label, label_sets, set_text, sets_of
 from app.domain.policy import live
 from app.errors import InvalidInput
 
@@ -109,18 +109,7 @@ def _label_set(db: Session, project: Project, answer: Iterable[str | int]) -> li
 
 def gold_sets(db: Session, gold_ids: Iterable[int]) -> dict[int, list[int]]:
     """Gold item id -> its answer's label ids in the project's label order (``[]``: none)."""
-    ids = list(gold_ids)
-    sets: dict[int, list[int]] = {gold_id: [] for gold_id in ids}
-    for start in range(0, len(ids), 5_000):
-        rows = db.execute(
-            select(GoldItemLabel.gold_item_id, GoldItemLabel.label_id)
-            .join(Label, Label.id == GoldItemLabel.label_id)
-            .where(GoldItemLabel.gold_item_id.in_(ids[start:start + 5_000]))
-            .order_by(GoldItemLabel.gold_item_id, Label.position)
-        ).tuples()
-        for gold_id, label_id in rows:
-            sets[gold_id].append(label_id)
-    return sets
+    return sets_of(db, GoldItemLabel.gold_item_id, GoldItemLabel.label_id, gold_ids)
 
 
 def gold_set_of_item(db: Session, project: Project, item_id: int) -> list[int] | None:

@@ -82,6 +82,7 @@ from app.domain.annotation.label_sets import (
     majority_set,
     project_label_set,
     set_text,
+    sets_of,
 )
 from app.domain.live_head import request_live_refit
 from app.errors import InvalidInput, PermissionDenied
@@ -734,35 +735,32 @@ def adjudicated_labels(db: Session, project_id: int) -> dict[int, int]:
 
 def decision_sets(db: Session, decision_ids: Sequence[int]) -> dict[int, list[int]]:
     """Multi-label decision id -> its set's label ids in label order (``[]``: none of these)."""
-    ids = list(decision_ids)
-    sets: dict[int, list[int]] = {decision_id: [] for decision_id in ids}
-    for start in range(0, len(ids), 5_000):
-        rows = db.execute(
-            select(ReviewDecisionLabel.decision_id, ReviewDecisionLabel.label_id)
-            .join(Label, Label.id == ReviewDecisionLabel.label_id)
-            .where(ReviewDecisionLabel.decision_id.in_(ids[start:start + 5_000]))
-            .order_by(ReviewDecisionLabel.decision_id, Label.position)
-        ).tuples()
-        for decision_id, label_id in rows:
-            sets[decision_id].append(label_id)
-    return sets
+    return sets_of(db, ReviewDecisionLabel.decision_id, ReviewDecisionLabel.label_id,
+                   decision_ids)
+
+
+def _latest_set_decisions(db: Session, project_id: int, item_ids: Sequence[int] | None = None
+                          ) -> dict[int, int]:
+    """Multi-label: item id -> its latest active accept or change (a decision whose
+    ``label_id`` is ``None``), for ``item_ids`` or every item."""
+    query = select(ReviewDecision.item_id, ReviewDecision.id).where(
+        ReviewDecision.project_id == project_id,
+        ReviewDecision.active.is_(True),
+        ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
+        ReviewDecision.label_id.is_(None),
+    )
+    if item_ids is not None:
+        query = query.where(ReviewDecision.item_id.in_(item_ids))
+    latest: dict[int, int] = {}
+    for item_id, decision_id in db.execute(query.order_by(ReviewDecision.id)).tuples():
+        latest[item_id] = decision_id
+    return latest
 
 
 def adjudicated_sets(db: Session, project_id: int) -> dict[int, list[int]]:
     """Multi-label: item id -> adjudicated set (label ids; the latest active accept or change
     per item, whose ``label_id`` is ``None``)."""
-    latest: dict[int, int] = {}
-    for item_id, decision_id in db.execute(
-        select(ReviewDecision.item_id, ReviewDecision.id)
-        .where(
-            ReviewDecision.project_id == project_id,
-            ReviewDecision.active.is_(True),
-            ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
-            ReviewDecision.label_id.is_(None),
-        )
-        .order_by(ReviewDecision.id)
-    ).tuples():
-        latest[item_id] = decision_id
+    latest = _latest_set_decisions(db, project_id)
     sets = decision_sets(db, list(latest.values()))
     return {item_id: sets[decision_id] for item_id, decision_id in latest.items()}
 
@@ -773,19 +771,7 @@ def adjudicated_set_names(db: Session, project_id: int, item_ids: Sequence[int]
     data manager's exports write the set training uses)."""
     if not item_ids:
         return {}
-    latest: dict[int, int] = {}
-    for item_id, decision_id in db.execute(
-        select(ReviewDecision.item_id, ReviewDecision.id)
-        .where(
-            ReviewDecision.project_id == project_id,
-            ReviewDecision.item_id.in_(item_ids),
-            ReviewDecision.active.is_(True),
-            ReviewDecision.action.in_((REVIEW_ACCEPT, REVIEW_CHANGE)),
-            ReviewDecision.label_id.is_(None),
-        )
-        .order_by(ReviewDecision.id)
-    ).tuples():
-        latest[item_id] = decision_id
+    latest = _latest_set_decisions(db, project_id, item_ids)
     if not latest:
         return {}
     sets = decision_sets(db, list(latest.values()))

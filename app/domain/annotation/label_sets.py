@@ -15,7 +15,7 @@ from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db.models import TASK_MULTI_LABEL, Annotation, AnnotationLabel, Label, Project
 from app.domain.policy import live
@@ -126,17 +126,25 @@ def store_label_set(db: Session, annotation_id: int, label_ids: Sequence[int]) -
         ])
 
 
-def label_sets(db: Session, annotation_ids: Iterable[int]) -> dict[int, list[int]]:
-    """Annotation id -> its label ids in the project's label order (``[]``: none of these)."""
-    ids = list(annotation_ids)
-    sets: dict[int, list[int]] = {annotation_id: [] for annotation_id in ids}
+def sets_of(db: Session, owner: InstrumentedAttribute[int], label: InstrumentedAttribute[int],
+            owner_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Owner id -> its label ids in the project's label order (``[]``: none of these), read
+    from a set table's ``owner`` and ``label`` columns (annotations', gold items', review
+    decisions' sets)."""
+    ids = list(owner_ids)
+    sets: dict[int, list[int]] = {owner_id: [] for owner_id in ids}
     for start in range(0, len(ids), 5_000):
         rows = db.execute(
-            select(AnnotationLabel.annotation_id, AnnotationLabel.label_id)
-            .join(Label, Label.id == AnnotationLabel.label_id)
-            .where(AnnotationLabel.annotation_id.in_(ids[start:start + 5_000]))
-            .order_by(AnnotationLabel.annotation_id, Label.position)
+            select(owner, label)
+            .join(Label, Label.id == label)
+            .where(owner.in_(ids[start:start + 5_000]))
+            .order_by(owner, Label.position)
         ).tuples()
-        for annotation_id, label_id in rows:
-            sets[annotation_id].append(label_id)
+        for owner_id, label_id in rows:
+            sets[owner_id].append(label_id)
     return sets
+
+
+def label_sets(db: Session, annotation_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Annotation id -> its label ids in the project's label order (``[]``: none of these)."""
+    return sets_of(db, AnnotationLabel.annotation_id, AnnotationLabel.label_id, annotation_ids)
