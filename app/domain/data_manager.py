@@ -76,6 +76,7 @@ from app.domain.annotation.label_sets import (
     NONE_OF_THESE,
     differing_set_items,
     label_sets,
+    labels_named,
     majority_set,
     project_label_set,
     set_text,
@@ -854,14 +855,7 @@ def relabel_set(
     names = dict(db.execute(select(Label.id, Label.name).where(Label.project_id == project.id)
                             .order_by(Label.position)).tuples().all())
     if label_names is not None:
-        by_name = {name: label_id for label_id, name in names.items()}
-        unknown = [name for name in dict.fromkeys(label_names) if name not in by_name]
-        if unknown:
-            raise InvalidInput(
-                f"{', '.join(repr(n) for n in unknown[:10])} "
-                f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of this project.",
-                details={"field": "labels"})
-        label_ids = [by_name[name] for name in label_names]
+        label_ids = [label.id for label in labels_named(db, project, label_names)]
     chosen = project_label_set(db, project, label_ids or ())
     return _relabel(db, project, actor, target, None, chosen,
                     {"labels": [names[label_id] for label_id in chosen]})

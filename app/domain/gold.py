@@ -42,7 +42,13 @@ from app.db.models import (
 )
 from app.domain import audit
 from app.domain.annotation.common import project_item, project_labels
-from app.domain.annotation.label_sets import is_multi_label, label_sets, set_text, sets_of
+from app.domain.annotation.label_sets import (
+    is_multi_label,
+    label_sets,
+    labels_named,
+    set_text,
+    sets_of,
+)
 from app.domain.policy import live
 from app.errors import InvalidInput
 
@@ -82,29 +88,6 @@ def _label_by_name_or_id(db: Session, project: Project, label: str | int) -> Lab
     raise InvalidInput(
         f"{label!r} is not a label of this project (labels: {names}).", details={"label": label}
     )
-
-
-def _label_set(db: Session, project: Project, answer: Iterable[str | int]) -> list[Label]:
-    """The labels named (by name or id) in ``answer``, distinct, in the project's label order."""
-    labels = project_labels(db, project.id)
-    by_name = {label.name: label for label in labels}
-    by_id = {label.id: label for label in labels}
-    wanted: set[int] = set()
-    unknown: list[str | int] = []
-    for value in answer:
-        found = by_id.get(value) if isinstance(value, int) else by_name.get(value)
-        if found is None:
-            unknown.append(value)
-        else:
-            wanted.add(found.id)
-    if unknown:
-        names = ", ".join(lbl.name for lbl in labels)
-        listed = ", ".join(repr(value) for value in unknown[:10])
-        raise InvalidInput(
-            f"{listed} {'is not a label' if len(unknown) == 1 else 'are not labels'} of this "
-            f"project (labels: {names}).", details={"labels": unknown[:10]}
-        )
-    return [label for label in labels if label.id in wanted]
 
 
 def gold_sets(db: Session, gold_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -175,7 +158,7 @@ def _mark_gold_set(
             "(an empty list means none of them applies).",
             details={"task_type": project.task_type},
         )
-    chosen = _label_set(db, project, answer)
+    chosen = labels_named(db, project, answer)
     gold = db.scalars(select(GoldItem).where(GoldItem.item_id == item.id)).first()
     before = gold_sets(db, [gold.id])[gold.id] if gold is not None else None
     wanted = [label.id for label in chosen]

@@ -69,6 +69,30 @@ def project_label_set(db: Session, project: Project, label_ids: Iterable[int]) -
     return sorted(wanted, key=lambda label_id: positions[label_id])
 
 
+def labels_named(db: Session, project: Project, answer: Iterable[str | int]) -> list[Label]:
+    """The labels named (by name or id) in ``answer``, distinct, in the project's label order."""
+    labels = list(db.scalars(select(Label).where(Label.project_id == project.id)
+                              .order_by(Label.position)))
+    by_name = {label.name: label for label in labels}
+    by_id = {label.id: label for label in labels}
+    wanted: set[int] = set()
+    unknown: list[str | int] = []
+    for value in answer:
+        found = by_id.get(value) if isinstance(value, int) else by_name.get(value)
+        if found is None:
+            unknown.append(value)
+        else:
+            wanted.add(found.id)
+    if unknown:
+        names = ", ".join(lbl.name for lbl in labels)
+        listed = ", ".join(repr(value) for value in unknown[:10])
+        raise InvalidInput(
+            f"{listed} {'is not a label' if len(unknown) == 1 else 'are not labels'} of this "
+            f"project (labels: {names}).", details={"labels": unknown[:10]}
+        )
+    return [label for label in labels if label.id in wanted]
+
+
 NONE_OF_THESE = "none of these"
 """How an empty set reads wherever a set is written as one text ("billing, bug")."""
 
