@@ -172,7 +172,9 @@ def add_member(
                                    by=access.user)
     except DomainError as exc:
         return _page(request, db, access, section="members", error=exc)
-    flash(request, f"{email} is now a {role} of this project.", "success")
+    article = "an" if role[:1] in "aeiou" else "a"
+    flash(request, f"{email.strip().lower()} is now {article} {role} of this project.",
+          "success")
     return RedirectResponse(_url(access, "members"), status_code=303)
 
 

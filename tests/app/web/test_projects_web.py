@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -77,6 +78,8 @@ def test_lead_adds_and_removes_members(app: FastAPI, db: Session) -> None:
                         data={"email": newcomer.email.upper(), "role": "annotator"},
                         follow_redirects=False)
     assert added.status_code == 303
+    flashed = client.get(added.headers["location"]).text
+    assert f"{newcomer.email.lower()} is now an annotator of this project" in flashed
     newcomer_client = login_client(app, user=newcomer)
     assert newcomer_client.get(f"/projects/{project.id}").status_code == 200
     unknown = client.post(f"/projects/{project.id}/members",
@@ -145,3 +148,14 @@ def test_a_lead_creates_a_multi_label_project_and_cannot_switch_it_once_labelled
     assert "cannot change once the project has labels" in refused.text
     db.refresh(project)
     assert project.task_type == "multi_label"
+
+
+def test_every_page_names_an_icon_that_is_served(app: FastAPI, db: Session) -> None:
+    client = login_client(app, db, ROLE_LEAD)
+    link = '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+    assert link in client.get("/projects").text
+    assert link in TestClient(app).get("/login").text  # signed out, too
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.lstrip().startswith("<svg")
