@@ -5,11 +5,12 @@ lower weight (``PSEUDO_WEIGHT``), and the head is refit. Class-balanced: each cl
 ``PER_CLASS_RATIO`` times its share of the real labels (``len(labels) / k``), taken from the items
 predicted as that class in order of confidence, and only items whose top probability reaches
 ``MIN_CONFIDENCE``. Pseudo-labels never leave the model: they are not annotations, they are not
-exported and they do not count against the label budget. Off by default (see
-:func:`self_train` for what it measured). When the live head serves the mean of its embedding
-and TF-IDF halves, the live refit pseudo-labels from that mean and refits both halves instead
-(``worker.tasks.live_refit._self_train_hybrid``): 0.937 macro-F1 on R8 at 10 % of the pool with
-the mean always on, 0.917 behind the product's dev check (docs/results.md, issue 18).
+exported and they do not count against the label budget. On by default
+(``TAPESTRY_LIVE_SELF_TRAINING``). When the live head serves the mean of its embedding and TF-IDF
+halves, the live refit pseudo-labels from that mean and refits both halves
+(``worker.tasks.live_refit._self_train_hybrid``); that is what gains: at 10 % of the pool +1.5
+macro-F1 on R8, +1.0 on 20 Newsgroups, +0.6 on short sentiment tweets, -0.1 on spam e-mails
+(docs/results.md, issue 18). The embedding head alone (:func:`self_train`) gained less.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def self_train(
     """Refit ``head`` (a fitted embedding-only ``LiveHead``, probabilities ``pool_probs`` on
     ``pool_X``) with confident pseudo-labels added, and keep the refit unless its dev macro-F1
     is below the head fitted on the labels alone (a tie keeps it: on dev sets of 100-200 items
-    ties were common). The dev gate is coarse: in ``tests/benchmarks/results/few_labels.md``
-    self-training (gate on) gained 1.1 points on R8 with MiniLM, nothing on 20 Newsgroups, and
-    lost 0.7 on R8 with all-mpnet-base-v2, which is why the product leaves it off unless
-    ``TAPESTRY_LIVE_SELF_TRAINING`` is set."""
+    ties were common). The live refit uses it when the head is on embeddings alone. The dev
+    gate is coarse: in ``tests/benchmarks/results/few_labels.md`` self-training of the embedding
+    head alone (gate on) gained 1.1 points on R8 with MiniLM, nothing on 20 Newsgroups, and lost
+    0.7 on R8 with all-mpnet-base-v2."""
     from worker.ml.live_head import macro_f1
 
     if len(dev_y) == 0:
