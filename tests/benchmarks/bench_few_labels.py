@@ -23,7 +23,8 @@ dev), and switches each candidate improvement on and off:
 - ``hybrid unless labels + dev say it hurts``: the same rule judged on the dev set together
   with both halves' out-of-fold predictions on the labels (``linear_out_of_fold``: 5-fold,
   the live head's folds), alone or with self-training. Each gated arm records its choice per fit
-  and how often it switched.
+  and how often it switched. ``... + self-training x3`` / ``x10``: as many pseudo-labels per
+  class as 3 / 10 times its share of the labels, where the others take 1 (``pseudo_ratio``).
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
@@ -113,7 +114,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     """Probabilities of the variant's head fitted on pool ``rows`` with labels ``y``.
     ``targets``: (row indices, is_test) pairs. Self-training never pseudo-labels ``held_out``
     (the dev rows), as the product's pool never holds its dev items."""
-    from worker.ml.self_training import pseudo_labels
+    from worker.ml.self_training import PER_CLASS_RATIO, pseudo_labels
 
     def pick(kind: str, idx: np.ndarray, test: bool) -> Any:
         if kind == "e":
@@ -121,7 +122,8 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         return (feats.test_t if test else feats.pool_t)[idx]
 
     def fit_all(r: np.ndarray, labels: np.ndarray, w: np.ndarray | None,
-                extra: list[tuple[np.ndarray, bool]], hybrid: Any) -> list[np.ndarray]:
+                extra: list[tuple[np.ndarray, bool]], hybrid: Any, share: float = 0.5
+                ) -> list[np.ndarray]:
         tg = targets + extra
         pe = fit_probs(pick("e", r, False), labels, k, [pick("e", i, t) for i, t in tg], w)
         if not hybrid:
@@ -129,22 +131,25 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         if hybrid == GATED:  # the product's rule: the mean only where dev says so
             return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
         pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
-        return [0.5 * (a + b) for a, b in zip(pe, pt, strict=True)]
+        return [(1 - share) * a + share * b for a, b in zip(pe, pt, strict=True)]
 
     if not variant["self_training"]:
         return fit_all(rows, y, None, [], variant["hybrid"])
     unl = np.setdiff1d(np.arange(feats.pool_e.shape[0]), np.concatenate([rows, held_out]))
     decisions = len(variant.get("gate_log", []))
     *first, pool_p = fit_all(rows, y, None, [(unl, False)], variant["hybrid"])
-    hybrid = variant["hybrid"]
+    hybrid, share = variant["hybrid"], 0.5
     if hybrid == GATED:  # as the product: the gate is decided on the labels alone; the
         log = variant.get("gate_log", [])  # pseudo-labelled refit keeps what it chose
         hybrid = bool(log[-1]) if len(log) > decisions else False
-    chosen, pseudo = pseudo_labels(pool_p, y, k)
+        if hybrid and variant.get("share_log"):
+            share = variant["share_log"][-1]
+    chosen, pseudo = pseudo_labels(pool_p, y, k,
+                                   per_class_ratio=variant.get("pseudo_ratio", PER_CLASS_RATIO))
     r2 = np.concatenate([rows, unl[chosen]])
     y2 = np.concatenate([y, pseudo])
     w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
-    return fit_all(r2, y2, w, [], hybrid)
+    return fit_all(r2, y2, w, [], hybrid, share)
 
 
 GATED = "gated"
@@ -155,6 +160,9 @@ OUT_OF_FOLD = "out of fold"
 """A gate rule: as ``UNLESS_WORSE``, judged on more evidence than dev: each half's out-of-fold
 predictions on the labels (``worker.ml.live_head.linear_out_of_fold``: the same folds for both)
 and its predictions on dev, together."""
+WEIGHTED = "weighted out of fold"
+"""A gate rule: as ``OUT_OF_FOLD``, and the TF-IDF half's share of the mean chosen on the same
+evidence among ``worker.ml.live_head.TFIDF_SHARES`` (a tie keeps 0.5)."""
 
 
 def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, labels: np.ndarray,
@@ -178,7 +186,7 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
     (e_dev,) = fit_probs(feats.pool_e[r_fit], y_fit, k, [feats.pool_e[dev_rows]], w_fit)
     (t_dev,) = fit_probs(feats.pool_t[r_fit], y_fit, k, [feats.pool_t[dev_rows]], w_fit)
     dev_y = feats.pool_y[dev_rows]
-    if variant.get("gate_rule") == OUT_OF_FOLD and weights is None:  # labels + dev as evidence
+    if variant.get("gate_rule") in (OUT_OF_FOLD, WEIGHTED) and weights is None:  # + labels
         from worker.ml.live_head import linear_out_of_fold
 
         e_cv = linear_out_of_fold(feats.pool_e[r_fit], y_fit, k, config)
@@ -186,9 +194,15 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
         e_dev = np.concatenate([e_cv.probs[e_cv.scored], e_dev])
         t_dev = np.concatenate([t_cv.probs[t_cv.scored], t_dev])
         dev_y = np.concatenate([y_fit[e_cv.scored], dev_y])
-    gain = (macro_f1(dev_y, (0.5 * (e_dev + t_dev)).argmax(1))
+    share = 0.5
+    if variant.get("gate_rule") == WEIGHTED and weights is None:
+        from worker.ml.live_head import best_tfidf_share
+
+        share = best_tfidf_share(dev_y, e_dev, t_dev)
+        variant.setdefault("share_log", []).append(share)
+    gain = (macro_f1(dev_y, ((1 - share) * e_dev + share * t_dev).argmax(1))
             - macro_f1(dev_y, e_dev.argmax(1)))
-    if variant.get("gate_rule") in (UNLESS_WORSE, OUT_OF_FOLD):
+    if variant.get("gate_rule") in (UNLESS_WORSE, OUT_OF_FOLD, WEIGHTED):
         mean_wins = gain >= -config.auto_margin
     else:
         mean_wins = gain > config.auto_margin
@@ -197,7 +211,7 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
         return embed_probs
     pt = fit_probs(feats.pool_t[rows], labels, k,
                    [(feats.test_t if t else feats.pool_t)[i] for i, t in targets], weights)
-    return [0.5 * (a + b) for a, b in zip(embed_probs, pt, strict=True)]
+    return [(1 - share) * a + share * b for a, b in zip(embed_probs, pt, strict=True)]
 
 
 def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
@@ -214,7 +228,7 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
     from worker.ml.acquisition import PoolView, get_strategy
 
     strategy = get_strategy("cluster_uncertain")
-    variant = dict(variant, gate_log=[])
+    variant = dict(variant, gate_log=[], share_log=[])
     labeled = seed_rows.copy()
     n = feats.pool_e.shape[0]
     queried_budget = budget - len(dev_rows)
@@ -245,6 +259,8 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
         out["gate"] = {"fits": len(log), "mean_chosen": int(sum(log)),
                        "switches": int(sum(a != b for a, b in zip(log, log[1:], strict=False))),
                        "log": [int(v) for v in log], "served_mean": bool(log[-1]) if log else False}
+        if variant["share_log"]:  # the TF-IDF half's share of the mean, per fit
+            out["gate"]["shares"] = list(variant["share_log"])
     if variant["self_training"]:  # the product's rule: with or without, whichever wins on dev
         twin = dict(variant, self_training=False, name=variant["name"] + " (off)")
         out["dev_choice"] = chosen_on_dev([twin, variant], feats, pool_y, test_y, k, labeled,
@@ -313,6 +329,13 @@ VARIANTS = [
      "hybrid": GATED, "gate_rule": OUT_OF_FOLD, "self_training": False},
     {"name": "first 128, hybrid unless labels + dev say it hurts + self-training",
      "windows": False, "hybrid": GATED, "gate_rule": OUT_OF_FOLD, "self_training": True},
+    *({"name": f"first 128, hybrid unless labels + dev say it hurts + self-training x{ratio}",
+       "windows": False, "hybrid": GATED, "gate_rule": OUT_OF_FOLD, "self_training": True,
+       "pseudo_ratio": float(ratio)} for ratio in (3, 10)),
+    {"name": "first 128, hybrid weighted unless labels + dev say it hurts + self-training",
+     "windows": False, "hybrid": GATED, "gate_rule": WEIGHTED, "self_training": True},
+    {"name": "first 128, hybrid weighted unless labels + dev say it hurts", "windows": False,
+     "hybrid": GATED, "gate_rule": WEIGHTED, "self_training": False},
 ]
 
 
@@ -498,6 +521,11 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
         if all("switches" in g for g in gates):
             out[arm] += (f"; the choice switched {sum(g['switches'] for g in gates)} times "
                          f"(per seed: {', '.join(str(g['switches']) for g in gates)})")
+        if all("shares" in g for g in gates):  # one per decision (later ones: dev_choice's)
+            shares = [s for g in gates for s in g["shares"][: g["fits"]]]
+            counts = ", ".join(f"{v:g} in {shares.count(v)}" for v in sorted(set(shares)))
+            served = ", ".join(f"{g['shares'][g['fits'] - 1]:g}" for g in gates)
+            out[arm] += f"; the TF-IDF half's share: {counts} fits (served, per seed: {served})"
     return out
 
 

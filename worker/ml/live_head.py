@@ -18,6 +18,9 @@ Defaults and why:
   (``auto_min_labels``); then the hybrid (embeddings + TF-IDF of the project's own texts) is used
   only when its out-of-fold macro-F1 beats the embedding-only head by ``auto_margin``. TF-IDF wins
   on long, keyword-rich texts with many labels; embeddings win with few labels and short texts.
+- ``tfidf_share=0.5``: the ensemble's probabilities are ``(1 - s) * embedding LR + s * TF-IDF LR``;
+  the live refit chooses ``s`` among ``TFIDF_SHARES`` on the labels' out-of-fold predictions and
+  the dev set (:func:`best_tfidf_share`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from contract.errors import ConfigError
 FEATURES = ("embed", "hybrid", "auto")
 HYBRID_MODES = ("concat", "ensemble")
 CANDIDATES_BY_COST = ("live_head", "adapter", "average")
+TFIDF_SHARES = (0.25, 0.5, 0.75)
+"""The TF-IDF half's shares of the hybrid's mean that the live refit chooses among."""
 FORMAT_VERSION = 1
 MEMO_SIZE = 8
 # scikit-learn's default token pattern; the NumPy-only transform reproduces it exactly.
@@ -55,6 +60,7 @@ class LiveHeadConfig:
     features: str = "auto"
     hybrid_mode: str = "ensemble"
     tfidf_weight: float = 1.0
+    tfidf_share: float = 0.5
     cv_folds: int = 5
     auto_min_labels: int = 40
     auto_margin: float = 0.01
@@ -72,6 +78,8 @@ class LiveHeadConfig:
             raise ConfigError(f"hybrid_mode={self.hybrid_mode!r}; choose one of {HYBRID_MODES}")
         if not self.tfidf_weight > 0:
             raise ConfigError(f"tfidf_weight must be > 0, got {self.tfidf_weight}")
+        if not 0 < self.tfidf_share < 1:
+            raise ConfigError(f"tfidf_share must be in (0, 1), got {self.tfidf_share}")
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.max_iter < 10:
@@ -391,9 +399,10 @@ class LiveHead:
 
     @classmethod
     def ensemble(cls, embed_head: LiveHead, tfidf_model: _Linear, tfidf: PoolTfidf,
-                 selection: Mapping[str, Any] | None = None) -> LiveHead:
+                 selection: Mapping[str, Any] | None = None, *, share: float = 0.5) -> LiveHead:
         """The hybrid head of ``embed_head``'s embedding LR and a TF-IDF LR fitted elsewhere
-        (the live refit keeps the TF-IDF LR between label-growth refits)."""
+        (the live refit keeps the TF-IDF LR between label-growth refits); ``share``: the TF-IDF
+        LR's weight in the mean of their probabilities."""
         if embed_head.embed is None:
             raise ConfigError("the embedding head is not fitted yet")
         if tfidf_model.W.shape != (embed_head.n_classes, tfidf.n_features):
@@ -401,7 +410,8 @@ class LiveHead:
                 f"the TF-IDF model has weights {tfidf_model.W.shape}, expected "
                 f"({embed_head.n_classes}, {tfidf.n_features})"
             )
-        head = cls(replace(embed_head.config, features="hybrid", hybrid_mode="ensemble"))
+        head = cls(replace(embed_head.config, features="hybrid", hybrid_mode="ensemble",
+                           tfidf_share=share))
         head.n_classes, head.n_labels = embed_head.n_classes, embed_head.n_labels
         head.embed, head.tfidf_model, head.tfidf = embed_head.embed, tfidf_model, tfidf
         head.features_used = "hybrid"
@@ -438,7 +448,8 @@ class LiveHead:
         if self.concat is not None:
             return softmax(self.concat.logits(_hstack(X, T, self.config.tfidf_weight)))
         assert self.tfidf_model is not None
-        return 0.5 * (softmax(self.embed.logits(X)) + softmax(self.tfidf_model.logits(T)))
+        return mix(softmax(self.embed.logits(X)), softmax(self.tfidf_model.logits(T)),
+                   self.config.tfidf_share)
 
     def linear_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W (n_classes, d), b (n_classes,))`` of the embedding-only multinomial LR:
@@ -714,6 +725,29 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         fn = float(np.sum((y_true == c) & (y_pred != c)))
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return float(np.mean(f1s)) if f1s else 0.0
+
+
+def mix(embed_probs: np.ndarray, tfidf_probs: np.ndarray, share: float) -> np.ndarray:
+    """The hybrid's probabilities: ``(1 - share) * embed_probs + share * tfidf_probs``."""
+    return (1 - share) * embed_probs + share * tfidf_probs
+
+
+def best_tfidf_share(
+    y_true: np.ndarray, embed_probs: np.ndarray, tfidf_probs: np.ndarray,
+    shares: Sequence[float] = TFIDF_SHARES,
+) -> float:
+    """The TF-IDF half's share ``s`` of the hybrid's mean, ``(1 - s) * embed + s * tfidf``, with
+    the best macro-F1 on ``y_true`` among ``shares``; a tie keeps the share closest to 0.5.
+    Long topic text leans on its words (20 Newsgroups chose 0.75), short text on the
+    embeddings (docs/results.md, issue 18)."""
+    if embed_probs.shape != tfidf_probs.shape or len(embed_probs) != len(y_true):
+        raise ConfigError(f"probabilities {embed_probs.shape} and {tfidf_probs.shape} for "
+                          f"{len(y_true)} labels")
+    if len(y_true) == 0:
+        return 0.5
+    scores = {s: macro_f1(y_true, mix(embed_probs, tfidf_probs, s).argmax(axis=1))
+              for s in shares}
+    return max(shares, key=lambda s: (scores[s], -abs(s - 0.5)))
 
 
 # --------------------------------------------------------------------------- cold start

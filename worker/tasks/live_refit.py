@@ -659,10 +659,11 @@ def _hybrid(
     """The ensemble of the embedding head with a TF-IDF LR unless that loses by more than
     ``auto_margin`` macro-F1 on the evidence: the dev set and the labels' out-of-fold
     predictions (``live_tfidf.fold_evidence``, computed on the TF-IDF LR's cadence); then the
-    embedding head (:mod:`worker.tasks.live_tfidf`). Returns (head, pool probabilities, dev
-    probabilities, what the dashboard says about it)."""
+    embedding head (:mod:`worker.tasks.live_tfidf`). The TF-IDF half's share of the mean is
+    chosen on the same evidence (``best_tfidf_share``; 0.5 without out-of-fold evidence).
+    Returns (head, pool probabilities, dev probabilities, what the dashboard says about it)."""
     from contract.errors import MLError
-    from worker.ml.live_head import LiveHead, macro_f1, softmax
+    from worker.ml.live_head import LiveHead, best_tfidf_share, macro_f1, mix, softmax
     from worker.tasks.live_tfidf import (
         fold_evidence,
         model_dir,
@@ -696,40 +697,43 @@ def _hybrid(
     if computed:
         timings["tfidf_evidence"] = time.perf_counter() - t
     dev_tfidf = softmax(model.linear.logits(space.take(dev.item_ids)))
-    both = 0.5 * (dev_probs + dev_tfidf)
     gold = np.asarray(dev.labels)
-    dev_joined = macro_f1(gold, both.argmax(axis=1))
     basis = f"dev macro-F1 on {len(gold):,} dev items"
-    alone_p, joined_p = dev_probs, both
+    alone_p, tfidf_p = dev_probs, dev_tfidf
+    share = 0.5  # the TF-IDF half's share of the mean: chosen only with the labels' evidence
     if evidence is not None:
         gold = np.concatenate([evidence.gold, gold])
         alone_p = np.concatenate([evidence.embed, dev_probs])
-        joined_p = np.concatenate([0.5 * (evidence.embed + evidence.tfidf), both])
+        tfidf_p = np.concatenate([evidence.tfidf, dev_tfidf])
         basis = (f"macro-F1 on {len(dev):,} dev items + {evidence.folds}-fold CV over "
                  f"{len(evidence.gold):,} labels")
+        share = best_tfidf_share(gold, alone_p, tfidf_p)
+    both = mix(dev_probs, dev_tfidf, share)
+    dev_joined = macro_f1(np.asarray(dev.labels), both.argmax(axis=1))
     alone = macro_f1(gold, alone_p.argmax(axis=1))
-    joined = macro_f1(gold, joined_p.argmax(axis=1))
-    scores = f"{basis}: {joined:.3f} with TF-IDF, {alone:.3f} on embeddings alone"
+    joined = macro_f1(gold, mix(alone_p, tfidf_p, share).argmax(axis=1))
+    scores = (f"{basis}: {joined:.3f} with TF-IDF at a share of {share:g}, {alone:.3f} on "
+              "embeddings alone")
     if joined < alone - head.config.auto_margin:
         return head, probs, dev_probs, (f"live head on sentence embeddings ({scores}; TF-IDF "
                                         f"loses by more than {head.config.auto_margin:g})")
     hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
         "features": "hybrid", "macro_f1": {"hybrid": joined, "embed": alone},
         "evidence": {"dev": len(dev), "cv_labels": 0 if evidence is None else len(evidence.gold)},
-        "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint})
-    pool_tfidf = softmax(model.linear.logits(space.take(queueable)))
+        "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint}, share=share)
+    pool_mean = mix(probs, softmax(model.linear.logits(space.take(queueable))), share)
     note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
             f"TF-IDF model fitted on {model.n_labels:,} labels)")
     if not self_train:
-        return hybrid, 0.5 * (probs + pool_tfidf), both, note
+        return hybrid, pool_mean, both, note
     t = time.perf_counter()
     trained, verdict = _self_train_hybrid(
-        settings, snapshot, head, model, fitted, space, halves, 0.5 * (probs + pool_tfidf),
-        queueable, labelled, dev, dev_joined, timings)
+        settings, snapshot, head, model, fitted, space, halves, pool_mean, queueable, labelled,
+        dev, dev_joined, timings, share)
     timings["self_train"] = time.perf_counter() - t
     note = f"{note}; {verdict}" if verdict else note
     if trained is None:
-        return hybrid, 0.5 * (probs + pool_tfidf), both, note
+        return hybrid, pool_mean, both, note
     return (*trained, note)
 
 
@@ -737,14 +741,16 @@ def _self_train_hybrid(
     settings: Settings, snapshot: ProjectSnapshot, head: Any, model: Any, fitted: bool,
     space: Any, halves: _Halves, pool_mean: np.ndarray, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, plain_dev_f1: float, timings: dict[str, float],
+    share: float,
 ) -> tuple[tuple[Any, np.ndarray, np.ndarray] | None, str]:
     """Both halves refit with the mean's confident pool items as pseudo-labels (class-balanced,
     as many as there are labels, weight ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept
     unless the dev macro-F1 drops. The self-trained TF-IDF LR is refitted on the TF-IDF LR's
     cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns
     ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
-    pseudo-labelled, what the dashboard says ("" when nothing was))."""
-    from worker.ml.live_head import LiveHead, macro_f1, softmax
+    pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``: the TF-IDF
+    half's share of the mean, as chosen for the plain hybrid."""
+    from worker.ml.live_head import LiveHead, macro_f1, mix, softmax
     from worker.ml.self_training import pseudo_labels, pseudo_weights, refit_with_pseudo_labels
     from worker.tasks.live_tfidf import model_dir, self_trained_model
 
@@ -760,8 +766,8 @@ def _self_train_hybrid(
         pseudo_weights(len(halves.y), len(rows)), k, head.config)
     timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
         time.perf_counter() - t)
-    dev_st = 0.5 * (embed.predict_proba(halves.dev_X)
-                    + softmax(st_model.linear.logits(space.take(dev.item_ids))))
+    dev_st = mix(embed.predict_proba(halves.dev_X),
+                 softmax(st_model.linear.logits(space.take(dev.item_ids))), share)
     st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
     kept = st_f1 >= plain_dev_f1
     verdict = (f"self-training on {len(rows):,} confident pool items "
@@ -772,9 +778,9 @@ def _self_train_hybrid(
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
         "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
         "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
-        "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint})
-    pool_probs = 0.5 * (embed.predict_proba(halves.pool)
-                        + softmax(st_model.linear.logits(space.take(queueable))))
+        "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint}, share=share)
+    pool_probs = mix(embed.predict_proba(halves.pool),
+                     softmax(st_model.linear.logits(space.take(queueable))), share)
     return (hybrid, pool_probs, dev_st), verdict
 
 

@@ -17,12 +17,14 @@ from worker.ml.live_head import (
     LiveHead,
     LiveHeadConfig,
     PoolTfidf,
+    best_tfidf_share,
     choose_served,
     cross_validate,
     cv_probs,
     diverse_seed,
     linear_out_of_fold,
     macro_f1,
+    mix,
     softmax,
     zero_shot_scores,
 )
@@ -62,6 +64,10 @@ def test_config_round_trip_and_checks() -> None:
         LiveHeadConfig(features="tfidf")
     with pytest.raises(ConfigError, match="C must be > 0"):
         LiveHeadConfig(C=0)
+    with pytest.raises(ConfigError, match="tfidf_share must be in \\(0, 1\\)"):
+        LiveHeadConfig(tfidf_share=1.0)
+    # a head saved before the share existed loads with the even mean
+    assert LiveHeadConfig.from_dict({"C": 10.0}).tfidf_share == 0.5
 
 
 def test_fit_and_proba_shapes_with_unseen_classes() -> None:
@@ -332,3 +338,39 @@ def test_float32_embeddings_predict_like_float64() -> None:
     np.testing.assert_allclose(p32, head.predict_proba(X.astype(np.float32).astype(np.float64)),
                                atol=1e-5)
     assert (p32.argmax(axis=1) == p64.argmax(axis=1)).all()
+
+
+def test_the_tfidf_share_is_the_one_the_evidence_prefers_and_a_tie_keeps_the_even_mean() -> None:
+    y = np.array([0, 1, 2, 0])
+    embed = np.array([[0.4, 0.6, 0.0], [0.4, 0.6, 0.0], [0.5, 0.0, 0.5], [0.6, 0.4, 0.0]])
+    tfidf = np.array([[1.0, 0.0, 0.0], [0.0, 0.2, 0.8], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
+    # 0.25 and 0.5 get every item right (a tie keeps 0.5); at 0.75 item 1 is lost to class 2
+    assert best_tfidf_share(y, embed, tfidf) == 0.5
+    right = np.eye(3)[y]
+    wrong_on_1 = np.eye(3)[[0, 0, 2, 0]]
+    assert best_tfidf_share(y, wrong_on_1, right) == 0.75  # only the words' larger share fixes it
+    assert best_tfidf_share(y, right, wrong_on_1) == 0.25
+    assert best_tfidf_share(y, right, right) == 0.5  # every share ties
+    np.testing.assert_allclose(mix(embed, tfidf, 0.25), 0.75 * embed + 0.25 * tfidf)
+    with pytest.raises(ConfigError, match="for 3 labels"):
+        best_tfidf_share(y[:3], embed, tfidf)
+
+
+def test_an_ensemble_with_a_share_predicts_and_saves_it(tmp_path: Path) -> None:
+    y = np.arange(45) % 3
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(45, 8))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    texts = texts_for(y)
+    tfidf = PoolTfidf.fit(texts)
+    both = LiveHead(LiveHeadConfig(features="hybrid")).fit(X, y, 3, texts, tfidf)
+    embed = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 3)
+    assert both.tfidf_model is not None
+    head = LiveHead.ensemble(embed, both.tfidf_model, tfidf, share=0.75)
+    expected = (0.25 * softmax(embed.embed.logits(X))  # type: ignore[union-attr]
+                + 0.75 * softmax(both.tfidf_model.logits(tfidf.transform(texts))))
+    np.testing.assert_allclose(head.predict_proba(X, texts), expected, atol=1e-6)
+    head.save(tmp_path / "head")
+    loaded = LiveHead.load(tmp_path / "head")
+    assert loaded.config.tfidf_share == 0.75
+    np.testing.assert_allclose(loaded.predict_proba(X, texts), expected, atol=1e-5)

@@ -535,9 +535,12 @@ def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
 
         texts = [t for (t,) in session.execute(
             select(Item.text).where(Item.id.in_(seeded.dev_ids)).order_by(Item.id))]
+    # the embeddings carry nothing here, so the evidence gives the TF-IDF half the largest share
+    assert head.config.tfidf_share == 0.75
+    assert "with TF-IDF at a share of 0.75" in after.served_reason
     e = SentenceEncoder.embed(None, texts)  # type: ignore[arg-type]
-    expected = 0.5 * (softmax(head.embed.logits(e))  # type: ignore[union-attr]
-                      + softmax(head.tfidf_model.logits(head.tfidf.transform(texts))))  # type: ignore[union-attr]
+    expected = (0.25 * softmax(head.embed.logits(e))  # type: ignore[union-attr]
+                + 0.75 * softmax(head.tfidf_model.logits(head.tfidf.transform(texts))))  # type: ignore[union-attr]
     np.testing.assert_allclose(head.predict_proba(e, texts), expected, atol=1e-6)
     with file_db.session() as session:
         dev_gold = [seeded.label_ids.index(a.label_id) for a in session.scalars(
@@ -651,8 +654,9 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
         return rows, (pseudo + 1) % k  # every pseudo-label on the wrong class
 
     monkeypatch.setattr(self_training, "pseudo_labels", wrong)
-    label(file_db, seeded, seeded.pool_ids[60:61])
-    refit_live_head(seeded.project_id, on, file_db.sessions)
+    label(file_db, seeded, seeded.pool_ids[60:80])  # 10 % and 20 more: both halves take them
+    result = refit_live_head(seeded.project_id, on, file_db.sessions)
+    assert result is not None and "tfidf_self_train_fit" in result.timings
     s = state(file_db, seeded)
     assert "confident pool items not kept" in s.served_reason
     head = LiveHead.load(s.artifact_path)
