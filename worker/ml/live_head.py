@@ -738,8 +738,9 @@ def best_tfidf_share(
 ) -> float:
     """The TF-IDF half's share ``s`` of the hybrid's mean, ``(1 - s) * embed + s * tfidf``, with
     the best macro-F1 on ``y_true`` among ``shares``; a tie keeps the share closest to 0.5.
-    Long topic text leans on its words (20 Newsgroups chose 0.75), short text on the
-    embeddings (docs/results.md, issue 18)."""
+    Texts with many distinctive words lean on them (20 Newsgroups and spam e-mails chose 0.75),
+    R8's news briefs on the embeddings (mostly 0.25), tweets chose 0.5 (docs/results.md, issue
+    18)."""
     if embed_probs.shape != tfidf_probs.shape or len(embed_probs) != len(y_true):
         raise ConfigError(f"probabilities {embed_probs.shape} and {tfidf_probs.shape} for "
                           f"{len(y_true)} labels")
