@@ -25,6 +25,9 @@ dev), and switches each candidate improvement on and off:
   the live head's folds), alone or with self-training. Each gated arm records its choice per fit
   and how often it switched. ``... + self-training x3`` / ``x10``: as many pseudo-labels per
   class as 3 / 10 times its share of the labels, where the others take 1 (``pseudo_ratio``).
+- ``hybrid weighted unless labels + dev say it hurts``: the product's rule since 2026-12-05: as
+  the previous one, with the TF-IDF half's share of the mean (0.25 / 0.5 / 0.75) chosen on the
+  same evidence (``worker.ml.live_head.best_tfidf_share``); the markdown says which was chosen.
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
