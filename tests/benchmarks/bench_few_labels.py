@@ -117,6 +117,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     """Probabilities of the variant's head fitted on pool ``rows`` with labels ``y``.
     ``targets``: (row indices, is_test) pairs. Self-training never pseudo-labels ``held_out``
     (the dev rows), as the product's pool never holds its dev items."""
+    from worker.ml.live_head import mix
     from worker.ml.self_training import PER_CLASS_RATIO, pseudo_labels
 
     def pick(kind: str, idx: np.ndarray, test: bool) -> Any:
@@ -134,7 +135,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         if hybrid == GATED:  # the product's rule: the mean only where dev says so
             return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
         pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
-        return [(1 - share) * a + share * b for a, b in zip(pe, pt, strict=True)]
+        return [mix(a, b, share) for a, b in zip(pe, pt, strict=True)]
 
     if not variant["self_training"]:
         return fit_all(rows, y, None, [], variant["hybrid"])
@@ -178,7 +179,7 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
     embedding LR alone otherwise. Each decision is appended to ``variant["gate_log"]``. (The
     product refits the TF-IDF half, and computes its out-of-fold evidence, only when the labels
     grew by 10 %; here both are redone every time, which can only flatter the mean.)"""
-    from worker.ml.live_head import LiveHeadConfig
+    from worker.ml.live_head import LiveHeadConfig, mix
 
     config = LiveHeadConfig()
     if len(rows) < config.auto_min_labels or len(dev_rows) == 0 or feats.pool_y is None:
@@ -203,7 +204,7 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
 
         share = best_tfidf_share(dev_y, e_dev, t_dev)
         variant.setdefault("share_log", []).append(share)
-    gain = (macro_f1(dev_y, ((1 - share) * e_dev + share * t_dev).argmax(1))
+    gain = (macro_f1(dev_y, mix(e_dev, t_dev, share).argmax(1))
             - macro_f1(dev_y, e_dev.argmax(1)))
     if variant.get("gate_rule") in (UNLESS_WORSE, OUT_OF_FOLD, WEIGHTED):
         mean_wins = gain >= -config.auto_margin
@@ -214,7 +215,7 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
         return embed_probs
     pt = fit_probs(feats.pool_t[rows], labels, k,
                    [(feats.test_t if t else feats.pool_t)[i] for i, t in targets], weights)
-    return [(1 - share) * a + share * b for a, b in zip(embed_probs, pt, strict=True)]
+    return [mix(a, b, share) for a, b in zip(embed_probs, pt, strict=True)]
 
 
 def macro_f1(y: np.ndarray, p: np.ndarray) -> float:

@@ -697,7 +697,7 @@ def _hybrid(
     if computed:
         timings["tfidf_evidence"] = time.perf_counter() - t
     dev_tfidf = softmax(model.linear.logits(space.take(dev.item_ids)))
-    gold = np.asarray(dev.labels)
+    dev_gold = gold = np.asarray(dev.labels)
     basis = f"dev macro-F1 on {len(gold):,} dev items"
     alone_p, tfidf_p = dev_probs, dev_tfidf
     share = 0.5  # the TF-IDF half's share of the mean: chosen only with the labels' evidence
@@ -709,7 +709,7 @@ def _hybrid(
                  f"{len(evidence.gold):,} labels")
         share = best_tfidf_share(gold, alone_p, tfidf_p)
     both = mix(dev_probs, dev_tfidf, share)
-    dev_joined = macro_f1(np.asarray(dev.labels), both.argmax(axis=1))
+    dev_joined = macro_f1(dev_gold, both.argmax(axis=1))
     alone = macro_f1(gold, alone_p.argmax(axis=1))
     joined = macro_f1(gold, mix(alone_p, tfidf_p, share).argmax(axis=1))
     scores = (f"{basis}: {joined:.3f} with TF-IDF at a share of {share:g}, {alone:.3f} on "

@@ -18,6 +18,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db.models import TASK_MULTI_LABEL, Annotation, AnnotationLabel, Label, Project
+from app.domain.annotation.common import project_labels
 from app.domain.policy import live
 from app.errors import InvalidInput, NotSupported
 
@@ -71,8 +72,7 @@ def project_label_set(db: Session, project: Project, label_ids: Iterable[int]) -
 
 def labels_named(db: Session, project: Project, answer: Iterable[str | int]) -> list[Label]:
     """The labels named (by name or id) in ``answer``, distinct, in the project's label order."""
-    labels = list(db.scalars(select(Label).where(Label.project_id == project.id)
-                              .order_by(Label.position)))
+    labels = project_labels(db, project.id)
     by_name = {label.name: label for label in labels}
     by_id = {label.id: label for label in labels}
     wanted: set[int] = set()
