@@ -56,17 +56,17 @@ def _base(project_id: int) -> str:
     return f"/projects/{project_id}/annotate"
 
 
-def parse_ids(raw: str) -> list[int]:
-    """``"3,5,8"`` -> [3, 5, 8]; anything else is refused with a clear message."""
+def parse_ids(raw: str, field: str) -> list[int]:
+    """``"3,5,8"`` -> [3, 5, 8]; anything else is refused with a message naming ``field``."""
     if len(raw) > MAX_EXCLUDE_PARAM:
-        raise InvalidInput("Too many item ids in 'exclude'.")
+        raise InvalidInput(f"Too many item ids in {field!r}.")
     ids = []
     for part in raw.split(","):
         part = part.strip()
         if not part:
             continue
         if not part.isdigit():
-            raise InvalidInput(f"'exclude' takes item ids separated by commas, not {part!r}.")
+            raise InvalidInput(f"{field!r} takes item ids separated by commas, not {part!r}.")
         ids.append(int(part))
     return ids
 
@@ -163,7 +163,8 @@ def next_item_fragment(
     exclude: Annotated[str, Query(max_length=MAX_EXCLUDE_PARAM)] = "",
 ) -> Response:
     leased = annotation.lease_next(db, access.project, access.user,
-                                   lease_seconds=settings.lease_seconds, exclude=parse_ids(exclude))
+                                   lease_seconds=settings.lease_seconds,
+                                   exclude=parse_ids(exclude, "exclude"))
     db.commit()
     return _item_response(request, db, access.project, annotation.show(db, access.project, leased))
 
@@ -233,7 +234,7 @@ def release_items(
     item_ids: Annotated[str, Form(max_length=MAX_EXCLUDE_PARAM)] = "",
 ) -> Response:
     """Give back prefetched items when the page goes away (``navigator.sendBeacon``)."""
-    annotation.release_leases(db, access.project, access.user, parse_ids(item_ids))
+    annotation.release_leases(db, access.project, access.user, parse_ids(item_ids, "item_ids"))
     db.commit()
     return Response(status_code=204)
 

@@ -241,6 +241,16 @@ def test_release_gives_back_prefetched_items(app: FastAPI, db: Session,
     assert held[1] in seen and held[0] not in seen
 
 
+def test_release_names_its_own_field_in_errors(app: FastAPI, db: Session,
+                                               project: Project) -> None:
+    client = _annotator(app, db, project)
+    response = client.post(f"/projects/{project.id}/annotate/release",
+                           data={"item_ids": "12,abc"})
+    assert response.status_code == 422
+    assert "&#39;item_ids&#39; takes item ids" in response.text
+    assert "exclude" not in response.text
+
+
 def test_strangers_and_anonymous_visitors_cannot_annotate(
     app: FastAPI, db: Session, project: Project
 ) -> None:
