@@ -34,6 +34,13 @@ def home(caller: OptionalUser) -> RedirectResponse:
     return RedirectResponse("/projects" if caller else "/login", status_code=303)
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon(_caller: OptionalUser) -> RedirectResponse:
+    """Tools and old browsers ask for ``/favicon.ico`` whatever the page's ``<link rel=icon>``
+    says; they get the same icon."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
+
+
 @router.get("/login")
 def login_page(request: Request, caller: OptionalUser, next: str = "/projects") -> Response:
     if caller is not None and not caller.via_token:

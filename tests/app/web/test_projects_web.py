@@ -159,3 +159,5 @@ def test_every_page_names_an_icon_that_is_served(app: FastAPI, db: Session) -> N
     assert icon.status_code == 200
     assert icon.headers["content-type"].startswith("image/svg+xml")
     assert icon.text.lstrip().startswith("<svg")
+    legacy = TestClient(app).get("/favicon.ico", follow_redirects=False)  # asked for by tools
+    assert legacy.status_code == 301 and legacy.headers["location"] == "/static/favicon.svg"
