@@ -28,6 +28,9 @@ dev), and switches each candidate improvement on and off:
 - ``hybrid weighted unless labels + dev say it hurts``: the product's rule since 2026-12-05: as
   the previous one, with the TF-IDF half's share of the mean (0.25 / 0.5 / 0.75) chosen on the
   same evidence (``worker.ml.live_head.best_tfidf_share``); the markdown says which was chosen.
+  ``hybrid weighted geometric ...``: the same with the halves pooled by their weighted
+  geometric mean (``worker.ml.live_head.mix``, ``mixture="geometric"``) instead of the
+  arithmetic one.
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT
@@ -135,7 +138,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         if hybrid == GATED:  # the product's rule: the mean only where dev says so
             return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
         pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
-        return [mix(a, b, share) for a, b in zip(pe, pt, strict=True)]
+        return [mix(a, b, share, mixture(variant)) for a, b in zip(pe, pt, strict=True)]
 
     if not variant["self_training"]:
         return fit_all(rows, y, None, [], variant["hybrid"])
@@ -199,12 +202,21 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
         t_dev = np.concatenate([t_cv.probs[t_cv.scored], t_dev])
         dev_y = np.concatenate([y_fit[e_cv.scored], dev_y])
     share = 0.5
-    if variant.get("gate_rule") == WEIGHTED and weights is None:
+    weighted = variant.get("gate_rule") == WEIGHTED and weights is None
+    if weighted and variant.get("mixture") == CHOSEN:
+        from worker.ml.live_head import best_tfidf_pooling
+
+        chosen_mixture, share = best_tfidf_pooling(dev_y, e_dev, t_dev,
+                                                   margin=variant.get("pooling_margin", 0.0))
+        variant["mixture_chosen"] = chosen_mixture
+        variant.setdefault("share_log", []).append(share)
+        variant.setdefault("mixture_log", []).append(chosen_mixture)
+    elif weighted:
         from worker.ml.live_head import best_tfidf_share
 
-        share = best_tfidf_share(dev_y, e_dev, t_dev)
+        share = best_tfidf_share(dev_y, e_dev, t_dev, mixture=mixture(variant))
         variant.setdefault("share_log", []).append(share)
-    gain = (macro_f1(dev_y, mix(e_dev, t_dev, share).argmax(1))
+    gain = (macro_f1(dev_y, mix(e_dev, t_dev, share, mixture(variant)).argmax(1))
             - macro_f1(dev_y, e_dev.argmax(1)))
     if variant.get("gate_rule") in (UNLESS_WORSE, OUT_OF_FOLD, WEIGHTED):
         mean_wins = gain >= -config.auto_margin
@@ -215,7 +227,19 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
         return embed_probs
     pt = fit_probs(feats.pool_t[rows], labels, k,
                    [(feats.test_t if t else feats.pool_t)[i] for i, t in targets], weights)
-    return [mix(a, b, share) for a, b in zip(embed_probs, pt, strict=True)]
+    return [mix(a, b, share, mixture(variant)) for a, b in zip(embed_probs, pt, strict=True)]
+
+
+CHOSEN = "chosen"
+"""A variant's mixture chosen with the share on the same evidence (``best_tfidf_pooling``)."""
+
+
+def mixture(variant: dict[str, Any]) -> str:
+    """How the variant pools its halves (``worker.ml.live_head.mix``): arithmetic unless it
+    names another, whatever the product's default, so a variant's name keeps its meaning; with
+    ``CHOSEN``, the mixture chosen at its last gate decision."""
+    named = str(variant.get("mixture", "arithmetic"))
+    return str(variant.get("mixture_chosen", "arithmetic")) if named == CHOSEN else named
 
 
 def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
@@ -232,7 +256,7 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
     from worker.ml.acquisition import PoolView, get_strategy
 
     strategy = get_strategy("cluster_uncertain")
-    variant = dict(variant, gate_log=[], share_log=[])
+    variant = dict(variant, gate_log=[], share_log=[], mixture_log=[])
     labeled = seed_rows.copy()
     n = feats.pool_e.shape[0]
     queried_budget = budget - len(dev_rows)
@@ -265,6 +289,8 @@ def run_arm(variant: dict[str, Any], feats: Features, pool_y: np.ndarray, test_y
                        "log": [int(v) for v in log], "served_mean": bool(log[-1]) if log else False}
         if variant["share_log"]:  # the TF-IDF half's share of the mean, per fit
             out["gate"]["shares"] = list(variant["share_log"])
+        if variant["mixture_log"]:  # and the mixture, where it is chosen too
+            out["gate"]["mixtures"] = list(variant["mixture_log"])
     if variant["self_training"]:  # the product's rule: with or without, whichever wins on dev
         twin = dict(variant, self_training=False, name=variant["name"] + " (off)")
         out["dev_choice"] = chosen_on_dev([twin, variant], feats, pool_y, test_y, k, labeled,
@@ -340,6 +366,15 @@ VARIANTS = [
      "windows": False, "hybrid": GATED, "gate_rule": WEIGHTED, "self_training": True},
     {"name": "first 128, hybrid weighted unless labels + dev say it hurts", "windows": False,
      "hybrid": GATED, "gate_rule": WEIGHTED, "self_training": False},
+    {"name": "first 128, hybrid weighted geometric unless labels + dev say it hurts + "
+     "self-training", "windows": False, "hybrid": GATED, "gate_rule": WEIGHTED,
+     "mixture": "geometric", "self_training": True},
+    {"name": "first 128, hybrid weighted, mixture chosen, unless labels + dev say it hurts + "
+     "self-training", "windows": False, "hybrid": GATED, "gate_rule": WEIGHTED,
+     "mixture": CHOSEN, "self_training": True},
+    {"name": "first 128, hybrid, even mean unless another pooling wins by 0.01, unless labels + "
+     "dev say it hurts + self-training", "windows": False, "hybrid": GATED,
+     "gate_rule": WEIGHTED, "mixture": CHOSEN, "pooling_margin": 0.01, "self_training": True},
 ]
 
 

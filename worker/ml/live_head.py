@@ -18,9 +18,12 @@ Defaults and why:
   (``auto_min_labels``); then the hybrid (embeddings + TF-IDF of the project's own texts) is used
   only when its out-of-fold macro-F1 beats the embedding-only head by ``auto_margin``. TF-IDF wins
   on long, keyword-rich texts with many labels; embeddings win with few labels and short texts.
-- ``tfidf_share=0.5``: the ensemble's probabilities are ``(1 - s) * embedding LR + s * TF-IDF LR``;
-  the live refit chooses ``s`` among ``TFIDF_SHARES`` on the labels' out-of-fold predictions and
-  the dev set (:func:`best_tfidf_share`).
+- ``tfidf_share=0.5``, ``tfidf_mixture="arithmetic"``: the ensemble's probabilities are
+  ``(1 - s) * embedding LR + s * TF-IDF LR``, or their weighted geometric mean (:func:`mix`);
+  the live refit chooses both, ``s`` among ``TFIDF_SHARES``, on the labels' out-of-fold
+  predictions and the dev set (:func:`best_tfidf_pooling`). The geometric mean helped where the
+  words carry the class (20 Newsgroups, spam, tweets) and hurt on R8's rare classes, which one
+  unsure half vetoes (docs/results.md, issue 18).
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ HYBRID_MODES = ("concat", "ensemble")
 CANDIDATES_BY_COST = ("live_head", "adapter", "average")
 TFIDF_SHARES = (0.25, 0.5, 0.75)
 """The TF-IDF half's shares of the hybrid's mean that the live refit chooses among."""
+MIXTURES = ("arithmetic", "geometric")
+"""How the hybrid pools its halves' probabilities (:func:`mix`)."""
+DEFAULT_MIXTURE = "arithmetic"
+SAVED_BEFORE_MIXTURE = "arithmetic"
+"""The mixture of heads saved before ``tfidf_mixture`` existed (they carry no such key)."""
 FORMAT_VERSION = 1
 MEMO_SIZE = 8
 # scikit-learn's default token pattern; the NumPy-only transform reproduces it exactly.
@@ -61,6 +69,7 @@ class LiveHeadConfig:
     hybrid_mode: str = "ensemble"
     tfidf_weight: float = 1.0
     tfidf_share: float = 0.5
+    tfidf_mixture: str = DEFAULT_MIXTURE
     cv_folds: int = 5
     auto_min_labels: int = 40
     auto_margin: float = 0.01
@@ -80,6 +89,8 @@ class LiveHeadConfig:
             raise ConfigError(f"tfidf_weight must be > 0, got {self.tfidf_weight}")
         if not 0 < self.tfidf_share < 1:
             raise ConfigError(f"tfidf_share must be in (0, 1), got {self.tfidf_share}")
+        if self.tfidf_mixture not in MIXTURES:
+            raise ConfigError(f"tfidf_mixture={self.tfidf_mixture!r}; choose one of {MIXTURES}")
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.max_iter < 10:
@@ -399,10 +410,12 @@ class LiveHead:
 
     @classmethod
     def ensemble(cls, embed_head: LiveHead, tfidf_model: _Linear, tfidf: PoolTfidf,
-                 selection: Mapping[str, Any] | None = None, *, share: float = 0.5) -> LiveHead:
+                 selection: Mapping[str, Any] | None = None, *, share: float = 0.5,
+                 mixture: str | None = None) -> LiveHead:
         """The hybrid head of ``embed_head``'s embedding LR and a TF-IDF LR fitted elsewhere
         (the live refit keeps the TF-IDF LR between label-growth refits); ``share``: the TF-IDF
-        LR's weight in the mean of their probabilities."""
+        LR's weight in the mixture of their probabilities; ``mixture``: which (:func:`mix`;
+        default ``embed_head.config.tfidf_mixture``)."""
         if embed_head.embed is None:
             raise ConfigError("the embedding head is not fitted yet")
         if tfidf_model.W.shape != (embed_head.n_classes, tfidf.n_features):
@@ -411,7 +424,8 @@ class LiveHead:
                 f"({embed_head.n_classes}, {tfidf.n_features})"
             )
         head = cls(replace(embed_head.config, features="hybrid", hybrid_mode="ensemble",
-                           tfidf_share=share))
+                           tfidf_share=share,
+                           tfidf_mixture=mixture or embed_head.config.tfidf_mixture))
         head.n_classes, head.n_labels = embed_head.n_classes, embed_head.n_labels
         head.embed, head.tfidf_model, head.tfidf = embed_head.embed, tfidf_model, tfidf
         head.features_used = "hybrid"
@@ -449,7 +463,7 @@ class LiveHead:
             return softmax(self.concat.logits(_hstack(X, T, self.config.tfidf_weight)))
         assert self.tfidf_model is not None
         return mix(softmax(self.embed.logits(X)), softmax(self.tfidf_model.logits(T)),
-                   self.config.tfidf_share)
+                   self.config.tfidf_share, self.config.tfidf_mixture)
 
     def linear_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W (n_classes, d), b (n_classes,))`` of the embedding-only multinomial LR:
@@ -496,7 +510,8 @@ class LiveHead:
         meta = json.loads((source / "live_head.json").read_text())
         if meta.get("format") != "tapestry-live-head" or meta.get("version") != FORMAT_VERSION:
             raise ConfigError(f"{source} does not hold a live head of format {FORMAT_VERSION}")
-        head = cls(LiveHeadConfig.from_dict(meta["config"]))
+        head = cls(LiveHeadConfig.from_dict(
+            {"tfidf_mixture": SAVED_BEFORE_MIXTURE, **meta["config"]}))
         arrays = {
             name: np.load(source / f"{name}.npy", allow_pickle=False).astype(np.float64)
             for name in meta["arrays"]
@@ -727,14 +742,26 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
-def mix(embed_probs: np.ndarray, tfidf_probs: np.ndarray, share: float) -> np.ndarray:
-    """The hybrid's probabilities: ``(1 - share) * embed_probs + share * tfidf_probs``."""
-    return (1 - share) * embed_probs + share * tfidf_probs
+def mix(embed_probs: np.ndarray, tfidf_probs: np.ndarray, share: float,
+        mixture: str = DEFAULT_MIXTURE) -> np.ndarray:
+    """The hybrid's probabilities with the TF-IDF half at ``share``: ``"arithmetic"``,
+    ``(1 - share) * embed_probs + share * tfidf_probs``; ``"geometric"``, the normalised
+    weighted geometric mean ``softmax((1 - share) * log embed_probs + share * log tfidf_probs)``
+    (log-linear pooling: a half that is sure of a class counts for more than one that spreads
+    its mass, whatever their temperatures)."""
+    if mixture == "arithmetic":
+        return (1 - share) * embed_probs + share * tfidf_probs
+    if mixture != "geometric":
+        raise ConfigError(f"mixture={mixture!r}; choose one of {MIXTURES}")
+    tiny = np.finfo(np.float64).tiny
+    logits = ((1 - share) * np.log(np.maximum(embed_probs, tiny))
+              + share * np.log(np.maximum(tfidf_probs, tiny)))
+    return softmax(logits)
 
 
 def best_tfidf_share(
     y_true: np.ndarray, embed_probs: np.ndarray, tfidf_probs: np.ndarray,
-    shares: Sequence[float] = TFIDF_SHARES,
+    shares: Sequence[float] = TFIDF_SHARES, mixture: str = DEFAULT_MIXTURE,
 ) -> float:
     """The TF-IDF half's share ``s`` of the hybrid's mean, ``(1 - s) * embed + s * tfidf``, with
     the best macro-F1 on ``y_true`` among ``shares``; a tie keeps the share closest to 0.5.
@@ -746,9 +773,33 @@ def best_tfidf_share(
                           f"{len(y_true)} labels")
     if len(y_true) == 0:
         return 0.5
-    scores = {s: macro_f1(y_true, mix(embed_probs, tfidf_probs, s).argmax(axis=1))
+    scores = {s: macro_f1(y_true, mix(embed_probs, tfidf_probs, s, mixture).argmax(axis=1))
               for s in shares}
     return max(shares, key=lambda s: (scores[s], -abs(s - 0.5)))
+
+
+def best_tfidf_pooling(
+    y_true: np.ndarray, embed_probs: np.ndarray, tfidf_probs: np.ndarray,
+    shares: Sequence[float] = TFIDF_SHARES, mixtures: Sequence[str] = MIXTURES,
+    margin: float = 0.0,
+) -> tuple[str, float]:
+    """The mixture and the TF-IDF half's share with the best macro-F1 on ``y_true`` among
+    ``mixtures`` x ``shares``; a tie keeps the earlier mixture (arithmetic first: it lets a class
+    that one half finds implausible through, which rare classes need), then the share closest to
+    0.5. ``margin``: the first mixture's even mean is kept unless the best beats it by more."""
+    if embed_probs.shape != tfidf_probs.shape or len(embed_probs) != len(y_true):
+        raise ConfigError(f"probabilities {embed_probs.shape} and {tfidf_probs.shape} for "
+                          f"{len(y_true)} labels")
+    if len(y_true) == 0:
+        return mixtures[0], 0.5
+    even = (mixtures[0], 0.5)
+    options = [(m, s) for m in mixtures for s in shares]
+    scores = {o: macro_f1(y_true, mix(embed_probs, tfidf_probs, o[1], o[0]).argmax(axis=1))
+              for o in {*options, even}}
+    best = max(options, key=lambda o: (scores[o], -mixtures.index(o[0]), -abs(o[1] - 0.5)))
+    if margin > 0 and scores[best] <= scores[even] + margin:
+        return even
+    return best
 
 
 # --------------------------------------------------------------------------- cold start

@@ -659,11 +659,12 @@ def _hybrid(
     """The ensemble of the embedding head with a TF-IDF LR unless that loses by more than
     ``auto_margin`` macro-F1 on the evidence: the dev set and the labels' out-of-fold
     predictions (``live_tfidf.fold_evidence``, computed on the TF-IDF LR's cadence); then the
-    embedding head (:mod:`worker.tasks.live_tfidf`). The TF-IDF half's share of the mean is
-    chosen on the same evidence (``best_tfidf_share``; 0.5 without out-of-fold evidence).
+    embedding head (:mod:`worker.tasks.live_tfidf`). The TF-IDF half's share of the mean and
+    the mean itself (arithmetic or geometric) are chosen on the same evidence
+    (``best_tfidf_pooling``; the head's configured mixture at 0.5 without out-of-fold evidence).
     Returns (head, pool probabilities, dev probabilities, what the dashboard says about it)."""
     from contract.errors import MLError
-    from worker.ml.live_head import LiveHead, best_tfidf_share, macro_f1, mix, softmax
+    from worker.ml.live_head import LiveHead, best_tfidf_pooling, macro_f1, mix, softmax
     from worker.tasks.live_tfidf import (
         fold_evidence,
         model_dir,
@@ -701,27 +702,30 @@ def _hybrid(
     basis = f"dev macro-F1 on {len(gold):,} dev items"
     alone_p, tfidf_p = dev_probs, dev_tfidf
     share = 0.5  # the TF-IDF half's share of the mean: chosen only with the labels' evidence
+    mixture = head.config.tfidf_mixture
     if evidence is not None:
         gold = np.concatenate([evidence.gold, gold])
         alone_p = np.concatenate([evidence.embed, dev_probs])
         tfidf_p = np.concatenate([evidence.tfidf, dev_tfidf])
         basis = (f"macro-F1 on {len(dev):,} dev items + {evidence.folds}-fold CV over "
                  f"{len(evidence.gold):,} labels")
-        share = best_tfidf_share(gold, alone_p, tfidf_p)
-    both = mix(dev_probs, dev_tfidf, share)
+        mixture, share = best_tfidf_pooling(gold, alone_p, tfidf_p)
+    both = mix(dev_probs, dev_tfidf, share, mixture)
     dev_joined = macro_f1(dev_gold, both.argmax(axis=1))
     alone = macro_f1(gold, alone_p.argmax(axis=1))
-    joined = macro_f1(gold, mix(alone_p, tfidf_p, share).argmax(axis=1))
-    scores = (f"{basis}: {joined:.3f} with TF-IDF at a share of {share:g}, {alone:.3f} on "
-              "embeddings alone")
+    joined = macro_f1(gold, mix(alone_p, tfidf_p, share, mixture).argmax(axis=1))
+    scores = (f"{basis}: {joined:.3f} with TF-IDF at a share of {share:g} ({mixture} mean), "
+              f"{alone:.3f} on embeddings alone")
     if joined < alone - head.config.auto_margin:
         return head, probs, dev_probs, (f"live head on sentence embeddings ({scores}; TF-IDF "
                                         f"loses by more than {head.config.auto_margin:g})")
     hybrid = LiveHead.ensemble(head, model.linear, space.tfidf, selection={
         "features": "hybrid", "macro_f1": {"hybrid": joined, "embed": alone},
         "evidence": {"dev": len(dev), "cv_labels": 0 if evidence is None else len(evidence.gold)},
-        "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint}, share=share)
-    pool_mean = mix(probs, softmax(model.linear.logits(space.take(queueable))), share)
+        "tfidf_labels": model.n_labels, "tfidf_space": space.fingerprint}, share=share,
+        mixture=mixture)
+    pool_mean = mix(probs, softmax(model.linear.logits(space.take(queueable))), share,
+                    mixture)
     note = (f"live head on sentence embeddings + TF-IDF of the project's texts ({scores}; "
             f"TF-IDF model fitted on {model.n_labels:,} labels)")
     if not self_train:
@@ -729,7 +733,7 @@ def _hybrid(
     t = time.perf_counter()
     trained, verdict = _self_train_hybrid(
         settings, snapshot, head, model, fitted, space, halves, pool_mean, queueable, labelled,
-        dev, dev_joined, timings, share)
+        dev, dev_joined, timings, share, mixture)
     timings["self_train"] = time.perf_counter() - t
     note = f"{note}; {verdict}" if verdict else note
     if trained is None:
@@ -741,15 +745,16 @@ def _self_train_hybrid(
     settings: Settings, snapshot: ProjectSnapshot, head: Any, model: Any, fitted: bool,
     space: Any, halves: _Halves, pool_mean: np.ndarray, queueable: list[int],
     labelled: LabelledSet, dev: LabelledSet, plain_dev_f1: float, timings: dict[str, float],
-    share: float,
+    share: float, mixture: str,
 ) -> tuple[tuple[Any, np.ndarray, np.ndarray] | None, str]:
     """Both halves refit with the mean's confident pool items as pseudo-labels (class-balanced,
     as many as there are labels, weight ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept
     unless the dev macro-F1 drops. The self-trained TF-IDF LR is refitted on the TF-IDF LR's
     cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns
     ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
-    pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``: the TF-IDF
-    half's share of the mean, as chosen for the plain hybrid."""
+    pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``, ``mixture``:
+    the TF-IDF half's share of the mean and how the halves are pooled, as chosen for the plain
+    hybrid."""
     from worker.ml.live_head import LiveHead, macro_f1, mix, softmax
     from worker.ml.self_training import pseudo_labels, pseudo_weights, refit_with_pseudo_labels
     from worker.tasks.live_tfidf import model_dir, self_trained_model
@@ -767,7 +772,7 @@ def _self_train_hybrid(
     timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
         time.perf_counter() - t)
     dev_st = mix(embed.predict_proba(halves.dev_X),
-                 softmax(st_model.linear.logits(space.take(dev.item_ids))), share)
+                 softmax(st_model.linear.logits(space.take(dev.item_ids))), share, mixture)
     st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
     kept = st_f1 >= plain_dev_f1
     verdict = (f"self-training on {len(rows):,} confident pool items "
@@ -778,9 +783,10 @@ def _self_train_hybrid(
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
         "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
         "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
-        "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint}, share=share)
+        "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint}, share=share,
+        mixture=mixture)
     pool_probs = mix(embed.predict_proba(halves.pool),
-                     softmax(st_model.linear.logits(space.take(queueable))), share)
+                     softmax(st_model.linear.logits(space.take(queueable))), share, mixture)
     return (hybrid, pool_probs, dev_st), verdict
 
 

@@ -3,6 +3,7 @@ NumPy alone, zero-shot ordering, diverse seeding and promotion by dev macro-F1."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from worker.ml.live_head import (
     LiveHead,
     LiveHeadConfig,
     PoolTfidf,
+    best_tfidf_pooling,
     best_tfidf_share,
     choose_served,
     cross_validate,
@@ -68,6 +70,8 @@ def test_config_round_trip_and_checks() -> None:
         LiveHeadConfig(tfidf_share=1.0)
     # a head saved before the share existed loads with the even mean
     assert LiveHeadConfig.from_dict({"C": 10.0}).tfidf_share == 0.5
+    with pytest.raises(ConfigError, match="tfidf_mixture='harmonic'"):
+        LiveHeadConfig(tfidf_mixture="harmonic")
 
 
 def test_fit_and_proba_shapes_with_unseen_classes() -> None:
@@ -354,6 +358,79 @@ def test_the_tfidf_share_is_the_one_the_evidence_prefers_and_a_tie_keeps_the_eve
     np.testing.assert_allclose(mix(embed, tfidf, 0.25), 0.75 * embed + 0.25 * tfidf)
     with pytest.raises(ConfigError, match="for 3 labels"):
         best_tfidf_share(y[:3], embed, tfidf)
+
+
+def test_the_geometric_mixture_follows_the_halves_agreement() -> None:
+    # the embeddings are sure of class 0, the words of class 1; both find class 2 plausible
+    embed = np.array([[0.72, 0.0001, 0.2799]])
+    tfidf = np.array([[0.0001, 0.70, 0.2999]])
+    arithmetic = mix(embed, tfidf, 0.5, "arithmetic")
+    geometric = mix(embed, tfidf, 0.5, "geometric")
+    assert arithmetic.argmax() == 0 and geometric.argmax() == 2
+    pooled = np.sqrt(embed * tfidf)
+    np.testing.assert_allclose(geometric, pooled / pooled.sum(), rtol=1e-9)
+    weighted = embed ** 0.25 * tfidf ** 0.75
+    np.testing.assert_allclose(mix(embed, tfidf, 0.75, "geometric"), weighted / weighted.sum(),
+                               rtol=1e-9)
+    zero = np.array([[1.0, 0.0, 0.0]])  # a probability of exactly 0 stays finite
+    assert np.isfinite(mix(zero, tfidf, 0.5, "geometric")).all()
+    y = np.array([2])
+    assert best_tfidf_share(y, embed, tfidf, mixture="geometric") == 0.5
+    assert best_tfidf_share(y, embed, tfidf, mixture="arithmetic") == 0.5  # a tie: all lose
+    with pytest.raises(ConfigError, match="mixture='mean'"):
+        mix(embed, tfidf, 0.5, "mean")
+
+
+def test_the_pooling_is_the_mixture_and_share_the_evidence_prefers() -> None:
+    # item 0: only the geometric mixture finds class 2 (test above); items 1-2 agree everywhere
+    embed = np.array([[0.72, 0.0001, 0.2799], [0.9, 0.05, 0.05], [0.05, 0.9, 0.05]])
+    tfidf = np.array([[0.0001, 0.70, 0.2999], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
+    y = np.array([2, 0, 1])
+    assert best_tfidf_pooling(y, embed, tfidf) == ("geometric", 0.5)
+    y_first = np.array([0, 0, 1])  # arithmetic 0.25 or 0.5 keeps class 0: the tie keeps 0.5
+    assert best_tfidf_pooling(y_first, embed, tfidf) == ("arithmetic", 0.5)
+    right = np.eye(3)[[0, 0, 1]]
+    assert best_tfidf_pooling(y_first, right, right) == ("arithmetic", 0.5)  # all tie
+    assert best_tfidf_pooling(y[:0], embed[:0], tfidf[:0]) == ("arithmetic", 0.5)
+    assert best_tfidf_pooling(y, embed, tfidf, mixtures=("geometric",)) == ("geometric", 0.5)
+    # the geometric mean wins item 0 (macro-F1 1.0 against 0.56): more than a 0.01 margin ...
+    assert best_tfidf_pooling(y, embed, tfidf, margin=0.01) == ("geometric", 0.5)
+    # ... by 0.44, not by more than 0.6: the even arithmetic mean stays
+    assert best_tfidf_pooling(y, embed, tfidf, margin=0.6) == ("arithmetic", 0.5)
+    with pytest.raises(ConfigError, match="for 2 labels"):
+        best_tfidf_pooling(y[:2], embed, tfidf)
+
+
+@pytest.mark.parametrize("mixture", ["arithmetic", "geometric"])
+def test_an_ensemble_saves_its_mixture_and_old_heads_load_as_arithmetic(
+    tmp_path: Path, mixture: str
+) -> None:
+    y = np.arange(45) % 3
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(45, 8))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    texts = texts_for(y)
+    tfidf = PoolTfidf.fit(texts)
+    both = LiveHead(LiveHeadConfig(features="hybrid")).fit(X, y, 3, texts, tfidf)
+    embed = LiveHead(LiveHeadConfig(features="embed", tfidf_mixture=mixture)).fit(X, y, 3)
+    assert both.tfidf_model is not None and embed.embed is not None
+    head = LiveHead.ensemble(embed, both.tfidf_model, tfidf, share=0.75)
+    halves = (softmax(embed.embed.logits(X)),
+              softmax(both.tfidf_model.logits(tfidf.transform(texts))))
+    expected = mix(*halves, 0.75, mixture)
+    np.testing.assert_allclose(head.predict_proba(X, texts), expected, atol=1e-6)
+    head.save(tmp_path / "head")
+    loaded = LiveHead.load(tmp_path / "head")
+    assert loaded.config.tfidf_mixture == mixture
+    np.testing.assert_allclose(loaded.predict_proba(X, texts), expected, atol=1e-5)
+    meta_path = tmp_path / "head" / "live_head.json"  # as a head saved before the mixture
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["tfidf_mixture"]
+    meta_path.write_text(json.dumps(meta))
+    old = LiveHead.load(tmp_path / "head")
+    assert old.config.tfidf_mixture == "arithmetic"
+    np.testing.assert_allclose(old.predict_proba(X, texts), mix(*halves, 0.75, "arithmetic"),
+                               atol=1e-5)
 
 
 def test_an_ensemble_with_a_share_predicts_and_saves_it(tmp_path: Path) -> None:

@@ -560,6 +560,43 @@ def test_the_live_head_adds_tfidf_when_it_wins_on_dev_and_predict_reads_it(
     assert "fitted on 60 labels" in state(file_db, seeded).served_reason
 
 
+def test_the_mixture_the_evidence_chooses_is_served_saved_and_named(
+    file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pooling chosen on the evidence (``best_tfidf_pooling``) reaches the served head, its
+    saved config (what /predict and the download read) and the dashboard's line."""
+    from worker.ml import live_head
+    from worker.ml.live_head import LiveHead, mix, softmax
+
+    _uninformative_embeddings(monkeypatch)
+    seen: list[int] = []
+
+    def geometric(y_true, embed_probs, tfidf_probs, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(len(y_true))
+        return "geometric", 0.75
+
+    monkeypatch.setattr(live_head, "best_tfidf_pooling", geometric)
+    label(file_db, seeded, seeded.pool_ids[:40])
+    refit(file_db, seeded)
+    after = state(file_db, seeded)
+    assert seen and seen[0] > len(seeded.dev_ids)  # judged on the labels' evidence + dev
+    assert "with TF-IDF at a share of 0.75 (geometric mean)" in after.served_reason
+    head = LiveHead.load(after.artifact_path)
+    assert head.features_used == "hybrid"
+    assert (head.config.tfidf_mixture, head.config.tfidf_share) == ("geometric", 0.75)
+    with file_db.session() as session:
+        from app.db.models import Item
+
+        texts = [t for (t,) in session.execute(
+            select(Item.text).where(Item.id.in_(seeded.dev_ids)).order_by(Item.id))]
+    e = SentenceEncoder.embed(None, texts)  # type: ignore[arg-type]
+    halves = (softmax(head.embed.logits(e)),  # type: ignore[union-attr]
+              softmax(head.tfidf_model.logits(head.tfidf.transform(texts))))  # type: ignore[union-attr]
+    np.testing.assert_allclose(head.predict_proba(e, texts), mix(*halves, 0.75, "geometric"),
+                               atol=1e-6)
+    assert not np.allclose(mix(*halves, 0.75, "geometric"), mix(*halves, 0.75, "arithmetic"))
+
+
 def test_the_labels_out_of_fold_evidence_outweighs_a_small_dev_set(
     file_db: Db, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
