@@ -12,7 +12,8 @@ three cheap models on 100 % of the labels (``bench_few_labels.baselines``), so t
 
 Writes ``tests/benchmarks/results/<name>.{json,md}`` (``--name``, default ``ceiling``): test
 macro-F1 per seed, the training seconds and optimizer steps. On a 2-core CPU a spam-sized pool
-(3,911 e-mails, 128 tokens, 3 epochs) takes about a quarter of an hour.
+(3,911 e-mails, 128 tokens, 3 epochs, 735 steps) should take about a quarter of an hour at
+DATA.md's full fine-tuning step time (not yet run at full size: only on a few texts).
 """
 
 from __future__ import annotations

@@ -30,7 +30,10 @@ dev), and switches each candidate improvement on and off:
   same evidence (``worker.ml.live_head.best_tfidf_share``); the markdown says which was chosen.
   ``hybrid weighted geometric ...``: the same with the halves pooled by their weighted
   geometric mean (``worker.ml.live_head.mix``, ``mixture="geometric"``) instead of the
-  arithmetic one.
+  arithmetic one. ``hybrid weighted, mixture chosen, ...``: the product's rule since
+  2026-12-06: the mixture (arithmetic or geometric) chosen with the share on the same evidence
+  (``best_tfidf_pooling``); ``hybrid, even mean unless another pooling wins by 0.01, ...``: the
+  same, keeping the even arithmetic mean unless another pooling beats it by more than 0.01.
 
 Against: ``tfidf-lr``, ``tfidf-svm``, ``embed-lr`` (DATA.md) trained on 100 % of the pool, and on a
 random 10 % for reference. 3 seeds (seed set, dev sample and k-means differ). No adapter, no TAPT

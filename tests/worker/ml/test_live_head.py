@@ -401,18 +401,26 @@ def test_the_pooling_is_the_mixture_and_share_the_evidence_prefers() -> None:
         best_tfidf_pooling(y[:2], embed, tfidf)
 
 
-@pytest.mark.parametrize("mixture", ["arithmetic", "geometric"])
-def test_an_ensemble_saves_its_mixture_and_old_heads_load_as_arithmetic(
-    tmp_path: Path, mixture: str
-) -> None:
+def _two_halves(
+    seed: int, embed_config: LiveHeadConfig
+) -> tuple[np.ndarray, list[str], PoolTfidf, LiveHead, LiveHead]:
+    """45 items of 3 classes: (embeddings, texts, TF-IDF, a hybrid head, an embedding head)."""
     y = np.arange(45) % 3
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     X = rng.normal(size=(45, 8))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     texts = texts_for(y)
     tfidf = PoolTfidf.fit(texts)
     both = LiveHead(LiveHeadConfig(features="hybrid")).fit(X, y, 3, texts, tfidf)
-    embed = LiveHead(LiveHeadConfig(features="embed", tfidf_mixture=mixture)).fit(X, y, 3)
+    return X, texts, tfidf, both, LiveHead(embed_config).fit(X, y, 3)
+
+
+@pytest.mark.parametrize("mixture", ["arithmetic", "geometric"])
+def test_an_ensemble_saves_its_mixture_and_old_heads_load_as_arithmetic(
+    tmp_path: Path, mixture: str
+) -> None:
+    X, texts, tfidf, both, embed = _two_halves(1, LiveHeadConfig(features="embed",
+                                                                 tfidf_mixture=mixture))
     assert both.tfidf_model is not None and embed.embed is not None
     head = LiveHead.ensemble(embed, both.tfidf_model, tfidf, share=0.75)
     halves = (softmax(embed.embed.logits(X)),
@@ -434,14 +442,7 @@ def test_an_ensemble_saves_its_mixture_and_old_heads_load_as_arithmetic(
 
 
 def test_an_ensemble_with_a_share_predicts_and_saves_it(tmp_path: Path) -> None:
-    y = np.arange(45) % 3
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(45, 8))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    texts = texts_for(y)
-    tfidf = PoolTfidf.fit(texts)
-    both = LiveHead(LiveHeadConfig(features="hybrid")).fit(X, y, 3, texts, tfidf)
-    embed = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 3)
+    X, texts, tfidf, both, embed = _two_halves(0, LiveHeadConfig(features="embed"))
     assert both.tfidf_model is not None
     head = LiveHead.ensemble(embed, both.tfidf_model, tfidf, share=0.75)
     expected = (0.25 * softmax(embed.embed.logits(X))  # type: ignore[union-attr]
