@@ -763,19 +763,12 @@ def best_tfidf_share(
     y_true: np.ndarray, embed_probs: np.ndarray, tfidf_probs: np.ndarray,
     shares: Sequence[float] = TFIDF_SHARES, mixture: str = DEFAULT_MIXTURE,
 ) -> float:
-    """The TF-IDF half's share ``s`` of the hybrid's mean, ``(1 - s) * embed + s * tfidf``, with
+    """The TF-IDF half's share ``s`` of the hybrid's ``mixture`` (:func:`mix`), with
     the best macro-F1 on ``y_true`` among ``shares``; a tie keeps the share closest to 0.5.
     Texts with many distinctive words lean on them (20 Newsgroups and spam e-mails chose 0.75),
     R8's news briefs on the embeddings (mostly 0.25), tweets chose 0.5 (docs/results.md, issue
     18)."""
-    if embed_probs.shape != tfidf_probs.shape or len(embed_probs) != len(y_true):
-        raise ConfigError(f"probabilities {embed_probs.shape} and {tfidf_probs.shape} for "
-                          f"{len(y_true)} labels")
-    if len(y_true) == 0:
-        return 0.5
-    scores = {s: macro_f1(y_true, mix(embed_probs, tfidf_probs, s, mixture).argmax(axis=1))
-              for s in shares}
-    return max(shares, key=lambda s: (scores[s], -abs(s - 0.5)))
+    return best_tfidf_pooling(y_true, embed_probs, tfidf_probs, shares, (mixture,))[1]
 
 
 def best_tfidf_pooling(
