@@ -112,6 +112,8 @@ class ExportRecord:
     single-label projects, which use :attr:`label`)."""
     proposed: tuple[str, ...] | None = None
     """Multi-label: the current model's proposed set for a queued item."""
+    reviewed: bool = False
+    """The answer is a reviewer's accept/change decision (it overrides the annotations)."""
 
     def names(self) -> list[str] | None:
         """The resolved answer as a list of names; ``None`` when unlabelled."""
@@ -157,6 +159,7 @@ def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterat
         decided = adjudicated_set_names(db, project.id, ids) if multi_label else {}
         for row in page.rows:
             annotations = tuple(history.get(row.id, ()))
+            reviewed = row.id in decided if multi_label else row.adjudicated is not None
             labels = decided[row.id] if row.id in decided else resolved_set(
                 [a.labels for a in annotations if a.status == "live" and a.labels is not None],
                 order,
@@ -165,7 +168,7 @@ def export_records(db: Session, project: Project, filters: dm.Filters) -> Iterat
                 item_id=row.id, external_id=row.external_id, text=row.text, split=row.split,
                 excluded=row.excluded, label=None if multi_label else row.label,
                 annotations=annotations, prediction=row.prediction, labels=labels,
-                proposed=proposed.get(row.id),
+                proposed=proposed.get(row.id), reviewed=reviewed,
             )
         if page.next_after is None:
             return
@@ -296,24 +299,32 @@ def _choices(names: Sequence[str]) -> list[dict[str, Any]]:
 def _write_label_studio(records: Iterator[ExportRecord], out: IO[str]) -> None:
     """A JSON array of tasks; the resolved label's (or set's) latest live annotation is the
     ground truth, superseded and undone annotations are marked cancelled (Label Studio then
-    ignores them)."""
+    ignores them). When no live annotation gives the resolved answer (a reviewer changed it, or
+    a majority set nobody gave as such), one more annotation carries it as the ground truth
+    (``meta.source``: ``review`` or ``resolved``), so a re-import gets the resolved answer."""
     out.write("[")
     for n, r in enumerate(records):
         resolved = r.names()
         live_with_label = [a for a in r.annotations
                            if a.status == "live" and a.names() == resolved]
         truth = live_with_label[-1].id if live_with_label else None
+        annotations: list[dict[str, Any]] = [
+            {"id": a.id, "completed_by": a.annotator, "created_at": a.created_at,
+             "result": _choices(a.names()), "ground_truth": a.id == truth,
+             "was_cancelled": a.status != "live",
+             "meta": {"source": a.source, "status": a.status}}
+            for a in r.annotations
+        ]
+        if resolved is not None and truth is None:
+            annotations.append(
+                {"result": _choices(resolved), "ground_truth": True, "was_cancelled": False,
+                 "meta": {"source": "review" if r.reviewed else "resolved", "status": "live"}}
+            )
         task = {
             "id": r.item_id,
             "data": {"text": r.text, "external_id": r.external_id, "split": r.split,
                      "excluded": r.excluded},
-            "annotations": [
-                {"id": a.id, "completed_by": a.annotator, "created_at": a.created_at,
-                 "result": _choices(a.names()), "ground_truth": a.id == truth,
-                 "was_cancelled": a.status != "live",
-                 "meta": {"source": a.source, "status": a.status}}
-                for a in r.annotations
-            ],
+            "annotations": annotations,
             "predictions": (
                 [{"model_version": "tapestry", "score": r.prediction.confidence,
                   "result": _choices(r.proposed if r.proposed is not None

@@ -14,8 +14,20 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import ROLE_ANNOTATOR, ROLE_LEAD, Annotation, Item, Label, Project, User
+from app.db.models import (
+    ROLE_ADMIN,
+    ROLE_ANNOTATOR,
+    ROLE_LEAD,
+    TASK_MULTI_LABEL,
+    TASK_SINGLE_LABEL,
+    Annotation,
+    Item,
+    Label,
+    Project,
+    User,
+)
 from app.domain import data_manager as dm
+from app.domain.annotation import labels as ann
 from tests.app.api.support import Caller, caller, lead_with_project
 from tests.factories import add_member, login_client, make_items, make_project, make_user
 
@@ -197,6 +209,47 @@ def test_exports_carry_annotations_flags_and_splits(app: FastAPI, db: Session) -
     tasks = json.loads(lead.get(url, params={"format": "label_studio"}).text)
     assert tasks[0]["annotations"][0]["ground_truth"] is True
     assert tasks[4]["annotations"] == []
+
+
+@pytest.mark.parametrize(("task_type", "labels", "votes", "decided"), [
+    (TASK_SINGLE_LABEL, ("yes", "no", "maybe"), (["yes"], ["no"]), ["maybe"]),
+    (TASK_MULTI_LABEL, ("bug", "feature", "urgent"), (["bug"], ["feature"]), ["bug", "urgent"]),
+])
+def test_label_studio_export_reimports_to_the_reviewed_label(
+    app: FastAPI, db: Session, task_type: str, labels: tuple[str, ...],
+    votes: tuple[list[str], list[str]], decided: list[str],
+) -> None:
+    """A reviewer's change is no annotation: the export still carries it as the ground truth
+    (found by an HTTP walk: the re-import took the last annotation instead)."""
+    lead_user = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead_user, labels=labels, task_type=task_type)
+    multi = task_type == TASK_MULTI_LABEL
+    ids = {label.name: label.id for label in db.scalars(
+        select(Label).where(Label.project_id == project.id))}
+    (item,) = make_items(db, project, ["the reviewed item"])
+    for user, names in zip((lead_user, make_user(db, role=ROLE_ADMIN)), votes, strict=True):
+        answer = {"label_ids": [ids[n] for n in names]} if multi else {"label_id": ids[names[0]]}
+        ann.record_label(db, project, user, item_id=item.id, **answer)  # type: ignore[arg-type]
+    lead = caller(app, db, user=lead_user)
+    change = ({"label_ids": [ids[n] for n in decided]} if multi
+              else {"label_id": ids[decided[0]]})
+    reviewed = lead.post(f"/api/v1/projects/{project.id}/review/items/{item.id}",
+                         json={"action": "change", **change})
+    assert reviewed.status_code == 200, reviewed.text
+    export = lead.get(f"/api/v1/projects/{project.id}/data/export",
+                      params={"format": "label_studio", "labelled": "yes"})
+    (task,) = json.loads(export.content)
+    truth = [a for a in task["annotations"] if a["ground_truth"]]
+    assert len(truth) == 1 and truth[0]["result"][0]["value"]["choices"] == decided
+    assert truth[0]["meta"]["source"] == "review"
+    target = make_project(db, lead=lead_user, labels=labels, task_type=task_type)
+    db.commit()
+    imported = lead.post(f"/api/v1/projects/{target.id}/imports/label-studio",
+                         files={"file": ("export.json", export.content)})
+    assert imported.status_code == 201, imported.text
+    rows = lead.get(f"/api/v1/projects/{target.id}/data/export", params={"format": "jsonl"})
+    (row,) = [json.loads(line) for line in rows.text.splitlines()]
+    assert row["label"] == (decided if multi else decided[0])
 
 
 def test_hugging_face_folder_layout_parses_and_loads(app: FastAPI, db: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
