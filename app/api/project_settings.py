@@ -30,8 +30,9 @@ class ProjectUpdate(StrictInput):
         default=None, min_length=2, max_length=200,
         description="The full label list in order; labels in use cannot be removed.",
     )
-    description: str | None = Field(default=None, max_length=20_000)
-    guidelines: str | None = Field(default=None, max_length=100_000)
+    description: str | None = Field(default=None,
+                                    max_length=project_service.MAX_DESCRIPTION_CHARS)
+    guidelines: str | None = Field(default=None, max_length=project_service.MAX_GUIDELINES_CHARS)
     label_budget: int | None = Field(default=None, ge=1, le=limits.MAX_LABEL_BUDGET)
     batch_size: int | None = Field(default=None, ge=1, le=limits.MAX_BATCH_SIZE)
     reserve_fraction: float | None = Field(

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.common import write_api_router
+from app.api.common import StrictInput, write_api_router
 from app.db.models import Project
 from app.deps import CurrentUser, LeadUser, ProjectReader, SessionDep
 from app.domain import projects as project_service
@@ -61,11 +61,11 @@ class ProjectDetailOut(ProjectOut):
     counts: CountsOut
 
 
-class ProjectCreate(BaseModel):
+class ProjectCreate(StrictInput):
     name: str = Field(min_length=1, max_length=200)
     labels: list[str] = Field(min_length=2, max_length=200)
-    description: str = ""
-    guidelines: str = ""
+    description: str = Field(default="", max_length=project_service.MAX_DESCRIPTION_CHARS)
+    guidelines: str = Field(default="", max_length=project_service.MAX_GUIDELINES_CHARS)
     label_budget: int = Field(default=limits.DEFAULT_LABEL_BUDGET, ge=1, le=limits.MAX_LABEL_BUDGET)
     batch_size: int = Field(default=limits.DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
     reserve_fraction: float = Field(

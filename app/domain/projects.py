@@ -41,6 +41,10 @@ from contract.strategies import DEFAULT_MULTI_LABEL_STRATEGY, DEFAULT_STRATEGY
 
 MIN_LABELS = 2
 MAX_LABELS = 200
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_GUIDELINES_CHARS = 100_000
+"""Caps on a project's description and guidelines, checked by :class:`ProjectSettings` (so the
+API, the settings page and the new-project form agree) and stated in the API's schemas."""
 LABEL_COLORS = (
     "#4f46e5", "#0891b2", "#059669", "#ca8a04", "#dc2626", "#db2777",
     "#7c3aed", "#2563eb", "#16a34a", "#ea580c", "#0d9488", "#9333ea",
@@ -77,6 +81,12 @@ class ProjectSettings:
             raise InvalidInput("A project needs a name of 1 to 200 characters.",
                                details={"field": "name"})
         object.__setattr__(self, "name", name)
+        for field_name, what, cap in (("description", "The description", MAX_DESCRIPTION_CHARS),
+                                      ("guidelines", "The guidelines", MAX_GUIDELINES_CHARS)):
+            length = len(getattr(self, field_name))
+            if length > cap:
+                raise InvalidInput(f"{what} may be at most {cap:,} characters (got {length:,}).",
+                                   details={"field": field_name})
         labels = tuple(label.strip() for label in self.labels if label.strip())
         if not MIN_LABELS <= len(labels) <= MAX_LABELS:
             raise InvalidInput(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.db.models import ROLE_LEAD
+from app.domain.projects import MAX_DESCRIPTION_CHARS, MAX_GUIDELINES_CHARS, ProjectSettings
+from app.errors import InvalidInput
 from tests.factories import make_project, make_token, make_user
 
 LABELS = ["billing", "bug"]
@@ -45,6 +48,40 @@ def test_invalid_project_body_is_a_422_in_the_error_shape(app: FastAPI, db: Sess
     huge = client.post("/api/v1/projects",  # found by schemathesis: was a 500 OverflowError
                        json={"name": "x", "labels": ["a", "b"], "label_budget": 2**63})
     assert huge.status_code == 422 and "label_budget" in huge.json()["error"]["message"]
+
+
+def test_project_create_is_strict_like_the_other_bodies(app: FastAPI, db: Session) -> None:
+    """docs/api.md: unknown fields and wrong JSON types are refused (PATCH already was)."""
+    client, _ = lead_client(app, db)
+    for extra, field in (({"lable_budget": 5}, "lable_budget"), ({"label_budget": "5"},
+                                                                  "label_budget")):
+        response = client.post("/api/v1/projects",
+                               json={"name": "x", "labels": ["a", "b"]} | extra)
+        assert response.status_code == 422, (extra, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and field in error["message"]
+        assert error["details"]["errors"][0]["loc"] == ["body", field]
+    ok = client.post("/api/v1/projects", json={"name": "x", "labels": ["a", "b"],
+                                               "label_budget": 5, "reserve_fraction": 0})
+    assert ok.status_code == 201, ok.text  # an integer is still a number
+
+
+def test_project_create_caps_description_and_guidelines_like_patch(
+    app: FastAPI, db: Session
+) -> None:
+    client, project_id = lead_client(app, db)
+    for field, cap in (("description", MAX_DESCRIPTION_CHARS),
+                       ("guidelines", MAX_GUIDELINES_CHARS)):
+        body = {"name": "x", "labels": ["a", "b"], field: "w" * (cap + 1)}
+        created = client.post("/api/v1/projects", json=body)
+        assert created.status_code == 422, (field, created.status_code)
+        assert created.json()["error"]["details"]["errors"][0]["loc"] == ["body", field]
+        patched = client.patch(f"/api/v1/projects/{project_id}", json={field: "w" * (cap + 1)})
+        assert patched.status_code == 422, field
+        at_cap = client.post("/api/v1/projects", json=body | {field: "w" * cap})
+        assert at_cap.status_code == 201, field
+    with pytest.raises(InvalidInput, match="at most 20,000 characters"):
+        ProjectSettings(name="x", labels=("a", "b"), description="w" * 30_000)
 
 
 def test_multipart_import_then_keyset_pages(app: FastAPI, db: Session) -> None:

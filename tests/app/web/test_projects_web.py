@@ -69,6 +69,33 @@ def test_settings_update_and_label_in_use_cannot_be_removed(app: FastAPI, db: Se
     assert db.get(Project, project.id).name == "Renamed"  # type: ignore[union-attr]
 
 
+def test_oversized_description_or_guidelines_are_refused_on_both_forms(
+    app: FastAPI, db: Session
+) -> None:
+    """The caps of PATCH /api/v1/projects hold on the settings page and the new-project form:
+    the form comes back (422) with the message, and nothing is saved."""
+    lead = make_user(db, role=ROLE_LEAD)
+    project = make_project(db, lead=lead, labels=("a", "b"))
+    client = login_client(app, user=lead)
+    before = (project.description, project.guidelines)
+    settings = FORM | {"labels": "a\nb"}
+    for field, size, message in (
+        ("guidelines", 200_000, "The guidelines may be at most 100,000 characters"),
+        ("description", 30_000, "The description may be at most 20,000 characters"),
+    ):
+        refused = client.post(f"/projects/{project.id}/settings",
+                              data=settings | {field: "w" * size}, follow_redirects=False)
+        assert refused.status_code == 422, (field, refused.status_code)
+        assert 'role="alert"' in refused.text and message in refused.text
+        db.expire_all()
+        saved = db.get(Project, project.id)
+        assert saved is not None and (saved.description, saved.guidelines) == before
+        created = client.post("/projects", data=FORM | {"name": "Too long", field: "w" * size},
+                              follow_redirects=False)
+        assert created.status_code == 422 and message in created.text, field
+        assert db.scalar(select(Project.id).where(Project.name == "Too long")) is None
+
+
 def test_lead_adds_and_removes_members(app: FastAPI, db: Session) -> None:
     lead = make_user(db, role=ROLE_LEAD)
     project = make_project(db, lead=lead)
