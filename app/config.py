@@ -133,6 +133,16 @@ class Settings(BaseSettings):
         "Newsgroups, +0.6 on tweets' sentiment and -0.1 on spam e-mails to the live head with "
         "its TF-IDF half, for about 1.9x a refit's time (docs/results.md, issue 18).",
     )
+    live_tfidf_pseudo_labels: int = Field(
+        default=20_000,
+        ge=0,
+        le=1_000_000,
+        description="With self-training and the TF-IDF half served, the TF-IDF half learns "
+        "from the served mean's prediction on up to this many unlabelled pool items "
+        "(class-balanced, most confident first) at half weight, where the embedding half "
+        "takes as many as there are labels; 0 gives the TF-IDF half as many as there are "
+        "labels too. Takes effect at the TF-IDF half's next refit (10 % more labels).",
+    )
     live_hybrid: bool = Field(
         default=True,
         description="With a dev set and 40+ labels, the live head also fits a TF-IDF model of "

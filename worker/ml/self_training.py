@@ -32,15 +32,18 @@ def pseudo_labels(
     *,
     per_class_ratio: float = PER_CLASS_RATIO,
     min_confidence: float = MIN_CONFIDENCE,
+    per_class: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(rows of pool_probs chosen, their pseudo-labels)`` (class-balanced, most confident
-    first within each class)."""
+    first within each class): at most ``per_class`` per class, or ``per_class_ratio`` times
+    the labels' mean count per class when it is None."""
     probs = np.asarray(pool_probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != n_classes:
         raise ValueError(f"pool_probs must be (n, {n_classes}), got {probs.shape}")
     if len(probs) == 0 or len(labels) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    cap = max(1, int(round(per_class_ratio * len(labels) / n_classes)))
+    cap = (max(1, int(round(per_class_ratio * len(labels) / n_classes))) if per_class is None
+           else max(1, int(per_class)))
     predicted = probs.argmax(axis=1)
     confidence = probs.max(axis=1)
     rows: list[np.ndarray] = []
@@ -50,6 +53,27 @@ def pseudo_labels(
         rows.append(best)
     chosen = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     return chosen.astype(np.int64), predicted[chosen].astype(np.int64)
+
+
+def pool_pseudo_labels(
+    pool_probs: np.ndarray, labels: np.ndarray, n_classes: int, most: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The TF-IDF half's pseudo-labels when the live head self-trains: the served mean's
+    prediction on every unlabelled pool item of a class a person labelled, up to ``most`` in
+    all (``most // labelled classes`` per class, the most confident first). The embeddings
+    know what the words mean before any label; the TF-IDF LR learns words only from labels, so
+    the mean's view of the whole pool teaches it the words of every item (co-training's idea).
+    At 10 % of the pool, random labels, it lifted the TF-IDF LR from 0.65-0.75 to 0.89-0.91
+    macro-F1 on R8 and from 0.73 to 0.79 on 20 Newsgroups (docs/results.md, issue 18)."""
+    labelled = len(np.unique(np.asarray(labels)))
+    if most <= 0 or labelled == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return pseudo_labels(pool_probs, labels, n_classes, per_class=max(1, most // labelled))
+
+
+def pseudo_weights(n_labels: int, n_pseudo: int) -> np.ndarray:
+    """Sample weights of ``n_labels`` labels followed by ``n_pseudo`` pseudo-labels."""
+    return np.concatenate([np.ones(n_labels), np.full(n_pseudo, PSEUDO_WEIGHT)])
 
 
 @dataclass
@@ -109,11 +133,6 @@ def with_pseudo_labels(
     if len(rows) == 0:
         return head, 0
     return refit_with_pseudo_labels(head, X, y, n_classes, pool_X[rows], pseudo), len(rows)
-
-
-def pseudo_weights(n_labels: int, n_pseudo: int) -> np.ndarray:
-    """Sample weights of ``n_labels`` labels followed by ``n_pseudo`` pseudo-labels."""
-    return np.concatenate([np.ones(n_labels), np.full(n_pseudo, PSEUDO_WEIGHT)])
 
 
 def refit_with_pseudo_labels(

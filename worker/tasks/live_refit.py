@@ -747,16 +747,24 @@ def _self_train_hybrid(
     labelled: LabelledSet, dev: LabelledSet, plain_dev_f1: float, timings: dict[str, float],
     share: float, mixture: str,
 ) -> tuple[tuple[Any, np.ndarray, np.ndarray] | None, str]:
-    """Both halves refit with the mean's confident pool items as pseudo-labels (class-balanced,
-    as many as there are labels, weight ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept
-    unless the dev macro-F1 drops. The self-trained TF-IDF LR is refitted on the TF-IDF LR's
-    cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns
+    """Both halves refit with the mean's confident pool items as pseudo-labels (weight
+    ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept unless the dev macro-F1 drops: the
+    embedding half with as many as there are labels (class-balanced), the TF-IDF half with up to
+    ``settings.live_tfidf_pseudo_labels`` of them (``pool_pseudo_labels``; the embedding half's
+    when that is 0). The self-trained TF-IDF LR is
+    refitted on the TF-IDF LR's cadence (10 % more labels) and saved beside it; the embedding
+    half every refit. Returns
     ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
     pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``, ``mixture``:
     the TF-IDF half's share of the mean and how the halves are pooled, as chosen for the plain
     hybrid."""
     from worker.ml.live_head import LiveHead, macro_f1, mix, softmax
-    from worker.ml.self_training import pseudo_labels, pseudo_weights, refit_with_pseudo_labels
+    from worker.ml.self_training import (
+        pool_pseudo_labels,
+        pseudo_labels,
+        pseudo_weights,
+        refit_with_pseudo_labels,
+    )
     from worker.tasks.live_tfidf import model_dir, self_trained_model
 
     k = len(snapshot.label_names)
@@ -764,24 +772,32 @@ def _self_train_hybrid(
     if len(rows) == 0:
         return None, ""
     embed = refit_with_pseudo_labels(head, halves.X, halves.y, k, halves.pool[rows], pseudo)
+    t_rows, t_pseudo = rows, pseudo
+    t_weights = pseudo_weights(len(halves.y), len(rows))
+    if settings.live_tfidf_pseudo_labels > 0:
+        t_rows, t_pseudo = pool_pseudo_labels(pool_mean, halves.y, k,
+                                              settings.live_tfidf_pseudo_labels)
+        t_weights = pseudo_weights(len(halves.y), len(t_rows))
     t = time.perf_counter()
     st_model, st_fitted = self_trained_model(
         model_dir(live_dir(settings, snapshot.id)), space, model, fitted,
-        labelled.item_ids + [queueable[r] for r in rows], np.concatenate([halves.y, pseudo]),
-        pseudo_weights(len(halves.y), len(rows)), k, head.config)
+        labelled.item_ids + [queueable[r] for r in t_rows],
+        np.concatenate([halves.y, t_pseudo]), t_weights, k, head.config)
     timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
         time.perf_counter() - t)
     dev_st = mix(embed.predict_proba(halves.dev_X),
                  softmax(st_model.linear.logits(space.take(dev.item_ids))), share, mixture)
     st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
     kept = st_f1 >= plain_dev_f1
-    verdict = (f"self-training on {len(rows):,} confident pool items "
+    words = "" if t_rows is rows else f" (the TF-IDF half on {len(t_rows):,})"
+    verdict = (f"self-training on {len(rows):,} confident pool items{words} "
                f"{'kept' if kept else 'not kept'}: dev macro-F1 {st_f1:.3f} vs "
                f"{plain_dev_f1:.3f} without")
     if not kept:
         return None, verdict
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
         "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
+        "tfidf_pseudo_labels": len(t_rows),
         "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
         "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint}, share=share,
         mixture=mixture)

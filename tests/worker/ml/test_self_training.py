@@ -25,6 +25,27 @@ def test_pseudo_labels_are_class_balanced_most_confident_first_and_only_for_labe
     assert rows.tolist() == [0, 2, 3]
 
 
+def test_pool_pseudo_labels_cover_the_pool_up_to_a_cap_shared_by_labelled_classes() -> None:
+    from worker.ml.self_training import pool_pseudo_labels
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=200)
+    labels = np.array([0, 1, 0, 1])  # class 2 never labelled by a person
+    rows, pseudo = pool_pseudo_labels(probs, labels, 3, most=10_000)
+    predicted = probs.argmax(1)
+    assert sorted(rows.tolist()) == np.flatnonzero(predicted != 2).tolist()  # every one
+    assert np.array_equal(pseudo, predicted[rows])
+    rows, pseudo = pool_pseudo_labels(probs, labels, 3, most=21)  # 10 per labelled class
+    assert np.bincount(pseudo, minlength=3).tolist() == [10, 10, 0]
+    for c in (0, 1):  # the most confident of each class
+        mine = np.flatnonzero(predicted == c)
+        best = mine[np.argsort(-probs[mine, c], kind="stable")[:10]]
+        assert sorted(rows[pseudo == c].tolist()) == sorted(best.tolist())
+    for empty in (pool_pseudo_labels(probs, labels, 3, most=0),
+                  pool_pseudo_labels(probs, np.array([], dtype=int), 3, most=50)):
+        assert empty[0].size == 0 and empty[1].size == 0
+
+
 def test_pseudo_labels_handle_empty_inputs_and_reject_a_wrong_shape() -> None:
     rows, pseudo = pseudo_labels(np.zeros((0, 2)), np.array([0, 1]), 2)
     assert rows.size == 0 and pseudo.size == 0

@@ -668,7 +668,9 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
     assert st is not None and st.n_labels == 40  # pseudo-labels are not counted
     head = LiveHead.load(s.artifact_path)
     assert head.features_used == "hybrid" and head.n_labels == 40 and s.labels_used == 40
-    assert "self-training on 39 confident pool items kept: dev macro-F1" in s.served_reason
+    assert ("self-training on 39 confident pool items (the TF-IDF half on 80) kept: dev "
+            "macro-F1") in s.served_reason  # 120 pool items, 40 labelled: every other one
+    assert head.selection["tfidf_pseudo_labels"] == 80
     assert head.selection.get("self_trained") is True  # a tie keeps it
     np.testing.assert_allclose(head.tfidf_model.W, st.linear.W)  # type: ignore[union-attr]
     assert _annotations(file_db) == before  # nor stored: no annotation was added
@@ -695,9 +697,57 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
     result = refit_live_head(seeded.project_id, on, file_db.sessions)
     assert result is not None and "tfidf_self_train_fit" in result.timings
     s = state(file_db, seeded)
-    assert "confident pool items not kept" in s.served_reason
+    assert "confident pool items (the TF-IDF half on 40) not kept" in s.served_reason
     head = LiveHead.load(s.artifact_path)
     assert head.features_used == "hybrid" and "self_trained" not in head.selection
+
+
+def test_the_tfidf_half_self_trains_on_the_pool_class_balanced_up_to_its_setting(
+    file_db: Db, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TF-IDF half's pseudo-labels: the mean's prediction on unlabelled pool items only
+    (never a labelled or dev item), at ``PSEUDO_WEIGHT``, at most
+    ``live_tfidf_pseudo_labels // labelled classes`` per class; with the setting at 0, the
+    embedding half's (as many as there are labels)."""
+    from tests.worker.tasks.seed import seed_project
+    from worker.ml.self_training import PSEUDO_WEIGHT
+    from worker.tasks import live_tfidf
+
+    with file_db.session() as session:
+        seeded = seed_project(session, base_model=str(tiny_model), pool_size=120)
+        session.commit()
+    _uninformative_embeddings(monkeypatch)
+    label(file_db, seeded, seeded.pool_ids[:40])
+    fits: list[tuple[list[int], np.ndarray, np.ndarray]] = []
+    real = live_tfidf.self_trained_model
+
+    def spy(directory, space, plain, plain_fitted, item_ids, labels, weights, k, config):  # type: ignore[no-untyped-def]
+        fits.append((list(item_ids), np.asarray(labels), np.asarray(weights)))
+        return real(directory, space, plain, plain_fitted, item_ids, labels, weights, k, config)
+
+    monkeypatch.setattr(live_tfidf, "self_trained_model", spy)
+    n_classes = len(seeded.label_ids)
+    capped = file_db.settings.model_copy(
+        update={"live_self_training": True, "live_tfidf_pseudo_labels": 10 * n_classes})
+    assert refit_live_head(seeded.project_id, capped, file_db.sessions) is not None
+    ids, labels, weights = fits[-1]
+    labelled = set(seeded.pool_ids[:40])
+    assert ids[:40] == seeded.pool_ids[:40] and np.all(weights[:40] == 1.0)
+    pseudo = ids[40:]
+    assert not set(pseudo) & (labelled | set(seeded.dev_ids))  # unlabelled pool items only
+    assert len(set(pseudo)) == len(pseudo) and set(pseudo) <= set(seeded.pool_ids)
+    assert np.all(weights[40:] == PSEUDO_WEIGHT)
+    assert np.bincount(labels[40:], minlength=n_classes).max() <= 10  # class-balanced cap
+    assert len(pseudo) > 10
+    s = state(file_db, seeded)
+    assert f"(the TF-IDF half on {len(pseudo)})" in s.served_reason
+
+    label(file_db, seeded, seeded.pool_ids[40:60])  # 10 % more labels: the TF-IDF half refits
+    same = capped.model_copy(update={"live_tfidf_pseudo_labels": 0})
+    assert refit_live_head(seeded.project_id, same, file_db.sessions) is not None
+    ids, labels, weights = fits[-1]
+    assert len(ids) - 60 <= 60 and np.all(weights[60:] == PSEUDO_WEIGHT)  # the embeddings' own
+    assert "(the TF-IDF half on" not in state(file_db, seeded).served_reason
 
 
 def test_the_live_head_stays_on_embeddings_below_40_labels_when_tfidf_loses_or_is_off(
