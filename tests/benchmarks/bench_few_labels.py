@@ -132,7 +132,8 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
         return (feats.test_t if test else feats.pool_t)[idx]
 
     def fit_all(r: np.ndarray, labels: np.ndarray, w: np.ndarray | None,
-                extra: list[tuple[np.ndarray, bool]], hybrid: Any, share: float = 0.5
+                extra: list[tuple[np.ndarray, bool]], hybrid: Any, share: float = 0.5,
+                tfidf_fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                 ) -> list[np.ndarray]:
         tg = targets + extra
         pe = fit_probs(pick("e", r, False), labels, k, [pick("e", i, t) for i, t in tg], w)
@@ -140,7 +141,8 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
             return pe
         if hybrid == GATED:  # the product's rule: the mean only where dev says so
             return gated_hybrid(variant, feats, r, labels, k, pe, tg, w, held_out)
-        pt = fit_probs(pick("t", r, False), labels, k, [pick("t", i, t) for i, t in tg], w)
+        rt, lt, wt = (r, labels, w) if tfidf_fit is None else tfidf_fit
+        pt = fit_probs(pick("t", rt, False), lt, k, [pick("t", i, t) for i, t in tg], wt)
         return [mix(a, b, share, mixture(variant)) for a, b in zip(pe, pt, strict=True)]
 
     if not variant["self_training"]:
@@ -159,7 +161,13 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     r2 = np.concatenate([rows, unl[chosen]])
     y2 = np.concatenate([y, pseudo])
     w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
-    return fit_all(r2, y2, w, [], hybrid, share)
+    tfidf_fit = None
+    if hybrid and variant.get("tfidf_pseudo") == WHOLE_POOL:  # the words learn from every item
+        every, every_y = pseudo_labels(pool_p, y, k, per_class_ratio=float(len(unl)))
+        tfidf_fit = (np.concatenate([rows, unl[every]]), np.concatenate([y, every_y]),
+                     np.concatenate([np.ones(len(y)),
+                                     np.full(len(every), variant["tfidf_pseudo_weight"])]))
+    return fit_all(r2, y2, w, [], hybrid, share, tfidf_fit)
 
 
 GATED = "gated"
@@ -234,6 +242,9 @@ def gated_hybrid(variant: dict[str, Any], feats: Features, rows: np.ndarray, lab
 
 
 CHOSEN = "chosen"
+WHOLE_POOL = "whole pool"
+"""A variant's TF-IDF half self-trained on every unlabelled pool item the mean pseudo-labels
+(at ``tfidf_pseudo_weight``), where the embedding half keeps as many as there are labels."""
 """A variant's mixture chosen with the share on the same evidence (``best_tfidf_pooling``)."""
 
 
@@ -378,6 +389,11 @@ VARIANTS = [
     {"name": "first 128, hybrid, even mean unless another pooling wins by 0.01, unless labels + "
      "dev say it hurts + self-training", "windows": False, "hybrid": GATED,
      "gate_rule": WEIGHTED, "mixture": CHOSEN, "pooling_margin": 0.01, "self_training": True},
+    *({"name": "first 128, hybrid weighted, mixture chosen, unless labels + dev say it hurts "
+               f"+ self-training, TF-IDF half on the whole pool at {weight}",
+       "windows": False, "hybrid": GATED, "gate_rule": WEIGHTED, "mixture": CHOSEN,
+       "self_training": True, "tfidf_pseudo": WHOLE_POOL, "tfidf_pseudo_weight": weight}
+      for weight in (0.25, 0.5)),
 ]
 
 
