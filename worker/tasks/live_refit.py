@@ -751,9 +751,8 @@ def _self_train_hybrid(
     ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept unless the dev macro-F1 drops: the
     embedding half with as many as there are labels (class-balanced), the TF-IDF half with up to
     ``settings.live_tfidf_pseudo_labels`` of them (``pool_pseudo_labels``; the embedding half's
-    when that is 0). The self-trained TF-IDF LR is
-    refitted on the TF-IDF LR's cadence (10 % more labels) and saved beside it; the embedding
-    half every refit. Returns
+    when that is 0). The self-trained TF-IDF LR is refitted on the TF-IDF LR's cadence (10 %
+    more labels) and saved beside it; the embedding half every refit. Returns
     ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
     pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``, ``mixture``:
     the TF-IDF half's share of the mean and how the halves are pooled, as chosen for the plain
