@@ -124,7 +124,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     ``targets``: (row indices, is_test) pairs. Self-training never pseudo-labels ``held_out``
     (the dev rows), as the product's pool never holds its dev items."""
     from worker.ml.live_head import mix
-    from worker.ml.self_training import PER_CLASS_RATIO, pseudo_labels
+    from worker.ml.self_training import PER_CLASS_RATIO, pool_pseudo_labels, pseudo_labels
 
     def pick(kind: str, idx: np.ndarray, test: bool) -> Any:
         if kind == "e":
@@ -163,7 +163,7 @@ def head_probs(variant: dict[str, Any], feats: Features, rows: np.ndarray, y: np
     w = np.concatenate([np.ones(len(y)), np.full(len(pseudo), 0.5)])
     tfidf_fit = None
     if hybrid and variant.get("tfidf_pseudo") == WHOLE_POOL:  # the words learn from every item
-        every, every_y = pseudo_labels(pool_p, y, k, per_class_ratio=float(len(unl)))
+        every, every_y = pool_pseudo_labels(pool_p, y, k, most=len(unl) * k)  # no class capped
         tfidf_fit = (np.concatenate([rows, unl[every]]), np.concatenate([y, every_y]),
                      np.concatenate([np.ones(len(y)),
                                      np.full(len(every), variant["tfidf_pseudo_weight"])]))
