@@ -539,15 +539,16 @@ def main() -> None:
     write_markdown(report, RESULTS / f"{args.name}.md")
 
 
-def kept_unless_worse(arm: str, result: dict[str, Any]) -> float:
-    """The product's rule (``worker.ml.self_training.self_train``): the self-trained head unless
-    its dev macro-F1 is below the plain head's. Both heads' dev scores are stored; the plain head
-    refit on the same labels is ``dev_choice``'s result whenever it won on dev."""
+def kept_unless_worse(arm: str, result: dict[str, Any], margin: float = 0.0) -> float:
+    """The product's rule (``worker.ml.self_training.keep_verdict``): the self-trained head
+    unless its dev macro-F1 is below the plain head's by more than ``margin`` (0 until
+    2026-12-06, ``LiveHeadConfig.auto_margin`` since). Both heads' dev scores are stored; the
+    plain head refit on the same labels is ``dev_choice``'s result whenever it won on dev."""
     choice = result["dev_choice"]
     on, off = choice["dev"][arm], choice["dev"][f"{arm} (off)"]
-    if on >= off:
+    if on >= off - margin:
         return float(result["macro_f1"])  # the arm's own served head: self-trained
-    return float(choice["macro_f1"])  # dev chose the plain head (off won strictly)
+    return float(choice["macro_f1"])  # dev chose the plain head (off won by more)
 
 
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -588,6 +589,8 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
+    from worker.ml.live_head import LiveHeadConfig
+
     lines = [f"# Few labels vs cheap models on all labels ({report['when']})", "",
              report["profile"], ""]
     for name, entry in report["datasets"].items():
@@ -622,6 +625,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                     if "dev_choice" in result:
                         twin = f"{arm}, kept unless dev macro-F1 drops"
                         arms.setdefault(twin, []).append(kept_unless_worse(arm, result))
+                        margin = LiveHeadConfig().auto_margin  # the product's rule now
+                        arms.setdefault(f"{twin} by more than {margin:g}", []).append(
+                            kept_unless_worse(arm, result, margin))
         for arm, values in arms.items():
             std = statistics.stdev(values) if len(values) > 1 else 0.0
             fit = f"{statistics.median(fits[arm]):.2f}" if arm in fits else "-"

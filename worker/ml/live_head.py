@@ -91,6 +91,8 @@ class LiveHeadConfig:
             raise ConfigError(f"tfidf_share must be in (0, 1), got {self.tfidf_share}")
         if self.tfidf_mixture not in MIXTURES:
             raise ConfigError(f"tfidf_mixture={self.tfidf_mixture!r}; choose one of {MIXTURES}")
+        if not 0 <= self.auto_margin < 1:
+            raise ConfigError(f"auto_margin must be in [0, 1), got {self.auto_margin}")
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.max_iter < 10:

@@ -748,17 +748,18 @@ def _self_train_hybrid(
     share: float, mixture: str,
 ) -> tuple[tuple[Any, np.ndarray, np.ndarray] | None, str]:
     """Both halves refit with the mean's confident pool items as pseudo-labels (weight
-    ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept unless the dev macro-F1 drops: the
-    embedding half with as many as there are labels (class-balanced), the TF-IDF half with up to
-    ``settings.live_tfidf_pseudo_labels`` of them (``pool_pseudo_labels``; the embedding half's
-    when that is 0). The self-trained TF-IDF LR is refitted on the TF-IDF LR's cadence (10 %
-    more labels) and saved beside it; the embedding half every refit. Returns
-    ((head, pool probabilities, dev probabilities) or None when not kept or nothing was
-    pseudo-labelled, what the dashboard says ("" when nothing was)). ``share``, ``mixture``:
-    the TF-IDF half's share of the mean and how the halves are pooled, as chosen for the plain
-    hybrid."""
+    ``PSEUDO_WEIGHT``: ``worker.ml.self_training``), kept unless the dev macro-F1 drops by more than
+    ``auto_margin`` (the hybrid's own margin: on dev sets of 100-200 items one item moves a rare
+    class's F1 by points): the embedding half with as many as there are labels (class-balanced), the
+    TF-IDF half with up to ``settings.live_tfidf_pseudo_labels`` of them (``pool_pseudo_labels``;
+    the embedding half's when that is 0). The self-trained TF-IDF LR is refitted on the TF-IDF LR's
+    cadence (10 % more labels) and saved beside it; the embedding half every refit. Returns ((head,
+    pool probabilities, dev probabilities) or None when not kept or nothing was pseudo-labelled,
+    what the dashboard says ("" when nothing was)). ``share``, ``mixture``: the TF-IDF half's share
+    of the mean and how the halves are pooled, as chosen for the plain hybrid."""
     from worker.ml.live_head import LiveHead, macro_f1, mix, softmax
     from worker.ml.self_training import (
+        keep_verdict,
         pool_pseudo_labels,
         pseudo_labels,
         pseudo_weights,
@@ -787,11 +788,9 @@ def _self_train_hybrid(
     dev_st = mix(embed.predict_proba(halves.dev_X),
                  softmax(st_model.linear.logits(space.take(dev.item_ids))), share, mixture)
     st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
-    kept = st_f1 >= plain_dev_f1
-    words = "" if t_rows is rows else f" (the TF-IDF half on {len(t_rows):,})"
-    verdict = (f"self-training on {len(rows):,} confident pool items{words} "
-               f"{'kept' if kept else 'not kept'}: dev macro-F1 {st_f1:.3f} vs "
-               f"{plain_dev_f1:.3f} without")
+    kept, words = keep_verdict(st_f1, plain_dev_f1, head.config.auto_margin, "without")
+    half = "" if t_rows is rows else f" (the TF-IDF half on {len(t_rows):,})"
+    verdict = f"self-training on {len(rows):,} confident pool items{half} {words}"
     if not kept:
         return None, verdict
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={

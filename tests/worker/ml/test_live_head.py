@@ -72,6 +72,9 @@ def test_config_round_trip_and_checks() -> None:
     assert LiveHeadConfig.from_dict({"C": 10.0}).tfidf_share == 0.5
     with pytest.raises(ConfigError, match="tfidf_mixture='harmonic'"):
         LiveHeadConfig(tfidf_mixture="harmonic")
+    for margin in (-0.01, 1.0):
+        with pytest.raises(ConfigError, match="auto_margin must be in \\[0, 1\\)"):
+            LiveHeadConfig(auto_margin=margin)
 
 
 def test_fit_and_proba_shapes_with_unseen_classes() -> None:

@@ -95,6 +95,17 @@ def test_self_training_is_kept_unless_it_loses_on_the_dev_set() -> None:
     worse = self_train(head, X, y, 2, pool, head.predict_proba(pool), dev_X, dev_y)
     assert worse.dev_macro_f1["self-trained"] < worse.dev_macro_f1["labels only"] == 1.0
     assert not worse.used and worse.head is head and "not kept" in worse.reason
+    assert "(it loses by more than 0.01)" in worse.reason
+
+    # the loss is forgiven up to the head's auto_margin, the hybrid's own margin
+    loss = worse.dev_macro_f1["labels only"] - worse.dev_macro_f1["self-trained"]
+    assert loss > 0.01
+    for margin, kept in ((loss + 0.001, True), (loss - 0.001, False), (0.0, False)):
+        lenient = LiveHead(LiveHeadConfig(features="embed", auto_margin=margin)).fit(X, y, 2)
+        again = self_train(lenient, X, y, 2, pool, lenient.predict_proba(pool), dev_X, dev_y)
+        assert again.dev_macro_f1 == worse.dev_macro_f1
+        assert again.used is kept and (again.head is lenient) is not kept
+        assert (f"(within {margin:g})" in again.reason) is kept
 
     none = self_train(head, X, y, 2, pool, head.predict_proba(pool), dev_X[:0], dev_y[:0])
     assert not none.used and none.head is head and "no dev set" in none.reason
@@ -115,3 +126,19 @@ def test_live_head_sample_weights_must_match_and_be_positive() -> None:
     plain = LiveHead(LiveHeadConfig(features="embed")).fit(X, y, 2)
     assert heavy.n_labels == 10 and plain.n_labels == 20
     assert not np.allclose(heavy.predict_proba(X), plain.predict_proba(X))
+
+
+def test_the_keep_verdict_forgives_a_loss_up_to_the_margin() -> None:
+    from worker.ml.self_training import keep_verdict
+
+    assert keep_verdict(0.80, 0.80, 0.01, "without") == (
+        True, "kept: dev macro-F1 0.800 vs 0.800 without")
+    assert keep_verdict(0.85, 0.80, 0.01, "without") == (
+        True, "kept: dev macro-F1 0.850 vs 0.800 without")
+    assert keep_verdict(0.795, 0.80, 0.01, "without") == (
+        True, "kept: dev macro-F1 0.795 vs 0.800 without (within 0.01)")
+    assert keep_verdict(0.785, 0.80, 0.01, "without") == (
+        False, "not kept: dev macro-F1 0.785 vs 0.800 without (it loses by more than 0.01)")
+    assert keep_verdict(0.795, 0.80, 0.0, "on the labels alone") == (
+        False, "not kept: dev macro-F1 0.795 vs 0.800 on the labels alone (it loses by more "
+        "than 0)")

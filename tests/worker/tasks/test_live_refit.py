@@ -698,6 +698,7 @@ def test_self_training_a_hybrid_head_refits_both_halves_on_the_tfidf_cadence(
     assert result is not None and "tfidf_self_train_fit" in result.timings
     s = state(file_db, seeded)
     assert "confident pool items (the TF-IDF half on 40) not kept" in s.served_reason
+    assert "(it loses by more than 0.01)" in s.served_reason
     head = LiveHead.load(s.artifact_path)
     assert head.features_used == "hybrid" and "self_trained" not in head.selection
 
