@@ -765,37 +765,42 @@ def _self_train_hybrid(
         pseudo_weights,
         refit_with_pseudo_labels,
     )
-    from worker.tasks.live_tfidf import model_dir, self_trained_model
+    from worker.tasks.live_tfidf import SelfTraining, model_dir, self_trained_model
 
     k = len(snapshot.label_names)
     rows, pseudo = pseudo_labels(pool_mean, halves.y, k)
     if len(rows) == 0:
         return None, ""
     embed = refit_with_pseudo_labels(head, halves.X, halves.y, k, halves.pool[rows], pseudo)
-    t_rows, t_pseudo = rows, pseudo
-    t_weights = pseudo_weights(len(halves.y), len(rows))
-    if settings.live_tfidf_pseudo_labels > 0:
-        t_rows, t_pseudo = pool_pseudo_labels(pool_mean, halves.y, k,
-                                              settings.live_tfidf_pseudo_labels)
-        t_weights = pseudo_weights(len(halves.y), len(t_rows))
+    whole_pool = settings.live_tfidf_pseudo_labels > 0
+
+    def training() -> SelfTraining:  # only when the self-trained TF-IDF LR is refitted
+        t_rows, t_pseudo = rows, pseudo
+        if whole_pool:
+            t_rows, t_pseudo = pool_pseudo_labels(pool_mean, halves.y, k,
+                                                  settings.live_tfidf_pseudo_labels)
+        return SelfTraining(labelled.item_ids + [queueable[r] for r in t_rows],
+                            np.concatenate([halves.y, t_pseudo]),
+                            pseudo_weights(len(halves.y), len(t_rows)), len(t_rows))
+
     t = time.perf_counter()
     st_model, st_fitted = self_trained_model(
-        model_dir(live_dir(settings, snapshot.id)), space, model, fitted,
-        labelled.item_ids + [queueable[r] for r in t_rows],
-        np.concatenate([halves.y, t_pseudo]), t_weights, k, head.config)
+        model_dir(live_dir(settings, snapshot.id)), space, model, fitted, training, k,
+        head.config)
     timings["tfidf_self_train_fit" if st_fitted else "tfidf_self_train_reuse"] = (
         time.perf_counter() - t)
     dev_st = mix(embed.predict_proba(halves.dev_X),
                  softmax(st_model.linear.logits(space.take(dev.item_ids))), share, mixture)
     st_f1 = macro_f1(np.asarray(dev.labels), dev_st.argmax(axis=1))
     kept, words = keep_verdict(st_f1, plain_dev_f1, head.config.auto_margin, "without")
-    half = "" if t_rows is rows else f" (the TF-IDF half on {len(t_rows):,})"
+    half = ("" if not whole_pool or st_model.pseudo_labels is None
+            else f" (the TF-IDF half on {st_model.pseudo_labels:,})")  # as fitted, maybe earlier
     verdict = f"self-training on {len(rows):,} confident pool items{half} {words}"
     if not kept:
         return None, verdict
     hybrid = LiveHead.ensemble(embed, st_model.linear, space.tfidf, selection={
         "features": "hybrid", "self_trained": True, "pseudo_labels": len(rows),
-        "tfidf_pseudo_labels": len(t_rows),
+        "tfidf_pseudo_labels": st_model.pseudo_labels,
         "dev_macro_f1": {"self-trained": st_f1, "hybrid": plain_dev_f1},
         "tfidf_labels": st_model.n_labels, "tfidf_space": space.fingerprint}, share=share,
         mixture=mixture)

@@ -36,9 +36,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -157,12 +158,15 @@ def _save(directory: Path, space: TfidfSpace) -> None:
 
 @dataclass
 class TfidfModel:
-    """The TF-IDF LR, the label count it was fitted on and the vocabulary it reads."""
+    """The TF-IDF LR, the label count it was fitted on and the vocabulary it reads (and, when
+    it was self-trained, how many pseudo-labels it learnt from besides)."""
 
     linear: Any  # worker.ml.live_head._Linear
     n_labels: int
     n_classes: int
     space: str
+    pseudo_labels: int | None = None
+    """None: not self-trained, or saved before the count was kept."""
 
     def needs_refit(self, n_labels: int, n_classes: int, space: str) -> bool:
         if n_classes != self.n_classes or space != self.space:
@@ -177,7 +181,8 @@ class TfidfModel:
             np.savez(handle, W=self.linear.W, b=self.linear.b)
         os.replace(temp, directory / "model.npz")
         (directory / "model.json").write_text(json.dumps(
-            {"n_labels": self.n_labels, "n_classes": self.n_classes, "space": self.space}))
+            {"n_labels": self.n_labels, "n_classes": self.n_classes, "space": self.space,
+             "pseudo_labels": self.pseudo_labels}))
 
     @classmethod
     def load(cls, directory: Path) -> TfidfModel | None:
@@ -187,7 +192,8 @@ class TfidfModel:
             meta = json.loads((directory / "model.json").read_text())
             arrays = np.load(directory / "model.npz", allow_pickle=False)
             return cls(_Linear(arrays["W"], arrays["b"]), int(meta["n_labels"]),
-                       int(meta["n_classes"]), str(meta["space"]))
+                       int(meta["n_classes"]), str(meta["space"]),
+                       meta.get("pseudo_labels"))
         except (OSError, ValueError, KeyError):
             return None
 
@@ -213,14 +219,25 @@ SELF_TRAINED = "self-trained"
 """Where the self-trained TF-IDF LR is saved, inside the TF-IDF LR's directory."""
 
 
+class SelfTraining(NamedTuple):
+    """What the self-trained TF-IDF LR is fitted on: the labelled items' ids followed by the
+    pseudo-labelled ones', their labels, their sample weights, and how many are pseudo."""
+
+    item_ids: list[int]
+    labels: np.ndarray
+    weights: np.ndarray
+    pseudo: int
+
+
 def self_trained_model(
     directory: Path, space: TfidfSpace, plain: TfidfModel, plain_fitted: bool,
-    item_ids: list[int], labels: np.ndarray, weights: np.ndarray, n_classes: int, config: Any,
+    training: Callable[[], SelfTraining], n_classes: int, config: Any,
 ) -> tuple[TfidfModel, bool]:
-    """The TF-IDF LR fitted on the labels plus pseudo-labels (``item_ids`` and ``labels`` hold
-    both, ``weights`` below 1 for the pseudo ones), refitted when the plain one was (or when
-    none is saved for its label count) and saved under ``SELF_TRAINED``; its ``n_labels`` is
-    the plain model's (real labels: pseudo-labels never count)."""
+    """The TF-IDF LR fitted on the labels plus pseudo-labels, refitted when the plain one was
+    (or when none is saved for its label count) and saved under ``SELF_TRAINED``; else the
+    saved one. ``training()`` gives what it is fitted on, and is called only for a refit. Its
+    ``n_labels`` is the plain model's (real labels: pseudo-labels never count);
+    ``pseudo_labels`` how many it learnt from besides."""
     from worker.ml.live_head import _fit_linear
 
     target = directory / SELF_TRAINED
@@ -228,9 +245,10 @@ def self_trained_model(
     if (not plain_fitted and saved is not None and saved.n_labels == plain.n_labels
             and saved.n_classes == n_classes and saved.space == space.fingerprint):
         return saved, False
-    linear = _fit_linear(space.take(item_ids), np.asarray(labels), n_classes, config,
-                         sample_weight=weights)
-    model = TfidfModel(linear, plain.n_labels, n_classes, space.fingerprint)
+    fit = training()
+    linear = _fit_linear(space.take(fit.item_ids), np.asarray(fit.labels), n_classes, config,
+                         sample_weight=fit.weights)
+    model = TfidfModel(linear, plain.n_labels, n_classes, space.fingerprint, fit.pseudo)
     model.save(target)
     return model, True
 

@@ -713,6 +713,7 @@ def test_the_tfidf_half_self_trains_on_the_pool_class_balanced_up_to_its_setting
     from tests.worker.tasks.seed import seed_project
     from worker.ml.self_training import PSEUDO_WEIGHT
     from worker.tasks import live_tfidf
+    from worker.tasks.live_refit import live_dir
 
     with file_db.session() as session:
         seeded = seed_project(session, base_model=str(tiny_model), pool_size=120)
@@ -722,9 +723,14 @@ def test_the_tfidf_half_self_trains_on_the_pool_class_balanced_up_to_its_setting
     fits: list[tuple[list[int], np.ndarray, np.ndarray]] = []
     real = live_tfidf.self_trained_model
 
-    def spy(directory, space, plain, plain_fitted, item_ids, labels, weights, k, config):  # type: ignore[no-untyped-def]
-        fits.append((list(item_ids), np.asarray(labels), np.asarray(weights)))
-        return real(directory, space, plain, plain_fitted, item_ids, labels, weights, k, config)
+    def spy(directory, space, plain, plain_fitted, training, k, config):  # type: ignore[no-untyped-def]
+        def recorded() -> live_tfidf.SelfTraining:
+            fit = training()
+            assert fit.pseudo == int(np.sum(fit.weights < 1))
+            fits.append((list(fit.item_ids), np.asarray(fit.labels), np.asarray(fit.weights)))
+            return fit
+
+        return real(directory, space, plain, plain_fitted, recorded, k, config)
 
     monkeypatch.setattr(live_tfidf, "self_trained_model", spy)
     n_classes = len(seeded.label_ids)
@@ -742,8 +748,20 @@ def test_the_tfidf_half_self_trains_on_the_pool_class_balanced_up_to_its_setting
     assert len(pseudo) > 10
     s = state(file_db, seeded)
     assert f"(the TF-IDF half on {len(pseudo)})" in s.served_reason
+    saved = live_tfidf.TfidfModel.load(live_tfidf.model_dir(
+        live_dir(capped, seeded.project_id)) / live_tfidf.SELF_TRAINED)
+    assert saved is not None and saved.pseudo_labels == len(pseudo)
 
-    label(file_db, seeded, seeded.pool_ids[40:60])  # 10 % more labels: the TF-IDF half refits
+    # one more label: the saved self-trained LR is reused, its pseudo-labels not re-derived,
+    # and the dashboard gives the count it was fitted on, whatever the cap says now
+    label(file_db, seeded, seeded.pool_ids[40:41])
+    fewer = capped.model_copy(update={"live_tfidf_pseudo_labels": n_classes})
+    result = refit_live_head(seeded.project_id, fewer, file_db.sessions)
+    assert result is not None and "tfidf_self_train_reuse" in result.timings
+    assert len(fits) == 1
+    assert f"(the TF-IDF half on {len(pseudo)})" in state(file_db, seeded).served_reason
+
+    label(file_db, seeded, seeded.pool_ids[41:60])  # 10 % more labels: the TF-IDF half refits
     same = capped.model_copy(update={"live_tfidf_pseudo_labels": 0})
     assert refit_live_head(seeded.project_id, same, file_db.sessions) is not None
     ids, labels, weights = fits[-1]

@@ -67,3 +67,37 @@ def test_no_evidence_when_no_class_has_two_labels(tmp_path: Path) -> None:
                                                   X[:3], y[:3], 3, config, "enc")
     assert evidence is None and not computed
     assert live_tfidf.FoldEvidence.load(directory) is None
+
+
+def test_the_self_trained_lr_keeps_its_pseudo_label_count_and_is_reused_without_its_inputs(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    space, every, y_all, _ = _project(tmp_path, 60)
+    config = LiveHeadConfig()
+    directory = tmp_path / "model"
+    plain, fitted = live_tfidf.tfidf_model(directory, space, every[:30], y_all[:30], 3, config)
+    assert fitted and plain.pseudo_labels is None
+    calls: list[int] = []
+
+    def training() -> live_tfidf.SelfTraining:
+        calls.append(1)
+        weights = np.concatenate([np.ones(30), np.full(20, 0.5)])
+        return live_tfidf.SelfTraining(every[:50], y_all[:50], weights, 20)
+
+    st, refitted = live_tfidf.self_trained_model(directory, space, plain, True, training, 3,
+                                                 config)
+    assert refitted and calls == [1] and st.pseudo_labels == 20 and st.n_labels == 30
+    saved = directory / live_tfidf.SELF_TRAINED
+    again, refitted = live_tfidf.self_trained_model(directory, space, plain, False, training, 3,
+                                                    config)
+    assert not refitted and calls == [1]  # reused: the pseudo-labels are not even derived
+    assert again.pseudo_labels == 20
+    np.testing.assert_array_equal(again.linear.W, st.linear.W)
+    # a model saved before the count was kept loads without one (the dashboard then omits it)
+    meta = json.loads((saved / "model.json").read_text())
+    del meta["pseudo_labels"]
+    (saved / "model.json").write_text(json.dumps(meta))
+    legacy = live_tfidf.TfidfModel.load(saved)
+    assert legacy is not None and legacy.pseudo_labels is None
