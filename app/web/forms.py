@@ -35,10 +35,15 @@ def form_int(form: Mapping[str, Any], name: str, default: int) -> int:
         number = int(raw) if len(raw) <= 20 else None
     except ValueError:
         number = None
-    if number is None or not -MAX_DB_INT <= number <= MAX_DB_INT:
-        raise InvalidInput(f"{name.replace('_', ' ').capitalize()} must be a whole number "
-                           f"between {-MAX_DB_INT} and {MAX_DB_INT}.",
+    what = name.replace("_", " ").capitalize()
+    if number is None and raw.lstrip("+-").isdigit():
+        number = MAX_DB_INT + 1 if not raw.startswith("-") else -MAX_DB_INT - 1  # too many digits
+    if number is None:  # the field's own range is the domain's to check and say
+        raise InvalidInput(f"{what} must be a whole number, got {raw[:40]!r}.",
                            details={"field": name})
+    if not -MAX_DB_INT <= number <= MAX_DB_INT:
+        raise InvalidInput(f"{what} is too {'large' if number > 0 else 'small'} "
+                           f"({len(raw.lstrip('+-'))} digits).", details={"field": name})
     return number
 
 

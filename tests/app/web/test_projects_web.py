@@ -38,7 +38,15 @@ def test_invalid_project_form_is_re_rendered_with_the_problem(app: FastAPI, db: 
     assert response.status_code == 422
     assert "between 2" in response.text and 'value="Tickets"' in response.text
     response = client.post("/projects", data=FORM | {"batch_size": "many"})
-    assert response.status_code == 422 and "whole number" in response.text
+    assert response.status_code == 422
+    assert "Batch size must be a whole number, got &#39;many&#39;." in response.text
+    assert "-2147483647" not in response.text  # the database's range means nothing to a lead
+    response = client.post("/projects", data=FORM | {"label_budget": "9" * 12})
+    assert response.status_code == 422 and "Label budget is too large (12 digits)." in response.text
+    response = client.post("/projects", data=FORM | {"label_budget": "9" * 30})
+    assert response.status_code == 422 and "Label budget is too large (30 digits)." in response.text
+    response = client.post("/projects", data=FORM | {"label_budget": "-5"})
+    assert response.status_code == 422 and "-2147483647" not in response.text
 
 
 def test_annotators_cannot_create_projects(app: FastAPI, db: Session) -> None:
