@@ -97,6 +97,13 @@ async def _validation_error_handler(request: Request, exc: Exception) -> Respons
     ]
     first = problems[0] if problems else {"loc": [], "message": "invalid request"}
     message = f"Invalid request: {'.'.join(first['loc'])}: {first['message']}"
+    broken = next((err for err in exc.errors() if err.get("type") == "json_invalid"), None)
+    if broken is not None:  # FastAPI's loc is ("body", character position)
+        where = broken.get("loc", ())
+        reason = str((broken.get("ctx") or {}).get("error", "")).strip()
+        message = ("The request body is not valid JSON"
+                   + (f" ({reason} at character {where[1]})" if len(where) > 1 and reason
+                      else "") + ".")
     return render_error(
         request,
         status_code=422,

@@ -206,3 +206,17 @@ def test_jsonl_integer_of_5000_digits_is_a_line_numbered_422(app: FastAPI, db: S
     answer = lead.post(f"/api/v1/projects/{project.id}/items", content=content.encode(),
                        headers={"Content-Type": "application/x-ndjson"})
     assert _assert_422(answer)["error"]["details"]["errors"][0]["line"] == 1
+
+
+def test_a_body_that_is_not_json_is_a_422_saying_where(app: FastAPI, db: Session) -> None:
+    lead, project = lead_with_project(app, db)
+    answer = lead.post("/api/v1/projects", content=b'{"name": "x",',
+                       headers={"Content-Type": "application/json"})
+    body = _assert_422(answer)
+    message = body["error"]["message"]
+    assert message.startswith("The request body is not valid JSON (") and "character" in message
+    assert "JSON decode error" not in message
+    answer = lead.request("PATCH", f"/api/v1/projects/{project.id}", content=b"lots",
+                          headers={"Content-Type": "application/json"})
+    assert _assert_422(answer)["error"]["message"] == (
+        "The request body is not valid JSON (Expecting value at character 0).")
