@@ -137,6 +137,7 @@ def test_the_keep_verdict_forgives_a_loss_up_to_the_margin() -> None:
         True, "kept: dev macro-F1 0.850 vs 0.800 without")
     assert keep_verdict(0.795, 0.80, 0.01, "without") == (
         True, "kept: dev macro-F1 0.795 vs 0.800 without (within 0.01)")
+    assert keep_verdict(0.79, 0.80, 0.01, "without")[0]  # exactly the margin: within it
     assert keep_verdict(0.785, 0.80, 0.01, "without") == (
         False, "not kept: dev macro-F1 0.785 vs 0.800 without (it loses by more than 0.01)")
     assert keep_verdict(0.795, 0.80, 0.0, "on the labels alone") == (
