@@ -639,6 +639,11 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
             counts = ", ".join(f"{v:g} in {shares.count(v)}" for v in sorted(set(shares)))
             served = ", ".join(f"{g['shares'][g['fits'] - 1]:g}" for g in gates)
             out[arm] += f"; the TF-IDF half's share: {counts} fits (served, per seed: {served})"
+        if all(g.get("mixtures") for g in gates):  # where the mixture is chosen too
+            mixtures = [m for g in gates for m in g["mixtures"][: g["fits"]]]
+            counts = ", ".join(f"{v} in {mixtures.count(v)}" for v in sorted(set(mixtures)))
+            served = ", ".join(g["mixtures"][g["fits"] - 1] for g in gates)
+            out[arm] += f"; the mixture: {counts} fits (served, per seed: {served})"
     return out
 
 
