@@ -1,4 +1,5 @@
-// Review queue keys: j/k move between items, a accepts, c then a number changes the label,
+// Review queue keys: j/k move between items, a accepts, c then a number changes the label (on a
+// multi-label project: c, then each label's key ticks or unticks it, Enter saves the set),
 // s opens the note (Enter sends the item back, Shift+Enter a new line), Escape cancels.
 // Every key presses a button of a server-rendered form; nothing here writes HTML.
 (function () {
@@ -48,10 +49,21 @@
     if (event.key === "j") { select(current + 1); return; }
     if (event.key === "k") { select(current - 1); return; }
     if (!entry) { return; }
+    var labelBox = changing && event.key.length === 1 ? Array.prototype.find.call(
+      entry.querySelectorAll('form[data-action="change"] input[type="checkbox"][data-key]'),
+      function (box) { return box.getAttribute("data-key") === event.key; }) : null;
     var labelButton = changing && event.key.length === 1 ? Array.prototype.find.call(
       entry.querySelectorAll('form[data-action="change"] button[data-key]'),
       function (button) { return button.getAttribute("data-key") === event.key; }) : null;
-    if (labelButton) {  // after "c" a key is a label's key (the project's shortcuts) first
+    if (labelBox) {  // a set: the key ticks or unticks its label; still changing until Enter
+      event.preventDefault();
+      labelBox.checked = !labelBox.checked;
+    } else if (changing && event.key === "Enter" && entry.querySelector('form[data-action="change"] [data-save]')) {
+      event.preventDefault();
+      changing = false;
+      entry.classList.remove("changing");
+      press(entry, 'form[data-action="change"] [data-save]');
+    } else if (labelButton) {  // after "c" a key is a label's key (the project's shortcuts) first
       event.preventDefault();
       changing = false;
       entry.classList.remove("changing");

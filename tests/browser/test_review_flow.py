@@ -166,3 +166,67 @@ def test_reviewer_accepts_changes_and_sends_back_with_the_keyboard(
     ).to_have_count(0)
     response = page.goto(f"{live.url}/projects/{project_id}/review")
     assert response is not None and response.status == 403
+
+
+def test_reviewer_changes_a_label_set_with_the_keyboard_on_a_multi_label_project(
+    live: LiveStack, browser_page: BrowserPage
+) -> None:
+    """c, then the labels' keys tick and untick them (the boxes show it), Escape leaves the
+    change, Enter saves the ticked set as the decision."""
+    from app.db.models import TASK_MULTI_LABEL
+    from app.domain.annotation import record_label
+    from app.domain.review import decision_sets
+
+    page = browser_page.page
+    with live.sessions() as db:
+        users = {u.id: u for u in db.scalars(select(User))}
+        lead = users[live.seeded.user_ids["lead"]]
+        project = create_project(db, creator=lead, settings=ProjectSettings(
+            name="Review sets", labels=("billing", "bug", "feature"),
+            task_type=TASK_MULTI_LABEL))
+        project.annotations_per_item = 2
+        db.add(Membership(project_id=project.id, user_id=live.seeded.user_ids["ann2"],
+                          role=ROLE_REVIEWER))
+        for key in ("annotator", "ann3"):
+            db.add(Membership(project_id=project.id, user_id=live.seeded.user_ids[key],
+                              role=ROLE_ANNOTATOR))
+        ids = {label.name: label.id for label in get_labels(db, project.id)}
+        text = "Charged twice <b>and</b> the invoice page crashes"
+        item = Item(project_id=project.id, text=text, content_hash=content_hash(text))
+        db.add(item)
+        db.flush()
+        record_label(db, project, users[live.seeded.user_ids["annotator"]], item_id=item.id,
+                     label_ids=[ids["billing"]])
+        record_label(db, project, users[live.seeded.user_ids["ann3"]], item_id=item.id,
+                     label_ids=[ids["bug"], ids["feature"]])
+        db.commit()
+        project_id, item_id = project.id, item.id
+
+    sign_in(page, live, "ann2")
+    page.goto(f"{live.url}/projects/{project_id}/review")
+    expect(page.locator("#review-keys")).to_contain_text("change the set")
+    entry = page.locator(f'article.review-entry[data-item-id="{item_id}"]')
+    expect(entry).to_have_class("review-entry current")
+    expect(entry).to_contain_text("Charged twice <b>and</b>")  # shown as text
+    box = {name: entry.locator(f'input[type="checkbox"][value="{ids[name]}"]')
+           for name in ("billing", "bug", "feature")}
+    shown = {name: b.is_checked() for name, b in box.items()}  # the majority set, as served
+    page.keyboard.press("1")  # not changing yet: a label key does nothing
+    assert {name: b.is_checked() for name, b in box.items()} == shown
+    page.keyboard.press("c")
+    expect(entry).to_have_class("review-entry current changing")
+    for key, name in (("1", "billing"), ("3", "feature")):
+        page.keyboard.press(key)
+        expect(box[name]).to_be_checked(checked=not shown[name])
+    page.keyboard.press("1")  # and back
+    expect(box["billing"]).to_be_checked(checked=shown["billing"])
+    expect(entry).to_have_class("review-entry current changing")  # still changing
+    screenshot(page, "review-set-changing")
+    # feature flipped once, billing twice (back), bug untouched
+    wanted = sorted(ids[n] for n in ("billing", "bug", "feature") if shown[n] != (n == "feature"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Item {item_id} relabelled")).to_be_visible()
+    decision = _decision(live, item_id)
+    assert decision is not None and decision.action == "change"
+    with live.sessions() as db:
+        assert sorted(decision_sets(db, [decision.id])[decision.id]) == wanted
