@@ -66,7 +66,10 @@ def test_the_review_page_changes_a_set_with_checkboxes(app: FastAPI, db: Session
     record_label(db, project, ben, item_id=item.id, label_ids=[ids["bug"]])
     lead = login_client(app, db, role=ROLE_LEAD, project=project)
     html = lead.get(f"/projects/{project.id}/review").text
-    assert f'name="label_ids" value="{ids["bug"]}" checked' in html  # the majority set now
+    boxes = dict(re.findall(r'name="label_ids" value="(\d+)"[^>]*?( checked)?>', html))
+    assert boxes[str(ids["bug"])] == " checked"  # the majority set now
+    assert boxes[str(ids["billing"])] == ""
+    assert f'value="{ids["bug"]}" data-key="2" checked' in html  # its key ticks it after c
     assert HOSTILE not in html
     posted = lead.post(f"/projects/{project.id}/review/items/{item.id}", data={
         "action": "change", "reason": "disagreement",
