@@ -36,14 +36,13 @@ def form_int(form: Mapping[str, Any], name: str, default: int) -> int:
     except ValueError:
         number = None
     what = name.replace("_", " ").capitalize()
-    if number is None and raw.lstrip("+-").isdigit():
-        number = MAX_DB_INT + 1 if not raw.startswith("-") else -MAX_DB_INT - 1  # too many digits
-    if number is None:  # the field's own range is the domain's to check and say
+    digits = raw.lstrip("+-")
+    if number is None and not digits.isdigit():  # the field's own range: the domain says it
         raise InvalidInput(f"{what} must be a whole number, got {raw[:40]!r}.",
                            details={"field": name})
-    if not -MAX_DB_INT <= number <= MAX_DB_INT:
-        raise InvalidInput(f"{what} is too {'large' if number > 0 else 'small'} "
-                           f"({len(raw.lstrip('+-'))} digits).", details={"field": name})
+    if number is None or not -MAX_DB_INT <= number <= MAX_DB_INT:  # too many digits, too big
+        raise InvalidInput(f"{what} is too {'small' if raw.startswith('-') else 'large'} "
+                           f"({len(digits)} digits).", details={"field": name})
     return number
 
 
