@@ -598,9 +598,11 @@ def kept_unless_worse(arm: str, result: dict[str, Any], margin: float = 0.0) -> 
     unless its dev macro-F1 is below the plain head's by more than ``margin`` (0 until
     2026-12-06, ``LiveHeadConfig.auto_margin`` since). Both heads' dev scores are stored; the
     plain head refit on the same labels is ``dev_choice``'s result whenever it won on dev."""
+    from worker.ml.self_training import keep_verdict
+
     choice = result["dev_choice"]
-    on, off = choice["dev"][arm], choice["dev"][f"{arm} (off)"]
-    if on >= off - margin:
+    kept, _ = keep_verdict(choice["dev"][arm], choice["dev"][f"{arm} (off)"], margin, "")
+    if kept:
         return float(result["macro_f1"])  # the arm's own served head: self-trained
     return float(choice["macro_f1"])  # dev chose the plain head (off won by more)
 
@@ -650,6 +652,7 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     from worker.ml.live_head import LiveHeadConfig
 
+    margin = LiveHeadConfig().auto_margin  # the product's keep rule since 2026-12-06
     lines = [f"# Few labels vs cheap models on all labels ({report['when']})", "",
              report["profile"], ""]
     for name, entry in report["datasets"].items():
@@ -684,7 +687,6 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                     if "dev_choice" in result:
                         twin = f"{arm}, kept unless dev macro-F1 drops"
                         arms.setdefault(twin, []).append(kept_unless_worse(arm, result))
-                        margin = LiveHeadConfig().auto_margin  # the product's rule now
                         arms.setdefault(f"{twin} by more than {margin:g}", []).append(
                             kept_unless_worse(arm, result, margin))
         for arm, values in arms.items():
