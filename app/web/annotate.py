@@ -213,7 +213,16 @@ def undo_last(
     db.commit()
     if not is_htmx_request(request):
         return RedirectResponse(_base(access.project.id), status_code=303)
-    return _item_response(request, db, access.project, view)
+    project, user = access.project, access.user
+    context = {
+        "project": project,
+        "view": view,
+        "base": _base(project.id),
+        "progress": annotation.batch_progress(db, project, user),
+        "recent": annotation.recent_labels(db, project, user),
+    } | _label_context(db, project)
+    headers = {"X-Item-Id": str(view.item_id)} if isinstance(view, annotation.ItemView) else {}
+    return render_page(request, "annotate/_undo.html", context, headers=headers)
 
 
 @router.post("/projects/{project_id}/annotate/submit")

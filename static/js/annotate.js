@@ -173,6 +173,7 @@
         show(card);
         htmx.process(card);
       }
+      replaceById(html, ["batch-progress", "recent-labels"]);
       busy = false;
       return;
     }

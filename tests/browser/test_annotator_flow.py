@@ -74,6 +74,10 @@ def test_keyboard_labelling_undo_skip_submit_retrain_and_fresh_queue(
                                                                      labelled[-1])
     wrong_name = next(name for name, key in KEYS.items() if key == wrong)
     expect(page.locator("#item-slot .undo-hint")).to_contain_text(wrong_name)
+    # the undone label leaves "Your recent labels" at once, not at the next reload
+    expect(page.locator(f'#recent-labels .recent-text[title^="Item #{labelled[-1]}:"]')
+           ).to_have_count(0)
+    expect(page.locator("#recent-labels .recent-text")).to_have_count(4)
     _press(page, right)  # label it again, correctly
     skipped, _ = _press(page, "s")
     help_dialog = page.locator("#help-dialog")

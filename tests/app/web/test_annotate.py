@@ -146,6 +146,9 @@ def test_skip_then_undo_over_http(app: FastAPI, db: Session, project: Project,
     undone = client.post(f"{base}/undo", headers=HTMX)
     assert undone.status_code == 200 and _item_id(undone.text) == second
     assert "You had chosen" in undone.text and "finance" in undone.text
+    # the undone label leaves the recent list and the batch count in the same answer
+    assert 'id="recent-labels"' in undone.text and f"Item #{second}:" not in undone.text
+    assert 'class="batch-count">0 / ' in undone.text
     nothing = client.post(f"{base}/undo", headers=HTMX)
     assert nothing.status_code == 409 and "toast" in nothing.headers["HX-Trigger"]
 
