@@ -185,8 +185,8 @@ def _wanted_sets(requests: Sequence[AnswerRequest], labels: Sequence[Label]) -> 
         sets.append(sorted(wanted, key=position.__getitem__))
     if problems:
         raise InvalidInput(
-            f"{len(problems)} label(s) are not in the project's label set "
-            f"({', '.join(list(by_name)[:12])}).",
+            f"{len(problems)} label(s) are not in the project's label set (first: "
+            f"{problems[0]['message']}; the labels: {', '.join(list(by_name)[:12])}).",
             details={"errors": problems, "labels": list(by_name)},
         )
     return sets

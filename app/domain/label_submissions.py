@@ -190,13 +190,21 @@ def resolve_items(
 
 def _check_labels(requests: Sequence[LabelRequest], labels: dict[str, int]) -> None:
     problems = [
-        {"loc": ["body", "annotations", str(i), "label"], "message": "not a label of this project"}
+        {"loc": ["body", "annotations", str(i), "label"],
+         "message": f"{request.label!r} is not a label of this project"}
         for i, request in enumerate(requests)
         if request.label not in labels
     ]
     if problems:
+        unknown = list(dict.fromkeys(r.label for r in requests if r.label not in labels))
         raise InvalidInput(
-            f"{len(problems)} label(s) are not in the project's label set "
-            f"({', '.join(list(labels)[:12])}).",
+            f"{len(problems)} label(s) are not in the project's label set: "
+            f"{_names(unknown)} (the labels: {', '.join(list(labels)[:12])}).",
             details={"errors": problems, "labels": list(labels)},
         )
+
+
+def _names(values: Sequence[str], most: int = 5) -> str:
+    """The first few unknown names, quoted, and how many more."""
+    shown = ", ".join(repr(v) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")

@@ -128,6 +128,22 @@ def test_unknown_items_and_labels_are_422_with_field_paths(
     assert _count(db, project.id) == 0
 
 
+def test_an_unknown_label_is_named_in_the_message(app: FastAPI, db: Session) -> None:
+    lead, project = lead_with_project(app, db)
+    items = make_items(db, project, ["one", "two"])
+    db.commit()
+    response = lead.post(f"/api/v1/projects/{project.id}/annotations", json={"annotations": [
+        {"item_id": items[0].id, "label": "positive"},
+        {"item_id": items[1].id, "label": "maybe"},
+    ]})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("1 label(s) are not in the project's label set: 'maybe' "
+                                       "(the labels: ")
+    assert error["details"]["errors"][0]["message"] == "'maybe' is not a label of this project"
+    assert _count(db, project.id) == 0
+
+
 def test_submit_closes_the_batch_and_requests_a_retrain(app: FastAPI, db: Session) -> None:
     lead, project = lead_with_project(app, db)
     item = make_items(db, project, ["one"])[0]

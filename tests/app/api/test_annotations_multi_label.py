@@ -172,6 +172,8 @@ def test_unknown_names_and_another_projects_label_ids_are_422_and_store_nothing(
         ["body", "annotations", "1", "label_ids", "1"],
     ]
     assert "'refund' is not a label of this project" in errors[0]["message"]
+    assert "(first: 'refund' is not a label of this project; the labels: " in (
+        response.json()["error"]["message"])
     assert _count(db, project) == 0 and _count(db, other) == 0
 
 
