@@ -108,7 +108,11 @@ def seed(database_url: str, encoder: str, pool: int, labelled: int, dev: int, le
 
     texts, gold = load_dataset("20ng", "train")
     seen: set[str] = set()
-    rows = [(t, g) for t, g in zip(texts, gold, strict=True) if not (t in seen or seen.add(t))]
+    rows = []
+    for t, g in zip(texts, gold, strict=True):
+        if t not in seen:
+            seen.add(t)
+            rows.append((t, g))
     import random
 
     random.Random(0).shuffle(rows)  # the corpus is sorted by class
@@ -297,7 +301,7 @@ def main() -> None:
                 r = client.post(f"{base}/runs", headers=headers,
                                 json={"kind": "retrain", "reason": "benchmark", "force": True})
                 r.raise_for_status()
-                during = []
+                during: list[float] = []
 
                 def round_done() -> bool:
                     return adapter_queue_done(engine, pid)
