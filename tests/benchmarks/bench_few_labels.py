@@ -497,6 +497,9 @@ def main() -> None:
     parser.add_argument("--name", default="few_labels")
     parser.add_argument("--base", help="an encoder folder for the live head's embeddings "
                         "(first 128 tokens; window variants skipped)")
+    parser.add_argument("--tfidf-terms", type=int, default=None,
+                        help="cap of the product's TF-IDF vocabulary for the gated arms "
+                        "(default: PoolTfidf.fit's; 0: no cap)")
     parser.add_argument("--windows", type=int, default=None,
                         help="windows embedded per text (default: few_labels_data.MAX_WINDOWS); "
                         "1 skips the window variants and the embedding cost")
@@ -537,7 +540,8 @@ def main() -> None:
         test_t = vec.transform(corpus.test_texts)
         first = Features(pw.pooled(1), tw.pooled(1), pool_t, test_t)  # type: ignore[attr-defined]
         if any(v["hybrid"] == GATED for v in variants):  # the product's TF-IDF (capped vocabulary)
-            served = PoolTfidf.fit(corpus.train_texts)
+            cap = {} if args.tfidf_terms is None else {"max_features": args.tfidf_terms or None}
+            served = PoolTfidf.fit(corpus.train_texts, **cap)
             product = Features(first.pool_e, first.test_e, served.transform(corpus.train_texts),
                                served.transform(corpus.test_texts), corpus.train_y)
         if args.base:  # another encoder, first window only; the baselines stay MiniLM's
@@ -655,6 +659,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     margin = LiveHeadConfig().auto_margin  # the product's keep rule since 2026-12-06
     lines = [f"# Few labels vs cheap models on all labels ({report['when']})", "",
              report["profile"], ""]
+    terms = report.get("settings", {}).get("tfidf_terms")
+    if terms is not None:
+        lines += ["The gated arms' TF-IDF vocabulary: " + (
+            f"the {terms:,} most frequent terms" if terms else "every term (no cap)")
+            + " (the product's `PoolTfidf.fit` default: 50,000).", ""]
     for name, entry in report["datasets"].items():
         full = entry["full"]
         best_full = max(full[b] for b in ("tfidf-lr", "tfidf-svm", "embed-lr"))  # DATA.md's

@@ -130,7 +130,8 @@ class PoolTfidf:
         self._memo: dict[int, tuple[int, Any]] = {}
 
     @classmethod
-    def fit(cls, texts: Sequence[str], *, max_features: int = 50_000, min_df: int = 2) -> PoolTfidf:
+    def fit(cls, texts: Sequence[str], *, max_features: int | None = 50_000,
+            min_df: int = 2) -> PoolTfidf:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         if not texts:
