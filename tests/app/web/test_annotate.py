@@ -149,6 +149,9 @@ def test_skip_then_undo_over_http(app: FastAPI, db: Session, project: Project,
     # the undone label leaves the recent list and the batch count in the same answer
     assert 'id="recent-labels"' in undone.text and f"Item #{second}:" not in undone.text
     assert 'class="batch-count">0 / ' in undone.text
+    # it says why the item is back, not that it was a random pick
+    assert "back after undo" in undone.text and "random pick" not in undone.text
+    assert "Back because you undid your label on it." in undone.text
     nothing = client.post(f"{base}/undo", headers=HTMX)
     assert nothing.status_code == 409 and "toast" in nothing.headers["HX-Trigger"]
 

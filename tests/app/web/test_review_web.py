@@ -194,6 +194,9 @@ def test_decisions_through_page_and_api_write_the_audit_log(app: FastAPI, db: Se
     card = w["bob"].get(f"/projects/{pid}/annotate").text
     assert "data-review-note" in card and "&lt;script&gt;alert" in card
     assert "<script>alert" not in card
+    # why it is there: sent back, not a random pick (this project has no queue)
+    assert "sent back</span>" in card and "random pick" not in card
+    assert "A reviewer sent it back for another look" in card
     kept = db.scalars(select(Annotation).where(Annotation.item_id == w["fresh"].id)).all()
     assert len(kept) == 1 and kept[0].deleted
 
