@@ -96,6 +96,12 @@ def _answer(project: Project, label_id: int | None, label_ids: list[int] | None
     return {"label_id": label_id, "label_ids": label_ids}
 
 
+def _lists(db: Session, project: Project, user: User) -> dict[str, Any]:
+    """The user's batch progress and recent labels (the page's two refreshed fragments)."""
+    return {"progress": annotation.batch_progress(db, project, user),
+            "recent": annotation.recent_labels(db, project, user)}
+
+
 def _item_response(
     request: Request,
     db: Session,
@@ -103,12 +109,17 @@ def _item_response(
     view: annotation.ItemView | annotation.NoItem,
     *,
     status_code: int = 200,
+    lists_of: User | None = None,
 ) -> Response:
+    """The item card; with ``lists_of`` (an undo) that user's progress and recent labels too."""
     context = {"project": project, "view": view, "base": _base(project.id)}
     context |= _label_context(db, project)
+    template = "annotate/_item.html"
+    if lists_of is not None:
+        context |= _lists(db, project, lists_of)
+        template = "annotate/_undo.html"
     headers = {"X-Item-Id": str(view.item_id)} if isinstance(view, annotation.ItemView) else {}
-    return render_page(request, "annotate/_item.html", context, status_code=status_code,
-                       headers=headers)
+    return render_page(request, template, context, status_code=status_code, headers=headers)
 
 
 def _after_write(
@@ -122,12 +133,8 @@ def _after_write(
     """htmx: the refreshed progress and recent-labels fragments; plain forms: back to the page."""
     if not is_htmx_request(request):
         return RedirectResponse(_base(project.id), status_code=303)
-    context = {
-        "project": project,
-        "base": _base(project.id),
-        "progress": annotation.batch_progress(db, project, user),
-        "recent": annotation.recent_labels(db, project, user),
-    } | _label_context(db, project)
+    context = {"project": project, "base": _base(project.id)} | _lists(db, project, user)
+    context |= _label_context(db, project)
     headers = {"HX-Trigger": json.dumps({"toast": toast})} if toast else None
     return render_page(request, "annotate/_after_write.html", context, headers=headers)
 
@@ -144,8 +151,7 @@ def annotator_page(
         "project": project,
         "base": _base(project.id),
         "view": view,
-        "progress": annotation.batch_progress(db, project, user),
-        "recent": annotation.recent_labels(db, project, user),
+        **_lists(db, project, user),
         "status": annotation.queue_status(db, project),
         "seen_version": project.queue_version,
         "can_lead": access.can(Level.LEAD),
@@ -213,16 +219,7 @@ def undo_last(
     db.commit()
     if not is_htmx_request(request):
         return RedirectResponse(_base(access.project.id), status_code=303)
-    project, user = access.project, access.user
-    context = {
-        "project": project,
-        "view": view,
-        "base": _base(project.id),
-        "progress": annotation.batch_progress(db, project, user),
-        "recent": annotation.recent_labels(db, project, user),
-    } | _label_context(db, project)
-    headers = {"X-Item-Id": str(view.item_id)} if isinstance(view, annotation.ItemView) else {}
-    return render_page(request, "annotate/_undo.html", context, headers=headers)
+    return _item_response(request, db, access.project, view, lists_of=access.user)
 
 
 @router.post("/projects/{project_id}/annotate/submit")

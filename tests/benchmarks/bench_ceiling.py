@@ -13,8 +13,9 @@ three cheap models on 100 % of the labels (``bench_few_labels.baselines``), so t
 Writes ``tests/benchmarks/results/<name>.{json,md}`` (``--name``, default ``ceiling``): test
 macro-F1 per seed, the training seconds and optimizer steps. On one CPU thread: spam (3,911
 e-mails, 128 tokens, 3 epochs, 735 steps) took 1,664 s (0.978), tweets (9,872 texts, 1,851
-steps) 1,652 s (0.780; docs/results.md). ``--fraction 0.1 --adapter full|default`` trains on
-``bench_few_labels``' random 10 % instead, fully or with the product's default adapter.
+steps) 1,652-1,952 s per seed (0.778 ± 0.002 over seeds 0-2; docs/results.md).
+``--fraction 0.1 --adapter full|default`` trains on ``bench_few_labels``' random 10 % instead,
+fully or with the product's default adapter.
 """
 
 from __future__ import annotations

@@ -654,7 +654,7 @@ def gate_notes(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
-    from worker.ml.live_head import LiveHeadConfig
+    from worker.ml.live_head import TFIDF_MAX_TERMS, LiveHeadConfig
 
     margin = LiveHeadConfig().auto_margin  # the product's keep rule since 2026-12-06
     lines = [f"# Few labels vs cheap models on all labels ({report['when']})", "",
@@ -663,7 +663,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     if terms is not None:
         lines += ["The gated arms' TF-IDF vocabulary: " + (
             f"the {terms:,} most frequent terms" if terms else "every term (no cap)")
-            + " (the product's `PoolTfidf.fit` default: 50,000).", ""]
+            + f" (the product's `PoolTfidf.fit` default: {TFIDF_MAX_TERMS:,}).", ""]
     for name, entry in report["datasets"].items():
         full = entry["full"]
         best_full = max(full[b] for b in ("tfidf-lr", "tfidf-svm", "embed-lr"))  # DATA.md's

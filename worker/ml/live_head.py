@@ -48,6 +48,8 @@ HYBRID_MODES = ("concat", "ensemble")
 CANDIDATES_BY_COST = ("live_head", "adapter", "average")
 TFIDF_SHARES = (0.25, 0.5, 0.75)
 """The TF-IDF half's shares of the hybrid's mean that the live refit chooses among."""
+TFIDF_MAX_TERMS = 50_000
+"""``PoolTfidf``'s vocabulary cap: the most frequent 1-2 grams (200,000 measured, no gain)."""
 MIXTURES = ("arithmetic", "geometric")
 """How the hybrid pools its halves' probabilities (:func:`mix`)."""
 DEFAULT_MIXTURE = "arithmetic"
@@ -130,7 +132,7 @@ class PoolTfidf:
         self._memo: dict[int, tuple[int, Any]] = {}
 
     @classmethod
-    def fit(cls, texts: Sequence[str], *, max_features: int | None = 50_000,
+    def fit(cls, texts: Sequence[str], *, max_features: int | None = TFIDF_MAX_TERMS,
             min_df: int = 2) -> PoolTfidf:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
